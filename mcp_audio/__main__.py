@@ -1,0 +1,3 @@
+from mcp_audio.cli import main
+
+raise SystemExit(main())

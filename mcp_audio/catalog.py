@@ -1,0 +1,303 @@
+"""Load manifests into Capabilities: a validating input model, a compact JSON schema, and the
+translation of a tool call's arguments into an upstream request.
+
+Both the JSON schema (what the agent reads) and the pydantic model (what checks the call) are
+derived from the same InputSpec list, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from mcp_audio.errors import InvalidArguments, ManifestError
+from mcp_audio.manifest import Example, InputSpec, ManifestFile, ToolSpec, VoiceFamily
+
+_PY_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+
+
+def manifests_dir() -> Path:
+    """Manifests ship inside the wheel (mcp_audio/manifests); a checkout keeps them at the top."""
+    packaged = Path(__file__).parent / "manifests"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "manifests"
+
+
+@dataclass(frozen=True)
+class SavedVoice:
+    """A cloned voice saved by name, with the upstream values that select it."""
+
+    name: str
+    family: str
+    provider: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PreparedCall:
+    """A validated tool call, ready to submit: the upstream body, and what only the server uses."""
+
+    endpoint: str
+    payload: dict[str, Any]
+    local: dict[str, Any]
+
+
+VoiceLookup = Callable[[str], SavedVoice | None]
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One tool generated from a manifest."""
+
+    spec: ToolSpec
+    provider: str
+    family: str
+    voice_family: VoiceFamily | None
+    input_model: type[BaseModel] = field(repr=False)
+    input_schema: dict[str, Any] = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def inputs(self) -> dict[str, InputSpec]:
+        return {spec.name: spec for spec in self.spec.inputs}
+
+    def prepare(self, arguments: dict[str, Any], find_voice: VoiceLookup) -> PreparedCall:
+        """Validate the arguments and build the upstream request.
+
+        Only the arguments the caller gave are sent: the upstream applies its own defaults, so
+        a documented request body passes through unchanged.
+        """
+        try:
+            model = self.input_model.model_validate(arguments)
+        except ValidationError as exc:
+            raise InvalidArguments(describe_validation_error(self, exc)) from exc
+        given = model.model_dump(exclude_unset=True)
+        payload = {k: v for k, v in given.items() if self.inputs[k].upstream}
+        local = {k: v for k, v in given.items() if not self.inputs[k].upstream}
+        endpoint = self._endpoint(local)
+        if self.spec.voice is not None and self.spec.voice.input in payload:
+            self._resolve_voice(payload, find_voice)
+        if self.spec.saves_voice is not None and not local.get(self.spec.saves_voice.name_input, "x").strip():
+            raise InvalidArguments(f"`{self.spec.saves_voice.name_input}`: must not be blank when given.")
+        return PreparedCall(endpoint=endpoint, payload=payload, local=local)
+
+    def _endpoint(self, local: dict[str, Any]) -> str:
+        if self.spec.endpoint is not None:
+            return self.spec.endpoint
+        assert self.spec.endpoints is not None and self.spec.endpoint_input is not None  # manifest-validated
+        choice = local.get(self.spec.endpoint_input, self.inputs[self.spec.endpoint_input].default)
+        return self.spec.endpoints[choice]
+
+    def _resolve_voice(self, payload: dict[str, Any], find_voice: VoiceLookup) -> None:
+        """A preset passes as is; a saved cloned voice becomes its upstream fields."""
+        voice_spec = self.spec.voice
+        assert voice_spec is not None
+        wanted = payload[voice_spec.input]
+        presets = [p.name for p in self.voice_family.presets] if self.voice_family else []
+        if wanted in presets:
+            return
+        saved = find_voice(wanted)
+        if saved is not None and saved.family == voice_spec.family and voice_spec.cloned:
+            del payload[voice_spec.input]
+            for upstream_field, key in voice_spec.cloned.items():
+                # An explicit argument (e.g. a corrected reference_text) wins over the saved value.
+                if upstream_field not in payload and saved.fields.get(key) is not None:
+                    payload[upstream_field] = saved.fields[key]
+            return
+        where = f"; '{wanted}' is a saved {saved.family} voice, which this tool cannot use" if saved else ""
+        raise InvalidArguments(
+            f"`{voice_spec.input}`: unknown voice '{_short(wanted)}'{where}. Allowed: one of "
+            f"{', '.join(presets)}, or a voice saved by a {voice_spec.family} clone tool (list: voices://cloned)."
+        )
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every capability, voice family and documented example, keyed by name."""
+
+    capabilities: dict[str, Capability]
+    voice_families: dict[str, VoiceFamily]
+    examples: list[Example]
+
+    def get(self, name: str) -> Capability | None:
+        return self.capabilities.get(name)
+
+
+def load_catalog(directory: Path | None = None) -> Catalog:
+    """Read and validate every manifest; report all problems at once, each with file and field."""
+    directory = directory or manifests_dir()
+    problems: list[str] = []
+    files: list[tuple[str, ManifestFile]] = []
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            files.append((path.name, ManifestFile.model_validate(tomllib.loads(path.read_text("utf-8")))))
+        except tomllib.TOMLDecodeError as exc:
+            problems.append(f"{path.name}: not valid TOML: {exc}")
+        except ValidationError as exc:
+            problems.extend(f"{path.name}: {_loc(err['loc'])}: {err['msg']}" for err in exc.errors())
+    if not files and not problems:
+        problems.append(f"{directory}: no manifest files (*.toml) found")
+    capabilities: dict[str, Capability] = {}
+    voice_families: dict[str, VoiceFamily] = {}
+    examples: list[Example] = []
+    for file_name, manifest in files:
+        voice_families.update(manifest.voices)
+        examples.extend(manifest.examples)
+        for spec in manifest.tools:
+            if spec.name in capabilities:
+                problems.append(f"{file_name}: tools.{spec.name}: tool name already used by another manifest")
+                continue
+            capabilities[spec.name] = _build_capability(spec, manifest)
+    for file_name, manifest in files:
+        problems.extend(_cross_check(file_name, manifest, capabilities, voice_families))
+    if problems:
+        raise ManifestError(problems)
+    return Catalog(capabilities=capabilities, voice_families=voice_families, examples=examples)
+
+
+def _cross_check(
+    file_name: str, manifest: ManifestFile, capabilities: dict[str, Capability], families: dict[str, VoiceFamily]
+) -> Iterable[str]:
+    for spec in manifest.tools:
+        if spec.voice is not None and spec.voice.family not in families:
+            yield f"{file_name}: tools.{spec.name}.voice.family: no voice family {spec.voice.family!r} in any manifest"
+    for i, example in enumerate(manifest.examples):
+        capability = capabilities.get(example.tool)
+        if capability is None:
+            yield f"{file_name}: examples.{i}.tool: no tool named {example.tool!r}"
+        elif example.endpoint not in capability.spec.all_endpoints:
+            yield f"{file_name}: examples.{i}.endpoint: {example.endpoint!r} is not an endpoint of {example.tool}"
+
+
+def _build_capability(spec: ToolSpec, manifest: ManifestFile) -> Capability:
+    fields: dict[str, Any] = {name: _pydantic_field(s) for name, s in ((s.name, s) for s in spec.inputs)}
+    model = create_model(  # type: ignore[call-overload]
+        f"{spec.name}_arguments", __config__=ConfigDict(extra="forbid", strict=False), **fields
+    )
+    family = manifest.voices.get(spec.voice.family) if spec.voice else None
+    return Capability(
+        spec=spec,
+        provider=manifest.provider,
+        family=manifest.family,
+        voice_family=family,
+        input_model=model,
+        input_schema=_json_schema(spec),
+    )
+
+
+def _python_type(spec: InputSpec) -> Any:
+    if spec.enum is not None:
+        return Literal[tuple(spec.enum)]
+    if spec.type == "array":
+        return list[_PY_TYPES[spec.items or "string"]]  # type: ignore[index]
+    return _PY_TYPES[spec.type]
+
+
+def _constraints(spec: InputSpec) -> dict[str, Any]:
+    pairs = {
+        "ge": spec.minimum,
+        "le": spec.maximum,
+        "gt": spec.exclusive_minimum,
+        "min_length": spec.min_length if spec.type == "string" else spec.min_items,
+        "max_length": spec.max_length if spec.type == "string" else spec.max_items,
+        "pattern": spec.pattern,
+    }
+    return {k: v for k, v in pairs.items() if v is not None}
+
+
+def _pydantic_field(spec: InputSpec) -> tuple[Any, Any]:
+    py_type = _python_type(spec)
+    if spec.required:
+        return (py_type, Field(..., **_constraints(spec)))
+    # Optional inputs default to None without allowing an explicit null: the upstream never sees
+    # a key the caller did not give, and null is not a value any upstream field accepts.
+    return (py_type, Field(default=spec.default, **_constraints(spec)))
+
+
+def _json_schema(spec: ToolSpec) -> dict[str, Any]:
+    """A compact JSON schema (no titles, no $defs): it is sent into every conversation."""
+    properties: dict[str, Any] = {}
+    for s in spec.inputs:
+        prop: dict[str, Any] = {"type": s.type}
+        if s.type == "array":
+            prop["items"] = {"type": s.items}
+        if s.enum is not None:
+            prop["enum"] = s.enum
+        for key, value in (
+            ("minimum", s.minimum),
+            ("maximum", s.maximum),
+            ("exclusiveMinimum", s.exclusive_minimum),
+            ("minLength", s.min_length),
+            ("maxLength", s.max_length),
+            ("minItems", s.min_items),
+            ("maxItems", s.max_items),
+            ("pattern", s.pattern),
+            ("default", s.default),
+        ):
+            if value is not None:
+                prop[key] = int(value) if isinstance(value, float) and value.is_integer() and s.type == "integer" else value
+        prop["description"] = s.description
+        properties[s.name] = prop
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    required = [s.name for s in spec.inputs if s.required]
+    if required:
+        schema["required"] = required
+    schema["additionalProperties"] = False
+    return schema
+
+
+# --- error messages an agent can act on ---------------------------------------------------
+
+
+def describe_validation_error(capability: Capability, exc: ValidationError) -> str:
+    """One line per problem: the field, what was given, what is allowed."""
+    lines = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else ""
+        spec = capability.inputs.get(name)
+        if err["type"] == "extra_forbidden":
+            lines.append(f"`{_loc(err['loc'])}`: unknown argument. Allowed arguments: {', '.join(capability.inputs)}.")
+        elif err["type"] == "missing":
+            lines.append(f"`{name}`: required but missing ({spec.description if spec else ''}).".replace(" ()", ""))
+        else:
+            given = _short(repr(err.get("input")))
+            allowed = _allowed(spec) if spec else err["msg"]
+            lines.append(f"`{_loc(err['loc'])}`: got {given}; {err['msg'].lower()}. Allowed: {allowed}.")
+    return f"Invalid arguments for {capability.name}:\n" + "\n".join(f"- {line}" for line in lines)
+
+
+def _allowed(spec: InputSpec) -> str:
+    if spec.enum is not None:
+        return "one of " + ", ".join(repr(v) for v in spec.enum)
+    parts = [spec.type if spec.type != "array" else f"a list of {spec.items}"]
+    if spec.minimum is not None:
+        parts.append(f">= {spec.minimum:g}")
+    if spec.exclusive_minimum is not None:
+        parts.append(f"> {spec.exclusive_minimum:g}")
+    if spec.maximum is not None:
+        parts.append(f"<= {spec.maximum:g}")
+    unit = "items" if spec.type == "array" else "characters"
+    low = spec.min_length if spec.type != "array" else spec.min_items
+    high = spec.max_length if spec.type != "array" else spec.max_items
+    if low is not None:
+        parts.append(f"at least {low} {unit}")
+    if high is not None:
+        parts.append(f"at most {high} {unit}")
+    if spec.pattern:
+        parts.append(f"matching {spec.pattern}")
+    return ", ".join(parts)
+
+
+def _loc(loc: Iterable[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

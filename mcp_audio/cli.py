@@ -1,0 +1,159 @@
+"""`mcp-audio`: serve (stdio by default, or streamable HTTP), list tools, call one, list jobs.
+
+A thin reader of the catalog and the server: errors become one line on stderr and exit 1
+here, and nowhere else. stdout carries only the MCP protocol (serve) or the requested data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from mcp_audio import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from mcp_audio.config import Settings
+    from mcp_audio.errors import McpAudioError
+
+    settings = Settings()
+    _configure_logging(settings.secrets(), args.verbose)
+    try:
+        command = args.command or "serve"
+        if command == "serve":
+            return _serve(settings, http=getattr(args, "http", False), host=getattr(args, "host", "127.0.0.1"),
+                          port=getattr(args, "port", 8765))
+        if command == "tools":
+            return _tools(as_json=args.json)
+        if command == "call":
+            return _call(settings, args.tool, args.json, args.wait)
+        if command == "jobs":
+            return _jobs(settings, args.status, args.limit)
+    except McpAudioError as exc:
+        print(f"mcp-audio: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcp-audio", description="MCP server for audio generation and understanding.")
+    parser.add_argument("--version", action="version", version=f"mcp-audio {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (stderr)")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the MCP server (default: stdio)")
+    serve.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    tools = sub.add_parser("tools", help="list the tools, their upstream endpoints and prices")
+    tools.add_argument("--json", action="store_true", help="machine-readable output")
+    call = sub.add_parser("call", help="run one tool as an agent would; result JSON on stdout")
+    call.add_argument("tool")
+    call.add_argument("--json", default="{}", help="the tool's arguments as a JSON object")
+    call.add_argument("--wait", type=float, default=None, help="seconds to wait for the job (default MCP_AUDIO_WAIT_S)")
+    jobs = sub.add_parser("jobs", help="list recent jobs")
+    jobs.add_argument("--status", default=None, help="queued, running, completed, failed or cancelled")
+    jobs.add_argument("--limit", type=int, default=20)
+    return parser
+
+
+def _configure_logging(secrets: list[str], verbose: bool) -> None:
+    from mcp_audio.redaction import RedactingFilter
+
+    handler = logging.StreamHandler(sys.stderr)  # never stdout: it is the protocol channel
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter(secrets))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+    for noisy in ("httpx", "httpcore", "mcp", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _serve(settings: Any, *, http: bool, host: str, port: int) -> int:
+    from mcp_audio.server import build_server
+
+    server = build_server(settings)
+    if http:
+        server.run("streamable-http", host=host, port=port)
+    else:
+        server.run("stdio")
+    return 0
+
+
+def _tools(*, as_json: bool) -> int:
+    from mcp_audio.catalog import load_catalog
+    from mcp_audio.server import catalog_entries
+
+    entries = catalog_entries(load_catalog())
+    if as_json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    rows = [("TOOL", "KIND", "UPSTREAM ENDPOINT(S)", "PRICE")]
+    for entry in entries:
+        price = entry["price"]
+        rows.append((
+            entry["tool"],
+            entry["kind"],
+            ", ".join(entry["endpoints"]),
+            f"${price['usd']:g} per {price['unit'].replace('_', ' ')}" if price else "-",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    return 0
+
+
+def _call(settings: Any, tool: str, raw_arguments: str, wait: float | None) -> int:
+    import anyio
+
+    from mcp_audio.errors import InvalidArguments
+
+    try:
+        arguments = json.loads(raw_arguments)
+    except json.JSONDecodeError as exc:
+        raise InvalidArguments(f"--json is not valid JSON: {exc}") from exc
+    if not isinstance(arguments, dict):
+        raise InvalidArguments("--json must be a JSON object of the tool's arguments")
+    if wait is not None:
+        settings = settings.model_copy(update={"wait_s": wait})
+    return anyio.run(_call_async, settings, tool, arguments)
+
+
+async def _call_async(settings: Any, tool: str, arguments: dict[str, Any]) -> int:
+    from mcp import Client
+    from tqdm import tqdm
+
+    from mcp_audio.server import build_server
+
+    status = tqdm(total=None, bar_format="{desc} [{elapsed}]", file=sys.stderr, desc=f"{tool}: starting")
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        status.set_description_str(f"{tool}: {message or progress}")
+
+    try:
+        async with Client(build_server(settings)) as client:
+            result = await client.call_tool(tool, arguments, progress_callback=on_progress)
+    finally:
+        status.close()
+    if result.structured_content is not None:
+        print(json.dumps(result.structured_content, indent=2))
+    else:
+        texts = [getattr(item, "text", "") for item in result.content]
+        (print if not result.is_error else lambda text: print(text, file=sys.stderr))("\n".join(texts))
+    return 1 if result.is_error else 0
+
+
+def _jobs(settings: Any, status: str | None, limit: int) -> int:
+    from mcp_audio.store import JobStore
+
+    store = JobStore(settings.database_path)
+    try:
+        for job in store.list_jobs(states=[status] if status else None, limit=limit):
+            print(json.dumps(job.summary()))
+    finally:
+        store.close()
+    return 0

@@ -1,0 +1,64 @@
+"""One Settings object, read once from the environment (and an optional .env file) by the CLI
+and handed down explicitly: no module reads os.environ on its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    import platformdirs  # imported lazily: only needed when no data dir is configured
+
+    return Path(platformdirs.user_data_dir("mcp-audio", appauthor=False))
+
+
+def _default_output_dir() -> Path:
+    # A folder the user can find: ~/Music/mcp-audio where a Music folder exists, else ~/mcp-audio.
+    music = Path.home() / "Music"
+    return (music if music.is_dir() else Path.home()) / "mcp-audio"
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Environment names are fixed: users and tests rely on them."""
+
+    model_config = SettingsConfigDict(env_prefix="MCP_AUDIO_", extra="ignore", populate_by_name=True)
+
+    fal_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("FAL_KEY", "MCP_AUDIO_FAL_KEY"),
+        description="fal.ai API key (FAL_KEY).",
+    )
+    fal_queue_url: str = Field("https://queue.fal.run", description="fal queue base URL.")
+    fal_rest_url: str = Field("https://rest.fal.ai", description="fal REST base URL (storage tokens).")
+    fal_cdn_url: str = Field("https://v3.fal.media", description="fal CDN base URL (uploads).")
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Folder of the job database.")
+    output_dir: Path = Field(default_factory=_default_output_dir, description="Folder for saved audio files.")
+    wait_s: float = Field(45.0, ge=0, le=3600, description="How long a tool call waits before returning a job handle.")
+
+    @field_validator("fal_queue_url", "fal_rest_url", "fal_cdn_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "jobs.sqlite3"
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for redaction of anything we log or return."""
+        return [s.get_secret_value() for s in (self.fal_key,) if s is not None and s.get_secret_value()]
+
+
+# Documentation of the settings, used by the README generator and `mcp-audio doctor`.
+ENV_NAMES = {
+    "fal_key": "FAL_KEY",
+    "fal_queue_url": "MCP_AUDIO_FAL_QUEUE_URL",
+    "fal_rest_url": "MCP_AUDIO_FAL_REST_URL",
+    "fal_cdn_url": "MCP_AUDIO_FAL_CDN_URL",
+    "data_dir": "MCP_AUDIO_DATA_DIR",
+    "output_dir": "MCP_AUDIO_OUTPUT_DIR",
+    "wait_s": "MCP_AUDIO_WAIT_S",
+}

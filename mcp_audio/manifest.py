@@ -1,0 +1,156 @@
+"""The manifest format: what a file under manifests/ may say, as pydantic models.
+
+A manifest describes capabilities, never code. Every model forbids unknown keys so a typo in
+a manifest fails at start-up with its file and field named, instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+InputType = Literal["string", "integer", "number", "boolean", "array"]
+Kind = Literal["tts", "clone", "stt", "music", "sfx", "edit"]
+PriceUnit = Literal["request", "1000_characters", "input_minute", "second", "output_second"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Strict):
+    """One argument of a tool, as the agent sees it and as the upstream receives it."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    type: InputType
+    description: str
+    required: bool = False
+    default: Any = None
+    enum: list[Any] | None = None
+    items: InputType | None = None  # element type of an array
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    min_items: int | None = None
+    max_items: int | None = None
+    pattern: str | None = None
+    upstream: bool = True  # False: used by the server itself (an endpoint choice, a voice name to save)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InputSpec:
+        if self.type == "array" and self.items is None:
+            raise ValueError("an array input needs `items` (the element type)")
+        if self.required and self.default is not None:
+            raise ValueError("a required input cannot have a default")
+        if self.enum is not None and self.default is not None and self.default not in self.enum:
+            raise ValueError(f"default {self.default!r} is not one of enum {self.enum!r}")
+        return self
+
+
+class Price(_Strict):
+    """What one call costs upstream, as the upstream publishes it."""
+
+    usd: float = Field(ge=0)
+    unit: PriceUnit
+    note: str | None = None
+
+
+class VoicePreset(_Strict):
+    name: str
+    notes: str = ""
+
+
+class VoiceFamily(_Strict):
+    """Voices one upstream model family accepts: built-in presets, plus saved cloned voices."""
+
+    title: str
+    presets: list[VoicePreset]
+
+
+class VoiceInput(_Strict):
+    """Which input picks a voice, and how a saved cloned voice maps onto upstream fields.
+
+    `cloned` maps an upstream field name to a key of the saved voice, e.g.
+    {speaker_voice_embedding_file_url = "embedding_url", reference_text = "reference_text"}.
+    """
+
+    input: str
+    family: str
+    cloned: dict[str, str] = Field(default_factory=dict)
+
+
+class SavesVoice(_Strict):
+    """A clone tool: on success, save the result as a named voice of `family`.
+
+    `fields` maps a key of the saved voice to where its value comes from: `output.<dot path>`
+    in the upstream result or `input.<name>` in the call's arguments.
+    """
+
+    family: str
+    name_input: str
+    fields: dict[str, str]
+
+
+class ToolSpec(_Strict):
+    """One tool: a capability of one upstream, possibly over several endpoints."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{2,63}$")
+    title: str
+    kind: Kind
+    description: str = Field(min_length=40)
+    endpoint: str | None = None
+    endpoint_input: str | None = None  # the input whose value picks one of `endpoints`
+    endpoints: dict[str, str] | None = None
+    inputs: list[InputSpec]
+    files: list[str] = Field(default_factory=list)  # output paths holding File objects ("audio", "clips[]")
+    result_text: str | None = None  # output field shown to the model as text (a transcript)
+    price: Price | None = None
+    voice: VoiceInput | None = None
+    saves_voice: SavesVoice | None = None
+
+    @model_validator(mode="after")
+    def _endpoints_and_inputs(self) -> ToolSpec:
+        names = [spec.name for spec in self.inputs]
+        if len(names) != len(set(names)):
+            raise ValueError(f"duplicate input names in {names}")
+        if (self.endpoint is None) == (self.endpoints is None):
+            raise ValueError("give exactly one of `endpoint` or `endpoints` (with `endpoint_input`)")
+        if self.endpoints is not None:
+            chooser = next((s for s in self.inputs if s.name == self.endpoint_input), None)
+            if chooser is None:
+                raise ValueError(f"`endpoint_input` {self.endpoint_input!r} must name one of the inputs")
+            if chooser.upstream or sorted(chooser.enum or []) != sorted(self.endpoints):
+                raise ValueError("the endpoint input must have `upstream = false` and an enum equal to the endpoints' keys")
+            if chooser.default is None and not chooser.required:
+                raise ValueError("the endpoint input needs a default or `required = true`")
+        for ref in (self.voice.input if self.voice else None, self.saves_voice.name_input if self.saves_voice else None):
+            if ref is not None and ref not in names:
+                raise ValueError(f"{ref!r} is not one of the inputs {names}")
+        return self
+
+    @property
+    def all_endpoints(self) -> list[str]:
+        return [self.endpoint] if self.endpoint else list((self.endpoints or {}).values())
+
+
+class Example(_Strict):
+    """A request body from the upstream's own documentation: it must validate and pass unchanged."""
+
+    tool: str
+    endpoint: str
+    request: dict[str, Any]
+    arguments: dict[str, Any] = Field(default_factory=dict)  # tool-only arguments (e.g. the endpoint choice)
+    output: dict[str, Any] | None = None  # the documented output, when the seed gives one
+
+
+class ManifestFile(_Strict):
+    """One file under manifests/: a model family of one upstream."""
+
+    provider: Literal["fal"]
+    family: str
+    tools: list[ToolSpec]
+    voices: dict[str, VoiceFamily] = Field(default_factory=dict)
+    examples: list[Example] = Field(default_factory=list)

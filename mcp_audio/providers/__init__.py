@@ -1,0 +1,1 @@
+"""Upstream providers: one module per wire protocol, all behind `providers.base.Provider`."""

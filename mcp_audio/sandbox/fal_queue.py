@@ -1,0 +1,605 @@
+"""A loopback fake of fal.ai's queue and storage HTTP API (see the fal queue protocol notes).
+
+Serve `FakeFal().app` with `serve.serve_in_thread`, set `fake.base_url`, script endpoints,
+inject failures, then inspect `fake.requests` / `fake.jobs` / `fake.files`. Job state is a
+pure function of the clock (submit time + scripted queue/run durations), so nothing runs in
+the background. Deliberate simplifications:
+- a cancelled job completes at once with error_type `client_cancelled`; its result is 499;
+- `X-Fal-Request-Timeout` shorter than the scripted queue time fails the job at the deadline
+  with 504 `request_timeout` and `X-Fal-Request-Timeout-Type: user`, as fal does;
+- multipart uploads (files > 100 MiB) are not implemented.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import secrets
+import struct
+import threading
+import time
+import uuid
+import wave
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from http import HTTPStatus
+from typing import Any, Literal
+from urllib.parse import quote
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+JSON = dict[str, Any]
+Output = JSON | Callable[[JSON], JSON] | None
+State = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
+KINDS = frozenset({"submit", "status", "stream", "result", "cancel", "token", "upload", "file"})
+_UNAUTHORIZED = {"detail": "No user found for Key ID and Secret"}
+_CANCELLED: tuple[int, JSON, dict[str, str]] = (
+    499,
+    {"detail": "Request cancelled by user", "error_type": "client_cancelled"},
+    {},
+)
+# {app}/requests/{id}[/status[/stream]|/cancel]; {app} is owner/alias (or namespace/owner/alias).
+_QUEUE_PATH = re.compile(r"^/(?P<app>.+)/requests/(?P<rid>[^/]+)(?P<tail>/status/stream|/status|/cancel)?$")
+_QUEUE_ROUTES = {
+    "": ("GET", "result"),
+    "/status": ("GET", "status"),
+    "/status/stream": ("GET", "stream"),
+    "/cancel": ("PUT", "cancel"),
+}
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    json: Any | None
+    kind: str  # one of KINDS, or "unknown" for unrouted requests
+    request_id: str | None
+    time: float  # wall clock
+
+
+@dataclass(frozen=True)
+class Script:
+    output: Output = None
+    queue_s: float = 0.0
+    run_s: float = 0.0
+    logs: tuple[str, ...] = ()
+    error: tuple[int, JSON, dict[str, str]] | None = None  # status, body, extra headers
+    queue_positions: int | None = None
+
+
+@dataclass(frozen=True)
+class _Injection:
+    status: int
+    headers: dict[str, str]
+    body: Any
+    delay_s: float
+
+
+@dataclass
+class FakeJob:
+    request_id: str
+    endpoint_id: str
+    app: str  # the owner/alias prefix used by status/result/cancel URLs
+    input: JSON
+    script: Script
+    headers: dict[str, str]
+    submitted_at: float = field(default_factory=time.monotonic)
+    submitted_wall: float = field(default_factory=time.time)
+    cancelled_at: float | None = None
+    output: JSON | None = None  # computed on first observation of completion
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancelled_at is not None
+
+    @property
+    def state(self) -> State:
+        return self.phase()[0]
+
+    def _elapsed(self, now: float) -> float:
+        end = self.cancelled_at if self.cancelled_at is not None else now
+        return min(now, end) - self.submitted_at
+
+    def phase(self, now: float | None = None) -> tuple[State, int]:
+        """(state, queue_position); the position counts down evenly over queue_s to 0."""
+        now = time.monotonic() if now is None else now
+        t, s = self._elapsed(now), self.script
+        if self.cancelled:
+            return "COMPLETED", 0
+        if t < s.queue_s:
+            start = 3 if s.queue_positions is None else s.queue_positions
+            return "IN_QUEUE", min(start, int((start + 1) * (s.queue_s - t) / s.queue_s))
+        return ("IN_PROGRESS" if t < s.queue_s + s.run_s else "COMPLETED"), 0
+
+    def failure(self) -> tuple[int, JSON, dict[str, str]] | None:
+        return _CANCELLED if self.cancelled else self.script.error
+
+    def visible_logs(self, now: float) -> list[JSON]:
+        """Log lines spread evenly over the run; line i appears at queue_s + run_s * i / n."""
+        t, s, n = self._elapsed(now), self.script, len(self.script.logs)
+        out = []
+        for i, message in enumerate(s.logs):
+            at = s.queue_s + s.run_s * i / n
+            if t >= at:
+                stamp = datetime.fromtimestamp(self.submitted_wall + at, tz=UTC)
+                out.append({"message": message, "level": "INFO", "source": "user", "timestamp": stamp.isoformat()})
+        return out
+
+
+class FakeFal:
+    """In-memory fal queue + storage. Thread-safe: driven from tests, served from uvicorn."""
+
+    def __init__(self, valid_key: str = "test-key", keepalive_s: float = 15.0) -> None:
+        self.valid_key = valid_key
+        self.keepalive_s = keepalive_s
+        self.base_url: str | None = None
+        self.requests: list[RecordedRequest] = []
+        self.jobs: dict[str, FakeJob] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}
+        # Re-entrant: output callables may call put_file while the lock is held.
+        self._lock = threading.RLock()
+        self._scripts: dict[str, Script] = {}
+        self._injections: dict[str, deque[_Injection]] = {k: deque() for k in KINDS}
+        self._stream_break: int | None = None
+        self._tokens: set[str] = set()
+        self._pending_uploads: dict[str, str] = {}  # signed-PUT name -> content type
+        self.app = Starlette(
+            routes=[Route("/{path:path}", self._dispatch, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])]
+        )
+
+    # ---- test-side controls -------------------------------------------------------------
+
+    def script(
+        self,
+        endpoint_id: str,
+        *,
+        output: Output = None,
+        queue_s: float = 0.0,
+        run_s: float = 0.0,
+        logs: Iterable[str] = (),
+        error: tuple[int, JSON] | tuple[int, JSON, dict[str, str]] | None = None,
+        queue_positions: int | None = None,
+    ) -> None:
+        """Script every later submit to `endpoint_id` (exact id). `error` may carry a third
+        item, extra response headers for the result (e.g. X-Fal-Retryable)."""
+        err: tuple[int, JSON, dict[str, str]] | None = None
+        if error is not None:
+            status, body, *extra = error
+            err = (status, body, dict(extra[0]) if extra else {})
+        with self._lock:
+            self._scripts[endpoint_id] = Script(output, queue_s, run_s, tuple(logs), err, queue_positions)
+
+    def inject(
+        self,
+        kind: str,
+        status: int,
+        *,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+        delay_s: float = 0.0,
+    ) -> None:
+        """Answer the next `times` requests of `kind` with `status`/`headers`/`body` (after
+        `delay_s`). Status 0 means: delay, then answer normally. Injections beat auth, like
+        an ingress failure would."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
+        if body is None and status:
+            try:
+                body = {"detail": HTTPStatus(status).phrase}
+            except ValueError:  # e.g. 499 is not in http.HTTPStatus
+                body = {"detail": f"HTTP {status}"}
+        with self._lock:
+            self._injections[kind].extend([_Injection(status, dict(headers or {}), body, delay_s)] * times)
+
+    def break_stream_after(self, n_events: int) -> None:
+        """The next status stream drops the connection (no final chunk) after n data events."""
+        with self._lock:
+            self._stream_break = n_events
+
+    def requests_for(self, request_id: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.request_id == request_id]
+
+    def put_file(self, name: str, data: bytes, content_type: str) -> str:
+        """Store a file and return its URL (needs `base_url` outside of a request)."""
+        if self.base_url is None:
+            raise RuntimeError("set fake.base_url to the served URL before put_file()")
+        return self._put(self.base_url, name, data, content_type)
+
+    # ---- HTTP plumbing -----------------------------------------------------------------
+
+    def _put(self, base: str, name: str, data: bytes, content_type: str) -> str:
+        with self._lock:
+            self.files[name] = (data, content_type)
+        return f"{base}/files/{quote(name)}"
+
+    async def _dispatch(self, request: Request) -> Response:
+        method, path = request.method, request.url.path
+        kind, rid, wrong_method = _classify(method, path)
+        body = await request.body()
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        if kind == "file":  # default outputs live under /files/{request_id}/...
+            first = path.removeprefix("/files/").split("/", 1)[0]
+            rid = first if first in self.jobs else None
+        record = RecordedRequest(
+            method,
+            path,
+            dict(request.query_params),
+            {k.lower(): v for k, v in request.headers.items()},
+            body,
+            parsed,
+            kind,
+            rid,
+            time.time(),
+        )
+        with self._lock:
+            self.requests.append(record)
+            injection = self._injections[kind].popleft() if self._injections.get(kind) else None
+        if injection is not None:
+            await anyio.sleep(injection.delay_s)
+            if injection.status:
+                return JSONResponse(injection.body, injection.status, injection.headers)
+        if kind == "unknown":
+            return JSONResponse(
+                {"detail": "Method Not Allowed" if wrong_method else "Not Found"}, 405 if wrong_method else 404
+            )
+        base = self.base_url or str(request.base_url).rstrip("/")
+        handler: Callable[[Request, RecordedRequest, str], Response] = getattr(self, f"_on_{kind}")
+        return handler(request, record, base)
+
+    def _key_ok(self, request: Request) -> bool:
+        return request.headers.get("authorization") == f"Key {self.valid_key}"
+
+    def _urls(self, job: FakeJob, base: str) -> JSON:
+        root = f"{base}/{job.app}/requests/{job.request_id}"
+        return {"status_url": f"{root}/status", "response_url": root, "cancel_url": f"{root}/cancel"}
+
+    def _job(self, request: Request, record: RecordedRequest) -> FakeJob | None:
+        """The job a queue path names, if it exists under that app prefix."""
+        match = _QUEUE_PATH.match(request.url.path)
+        job = self.jobs.get(record.request_id or "")
+        ok = job is not None and match is not None and match["app"] == job.app
+        return job if ok else None
+
+    # ---- queue -------------------------------------------------------------------------
+
+    def _on_submit(self, request: Request, record: RecordedRequest, base: str) -> Response:
+        if not self._key_ok(request):
+            return JSONResponse(_UNAUTHORIZED, 401)
+        if not isinstance(record.json, dict):
+            return JSONResponse({"detail": "Request body must be a JSON object"}, 400)
+        endpoint_id = request.url.path.strip("/")
+        with self._lock:
+            script = self._scripts.get(endpoint_id, Script())
+            timeout = _float_or_none(record.headers.get("x-fal-request-timeout"))
+            if timeout is not None and script.queue_s > timeout:
+                # The job would not start before the caller's deadline: fal gives up then.
+                script = replace(
+                    script,
+                    queue_s=timeout,
+                    run_s=0.0,
+                    logs=(),
+                    error=(
+                        504,
+                        {"detail": "Request timed out", "error_type": "request_timeout"},
+                        {"X-Fal-Request-Timeout-Type": "user", "X-Fal-Error-Type": "request_timeout"},
+                    ),
+                )
+            job = FakeJob(str(uuid.uuid4()), endpoint_id, _app_prefix(endpoint_id), record.json, script, record.headers)
+            self.jobs[job.request_id] = job
+            record.request_id = job.request_id
+            _, position = job.phase()
+        return JSONResponse(
+            {"request_id": job.request_id, "status": "IN_QUEUE", "queue_position": position, **self._urls(job, base)},
+            headers={"X-Fal-Request-Id": job.request_id},
+        )
+
+    def _status_body(self, job: FakeJob, base: str, with_logs: bool) -> JSON:
+        """The status object fal returns for `job` right now (also each SSE event's data)."""
+        with self._lock:
+            now = time.monotonic()
+            state, position = job.phase(now)
+            body: JSON = {"status": state, "request_id": job.request_id, **self._urls(job, base)}
+            if state == "IN_QUEUE":
+                body.update(queue_position=position, logs=None)
+                return body
+            body["logs"] = job.visible_logs(now) if with_logs else None
+            if state == "COMPLETED":
+                body["metrics"] = {} if job.cancelled else {"inference_time": job.script.run_s}
+                failure = job.failure()
+                if failure is not None:
+                    body["error"] = _error_message(failure[1])
+                    body["error_type"] = failure[1].get("error_type")
+                else:
+                    self._ensure_output(job, base)
+            return body
+
+    def _on_status(self, request: Request, record: RecordedRequest, base: str) -> Response:
+        if not self._key_ok(request):
+            return JSONResponse(_UNAUTHORIZED, 401)
+        job = self._job(request, record)
+        if job is None:
+            return JSONResponse({"detail": "Request not found"}, 404)
+        body = self._status_body(job, base, _wants_logs(request))
+        return JSONResponse(body, 200 if body["status"] == "COMPLETED" else 202)
+
+    def _on_stream(self, request: Request, record: RecordedRequest, base: str) -> Response:
+        if not self._key_ok(request):
+            return JSONResponse(_UNAUTHORIZED, 401)
+        job = self._job(request, record)
+        if job is None:
+            return JSONResponse({"detail": "Request not found"}, 404)
+        with self._lock:
+            break_after, self._stream_break = self._stream_break, None
+        return _StatusStream(self, job, base, _wants_logs(request), break_after)
+
+    def _on_result(self, request: Request, record: RecordedRequest, base: str) -> Response:
+        if not self._key_ok(request):
+            return JSONResponse(_UNAUTHORIZED, 401)
+        job = self._job(request, record)
+        if job is None:
+            return JSONResponse({"detail": "Request not found"}, 404)
+        if job.state != "COMPLETED":
+            return JSONResponse({"detail": "Request is still in progress"}, 400)
+        headers = {"X-Fal-Request-Id": job.request_id}
+        failure = job.failure()
+        if failure is not None:
+            status, body, extra = failure
+            if body.get("error_type"):
+                headers["X-Fal-Error-Type"] = str(body["error_type"])
+            return JSONResponse(body, status, {**headers, **extra})
+        with self._lock:
+            return JSONResponse(self._ensure_output(job, base), 200, headers)
+
+    def _on_cancel(self, request: Request, record: RecordedRequest, base: str) -> Response:
+        if not self._key_ok(request):
+            return JSONResponse(_UNAUTHORIZED, 401)
+        with self._lock:
+            job = self._job(request, record)
+            if job is None:
+                return JSONResponse({"status": "NOT_FOUND"}, 404)
+            if job.state == "COMPLETED":
+                return JSONResponse({"status": "ALREADY_COMPLETED"}, 400)
+            job.cancelled_at = time.monotonic()
+        return JSONResponse({"status": "CANCELLATION_REQUESTED"}, 202)
+
+    def _ensure_output(self, job: FakeJob, base: str) -> JSON:
+        """Compute (once) the job's output; files are stored at this point, like a real run."""
+        with self._lock:
+            if job.output is None:
+                spec = job.script.output
+                if callable(spec):
+                    job.output = spec(json.loads(json.dumps(job.input)))
+                else:
+                    job.output = spec if spec is not None else self._default_output(job, base)
+            return job.output
+
+    def _default_output(self, job: FakeJob, base: str) -> JSON:
+        eid = job.endpoint_id
+
+        def file(name: str, data: bytes, content_type: str) -> JSON:
+            url = self._put(base, f"{job.request_id}/{name}", data, content_type)
+            return {"url": url, "content_type": content_type, "file_name": name, "file_size": len(data)}
+
+        if eid.startswith("fal-ai/qwen-3-tts/clone-voice"):
+            return {
+                "speaker_embedding": file("speaker_embedding.safetensors", _safetensors(), "application/octet-stream")
+            }
+        if eid.split("/")[:2] in (["fal-ai", "whisper"], ["fal-ai", "wizper"]):
+            text = "Hello from the fake fal transcriber."
+            return {
+                "text": text,
+                "chunks": [{"timestamp": [0.0, 1.5], "text": text, "speaker": None}],
+                "inferred_languages": ["en"],
+                "diarization_segments": [],
+            }
+        if eid.startswith("fal-ai/elevenlabs/sound-effects"):
+            return {"audio": file("sound.mp3", _silent_mp3(), "audio/mpeg")}
+        return {"audio": file("audio.wav", _sine_wav(), "audio/wav")}
+
+    # ---- storage -----------------------------------------------------------------------
+
+    def _on_token(self, request: Request, record: RecordedRequest, base: str) -> Response:
+        if not self._key_ok(request):
+            return JSONResponse(_UNAUTHORIZED, 401)
+        token = secrets.token_urlsafe(16)
+        with self._lock:
+            self._tokens.add(token)
+        expires = datetime.now(UTC) + timedelta(hours=1)
+        return JSONResponse(
+            {"token": token, "token_type": "Bearer", "base_url": base, "expires_at": expires.isoformat()}
+        )
+
+    def _on_upload(self, request: Request, record: RecordedRequest, base: str) -> Response:
+        path, content_type = request.url.path, request.headers.get("content-type", "")
+        if path == "/files/upload":  # fal_v3 CDN: single-part upload with a storage token
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme != "Bearer" or token not in self._tokens:
+                return JSONResponse({"detail": "Invalid or expired token"}, 401)
+            name = _unique_name(request.headers.get("x-fal-file-name"))
+            return JSONResponse(
+                {"access_url": self._put(base, name, record.body, content_type or "application/octet-stream")}
+            )
+        if path == "/storage/upload/initiate":  # fal-client's fallback: a signed PUT URL
+            if not self._key_ok(request):
+                return JSONResponse(_UNAUTHORIZED, 401)
+            info = record.json if isinstance(record.json, dict) else {}
+            name = _unique_name(info.get("file_name"))
+            with self._lock:
+                self._pending_uploads[name] = info.get("content_type", "application/octet-stream")
+            return JSONResponse(
+                {"upload_url": f"{base}/storage/upload/put/{quote(name)}", "file_url": f"{base}/files/{quote(name)}"}
+            )
+        name = path.removeprefix("/storage/upload/put/")  # the signed PUT itself: no auth
+        with self._lock:
+            expected = self._pending_uploads.pop(name, None)
+        if expected is None:
+            return JSONResponse({"detail": "Unknown upload"}, 404)
+        self._put(base, name, record.body, content_type or expected)
+        return Response(status_code=200)
+
+    def _on_file(self, request: Request, record: RecordedRequest, base: str) -> Response:
+        with self._lock:
+            found = self.files.get(request.url.path.removeprefix("/files/"))
+        if found is None:
+            return JSONResponse({"detail": "File not found"}, 404)
+        return Response(found[0], media_type=found[1])
+
+
+class _StatusStream(Response):
+    """SSE of status objects: one now, one per change, `: ping` while idle, end after
+    COMPLETED. A break drops the connection without the final chunk, like a network cut."""
+
+    def __init__(self, fake: FakeFal, job: FakeJob, base: str, with_logs: bool, break_after: int | None) -> None:
+        self.fake, self.job, self.base = fake, job, base
+        self.with_logs, self.break_after = with_logs, break_after
+        self.status_code, self.background = 200, None
+        self.init_headers(
+            {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no"}
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        finished = False
+        async with anyio.create_task_group() as tg:
+
+            async def pump() -> None:
+                nonlocal finished
+                finished = await self._pump(send)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(pump)
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            tg.cancel_scope.cancel()  # the client went away: stop polling
+        if finished:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _pump(self, send: Send) -> bool:
+        """Send events; True when COMPLETED was sent, False for a scripted break."""
+        last: JSON | None = None
+        sent, last_write = 0, time.monotonic()
+        while self.break_after is None or sent < self.break_after:
+            body = self.fake._status_body(self.job, self.base, self.with_logs)
+            now = time.monotonic()
+            if body != last:
+                chunk = f"data: {json.dumps(body)}\n\n".encode()
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sent, last, last_write = sent + 1, body, now
+                if body["status"] == "COMPLETED":
+                    return True
+            elif now - last_write >= self.fake.keepalive_s:
+                await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+                last_write = now
+            await anyio.sleep(0.05)
+        return False
+
+
+# ---- helpers ---------------------------------------------------------------------------
+
+
+def _classify(method: str, path: str) -> tuple[str, str | None, bool]:
+    """(kind, request id, wrong_method) for a request line. Queue paths are matched before
+    submit so `POST /a/b/requests/x/status` is a 405, never a new job."""
+    if method == "HEAD":
+        method = "GET"
+    if path == "/storage/auth/token":
+        return ("token", None, False) if method == "POST" else ("unknown", None, True)
+    if (method, path) in (("POST", "/files/upload"), ("POST", "/storage/upload/initiate")) or (
+        method == "PUT" and path.startswith("/storage/upload/put/")
+    ):
+        return "upload", None, False
+    if path.startswith("/files/") and method == "GET":
+        return "file", None, False
+    match = _QUEUE_PATH.match(path)
+    if match:
+        want_method, kind = _QUEUE_ROUTES[match["tail"] or ""]
+        if method != want_method:
+            return "unknown", match["rid"], True
+        return kind, match["rid"], False
+    if method == "POST" and len(path.strip("/").split("/")) >= 2:
+        return "submit", None, False
+    return "unknown", None, method != "POST" and len(path.strip("/").split("/")) >= 2
+
+
+def _app_prefix(endpoint_id: str) -> str:
+    """`fal-ai/qwen-3-tts/text-to-speech/1.7b` -> `fal-ai/qwen-3-tts`; namespaces add one."""
+    parts = endpoint_id.split("/")
+    return "/".join(parts[:3] if parts[0] in ("workflows", "comfy") else parts[:2])
+
+
+def _wants_logs(request: Request) -> bool:
+    return request.query_params.get("logs", "").lower() in ("1", "true")
+
+
+def _float_or_none(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_message(body: JSON) -> str:
+    detail = body.get("detail")
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):  # 422 validation errors: join their messages
+        return "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail)
+    return json.dumps(body)
+
+
+def _unique_name(file_name: str | None) -> str:
+    base = (file_name or "").replace("\\", "/").rsplit("/", 1)[-1].strip() or "upload.bin"
+    return f"{uuid.uuid4().hex[:16]}/{base}"
+
+
+@lru_cache(maxsize=1)
+def _sine_wav() -> bytes:
+    """0.5 s of a quiet 440 Hz tone, 16 kHz mono 16-bit PCM."""
+    rate = 16_000
+    samples = array("h", (int(3000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(rate // 2)))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    return buf.getvalue()
+
+
+@lru_cache(maxsize=1)
+def _silent_mp3() -> bytes:
+    """~0.5 s of silent MPEG-1 Layer III frames (128 kbit/s, 44.1 kHz, 417-byte frames)."""
+    return (b"\xff\xfb\x90\x64" + bytes(413)) * 20
+
+
+@lru_cache(maxsize=1)
+def _safetensors() -> bytes:
+    """A valid one-tensor safetensors file (4 float32 zeros)."""
+    header = json.dumps({"embedding": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})
+    return struct.pack("<Q", len(header)) + header.encode() + bytes(16)
+
+
+if __name__ == "__main__":
+    from mcp_audio.sandbox.serve import main
+
+    main()

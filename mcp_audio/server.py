@@ -1,0 +1,325 @@
+"""Build the MCP server from the catalog: one tool per capability, job tools, resources.
+
+Capability tools carry the manifest's compact JSON schema and validate with the capability's
+own model, so an agent gets messages that name the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
+from mcp_types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
+from pydantic import ConfigDict, Field
+
+from mcp_audio import __version__
+from mcp_audio.catalog import Capability, Catalog, load_catalog
+from mcp_audio.config import Settings
+from mcp_audio.errors import ConfigError, McpAudioError
+from mcp_audio.jobs import JobRunner, not_found_message
+from mcp_audio.providers.base import Provider
+from mcp_audio.redaction import redact
+from mcp_audio.results import summary_text
+from mcp_audio.store import Job, JobStore
+
+log = logging.getLogger("mcp_audio.server")
+
+INSTRUCTIONS = (
+    "Audio tools: speech (TTS, voice cloning), transcription, music, sound effects. Each call starts a "
+    "job and waits for it; a long job returns a job_id instead: call get_job(job_id, wait_s) until it "
+    "finishes. Results give file URLs. Saved cloned voices: voices://cloned."
+)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    catalog: Catalog
+    store: JobStore
+    runner: JobRunner
+
+
+class _Runtime:
+    """Holds the state the lifespan opened, for tools and resources built before it existed."""
+
+    state: AppState | None = None
+
+    def get(self) -> AppState:
+        if self.state is None:
+            raise ToolError("the server is still starting; try again in a moment")
+        return self.state
+
+
+class _RawArguments(ArgModelBase):
+    """Pass a capability call's arguments through untouched: the capability validates them."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def model_dump_one_level(self) -> dict[str, Any]:
+        return {"arguments": dict(self.model_extra or {})}
+
+
+def make_providers(settings: Settings) -> dict[str, Provider]:
+    from mcp_audio.providers.fal import FalProvider  # imported here: httpx and friends load on first use
+
+    key = settings.fal_key.get_secret_value() if settings.fal_key else None
+    return {"fal": FalProvider(api_key=key, queue_url=settings.fal_queue_url)}
+
+
+def build_server(settings: Settings, catalog: Catalog | None = None) -> MCPServer[AppState]:
+    catalog = catalog or load_catalog()
+    runtime = _Runtime()
+    secrets = settings.secrets()
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        store = JobStore(settings.database_path)
+        providers = make_providers(settings)
+        try:
+            async with anyio.create_task_group() as task_group:
+                runner = JobRunner(store, catalog, providers, task_group, secrets=secrets)
+                runtime.state = AppState(settings=settings, catalog=catalog, store=store, runner=runner)
+                resumed = runner.resume_unfinished()
+                if resumed:
+                    log.info("re-attached to %d unfinished job(s)", resumed)
+                yield runtime.state
+                # Stopping: followers are cancelled, rows stay unfinished, the next start resumes them.
+                task_group.cancel_scope.cancel()
+        finally:
+            runtime.state = None
+            for provider in providers.values():
+                with anyio.CancelScope(shield=True):
+                    await provider.aclose()
+            store.close()
+
+    tools = [_capability_tool(cap, runtime, secrets) for cap in catalog.capabilities.values()]
+    server: MCPServer[AppState] = MCPServer(
+        name="mcp-audio",
+        title="mcp-audio",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        tools=tools,
+    )
+    _add_job_tools(server, runtime, secrets)
+    _add_resources(server, runtime, catalog)
+    return server
+
+
+# --- capability tools ---------------------------------------------------------------------
+
+
+def _capability_tool(capability: Capability, runtime: _Runtime, secrets: list[str]) -> Tool:
+    spec = capability.spec
+
+    async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult:
+        state = runtime.get()
+        try:
+            call = capability.prepare(arguments, state.store.find_voice)
+            state.runner.provider(capability.provider).check_configured()
+            job = await state.runner.start(capability, call)
+        except McpAudioError as exc:
+            raise ToolError(redact(str(exc), secrets)) from exc
+        return await _await_job(ctx, state, job.id, state.settings.wait_s, cancel_on_abort=True)
+
+    return Tool(
+        fn=run,
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        parameters=capability.input_schema,
+        fn_metadata=FuncMetadata(arg_model=_RawArguments),
+        is_async=True,
+        context_kwarg="ctx",
+        annotations=ToolAnnotations(
+            title=spec.title, read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+        ),
+        meta={"mcp-audio/provider": capability.provider, "mcp-audio/endpoints": spec.all_endpoints},
+    )
+
+
+async def _await_job(ctx: Context, state: AppState, job_id: str, wait_s: float, *, cancel_on_abort: bool) -> CallToolResult:
+    counter = itertools.count(1)
+
+    async def forward(job: Job, message: str) -> None:
+        await ctx.report_progress(next(counter), None, message)
+
+    try:
+        job = await state.runner.wait(job_id, wait_s, forward)
+    except anyio.get_cancelled_exc_class():
+        if cancel_on_abort:
+            # The client cancelled the call that started the job: cancel it upstream too.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(15):
+                await state.runner.cancel(job_id)
+        raise
+    return job_result(state.catalog, job)
+
+
+def job_result(catalog: Catalog, job: Job) -> CallToolResult:
+    """The tool result for a job in any state."""
+    body = job.summary()
+    content: list[Any] = []
+    if job.state == "completed" and job.result is not None:
+        body.update(job.result)
+        capability = catalog.get(job.tool)
+        text = (
+            summary_text(capability, job.id, job.result, job.result.get("saved_voice"))
+            if capability
+            else f"{job.tool} finished (job {job.id})."
+        )
+        content.append(TextContent(type="text", text=text))
+        content.extend(
+            ResourceLink(
+                type="resource_link",
+                uri=item["url"],
+                name=item.get("file_name") or item["url"].rsplit("/", 1)[-1],
+                mime_type=item.get("content_type"),
+                size=item.get("file_size"),
+            )
+            for item in job.result["files"]
+        )
+        return CallToolResult(content=content, structured_content=body)
+    if job.state == "failed":
+        text = f"{job.tool} failed (job {job.id}): {job.error}"
+        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=body, is_error=True)
+    if job.state == "cancelled":
+        return CallToolResult(
+            content=[TextContent(type="text", text=f"{job.tool} job {job.id} was cancelled.")], structured_content=body
+        )
+    body["resource"] = f"jobs://{job.id}"
+    where = f"in queue (position {job.queue_position})" if job.queue_position is not None else job.state
+    text = (
+        f"{job.tool} is still {where} (job {job.id}). It keeps running: call get_job with "
+        f'job_id="{job.id}" and wait_s=60 to wait for the result, or cancel_job to stop it.'
+    )
+    return CallToolResult(
+        content=[
+            TextContent(type="text", text=text),
+            ResourceLink(type="resource_link", uri=f"jobs://{job.id}", name=f"job {job.id}", mime_type="application/json"),
+        ],
+        structured_content=body,
+    )
+
+
+# --- job tools ----------------------------------------------------------------------------
+
+JobStatusFilter = Literal["queued", "running", "completed", "failed", "cancelled", "unfinished", "any"]
+
+
+def _add_job_tools(server: MCPServer[AppState], runtime: _Runtime, secrets: list[str]) -> None:
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+    @server.tool(
+        title="Get a job's status or result",
+        description="Status or result of an audio job started by another tool. wait_s waits for it to finish "
+        "(with progress) before answering.",
+        annotations=read_only,
+    )
+    async def get_job(
+        ctx: Context,
+        job_id: str = Field(description="The job_id a tool returned.", max_length=64),
+        wait_s: float = Field(0, ge=0, le=600, description="Seconds to wait for the job to finish."),
+    ) -> CallToolResult:
+        state = runtime.get()
+        if state.store.get_job(job_id) is None:
+            raise ToolError(not_found_message(job_id))
+        return await _await_job(ctx, state, job_id, wait_s, cancel_on_abort=False)
+
+    @server.tool(
+        title="Cancel a job",
+        description="Cancel a running or queued audio job, upstream too. A finished job is left as it is.",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True),
+    )
+    async def cancel_job(job_id: str = Field(description="The job_id to cancel.", max_length=64)) -> CallToolResult:
+        state = runtime.get()
+        try:
+            job = await state.runner.cancel(job_id)
+        except McpAudioError as exc:
+            raise ToolError(redact(str(exc), secrets)) from exc
+        return job_result(state.catalog, job)
+
+    @server.tool(
+        title="List recent jobs",
+        description="Recent audio jobs, newest first, optionally filtered by status.",
+        annotations=read_only,
+    )
+    async def list_jobs(
+        status: JobStatusFilter = Field("any", description="Filter; 'unfinished' = queued or running."),
+        limit: int = Field(20, ge=1, le=200, description="Maximum number of jobs."),
+    ) -> CallToolResult:
+        state = runtime.get()
+        states = {"any": None, "unfinished": ["queued", "running"]}.get(status, [status])
+        jobs = [job.summary() for job in state.store.list_jobs(states=states, limit=limit)]
+        lines = [f"{j['job_id']} {j['tool']} {j['status']} {j['created_at']}" for j in jobs] or ["No jobs."]
+        return CallToolResult(
+            content=[TextContent(type="text", text="\n".join(lines))], structured_content={"jobs": jobs}
+        )
+
+
+
+
+# --- resources ----------------------------------------------------------------------------
+
+
+def _add_resources(server: MCPServer[AppState], runtime: _Runtime, catalog: Catalog) -> None:
+    @server.resource("audio://catalog", title="Audio model catalog", mime_type="application/json",
+                     description="Every audio tool: provider, upstream endpoints, kind and price.")
+    def catalog_resource() -> str:
+        return json.dumps(catalog_entries(catalog), indent=1)
+
+    for family_name, family in catalog.voice_families.items():
+        _add_voice_family(server, family_name, family.model_dump())
+
+    @server.resource("voices://cloned", title="Saved cloned voices", mime_type="application/json",
+                     description="Voices saved by clone tools, usable by name as `voice` in the matching TTS tool.")
+    def cloned_voices() -> str:
+        voices = runtime.get().store.list_voices()
+        return json.dumps([{"name": v.name, "family": v.family, "provider": v.provider} for v in voices], indent=1)
+
+    @server.resource("jobs://recent", title="Recent jobs", mime_type="application/json",
+                     description="The 20 most recent jobs, newest first.")
+    def recent_jobs() -> str:
+        return json.dumps([job.summary() for job in runtime.get().store.list_jobs(limit=20)], indent=1)
+
+    @server.resource("jobs://{job_id}", title="Job", mime_type="application/json",
+                     description="One job: status, progress, outputs or error.")
+    def job_resource(job_id: str) -> str:
+        state = runtime.get()
+        job = state.store.get_job(job_id)
+        if job is None:
+            raise ValueError(not_found_message(job_id))
+        return json.dumps(job_result(state.catalog, job).structured_content, indent=1)
+
+
+def _add_voice_family(server: MCPServer[AppState], name: str, family: dict[str, Any]) -> None:
+    @server.resource(f"voices://{name}", title=family["title"], mime_type="application/json",
+                     description=f"Preset voices of {family['title']}.")
+    def voices() -> str:
+        return json.dumps(family, indent=1)
+
+
+def catalog_entries(catalog: Catalog) -> list[dict[str, Any]]:
+    return [
+        {
+            "tool": cap.name,
+            "title": cap.spec.title,
+            "kind": cap.spec.kind,
+            "provider": cap.provider,
+            "endpoints": cap.spec.all_endpoints,
+            "price": cap.spec.price.model_dump(exclude_none=True) if cap.spec.price else None,
+        }
+        for cap in catalog.capabilities.values()
+    ]
+
+
+__all__ = ["AppState", "ConfigError", "build_server", "catalog_entries", "job_result"]

@@ -1,0 +1,235 @@
+"""SQLite persistence: jobs and saved voices, with ordered, named migrations.
+
+A job row is written before the upstream submit and updated as the job moves, so a restart
+(even kill -9) finds every job the upstream may be running. Rows never hold API keys: the
+request body is the tool's arguments, and provider handles are URLs and ids.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mcp_audio.catalog import SavedVoice
+
+JobState = Literal["queued", "running", "completed", "failed", "cancelled"]
+FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+LOG_TAIL = 20
+
+
+@dataclass
+class Job:
+    id: str
+    tool: str
+    provider: str
+    endpoint: str
+    payload: dict[str, Any]
+    local: dict[str, Any]
+    state: JobState
+    created_at: float
+    updated_at: float
+    upstream_id: str | None = None
+    handle: dict[str, Any] = field(default_factory=dict)
+    queue_position: int | None = None
+    logs: list[str] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    finished_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    def summary(self) -> dict[str, Any]:
+        """The job as an agent sees it (no request body: it may be long and the agent sent it)."""
+        out: dict[str, Any] = {
+            "job_id": self.id,
+            "tool": self.tool,
+            "status": self.state,
+            "endpoint": self.endpoint,
+            "created_at": _iso(self.created_at),
+        }
+        if self.queue_position is not None and self.state == "queued":
+            out["queue_position"] = self.queue_position
+        if self.finished_at is not None:
+            out["finished_at"] = _iso(self.finished_at)
+            out["duration_s"] = round(self.finished_at - self.created_at, 2)
+        if self.error:
+            out["error"] = self.error
+        if self.logs and not self.finished:
+            out["logs"] = self.logs[-5:]
+        return out
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_jobs(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE jobs (
+            id TEXT PRIMARY KEY, tool TEXT NOT NULL, provider TEXT NOT NULL, endpoint TEXT NOT NULL,
+            payload TEXT NOT NULL, local TEXT NOT NULL, state TEXT NOT NULL,
+            upstream_id TEXT, handle TEXT NOT NULL DEFAULT '{}', queue_position INTEGER,
+            logs TEXT NOT NULL DEFAULT '[]', result TEXT, error TEXT,
+            created_at REAL NOT NULL, updated_at REAL NOT NULL, finished_at REAL)"""
+    )
+    db.execute("CREATE INDEX jobs_state ON jobs(state)")
+    db.execute("CREATE INDEX jobs_created ON jobs(created_at)")
+
+
+@migration
+def m002_voices(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE voices (
+            name TEXT PRIMARY KEY, family TEXT NOT NULL, provider TEXT NOT NULL,
+            fields TEXT NOT NULL, job_id TEXT, created_at REAL NOT NULL)"""
+    )
+
+
+_JSON_COLUMNS = ("payload", "local", "handle", "logs", "result")
+
+
+class JobStore:
+    """Jobs and voices in one SQLite file. Calls are short; a lock serialises threads."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # check_same_thread=False: the CLI and anyio worker threads may share the store.
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._lock = threading.Lock()
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _migrate(self) -> None:
+        with self._lock:
+            self._db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+            done = {row[0] for row in self._db.execute("SELECT name FROM _migrations")}
+            for name, fn in MIGRATIONS:
+                if name in done:
+                    continue
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    fn(self._db)
+                    self._db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    def create_job(self, *, tool: str, provider: str, endpoint: str, payload: dict[str, Any], local: dict[str, Any]) -> Job:
+        now = time.time()
+        job = Job(
+            id=uuid.uuid4().hex,
+            tool=tool,
+            provider=provider,
+            endpoint=endpoint,
+            payload=payload,
+            local=local,
+            state="queued",
+            created_at=now,
+            updated_at=now,
+        )
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO jobs (id, tool, provider, endpoint, payload, local, state, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job.id, tool, provider, endpoint, json.dumps(payload), json.dumps(local), job.state, now, now),
+            )
+        return job
+
+    def update_job(self, job_id: str, **changes: Any) -> Job:
+        """Set columns of a job; JSON columns take Python values. Returns the updated job."""
+        changes["updated_at"] = time.time()
+        if changes.get("state") in FINISHED:
+            changes.setdefault("finished_at", changes["updated_at"])
+        columns = ", ".join(f"{name} = ?" for name in changes)
+        values = [json.dumps(v) if k in _JSON_COLUMNS else v for k, v in changes.items()]
+        with self._lock:
+            self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", [*values, job_id])  # noqa: S608 - names are ours
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
+
+    def append_logs(self, job_id: str, lines: list[str]) -> None:
+        job = self.get_job(job_id)
+        if job is not None and lines:
+            self.update_job(job_id, logs=(job.logs + lines)[-LOG_TAIL:])
+
+    def get_job(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job(row) if row else None
+
+    def list_jobs(self, *, states: list[str] | None = None, limit: int = 20) -> list[Job]:
+        query, args = "SELECT * FROM jobs", []
+        if states:
+            query += f" WHERE state IN ({', '.join('?' for _ in states)})"
+            args.extend(states)
+        query += " ORDER BY created_at DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(query, [*args, limit]).fetchall()
+        return [_job(row) for row in rows]
+
+    def unfinished_jobs(self) -> list[Job]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at"
+            ).fetchall()
+        return [_job(row) for row in rows]
+
+    # --- voices -------------------------------------------------------------------------
+
+    def save_voice(self, voice: SavedVoice, *, job_id: str | None = None) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO voices (name, family, provider, fields, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (voice.name, voice.family, voice.provider, json.dumps(voice.fields), job_id, time.time()),
+            )
+
+    def find_voice(self, name: str) -> SavedVoice | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM voices WHERE name = ?", (name,)).fetchone()
+        return _voice(row) if row else None
+
+    def list_voices(self) -> list[SavedVoice]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM voices ORDER BY name").fetchall()
+        return [_voice(row) for row in rows]
+
+
+def _job(row: sqlite3.Row) -> Job:
+    data = dict(row)
+    for name in _JSON_COLUMNS:
+        if data[name] is not None:
+            data[name] = json.loads(data[name])
+    data["handle"] = data["handle"] or {}
+    return Job(**data)
+
+
+def _voice(row: sqlite3.Row) -> SavedVoice:
+    return SavedVoice(name=row["name"], family=row["family"], provider=row["provider"], fields=json.loads(row["fields"]))

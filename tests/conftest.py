@@ -1,0 +1,74 @@
+"""Shared fixtures: a clean environment, a loopback fal fake, settings pointing at it, and
+MCP clients of every kind an agent uses (in-process in both protocol eras)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from mcp_audio.config import Settings
+from mcp_audio.sandbox.fal_queue import FakeFal
+from mcp_audio.sandbox.serve import serve_in_thread
+from mcp_audio.server import build_server
+
+FAL_KEY = "fal-test-key-0123456789abcdef"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's real keys or folders."""
+    for name in list(os.environ):
+        if name.startswith("MCP_AUDIO_") or name in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET"):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fake_fal() -> Iterator[FakeFal]:
+    fake = FakeFal(valid_key=FAL_KEY, keepalive_s=0.2)
+    with serve_in_thread(fake.app) as url:
+        fake.base_url = url
+        yield fake
+
+
+@pytest.fixture
+def settings(tmp_path: Path, fake_fal: FakeFal) -> Settings:
+    return Settings(
+        fal_key=FAL_KEY,
+        fal_queue_url=fake_fal.base_url,
+        fal_rest_url=fake_fal.base_url,
+        fal_cdn_url=fake_fal.base_url,
+        data_dir=tmp_path / "data",
+        output_dir=tmp_path / "out",
+        wait_s=10,
+    )
+
+
+@pytest.fixture(params=["auto", "legacy"], ids=["2026-era", "2025-era"])
+async def client(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Client]:
+    """A real MCP client connected in-process, in the modern era and the initialize era."""
+    async with Client(build_server(settings), mode=request.param) as connected:
+        yield connected
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    """The environment a subprocess server needs to use these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_AUDIO_") and k != "FAL_KEY"}
+    env.update(
+        FAL_KEY=FAL_KEY,
+        MCP_AUDIO_FAL_QUEUE_URL=settings.fal_queue_url,
+        MCP_AUDIO_FAL_REST_URL=settings.fal_rest_url,
+        MCP_AUDIO_FAL_CDN_URL=settings.fal_cdn_url,
+        MCP_AUDIO_DATA_DIR=str(settings.data_dir),
+        MCP_AUDIO_OUTPUT_DIR=str(settings.output_dir),
+        MCP_AUDIO_WAIT_S=str(settings.wait_s),
+    )
+    return env

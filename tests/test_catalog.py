@@ -1,0 +1,93 @@
+"""Manifests: every shipped file validates, bad ones fail loudly with file and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from mcp_audio.catalog import load_catalog
+from mcp_audio.errors import InvalidArguments, ManifestError
+
+CATALOG = load_catalog()
+
+
+def test_core_capabilities_are_shipped() -> None:
+    assert {"qwen3_tts", "qwen3_tts_clone_voice", "whisper_transcribe", "lyria2_music", "elevenlabs_sound_effect"} <= set(
+        CATALOG.capabilities
+    )
+    assert CATALOG.get("qwen3_tts").spec.all_endpoints == [  # type: ignore[union-attr]
+        "fal-ai/qwen-3-tts/text-to-speech/1.7b",
+        "fal-ai/qwen-3-tts/text-to-speech/0.6b",
+    ]
+
+
+def test_every_seed_example_validates_against_both_schema_and_model() -> None:
+    assert len(CATALOG.examples) >= 6
+    for example in CATALOG.examples:
+        capability = CATALOG.get(example.tool)
+        assert capability is not None
+        arguments = {**example.request, **example.arguments}
+        jsonschema.validate(arguments, capability.input_schema)
+        prepared = capability.prepare(arguments, lambda name: None)
+        assert prepared.endpoint == example.endpoint
+        assert prepared.payload == example.request
+
+
+def test_schemas_forbid_unknown_arguments_and_have_no_titles() -> None:
+    for capability in CATALOG.capabilities.values():
+        schema = capability.input_schema
+        assert schema["additionalProperties"] is False
+        assert "title" not in str(list(schema["properties"].values()))
+        jsonschema.Draft202012Validator.check_schema(schema)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"not_an_input": 1}, schema)
+
+
+def test_prepare_sends_only_given_arguments() -> None:
+    lyria = CATALOG.get("lyria2_music")
+    assert lyria is not None
+    prepared = lyria.prepare({"prompt": "calm piano"}, lambda name: None)
+    assert prepared.payload == {"prompt": "calm piano"}  # no defaults invented on the way
+
+
+def test_endpoint_choice_is_not_sent_upstream() -> None:
+    tts = CATALOG.get("qwen3_tts")
+    assert tts is not None
+    prepared = tts.prepare({"text": "hi", "voice": "Vivian", "model_size": "0.6b"}, lambda name: None)
+    assert prepared.endpoint == "fal-ai/qwen-3-tts/text-to-speech/0.6b"
+    assert prepared.payload == {"text": "hi", "voice": "Vivian"}
+    assert prepared.local == {"model_size": "0.6b"}
+
+
+def test_invalid_arguments_name_field_value_and_allowed() -> None:
+    sfx = CATALOG.get("elevenlabs_sound_effect")
+    assert sfx is not None
+    with pytest.raises(InvalidArguments) as caught:
+        sfx.prepare({"text": "door slam", "duration_seconds": 40, "colour": "red"}, lambda name: None)
+    message = str(caught.value)
+    assert "`duration_seconds`: got 40" in message
+    assert "<= 22" in message
+    assert "`colour`: unknown argument" in message
+    assert "Allowed arguments: text, duration_seconds, prompt_influence" in message
+
+
+def test_bad_manifest_reports_every_problem_with_file_and_field(tmp_path: Path) -> None:
+    (tmp_path / "broken.toml").write_text(
+        'provider = "fal"\nfamily = "x"\n[[tools]]\nname = "Bad Name"\ntitle = "t"\nkind = "tts"\n'
+        'description = "short"\nendpoint = "fal-ai/x"\ninputs = []\ncolour = "red"\n'
+    )
+    (tmp_path / "syntax.toml").write_text("provider = \n")
+    with pytest.raises(ManifestError) as caught:
+        load_catalog(tmp_path)
+    problems = "\n".join(caught.value.problems)
+    assert "broken.toml: tools.0.name: String should match pattern" in problems
+    assert "broken.toml: tools.0.description: String should have at least 40 characters" in problems
+    assert "broken.toml: tools.0.colour: Extra inputs are not permitted" in problems
+    assert "syntax.toml: not valid TOML" in problems
+
+
+def test_empty_manifest_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="no manifest files"):
+        load_catalog(tmp_path)

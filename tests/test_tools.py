@@ -1,0 +1,199 @@
+"""The capability tools through a real MCP client (both protocol eras) against the fal fake."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp_types import ResourceLink, TextContent
+
+from mcp_audio.catalog import load_catalog
+from mcp_audio.sandbox.fal_queue import FakeFal
+
+pytestmark = pytest.mark.anyio
+EXAMPLES = load_catalog().examples
+
+
+def text_of(result: Any) -> str:
+    return "\n".join(item.text for item in result.content if isinstance(item, TextContent))
+
+
+async def test_tools_list_shows_typed_annotated_tools(client: Client) -> None:
+    tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert {"qwen3_tts", "qwen3_tts_clone_voice", "whisper_transcribe", "lyria2_music", "elevenlabs_sound_effect"} <= set(tools)
+    assert {"get_job", "cancel_job", "list_jobs"} <= set(tools)
+    tts = tools["qwen3_tts"]
+    assert tts.title and len(tts.description or "") > 40
+    assert tts.input_schema["additionalProperties"] is False
+    assert tts.input_schema["required"] == ["text"]
+    assert tts.input_schema["properties"]["model_size"]["enum"] == ["1.7b", "0.6b"]
+    assert tts.annotations is not None
+    assert tts.annotations.read_only_hint is False and tts.annotations.open_world_hint is True
+    assert tts.meta == {
+        "mcp-audio/provider": "fal",
+        "mcp-audio/endpoints": ["fal-ai/qwen-3-tts/text-to-speech/1.7b", "fal-ai/qwen-3-tts/text-to-speech/0.6b"],
+    }
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[f"{e.tool}:{e.endpoint}:{i}" for i, e in enumerate(EXAMPLES)])
+async def test_seed_example_is_sent_upstream_unchanged(client: Client, fake_fal: FakeFal, example: Any) -> None:
+    result = await client.call_tool(example.tool, {**example.request, **example.arguments})
+    assert not result.is_error, text_of(result)
+    submits = [r for r in fake_fal.requests if r.kind == "submit"]
+    assert len(submits) == 1
+    assert submits[0].path == f"/{example.endpoint}"
+    assert submits[0].json == example.request
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "completed"
+
+
+async def test_completed_result_has_files_links_and_fields(client: Client, fake_fal: FakeFal) -> None:
+    result = await client.call_tool("lyria2_music", {"prompt": "lush ambient river, piano", "seed": 7})
+    assert not result.is_error, text_of(result)
+    body = result.structured_content
+    assert body is not None
+    assert body["status"] == "completed" and len(body["job_id"]) == 32
+    [audio] = body["files"]
+    assert audio["url"].startswith(fake_fal.base_url + "/files/")
+    assert audio["content_type"] == "audio/wav" and audio["file_size"] > 0
+    links = [item for item in result.content if isinstance(item, ResourceLink)]
+    assert [str(link.uri) for link in links] == [audio["url"]]
+    assert audio["url"] in text_of(result)
+
+
+async def test_transcript_reaches_the_model_as_text_and_structure(client: Client, fake_fal: FakeFal) -> None:
+    fake_fal.script(
+        "fal-ai/whisper",
+        output={
+            "text": "Hello there, general.",
+            "chunks": [{"timestamp": [0.0, 1.2], "text": "Hello there,"}, {"timestamp": [1.2, 2.0], "text": " general."}],
+            "inferred_languages": ["en"],
+            "diarization_segments": [],
+        },
+    )
+    result = await client.call_tool("whisper_transcribe", {"audio_url": "https://example.com/a.mp3", "chunk_level": "word"})
+    assert not result.is_error, text_of(result)
+    assert "Transcript:\nHello there, general." in text_of(result)
+    assert result.structured_content is not None
+    assert result.structured_content["output"]["chunks"][1]["timestamp"] == [1.2, 2.0]
+    assert result.structured_content["files"] == []
+
+
+async def test_progress_reports_queue_position_running_and_logs(client: Client, fake_fal: FakeFal) -> None:
+    fake_fal.script("fal-ai/lyria2", queue_s=0.6, run_s=0.6, logs=["loading model", "sampling"], queue_positions=2)
+    seen: list[tuple[float, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, message))
+
+    result = await client.call_tool("lyria2_music", {"prompt": "jazz trio"}, progress_callback=on_progress)
+    assert not result.is_error, text_of(result)
+    messages = [message or "" for _, message in seen]
+    assert any(m.startswith("In queue (position") for m in messages), messages
+    assert any("loading model" in m for m in messages), messages
+    assert any("sampling" in m for m in messages), messages
+    progress_values = [p for p, _ in seen]
+    assert progress_values == sorted(progress_values) and len(set(progress_values)) == len(progress_values)
+
+
+async def test_completed_job_costs_at_most_four_upstream_requests(client: Client, fake_fal: FakeFal) -> None:
+    fake_fal.script("fal-ai/lyria2", queue_s=0.5, run_s=1.5, logs=["a", "b", "c"])
+    result = await client.call_tool("lyria2_music", {"prompt": "slow ballad"})
+    assert result.structured_content is not None
+    upstream_id = fake_fal.requests[0].request_id or next(iter(fake_fal.jobs))
+    kinds = [r.kind for r in fake_fal.requests_for(upstream_id)]
+    assert kinds == ["submit", "stream", "result"]
+
+
+async def test_broken_stream_falls_back_to_polling(client: Client, fake_fal: FakeFal) -> None:
+    fake_fal.script("fal-ai/lyria2", queue_s=0.3, run_s=0.8)
+    fake_fal.break_stream_after(1)
+    result = await client.call_tool("lyria2_music", {"prompt": "drum and bass"})
+    assert not result.is_error, text_of(result)
+    kinds = [r.kind for r in fake_fal.requests]
+    assert kinds[:2] == ["submit", "stream"] and "status" in kinds and kinds[-1] == "result"
+
+
+async def test_long_job_returns_a_handle_then_get_job_returns_the_result(settings: Any, fake_fal: FakeFal) -> None:
+    from mcp_audio.server import build_server
+
+    fake_fal.script("fal-ai/lyria2", run_s=1.5)
+    async with Client(build_server(settings.model_copy(update={"wait_s": 0.3}))) as client:
+        first = await client.call_tool("lyria2_music", {"prompt": "epic trailer"})
+        assert not first.is_error
+        handle = first.structured_content
+        assert handle is not None and handle["status"] in ("queued", "running")
+        job_id = handle["job_id"]
+        assert handle["resource"] == f"jobs://{job_id}"
+        assert f'get_job with job_id="{job_id}"' in text_of(first)
+        links = [str(item.uri) for item in first.content if isinstance(item, ResourceLink)]
+        assert links == [f"jobs://{job_id}"]
+
+        resource = await client.read_resource(f"jobs://{job_id}")
+        assert json.loads(resource.contents[0].text)["status"] in ("queued", "running")  # type: ignore[union-attr]
+
+        done = await client.call_tool("get_job", {"job_id": job_id, "wait_s": 10})
+        assert done.structured_content is not None
+        assert done.structured_content["status"] == "completed"
+        assert done.structured_content["files"][0]["url"].startswith(fake_fal.base_url)
+        assert len([r for r in fake_fal.requests if r.kind == "submit"]) == 1
+
+
+async def test_list_jobs_and_recent_jobs_resource(client: Client, fake_fal: FakeFal) -> None:
+    await client.call_tool("elevenlabs_sound_effect", {"text": "glass shatters"})
+    listed = await client.call_tool("list_jobs", {"status": "completed", "limit": 5})
+    assert listed.structured_content is not None
+    [job] = listed.structured_content["jobs"]
+    assert job["tool"] == "elevenlabs_sound_effect" and job["status"] == "completed"
+    recent = await client.read_resource("jobs://recent")
+    assert json.loads(recent.contents[0].text)[0]["job_id"] == job["job_id"]  # type: ignore[union-attr]
+    none = await client.call_tool("list_jobs", {"status": "failed"})
+    assert none.structured_content == {"jobs": []}
+
+
+async def test_catalog_and_voice_resources(client: Client) -> None:
+    catalog = json.loads((await client.read_resource("audio://catalog")).contents[0].text)  # type: ignore[union-attr]
+    by_tool = {entry["tool"]: entry for entry in catalog}
+    assert by_tool["qwen3_tts"]["provider"] == "fal"
+    assert by_tool["qwen3_tts"]["kind"] == "tts"
+    assert "fal-ai/qwen-3-tts/text-to-speech/0.6b" in by_tool["qwen3_tts"]["endpoints"]
+    presets = json.loads((await client.read_resource("voices://qwen3-tts")).contents[0].text)  # type: ignore[union-attr]
+    names = [preset["name"] for preset in presets["presets"]]
+    assert names == ["Vivian", "Serena", "Uncle_Fu", "Dylan", "Eric", "Ryan", "Aiden", "Ono_Anna", "Sohee"]
+    assert all(preset["notes"] for preset in presets["presets"])
+    cloned = json.loads((await client.read_resource("voices://cloned")).contents[0].text)  # type: ignore[union-attr]
+    assert cloned == []
+
+
+async def test_cloned_voice_is_saved_and_usable_by_name(client: Client, fake_fal: FakeFal) -> None:
+    clone = await client.call_tool(
+        "qwen3_tts_clone_voice",
+        {"audio_url": "https://example.com/me.mp3", "reference_text": "This is my voice.", "name": "narrator"},
+    )
+    assert not clone.is_error, text_of(clone)
+    assert clone.structured_content is not None and clone.structured_content["saved_voice"] == "narrator"
+    assert "Saved as voice 'narrator'" in text_of(clone)
+    embedding_url = clone.structured_content["files"][0]["url"]
+    cloned = json.loads((await client.read_resource("voices://cloned")).contents[0].text)  # type: ignore[union-attr]
+    assert cloned == [{"name": "narrator", "family": "qwen3-tts", "provider": "fal"}]
+
+    speak = await client.call_tool("qwen3_tts", {"text": "Hello in my voice.", "voice": "narrator"})
+    assert not speak.is_error, text_of(speak)
+    last_submit = [r for r in fake_fal.requests if r.kind == "submit"][-1]
+    assert last_submit.path == "/fal-ai/qwen-3-tts/text-to-speech/1.7b"
+    assert last_submit.json == {
+        "text": "Hello in my voice.",
+        "speaker_voice_embedding_file_url": embedding_url,
+        "reference_text": "This is my voice.",
+    }
+
+
+async def test_unknown_voice_lists_the_valid_names(client: Client, fake_fal: FakeFal) -> None:
+    result = await client.call_tool("qwen3_tts", {"text": "Hi", "voice": "Bob"})
+    assert result.is_error
+    message = text_of(result)
+    assert "`voice`: unknown voice 'Bob'" in message
+    assert "Vivian, Serena, Uncle_Fu" in message and "voices://cloned" in message
+    assert fake_fal.requests == []
