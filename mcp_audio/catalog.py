@@ -269,7 +269,8 @@ def describe_validation_error(capability: Capability, exc: ValidationError) -> s
         else:
             given = _short(repr(err.get("input")))
             allowed = _allowed(spec) if spec else err["msg"]
-            lines.append(f"`{_loc(err['loc'])}`: got {given}; {err["msg"][0].lower() + err["msg"][1:]}. Allowed: {allowed}.")
+            reason = err["msg"][:1].lower() + err["msg"][1:]  # keep enum values' case
+            lines.append(f"`{_loc(err['loc'])}`: got {given}; {reason}. Allowed: {allowed}.")
     return f"Invalid arguments for {capability.name}:\n" + "\n".join(f"- {line}" for line in lines)
 
 
