@@ -69,7 +69,7 @@ class FalProvider:
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         kwargs.setdefault("headers", self._headers())
-        return await send(self._http, method, url, provider="fal", key_env=KEY_ENV, **self._retry, **kwargs)
+        return await send(self._http, method, url, provider="fal", key_env=KEY_ENV, **(self._retry | kwargs))
 
     async def submit(self, endpoint: str, payload: dict[str, Any]) -> Submitted:
         # Only answers that prove no job was created (429, ingress 5xx) and connection

@@ -1,0 +1,140 @@
+"""What an agent sees when something goes wrong: exact messages, and never the API key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from mcp_audio.config import Settings
+from mcp_audio.sandbox.fal_queue import FakeFal
+from mcp_audio.server import build_server
+from tests.conftest import FAL_KEY
+from tests.test_tools import text_of
+
+pytestmark = pytest.mark.anyio
+
+
+def assert_no_key(settings: Settings, *texts: str) -> None:
+    for text in texts:
+        assert FAL_KEY not in text
+    db = settings.database_path.read_bytes() + Path(str(settings.database_path) + "-wal").read_bytes()
+    assert FAL_KEY.encode() not in db
+
+
+async def test_invalid_arguments_name_field_value_and_allowed(client: Client, fake_fal: FakeFal) -> None:
+    result = await client.call_tool(
+        "qwen3_tts", {"text": "Hi", "language": "Klingon", "temperature": 3, "model_size": "7b", "speed": 2}
+    )
+    assert result.is_error
+    message = text_of(result)
+    assert "Invalid arguments for qwen3_tts:" in message
+    assert "`language`: got 'Klingon'; input should be 'Auto', 'English'" in message
+    assert "`temperature`: got 3; input should be less than or equal to 1. Allowed: number, >= 0, <= 1." in message
+    assert "`model_size`: got '7b'; input should be '1.7b' or '0.6b'. Allowed: one of '1.7b', '0.6b'." in message
+    assert "`speed`: unknown argument. Allowed arguments: text, " in message
+    assert fake_fal.requests == []
+
+
+async def test_missing_required_argument(client: Client, fake_fal: FakeFal) -> None:
+    result = await client.call_tool("lyria2_music", {"negative_prompt": "vocals"})
+    assert result.is_error
+    assert "`prompt`: required but missing" in text_of(result)
+    assert fake_fal.requests == []
+
+
+async def test_missing_key_still_lists_tools_and_names_fal_key(tmp_path: Path, fake_fal: FakeFal) -> None:
+    settings = Settings(fal_queue_url=fake_fal.base_url, data_dir=tmp_path / "d", output_dir=tmp_path / "o")
+    async with Client(build_server(settings)) as client:
+        assert len((await client.list_tools()).tools) >= 8
+        result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+        assert result.is_error
+        assert "FAL_KEY is not set" in text_of(result)
+        jobs = await client.call_tool("list_jobs", {})
+        assert jobs.structured_content == {"jobs": []}  # no job row for a call that cannot run
+    assert fake_fal.requests == []
+
+
+async def test_rejected_key_is_named_by_variable_never_echoed(tmp_path: Path, fake_fal: FakeFal) -> None:
+    wrong = "fal-wrong-key-9876543210"
+    settings = Settings(fal_key=wrong, fal_queue_url=fake_fal.base_url, data_dir=tmp_path / "d", output_dir=tmp_path / "o")
+    async with Client(build_server(settings)) as client:
+        result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+        listed = await client.call_tool("list_jobs", {})
+    assert result.is_error
+    message = text_of(result)
+    assert "fal rejected the API key (HTTP 401). Check that FAL_KEY holds a valid, active key." in message
+    assert wrong not in message and wrong not in str(result.structured_content) and wrong not in str(listed)
+    assert wrong.encode() not in settings.database_path.read_bytes()
+
+
+async def test_upstream_422_shows_the_upstream_field_messages(client: Client, fake_fal: FakeFal, settings: Settings) -> None:
+    fake_fal.inject(
+        "submit",
+        422,
+        body={"detail": [{"loc": ["body", "prompt"], "msg": "Prompt violates content policy", "type": "value_error"}]},
+    )
+    result = await client.call_tool("lyria2_music", {"prompt": "something"})
+    assert result.is_error
+    assert "fal rejected the input:\n- `prompt`: Prompt violates content policy" in text_of(result)
+    assert result.structured_content is not None and result.structured_content["status"] == "failed"
+    assert_no_key(settings, text_of(result))
+
+
+async def test_429_is_retried_honouring_retry_after_without_a_second_job(client: Client, fake_fal: FakeFal) -> None:
+    fake_fal.inject("submit", 429, times=2, headers={"Retry-After": "0.2"}, body={"detail": "Rate limited"})
+    result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+    assert not result.is_error, text_of(result)
+    submits = [r for r in fake_fal.requests if r.kind == "submit"]
+    assert len(submits) == 3
+    assert submits[2].time - submits[1].time >= 0.2
+    assert len(fake_fal.jobs) == 1
+
+
+async def test_transient_5xx_while_following_is_retried(client: Client, fake_fal: FakeFal) -> None:
+    fake_fal.script("fal-ai/lyria2", run_s=0.3)
+    fake_fal.inject("stream", 503, body={"detail": "no runner"}, headers={"X-Fal-Error-Type": "runner_scheduling_failure"})
+    fake_fal.inject("status", 503, body={"detail": "no runner"})
+    fake_fal.inject("result", 502, body={"detail": "bad gateway"})
+    result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None and result.structured_content["status"] == "completed"
+
+
+async def test_persistent_5xx_ends_with_a_clear_error(settings: Settings, fake_fal: FakeFal) -> None:
+    fake_fal.inject("submit", 503, times=10, headers={"Retry-After": "0"}, body={"detail": "overloaded"})
+    async with Client(build_server(settings)) as client:
+        result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+    assert result.is_error
+    assert "fal is unavailable (HTTP 503): overloaded. Retries were exhausted; try again later." in text_of(result)
+    assert len([r for r in fake_fal.requests if r.kind == "submit"]) == 5
+    assert fake_fal.jobs == {}
+
+
+async def test_failed_job_reports_the_upstream_error(client: Client, fake_fal: FakeFal, settings: Settings) -> None:
+    fake_fal.script(
+        "fal-ai/lyria2", run_s=0.2, error=(500, {"detail": "CUDA out of memory", "error_type": "runner_server_error"})
+    )
+    result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+    assert result.is_error
+    assert "lyria2_music failed (job " in text_of(result)
+    assert "fal job failed: CUDA out of memory" in text_of(result)
+    assert_no_key(settings, text_of(result), str(result.structured_content))
+
+
+async def test_unknown_job_id(client: Client) -> None:
+    result = await client.call_tool("get_job", {"job_id": "nope"})
+    assert result.is_error
+    assert "No job with id 'nope'. List recent jobs with list_jobs or read jobs://recent." in text_of(result)
+    cancelled = await client.call_tool("cancel_job", {"job_id": "nope"})
+    assert cancelled.is_error and "No job with id 'nope'" in text_of(cancelled)
+
+
+async def test_key_never_reaches_logs(caplog: Any, client: Client, fake_fal: FakeFal, settings: Settings) -> None:
+    caplog.set_level("DEBUG")
+    fake_fal.inject("submit", 401, body={"detail": f"bad key {FAL_KEY}"})  # an upstream that echoes the key
+    result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+    assert result.is_error
+    assert_no_key(settings, text_of(result), caplog.text)
