@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(settings, http=getattr(args, "http", False), host=getattr(args, "host", "127.0.0.1"),
                           port=getattr(args, "port", 8765))
         if command == "tools":
-            return _tools(as_json=args.json)
+            return _tools(as_json=args.json, as_markdown=args.markdown)
         if command == "call":
             return _call(settings, args.tool, args.json, args.wait)
         if command == "jobs":
@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765)
     tools = sub.add_parser("tools", help="list the tools, their upstream endpoints and prices")
     tools.add_argument("--json", action="store_true", help="machine-readable output")
+    tools.add_argument("--markdown", action="store_true", help="a Markdown table (as in the README)")
     call = sub.add_parser("call", help="run one tool as an agent would; result JSON on stdout")
     call.add_argument("tool")
     call.add_argument("--json", default="{}", help="the tool's arguments as a JSON object")
@@ -84,23 +85,21 @@ def _serve(settings: Any, *, http: bool, host: str, port: int) -> int:
     return 0
 
 
-def _tools(*, as_json: bool) -> int:
+def _tools(*, as_json: bool, as_markdown: bool) -> int:
     from mcp_audio.catalog import load_catalog
-    from mcp_audio.server import catalog_entries
+    from mcp_audio.server import catalog_entries, tools_markdown
 
-    entries = catalog_entries(load_catalog())
+    catalog = load_catalog()
     if as_json:
-        print(json.dumps(entries, indent=2))
+        print(json.dumps(catalog_entries(catalog), indent=2))
+        return 0
+    if as_markdown:
+        print(tools_markdown(catalog), end="")
         return 0
     rows = [("TOOL", "KIND", "UPSTREAM ENDPOINT(S)", "PRICE")]
-    for entry in entries:
-        price = entry["price"]
-        rows.append((
-            entry["tool"],
-            entry["kind"],
-            ", ".join(entry["endpoints"]),
-            f"${price['usd']:g} per {price['unit'].replace('_', ' ')}" if price else "-",
-        ))
+    for cap in catalog.capabilities.values():
+        price = cap.spec.price.describe() if cap.spec.price else "-"
+        rows.append((cap.name, cap.spec.kind, ", ".join(cap.spec.all_endpoints), price))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3])

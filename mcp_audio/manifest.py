@@ -57,6 +57,9 @@ class Price(_Strict):
     unit: PriceUnit
     note: str | None = None
 
+    def describe(self) -> str:
+        return f"${self.usd:g} per {self.unit.replace('_', ' ')}"
+
 
 class VoicePreset(_Strict):
     name: str

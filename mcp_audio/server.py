@@ -322,4 +322,14 @@ def catalog_entries(catalog: Catalog) -> list[dict[str, Any]]:
     ]
 
 
+def tools_markdown(catalog: Catalog) -> str:
+    """The README's tool table, generated from the manifests (a test keeps the README in sync)."""
+    lines = ["| Tool | Kind | What it does | Upstream endpoint(s) | Price |", "|---|---|---|---|---|"]
+    for cap in catalog.capabilities.values():
+        price_text = cap.spec.price.describe() if cap.spec.price else "-"
+        endpoints = "<br>".join(f"`{e}`" for e in cap.spec.all_endpoints)
+        lines.append(f"| `{cap.name}` | {cap.spec.kind} | {cap.spec.title} | {endpoints} | {price_text} |")
+    return "\n".join(lines) + "\n"
+
+
 __all__ = ["AppState", "ConfigError", "build_server", "catalog_entries", "job_result"]

@@ -1,0 +1,71 @@
+"""The `mcp-audio` command line, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from mcp_audio.catalog import load_catalog
+from mcp_audio.config import ENV_NAMES, Settings
+from mcp_audio.sandbox.fal_queue import FakeFal
+from mcp_audio.server import tools_markdown
+from tests.conftest import FAL_KEY, env_for
+
+ROOT = Path(__file__).parent.parent
+
+
+def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mcp_audio", *args], env=env_for(settings), capture_output=True, text=True, timeout=60
+    )
+
+
+def test_tools_table_needs_no_key(settings: Settings) -> None:
+    env = {k: v for k, v in env_for(settings).items() if k != "FAL_KEY"}
+    proc = subprocess.run([sys.executable, "-m", "mcp_audio", "tools"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    header, *rows = proc.stdout.splitlines()
+    assert header.split() == ["TOOL", "KIND", "UPSTREAM", "ENDPOINT(S)", "PRICE"]
+    assert any(row.startswith("qwen3_tts ") and "$0.09 per 1000 characters" in row for row in rows)
+    as_json = json.loads(run(settings, "tools", "--json").stdout)
+    assert {entry["tool"] for entry in as_json} == set(load_catalog().capabilities)
+
+
+def test_call_prints_result_json_on_stdout_and_status_on_stderr(settings: Settings, fake_fal: FakeFal) -> None:
+    fake_fal.script("fal-ai/lyria2", queue_s=0.3, run_s=0.5, logs=["rendering"])
+    proc = run(settings, "call", "lyria2_music", "--json", '{"prompt": "calm piano"}')
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["status"] == "completed"
+    assert result["files"][0]["url"].startswith(fake_fal.base_url)
+    assert "lyria2_music:" in proc.stderr
+    assert FAL_KEY not in proc.stdout + proc.stderr
+
+    jobs = run(settings, "jobs", "--status", "completed")
+    assert json.loads(jobs.stdout.splitlines()[0])["job_id"] == result["job_id"]
+
+
+def test_call_with_bad_arguments_fails_with_the_message(settings: Settings, fake_fal: FakeFal) -> None:
+    proc = run(settings, "call", "lyria2_music", "--json", '{"prompt": "x", "tempo": 120}')
+    assert proc.returncode == 1
+    assert "`tempo`: unknown argument" in proc.stderr
+    bad_json = run(settings, "call", "lyria2_music", "--json", "{nope")
+    assert bad_json.returncode == 1 and "--json is not valid JSON" in bad_json.stderr
+    assert fake_fal.requests == []
+
+
+def test_readme_tools_table_matches_the_manifests() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = re.search(r"<!-- tools:start -->\n(.*?)<!-- tools:end -->", readme, re.S)
+    assert table is not None
+    assert table.group(1) == tools_markdown(load_catalog()), "run: mcp-audio tools --markdown, paste into README"
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for field, env_name in ENV_NAMES.items():
+        assert f"`{env_name}`" in readme, field
+    assert set(ENV_NAMES) == set(Settings.model_fields)
