@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from mcp_audio.errors import InvalidArguments, ManifestError
 from mcp_audio.manifest import Example, InputSpec, ManifestFile, ToolSpec, VoiceFamily
 
+ADVANCED = "advanced"
 _PY_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
 
 
@@ -79,7 +80,8 @@ class Capability:
         except ValidationError as exc:
             raise InvalidArguments(describe_validation_error(self, exc)) from exc
         given = model.model_dump(exclude_unset=True)
-        payload = {k: v for k, v in given.items() if self.inputs[k].upstream}
+        advanced = given.pop(ADVANCED, None) or {}
+        payload = {k: v for k, v in given.items() if self.inputs[k].upstream} | advanced
         local = {k: v for k, v in given.items() if not self.inputs[k].upstream}
         endpoint = self._endpoint(local)
         if self.spec.voice is not None and self.spec.voice.input in payload:
@@ -177,10 +179,13 @@ def _cross_check(
 
 
 def _build_capability(spec: ToolSpec, manifest: ManifestFile) -> Capability:
-    fields: dict[str, Any] = {name: _pydantic_field(s) for name, s in ((s.name, s) for s in spec.inputs)}
-    model = create_model(  # type: ignore[call-overload]
-        f"{spec.name}_arguments", __config__=ConfigDict(extra="forbid", strict=False), **fields
-    )
+    strict_config = ConfigDict(extra="forbid")
+    fields: dict[str, Any] = {s.name: _pydantic_field(s) for s in spec.inputs if not s.advanced}
+    advanced = {s.name: _pydantic_field(s) for s in spec.inputs if s.advanced}
+    if advanced:
+        group = create_model(f"{spec.name}_advanced", __config__=strict_config, **advanced)  # type: ignore[call-overload]
+        fields[ADVANCED] = (group, Field(default=None))
+    model = create_model(f"{spec.name}_arguments", __config__=strict_config, **fields)  # type: ignore[call-overload]
     family = manifest.voices.get(spec.voice.family) if spec.voice else None
     return Capability(
         spec=spec,
@@ -223,28 +228,15 @@ def _pydantic_field(spec: InputSpec) -> tuple[Any, Any]:
 
 def _json_schema(spec: ToolSpec) -> dict[str, Any]:
     """A compact JSON schema (no titles, no $defs): it is sent into every conversation."""
-    properties: dict[str, Any] = {}
-    for s in spec.inputs:
-        prop: dict[str, Any] = {"type": s.type}
-        if s.type == "array":
-            prop["items"] = {"type": s.items}
-        if s.enum is not None:
-            prop["enum"] = s.enum
-        for key, value in (
-            ("minimum", s.minimum),
-            ("maximum", s.maximum),
-            ("exclusiveMinimum", s.exclusive_minimum),
-            ("minLength", s.min_length),
-            ("maxLength", s.max_length),
-            ("minItems", s.min_items),
-            ("maxItems", s.max_items),
-            ("pattern", s.pattern),
-            ("default", s.default),
-        ):
-            if value is not None:
-                prop[key] = int(value) if isinstance(value, float) and value.is_integer() and s.type == "integer" else value
-        prop["description"] = s.description
-        properties[s.name] = prop
+    properties = {s.name: _json_property(s) for s in spec.inputs if not s.advanced}
+    advanced = {s.name: _json_property(s) for s in spec.inputs if s.advanced}
+    if advanced:
+        properties[ADVANCED] = {
+            "type": "object",
+            "properties": advanced,
+            "additionalProperties": False,
+            "description": "Rarely needed model settings; the upstream's defaults apply to any left out.",
+        }
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     required = [s.name for s in spec.inputs if s.required]
     if required:
@@ -253,17 +245,46 @@ def _json_schema(spec: ToolSpec) -> dict[str, Any]:
     return schema
 
 
+def _json_property(s: InputSpec) -> dict[str, Any]:
+    prop: dict[str, Any] = {"type": s.type}
+    if s.type == "array":
+        prop["items"] = {"type": s.items}
+    if s.enum is not None:
+        prop["enum"] = s.enum
+    for key, value in (
+        ("minimum", s.minimum),
+        ("maximum", s.maximum),
+        ("exclusiveMinimum", s.exclusive_minimum),
+        ("minLength", s.min_length),
+        ("maxLength", s.max_length),
+        ("minItems", s.min_items),
+        ("maxItems", s.max_items),
+        ("pattern", s.pattern),
+        ("default", None if s.advanced else s.default),
+    ):
+        if value is not None:
+            prop[key] = int(value) if isinstance(value, float) and value.is_integer() else value
+    if not s.advanced:  # advanced settings are named for what they are; their words cost context
+        prop["description"] = s.description
+    return prop
+
+
 # --- error messages an agent can act on ---------------------------------------------------
 
 
 def describe_validation_error(capability: Capability, exc: ValidationError) -> str:
     """One line per problem: the field, what was given, what is allowed."""
     lines = []
+    top_level = [s.name for s in capability.spec.inputs if not s.advanced]
+    advanced = [s.name for s in capability.spec.inputs if s.advanced]
     for err in exc.errors():
-        name = str(err["loc"][0]) if err["loc"] else ""
+        name = str(err["loc"][-1]) if err["loc"] else ""
         spec = capability.inputs.get(name)
-        if err["type"] == "extra_forbidden":
-            lines.append(f"`{_loc(err['loc'])}`: unknown argument. Allowed arguments: {', '.join(capability.inputs)}.")
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1 and name in advanced:
+            lines.append(f"`{name}`: belongs inside `advanced`, e.g. {{\"advanced\": {{\"{name}\": ...}}}}.")
+        elif err["type"] == "extra_forbidden":
+            allowed_names = advanced if len(err["loc"]) > 1 else top_level + ([ADVANCED] if advanced else [])
+            lines.append(f"`{_loc(err['loc'])}`: unknown argument. Allowed arguments: {', '.join(allowed_names)}.")
         elif err["type"] == "missing":
             lines.append(f"`{name}`: required but missing ({spec.description if spec else ''}).".replace(" ()", ""))
         else:

@@ -38,6 +38,13 @@ class InputSpec(_Strict):
     max_items: int | None = None
     pattern: str | None = None
     upstream: bool = True  # False: used by the server itself (an endpoint choice, a voice name to save)
+    advanced: bool = False  # grouped under one optional `advanced` object, without descriptions, to save context
+
+    @model_validator(mode="after")
+    def _advanced_is_upstream(self) -> InputSpec:
+        if self.advanced and (self.required or not self.upstream):
+            raise ValueError("an advanced input must be optional and sent upstream")
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> InputSpec:
@@ -117,6 +124,8 @@ class ToolSpec(_Strict):
     @model_validator(mode="after")
     def _endpoints_and_inputs(self) -> ToolSpec:
         names = [spec.name for spec in self.inputs]
+        if "advanced" in names:
+            raise ValueError("`advanced` is reserved for the group of inputs marked `advanced = true`")
         if len(names) != len(set(names)):
             raise ValueError(f"duplicate input names in {names}")
         if (self.endpoint is None) == (self.endpoints is None):

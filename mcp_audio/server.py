@@ -109,9 +109,8 @@ def build_server(settings: Settings, catalog: Catalog | None = None) -> MCPServe
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
-        tools=tools,
+        tools=tools + _job_tools(runtime, secrets),
     )
-    _add_job_tools(server, runtime, secrets)
     _add_resources(server, runtime, catalog)
     return server
 
@@ -141,9 +140,8 @@ def _capability_tool(capability: Capability, runtime: _Runtime, secrets: list[st
         fn_metadata=FuncMetadata(arg_model=_RawArguments),
         is_async=True,
         context_kwarg="ctx",
-        annotations=ToolAnnotations(
-            title=spec.title, read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-        ),
+        # Not read-only, not destructive (it creates new files), open-world (a paid upstream call).
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True),
         meta={"mcp-audio/provider": capability.provider, "mcp-audio/endpoints": spec.all_endpoints},
     )
 
@@ -216,31 +214,20 @@ def job_result(catalog: Catalog, job: Job) -> CallToolResult:
 JobStatusFilter = Literal["queued", "running", "completed", "failed", "cancelled", "unfinished", "any"]
 
 
-def _add_job_tools(server: MCPServer[AppState], runtime: _Runtime, secrets: list[str]) -> None:
+def _job_tools(runtime: _Runtime, secrets: list[str]) -> list[Tool]:
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
-    @server.tool(
-        title="Get a job's status or result",
-        description="Status or result of an audio job started by another tool. wait_s waits for it to finish "
-        "(with progress) before answering.",
-        annotations=read_only,
-    )
     async def get_job(
         ctx: Context,
-        job_id: str = Field(description="The job_id a tool returned.", max_length=64),
-        wait_s: float = Field(0, ge=0, le=600, description="Seconds to wait for the job to finish."),
+        job_id: str = Field(description="The job_id a tool returned", max_length=64),
+        wait_s: float = Field(0, ge=0, le=600, description="Seconds to wait for it to finish"),
     ) -> CallToolResult:
         state = runtime.get()
         if state.store.get_job(job_id) is None:
             raise ToolError(not_found_message(job_id))
         return await _await_job(ctx, state, job_id, wait_s, cancel_on_abort=False)
 
-    @server.tool(
-        title="Cancel a job",
-        description="Cancel a running or queued audio job, upstream too. A finished job is left as it is.",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True),
-    )
-    async def cancel_job(job_id: str = Field(description="The job_id to cancel.", max_length=64)) -> CallToolResult:
+    async def cancel_job(job_id: str = Field(description="The job_id to cancel", max_length=64)) -> CallToolResult:
         state = runtime.get()
         try:
             job = await state.runner.cancel(job_id)
@@ -248,24 +235,47 @@ def _add_job_tools(server: MCPServer[AppState], runtime: _Runtime, secrets: list
             raise ToolError(redact(str(exc), secrets)) from exc
         return job_result(state.catalog, job)
 
-    @server.tool(
-        title="List recent jobs",
-        description="Recent audio jobs, newest first, optionally filtered by status.",
-        annotations=read_only,
-    )
     async def list_jobs(
-        status: JobStatusFilter = Field("any", description="Filter; 'unfinished' = queued or running."),
-        limit: int = Field(20, ge=1, le=200, description="Maximum number of jobs."),
+        status: JobStatusFilter = Field("any", description="unfinished = queued or running"),
+        limit: int = Field(20, ge=1, le=200),
     ) -> CallToolResult:
         state = runtime.get()
         states = {"any": None, "unfinished": ["queued", "running"]}.get(status, [status])
         jobs = [job.summary() for job in state.store.list_jobs(states=states, limit=limit)]
         lines = [f"{j['job_id']} {j['tool']} {j['status']} {j['created_at']}" for j in jobs] or ["No jobs."]
-        return CallToolResult(
-            content=[TextContent(type="text", text="\n".join(lines))], structured_content={"jobs": jobs}
-        )
+        return CallToolResult(content=[TextContent(type="text", text="\n".join(lines))], structured_content={"jobs": jobs})
+
+    tools = [
+        Tool.from_function(
+            get_job,
+            title="Get a job's status or result",
+            description="Status or result of an audio job another tool started; wait_s waits for it (with progress).",
+            annotations=read_only,
+        ),
+        Tool.from_function(
+            cancel_job,
+            title="Cancel a job",
+            description="Cancel a queued or running audio job, upstream too. A finished job is left as it is.",
+            annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=True),
+        ),
+        Tool.from_function(
+            list_jobs,
+            title="List recent jobs",
+            description="Recent audio jobs, newest first, optionally filtered by status.",
+            annotations=read_only,
+        ),
+    ]
+    for tool in tools:
+        tool.parameters = _without_titles(tool.parameters)
+    return tools
 
 
+def _without_titles(schema: dict[str, Any]) -> dict[str, Any]:
+    """Pydantic titles repeat the names; every byte of tools/list is paid for in each conversation."""
+    compact = {k: v for k, v in schema.items() if k != "title"}
+    if "properties" in compact:
+        compact["properties"] = {name: _without_titles(prop) for name, prop in compact["properties"].items()}
+    return compact
 
 
 # --- resources ----------------------------------------------------------------------------

@@ -52,6 +52,19 @@ def test_prepare_sends_only_given_arguments() -> None:
     assert prepared.payload == {"prompt": "calm piano"}  # no defaults invented on the way
 
 
+def test_advanced_settings_are_flattened_into_the_upstream_body() -> None:
+    tts = CATALOG.get("qwen3_tts")
+    assert tts is not None
+    assert "temperature" not in tts.input_schema["properties"]
+    assert tts.input_schema["properties"]["advanced"]["properties"]["temperature"] == {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1,
+    }
+    prepared = tts.prepare({"text": "hi", "advanced": {"temperature": 0.5, "subtalker_top_k": 20}}, lambda name: None)
+    assert prepared.payload == {"text": "hi", "temperature": 0.5, "subtalker_top_k": 20}
+
+
 def test_endpoint_choice_is_not_sent_upstream() -> None:
     tts = CATALOG.get("qwen3_tts")
     assert tts is not None

@@ -26,13 +26,15 @@ def assert_no_key(settings: Settings, *texts: str) -> None:
 
 async def test_invalid_arguments_name_field_value_and_allowed(client: Client, fake_fal: FakeFal) -> None:
     result = await client.call_tool(
-        "qwen3_tts", {"text": "Hi", "language": "Klingon", "temperature": 3, "model_size": "7b", "speed": 2}
+        "qwen3_tts",
+        {"text": "Hi", "language": "Klingon", "advanced": {"temperature": 3}, "model_size": "7b", "speed": 2, "top_k": 5},
     )
     assert result.is_error
     message = text_of(result)
     assert "Invalid arguments for qwen3_tts:" in message
     assert "`language`: got 'Klingon'; input should be 'Auto', 'English'" in message
-    assert "`temperature`: got 3; input should be less than or equal to 1. Allowed: number, >= 0, <= 1." in message
+    assert "`advanced.temperature`: got 3; input should be less than or equal to 1. Allowed: number, >= 0, <= 1." in message
+    assert '`top_k`: belongs inside `advanced`, e.g. {"advanced": {"top_k": ...}}.' in message
     assert "`model_size`: got '7b'; input should be '1.7b' or '0.6b'. Allowed: one of '1.7b', '0.6b'." in message
     assert "`speed`: unknown argument. Allowed arguments: text, " in message
     assert fake_fal.requests == []
