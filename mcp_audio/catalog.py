@@ -185,7 +185,7 @@ def _build_capability(spec: ToolSpec, manifest: ManifestFile) -> Capability:
     if advanced:
         group = create_model(f"{spec.name}_advanced", __config__=strict_config, **advanced)  # type: ignore[call-overload]
         fields[ADVANCED] = (group, Field(default=None))
-    model = create_model(f"{spec.name}_arguments", __config__=strict_config, **fields)  # type: ignore[call-overload]
+    model = create_model(f"{spec.name}_arguments", __config__=strict_config, **fields)
     family = manifest.voices.get(spec.voice.family) if spec.voice else None
     return Capability(
         spec=spec,
@@ -201,7 +201,8 @@ def _python_type(spec: InputSpec) -> Any:
     if spec.enum is not None:
         return Literal[tuple(spec.enum)]
     if spec.type == "array":
-        return list[_PY_TYPES[spec.items or "string"]]  # type: ignore[index]
+        element = _PY_TYPES[spec.items or "string"]
+        return list[element]  # type: ignore[valid-type]
     return _PY_TYPES[spec.type]
 
 
@@ -281,7 +282,7 @@ def describe_validation_error(capability: Capability, exc: ValidationError) -> s
         name = str(err["loc"][-1]) if err["loc"] else ""
         spec = capability.inputs.get(name)
         if err["type"] == "extra_forbidden" and len(err["loc"]) == 1 and name in advanced:
-            lines.append(f"`{name}`: belongs inside `advanced`, e.g. {{\"advanced\": {{\"{name}\": ...}}}}.")
+            lines.append(f'`{name}`: belongs inside `advanced`, e.g. {{"advanced": {{"{name}": ...}}}}.')
         elif err["type"] == "extra_forbidden":
             allowed_names = advanced if len(err["loc"]) > 1 else top_level + ([ADVANCED] if advanced else [])
             lines.append(f"`{_loc(err['loc'])}`: unknown argument. Allowed arguments: {', '.join(allowed_names)}.")

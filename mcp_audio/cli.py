@@ -25,8 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         command = args.command or "serve"
         if command == "serve":
-            return _serve(settings, http=getattr(args, "http", False), host=getattr(args, "host", "127.0.0.1"),
-                          port=getattr(args, "port", 8765))
+            return _serve(
+                settings,
+                http=getattr(args, "http", False),
+                host=getattr(args, "host", "127.0.0.1"),
+                port=getattr(args, "port", 8765),
+            )
         if command == "tools":
             return _tools(as_json=args.json, as_markdown=args.markdown)
         if command == "call":

@@ -135,10 +135,15 @@ class ToolSpec(_Strict):
             if chooser is None:
                 raise ValueError(f"`endpoint_input` {self.endpoint_input!r} must name one of the inputs")
             if chooser.upstream or sorted(chooser.enum or []) != sorted(self.endpoints):
-                raise ValueError("the endpoint input must have `upstream = false` and an enum equal to the endpoints' keys")
+                raise ValueError(
+                    "the endpoint input must have `upstream = false` and an enum equal to the endpoints' keys"
+                )
             if chooser.default is None and not chooser.required:
                 raise ValueError("the endpoint input needs a default or `required = true`")
-        for ref in (self.voice.input if self.voice else None, self.saves_voice.name_input if self.saves_voice else None):
+        for ref in (
+            self.voice.input if self.voice else None,
+            self.saves_voice.name_input if self.saves_voice else None,
+        ):
             if ref is not None and ref not in names:
                 raise ValueError(f"{ref!r} is not one of the inputs {names}")
         return self

@@ -146,7 +146,9 @@ def _capability_tool(capability: Capability, runtime: _Runtime, secrets: list[st
     )
 
 
-async def _await_job(ctx: Context, state: AppState, job_id: str, wait_s: float, *, cancel_on_abort: bool) -> CallToolResult:
+async def _await_job(
+    ctx: Context, state: AppState, job_id: str, wait_s: float, *, cancel_on_abort: bool
+) -> CallToolResult:
     counter = itertools.count(1)
 
     async def forward(job: Job, message: str) -> None:
@@ -203,7 +205,9 @@ def job_result(catalog: Catalog, job: Job) -> CallToolResult:
     return CallToolResult(
         content=[
             TextContent(type="text", text=text),
-            ResourceLink(type="resource_link", uri=f"jobs://{job.id}", name=f"job {job.id}", mime_type="application/json"),
+            ResourceLink(
+                type="resource_link", uri=f"jobs://{job.id}", name=f"job {job.id}", mime_type="application/json"
+            ),
         ],
         structured_content=body,
     )
@@ -243,7 +247,9 @@ def _job_tools(runtime: _Runtime, secrets: list[str]) -> list[Tool]:
         states = {"any": None, "unfinished": ["queued", "running"]}.get(status, [status])
         jobs = [job.summary() for job in state.store.list_jobs(states=states, limit=limit)]
         lines = [f"{j['job_id']} {j['tool']} {j['status']} {j['created_at']}" for j in jobs] or ["No jobs."]
-        return CallToolResult(content=[TextContent(type="text", text="\n".join(lines))], structured_content={"jobs": jobs})
+        return CallToolResult(
+            content=[TextContent(type="text", text="\n".join(lines))], structured_content={"jobs": jobs}
+        )
 
     tools = [
         Tool.from_function(
@@ -282,27 +288,43 @@ def _without_titles(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _add_resources(server: MCPServer[AppState], runtime: _Runtime, catalog: Catalog) -> None:
-    @server.resource("audio://catalog", title="Audio model catalog", mime_type="application/json",
-                     description="Every audio tool: provider, upstream endpoints, kind and price.")
+    @server.resource(
+        "audio://catalog",
+        title="Audio model catalog",
+        mime_type="application/json",
+        description="Every audio tool: provider, upstream endpoints, kind and price.",
+    )
     def catalog_resource() -> str:
         return json.dumps(catalog_entries(catalog), indent=1)
 
     for family_name, family in catalog.voice_families.items():
         _add_voice_family(server, family_name, family.model_dump())
 
-    @server.resource("voices://cloned", title="Saved cloned voices", mime_type="application/json",
-                     description="Voices saved by clone tools, usable by name as `voice` in the matching TTS tool.")
+    @server.resource(
+        "voices://cloned",
+        title="Saved cloned voices",
+        mime_type="application/json",
+        description="Voices saved by clone tools, usable by name as `voice` in the matching TTS tool.",
+    )
     def cloned_voices() -> str:
         voices = runtime.get().store.list_voices()
         return json.dumps([{"name": v.name, "family": v.family, "provider": v.provider} for v in voices], indent=1)
 
-    @server.resource("jobs://recent", title="Recent jobs", mime_type="application/json",
-                     description="The 20 most recent jobs, newest first.")
+    @server.resource(
+        "jobs://recent",
+        title="Recent jobs",
+        mime_type="application/json",
+        description="The 20 most recent jobs, newest first.",
+    )
     def recent_jobs() -> str:
         return json.dumps([job.summary() for job in runtime.get().store.list_jobs(limit=20)], indent=1)
 
-    @server.resource("jobs://{job_id}", title="Job", mime_type="application/json",
-                     description="One job: status, progress, outputs or error.")
+    @server.resource(
+        "jobs://{job_id}",
+        title="Job",
+        mime_type="application/json",
+        description="One job: status, progress, outputs or error.",
+    )
     def job_resource(job_id: str) -> str:
         state = runtime.get()
         job = state.store.get_job(job_id)
@@ -312,8 +334,12 @@ def _add_resources(server: MCPServer[AppState], runtime: _Runtime, catalog: Cata
 
 
 def _add_voice_family(server: MCPServer[AppState], name: str, family: dict[str, Any]) -> None:
-    @server.resource(f"voices://{name}", title=family["title"], mime_type="application/json",
-                     description=f"Preset voices of {family['title']}.")
+    @server.resource(
+        f"voices://{name}",
+        title=family["title"],
+        mime_type="application/json",
+        description=f"Preset voices of {family['title']}.",
+    )
     def voices() -> str:
         return json.dumps(family, indent=1)
 

@@ -141,7 +141,9 @@ class JobStore:
 
     # --- jobs ---------------------------------------------------------------------------
 
-    def create_job(self, *, tool: str, provider: str, endpoint: str, payload: dict[str, Any], local: dict[str, Any]) -> Job:
+    def create_job(
+        self, *, tool: str, provider: str, endpoint: str, payload: dict[str, Any], local: dict[str, Any]
+    ) -> Job:
         now = time.time()
         job = Job(
             id=uuid.uuid4().hex,
@@ -170,7 +172,7 @@ class JobStore:
         columns = ", ".join(f"{name} = ?" for name in changes)
         values = [json.dumps(v) if k in _JSON_COLUMNS else v for k, v in changes.items()]
         with self._lock:
-            self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", [*values, job_id])  # noqa: S608 - names are ours
+            self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", [*values, job_id])
         job = self.get_job(job_id)
         assert job is not None
         return job
@@ -207,7 +209,8 @@ class JobStore:
     def save_voice(self, voice: SavedVoice, *, job_id: str | None = None) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO voices (name, family, provider, fields, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO voices (name, family, provider, fields, job_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 (voice.name, voice.family, voice.provider, json.dumps(voice.fields), job_id, time.time()),
             )
 
@@ -232,4 +235,6 @@ def _job(row: sqlite3.Row) -> Job:
 
 
 def _voice(row: sqlite3.Row) -> SavedVoice:
-    return SavedVoice(name=row["name"], family=row["family"], provider=row["provider"], fields=json.loads(row["fields"]))
+    return SavedVoice(
+        name=row["name"], family=row["family"], provider=row["provider"], fields=json.loads(row["fields"])
+    )

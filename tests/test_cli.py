@@ -25,7 +25,9 @@ def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_tools_table_needs_no_key(settings: Settings) -> None:
     env = {k: v for k, v in env_for(settings).items() if k != "FAL_KEY"}
-    proc = subprocess.run([sys.executable, "-m", "mcp_audio", "tools"], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcp_audio", "tools"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     header, *rows = proc.stdout.splitlines()
     assert header.split() == ["TOOL", "KIND", "UPSTREAM", "ENDPOINT(S)", "PRICE"]

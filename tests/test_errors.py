@@ -27,13 +27,23 @@ def assert_no_key(settings: Settings, *texts: str) -> None:
 async def test_invalid_arguments_name_field_value_and_allowed(client: Client, fake_fal: FakeFal) -> None:
     result = await client.call_tool(
         "qwen3_tts",
-        {"text": "Hi", "language": "Klingon", "advanced": {"temperature": 3}, "model_size": "7b", "speed": 2, "top_k": 5},
+        {
+            "text": "Hi",
+            "language": "Klingon",
+            "advanced": {"temperature": 3},
+            "model_size": "7b",
+            "speed": 2,
+            "top_k": 5,
+        },
     )
     assert result.is_error
     message = text_of(result)
     assert "Invalid arguments for qwen3_tts:" in message
     assert "`language`: got 'Klingon'; input should be 'Auto', 'English'" in message
-    assert "`advanced.temperature`: got 3; input should be less than or equal to 1. Allowed: number, >= 0, <= 1." in message
+    assert (
+        "`advanced.temperature`: got 3; input should be less than or equal to 1. Allowed: number, >= 0, <= 1."
+        in message
+    )
     assert '`top_k`: belongs inside `advanced`, e.g. {"advanced": {"top_k": ...}}.' in message
     assert "`model_size`: got '7b'; input should be '1.7b' or '0.6b'. Allowed: one of '1.7b', '0.6b'." in message
     assert "`speed`: unknown argument. Allowed arguments: text, " in message
@@ -61,7 +71,9 @@ async def test_missing_key_still_lists_tools_and_names_fal_key(tmp_path: Path, f
 
 async def test_rejected_key_is_named_by_variable_never_echoed(tmp_path: Path, fake_fal: FakeFal) -> None:
     wrong = "fal-wrong-key-9876543210"
-    settings = Settings(fal_key=wrong, fal_queue_url=fake_fal.base_url, data_dir=tmp_path / "d", output_dir=tmp_path / "o")
+    settings = Settings(
+        fal_key=wrong, fal_queue_url=fake_fal.base_url, data_dir=tmp_path / "d", output_dir=tmp_path / "o"
+    )
     async with Client(build_server(settings)) as client:
         result = await client.call_tool("lyria2_music", {"prompt": "calm"})
         listed = await client.call_tool("list_jobs", {})
@@ -72,7 +84,9 @@ async def test_rejected_key_is_named_by_variable_never_echoed(tmp_path: Path, fa
     assert wrong.encode() not in settings.database_path.read_bytes()
 
 
-async def test_upstream_422_shows_the_upstream_field_messages(client: Client, fake_fal: FakeFal, settings: Settings) -> None:
+async def test_upstream_422_shows_the_upstream_field_messages(
+    client: Client, fake_fal: FakeFal, settings: Settings
+) -> None:
     fake_fal.inject(
         "submit",
         422,
@@ -97,7 +111,9 @@ async def test_429_is_retried_honouring_retry_after_without_a_second_job(client:
 
 async def test_transient_5xx_while_following_is_retried(client: Client, fake_fal: FakeFal) -> None:
     fake_fal.script("fal-ai/lyria2", run_s=0.3)
-    fake_fal.inject("stream", 503, body={"detail": "no runner"}, headers={"X-Fal-Error-Type": "runner_scheduling_failure"})
+    fake_fal.inject(
+        "stream", 503, body={"detail": "no runner"}, headers={"X-Fal-Error-Type": "runner_scheduling_failure"}
+    )
     fake_fal.inject("status", 503, body={"detail": "no runner"})
     fake_fal.inject("result", 502, body={"detail": "bad gateway"})
     result = await client.call_tool("lyria2_music", {"prompt": "calm"})

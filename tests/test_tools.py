@@ -22,7 +22,13 @@ def text_of(result: Any) -> str:
 
 async def test_tools_list_shows_typed_annotated_tools(client: Client) -> None:
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert {"qwen3_tts", "qwen3_tts_clone_voice", "whisper_transcribe", "lyria2_music", "elevenlabs_sound_effect"} <= set(tools)
+    assert {
+        "qwen3_tts",
+        "qwen3_tts_clone_voice",
+        "whisper_transcribe",
+        "lyria2_music",
+        "elevenlabs_sound_effect",
+    } <= set(tools)
     assert {"get_job", "cancel_job", "list_jobs"} <= set(tools)
     tts = tools["qwen3_tts"]
     assert tts.title and len(tts.description or "") > 40
@@ -68,12 +74,17 @@ async def test_transcript_reaches_the_model_as_text_and_structure(client: Client
         "fal-ai/whisper",
         output={
             "text": "Hello there, general.",
-            "chunks": [{"timestamp": [0.0, 1.2], "text": "Hello there,"}, {"timestamp": [1.2, 2.0], "text": " general."}],
+            "chunks": [
+                {"timestamp": [0.0, 1.2], "text": "Hello there,"},
+                {"timestamp": [1.2, 2.0], "text": " general."},
+            ],
             "inferred_languages": ["en"],
             "diarization_segments": [],
         },
     )
-    result = await client.call_tool("whisper_transcribe", {"audio_url": "https://example.com/a.mp3", "chunk_level": "word"})
+    result = await client.call_tool(
+        "whisper_transcribe", {"audio_url": "https://example.com/a.mp3", "chunk_level": "word"}
+    )
     assert not result.is_error, text_of(result)
     assert "Transcript:\nHello there, general." in text_of(result)
     assert result.structured_content is not None

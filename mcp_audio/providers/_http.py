@@ -73,7 +73,7 @@ async def send(
         stop=stop_after_attempt(attempts),
         wait=_Backoff(*backoff),
         retry=retry_if_exception_type(retry_errors) | retry_if_result(lambda r: r.status_code in retry_statuses),
-        retry_error_callback=lambda state: state.outcome.result() if state.outcome is not None else None,  # type: ignore[union-attr]
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome is not None else None,
         before_sleep=lambda state: log.info("%s %s: retrying (attempt %d)", method, _path(url), state.attempt_number),
         reraise=True,
     )
@@ -81,7 +81,8 @@ async def send(
         response: httpx.Response = await retrying(client.request, method, url, **kwargs)
     except httpx.TransportError as exc:
         raise UpstreamUnavailable(
-            f"{provider} could not be reached ({type(exc).__name__}). Check the network or the base URL, then try again.",
+            f"{provider} could not be reached ({type(exc).__name__}). "
+            "Check the network or the base URL, then try again.",
             provider=provider,
         ) from exc
     raise_for_status(response, provider=provider, key_env=key_env)
@@ -103,7 +104,8 @@ def raise_for_status(response: httpx.Response, *, provider: str, key_env: str) -
     if status in TRANSIENT_STATUSES:
         kind = response.headers.get("x-fal-error-type") or ""
         raise UpstreamUnavailable(
-            f"{provider} is unavailable (HTTP {status}{', ' + kind if kind else ''}): {detail}. Retries were exhausted; try again later.",
+            f"{provider} is unavailable (HTTP {status}{', ' + kind if kind else ''}): {detail}. "
+            "Retries were exhausted; try again later.",
             provider=provider,
             status_code=status,
         )

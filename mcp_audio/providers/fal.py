@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx
@@ -50,7 +50,7 @@ class FalProvider:
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         self._poll_interval = poll_interval
         self._stream_timeout = httpx.Timeout(30.0, connect=10.0, read=stream_read_timeout_s)
-        self._retry = {"attempts": retry_attempts, "backoff": retry_backoff}
+        self._retry: dict[str, Any] = {"attempts": retry_attempts, "backoff": retry_backoff}
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -166,7 +166,7 @@ class _StatusWatcher:
             if status.get("error"):
                 self.error = describe_error_body({"detail": status["error"]})
             return True
-        mapped = "queued" if state == "IN_QUEUE" else "running"
+        mapped: Literal["queued", "running"] = "queued" if state == "IN_QUEUE" else "running"
         position = status.get("queue_position") if state == "IN_QUEUE" else None
         if new_logs or self._last != (mapped, position):
             self._last = (mapped, position)
