@@ -49,13 +49,14 @@ class JobRunner:
         self,
         store: JobStore,
         catalog: Catalog,
-        providers: dict[str, Provider],
+        providers: dict[str, Callable[[], Provider]],
         task_group: TaskGroup,
         secrets: Iterable[str] = (),
     ) -> None:
         self._store = store
         self._catalog = catalog
-        self._providers = providers
+        self._factories = providers
+        self._providers: dict[str, Provider] = {}
         self._tg = task_group
         self._secrets = list(secrets)
         self._live: dict[str, _Live] = {}
@@ -63,7 +64,14 @@ class JobRunner:
     # --- starting and resuming --------------------------------------------------------------
 
     def provider(self, name: str) -> Provider:
+        """The provider called `name`, created on first use: its HTTP client costs start-up time."""
+        if name not in self._providers:
+            self._providers[name] = self._factories[name]()
         return self._providers[name]
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
 
     async def start(self, capability: Capability, call: PreparedCall) -> Job:
         """Persist a new job and start following it in the background."""
@@ -116,7 +124,7 @@ class JobRunner:
 
     async def _run(self, job_id: str, capability: Capability) -> None:
         job = self._require(job_id)
-        provider = self._providers[job.provider]
+        provider = self.provider(job.provider)
         try:
             if job.upstream_id is None:
                 submitted = await provider.submit(job.endpoint, job.payload)
@@ -197,7 +205,7 @@ class JobRunner:
         if job.finished:
             return job
         if job.upstream_id is not None:
-            accepted = await self._providers[job.provider].cancel(job.endpoint, job.handle)
+            accepted = await self.provider(job.provider).cancel(job.endpoint, job.handle)
             if not accepted:
                 # It finished upstream before the cancel arrived: let the follower collect it.
                 return await self.wait(job_id, timeout=30)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -69,11 +69,16 @@ class _RawArguments(ArgModelBase):
         return {"arguments": dict(self.model_extra or {})}
 
 
-def make_providers(settings: Settings) -> dict[str, Provider]:
-    from mcp_audio.providers.fal import FalProvider  # imported here: httpx and friends load on first use
+def provider_factories(settings: Settings) -> dict[str, Callable[[], Provider]]:
+    """How to build each provider; the runner builds one on first use, keeping start-up fast."""
 
-    key = settings.fal_key.get_secret_value() if settings.fal_key else None
-    return {"fal": FalProvider(api_key=key, queue_url=settings.fal_queue_url)}
+    def fal() -> Provider:
+        from mcp_audio.providers.fal import FalProvider  # httpx and friends load on first use
+
+        key = settings.fal_key.get_secret_value() if settings.fal_key else None
+        return FalProvider(api_key=key, queue_url=settings.fal_queue_url)
+
+    return {"fal": fal}
 
 
 def build_server(settings: Settings, catalog: Catalog | None = None) -> MCPServer[AppState]:
@@ -84,10 +89,10 @@ def build_server(settings: Settings, catalog: Catalog | None = None) -> MCPServe
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         store = JobStore(settings.database_path)
-        providers = make_providers(settings)
+        runner: JobRunner | None = None
         try:
             async with anyio.create_task_group() as task_group:
-                runner = JobRunner(store, catalog, providers, task_group, secrets=secrets)
+                runner = JobRunner(store, catalog, provider_factories(settings), task_group, secrets=secrets)
                 runtime.state = AppState(settings=settings, catalog=catalog, store=store, runner=runner)
                 resumed = runner.resume_unfinished()
                 if resumed:
@@ -97,9 +102,9 @@ def build_server(settings: Settings, catalog: Catalog | None = None) -> MCPServe
                 task_group.cancel_scope.cancel()
         finally:
             runtime.state = None
-            for provider in providers.values():
+            if runner is not None:
                 with anyio.CancelScope(shield=True):
-                    await provider.aclose()
+                    await runner.aclose()
             store.close()
 
     tools = [_capability_tool(cap, runtime, secrets) for cap in catalog.capabilities.values()]
