@@ -7,6 +7,7 @@ derived from the same InputSpec list, so they cannot drift apart.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -76,7 +77,7 @@ class Capability:
         a documented request body passes through unchanged.
         """
         try:
-            model = self.input_model.model_validate(arguments)
+            model = self.input_model.model_validate(self._unquote_json(arguments))
         except ValidationError as exc:
             raise InvalidArguments(describe_validation_error(self, exc)) from exc
         given = model.model_dump(exclude_unset=True)
@@ -89,6 +90,18 @@ class Capability:
         if self.spec.saves_voice is not None and not local.get(self.spec.saves_voice.name_input, "x").strip():
             raise InvalidArguments(f"`{self.spec.saves_voice.name_input}`: must not be blank when given.")
         return PreparedCall(endpoint=endpoint, payload=payload, local=local)
+
+    def _unquote_json(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Some clients send lists and objects as JSON text; accept them as what they encode."""
+        out = dict(arguments)
+        for key, value in arguments.items():
+            spec = self.inputs.get(key)
+            if isinstance(value, str) and (key == ADVANCED or (spec is not None and spec.type == "array")):
+                try:
+                    out[key] = json.loads(value)
+                except ValueError:
+                    pass  # left as is: validation names the field and what it expects
+        return out
 
     def _endpoint(self, local: dict[str, Any]) -> str:
         if self.spec.endpoint is not None:

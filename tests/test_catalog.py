@@ -108,3 +108,12 @@ def test_bad_manifest_reports_every_problem_with_file_and_field(tmp_path: Path) 
 def test_empty_manifest_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="no manifest files"):
         load_catalog(tmp_path)
+
+
+def test_lists_and_objects_sent_as_json_text_are_accepted() -> None:
+    tts = CATALOG.get("qwen3_tts")
+    assert tts is not None
+    prepared = tts.prepare({"text": "hi", "advanced": '{"top_k": 10}'}, lambda name: None)
+    assert prepared.payload == {"text": "hi", "top_k": 10}
+    with pytest.raises(InvalidArguments, match="`advanced`: got 'not json'"):
+        tts.prepare({"text": "hi", "advanced": "not json"}, lambda name: None)
