@@ -39,6 +39,7 @@ class InputSpec(_Strict):
     pattern: str | None = None
     upstream: bool = True  # False: used by the server itself (an endpoint choice, a voice name to save)
     advanced: bool = False  # grouped under one optional `advanced` object, without descriptions, to save context
+    file: Literal["audio", "video", "media", "embedding"] | None = None  # a URL to a file the upstream reads
 
     @model_validator(mode="after")
     def _advanced_is_upstream(self) -> InputSpec:
@@ -57,11 +58,26 @@ class InputSpec(_Strict):
         return self
 
 
+class Surcharge(_Strict):
+    """A price increase when an input is used (e.g. Scribe keyterms: +30%)."""
+
+    input: str
+    percent: float = Field(gt=0)
+
+
 class Price(_Strict):
-    """What one call costs upstream, as the upstream publishes it."""
+    """What one call costs upstream, as the upstream publishes it.
+
+    The billed quantity comes from `quantity_input` (the text for characters, a duration input
+    for seconds) or, when that input is left out, from `default_quantity`. Without either, the
+    cost of a call cannot be known in advance (e.g. per minute of input audio).
+    """
 
     usd: float = Field(ge=0)
     unit: PriceUnit
+    quantity_input: str | None = None
+    default_quantity: float | None = Field(default=None, ge=0)
+    surcharge: Surcharge | None = None
     note: str | None = None
 
     def describe(self) -> str:
@@ -118,6 +134,10 @@ class ToolSpec(_Strict):
     files: list[str] = Field(default_factory=list)  # output paths holding File objects ("audio", "clips[]")
     result_text: str | None = None  # output field shown to the model as text (a transcript)
     price: Price | None = None
+    # "queue": fal's queue (resumable). "stream": one streaming request to fal.run whose SSE
+    # events carry partial results (not resumable after a restart).
+    mode: Literal["queue", "stream"] = "queue"
+    partial_text: str | None = None  # in stream mode: the event field with the partial transcript/text
     voice: VoiceInput | None = None
     saves_voice: SavesVoice | None = None
 
@@ -140,9 +160,12 @@ class ToolSpec(_Strict):
                 )
             if chooser.default is None and not chooser.required:
                 raise ValueError("the endpoint input needs a default or `required = true`")
+        price = self.price
         for ref in (
             self.voice.input if self.voice else None,
             self.saves_voice.name_input if self.saves_voice else None,
+            price.quantity_input if price else None,
+            price.surcharge.input if price and price.surcharge else None,
         ):
             if ref is not None and ref not in names:
                 raise ValueError(f"{ref!r} is not one of the inputs {names}")
