@@ -327,7 +327,7 @@ def _allowed(spec: InputSpec) -> str:
     if high is not None:
         parts.append(f"at most {high} {unit}")
     if spec.pattern:
-        parts.append(f"matching {spec.pattern}")
+        parts.append(spec.pattern_message or f"matching {spec.pattern}")
     return ", ".join(parts)
 
 

@@ -37,6 +37,7 @@ class InputSpec(_Strict):
     min_items: int | None = None
     max_items: int | None = None
     pattern: str | None = None
+    pattern_message: str | None = None  # what the pattern means, in words, for error messages
     upstream: bool = True  # False: used by the server itself (an endpoint choice, a voice name to save)
     advanced: bool = False  # grouped under one optional `advanced` object, without descriptions, to save context
     file: Literal["audio", "video", "media", "embedding"] | None = None  # a URL to a file the upstream reads
