@@ -7,6 +7,7 @@ derived from the same InputSpec list, so they cannot drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tomllib
 from collections.abc import Callable, Iterable
@@ -97,10 +98,9 @@ class Capability:
         for key, value in arguments.items():
             spec = self.inputs.get(key)
             if isinstance(value, str) and (key == ADVANCED or (spec is not None and spec.type == "array")):
-                try:
+                # Not JSON: left as is, and validation names the field and what it expects.
+                with contextlib.suppress(ValueError):
                     out[key] = json.loads(value)
-                except ValueError:
-                    pass  # left as is: validation names the field and what it expects
         return out
 
     def _endpoint(self, local: dict[str, Any]) -> str:

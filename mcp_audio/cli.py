@@ -17,10 +17,18 @@ from mcp_audio import __version__
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from mcp_audio.config import Settings
+    from pydantic import ValidationError
+
+    from mcp_audio.config import ENV_NAMES, Settings
     from mcp_audio.errors import McpAudioError
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = ENV_NAMES.get(str(err["loc"][0]), str(err["loc"][0])) if err["loc"] else "settings"
+            print(f"mcp-audio: invalid setting {name}: {err['msg']}", file=sys.stderr)
+        return 1
     _configure_logging(settings.secrets(), args.verbose)
     try:
         command = args.command or "serve"
@@ -95,7 +103,7 @@ def _tools(*, as_json: bool, as_markdown: bool) -> int:
 
     catalog = load_catalog()
     if as_json:
-        print(json.dumps(catalog_entries(catalog), indent=2))
+        print(json.dumps(catalog_entries(catalog.capabilities.values()), indent=2))
         return 0
     if as_markdown:
         print(tools_markdown(catalog), end="")

@@ -8,6 +8,15 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Toolsets group capability kinds the way users think of them (voice cloning belongs with speech).
+TOOLSETS: dict[str, tuple[str, ...]] = {
+    "tts": ("tts", "clone"),
+    "stt": ("stt",),
+    "music": ("music",),
+    "sfx": ("sfx",),
+    "edit": ("edit",),
+}
+
 
 def _default_data_dir() -> Path:
     import platformdirs  # imported lazily: only needed when no data dir is configured
@@ -37,6 +46,27 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir, description="Folder of the job database.")
     output_dir: Path = Field(default_factory=_default_output_dir, description="Folder for saved audio files.")
     wait_s: float = Field(45.0, ge=0, le=3600, description="How long a tool call waits before returning a job handle.")
+    max_spend_usd: float | None = Field(None, ge=0, description="Refuse calls past this estimated spend.")
+    toolsets: str = Field("all", description="Comma-separated toolsets to expose.")
+
+    @field_validator("toolsets")
+    @classmethod
+    def _known_toolsets(cls, value: str) -> str:
+        names = {name.strip() for name in value.split(",") if name.strip()}
+        unknown = names - {*TOOLSETS, "all"}
+        if unknown or not names:
+            raise ValueError(
+                f"unknown toolset(s) {sorted(unknown) or value!r}; "
+                f"allowed: all, or a comma list of {', '.join(TOOLSETS)}"
+            )
+        return ",".join(sorted(names))
+
+    @property
+    def enabled_kinds(self) -> set[str]:
+        """Capability kinds of the enabled toolsets."""
+        names = set(self.toolsets.split(","))
+        chosen = TOOLSETS if "all" in names else {name: TOOLSETS[name] for name in names}
+        return {kind for kinds in chosen.values() for kind in kinds}
 
     @field_validator("fal_queue_url", "fal_rest_url", "fal_cdn_url")
     @classmethod
@@ -61,4 +91,6 @@ ENV_NAMES = {
     "data_dir": "MCP_AUDIO_DATA_DIR",
     "output_dir": "MCP_AUDIO_OUTPUT_DIR",
     "wait_s": "MCP_AUDIO_WAIT_S",
+    "max_spend_usd": "MCP_AUDIO_MAX_SPEND_USD",
+    "toolsets": "MCP_AUDIO_TOOLSETS",
 }

@@ -23,6 +23,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from mcp_audio.catalog import Capability, Catalog, PreparedCall, SavedVoice
 from mcp_audio.errors import JobNotFound, McpAudioError
+from mcp_audio.pricing import SpendGuard, estimate_cost
 from mcp_audio.providers.base import Provider, Update
 from mcp_audio.redaction import redact
 from mcp_audio.results import extract_result, value_at
@@ -52,6 +53,7 @@ class JobRunner:
         providers: dict[str, Callable[[], Provider]],
         task_group: TaskGroup,
         secrets: Iterable[str] = (),
+        spend: SpendGuard | None = None,
     ) -> None:
         self._store = store
         self._catalog = catalog
@@ -60,6 +62,7 @@ class JobRunner:
         self._tg = task_group
         self._secrets = list(secrets)
         self._live: dict[str, _Live] = {}
+        self._spend = spend or SpendGuard(None)
 
     # --- starting and resuming --------------------------------------------------------------
 
@@ -75,7 +78,10 @@ class JobRunner:
 
     async def start(self, capability: Capability, call: PreparedCall) -> Job:
         """Persist a new job and start following it in the background."""
+        cost = estimate_cost(capability.spec.price, call.payload)
+        self._spend.charge(capability.name, cost)  # raises SpendLimitExceeded before anything is sent
         job = self._store.create_job(
+            estimated_cost_usd=cost,
             tool=capability.name,
             provider=capability.provider,
             endpoint=call.endpoint,

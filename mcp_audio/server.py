@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,6 +27,8 @@ from mcp_audio.catalog import Capability, Catalog, load_catalog
 from mcp_audio.config import Settings
 from mcp_audio.errors import ConfigError, McpAudioError
 from mcp_audio.jobs import JobRunner, not_found_message
+from mcp_audio.pricing import SpendGuard
+from mcp_audio.prompts import add_prompts
 from mcp_audio.providers.base import Provider
 from mcp_audio.redaction import redact
 from mcp_audio.results import summary_text
@@ -92,7 +94,14 @@ def build_server(settings: Settings, catalog: Catalog | None = None) -> MCPServe
         runner: JobRunner | None = None
         try:
             async with anyio.create_task_group() as task_group:
-                runner = JobRunner(store, catalog, provider_factories(settings), task_group, secrets=secrets)
+                runner = JobRunner(
+                    store,
+                    catalog,
+                    provider_factories(settings),
+                    task_group,
+                    secrets=secrets,
+                    spend=SpendGuard(settings.max_spend_usd),
+                )
                 runtime.state = AppState(settings=settings, catalog=catalog, store=store, runner=runner)
                 resumed = runner.resume_unfinished()
                 if resumed:
@@ -107,7 +116,9 @@ def build_server(settings: Settings, catalog: Catalog | None = None) -> MCPServe
                     await runner.aclose()
             store.close()
 
-    tools = [_capability_tool(cap, runtime, secrets) for cap in catalog.capabilities.values()]
+    # Toolsets limit what is offered; jobs of any tool still resume, so the full catalog stays.
+    exposed = [cap for cap in catalog.capabilities.values() if cap.spec.kind in settings.enabled_kinds]
+    tools = [_capability_tool(cap, runtime, secrets) for cap in exposed]
     server: MCPServer[AppState] = MCPServer(
         name="mcp-audio",
         title="mcp-audio",
@@ -116,7 +127,8 @@ def build_server(settings: Settings, catalog: Catalog | None = None) -> MCPServe
         lifespan=lifespan,
         tools=tools + _job_tools(runtime, secrets),
     )
-    _add_resources(server, runtime, catalog)
+    _add_resources(server, runtime, catalog, exposed)
+    add_prompts(server, {cap.name for cap in exposed})
     return server
 
 
@@ -292,7 +304,7 @@ def _without_titles(schema: dict[str, Any]) -> dict[str, Any]:
 # --- resources ----------------------------------------------------------------------------
 
 
-def _add_resources(server: MCPServer[AppState], runtime: _Runtime, catalog: Catalog) -> None:
+def _add_resources(server: MCPServer[AppState], runtime: _Runtime, catalog: Catalog, exposed: list[Capability]) -> None:
     @server.resource(
         "audio://catalog",
         title="Audio model catalog",
@@ -300,7 +312,7 @@ def _add_resources(server: MCPServer[AppState], runtime: _Runtime, catalog: Cata
         description="Every audio tool: provider, upstream endpoints, kind and price.",
     )
     def catalog_resource() -> str:
-        return json.dumps(catalog_entries(catalog), indent=1)
+        return json.dumps(catalog_entries(exposed), indent=1)
 
     for family_name, family in catalog.voice_families.items():
         _add_voice_family(server, family_name, family.model_dump())
@@ -349,7 +361,7 @@ def _add_voice_family(server: MCPServer[AppState], name: str, family: dict[str, 
         return json.dumps(family, indent=1)
 
 
-def catalog_entries(catalog: Catalog) -> list[dict[str, Any]]:
+def catalog_entries(capabilities: Iterable[Capability]) -> list[dict[str, Any]]:
     return [
         {
             "tool": cap.name,
@@ -359,7 +371,7 @@ def catalog_entries(catalog: Catalog) -> list[dict[str, Any]]:
             "endpoints": cap.spec.all_endpoints,
             "price": cap.spec.price.model_dump(exclude_none=True) if cap.spec.price else None,
         }
-        for cap in catalog.capabilities.values()
+        for cap in capabilities
     ]
 
 

@@ -42,6 +42,7 @@ class Job:
     result: dict[str, Any] | None = None
     error: str | None = None
     finished_at: float | None = None
+    estimated_cost_usd: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -58,6 +59,8 @@ class Job:
         }
         if self.queue_position is not None and self.state == "queued":
             out["queue_position"] = self.queue_position
+        if self.estimated_cost_usd is not None:
+            out["estimated_cost_usd"] = self.estimated_cost_usd
         if self.finished_at is not None:
             out["finished_at"] = _iso(self.finished_at)
             out["duration_s"] = round(self.finished_at - self.created_at, 2)
@@ -104,6 +107,11 @@ def m002_voices(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m003_job_cost(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE jobs ADD COLUMN estimated_cost_usd REAL")
+
+
 _JSON_COLUMNS = ("payload", "local", "handle", "logs", "result")
 
 
@@ -142,7 +150,14 @@ class JobStore:
     # --- jobs ---------------------------------------------------------------------------
 
     def create_job(
-        self, *, tool: str, provider: str, endpoint: str, payload: dict[str, Any], local: dict[str, Any]
+        self,
+        *,
+        tool: str,
+        provider: str,
+        endpoint: str,
+        payload: dict[str, Any],
+        local: dict[str, Any],
+        estimated_cost_usd: float | None = None,
     ) -> Job:
         now = time.time()
         job = Job(
@@ -155,12 +170,14 @@ class JobStore:
             state="queued",
             created_at=now,
             updated_at=now,
+            estimated_cost_usd=estimated_cost_usd,
         )
+        row = (job.id, tool, provider, endpoint, json.dumps(payload), json.dumps(local), job.state, now, now)
         with self._lock:
             self._db.execute(
-                "INSERT INTO jobs (id, tool, provider, endpoint, payload, local, state, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job.id, tool, provider, endpoint, json.dumps(payload), json.dumps(local), job.state, now, now),
+                "INSERT INTO jobs (id, tool, provider, endpoint, payload, local, state, created_at, updated_at,"
+                " estimated_cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, estimated_cost_usd),
             )
         return job
 

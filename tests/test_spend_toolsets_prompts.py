@@ -1,0 +1,71 @@
+"""Estimated cost and the spend limit, toolsets, and the workflow prompts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from mcp import Client
+
+from mcp_audio.config import Settings
+from mcp_audio.sandbox.fal_queue import FakeFal
+from mcp_audio.server import build_server
+from tests.conftest import env_for
+from tests.test_tools import text_of
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_result_carries_estimated_cost(client: Client) -> None:
+    result = await client.call_tool("qwen3_tts", {"text": "x" * 500, "voice": "Ryan"})
+    assert result.structured_content is not None
+    assert result.structured_content["estimated_cost_usd"] == pytest.approx(0.045)
+
+
+async def test_spend_limit_refuses_the_call_that_would_pass_it(settings: Settings, fake_fal: FakeFal) -> None:
+    limited = settings.model_copy(update={"max_spend_usd": 0.1})
+    async with Client(build_server(limited)) as client:
+        first = await client.call_tool("qwen3_tts", {"text": "y" * 1000})
+        second = await client.call_tool("qwen3_tts", {"text": "z" * 200})
+        assert not first.is_error, text_of(first)
+        assert second.is_error
+        assert (
+            "qwen3_tts would cost about $0.0180, taking this server's spend to $0.1080, past "
+            "MCP_AUDIO_MAX_SPEND_USD=$0.1 (spent so far: $0.0900)" in text_of(second)
+        )
+        cheap = await client.call_tool("qwen3_tts", {"text": "ok"})  # $0.00018 still fits
+        assert not cheap.is_error
+    assert [r.kind for r in fake_fal.requests].count("submit") == 2
+
+
+async def test_toolsets_limit_tools_resources_and_prompts(settings: Settings) -> None:
+    async with Client(build_server(settings.model_copy(update={"toolsets": "stt"}))) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        catalog = (await client.read_resource("audio://catalog")).contents[0].text  # type: ignore[union-attr]
+        prompts = {prompt.name for prompt in (await client.list_prompts()).prompts}
+    assert "whisper_transcribe" in names and "qwen3_tts" not in names and "lyria2_music" not in names
+    assert {"get_job", "cancel_job", "list_jobs"} <= names
+    assert "qwen3_tts" not in catalog and "whisper_transcribe" in catalog
+    assert prompts == {"transcribe_and_summarise"}
+
+
+def test_unknown_toolset_is_a_clear_start_up_error(settings: Settings) -> None:
+    env = env_for(settings) | {"MCP_AUDIO_TOOLSETS": "tts,karaoke"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcp_audio", "tools"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert "invalid setting MCP_AUDIO_TOOLSETS" in proc.stderr
+    assert "unknown toolset(s) ['karaoke']; allowed: all, or a comma list of tts, stt, music, sfx, edit" in proc.stderr
+
+
+async def test_prompts_name_the_tools_to_use(client: Client) -> None:
+    prompts = {prompt.name: prompt for prompt in (await client.list_prompts()).prompts}
+    assert {"narrate_script", "transcribe_and_summarise", "score_scene"} <= set(prompts)
+    narrate = await client.get_prompt("narrate_script", {"script": "Once upon a time.", "voice": "Serena"})
+    text = narrate.messages[0].content.text  # type: ignore[union-attr]
+    assert "qwen3_tts" in text and "voice 'Serena'" in text and "Once upon a time." in text
+    scene = await client.get_prompt("score_scene", {"scene": "A storm hits the harbour"})
+    scene_text = scene.messages[0].content.text  # type: ignore[union-attr]
+    assert "lyria2_music" in scene_text and "elevenlabs_sound_effect" in scene_text
