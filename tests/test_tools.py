@@ -208,3 +208,28 @@ async def test_unknown_voice_lists_the_valid_names(client: Client, fake_fal: Fak
     assert "`voice`: unknown voice 'Bob'" in message
     assert "Vivian, Serena, Uncle_Fu" in message and "voices://cloned" in message
     assert fake_fal.requests == []
+
+
+OUTPUT_EXAMPLES = [e for e in EXAMPLES if e.output is not None]
+
+
+@pytest.mark.parametrize("example", OUTPUT_EXAMPLES, ids=[f"{e.tool}:{i}" for i, e in enumerate(OUTPUT_EXAMPLES)])
+async def test_seed_example_output_becomes_the_structured_result(client: Client, fake_fal: FakeFal, example: Any) -> None:
+    fake_fal.script(example.endpoint, output=example.output)
+    result = await client.call_tool(example.tool, {**example.request, **example.arguments})
+    assert not result.is_error, text_of(result)
+    body = result.structured_content
+    assert body is not None
+    capability = load_catalog().get(example.tool)
+    assert capability is not None
+    roots = {path.split(".")[0].removesuffix("[]") for path in capability.spec.files}
+    documented_files = []
+    for root in roots:
+        value = example.output[root]
+        documented_files.extend(value if isinstance(value, list) else [value])
+    assert [f["url"] for f in body["files"]] == [f["url"] for f in documented_files]
+    for documented, returned in zip(documented_files, body["files"], strict=True):
+        assert returned == {k: v for k, v in documented.items() if k in ("url", "content_type", "file_name", "file_size")}
+    assert body["output"] == {k: v for k, v in example.output.items() if k not in roots}
+    links = [str(item.uri) for item in result.content if isinstance(item, ResourceLink)]
+    assert links == [f["url"] for f in documented_files]
