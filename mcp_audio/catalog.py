@@ -92,6 +92,12 @@ class Capability:
             raise InvalidArguments(f"`{self.spec.saves_voice.name_input}`: must not be blank when given.")
         return PreparedCall(endpoint=endpoint, payload=payload, local=local)
 
+    def tool_arguments(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Reshape an upstream request body into this tool's arguments (advanced settings nested)."""
+        advanced = {k: v for k, v in request.items() if k in self.inputs and self.inputs[k].advanced}
+        shaped = {k: v for k, v in request.items() if k not in advanced}
+        return shaped | ({ADVANCED: advanced} if advanced else {})
+
     def _unquote_json(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Some clients send lists and objects as JSON text; accept them as what they encode."""
         out = dict(arguments)

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
         description="fal.ai API key (FAL_KEY).",
     )
     fal_queue_url: str = Field("https://queue.fal.run", description="fal queue base URL.")
+    fal_run_url: str = Field("https://fal.run", description="fal run base URL (streaming endpoints).")
     fal_rest_url: str = Field("https://rest.fal.ai", description="fal REST base URL (storage tokens).")
     fal_cdn_url: str = Field("https://v3.fal.media", description="fal CDN base URL (uploads).")
     data_dir: Path = Field(default_factory=_default_data_dir, description="Folder of the job database.")
@@ -68,7 +69,7 @@ class Settings(BaseSettings):
         chosen = TOOLSETS if "all" in names else {name: TOOLSETS[name] for name in names}
         return {kind for kinds in chosen.values() for kind in kinds}
 
-    @field_validator("fal_queue_url", "fal_rest_url", "fal_cdn_url")
+    @field_validator("fal_queue_url", "fal_run_url", "fal_rest_url", "fal_cdn_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
@@ -86,6 +87,7 @@ class Settings(BaseSettings):
 ENV_NAMES = {
     "fal_key": "FAL_KEY",
     "fal_queue_url": "MCP_AUDIO_FAL_QUEUE_URL",
+    "fal_run_url": "MCP_AUDIO_FAL_RUN_URL",
     "fal_rest_url": "MCP_AUDIO_FAL_REST_URL",
     "fal_cdn_url": "MCP_AUDIO_FAL_CDN_URL",
     "data_dir": "MCP_AUDIO_DATA_DIR",

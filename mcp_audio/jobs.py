@@ -103,6 +103,13 @@ class JobRunner:
             elif job.upstream_id is not None:
                 self._spawn(job.id, capability)
                 resumed += 1
+            elif capability.spec.mode == "stream":
+                self._store.update_job(
+                    job.id,
+                    state="failed",
+                    error="The server stopped during this streaming call, which cannot be resumed. "
+                    "Call the tool again.",
+                )
             elif time.time() - job.created_at > SUBMIT_GRACE_S:
                 self._store.update_job(
                     job.id,
@@ -132,15 +139,19 @@ class JobRunner:
         job = self._require(job_id)
         provider = self.provider(job.provider)
         try:
-            if job.upstream_id is None:
-                submitted = await provider.submit(job.endpoint, job.payload)
-                job = self._store.update_job(job_id, upstream_id=submitted.upstream_id, handle=submitted.handle)
-                self._notify(job, f"Submitted to {job.provider} (request {submitted.upstream_id})")
 
             async def report(update: Update) -> None:
                 self._on_update(job_id, update)
 
-            output = await provider.follow(job.endpoint, job.handle, report)
+            if capability.spec.mode == "stream":
+                self._store.update_job(job_id, state="running")
+                output = await provider.stream(job.endpoint, job.payload, report, capability.spec.partial_text)
+            else:
+                if job.upstream_id is None:
+                    submitted = await provider.submit(job.endpoint, job.payload)
+                    job = self._store.update_job(job_id, upstream_id=submitted.upstream_id, handle=submitted.handle)
+                    self._notify(job, f"Submitted to {job.provider} (request {submitted.upstream_id})")
+                output = await provider.follow(job.endpoint, job.handle, report)
             result = extract_result(capability, output)
             saved = self._save_voice(capability, job, output)
             if saved is not None:
@@ -160,7 +171,9 @@ class JobRunner:
         if update.logs:
             changes["logs"] = (job.logs + [redact(line, self._secrets) for line in update.logs])[-20:]
         job = self._store.update_job(job_id, **changes)
-        if update.state == "queued":
+        if update.partial is not None:
+            message = f"Partial: {update.partial[-300:]}"
+        elif update.state == "queued":
             message = "In queue" + (f" (position {update.queue_position})" if update.queue_position is not None else "")
         else:
             message = "Running" + (f": {job.logs[-1]}" if update.logs else "")

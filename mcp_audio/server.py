@@ -78,7 +78,7 @@ def provider_factories(settings: Settings) -> dict[str, Callable[[], Provider]]:
         from mcp_audio.providers.fal import FalProvider  # httpx and friends load on first use
 
         key = settings.fal_key.get_secret_value() if settings.fal_key else None
-        return FalProvider(api_key=key, queue_url=settings.fal_queue_url)
+        return FalProvider(api_key=key, queue_url=settings.fal_queue_url, run_url=settings.fal_run_url)
 
     return {"fal": fal}
 

@@ -44,6 +44,7 @@ def settings(tmp_path: Path, fake_fal: FakeFal) -> Settings:
     return Settings(
         fal_key=FAL_KEY,
         fal_queue_url=fake_fal.base_url,
+        fal_run_url=fake_fal.base_url + "/run",
         fal_rest_url=fake_fal.base_url,
         fal_cdn_url=fake_fal.base_url,
         data_dir=tmp_path / "data",
@@ -65,6 +66,7 @@ def env_for(settings: Settings) -> dict[str, str]:
     env.update(
         FAL_KEY=FAL_KEY,
         MCP_AUDIO_FAL_QUEUE_URL=settings.fal_queue_url,
+        MCP_AUDIO_FAL_RUN_URL=settings.fal_run_url,
         MCP_AUDIO_FAL_REST_URL=settings.fal_rest_url,
         MCP_AUDIO_FAL_CDN_URL=settings.fal_cdn_url,
         MCP_AUDIO_DATA_DIR=str(settings.data_dir),

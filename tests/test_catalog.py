@@ -32,7 +32,7 @@ def test_every_seed_example_validates_against_both_schema_and_model() -> None:
     for example in CATALOG.examples:
         capability = CATALOG.get(example.tool)
         assert capability is not None
-        arguments = {**example.request, **example.arguments}
+        arguments = capability.tool_arguments(example.request) | example.arguments
         jsonschema.validate(arguments, capability.input_schema)
         prepared = capability.prepare(arguments, lambda name: None)
         assert prepared.endpoint == example.endpoint

@@ -16,6 +16,13 @@ pytestmark = pytest.mark.anyio
 EXAMPLES = load_catalog().examples
 
 
+def tool_arguments(example: Any) -> dict[str, Any]:
+    """A documented upstream body as the tool takes it (advanced settings nested)."""
+    capability = load_catalog().get(example.tool)
+    assert capability is not None
+    return capability.tool_arguments(example.request) | example.arguments
+
+
 def text_of(result: Any) -> str:
     return "\n".join(item.text for item in result.content if isinstance(item, TextContent))
 
@@ -45,11 +52,14 @@ async def test_tools_list_shows_typed_annotated_tools(client: Client) -> None:
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[f"{e.tool}:{e.endpoint}:{i}" for i, e in enumerate(EXAMPLES)])
 async def test_seed_example_is_sent_upstream_unchanged(client: Client, fake_fal: FakeFal, example: Any) -> None:
-    result = await client.call_tool(example.tool, {**example.request, **example.arguments})
+    result = await client.call_tool(example.tool, tool_arguments(example))
     assert not result.is_error, text_of(result)
-    submits = [r for r in fake_fal.requests if r.kind == "submit"]
+    capability = load_catalog().get(example.tool)
+    assert capability is not None
+    submits = [r for r in fake_fal.requests if r.kind in ("submit", "run")]
     assert len(submits) == 1
-    assert submits[0].path == f"/{example.endpoint}"
+    prefix = "/run/" if capability.spec.mode == "stream" else "/"
+    assert submits[0].path == f"{prefix}{example.endpoint}"
     assert submits[0].json == example.request
     assert result.structured_content is not None
     assert result.structured_content["status"] == "completed"
@@ -214,9 +224,11 @@ OUTPUT_EXAMPLES = [e for e in EXAMPLES if e.output is not None]
 
 
 @pytest.mark.parametrize("example", OUTPUT_EXAMPLES, ids=[f"{e.tool}:{i}" for i, e in enumerate(OUTPUT_EXAMPLES)])
-async def test_seed_example_output_becomes_the_structured_result(client: Client, fake_fal: FakeFal, example: Any) -> None:
+async def test_seed_example_output_becomes_the_structured_result(
+    client: Client, fake_fal: FakeFal, example: Any
+) -> None:
     fake_fal.script(example.endpoint, output=example.output)
-    result = await client.call_tool(example.tool, {**example.request, **example.arguments})
+    result = await client.call_tool(example.tool, tool_arguments(example))
     assert not result.is_error, text_of(result)
     body = result.structured_content
     assert body is not None
@@ -229,7 +241,42 @@ async def test_seed_example_output_becomes_the_structured_result(client: Client,
         documented_files.extend(value if isinstance(value, list) else [value])
     assert [f["url"] for f in body["files"]] == [f["url"] for f in documented_files]
     for documented, returned in zip(documented_files, body["files"], strict=True):
-        assert returned == {k: v for k, v in documented.items() if k in ("url", "content_type", "file_name", "file_size")}
+        assert returned == {
+            k: v for k, v in documented.items() if k in ("url", "content_type", "file_name", "file_size")
+        }
     assert body["output"] == {k: v for k, v in example.output.items() if k not in roots}
     links = [str(item.uri) for item in result.content if isinstance(item, ResourceLink)]
     assert links == [f["url"] for f in documented_files]
+
+
+async def test_streaming_transcription_sends_partials_as_progress(client: Client, fake_fal: FakeFal) -> None:
+    fake_fal.script(
+        "fal-ai/speech-to-text/turbo/stream",
+        run_s=0.6,
+        stream_events=[{"output": "Hello", "partial": True}, {"output": "Hello wor", "partial": True}],
+        output={"output": "Hello world.", "partial": False},
+    )
+    seen: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message or "")
+
+    result = await client.call_tool(
+        "turbo_transcribe_stream", {"audio_url": "https://example.com/talk.mp3"}, progress_callback=on_progress
+    )
+    assert not result.is_error, text_of(result)
+    assert "Partial: Hello" in seen and "Partial: Hello wor" in seen
+    assert "Transcript:\nHello world." in text_of(result)
+    assert result.structured_content is not None
+    assert result.structured_content["output"] == {"output": "Hello world.", "partial": False}
+    assert [r.kind for r in fake_fal.requests] == ["run"]
+
+
+async def test_streaming_upstream_error_is_reported(client: Client, fake_fal: FakeFal) -> None:
+    fake_fal.script(
+        "fal-ai/speech-to-text/turbo/stream",
+        error=(422, {"detail": [{"loc": ["body", "audio_url"], "msg": "Could not download audio", "type": "x"}]}),
+    )
+    result = await client.call_tool("turbo_transcribe_stream", {"audio_url": "https://example.com/missing.mp3"})
+    assert result.is_error
+    assert "fal rejected the input:\n- `audio_url`: Could not download audio" in text_of(result)

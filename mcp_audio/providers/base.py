@@ -28,6 +28,7 @@ class Update:
     queue_position: int | None = None
     logs: list[str] = field(default_factory=list)  # new log lines only
     progress: float | None = None  # 0-100 where the upstream reports it
+    partial: str | None = None  # a partial result (e.g. the transcript so far) in streaming runs
 
 
 Report = Callable[[Update], Awaitable[None]]
@@ -51,6 +52,15 @@ class Provider(Protocol):
 
         Raises UpstreamJobFailed when the job itself failed, another ProviderError when the
         upstream could not be reached.
+        """
+        ...
+
+    async def stream(
+        self, endpoint: str, payload: dict[str, Any], report: Report, partial_path: str | None
+    ) -> dict[str, Any]:
+        """Run a streaming endpoint in one request; report partial results; return the output.
+
+        Nothing upstream can be re-attached to later, so such jobs do not survive a restart.
         """
         ...
 

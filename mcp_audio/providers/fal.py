@@ -15,8 +15,15 @@ import anyio
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
-from mcp_audio.errors import ConfigError, ProviderError, UpstreamJobFailed
-from mcp_audio.providers._http import NOT_SENT_ERRORS, SAFE_SUBMIT_STATUSES, describe_error_body, error_detail, send
+from mcp_audio.errors import ConfigError, ProviderError, UpstreamJobFailed, UpstreamUnavailable
+from mcp_audio.providers._http import (
+    NOT_SENT_ERRORS,
+    SAFE_SUBMIT_STATUSES,
+    describe_error_body,
+    error_detail,
+    raise_for_status,
+    send,
+)
 from mcp_audio.providers.base import Report, Submitted, Update
 
 log = logging.getLogger("mcp_audio.fal")
@@ -38,6 +45,7 @@ class FalProvider:
         *,
         api_key: str | None,
         queue_url: str = "https://queue.fal.run",
+        run_url: str = "https://fal.run",
         http: httpx.AsyncClient | None = None,
         poll_interval: tuple[float, float] = (0.5, 5.0),
         stream_read_timeout_s: float = 60.0,
@@ -46,6 +54,7 @@ class FalProvider:
     ) -> None:
         self._api_key = api_key
         self._queue_url = queue_url.rstrip("/")
+        self._run_url = run_url.rstrip("/")
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         self._poll_interval = poll_interval
@@ -134,6 +143,39 @@ class FalProvider:
             await anyio.sleep(interval)
             interval = min(ceiling, interval * 1.5)
 
+    async def stream(
+        self, endpoint: str, payload: dict[str, Any], report: Report, partial_path: str | None
+    ) -> dict[str, Any]:
+        """POST to fal.run and read its SSE: every event is an output so far; the last is final."""
+        last: dict[str, Any] | None = None
+        try:
+            async with aconnect_sse(
+                self._http,
+                "POST",
+                f"{self._run_url}/{endpoint}",
+                json=payload,
+                headers=self._headers(),
+                timeout=self._stream_timeout,
+            ) as source:
+                if source.response.status_code >= 400:
+                    await source.response.aread()
+                    raise_for_status(source.response, provider="fal", key_env=KEY_ENV)
+                async for event in source.aiter_sse():
+                    if not event.data:
+                        continue
+                    last = json.loads(event.data)
+                    partial = _dig(last, partial_path) if partial_path else None
+                    await report(Update(state="running", partial=partial if isinstance(partial, str) else None))
+        except (httpx.TransportError, SSEError, ValueError) as exc:
+            # Resending could bill twice; the agent decides whether to call again.
+            raise UpstreamUnavailable(
+                f"fal's stream broke ({type(exc).__name__}) before the final result; call the tool again.",
+                provider="fal",
+            ) from exc
+        if last is None:
+            raise UpstreamJobFailed("fal's stream ended without a result", provider="fal")
+        return last
+
     async def cancel(self, endpoint: str, handle: dict[str, Any]) -> bool:
         try:
             await self._send("PUT", handle["cancel_url"], attempts=2)
@@ -142,6 +184,12 @@ class FalProvider:
                 return False
             raise
         return True
+
+
+def _dig(data: Any, path: str) -> Any:
+    for key in path.split("."):
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
 
 
 class _StatusWatcher:

@@ -35,14 +35,16 @@ from urllib.parse import quote
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 JSON = dict[str, Any]
 Output = JSON | Callable[[JSON], JSON] | None
 State = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
-KINDS = frozenset({"submit", "status", "stream", "result", "cancel", "token", "upload", "file"})
+KINDS = frozenset({"submit", "status", "stream", "result", "cancel", "token", "upload", "file", "run"})
+# fal.run (synchronous and streaming runs) is another host; the fake serves it under /run/.
+RUN_PREFIX = "/run/"
 _UNAUTHORIZED = {"detail": "No user found for Key ID and Secret"}
 _CANCELLED: tuple[int, JSON, dict[str, str]] = (
     499,
@@ -80,6 +82,7 @@ class Script:
     logs: tuple[str, ...] = ()
     error: tuple[int, JSON, dict[str, str]] | None = None  # status, body, extra headers
     queue_positions: int | None = None
+    stream_events: tuple[JSON, ...] = ()  # streaming runs: events before the final output event
 
 
 @dataclass(frozen=True)
@@ -174,15 +177,19 @@ class FakeFal:
         logs: Iterable[str] = (),
         error: tuple[int, JSON] | tuple[int, JSON, dict[str, str]] | None = None,
         queue_positions: int | None = None,
+        stream_events: Iterable[JSON] = (),
     ) -> None:
         """Script every later submit to `endpoint_id` (exact id). `error` may carry a third
-        item, extra response headers for the result (e.g. X-Fal-Retryable)."""
+        item, extra response headers for the result (e.g. X-Fal-Retryable). A streaming run
+        (`POST /run/{endpoint_id}`) sends `stream_events` over `run_s`, then the output."""
         err: tuple[int, JSON, dict[str, str]] | None = None
         if error is not None:
             status, body, *extra = error
             err = (status, body, dict(extra[0]) if extra else {})
         with self._lock:
-            self._scripts[endpoint_id] = Script(output, queue_s, run_s, tuple(logs), err, queue_positions)
+            self._scripts[endpoint_id] = Script(
+                output, queue_s, run_s, tuple(logs), err, queue_positions, tuple(stream_events)
+            )
 
     def inject(
         self,
@@ -370,6 +377,34 @@ class FakeFal:
         with self._lock:
             return JSONResponse(self._ensure_output(job, base), 200, headers)
 
+    def _on_run(self, request: Request, record: RecordedRequest, base: str) -> Response:
+        """fal.run streaming: SSE of the scripted events, then the output as the last event."""
+        if not self._key_ok(request):
+            return JSONResponse(_UNAUTHORIZED, 401)
+        if not isinstance(record.json, dict):
+            return JSONResponse({"detail": "Request body must be a JSON object"}, 400)
+        endpoint_id = request.url.path.removeprefix(RUN_PREFIX).strip("/")
+        with self._lock:
+            script = self._scripts.get(endpoint_id, Script())
+            job = FakeJob(str(uuid.uuid4()), endpoint_id, _app_prefix(endpoint_id), record.json, script, record.headers)
+            self.jobs[job.request_id] = job
+            record.request_id = job.request_id
+        if script.error is not None:
+            status, body, extra = script.error
+            return JSONResponse(body, status, extra)
+        gap = script.run_s / (len(script.stream_events) + 1)
+
+        async def events() -> Any:
+            for event in script.stream_events:
+                await anyio.sleep(gap)
+                yield f"data: {json.dumps(event)}\n\n"
+            await anyio.sleep(gap)
+            with self._lock:
+                output = self._ensure_output(job, base)
+            yield f"data: {json.dumps(output)}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
     def _on_cancel(self, request: Request, record: RecordedRequest, base: str) -> Response:
         if not self._key_ok(request):
             return JSONResponse(_UNAUTHORIZED, 401)
@@ -530,6 +565,8 @@ def _classify(method: str, path: str) -> tuple[str, str | None, bool]:
         return "upload", None, False
     if path.startswith("/files/") and method == "GET":
         return "file", None, False
+    if path.startswith(RUN_PREFIX):
+        return ("run", None, False) if method == "POST" else ("unknown", None, True)
     match = _QUEUE_PATH.match(path)
     if match:
         want_method, kind = _QUEUE_ROUTES[match["tail"] or ""]
