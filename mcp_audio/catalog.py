@@ -255,7 +255,7 @@ def _json_schema(spec: ToolSpec) -> dict[str, Any]:
             "type": "object",
             "properties": advanced,
             "additionalProperties": False,
-            "description": "Rarely needed model settings; the upstream's defaults apply to any left out.",
+            "description": "Rarely needed settings; values are checked on call, upstream defaults apply.",
         }
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     required = [s.name for s in spec.inputs if s.required]
@@ -269,6 +269,9 @@ def _json_property(s: InputSpec) -> dict[str, Any]:
     prop: dict[str, Any] = {"type": s.type}
     if s.type == "array":
         prop["items"] = {"type": s.items}
+    if s.advanced:
+        # Names and types only: the server still enforces enums and ranges, naming them on error.
+        return prop
     if s.enum is not None:
         prop["enum"] = s.enum
     for key, value in (
@@ -284,8 +287,7 @@ def _json_property(s: InputSpec) -> dict[str, Any]:
     ):
         if value is not None:
             prop[key] = int(value) if isinstance(value, float) and value.is_integer() else value
-    if not s.advanced:  # advanced settings are named for what they are; their words cost context
-        prop["description"] = s.description
+    prop["description"] = s.description
     return prop
 
 
