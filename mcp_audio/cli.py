@@ -89,7 +89,7 @@ def _configure_logging(secrets: list[str], verbose: bool) -> None:
 def _serve(settings: Any, *, http: bool, host: str, port: int) -> int:
     from mcp_audio.server import build_server
 
-    server = build_server(settings)
+    server = build_server(settings, transport="http" if http else "stdio")
     if http:
         server.run("streamable-http", host=host, port=port)
     else:

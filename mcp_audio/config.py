@@ -3,7 +3,9 @@ and handed down explicitly: no module reads os.environ on its own."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +49,13 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir, description="Folder of the job database.")
     output_dir: Path = Field(default_factory=_default_output_dir, description="Folder for saved audio files.")
     wait_s: float = Field(45.0, ge=0, le=3600, description="How long a tool call waits before returning a job handle.")
+    allowed_dirs: str | None = Field(
+        None, description="Folders local input files may come from (os.pathsep- or comma-separated)."
+    )
+    download: Literal["always", "never"] | None = Field(
+        None, description="Save output files locally (default: always over stdio, never over HTTP)."
+    )
+    inline_max_kb: int | None = Field(None, ge=1, description="Also inline audio outputs up to this size.")
     max_spend_usd: float | None = Field(None, ge=0, description="Refuse calls past this estimated spend.")
     toolsets: str = Field("all", description="Comma-separated toolsets to expose.")
 
@@ -74,6 +83,18 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    def input_roots(self) -> list[Path]:
+        """Folders local input files may be read from when the client offers no MCP roots."""
+        if self.allowed_dirs is None:
+            return [Path.cwd(), self.output_dir]
+        parts = self.allowed_dirs.replace(",", os.pathsep).split(os.pathsep)
+        return [Path(part.strip()).expanduser() for part in parts if part.strip()]
+
+    def downloads_for(self, transport: str) -> bool:
+        if self.download is not None:
+            return self.download == "always"
+        return transport == "stdio"  # over HTTP the client is usually on another machine
+
     @property
     def database_path(self) -> Path:
         return self.data_dir / "jobs.sqlite3"
@@ -93,6 +114,9 @@ ENV_NAMES = {
     "data_dir": "MCP_AUDIO_DATA_DIR",
     "output_dir": "MCP_AUDIO_OUTPUT_DIR",
     "wait_s": "MCP_AUDIO_WAIT_S",
+    "allowed_dirs": "MCP_AUDIO_ALLOWED_DIRS",
+    "download": "MCP_AUDIO_DOWNLOAD",
+    "inline_max_kb": "MCP_AUDIO_INLINE_MAX_KB",
     "max_spend_usd": "MCP_AUDIO_MAX_SPEND_USD",
     "toolsets": "MCP_AUDIO_TOOLSETS",
 }

@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from mcp_audio.catalog import Capability, PreparedCall
 from mcp_audio.errors import InvalidArguments
+from mcp_audio.providers.base import Provider
+from mcp_audio.store import JobStore
 
 # What a media file starts with -> its content type. Names lie; bytes rarely do.
 _MAGIC: list[tuple[int, bytes, str]] = [
@@ -94,3 +97,21 @@ def read_local_file(field: str, value: str, roots: list[Path], *, kind: str, max
             f"`{field}`: '{value}' is {found}; {expected} file is needed (wav, mp3, flac, ogg, m4a, mp4, webm)."
         )
     return LocalFile(path=real, data=data, content_type=content_type, sha256=hashlib.sha256(data).hexdigest())
+
+
+async def resolve_file_inputs(
+    capability: Capability, call: PreparedCall, provider: Provider, store: JobStore, roots: list[Path]
+) -> PreparedCall:
+    """Replace every local path among the call's file inputs with an upstream-readable URL."""
+    payload = dict(call.payload)
+    for name, spec in capability.inputs.items():
+        value = payload.get(name)
+        if spec.file is None or not isinstance(value, str) or is_remote(value):
+            continue
+        local = read_local_file(name, value, roots, kind=spec.file, max_bytes=provider.max_upload_bytes)
+        url = store.find_upload(local.sha256, provider.name, provider.upload_lifetime_s)
+        if url is None:
+            url = await provider.upload(local.data, local.content_type, local.path.name)
+            store.save_upload(local.sha256, provider.name, url)
+        payload[name] = url
+    return replace(call, payload=payload)

@@ -23,6 +23,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from mcp_audio.catalog import Capability, Catalog, PreparedCall, SavedVoice
 from mcp_audio.errors import JobNotFound, McpAudioError
+from mcp_audio.outputs import OutputSaver
 from mcp_audio.pricing import SpendGuard, estimate_cost
 from mcp_audio.providers.base import Provider, Update
 from mcp_audio.redaction import redact
@@ -54,6 +55,7 @@ class JobRunner:
         task_group: TaskGroup,
         secrets: Iterable[str] = (),
         spend: SpendGuard | None = None,
+        saver: OutputSaver | None = None,
     ) -> None:
         self._store = store
         self._catalog = catalog
@@ -63,6 +65,7 @@ class JobRunner:
         self._secrets = list(secrets)
         self._live: dict[str, _Live] = {}
         self._spend = spend or SpendGuard(None)
+        self._saver = saver
 
     # --- starting and resuming --------------------------------------------------------------
 
@@ -75,6 +78,8 @@ class JobRunner:
     async def aclose(self) -> None:
         for provider in self._providers.values():
             await provider.aclose()
+        if self._saver is not None:
+            await self._saver.aclose()
 
     async def start(self, capability: Capability, call: PreparedCall) -> Job:
         """Persist a new job and start following it in the background."""
@@ -153,6 +158,9 @@ class JobRunner:
                     self._notify(job, f"Submitted to {job.provider} (request {submitted.upstream_id})")
                 output = await provider.follow(job.endpoint, job.handle, report)
             result = extract_result(capability, output)
+            if self._saver is not None and result["files"]:
+                self._notify(job, f"Saving {len(result['files'])} file(s) to {self._saver.output_dir}")
+                result["files"] = await self._saver.save_all(capability.name, job_id, result["files"])
             saved = self._save_voice(capability, job, output)
             if saved is not None:
                 result["saved_voice"] = saved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from mcp_audio.errors import SpendLimitExceeded
@@ -30,6 +31,8 @@ def _quantity(price: Price, payload: dict[str, Any]) -> float | None:
         return len(given) / 1000 if isinstance(given, str) else None
     if isinstance(given, int | float) and not isinstance(given, bool):
         return float(given)
+    if isinstance(given, str) and (number := re.fullmatch(r"(\d+(?:\.\d+)?)\s*s?", given.strip())):
+        return float(number.group(1))  # durations given as enum strings such as "95s"
     return price.default_quantity
 
 

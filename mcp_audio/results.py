@@ -47,8 +47,14 @@ def summary_text(capability: Capability, job_id: str, result: dict[str, Any], sa
     """A few lines for the model: what was made, where, and the transcript when there is one."""
     lines = [f"{capability.name} finished (job {job_id})."]
     for item in result["files"]:
-        details = ", ".join(str(part) for part in (item.get("content_type"), _size(item.get("file_size"))) if part)
-        lines.append(f"- {item['url']}" + (f" ({details})" if details else ""))
+        duration = f"{item['duration_s']:g} s" if item.get("duration_s") else None
+        parts = (item.get("content_type"), _size(item.get("file_size")), duration)
+        details = ", ".join(str(part) for part in parts if part)
+        lines.append(f"- {item.get('path') or item['url']}" + (f" ({details})" if details else ""))
+        if item.get("path"):
+            lines.append(f"  from {item['url']}")
+        elif item.get("download_error"):
+            lines.append(f"  (not saved locally: {item['download_error']})")
     if capability.spec.result_text:
         text = value_at(result["output"], capability.spec.result_text)
         if isinstance(text, str):

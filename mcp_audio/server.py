@@ -6,27 +6,33 @@ own model, so an agent gets messages that name the field, the value and what is 
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
-from mcp_types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
+from mcp_types import AudioContent, CallToolResult, ResourceLink, TextContent, ToolAnnotations
 from pydantic import ConfigDict, Field
 
 from mcp_audio import __version__
 from mcp_audio.catalog import Capability, Catalog, load_catalog
 from mcp_audio.config import Settings
 from mcp_audio.errors import ConfigError, McpAudioError
+from mcp_audio.inputs import resolve_file_inputs
 from mcp_audio.jobs import JobRunner, not_found_message
+from mcp_audio.outputs import OutputSaver
 from mcp_audio.pricing import SpendGuard
 from mcp_audio.prompts import add_prompts
 from mcp_audio.providers.base import Provider
@@ -78,13 +84,22 @@ def provider_factories(settings: Settings) -> dict[str, Callable[[], Provider]]:
         from mcp_audio.providers.fal import FalProvider  # httpx and friends load on first use
 
         key = settings.fal_key.get_secret_value() if settings.fal_key else None
-        return FalProvider(api_key=key, queue_url=settings.fal_queue_url, run_url=settings.fal_run_url)
+        return FalProvider(
+            api_key=key,
+            queue_url=settings.fal_queue_url,
+            run_url=settings.fal_run_url,
+            rest_url=settings.fal_rest_url,
+            cdn_url=settings.fal_cdn_url,
+        )
 
     return {"fal": fal}
 
 
-def build_server(settings: Settings, catalog: Catalog | None = None) -> MCPServer[AppState]:
+def build_server(
+    settings: Settings, catalog: Catalog | None = None, *, transport: Literal["stdio", "http"] = "stdio"
+) -> MCPServer[AppState]:
     catalog = catalog or load_catalog()
+    saves_outputs = settings.downloads_for(transport)
     runtime = _Runtime()
     secrets = settings.secrets()
 
@@ -101,6 +116,7 @@ def build_server(settings: Settings, catalog: Catalog | None = None) -> MCPServe
                     task_group,
                     secrets=secrets,
                     spend=SpendGuard(settings.max_spend_usd),
+                    saver=OutputSaver(settings.output_dir) if saves_outputs else None,
                 )
                 runtime.state = AppState(settings=settings, catalog=catalog, store=store, runner=runner)
                 resumed = runner.resume_unfinished()
@@ -142,7 +158,10 @@ def _capability_tool(capability: Capability, runtime: _Runtime, secrets: list[st
         state = runtime.get()
         try:
             call = capability.prepare(arguments, state.store.find_voice)
-            state.runner.provider(capability.provider).check_configured()
+            provider = state.runner.provider(capability.provider)
+            provider.check_configured()
+            roots = await client_roots(ctx) or state.settings.input_roots()
+            call = await resolve_file_inputs(capability, call, provider, state.store, roots)
             job = await state.runner.start(capability, call)
         except McpAudioError as exc:
             raise ToolError(redact(str(exc), secrets)) from exc
@@ -163,6 +182,22 @@ def _capability_tool(capability: Capability, runtime: _Runtime, secrets: list[st
     )
 
 
+async def client_roots(ctx: Context) -> list[Path] | None:
+    """The folders the client shares (MCP roots), when it offers them; None otherwise."""
+    try:
+        params = ctx.request_context.session.client_params
+        if params is None or params.capabilities.roots is None:
+            return None
+        result = await ctx.request_context.session.list_roots()
+    except Exception as exc:  # an era or transport without roots: fall back to the settings
+        log.debug("no client roots: %s", exc)
+        return None
+    paths = [
+        Path(url2pathname(urlparse(str(root.uri)).path)) for root in result.roots if str(root.uri).startswith("file:")
+    ]
+    return paths or None
+
+
 async def _await_job(
     ctx: Context, state: AppState, job_id: str, wait_s: float, *, cancel_on_abort: bool
 ) -> CallToolResult:
@@ -179,10 +214,10 @@ async def _await_job(
             with anyio.CancelScope(shield=True), anyio.move_on_after(15):
                 await state.runner.cancel(job_id)
         raise
-    return job_result(state.catalog, job)
+    return job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb)
 
 
-def job_result(catalog: Catalog, job: Job) -> CallToolResult:
+def job_result(catalog: Catalog, job: Job, *, inline_max_kb: int | None = None) -> CallToolResult:
     """The tool result for a job in any state."""
     body = job.summary()
     content: list[Any] = []
@@ -195,16 +230,20 @@ def job_result(catalog: Catalog, job: Job) -> CallToolResult:
             else f"{job.tool} finished (job {job.id})."
         )
         content.append(TextContent(type="text", text=text))
-        content.extend(
-            ResourceLink(
-                type="resource_link",
-                uri=item["url"],
-                name=item.get("file_name") or item["url"].rsplit("/", 1)[-1],
-                mime_type=item.get("content_type"),
-                size=item.get("file_size"),
+        for item in job.result["files"]:
+            # A saved file is linked through this server (files://), which any client can read.
+            content.append(
+                ResourceLink(
+                    type="resource_link",
+                    uri=item.get("resource") or item["url"],
+                    name=item.get("file_name") or item["url"].rsplit("/", 1)[-1],
+                    mime_type=item.get("content_type"),
+                    size=item.get("file_size"),
+                )
             )
-            for item in job.result["files"]
-        )
+            inline = _inline_audio(item, inline_max_kb)
+            if inline is not None:
+                content.append(inline)
         return CallToolResult(content=content, structured_content=body)
     if job.state == "failed":
         text = f"{job.tool} failed (job {job.id}): {job.error}"
@@ -228,6 +267,17 @@ def job_result(catalog: Catalog, job: Job) -> CallToolResult:
         ],
         structured_content=body,
     )
+
+
+def _inline_audio(item: dict[str, Any], inline_max_kb: int | None) -> AudioContent | None:
+    """Audio content for clients that play it directly, when the saved file is small enough."""
+    path, content_type = item.get("path"), str(item.get("content_type") or "")
+    if inline_max_kb is None or path is None or not content_type.startswith("audio/"):
+        return None
+    if int(item.get("file_size") or 0) > inline_max_kb * 1024:
+        return None
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return AudioContent(type="audio", data=data, mime_type=content_type)
 
 
 # --- job tools ----------------------------------------------------------------------------
@@ -254,7 +304,7 @@ def _job_tools(runtime: _Runtime, secrets: list[str]) -> list[Tool]:
             job = await state.runner.cancel(job_id)
         except McpAudioError as exc:
             raise ToolError(redact(str(exc), secrets)) from exc
-        return job_result(state.catalog, job)
+        return job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb)
 
     async def list_jobs(
         status: JobStatusFilter = Field("any", description="unfinished = queued or running"),
@@ -348,6 +398,21 @@ def _add_resources(server: MCPServer[AppState], runtime: _Runtime, catalog: Cata
         if job is None:
             raise ValueError(not_found_message(job_id))
         return json.dumps(job_result(state.catalog, job).structured_content, indent=1)
+
+    @server.resource(
+        "files://{job_id}/{name}",
+        title="Saved output file",
+        mime_type="application/octet-stream",
+        description="The bytes of an output file this server saved, for clients on another machine.",
+    )
+    def saved_file(job_id: str, name: str) -> bytes:
+        job = runtime.get().store.get_job(job_id)
+        files = (job.result or {}).get("files", []) if job else []
+        # Only paths the job itself recorded are served: the name is a key, never a path.
+        path = next((f["path"] for f in files if f.get("file_name") == name and f.get("path")), None)
+        if path is None:
+            raise ValueError(f"No saved file '{name[:100]}' for job '{job_id[:64]}'")
+        return Path(path).read_bytes()
 
 
 def _add_voice_family(server: MCPServer[AppState], name: str, family: dict[str, Any]) -> None:

@@ -112,6 +112,14 @@ def m003_job_cost(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN estimated_cost_usd REAL")
 
 
+@migration
+def m004_uploads(db: sqlite3.Connection) -> None:
+    db.execute(
+        "CREATE TABLE uploads (sha256 TEXT NOT NULL, provider TEXT NOT NULL, url TEXT NOT NULL,"
+        " created_at REAL NOT NULL, PRIMARY KEY (sha256, provider))"
+    )
+
+
 _JSON_COLUMNS = ("payload", "local", "handle", "logs", "result")
 
 
@@ -220,6 +228,20 @@ class JobStore:
                 "SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at"
             ).fetchall()
         return [_job(row) for row in rows]
+
+    # --- uploads: the same bytes are not uploaded twice while the upstream keeps them ---------
+
+    def find_upload(self, sha256: str, provider: str, max_age_s: float) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT url FROM uploads WHERE sha256 = ? AND provider = ? AND created_at > ?",
+                (sha256, provider, time.time() - max_age_s),
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def save_upload(self, sha256: str, provider: str, url: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?)", (sha256, provider, url, time.time()))
 
     # --- voices -------------------------------------------------------------------------
 

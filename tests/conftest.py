@@ -4,8 +4,10 @@ MCP clients of every kind an agent uses (in-process in both protocol eras)."""
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client
@@ -31,6 +33,19 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that tries to reach a real host fails at name lookup instead of using the network."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in ("127.0.0.1", "localhost", "::1", None) and not str(host).startswith("127."):
+            raise OSError(f"test tried to reach {host!r}: only loopback is allowed")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded)
+
+
 @pytest.fixture
 def fake_fal() -> Iterator[FakeFal]:
     fake = FakeFal(valid_key=FAL_KEY, keepalive_s=0.2)
@@ -50,6 +65,7 @@ def settings(tmp_path: Path, fake_fal: FakeFal) -> Settings:
         data_dir=tmp_path / "data",
         output_dir=tmp_path / "out",
         wait_s=10,
+        download="never",  # tests of saved files turn it on; seed outputs point at real hosts
     )
 
 
@@ -72,5 +88,6 @@ def env_for(settings: Settings) -> dict[str, str]:
         MCP_AUDIO_DATA_DIR=str(settings.data_dir),
         MCP_AUDIO_OUTPUT_DIR=str(settings.output_dir),
         MCP_AUDIO_WAIT_S=str(settings.wait_s),
+        MCP_AUDIO_DOWNLOAD=settings.download or "always",
     )
     return env

@@ -63,7 +63,7 @@ def test_readme_tools_table_matches_the_manifests() -> None:
     readme = (ROOT / "README.md").read_text()
     table = re.search(r"<!-- tools:start -->\n(.*?)<!-- tools:end -->", readme, re.S)
     assert table is not None
-    assert table.group(1) == tools_markdown(load_catalog()), "run: mcp-audio tools --markdown, paste into README"
+    assert table.group(1) == tools_markdown(load_catalog()), "run: python scripts/sync_readme.py"
 
 
 def test_readme_documents_every_setting() -> None:

@@ -64,6 +64,13 @@ class Provider(Protocol):
         """
         ...
 
+    max_upload_bytes: int
+    upload_lifetime_s: float  # how long an uploaded file stays readable upstream
+
+    async def upload(self, data: bytes, content_type: str, file_name: str) -> str:
+        """Make a local file readable by the upstream; return the URL to pass as the input."""
+        ...
+
     async def cancel(self, endpoint: str, handle: dict[str, Any]) -> bool:
         """Ask the upstream to cancel; False when it had already finished."""
         ...

@@ -39,6 +39,8 @@ def queue_app_path(endpoint: str) -> str:
 
 class FalProvider:
     name = "fal"
+    max_upload_bytes = 100 * 2**20  # fal-client's single-request upload limit (larger needs multipart)
+    upload_lifetime_s = 24 * 3600.0  # conservative: fal keeps uploads for days, we re-upload after one
 
     def __init__(
         self,
@@ -46,6 +48,8 @@ class FalProvider:
         api_key: str | None,
         queue_url: str = "https://queue.fal.run",
         run_url: str = "https://fal.run",
+        rest_url: str = "https://rest.fal.ai",
+        cdn_url: str = "https://v3.fal.media",
         http: httpx.AsyncClient | None = None,
         poll_interval: tuple[float, float] = (0.5, 5.0),
         stream_read_timeout_s: float = 60.0,
@@ -55,6 +59,8 @@ class FalProvider:
         self._api_key = api_key
         self._queue_url = queue_url.rstrip("/")
         self._run_url = run_url.rstrip("/")
+        self._storage_urls = (rest_url.rstrip("/"), cdn_url.rstrip("/"))
+        self._fal_client: Any = None  # fal_client.AsyncClient, created on the first upload
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         self._poll_interval = poll_interval
@@ -175,6 +181,26 @@ class FalProvider:
         if last is None:
             raise UpstreamJobFailed("fal's stream ended without a result", provider="fal")
         return last
+
+    async def upload(self, data: bytes, content_type: str, file_name: str) -> str:
+        """Upload through fal-client (token, then CDN), pointed at the configured storage hosts."""
+        import fal_client
+        import fal_client.client
+
+        # fal-client reads its hosts from module globals; this is its only seam for proxies and tests.
+        fal_client.client.REST_URL, fal_client.client.CDN_URL = self._storage_urls
+        if self._fal_client is None:
+            self._fal_client = fal_client.AsyncClient(key=self._headers()["Authorization"].removeprefix("Key "))
+        try:
+            url: str = await self._fal_client.upload(data, content_type, file_name)
+        except httpx.HTTPStatusError as exc:
+            raise_for_status(exc.response, provider="fal", key_env=KEY_ENV)
+            raise
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(
+                f"fal storage could not be reached ({type(exc).__name__}).", provider="fal"
+            ) from exc
+        return url
 
     async def cancel(self, endpoint: str, handle: dict[str, Any]) -> bool:
         try:

@@ -1,0 +1,151 @@
+"""Output files: saved under the output folder with a name a person can find, written to a
+temporary file and renamed (a crash never leaves a half file under the final name), with
+size, SHA-256 and audio properties recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mimetypes
+import os
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx  # imported when the first file is saved: it costs start-up time
+
+log = logging.getLogger("mcp_audio.outputs")
+
+_EXTENSIONS = {
+    "audio/wav": ".wav",
+    "audio/x-wav": ".wav",
+    "audio/mpeg": ".mp3",
+    "audio/flac": ".flac",
+    "audio/ogg": ".ogg",
+    "audio/mp4": ".m4a",
+    "audio/aac": ".aac",
+    "video/mp4": ".mp4",
+    "application/octet-stream": ".bin",
+}
+
+
+def output_name(tool: str, job_id: str, index: int, content_type: str | None, source_name: str | None) -> str:
+    """`{YYYYmmdd-HHMMSS}-{tool}-{short job id}[-n].{ext}`: sortable, unique, says what made it."""
+    ext = Path(source_name or "").suffix.lower()
+    if not re.fullmatch(r"\.[a-z0-9]{1,8}", ext):
+        ext = (
+            _EXTENSIONS.get((content_type or "").split(";")[0])
+            or mimetypes.guess_extension(content_type or "")
+            or ".bin"
+        )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    suffix = f"-{index + 1}" if index else ""
+    return f"{stamp}-{tool}-{job_id[:8]}{suffix}{ext}"
+
+
+async def write_atomically(target: Path, chunks: AsyncIterator[bytes]) -> tuple[int, str]:
+    """Stream chunks to `target` via a hidden temporary file; returns (size, sha256)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.part")
+    digest, size = hashlib.sha256(), 0
+    try:
+        with temporary.open("wb") as handle:
+            async for chunk in chunks:
+                handle.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return size, digest.hexdigest()
+
+
+def audio_properties(path: Path) -> dict[str, Any]:
+    """Duration, sample rate and channels read from the file itself (mutagen), where it can tell."""
+    try:
+        import mutagen  # imported on first saved file: not needed to start the server
+
+        info = getattr(mutagen.File(path), "info", None)
+    except Exception as exc:  # a file mutagen cannot parse is still a valid output
+        log.info("could not read audio properties of %s: %s", path.name, exc)
+        return {}
+    if info is None:
+        return {}
+    props = {
+        "duration_s": round(float(info.length), 3) if getattr(info, "length", None) else None,
+        "sample_rate": getattr(info, "sample_rate", None),
+        "channels": getattr(info, "channels", None),
+    }
+    return {key: value for key, value in props.items() if value}
+
+
+class OutputSaver:
+    """Downloads a job's output files into the output folder."""
+
+    def __init__(self, output_dir: Path, http: httpx.AsyncClient | None = None) -> None:
+        self.output_dir = output_dir
+        self._owns_http = http is None
+        self._http = http
+
+    async def aclose(self) -> None:
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
+
+    def _client(self) -> httpx.AsyncClient:
+        import httpx
+
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
+        return self._http
+
+    async def save_all(self, tool: str, job_id: str, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each file entry, plus its local copy's details (or why there is none)."""
+        return [await self.save(tool, job_id, index, entry) for index, entry in enumerate(files)]
+
+    async def save(self, tool: str, job_id: str, index: int, entry: dict[str, Any]) -> dict[str, Any]:
+        name = output_name(tool, job_id, index, entry.get("content_type"), entry.get("file_name"))
+        target = self.output_dir / name
+        import httpx
+
+        try:
+            async with self._client().stream("GET", entry["url"]) as response:
+                response.raise_for_status()
+                size, sha256 = await write_atomically(target, response.aiter_bytes())
+        except (httpx.HTTPError, OSError) as exc:
+            # The upstream URL still works; the agent learns the copy failed and why.
+            return {**entry, "download_error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        return {**entry, **local_details(target, job_id, size, sha256)}
+
+    def save_bytes(self, tool: str, job_id: str, index: int, data: bytes, content_type: str) -> dict[str, Any]:
+        """Store bytes an upstream returned directly (no URL), synchronously and atomically."""
+        target = self.output_dir / output_name(tool, job_id, index, content_type, None)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.part")
+        try:
+            with temporary.open("wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
+        entry = {"url": target.as_uri(), "content_type": content_type, "file_name": target.name}
+        return {**entry, **local_details(target, job_id, len(data), hashlib.sha256(data).hexdigest())}
+
+
+def local_details(path: Path, job_id: str, size: int, sha256: str) -> dict[str, Any]:
+    return {
+        "file_name": path.name,
+        "path": str(path.resolve()),
+        "file_uri": path.resolve().as_uri(),
+        "resource": f"files://{job_id}/{path.name}",
+        "file_size": size,
+        "sha256": sha256,
+        **audio_properties(path),
+    }
