@@ -10,6 +10,7 @@ import base64
 import itertools
 import json
 import logging
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import AudioContent, CallToolResult, ResourceLink, TextContent, ToolAnnotations
 from pydantic import ConfigDict, Field
 
@@ -185,12 +187,16 @@ def _capability_tool(capability: Capability, runtime: _Runtime, secrets: list[st
 async def client_roots(ctx: Context) -> list[Path] | None:
     """The folders the client shares (MCP roots), when it offers them; None otherwise."""
     try:
-        params = ctx.request_context.session.client_params
-        if params is None or params.capabilities.roots is None:
+        capabilities = ctx.request_context.session.client_capabilities
+        if capabilities is None or capabilities.roots is None:
             return None
-        result = await ctx.request_context.session.list_roots()
+        with warnings.catch_warnings():
+            # Roots are deprecated in the 2026 era, but the desktop and IDE clients of the 2025
+            # era that share folders this way are the ones we serve.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            result = await ctx.request_context.session.list_roots()
     except Exception as exc:  # an era or transport without roots: fall back to the settings
-        log.debug("no client roots: %s", exc)
+        log.info("client roots unavailable (%s); using MCP_AUDIO_ALLOWED_DIRS", exc)
         return None
     paths = [
         Path(url2pathname(urlparse(str(root.uri)).path)) for root in result.roots if str(root.uri).startswith("file:")

@@ -53,18 +53,25 @@ def test_stdio_stdout_carries_only_protocol_messages(settings: Settings) -> None
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
     ]
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "mcp_audio"],
-        input="".join(json.dumps(m) + "\n" for m in messages),
         env=env_for(settings),
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
     )
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    parsed = [json.loads(line) for line in lines]  # raises if anything else was printed
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+    proc.stdin.flush()
+    lines = [proc.stdout.readline(), proc.stdout.readline()]  # stdin stays open until both answers came
+    proc.stdin.close()  # EOF: the server shuts down; anything it prints on the way out is read too
+    proc.wait(timeout=30)
+    rest, errors = proc.stdout.read(), proc.stderr.read() if proc.stderr else ""
+    lines += rest.splitlines()
+    parsed = [json.loads(line) for line in lines if line.strip()]  # raises if anything else was printed
     assert [m.get("id") for m in parsed] == [1, 2]
-    assert FAL_KEY not in proc.stdout + proc.stderr
+    assert FAL_KEY not in "".join(lines) + errors
 
 
 def free_port() -> int:

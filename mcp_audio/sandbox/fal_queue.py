@@ -159,6 +159,7 @@ class FakeFal:
         self._scripts: dict[str, Script] = {}
         self._injections: dict[str, deque[_Injection]] = {k: deque() for k in KINDS}
         self._stream_break: int | None = None
+        self._file_break: int | None = None
         self._tokens: set[str] = set()
         self._pending_uploads: dict[str, str] = {}  # signed-PUT name -> content type
         self.app = Starlette(
@@ -213,6 +214,11 @@ class FakeFal:
                 body = {"detail": f"HTTP {status}"}
         with self._lock:
             self._injections[kind].extend([_Injection(status, dict(headers or {}), body, delay_s)] * times)
+
+    def break_file_after(self, n_bytes: int) -> None:
+        """The next file download announces its full length but drops after n bytes."""
+        with self._lock:
+            self._file_break = n_bytes
 
     def break_stream_after(self, n_events: int) -> None:
         """The next status stream drops the connection (no final chunk) after n data events."""
@@ -495,9 +501,25 @@ class FakeFal:
     def _on_file(self, request: Request, record: RecordedRequest, base: str) -> Response:
         with self._lock:
             found = self.files.get(request.url.path.removeprefix("/files/"))
+            cut, self._file_break = self._file_break, None
         if found is None:
             return JSONResponse({"detail": "File not found"}, 404)
+        if cut is not None:
+            return _TruncatedFile(found[0], found[1], cut)
         return Response(found[0], media_type=found[1])
+
+
+class _TruncatedFile(Response):
+    """A download cut mid-body: Content-Length says more than is sent, then the connection drops."""
+
+    def __init__(self, data: bytes, content_type: str, cut: int) -> None:
+        self.data, self.cut = data, cut
+        self.status_code, self.background = 200, None
+        self.init_headers({"content-type": content_type, "content-length": str(len(data))})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.data[: self.cut], "more_body": True})
 
 
 class _StatusStream(Response):

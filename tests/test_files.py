@@ -1,0 +1,239 @@
+"""Files in and out: local recordings as inputs (inside allowed roots only), saved outputs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import struct
+import wave
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp_types import AudioContent, ListRootsResult, ResourceLink, Root
+
+from mcp_audio.config import Settings
+from mcp_audio.errors import InvalidArguments
+from mcp_audio.inputs import read_local_file, sniff_content_type
+from mcp_audio.sandbox.fal_queue import FakeFal
+from mcp_audio.server import build_server
+from tests.test_tools import text_of
+
+pytestmark = pytest.mark.anyio
+
+
+def make_wav(seconds: float = 1.0, rate: int = 16000, channels: int = 1) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(int(seconds * rate) * 2 * channels))
+    return buffer.getvalue()
+
+
+def make_mp3(frames: int = 38) -> bytes:
+    """MPEG-1 Layer III frames, 128 kbit/s, 44.1 kHz, stereo: 1152 samples (26.1 ms) each."""
+    return (b"\xff\xfb\x90\x04" + bytes(413)) * frames
+
+
+def make_flac(seconds: float = 2.0, rate: int = 48000, channels: int = 2) -> bytes:
+    """A FLAC stream header: `fLaC` and a STREAMINFO block (enough to read its properties)."""
+    total = int(seconds * rate)
+    packed = (rate << 44) | ((channels - 1) << 41) | ((16 - 1) << 36) | total
+    info = struct.pack(">HH", 4096, 4096) + bytes(6) + packed.to_bytes(8, "big") + bytes(16)
+    return b"fLaC" + bytes([0x80]) + len(info).to_bytes(3, "big") + info
+
+
+@pytest.fixture
+def rec_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def file_settings(settings: Settings, rec_dir: Path) -> Settings:
+    return settings.model_copy(update={"allowed_dirs": str(rec_dir), "download": "always"})
+
+
+async def test_local_recording_is_uploaded_once_and_used_by_clone_and_transcribe(
+    file_settings: Settings, fake_fal: FakeFal, rec_dir: Path
+) -> None:
+    recording = make_wav(2.0)
+    (rec_dir / "me.wav").write_bytes(recording)
+    async with Client(build_server(file_settings)) as client:
+        clone = await client.call_tool(
+            "qwen3_tts_clone_voice", {"audio_url": str(rec_dir / "me.wav"), "reference_text": "Hi.", "name": "me"}
+        )
+        transcript = await client.call_tool("whisper_transcribe", {"audio_url": "me.wav"})  # relative to the root
+    assert not clone.is_error, text_of(clone)
+    assert not transcript.is_error, text_of(transcript)
+    uploads = [r for r in fake_fal.requests if r.kind == "upload"]
+    assert len(uploads) == 1  # the same bytes are not uploaded twice
+    assert uploads[0].body == recording
+    assert uploads[0].headers["content-type"] == "audio/wav"
+    submits = [r for r in fake_fal.requests if r.kind == "submit"]
+    uploaded_url = submits[0].json["audio_url"]
+    assert uploaded_url.startswith(fake_fal.base_url + "/files/")
+    assert submits[1].json == {"audio_url": uploaded_url}
+    stored = uploaded_url.removeprefix(fake_fal.base_url + "/files/")
+    assert fake_fal.files[stored][0] == recording
+
+
+@pytest.mark.parametrize(
+    "make_path",
+    [
+        lambda root, outside: "../secret.wav",
+        lambda root, outside: str(outside),
+        lambda root, outside: "~/../../" + str(outside).lstrip("/"),
+        lambda root, outside: "link.wav",
+        lambda root, outside: "linked_dir/secret.wav",
+    ],
+    ids=["dot-dot", "absolute", "tilde-escape", "symlink-file", "symlink-dir"],
+)
+async def test_paths_outside_the_roots_are_refused_without_revealing_anything(
+    file_settings: Settings, fake_fal: FakeFal, rec_dir: Path, make_path: Any
+) -> None:
+    outside = rec_dir.parent / "secret.wav"
+    outside.write_bytes(make_wav())
+    (rec_dir / "link.wav").symlink_to(outside)
+    (rec_dir / "linked_dir").symlink_to(rec_dir.parent)
+    value = make_path(rec_dir, outside)
+    async with Client(build_server(file_settings)) as client:
+        result = await client.call_tool("whisper_transcribe", {"audio_url": value})
+        missing = await client.call_tool("whisper_transcribe", {"audio_url": "../no-such-file.wav"})
+    assert result.is_error
+    message = text_of(result)
+    assert f"`audio_url`: '{value}' is outside the folders this server may read ({rec_dir.resolve()})" in message
+    # The same words whether or not something exists out there.
+    assert text_of(missing).replace("../no-such-file.wav", value) == message
+    assert [r.kind for r in fake_fal.requests] == []
+
+
+def test_missing_empty_oversized_and_non_audio_files(rec_dir: Path) -> None:
+    (rec_dir / "empty.wav").write_bytes(b"")
+    (rec_dir / "notes.mp3").write_text("just text pretending to be audio")
+    (rec_dir / "big.wav").write_bytes(make_wav(1.0))
+    roots = [rec_dir]
+    with pytest.raises(InvalidArguments, match=re.escape("no file at 'gone.wav' (inside the allowed folders)")):
+        read_local_file("audio_url", "gone.wav", roots, kind="audio", max_bytes=10**6)
+    with pytest.raises(InvalidArguments, match=re.escape("'empty.wav' is empty")):
+        read_local_file("audio_url", "empty.wav", roots, kind="audio", max_bytes=10**6)
+    with pytest.raises(
+        InvalidArguments, match=re.escape("'notes.mp3' is not a recognised audio or video format; an audio file")
+    ):
+        read_local_file("audio_url", "notes.mp3", roots, kind="audio", max_bytes=10**6)
+    with pytest.raises(InvalidArguments, match=re.escape("'big.wav' is 0.0 MiB; this upstream takes at most 0 MiB")):
+        read_local_file("audio_url", "big.wav", roots, kind="audio", max_bytes=1000)
+    assert read_local_file("audio_url", "big.wav", roots, kind="audio", max_bytes=10**6).content_type == "audio/wav"
+
+
+def test_content_type_comes_from_the_bytes() -> None:
+    assert sniff_content_type(make_wav()[:64]) == "audio/wav"
+    assert sniff_content_type(make_mp3()[:64]) == "audio/mpeg"
+    assert sniff_content_type(make_flac()[:64]) == "audio/flac"
+    assert sniff_content_type(b"ID3\x04\x00" + bytes(20)) == "audio/mpeg"
+    assert sniff_content_type(b"\x00\x00\x00\x20ftypM4A " + bytes(20)) == "audio/mp4"
+    assert sniff_content_type(b"%PDF-1.7 not audio") is None
+
+
+async def test_client_roots_decide_what_may_be_read(settings: Settings, fake_fal: FakeFal, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "talk.wav").write_bytes(make_wav())
+    (tmp_path / "private.wav").write_bytes(make_wav())
+
+    async def list_roots(context: Any) -> ListRootsResult:
+        return ListRootsResult(roots=[Root(uri=shared.as_uri(), name="shared")])
+
+    # MCP_AUDIO_ALLOWED_DIRS would allow tmp_path, but the client's roots take precedence.
+    allowed = settings.model_copy(update={"allowed_dirs": str(tmp_path)})
+    async with Client(build_server(allowed), mode="legacy", list_roots_callback=list_roots) as client:
+        inside = await client.call_tool("whisper_transcribe", {"audio_url": str(shared / "talk.wav")})
+        outside = await client.call_tool("whisper_transcribe", {"audio_url": str(tmp_path / "private.wav")})
+    assert not inside.is_error, text_of(inside)
+    assert outside.is_error and "is outside the folders this server may read" in text_of(outside)
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "name", "expected"),
+    [
+        (make_wav(1.5, 22050, 2), "audio/wav", "out.wav", {"duration_s": 1.5, "sample_rate": 22050, "channels": 2}),
+        (make_mp3(38), "audio/mpeg", "out.mp3", {"sample_rate": 44100, "channels": 2}),
+        (make_flac(2.0, 48000, 2), "audio/flac", "out.flac", {"duration_s": 2.0, "sample_rate": 48000, "channels": 2}),
+    ],
+    ids=["wav", "mp3", "flac"],
+)
+async def test_outputs_are_saved_with_hash_and_audio_properties(
+    file_settings: Settings, fake_fal: FakeFal, data: bytes, content_type: str, name: str, expected: dict[str, Any]
+) -> None:
+    url = fake_fal.put_file(f"gen/{name}", data, content_type)
+    fake_fal.script("fal-ai/lyria2", output={"audio": {"url": url, "content_type": content_type, "file_name": name}})
+    async with Client(build_server(file_settings)) as client:
+        result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+        body = result.structured_content
+        assert body is not None, text_of(result)
+        [saved] = body["files"]
+        blob = await client.read_resource(saved["resource"])
+    path = Path(saved["path"])
+    assert path.parent == file_settings.output_dir.resolve()
+    assert path.name.endswith(f"-lyria2_music-{body['job_id'][:8]}{Path(name).suffix}")
+    assert path.read_bytes() == data
+    assert saved["url"] == url and saved["file_uri"] == path.as_uri()
+    assert saved["file_size"] == len(data)
+    import hashlib
+
+    assert saved["sha256"] == hashlib.sha256(data).hexdigest()
+    for key, value in expected.items():
+        assert saved[key] == pytest.approx(value)
+    if name.endswith(".mp3"):
+        assert saved["duration_s"] == pytest.approx(38 * 1152 / 44100, abs=0.05)
+    assert str(path) in text_of(result)
+    links = [str(item.uri) for item in result.content if isinstance(item, ResourceLink)]
+    assert links == [f"files://{body['job_id']}/{path.name}"]
+    assert base64.b64decode(blob.contents[0].blob) == data  # type: ignore[union-attr]
+
+
+async def test_interrupted_download_leaves_no_file_under_the_final_name(
+    file_settings: Settings, fake_fal: FakeFal
+) -> None:
+    data = make_wav(3.0)
+    url = fake_fal.put_file("gen/cut.wav", data, "audio/wav")
+    fake_fal.script("fal-ai/lyria2", output={"audio": {"url": url, "content_type": "audio/wav"}})
+    fake_fal.break_file_after(len(data) // 3)
+    async with Client(build_server(file_settings)) as client:
+        result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+    assert not result.is_error, text_of(result)  # the job succeeded; only the local copy failed
+    body = result.structured_content
+    assert body is not None
+    [entry] = body["files"]
+    assert entry["url"] == url and "path" not in entry
+    assert entry["download_error"].startswith("RemoteProtocolError")
+    assert "not saved locally" in text_of(result)
+    leftovers = list(file_settings.output_dir.iterdir()) if file_settings.output_dir.exists() else []
+    assert leftovers == []
+
+
+async def test_small_outputs_can_be_inlined_as_audio_content(file_settings: Settings, fake_fal: FakeFal) -> None:
+    data = make_wav(0.2)
+    url = fake_fal.put_file("gen/tiny.wav", data, "audio/wav")
+    fake_fal.script("fal-ai/lyria2", output={"audio": {"url": url, "content_type": "audio/wav"}})
+    async with Client(build_server(file_settings.model_copy(update={"inline_max_kb": 64}))) as client:
+        result = await client.call_tool("lyria2_music", {"prompt": "tiny"})
+    [audio] = [item for item in result.content if isinstance(item, AudioContent)]
+    assert audio.mime_type == "audio/wav" and base64.b64decode(audio.data) == data
+
+
+async def test_http_transport_does_not_download_by_default(settings: Settings, fake_fal: FakeFal) -> None:
+    over_http = settings.model_copy(update={"download": None})
+    assert over_http.downloads_for("http") is False and over_http.downloads_for("stdio") is True
+    async with Client(build_server(over_http, transport="http")) as client:
+        result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+    assert result.structured_content is not None
+    assert "path" not in result.structured_content["files"][0]
+    assert "file" not in [r.kind for r in fake_fal.requests]
+    assert json.dumps(result.structured_content)  # plain JSON all the way
