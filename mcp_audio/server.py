@@ -47,7 +47,8 @@ log = logging.getLogger("mcp_audio.server")
 INSTRUCTIONS = (
     "Audio tools: speech (TTS, voice cloning), transcription, music, sound effects. Each call starts a "
     "job and waits for it; a long job returns a job_id instead: call get_job(job_id, wait_s) until it "
-    "finishes. Results give file URLs. Saved cloned voices: voices://cloned."
+    "finishes. Audio/video inputs (*_url) take an https URL, a data: URI or a local file path inside the "
+    "user's shared folders. Results give file URLs and local paths. Saved cloned voices: voices://cloned."
 )
 
 

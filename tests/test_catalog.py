@@ -113,3 +113,11 @@ def test_lists_and_objects_sent_as_json_text_are_accepted() -> None:
     assert prepared.payload == {"text": "hi", "top_k": 10}
     with pytest.raises(InvalidArguments, match="`advanced`: got 'not json'"):
         tts.prepare({"text": "hi", "advanced": "not json"}, lambda name: None)
+
+
+def test_every_url_input_is_a_file_input() -> None:
+    """Local paths are accepted only where the manifest says an input is a file."""
+    for capability in CATALOG.capabilities.values():
+        for spec in capability.spec.inputs:
+            if spec.name.endswith("_url"):
+                assert spec.file is not None, f"{capability.name}.{spec.name} needs `file = ...`"
