@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mcp_audio.catalog import Capability, PreparedCall
 from mcp_audio.errors import InvalidArguments
+from mcp_audio.outputs import audio_properties
 from mcp_audio.providers.base import Provider
 from mcp_audio.store import JobStore
 
@@ -60,7 +61,15 @@ def is_remote(value: str) -> bool:
     return value.startswith(("https://", "http://", "data:"))
 
 
-def read_local_file(field: str, value: str, roots: list[Path], *, kind: str, max_bytes: int) -> LocalFile:
+def read_local_file(
+    field: str,
+    value: str,
+    roots: list[Path],
+    *,
+    kind: str,
+    max_bytes: int,
+    duration_range: tuple[float | None, float | None] = (None, None),
+) -> LocalFile:
     """Resolve a local path inside the allowed roots and read it, or raise InvalidArguments."""
     if not roots:
         raise InvalidArguments(f"`{field}`: local files are disabled (no allowed folders); pass an https:// URL.")
@@ -96,7 +105,25 @@ def read_local_file(field: str, value: str, roots: list[Path], *, kind: str, max
         raise InvalidArguments(
             f"`{field}`: '{value}' is {found}; {expected} file is needed (wav, mp3, flac, ogg, m4a, mp4, webm)."
         )
+    _check_duration(field, value, real, duration_range)
     return LocalFile(path=real, data=data, content_type=content_type, sha256=hashlib.sha256(data).hexdigest())
+
+
+def _check_duration(field: str, value: str, path: Path, limits: tuple[float | None, float | None]) -> None:
+    """Refuse a recording outside the upstream's length limits before paying to upload it."""
+    low, high = limits
+    if low is None and high is None:
+        return
+    duration = audio_properties(path).get("duration_s")
+    if duration is None:
+        return  # unknown length: the upstream will judge
+    if (low is not None and duration < low) or (high is not None and duration > high):
+        wanted = (
+            f"{low:g}-{high:g} s"
+            if low is not None and high is not None
+            else (f"at least {low:g} s" if low is not None else f"at most {high:g} s")
+        )
+        raise InvalidArguments(f"`{field}`: '{value}' is {duration:.1f} s long; this input needs {wanted}.")
 
 
 async def resolve_file_inputs(
@@ -108,7 +135,14 @@ async def resolve_file_inputs(
         value = payload.get(name)
         if spec.file is None or not isinstance(value, str) or is_remote(value):
             continue
-        local = read_local_file(name, value, roots, kind=spec.file, max_bytes=provider.max_upload_bytes)
+        local = read_local_file(
+            name,
+            value,
+            roots,
+            kind=spec.file,
+            max_bytes=provider.max_upload_bytes,
+            duration_range=(spec.min_duration_s, spec.max_duration_s),
+        )
         url = store.find_upload(local.sha256, provider.name, provider.upload_lifetime_s)
         if url is None:
             url = await provider.upload(local.data, local.content_type, local.path.name)

@@ -41,6 +41,8 @@ class InputSpec(_Strict):
     upstream: bool = True  # False: used by the server itself (an endpoint choice, a voice name to save)
     advanced: bool = False  # grouped under one optional `advanced` object, without descriptions, to save context
     file: Literal["audio", "video", "media", "embedding"] | None = None  # a URL to a file the upstream reads
+    min_duration_s: float | None = None  # checked for local files before upload (URLs are the upstream's)
+    max_duration_s: float | None = None
 
     @model_validator(mode="after")
     def _advanced_is_upstream(self) -> InputSpec:

@@ -237,3 +237,15 @@ async def test_http_transport_does_not_download_by_default(settings: Settings, f
     assert "path" not in result.structured_content["files"][0]
     assert "file" not in [r.kind for r in fake_fal.requests]
     assert json.dumps(result.structured_content)  # plain JSON all the way
+
+
+def test_recording_length_limits_are_checked_before_upload(rec_dir: Path) -> None:
+    (rec_dir / "short.wav").write_bytes(make_wav(3.0))
+    with pytest.raises(InvalidArguments, match=re.escape("'short.wav' is 3.0 s long; this input needs at least 15 s.")):
+        read_local_file(
+            "reference_audio_url", "short.wav", [rec_dir], kind="audio", max_bytes=10**7, duration_range=(15, None)
+        )
+    with pytest.raises(InvalidArguments, match=re.escape("is 3.0 s long; this input needs 10-90 s.")):
+        read_local_file("audio", "short.wav", [rec_dir], kind="audio", max_bytes=10**7, duration_range=(10, 90))
+    ok = read_local_file("audio", "short.wav", [rec_dir], kind="audio", max_bytes=10**7, duration_range=(1, 5))
+    assert ok.content_type == "audio/wav"
