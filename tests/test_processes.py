@@ -20,6 +20,17 @@ from tests.test_tools import text_of
 
 pytestmark = pytest.mark.anyio
 
+# What a 2025-era stdio client sends first.
+HANDSHAKE: list[dict[str, Any]] = [
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+    },
+    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+]
+
 
 def stdio_params(settings: Settings) -> StdioServerParameters:
     return StdioServerParameters(command=sys.executable, args=["-m", "mcp_audio"], env=env_for(settings))
@@ -39,20 +50,7 @@ async def test_stdio_end_to_end(settings: Settings, fake_fal: FakeFal) -> None:
 
 
 def test_stdio_stdout_carries_only_protocol_messages(settings: Settings) -> None:
-    messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "0"},
-            },
-        },
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-    ]
+    messages = [*HANDSHAKE, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}]
     proc = subprocess.Popen(
         [sys.executable, "-m", "mcp_audio"],
         env=env_for(settings),
@@ -121,17 +119,7 @@ async def test_kill_9_mid_job_then_restart_returns_the_result(settings: Settings
     )
     assert proc.stdin is not None
     for message in (
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "0"},
-            },
-        },
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        *HANDSHAKE,
         {
             "jsonrpc": "2.0",
             "id": 2,
