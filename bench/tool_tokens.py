@@ -1,4 +1,4 @@
-"""Print tools/list tokens (bytes/4) per tool, per toolset and in total, as a client receives them.
+"""Print tools/list tokens (bytes/4) per tool, in total, and per toolset, as a client receives them.
 
 Usage: python bench/tool_tokens.py
 """
@@ -11,21 +11,29 @@ import tempfile
 import anyio
 from mcp import Client
 
-from mcp_audio.config import Settings
+from mcp_audio.config import TOOLSETS, Settings
 from mcp_audio.server import build_server
 
 
-async def main() -> None:
+async def tool_sizes(toolsets: str) -> dict[str, int]:
     with tempfile.TemporaryDirectory() as tmp:
-        async with Client(build_server(Settings(data_dir=tmp))) as client:
+        async with Client(build_server(Settings(data_dir=tmp, toolsets=toolsets))) as client:
             tools = (await client.list_tools()).tools
-    sizes = {}
-    for tool in tools:
-        wire = tool.model_dump(mode="json", by_alias=True, exclude_none=True)
-        sizes[tool.name] = len(json.dumps(wire, separators=(",", ":"))) // 4
+    return {
+        tool.name: len(json.dumps(tool.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":")))
+        // 4
+        for tool in tools
+    }
+
+
+async def main() -> None:
+    sizes = await tool_sizes("all")
     for name, tokens in sorted(sizes.items(), key=lambda item: -item[1]):
         print(f"{name:32s} ~{tokens} tokens")
-    print(f"{len(sizes)} tools, ~{sum(sizes.values())} tokens, {sum(sizes.values()) / len(sizes):.0f} per tool on average")
+    print(f"all: {len(sizes)} tools, ~{sum(sizes.values())} tokens, {sum(sizes.values()) / len(sizes):.0f} per tool")
+    for toolset in TOOLSETS:
+        subset = await tool_sizes(toolset)
+        print(f"MCP_AUDIO_TOOLSETS={toolset}: {len(subset)} tools (incl. 3 job tools), ~{sum(subset.values())} tokens")
 
 
 if __name__ == "__main__":
