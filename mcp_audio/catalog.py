@@ -255,7 +255,7 @@ def _json_schema(spec: ToolSpec) -> dict[str, Any]:
             "type": "object",
             "properties": advanced,
             "additionalProperties": False,
-            "description": "Rarely needed settings; values are checked on call, upstream defaults apply.",
+            "description": "Optional tuning; checked on call",
         }
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     required = [s.name for s in spec.inputs if s.required]
