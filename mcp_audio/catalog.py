@@ -84,6 +84,9 @@ class Capability:
         given = model.model_dump(exclude_unset=True)
         advanced = given.pop(ADVANCED, None) or {}
         payload = {k: v for k, v in given.items() if self.inputs[k].upstream} | advanced
+        for name, value in payload.items():
+            if self.inputs[name].encode == "json":  # form-field APIs take objects as JSON text
+                payload[name] = json.dumps(value, separators=(",", ":"))
         local = {k: v for k, v in given.items() if not self.inputs[k].upstream}
         endpoint = self._endpoint(local)
         if self.spec.voice is not None and self.spec.voice.input in payload:
@@ -103,7 +106,7 @@ class Capability:
         out = dict(arguments)
         for key, value in arguments.items():
             spec = self.inputs.get(key)
-            if isinstance(value, str) and (key == ADVANCED or (spec is not None and spec.type == "array")):
+            if isinstance(value, str) and (key == ADVANCED or (spec is not None and spec.type in ("array", "object"))):
                 # Not JSON: left as is, and validation names the field and what it expects.
                 with contextlib.suppress(ValueError):
                     out[key] = json.loads(value)
@@ -217,6 +220,9 @@ def _build_capability(spec: ToolSpec, manifest: ManifestFile) -> Capability:
 
 
 def _python_type(spec: InputSpec) -> Any:
+    if spec.fields is not None:
+        members: dict[str, Any] = {member.name: _pydantic_field(member) for member in spec.fields}
+        return create_model(f"{spec.name}_fields", __config__=ConfigDict(extra="forbid"), **members)
     if spec.enum is not None:
         return Literal[tuple(spec.enum)]
     if spec.type == "array":
@@ -269,6 +275,9 @@ def _json_property(s: InputSpec) -> dict[str, Any]:
     prop: dict[str, Any] = {"type": s.type}
     if s.type == "array":
         prop["items"] = {"type": s.items}
+    if s.fields is not None:
+        prop["properties"] = {member.name: _json_property(member) for member in s.fields}
+        prop["additionalProperties"] = False
     if s.advanced:
         # Names and types only: the server still enforces enums and ranges, naming them on error.
         return prop
@@ -305,7 +314,13 @@ def describe_validation_error(capability: Capability, exc: ValidationError) -> s
         if err["type"] == "extra_forbidden" and len(err["loc"]) == 1 and name in advanced:
             lines.append(f'`{name}`: belongs inside `advanced`, e.g. {{"advanced": {{"{name}": ...}}}}.')
         elif err["type"] == "extra_forbidden":
-            allowed_names = advanced if len(err["loc"]) > 1 else top_level + ([ADVANCED] if advanced else [])
+            parent = capability.inputs.get(str(err["loc"][0])) if len(err["loc"]) > 1 else None
+            if parent is not None and parent.fields is not None:
+                allowed_names = [member.name for member in parent.fields]
+            elif len(err["loc"]) > 1:
+                allowed_names = advanced
+            else:
+                allowed_names = top_level + ([ADVANCED] if advanced else [])
             lines.append(f"`{_loc(err['loc'])}`: unknown argument. Allowed arguments: {', '.join(allowed_names)}.")
         elif err["type"] == "missing":
             lines.append(f"`{name}`: required but missing ({spec.description if spec else ''}).".replace(" ()", ""))

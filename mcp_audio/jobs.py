@@ -11,6 +11,7 @@ re-attaches to every job that has an upstream id.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -25,7 +26,7 @@ from mcp_audio.catalog import Capability, Catalog, PreparedCall, SavedVoice
 from mcp_audio.errors import JobNotFound, McpAudioError
 from mcp_audio.outputs import OutputSaver
 from mcp_audio.pricing import SpendGuard, estimate_cost
-from mcp_audio.providers.base import Provider, Update
+from mcp_audio.providers.base import FileSink, Provider, Update
 from mcp_audio.redaction import redact
 from mcp_audio.results import extract_result, value_at
 from mcp_audio.store import Job, JobStore
@@ -56,6 +57,7 @@ class JobRunner:
         secrets: Iterable[str] = (),
         spend: SpendGuard | None = None,
         saver: OutputSaver | None = None,
+        download: bool = False,
     ) -> None:
         self._store = store
         self._catalog = catalog
@@ -66,6 +68,7 @@ class JobRunner:
         self._live: dict[str, _Live] = {}
         self._spend = spend or SpendGuard(None)
         self._saver = saver
+        self._download = download and saver is not None
 
     # --- starting and resuming --------------------------------------------------------------
 
@@ -150,16 +153,19 @@ class JobRunner:
 
             if capability.spec.mode == "stream":
                 self._store.update_job(job_id, state="running")
-                output = await provider.stream(job.endpoint, job.payload, report, capability.spec.partial_text)
+                output = await provider.stream(
+                    job.endpoint, job.payload, report, capability.spec.partial_text, self._file_sink(capability, job_id)
+                )
             else:
                 if job.upstream_id is None:
                     submitted = await provider.submit(job.endpoint, job.payload)
                     job = self._store.update_job(job_id, upstream_id=submitted.upstream_id, handle=submitted.handle)
                     self._notify(job, f"Submitted to {job.provider} (request {submitted.upstream_id})")
-                output = await provider.follow(job.endpoint, job.handle, report)
+                output = await provider.follow(job.endpoint, job.handle, report, self._file_sink(capability, job_id))
             result = extract_result(capability, output)
-            if self._saver is not None and result["files"]:
-                self._notify(job, f"Saving {len(result['files'])} file(s) to {self._saver.output_dir}")
+            remote = [entry for entry in result["files"] if "path" not in entry]
+            if self._download and self._saver is not None and remote:
+                self._notify(job, f"Saving {len(remote)} file(s) to {self._saver.output_dir}")
                 result["files"] = await self._saver.save_all(capability.name, job_id, result["files"])
             saved = self._save_voice(capability, job, output)
             if saved is not None:
@@ -170,6 +176,17 @@ class JobRunner:
         except Exception:
             log.exception("job %s crashed", job_id)
             self._store.update_job(job_id, state="failed", error="internal error in mcp-audio (see the server log)")
+
+    def _file_sink(self, capability: Capability, job_id: str) -> FileSink:
+        """Where a provider puts bytes its upstream returned directly: the job's output files."""
+        saved = itertools.count()
+
+        def save(data: bytes, content_type: str) -> dict[str, Any]:
+            if self._saver is None:
+                raise McpAudioError("this server has no output folder to store returned audio in")
+            return self._saver.save_bytes(capability.name, job_id, next(saved), data, content_type)
+
+        return save
 
     def _on_update(self, job_id: str, update: Update) -> None:
         changes: dict[str, Any] = {"state": update.state, "queue_position": update.queue_position}

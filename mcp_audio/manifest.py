@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-InputType = Literal["string", "integer", "number", "boolean", "array"]
+InputType = Literal["string", "integer", "number", "boolean", "array", "object"]
 Kind = Literal["tts", "clone", "stt", "music", "sfx", "edit"]
 PriceUnit = Literal["request", "1000_characters", "input_minute", "second", "output_second"]
 
@@ -43,6 +43,8 @@ class InputSpec(_Strict):
     file: Literal["audio", "video", "media", "embedding"] | None = None  # a URL to a file the upstream reads
     min_duration_s: float | None = None  # checked for local files before upload (URLs are the upstream's)
     max_duration_s: float | None = None
+    fields: list[InputSpec] | None = None  # the members of an object input
+    encode: Literal["json"] | None = None  # "json": an object sent upstream as a JSON string (form fields)
 
     @model_validator(mode="after")
     def _advanced_is_upstream(self) -> InputSpec:
@@ -54,6 +56,10 @@ class InputSpec(_Strict):
     def _consistent(self) -> InputSpec:
         if self.type == "array" and self.items is None:
             raise ValueError("an array input needs `items` (the element type)")
+        if (self.type == "object") != (self.fields is not None):
+            raise ValueError("an object input needs `fields`, and only an object input may have them")
+        if self.encode is not None and self.type != "object":
+            raise ValueError("`encode` applies to object inputs only")
         if self.required and self.default is not None:
             raise ValueError("a required input cannot have a default")
         if self.enum is not None and self.default is not None and self.default not in self.enum:
@@ -192,7 +198,7 @@ class Example(_Strict):
 class ManifestFile(_Strict):
     """One file under manifests/: a model family of one upstream."""
 
-    provider: Literal["fal"]
+    provider: Literal["fal", "voice_api", "eigen"]
     family: str
     tools: list[ToolSpec]
     voices: dict[str, VoiceFamily] = Field(default_factory=dict)

@@ -106,7 +106,10 @@ class OutputSaver:
 
     async def save_all(self, tool: str, job_id: str, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each file entry, plus its local copy's details (or why there is none)."""
-        return [await self.save(tool, job_id, index, entry) for index, entry in enumerate(files)]
+        return [
+            entry if "path" in entry else await self.save(tool, job_id, index, entry)
+            for index, entry in enumerate(files)
+        ]
 
     async def save(self, tool: str, job_id: str, index: int, entry: dict[str, Any]) -> dict[str, Any]:
         name = output_name(tool, job_id, index, entry.get("content_type"), entry.get("file_name"))

@@ -6,7 +6,8 @@ from typing import Any
 
 from mcp_audio.catalog import Capability
 
-FILE_KEYS = ("url", "content_type", "file_name", "file_size")
+# Everything a file object may say, but inline bytes: those stay out of the job store.
+DROPPED_FILE_KEYS = ("file_data",)
 
 
 def extract_result(capability: Capability, output: dict[str, Any]) -> dict[str, Any]:
@@ -15,7 +16,7 @@ def extract_result(capability: Capability, output: dict[str, Any]) -> dict[str, 
     for path in capability.spec.files:
         for item in _at_path(output, path):
             if isinstance(item, dict) and item.get("url"):
-                files.append({key: item[key] for key in FILE_KEYS if item.get(key) is not None})
+                files.append({k: v for k, v in item.items() if k not in DROPPED_FILE_KEYS and v is not None})
     file_roots = {path.split(".")[0].removesuffix("[]") for path in capability.spec.files}
     fields = {key: value for key, value in output.items() if key not in file_roots}
     return {"files": files, "output": fields}

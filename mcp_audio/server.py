@@ -102,7 +102,6 @@ def build_server(
     settings: Settings, catalog: Catalog | None = None, *, transport: Literal["stdio", "http"] = "stdio"
 ) -> MCPServer[AppState]:
     catalog = catalog or load_catalog()
-    saves_outputs = settings.downloads_for(transport)
     runtime = _Runtime()
     secrets = settings.secrets()
 
@@ -119,7 +118,8 @@ def build_server(
                     task_group,
                     secrets=secrets,
                     spend=SpendGuard(settings.max_spend_usd),
-                    saver=OutputSaver(settings.output_dir) if saves_outputs else None,
+                    saver=OutputSaver(settings.output_dir),
+                    download=settings.downloads_for(transport),
                 )
                 runtime.state = AppState(settings=settings, catalog=catalog, store=store, runner=runner)
                 resumed = runner.resume_unfinished()

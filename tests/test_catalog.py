@@ -116,3 +116,42 @@ def test_every_url_input_is_a_file_input() -> None:
         for spec in capability.spec.inputs:
             if spec.name.endswith("_url"):
                 assert spec.file is not None, f"{capability.name}.{spec.name} needs `file = ...`"
+
+
+def test_object_inputs_are_typed_and_can_be_sent_as_json_text(tmp_path: Path) -> None:
+    (tmp_path / "form.toml").write_text(
+        """provider = "eigen"
+family = "form"
+[[tools]]
+name = "form_tts"
+title = "Form TTS"
+kind = "tts"
+description = "A test tool whose settings object is sent as a JSON string form field."
+endpoint = "tts"
+[[tools.inputs]]
+name = "text"
+type = "string"
+description = "Text"
+required = true
+[[tools.inputs]]
+name = "voice_settings"
+type = "object"
+encode = "json"
+description = "Voice settings"
+[[tools.inputs.fields]]
+name = "speed"
+type = "number"
+description = "Speed"
+minimum = 0.5
+maximum = 2
+"""
+    )
+    capability = load_catalog(tmp_path).get("form_tts")
+    assert capability is not None
+    assert capability.input_schema["properties"]["voice_settings"]["properties"]["speed"]["maximum"] == 2
+    prepared = capability.prepare({"text": "hi", "voice_settings": {"speed": 1.5}}, lambda name: None)
+    assert prepared.payload == {"text": "hi", "voice_settings": '{"speed":1.5}'}
+    with pytest.raises(InvalidArguments, match=r"`voice_settings.speed`: got 3"):
+        capability.prepare({"text": "hi", "voice_settings": {"speed": 3}}, lambda name: None)
+    with pytest.raises(InvalidArguments, match=r"`voice_settings.pitch`: unknown argument. Allowed arguments: speed."):
+        capability.prepare({"text": "hi", "voice_settings": {"pitch": 3}}, lambda name: None)

@@ -34,20 +34,34 @@ class Update:
 Report = Callable[[Update], Awaitable[None]]
 
 
+# Stores bytes an upstream returned directly (no URL) as an output file of the current job:
+# (data, content_type) -> a file entry {url (file://), path, file_name, content_type, ...}.
+FileSink = Callable[[bytes, str], dict[str, Any]]
+
+
 class Provider(Protocol):
     """One upstream API (fal queue, Voice API tasks, Eigen generate)."""
 
     name: str
+    max_upload_bytes: int
+    # True: the upstream reads files as multipart parts, so a local file input reaches the
+    # provider as a `file://` URI for it to send; False: the provider uploads it and gets a URL.
+    takes_file_bytes: bool
+    upload_lifetime_s: float  # how long an uploaded file stays readable upstream
 
     def check_configured(self) -> None:
         """Raise ConfigError naming the missing setting (e.g. the API key variable)."""
+        ...
+
+    async def health(self) -> str:
+        """One line on reachability (and health endpoint where one exists); raise ProviderError if down."""
         ...
 
     async def submit(self, endpoint: str, payload: dict[str, Any]) -> Submitted:
         """Create the upstream job. Never retried in a way that could create a second billed job."""
         ...
 
-    async def follow(self, endpoint: str, handle: dict[str, Any], report: Report) -> dict[str, Any]:
+    async def follow(self, endpoint: str, handle: dict[str, Any], report: Report, files: FileSink) -> dict[str, Any]:
         """Follow the job to its end, calling `report` on each change; return the output JSON.
 
         Raises UpstreamJobFailed when the job itself failed, another ProviderError when the
@@ -56,16 +70,13 @@ class Provider(Protocol):
         ...
 
     async def stream(
-        self, endpoint: str, payload: dict[str, Any], report: Report, partial_path: str | None
+        self, endpoint: str, payload: dict[str, Any], report: Report, partial_path: str | None, files: FileSink
     ) -> dict[str, Any]:
-        """Run a streaming endpoint in one request; report partial results; return the output.
+        """Run an endpoint in one (streaming or synchronous) request; return the output.
 
         Nothing upstream can be re-attached to later, so such jobs do not survive a restart.
         """
         ...
-
-    max_upload_bytes: int
-    upload_lifetime_s: float  # how long an uploaded file stays readable upstream
 
     async def upload(self, data: bytes, content_type: str, file_name: str) -> str:
         """Make a local file readable by the upstream; return the URL to pass as the input."""

@@ -24,7 +24,7 @@ from mcp_audio.providers._http import (
     raise_for_status,
     send,
 )
-from mcp_audio.providers.base import Report, Submitted, Update
+from mcp_audio.providers.base import FileSink, Report, Submitted, Update
 
 log = logging.getLogger("mcp_audio.fal")
 KEY_ENV = "FAL_KEY"
@@ -40,6 +40,7 @@ def queue_app_path(endpoint: str) -> str:
 class FalProvider:
     name = "fal"
     max_upload_bytes = 100 * 2**20  # fal-client's single-request upload limit (larger needs multipart)
+    takes_file_bytes = False  # local files go to fal storage; the model reads the URL
     upload_lifetime_s = 24 * 3600.0  # conservative: fal keeps uploads for days, we re-upload after one
 
     def __init__(
@@ -74,6 +75,14 @@ class FalProvider:
     def check_configured(self) -> None:
         self._headers()
 
+    async def health(self) -> str:
+        """fal has no health endpoint: a request to the queue host proves DNS, TLS and routing."""
+        try:
+            response = await self._http.get(self._queue_url, headers=self._headers())
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(f"fal queue unreachable ({type(exc).__name__})", provider="fal") from exc
+        return f"queue reachable (HTTP {response.status_code})"
+
     def _headers(self) -> dict[str, str]:
         if not self._api_key:
             raise ConfigError(
@@ -107,7 +116,7 @@ class FalProvider:
         }
         return Submitted(upstream_id=request_id, handle=handle)
 
-    async def follow(self, endpoint: str, handle: dict[str, Any], report: Report) -> dict[str, Any]:
+    async def follow(self, endpoint: str, handle: dict[str, Any], report: Report, files: FileSink) -> dict[str, Any]:
         watcher = _StatusWatcher(report)
         if not await self._stream(handle, watcher):
             await self._poll(handle, watcher)
@@ -150,7 +159,7 @@ class FalProvider:
             interval = min(ceiling, interval * 1.5)
 
     async def stream(
-        self, endpoint: str, payload: dict[str, Any], report: Report, partial_path: str | None
+        self, endpoint: str, payload: dict[str, Any], report: Report, partial_path: str | None, files: FileSink
     ) -> dict[str, Any]:
         """POST to fal.run and read its SSE: every event is an output so far; the last is final."""
         last: dict[str, Any] | None = None
