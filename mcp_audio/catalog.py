@@ -50,6 +50,11 @@ class PreparedCall:
 
 
 VoiceLookup = Callable[[str], SavedVoice | None]
+NameLookup = Callable[[str], list[str]]  # a voice family -> the names of its saved voices
+
+
+def _no_saved_names(family: str) -> list[str]:
+    return []
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,9 @@ class Capability:
     def inputs(self) -> dict[str, InputSpec]:
         return {spec.name: spec for spec in self.spec.inputs}
 
-    def prepare(self, arguments: dict[str, Any], find_voice: VoiceLookup) -> PreparedCall:
+    def prepare(
+        self, arguments: dict[str, Any], find_voice: VoiceLookup, saved_names: NameLookup = _no_saved_names
+    ) -> PreparedCall:
         """Validate the arguments and build the upstream request.
 
         Only the arguments the caller gave are sent: the upstream applies its own defaults, so
@@ -90,7 +97,7 @@ class Capability:
         local = {k: v for k, v in given.items() if not self.inputs[k].upstream}
         endpoint = self._endpoint(local)
         if self.spec.voice is not None and self.spec.voice.input in payload:
-            self._resolve_voice(payload, find_voice)
+            self._resolve_voice(payload, find_voice, saved_names)
         if self.spec.saves_voice is not None and not local.get(self.spec.saves_voice.name_input, "x").strip():
             raise InvalidArguments(f"`{self.spec.saves_voice.name_input}`: must not be blank when given.")
         return PreparedCall(endpoint=endpoint, payload=payload, local=local)
@@ -119,26 +126,57 @@ class Capability:
         choice = local.get(self.spec.endpoint_input, self.inputs[self.spec.endpoint_input].default)
         return self.spec.endpoints[choice]
 
-    def _resolve_voice(self, payload: dict[str, Any], find_voice: VoiceLookup) -> None:
-        """A preset passes as is; a saved cloned voice becomes its upstream fields."""
+    def _resolve_voice(self, payload: dict[str, Any], find_voice: VoiceLookup, saved_names: NameLookup) -> None:
+        """Presets pass as they are; saved cloned voices become their upstream fields.
+
+        A list input (several speakers) resolves each element to the saved voice's value for
+        that same field.
+        """
         voice_spec = self.spec.voice
         assert voice_spec is not None
         wanted = payload[voice_spec.input]
-        presets = [p.name for p in self.voice_family.presets] if self.voice_family else []
-        if wanted in presets:
+        if isinstance(wanted, list):
+            payload[voice_spec.input] = [self._voice_value(item, find_voice, saved_names) for item in wanted]
             return
-        saved = find_voice(wanted)
+        presets = [p.name for p in self.voice_family.presets] if self.voice_family else []
+        saved = find_voice(wanted) if wanted not in presets else None
         if saved is not None and saved.family == voice_spec.family and voice_spec.cloned:
             del payload[voice_spec.input]
             for upstream_field, key in voice_spec.cloned.items():
                 # An explicit argument (e.g. a corrected reference_text) wins over the saved value.
                 if upstream_field not in payload and saved.fields.get(key) is not None:
                     payload[upstream_field] = saved.fields[key]
-            return
+        elif wanted not in presets and not voice_spec.any_id:
+            raise self._unknown_voice(wanted, saved, saved_names)
+
+    def _voice_value(self, wanted: Any, find_voice: VoiceLookup, saved_names: NameLookup) -> Any:
+        voice_spec = self.spec.voice
+        assert voice_spec is not None
+        presets = [p.name for p in self.voice_family.presets] if self.voice_family else []
+        if wanted in presets:
+            return wanted
+        saved = find_voice(str(wanted))
+        key = voice_spec.cloned.get(voice_spec.input)
+        if saved is not None and saved.family == voice_spec.family and key and saved.fields.get(key) is not None:
+            return saved.fields[key]
+        if voice_spec.any_id:
+            return wanted
+        raise self._unknown_voice(wanted, saved, saved_names)
+
+    def _unknown_voice(self, wanted: Any, saved: SavedVoice | None, saved_names: NameLookup) -> InvalidArguments:
+        voice_spec = self.spec.voice
+        assert voice_spec is not None
+        presets = [p.name for p in self.voice_family.presets] if self.voice_family else []
+        usable = saved_names(voice_spec.family)
         where = f"; '{wanted}' is a saved {saved.family} voice, which this tool cannot use" if saved else ""
-        raise InvalidArguments(
-            f"`{voice_spec.input}`: unknown voice '{_short(wanted)}'{where}. Allowed: one of "
-            f"{', '.join(presets)}, or a voice saved by a {voice_spec.family} clone tool (list: voices://cloned)."
+        options = [f"one of {', '.join(presets)}"] if presets else []
+        options.append(
+            f"a saved {voice_spec.family} voice ({', '.join(usable)})"
+            if usable
+            else f"a voice saved by a {voice_spec.family} clone tool (none saved yet)"
+        )
+        return InvalidArguments(
+            f"`{voice_spec.input}`: unknown voice '{_short(str(wanted))}'{where}. Allowed: {', or '.join(options)}."
         )
 
 

@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             return _call(settings, args.tool, args.json, args.wait)
         if command == "jobs":
             return _jobs(settings, args.status, args.limit)
+        if command == "doctor":
+            return _doctor(settings)
     except McpAudioError as exc:
         print(f"mcp-audio: {exc}", file=sys.stderr)
         return 1
@@ -69,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("tool")
     call.add_argument("--json", default="{}", help="the tool's arguments as a JSON object")
     call.add_argument("--wait", type=float, default=None, help="seconds to wait for the job (default MCP_AUDIO_WAIT_S)")
+    sub.add_parser("doctor", help="check keys, upstream reachability and folders (keys are never shown)")
     jobs = sub.add_parser("jobs", help="list recent jobs")
     jobs.add_argument("--status", default=None, help="queued, running, completed, failed or cancelled")
     jobs.add_argument("--limit", type=int, default=20)
@@ -99,7 +102,7 @@ def _serve(settings: Any, *, http: bool, host: str, port: int) -> int:
 
 def _tools(*, as_json: bool, as_markdown: bool) -> int:
     from mcp_audio.catalog import load_catalog
-    from mcp_audio.server import catalog_entries, tools_markdown
+    from mcp_audio.resources import catalog_entries, tools_markdown
 
     catalog = load_catalog()
     if as_json:
@@ -156,6 +159,16 @@ async def _call_async(settings: Any, tool: str, arguments: dict[str, Any]) -> in
         texts = [getattr(item, "text", "") for item in result.content]
         (print if not result.is_error else lambda text: print(text, file=sys.stderr))("\n".join(texts))
     return 1 if result.is_error else 0
+
+
+def _doctor(settings: Any) -> int:
+    import anyio
+
+    from mcp_audio.doctor import render, run_checks
+
+    checks = anyio.run(run_checks, settings)
+    print(render(checks))
+    return 1 if any(check.status == "fail" for check in checks) else 0
 
 
 def _jobs(settings: Any, status: str | None, limit: int) -> int:

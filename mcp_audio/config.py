@@ -46,6 +46,19 @@ class Settings(BaseSettings):
     fal_run_url: str = Field("https://fal.run", description="fal run base URL (streaming endpoints).")
     fal_rest_url: str = Field("https://rest.fal.ai", description="fal REST base URL (storage tokens).")
     fal_cdn_url: str = Field("https://v3.fal.media", description="fal CDN base URL (uploads).")
+    voice_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VOICE_API_KEY", "MCP_AUDIO_VOICE_API_KEY"),
+        description="Voice API key (VOICE_API_KEY), sent as the marketplace key header.",
+    )
+    voice_api_url: str = Field("https://voice-api.p.rapidapi.com", description="Voice API base URL.")
+    voice_api_host: str = Field("voice-api.p.rapidapi.com", description="Voice API marketplace host header.")
+    eigen_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("EIGEN_API_KEY", "MCP_AUDIO_EIGEN_API_KEY"),
+        description="Eigen AI API key (EIGEN_API_KEY).",
+    )
+    eigen_url: str = Field("https://api-web.eigenai.com", description="Eigen AI base URL.")
     data_dir: Path = Field(default_factory=_default_data_dir, description="Folder of the job database.")
     output_dir: Path = Field(default_factory=_default_output_dir, description="Folder for saved audio files.")
     wait_s: float = Field(45.0, ge=0, le=3600, description="How long a tool call waits before returning a job handle.")
@@ -78,7 +91,7 @@ class Settings(BaseSettings):
         chosen = TOOLSETS if "all" in names else {name: TOOLSETS[name] for name in names}
         return {kind for kinds in chosen.values() for kind in kinds}
 
-    @field_validator("fal_queue_url", "fal_run_url", "fal_rest_url", "fal_cdn_url")
+    @field_validator("fal_queue_url", "fal_run_url", "fal_rest_url", "fal_cdn_url", "voice_api_url", "eigen_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
@@ -101,7 +114,8 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction of anything we log or return."""
-        return [s.get_secret_value() for s in (self.fal_key,) if s is not None and s.get_secret_value()]
+        keys = (self.fal_key, self.voice_api_key, self.eigen_api_key)
+        return [s.get_secret_value() for s in keys if s is not None and s.get_secret_value()]
 
 
 # Documentation of the settings, used by the README generator and `mcp-audio doctor`.
@@ -111,6 +125,11 @@ ENV_NAMES = {
     "fal_run_url": "MCP_AUDIO_FAL_RUN_URL",
     "fal_rest_url": "MCP_AUDIO_FAL_REST_URL",
     "fal_cdn_url": "MCP_AUDIO_FAL_CDN_URL",
+    "voice_api_key": "VOICE_API_KEY",
+    "voice_api_url": "MCP_AUDIO_VOICE_API_URL",
+    "voice_api_host": "MCP_AUDIO_VOICE_API_HOST",
+    "eigen_api_key": "EIGEN_API_KEY",
+    "eigen_url": "MCP_AUDIO_EIGEN_URL",
     "data_dir": "MCP_AUDIO_DATA_DIR",
     "output_dir": "MCP_AUDIO_OUTPUT_DIR",
     "wait_s": "MCP_AUDIO_WAIT_S",

@@ -143,6 +143,9 @@ async def resolve_file_inputs(
             max_bytes=provider.max_upload_bytes,
             duration_range=(spec.min_duration_s, spec.max_duration_s),
         )
+        if provider.takes_file_bytes:
+            payload[name] = local.path.as_uri()  # checked here; the provider sends the bytes itself
+            continue
         url = store.find_upload(local.sha256, provider.name, provider.upload_lifetime_s)
         if url is None:
             url = await provider.upload(local.data, local.content_type, local.path.name)

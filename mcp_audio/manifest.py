@@ -115,6 +115,9 @@ class VoiceInput(_Strict):
     input: str
     family: str
     cloned: dict[str, str] = Field(default_factory=dict)
+    # True: a value that is neither a preset nor a saved name passes as an upstream voice id
+    # (upstreams with open voice catalogs, e.g. the Voice API's model ids).
+    any_id: bool = False
 
 
 class SavesVoice(_Strict):

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Any
 
-from mcp_audio.catalog import Capability
+from mcp_types import AudioContent, CallToolResult, ResourceLink, TextContent
+
+from mcp_audio.catalog import Capability, Catalog
+from mcp_audio.store import Job
 
 # Everything a file object may say, but inline bytes: those stay out of the job store.
 DROPPED_FILE_KEYS = ("file_data",)
@@ -69,3 +74,66 @@ def _size(size: Any) -> str | None:
     if not isinstance(size, int | float):
         return None
     return f"{size / 1024:.1f} kB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.1f} MB"
+
+
+def job_result(catalog: Catalog, job: Job, *, inline_max_kb: int | None = None) -> CallToolResult:
+    """The tool result for a job in any state."""
+    body = job.summary()
+    content: list[Any] = []
+    if job.state == "completed" and job.result is not None:
+        body.update(job.result)
+        capability = catalog.get(job.tool)
+        text = (
+            summary_text(capability, job.id, job.result, job.result.get("saved_voice"))
+            if capability
+            else f"{job.tool} finished (job {job.id})."
+        )
+        content.append(TextContent(type="text", text=text))
+        for item in job.result["files"]:
+            # A saved file is linked through this server (files://), which any client can read.
+            content.append(
+                ResourceLink(
+                    type="resource_link",
+                    uri=item.get("resource") or item["url"],
+                    name=item.get("file_name") or item["url"].rsplit("/", 1)[-1],
+                    mime_type=item.get("content_type"),
+                    size=item.get("file_size"),
+                )
+            )
+            inline = _inline_audio(item, inline_max_kb)
+            if inline is not None:
+                content.append(inline)
+        return CallToolResult(content=content, structured_content=body)
+    if job.state == "failed":
+        text = f"{job.tool} failed (job {job.id}): {job.error}"
+        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=body, is_error=True)
+    if job.state == "cancelled":
+        return CallToolResult(
+            content=[TextContent(type="text", text=f"{job.tool} job {job.id} was cancelled.")], structured_content=body
+        )
+    body["resource"] = f"jobs://{job.id}"
+    where = f"in queue (position {job.queue_position})" if job.queue_position is not None else job.state
+    text = (
+        f"{job.tool} is still {where} (job {job.id}). It keeps running: call get_job with "
+        f'job_id="{job.id}" and wait_s=60 to wait for the result, or cancel_job to stop it.'
+    )
+    return CallToolResult(
+        content=[
+            TextContent(type="text", text=text),
+            ResourceLink(
+                type="resource_link", uri=f"jobs://{job.id}", name=f"job {job.id}", mime_type="application/json"
+            ),
+        ],
+        structured_content=body,
+    )
+
+
+def _inline_audio(item: dict[str, Any], inline_max_kb: int | None) -> AudioContent | None:
+    """Audio content for clients that play it directly, when the saved file is small enough."""
+    path, content_type = item.get("path"), str(item.get("content_type") or "")
+    if inline_max_kb is None or path is None or not content_type.startswith("audio/"):
+        return None
+    if int(item.get("file_size") or 0) > inline_max_kb * 1024:
+        return None
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return AudioContent(type="audio", data=data, mime_type=content_type)

@@ -258,6 +258,9 @@ class JobStore:
             row = self._db.execute("SELECT * FROM voices WHERE name = ?", (name,)).fetchone()
         return _voice(row) if row else None
 
+    def voice_names(self, family: str) -> list[str]:
+        return [voice.name for voice in self.list_voices() if voice.family == family]
+
     def list_voices(self) -> list[SavedVoice]:
         with self._lock:
             rows = self._db.execute("SELECT * FROM voices ORDER BY name").fetchall()

@@ -9,9 +9,10 @@ import re
 from pathlib import Path
 
 from mcp_audio.catalog import load_catalog
-from mcp_audio.server import tools_markdown
+from mcp_audio.resources import tools_markdown
 
 README = Path(__file__).parent.parent / "README.md"
 text = README.read_text()
 table = tools_markdown(load_catalog())
-README.write_text(re.sub(r"(<!-- tools:start -->\n).*?(<!-- tools:end -->)", lambda m: m[1] + table + m[2], text, flags=re.S))
+marked = re.compile(r"(<!-- tools:start -->\n).*?(<!-- tools:end -->)", re.S)
+README.write_text(marked.sub(lambda m: m[1] + table + m[2], text))

@@ -29,7 +29,13 @@ def anyio_backend() -> str:
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the developer's real keys or folders."""
     for name in list(os.environ):
-        if name.startswith("MCP_AUDIO_") or name in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET"):
+        if name.startswith("MCP_AUDIO_") or name in (
+            "FAL_KEY",
+            "FAL_KEY_ID",
+            "FAL_KEY_SECRET",
+            "VOICE_API_KEY",
+            "EIGEN_API_KEY",
+        ):
             monkeypatch.delenv(name, raising=False)
 
 

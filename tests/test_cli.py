@@ -10,8 +10,8 @@ from pathlib import Path
 
 from mcp_audio.catalog import load_catalog
 from mcp_audio.config import ENV_NAMES, Settings
+from mcp_audio.resources import tools_markdown
 from mcp_audio.sandbox.fal_queue import FakeFal
-from mcp_audio.server import tools_markdown
 from tests.conftest import FAL_KEY, env_for
 
 ROOT = Path(__file__).parent.parent
@@ -71,3 +71,23 @@ def test_readme_documents_every_setting() -> None:
     for field, env_name in ENV_NAMES.items():
         assert f"`{env_name}`" in readme, field
     assert set(ENV_NAMES) == set(Settings.model_fields)
+
+
+def test_doctor_reports_each_upstream_and_folder_without_showing_keys(settings: Settings, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = env_for(settings) | {
+        "VOICE_API_KEY": "voice-secret-123456",
+        "MCP_AUDIO_VOICE_API_URL": "http://127.0.0.1:9",  # nothing listens on the discard port
+        "MCP_AUDIO_OUTPUT_DIR": str(blocker / "out"),
+    }
+    proc = subprocess.run([sys.executable, "-m", "mcp_audio", "doctor"], env=env, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("PASS") and "fal key" in line and "FAL_KEY is set" in line for line in lines)
+    assert any(line.startswith("PASS") and "fal upstream" in line and "queue reachable" in line for line in lines)
+    assert any(line.startswith("FAIL") and "voice_api upstream" in line and "could not be reached" in line for line in lines)
+    assert any(line.startswith("SKIP") and "eigen key" in line and "EIGEN_API_KEY is not set" in line for line in lines)
+    assert any(line.startswith("PASS") and "data folder" in line for line in lines)
+    assert any(line.startswith("FAIL") and "output folder" in line and "not writable" in line for line in lines)
+    assert FAL_KEY not in proc.stdout + proc.stderr and "voice-secret-123456" not in proc.stdout + proc.stderr

@@ -210,9 +210,20 @@ async def test_unknown_voice_lists_the_valid_names(client: Client, fake_fal: Fak
     result = await client.call_tool("qwen3_tts", {"text": "Hi", "voice": "Bob"})
     assert result.is_error
     message = text_of(result)
-    assert "`voice`: unknown voice 'Bob'" in message
-    assert "Vivian, Serena, Uncle_Fu" in message and "voices://cloned" in message
+    assert (
+        "`voice`: unknown voice 'Bob'. Allowed: one of Vivian, Serena, Uncle_Fu, Dylan, Eric, Ryan, Aiden, "
+        "Ono_Anna, Sohee, or a voice saved by a qwen3-tts clone tool (none saved yet)." in message
+    )
     assert fake_fal.requests == []
+
+
+async def test_saved_voices_are_offered_and_other_families_refused(client: Client, fake_fal: FakeFal) -> None:
+    await client.call_tool("qwen3_tts_clone_voice", {"audio_url": "https://example.com/a.mp3", "name": "ann"})
+    other = await client.call_tool("elevenlabs_tts", {"text": "Hi", "voice": "ann"})
+    assert other.is_error
+    assert "`voice`: unknown voice 'ann'; 'ann' is a saved qwen3-tts voice, which this tool cannot use." in text_of(other)
+    unknown = await client.call_tool("qwen3_tts", {"text": "Hi", "voice": "bob"})
+    assert "or a saved qwen3-tts voice (ann)." in text_of(unknown)
 
 
 OUTPUT_EXAMPLES = [e for e in EXAMPLES if e.output is not None]

@@ -1,0 +1,71 @@
+"""`mcp-audio doctor`: is each upstream configured and reachable, are the folders writable.
+
+Keys are reported as set or missing, never shown.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from mcp_audio.config import ENV_NAMES, Settings
+from mcp_audio.errors import McpAudioError
+from mcp_audio.redaction import redact
+
+# Each upstream: its key setting and its base URL setting.
+UPSTREAMS = {
+    "fal": ("fal_key", "fal_queue_url"),
+    "voice_api": ("voice_api_key", "voice_api_url"),
+    "eigen": ("eigen_api_key", "eigen_url"),
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # "pass", "fail" or "skip"
+    detail: str
+
+
+async def run_checks(settings: Settings) -> list[Check]:
+    from mcp_audio.server import provider_factories
+
+    checks: list[Check] = []
+    factories = provider_factories(settings)
+    for upstream, (key_field, url_field) in UPSTREAMS.items():
+        key_env, url = ENV_NAMES[key_field], getattr(settings, url_field)
+        if getattr(settings, key_field) is None:
+            checks.append(Check(f"{upstream} key", "skip", f"{key_env} is not set: its tools answer with an error"))
+            continue
+        checks.append(Check(f"{upstream} key", "pass", f"{key_env} is set"))
+        provider = factories[upstream]()
+        try:
+            with anyio.fail_after(15):
+                detail = await provider.health()
+            checks.append(Check(f"{upstream} upstream", "pass", f"{url}: {detail}"))
+        except (McpAudioError, TimeoutError) as exc:
+            message = redact(str(exc) or "no answer within 15 s", settings.secrets())
+            checks.append(Check(f"{upstream} upstream", "fail", f"{url}: {message}"))
+        finally:
+            await provider.aclose()
+    for label, folder in (("data folder", settings.data_dir), ("output folder", settings.output_dir)):
+        checks.append(_writable(label, folder))
+    return checks
+
+
+def _writable(label: str, folder: Path) -> Check:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check(label, "fail", f"{folder}: not writable ({exc.strerror or exc})")
+    return Check(label, "pass", f"{folder} is writable")
+
+
+def render(checks: list[Check]) -> str:
+    width = max(len(check.name) for check in checks)
+    return "\n".join(f"{check.status.upper():4s}  {check.name.ljust(width)}  {check.detail}" for check in checks)

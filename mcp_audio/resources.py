@@ -1,0 +1,141 @@
+"""MCP resources: the catalog, voices, jobs and saved files; and the README's tool table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError
+
+from mcp_audio.catalog import Capability, Catalog
+from mcp_audio.errors import McpAudioError
+from mcp_audio.jobs import not_found_message
+from mcp_audio.redaction import redact
+from mcp_audio.results import job_result
+from mcp_audio.state import AppState, Runtime
+
+
+def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalog, exposed: list[Capability]) -> None:
+    @server.resource(
+        "audio://catalog",
+        title="Audio model catalog",
+        mime_type="application/json",
+        description="Every audio tool: provider, upstream endpoints, kind and price.",
+    )
+    def catalog_resource() -> str:
+        return json.dumps(catalog_entries(exposed), indent=1)
+
+    for family_name, family in catalog.voice_families.items():
+        _add_voice_family(server, family_name, family.model_dump())
+
+    if any(cap.provider == "voice_api" for cap in exposed):
+        _add_voice_api_models(server, runtime)
+
+    @server.resource(
+        "voices://cloned",
+        title="Saved cloned voices",
+        mime_type="application/json",
+        description="Voices saved by clone tools, usable by name as `voice` in the matching TTS tool.",
+    )
+    def cloned_voices() -> str:
+        voices = runtime.get().store.list_voices()
+        return json.dumps([{"name": v.name, "family": v.family, "provider": v.provider} for v in voices], indent=1)
+
+    @server.resource(
+        "jobs://recent",
+        title="Recent jobs",
+        mime_type="application/json",
+        description="The 20 most recent jobs, newest first.",
+    )
+    def recent_jobs() -> str:
+        return json.dumps([job.summary() for job in runtime.get().store.list_jobs(limit=20)], indent=1)
+
+    @server.resource(
+        "jobs://{job_id}",
+        title="Job",
+        mime_type="application/json",
+        description="One job: status, progress, outputs or error.",
+    )
+    def job_resource(job_id: str) -> str:
+        state = runtime.get()
+        job = state.store.get_job(job_id)
+        if job is None:
+            raise ValueError(not_found_message(job_id))
+        return json.dumps(job_result(state.catalog, job).structured_content, indent=1)
+
+    @server.resource(
+        "files://{job_id}/{name}",
+        title="Saved output file",
+        mime_type="application/octet-stream",
+        description="The bytes of an output file this server saved, for clients on another machine.",
+    )
+    def saved_file(job_id: str, name: str) -> bytes:
+        job = runtime.get().store.get_job(job_id)
+        files = (job.result or {}).get("files", []) if job else []
+        # Only paths the job itself recorded are served: the name is a key, never a path.
+        path = next((f["path"] for f in files if f.get("file_name") == name and f.get("path")), None)
+        if path is None:
+            raise ValueError(f"No saved file '{name[:100]}' for job '{job_id[:64]}'")
+        return Path(path).read_bytes()
+
+
+def _add_voice_api_models(server: MCPServer[AppState], runtime: Runtime) -> None:
+    @server.resource(
+        "voices://voice-api{?title,language,tag,sort}",
+        title="Voice API voice models",
+        mime_type="application/json",
+        description="Voice models for voice_api_tts model_ids (GET /v1/models): filter by title (fuzzy), "
+        "language, tag, sort. Cached for 5 minutes.",
+    )
+    async def voice_api_models(title: str = "", language: str = "", tag: str = "", sort: str = "") -> str:
+        from mcp_audio.providers.voice_api import VoiceApiProvider
+
+        state = runtime.get()
+        provider = state.runner.provider("voice_api")
+        assert isinstance(provider, VoiceApiProvider)
+        try:
+            provider.check_configured()
+            models = await provider.list_models(
+                title=title or None, language=language or None, tag=tag or None, sort=sort or None
+            )
+        except McpAudioError as exc:
+            raise ResourceError(redact(str(exc), state.settings.secrets())) from exc
+        return json.dumps(models, indent=1)
+
+
+def _add_voice_family(server: MCPServer[AppState], name: str, family: dict[str, Any]) -> None:
+    @server.resource(
+        f"voices://{name}",
+        title=family["title"],
+        mime_type="application/json",
+        description=f"Preset voices of {family['title']}.",
+    )
+    def voices() -> str:
+        return json.dumps(family, indent=1)
+
+
+def catalog_entries(capabilities: Iterable[Capability]) -> list[dict[str, Any]]:
+    return [
+        {
+            "tool": cap.name,
+            "title": cap.spec.title,
+            "kind": cap.spec.kind,
+            "provider": cap.provider,
+            "endpoints": cap.spec.all_endpoints,
+            "price": cap.spec.price.model_dump(exclude_none=True) if cap.spec.price else None,
+        }
+        for cap in capabilities
+    ]
+
+
+def tools_markdown(catalog: Catalog) -> str:
+    """The README's tool table, generated from the manifests (a test keeps the README in sync)."""
+    lines = ["| Tool | Kind | What it does | Upstream endpoint(s) | Price |", "|---|---|---|---|---|"]
+    for cap in catalog.capabilities.values():
+        price_text = cap.spec.price.describe() if cap.spec.price else "-"
+        endpoints = "<br>".join(f"`{e}`" for e in cap.spec.all_endpoints)
+        lines.append(f"| `{cap.name}` | {cap.spec.kind} | {cap.spec.title} | {endpoints} | {price_text} |")
+    return "\n".join(lines) + "\n"
