@@ -1,0 +1,525 @@
+"""The Eigen AI tools through a real MCP client (both eras, and once over stdio) against the
+loopback Eigen fake: exact multipart fields, saved files, voices, and exact error messages."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp_types import ResourceLink
+from pydantic import SecretStr
+
+from mcp_audio.config import Settings
+from mcp_audio.doctor import run_checks
+from mcp_audio.sandbox.eigen import FakeEigen, sine_wav
+from mcp_audio.sandbox.fal_queue import FakeFal
+from mcp_audio.sandbox.serve import serve_in_thread
+from mcp_audio.server import build_server
+from tests.conftest import env_for
+from tests.test_files import make_wav
+from tests.test_tools import text_of
+
+pytestmark = pytest.mark.anyio
+
+EIGEN_KEY = "eigen-test-key-0123456789abcdef"
+TTS_TOOLS = ("eigen_higgs_tts", "eigen_chatterbox_tts", "eigen_qwen3_tts")
+NOT_RESENT = "It was not resent, since the request may have run (and been billed). Call the tool again."
+
+
+@pytest.fixture
+def fake_eigen() -> Iterator[FakeEigen]:
+    fake = FakeEigen(valid_key=EIGEN_KEY)
+    with serve_in_thread(fake.app) as url:
+        fake.base_url = url
+        yield fake
+
+
+@pytest.fixture
+def rec_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def eigen_settings(tmp_path: Path, fake_eigen: FakeEigen, rec_dir: Path) -> Settings:
+    assert fake_eigen.base_url is not None
+    return Settings(
+        eigen_api_key=EIGEN_KEY,
+        eigen_url=fake_eigen.base_url,
+        data_dir=tmp_path / "data",
+        output_dir=tmp_path / "out",
+        allowed_dirs=str(rec_dir),
+        wait_s=10,
+    )
+
+
+@pytest.fixture(params=["auto", "legacy"], ids=["2026-era", "2025-era"])
+async def eigen_client(request: pytest.FixtureRequest, eigen_settings: Settings) -> AsyncIterator[Client]:
+    async with Client(build_server(eigen_settings), mode=request.param) as connected:
+        yield connected
+
+
+def assert_no_key(settings: Settings, *texts: str, key: str = EIGEN_KEY) -> None:
+    for text in texts:
+        assert key not in text
+    wal = Path(str(settings.database_path) + "-wal")  # gone once a server closed the database
+    db = settings.database_path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    assert key.encode() not in db
+
+
+def body_of(result: Any) -> dict[str, Any]:
+    assert result.structured_content is not None, text_of(result)
+    body: dict[str, Any] = result.structured_content
+    return body
+
+
+# --- what is sent -------------------------------------------------------------------------
+
+TTS_CALLS: list[tuple[str, dict[str, Any], dict[str, str]]] = [
+    (
+        "eigen_higgs_tts",
+        {
+            "text": "Hello there.",
+            "voice": "Linda",
+            "advanced": {
+                "voice_settings": {"speed": 1.25},
+                "sampling": {"temperature": 0.7, "top_p": 0.9, "top_k": 40},
+                "voice_name": "studio-narrator",
+            },
+        },
+        {
+            "model": "higgs2p5",
+            "text": "Hello there.",
+            "voice": "Linda",
+            "voice_settings": '{"speed":1.25}',
+            "sampling": '{"temperature":0.7,"top_p":0.9,"top_k":40}',
+            "voice_name": "studio-narrator",
+        },
+    ),
+    (
+        "eigen_chatterbox_tts",
+        {
+            "text": "Bonjour à tous.",
+            "language_id": "fr",
+            "exaggeration": 0.9,
+            "advanced": {
+                "temperature": 0.6,
+                "diffusion_steps": 8,
+                "max_tokens": 1200,
+                "top_p": 0.95,
+                "min_p": 0.1,
+                "repetition_penalty": 1.3,
+                "seed": 42,
+                "preset_url": "https://example.com/preset.wav",
+            },
+        },
+        {
+            "model": "chatterbox",
+            "text": "Bonjour à tous.",
+            "language_id": "fr",
+            "exaggeration": "0.9",
+            "temperature": "0.6",
+            "diffusion_steps": "8",
+            "max_tokens": "1200",
+            "top_p": "0.95",
+            "min_p": "0.1",
+            "repetition_penalty": "1.3",
+            "seed": "42",
+            "preset_url": "https://example.com/preset.wav",
+        },
+    ),
+    (
+        "eigen_qwen3_tts",
+        {
+            "text": "你好，世界。",
+            "voice": "Vivian",
+            "language": "Chinese",
+            "instructions": "speak cheerfully",
+            "response_format": "mp3",
+            "advanced": {"voice_settings": {"speed": 0.9}},
+        },
+        {
+            "model": "qwen3-tts",
+            "text": "你好，世界。",
+            "voice": "Vivian",
+            "language": "Chinese",
+            "instructions": "speak cheerfully",
+            "response_format": "mp3",
+            "voice_settings": '{"speed":0.9}',
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments", "expected"), TTS_CALLS, ids=[call[0] for call in TTS_CALLS])
+async def test_tts_request_carries_exactly_the_given_fields(
+    eigen_client: Client, fake_eigen: FakeEigen, tool: str, arguments: dict[str, Any], expected: dict[str, str]
+) -> None:
+    result = await eigen_client.call_tool(tool, arguments)
+    assert not result.is_error, text_of(result)
+    [request] = fake_eigen.requests
+    assert (request.method, request.path, request.kind) == ("POST", "/api/v1/generate", "tts")
+    assert request.headers["authorization"] == f"Bearer {EIGEN_KEY}"
+    assert request.headers["content-type"].startswith("multipart/form-data; boundary=")
+    names = [part.name for part in request.parts]
+    assert names[0] == "model" and sorted(names) == sorted(expected)  # each once, nothing else (no `stream`)
+    assert request.form == expected
+    assert request.files == {}
+
+
+async def test_file_parts_are_named_as_the_api_names_them(
+    eigen_client: Client, fake_eigen: FakeEigen, rec_dir: Path
+) -> None:
+    clip, sample = make_wav(5.0), make_wav(3.0, rate=22050)
+    (rec_dir / "prompt.wav").write_bytes(clip)
+    (rec_dir / "sample.wav").write_bytes(sample)
+    chatter = await eigen_client.call_tool("eigen_chatterbox_tts", {"text": "Hi.", "audio_prompt_file": "prompt.wav"})
+    higgs = await eigen_client.call_tool(
+        "eigen_higgs_tts", {"text": "Hi.", "voice_reference_file": str(rec_dir / "sample.wav")}
+    )
+    assert not chatter.is_error, text_of(chatter)
+    assert not higgs.is_error, text_of(higgs)
+    first, second = fake_eigen.requests
+    assert first.form == {"model": "chatterbox", "text": "Hi."}
+    [prompt] = first.files.values()
+    assert (prompt.name, prompt.filename, prompt.content_type, prompt.data) == (
+        "audio_prompt_file",
+        "prompt.wav",
+        "audio/wav",
+        clip,
+    )
+    assert second.form == {"model": "higgs2p5", "text": "Hi."}
+    assert second.files["voice_reference_file"].data == sample
+
+
+# --- what comes back ----------------------------------------------------------------------
+
+
+async def test_tts_audio_is_saved_with_path_uri_and_a_readable_resource(
+    eigen_client: Client, fake_eigen: FakeEigen, eigen_settings: Settings
+) -> None:
+    result = await eigen_client.call_tool("eigen_higgs_tts", {"text": "Hello there.", "voice": "Jack"})
+    body = body_of(result)
+    assert body["status"] == "completed" and body["endpoint"] == "higgs2p5"
+    [saved] = body["files"]
+    path = Path(saved["path"])
+    assert path.is_absolute() and path.parent == eigen_settings.output_dir.resolve()
+    assert path.name.endswith(f"-eigen_higgs_tts-{body['job_id'][:8]}.wav")
+    assert path.read_bytes() == sine_wav()
+    assert saved["url"] == saved["file_uri"] == path.as_uri()
+    assert saved["resource"] == f"files://{body['job_id']}/{path.name}"
+    assert saved["content_type"] == "audio/wav" and saved["file_size"] == len(sine_wav())
+    assert saved["duration_s"] == pytest.approx(0.5) and saved["sample_rate"] == 24000
+    assert body["output"] == {}
+    assert str(path) in text_of(result)
+    links = [str(item.uri) for item in result.content if isinstance(item, ResourceLink)]
+    assert links == [saved["resource"]]
+    blob = await eigen_client.read_resource(saved["resource"])
+    assert base64.b64decode(blob.contents[0].blob) == sine_wav()  # type: ignore[union-attr]
+
+
+async def test_the_returned_content_type_names_the_file(eigen_client: Client, fake_eigen: FakeEigen) -> None:
+    result = await eigen_client.call_tool("eigen_qwen3_tts", {"text": "Hi.", "response_format": "mp3"})
+    [saved] = body_of(result)["files"]
+    assert saved["content_type"] == "audio/mpeg" and saved["file_name"].endswith(".mp3")
+
+
+async def test_a_cut_response_leaves_no_file_and_is_not_resent(eigen_settings: Settings, fake_eigen: FakeEigen) -> None:
+    fake_eigen.break_body_after(len(sine_wav()) // 3)
+    async with Client(build_server(eigen_settings)) as client:
+        result = await client.call_tool("eigen_higgs_tts", {"text": "Hello there."})
+    assert result.is_error
+    assert (
+        "eigen's response broke off (RemoteProtocolError) before it was complete, so nothing was saved; it was "
+        "not resent, since the request may have run (and been billed). Call the tool again." in text_of(result)
+    )
+    assert len(fake_eigen.requests) == 1
+    output_dir = eigen_settings.output_dir
+    assert not output_dir.exists() or list(output_dir.iterdir()) == []  # not even a .part file
+
+
+async def test_local_recording_is_transcribed_from_its_exact_bytes(
+    eigen_client: Client, fake_eigen: FakeEigen, rec_dir: Path
+) -> None:
+    recording = make_wav(2.0)
+    (rec_dir / "talk.wav").write_bytes(recording)
+    result = await eigen_client.call_tool("eigen_transcribe", {"file": "talk.wav", "language": "de"})
+    body = body_of(result)
+    assert "Transcript:\nHello from the fake Eigen transcriber." in text_of(result)
+    assert body["files"] == []
+    assert body["output"] == {
+        "text": "Hello from the fake Eigen transcriber.",
+        "language": "de",
+        "segments": [{"start": 0.0, "end": 1.5, "text": "Hello from the fake Eigen transcriber."}],
+    }
+    [request] = fake_eigen.requests
+    assert request.kind == "asr" and request.form == {"model": "whisper_v3_turbo", "language": "de"}
+    part = request.files["file"]
+    assert (part.filename, part.content_type, part.data) == ("talk.wav", "audio/wav", recording)
+
+
+async def test_plain_text_transcripts(eigen_client: Client, fake_eigen: FakeEigen, rec_dir: Path) -> None:
+    (rec_dir / "talk.wav").write_bytes(make_wav(1.0))
+    result = await eigen_client.call_tool("eigen_transcribe", {"file": "talk.wav", "response_format": "text"})
+    assert body_of(result)["output"] == {"text": "Hello from the fake Eigen transcriber."}
+    assert fake_eigen.requests[0].form == {"model": "whisper_v3_turbo", "response_format": "text"}
+
+
+async def test_url_and_data_uri_inputs_are_sent_as_bytes_without_the_key(
+    eigen_client: Client, fake_eigen: FakeEigen
+) -> None:
+    recording = make_wav(1.0)
+    url = fake_eigen.put_file("clips/talk.wav", recording, "audio/wav")
+    data_uri = "data:audio/wav;base64," + base64.b64encode(recording).decode()
+    by_url = await eigen_client.call_tool("eigen_transcribe", {"file": url})
+    by_data = await eigen_client.call_tool("eigen_transcribe", {"file": data_uri})
+    assert not by_url.is_error, text_of(by_url)
+    assert not by_data.is_error, text_of(by_data)
+    fetch, first, second = fake_eigen.requests
+    assert fetch.kind == "file" and "authorization" not in fetch.headers  # the key stays with Eigen
+    assert first.files["file"].data == second.files["file"].data == recording
+    assert (first.files["file"].filename, second.files["file"].filename) == ("talk.wav", "file.wav")
+    assert second.files["file"].content_type == "audio/wav"
+
+
+async def test_slow_generation_returns_a_handle_then_the_file(eigen_settings: Settings, fake_eigen: FakeEigen) -> None:
+    fake_eigen.delay_s = 1.0
+    messages: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    async with Client(build_server(eigen_settings.model_copy(update={"wait_s": 0.3}))) as client:
+        first = await client.call_tool("eigen_higgs_tts", {"text": "Take your time."}, progress_callback=on_progress)
+        handle = body_of(first)
+        assert handle["status"] == "running"
+        done = await client.call_tool("get_job", {"job_id": handle["job_id"], "wait_s": 10})
+    assert body_of(done)["status"] == "completed"
+    assert Path(body_of(done)["files"][0]["path"]).read_bytes() == sine_wav()
+    assert "Running" in messages
+    assert len(fake_eigen.requests) == 1
+
+
+# --- voices -------------------------------------------------------------------------------
+
+
+async def test_uploaded_voice_is_saved_and_used_by_name_in_every_tts_tool(
+    eigen_client: Client, fake_eigen: FakeEigen, rec_dir: Path
+) -> None:
+    sample = make_wav(6.0)
+    (rec_dir / "me.wav").write_bytes(sample)
+    upload = await eigen_client.call_tool(
+        "eigen_upload_voice", {"voice_reference_file": "me.wav", "model": "chatterbox", "name": "me"}
+    )
+    body = body_of(upload)
+    [voice_id] = fake_eigen.voices
+    assert body["output"] == {"voice_id": voice_id} and body["saved_voice"] == "me"
+    assert "Saved as voice 'me': pass it as `voice`" in text_of(upload)
+    [request] = fake_eigen.requests
+    assert (request.path, request.form) == ("/api/v1/generate/upload", {"model": "chatterbox"})
+    part = request.files["voice_reference_file"]
+    assert (part.filename, part.content_type, part.data) == ("me.wav", "audio/wav", sample)
+    cloned = json.loads((await eigen_client.read_resource("voices://cloned")).contents[0].text)  # type: ignore[union-attr]
+    assert cloned == [{"name": "me", "family": "eigen", "provider": "eigen"}]
+
+    for tool in TTS_TOOLS:
+        speak = await eigen_client.call_tool(tool, {"text": "In my voice.", "voice": "me"})
+        assert not speak.is_error, text_of(speak)
+        sent = fake_eigen.requests[-1].form
+        assert sent == {"model": sent["model"], "text": "In my voice.", "voice_id": voice_id}, tool
+
+
+async def test_chatterbox_prompt_over_30_s_is_refused_before_any_request(
+    eigen_client: Client, fake_eigen: FakeEigen, rec_dir: Path
+) -> None:
+    (rec_dir / "long.wav").write_bytes(make_wav(31.0))
+    result = await eigen_client.call_tool("eigen_chatterbox_tts", {"text": "Hi.", "audio_prompt_file": "long.wav"})
+    assert result.is_error
+    assert "`audio_prompt_file`: 'long.wav' is 31.0 s long; this input needs at most 30 s." in text_of(result)
+    assert fake_eigen.requests == []
+
+
+async def test_a_voice_saved_by_another_upstream_is_refused_naming_the_usable_ones(
+    eigen_settings: Settings, settings: Settings, fake_eigen: FakeEigen, fake_fal: FakeFal, rec_dir: Path
+) -> None:
+    fal_fields = ("fal_key", "fal_queue_url", "fal_run_url", "fal_rest_url", "fal_cdn_url")
+    both = eigen_settings.model_copy(update={name: getattr(settings, name) for name in fal_fields})
+    async with Client(build_server(both)) as client:
+        clone = await client.call_tool(
+            "qwen3_tts_clone_voice", {"audio_url": "https://example.com/ann.mp3", "name": "ann"}
+        )
+        assert not clone.is_error, text_of(clone)
+        refused = await client.call_tool("eigen_chatterbox_tts", {"text": "Hi.", "voice": "ann"})
+        (rec_dir / "me.wav").write_bytes(make_wav(3.0))
+        await client.call_tool(
+            "eigen_upload_voice", {"voice_reference_file": "me.wav", "model": "chatterbox", "name": "mine"}
+        )
+        again = await client.call_tool("eigen_chatterbox_tts", {"text": "Hi.", "voice": "ann"})
+    assert refused.is_error and again.is_error
+    assert (
+        "`voice`: unknown voice 'ann'; 'ann' is a saved qwen3-tts voice, which this tool cannot use. "
+        "Allowed: a voice saved by a eigen clone tool (none saved yet)." in text_of(refused)
+    )
+    assert "Allowed: a saved eigen voice (mine)." in text_of(again)
+    assert [r.kind for r in fake_eigen.requests] == ["upload"]
+
+
+async def test_presets_pass_through_and_eigen_judges_them(eigen_client: Client, fake_eigen: FakeEigen) -> None:
+    # Higgs' preset list is open ("e.g. Linda, Jack"), so an unknown name is Eigen's to refuse.
+    result = await eigen_client.call_tool("eigen_higgs_tts", {"text": "Hi.", "voice": "Zorg"})
+    assert result.is_error
+    assert "eigen rejected the input:\n- `voice`: Unknown voice 'Zorg'" in text_of(result)
+    assert fake_eigen.requests[0].form["voice"] == "Zorg"
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "times", "body", "expected", "attempts"),
+    [
+        (
+            422,
+            1,
+            {"detail": [{"loc": ["body", "text"], "msg": "Text is too long", "type": "value_error"}]},
+            "eigen rejected the input:\n- `text`: Text is too long",
+            1,
+        ),
+        (
+            429,
+            10,
+            {"detail": "Rate limit exceeded"},
+            "eigen is unavailable (HTTP 429): Rate limit exceeded. Retries were exhausted; try again later.",
+            5,
+        ),
+        (500, 1, {"detail": "CUDA out of memory"}, f"eigen failed (HTTP 500): CUDA out of memory. {NOT_RESENT}", 1),
+        (
+            503,
+            10,
+            {"detail": "Overloaded"},
+            "eigen is unavailable (HTTP 503): Overloaded. Retries were exhausted; try again later.",
+            5,
+        ),
+    ],
+    ids=["422", "429", "500", "503"],
+)
+async def test_upstream_errors_reach_the_agent_exactly(
+    eigen_client: Client,
+    fake_eigen: FakeEigen,
+    eigen_settings: Settings,
+    status: int,
+    times: int,
+    body: dict[str, Any],
+    expected: str,
+    attempts: int,
+) -> None:
+    fake_eigen.inject("tts", status, times=times, headers={"Retry-After": "0"}, body=body)
+    result = await eigen_client.call_tool("eigen_higgs_tts", {"text": "Hello."})
+    assert result.is_error
+    assert f"eigen_higgs_tts failed (job {body_of(result)['job_id']}): {expected}" in text_of(result)
+    assert len(fake_eigen.requests) == attempts
+    assert_no_key(eigen_settings, text_of(result), json.dumps(result.structured_content))
+
+
+async def test_a_429_is_retried_once_honouring_retry_after(eigen_client: Client, fake_eigen: FakeEigen) -> None:
+    fake_eigen.inject("tts", 429, headers={"Retry-After": "0.2"}, body={"detail": "Slow down"})
+    result = await eigen_client.call_tool("eigen_higgs_tts", {"text": "Hello."})
+    assert body_of(result)["status"] == "completed", text_of(result)
+    first, second = fake_eigen.requests
+    assert second.time - first.time >= 0.2
+    assert first.form == second.form == {"model": "higgs2p5", "text": "Hello."}
+
+
+async def test_an_unknown_voice_id_is_eigens_404(eigen_client: Client, fake_eigen: FakeEigen) -> None:
+    result = await eigen_client.call_tool("eigen_chatterbox_tts", {"text": "Hi.", "advanced": {"voice_id": "v-gone"}})
+    assert result.is_error
+    assert "eigen answered HTTP 404: Voice not found: v-gone" in text_of(result)
+
+
+async def test_a_rejected_key_is_named_by_variable_and_never_echoed(
+    eigen_settings: Settings, fake_eigen: FakeEigen
+) -> None:
+    wrong = "eigen-wrong-key-9876543210"
+    async with Client(build_server(eigen_settings.model_copy(update={"eigen_api_key": SecretStr(wrong)}))) as client:
+        result = await client.call_tool("eigen_qwen3_tts", {"text": "Hi."})
+        # An upstream that echoes the key it was given: the agent still never sees it.
+        fake_eigen.inject("tts", 401, body={"detail": f"bad key {wrong}"})
+        echoed = await client.call_tool("eigen_qwen3_tts", {"text": "Hi."})
+        listed = await client.call_tool("list_jobs", {})
+    for answer in (result, echoed):
+        assert answer.is_error
+        assert "eigen rejected the API key (HTTP 401). Check that EIGEN_API_KEY holds a valid, active key." in text_of(
+            answer
+        )
+    assert_no_key(
+        eigen_settings, text_of(result), text_of(echoed), str(result.structured_content), str(listed), key=wrong
+    )
+
+
+async def test_a_missing_key_names_eigen_api_key_and_sends_nothing(
+    eigen_settings: Settings, fake_eigen: FakeEigen
+) -> None:
+    async with Client(build_server(eigen_settings.model_copy(update={"eigen_api_key": None}))) as client:
+        result = await client.call_tool("eigen_transcribe", {"file": "https://example.com/a.mp3"})
+        jobs = await client.call_tool("list_jobs", {})
+    assert result.is_error
+    assert (
+        "EIGEN_API_KEY is not set: this tool calls Eigen AI, which needs an API key. Set the EIGEN_API_KEY "
+        "environment variable in the MCP client's server config." in text_of(result)
+    )
+    assert jobs.structured_content == {"jobs": []}
+    assert fake_eigen.requests == []
+
+
+# --- the catalog, the doctor, stdio -------------------------------------------------------
+
+
+async def test_tools_list_shows_the_eigen_tools_without_sse(eigen_client: Client) -> None:
+    tools = {tool.name: tool for tool in (await eigen_client.list_tools()).tools}
+    eigen = {name: tool for name, tool in tools.items() if name.startswith("eigen_")}
+    assert set(eigen) == {*TTS_TOOLS, "eigen_transcribe", "eigen_upload_voice"}
+    for tool in eigen.values():
+        assert tool.meta is not None and tool.meta["mcp-audio/provider"] == "eigen"
+        assert "stream" not in json.dumps(tool.input_schema)
+    higgs = eigen["eigen_higgs_tts"].input_schema
+    assert higgs["required"] == ["text"]
+    assert higgs["properties"]["advanced"]["properties"]["voice_settings"] == {
+        "type": "object",
+        "properties": {"speed": {"type": "number", "description": "Default 1.0"}},
+        "additionalProperties": False,
+    }
+    upload = eigen["eigen_upload_voice"].input_schema
+    assert upload["required"] == ["voice_reference_file", "model"]
+    presets = json.loads((await eigen_client.read_resource("voices://eigen-higgs")).contents[0].text)  # type: ignore[union-attr]
+    assert [preset["name"] for preset in presets["presets"]] == ["Linda", "Jack"]
+
+
+async def test_doctor_reports_eigen_reachable(eigen_settings: Settings, fake_eigen: FakeEigen) -> None:
+    checks = {check.name: check for check in await run_checks(eigen_settings)}
+    assert checks["eigen key"].status == "pass"
+    assert checks["eigen upstream"].status == "pass"
+    assert checks["eigen upstream"].detail == f"{fake_eigen.base_url}: reachable (HTTP 200)"
+    assert fake_eigen.of_kind("root") and "authorization" not in fake_eigen.of_kind("root")[0].headers
+
+
+async def test_stdio_end_to_end(eigen_settings: Settings, fake_eigen: FakeEigen) -> None:
+    assert fake_eigen.base_url is not None
+    env = env_for(eigen_settings) | {
+        "EIGEN_API_KEY": EIGEN_KEY,
+        "MCP_AUDIO_EIGEN_URL": fake_eigen.base_url,
+        "MCP_AUDIO_ALLOWED_DIRS": str(eigen_settings.allowed_dirs),
+    }
+    params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_audio"], env=env)
+    async with Client(params, mode="legacy") as client:
+        result = await client.call_tool("eigen_qwen3_tts", {"text": "Hello world.", "voice": "Vivian"})
+    [saved] = body_of(result)["files"]
+    assert Path(saved["path"]).read_bytes() == sine_wav()
+    assert fake_eigen.requests[0].form == {"model": "qwen3-tts", "text": "Hello world.", "voice": "Vivian"}
+    assert EIGEN_KEY not in text_of(result)

@@ -1,0 +1,451 @@
+"""The Voice API tools through real MCP clients (in-process in both eras, and over stdio)
+against the loopback fake: requests as the upstream receives them, results and errors as an
+agent sees them, and a task that survives kill -9."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import wave
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import Client, StdioServerParameters
+from pydantic import SecretStr
+
+from mcp_audio.config import Settings
+from mcp_audio.providers.voice_api import VoiceApiProvider
+from mcp_audio.sandbox.serve import serve_in_thread
+from mcp_audio.sandbox.voice_api import FakeVoiceApi, Part, silent_mp3
+from mcp_audio.server import build_server
+from tests.conftest import env_for
+from tests.test_processes import HANDSHAKE
+from tests.test_tools import text_of
+
+pytestmark = pytest.mark.anyio
+
+VOICE_KEY = "voice-test-key-0123456789abcdef"
+HOST = "voice-api.p.rapidapi.com"
+TRANSCRIPT = "Hello there. Hi, how are you?"
+
+
+def make_wav(seconds: float, rate: int = 8000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(int(seconds * rate) * 2))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def fake_voice() -> Iterator[FakeVoiceApi]:
+    fake = FakeVoiceApi(valid_key=VOICE_KEY, host=HOST)
+    with serve_in_thread(fake.app) as url:
+        fake.base_url = url
+        yield fake
+
+
+@pytest.fixture
+def rec_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def voice_settings(tmp_path: Path, fake_voice: FakeVoiceApi, rec_dir: Path) -> Settings:
+    # No fal settings: these tools never reach fal (and one fake server fewer keeps the file fast).
+    assert fake_voice.base_url is not None
+    return Settings(
+        voice_api_key=VOICE_KEY,
+        voice_api_url=fake_voice.base_url,
+        voice_api_host=HOST,
+        data_dir=tmp_path / "data",
+        output_dir=tmp_path / "out",
+        allowed_dirs=str(rec_dir),
+        wait_s=10,
+        download="never",
+    )
+
+
+@pytest.fixture(params=["auto", "legacy"], ids=["2026-era", "2025-era"])
+async def client(request: pytest.FixtureRequest, voice_settings: Settings) -> AsyncIterator[Client]:
+    async with Client(build_server(voice_settings), mode=request.param) as connected:
+        yield connected
+
+
+def voice_env(settings: Settings) -> dict[str, str]:
+    return env_for(settings) | {
+        "VOICE_API_KEY": VOICE_KEY,
+        "MCP_AUDIO_VOICE_API_URL": settings.voice_api_url,
+        "MCP_AUDIO_VOICE_API_HOST": settings.voice_api_host,
+        "MCP_AUDIO_ALLOWED_DIRS": str(settings.allowed_dirs),
+    }
+
+
+def assert_no_key(settings: Settings, *texts: str) -> None:
+    for text in texts:
+        assert VOICE_KEY not in text
+    for path in (settings.database_path, Path(str(settings.database_path) + "-wal")):
+        if path.exists():
+            assert VOICE_KEY.encode() not in path.read_bytes()
+
+
+def job_id_of(result: Any) -> str:
+    assert result.structured_content is not None, text_of(result)
+    return str(result.structured_content["job_id"])
+
+
+# --- text to speech -----------------------------------------------------------------------
+
+
+async def test_multi_speaker_tts_end_to_end(client: Client, fake_voice: FakeVoiceApi, voice_settings: Settings) -> None:
+    text = "<|speaker:0|>[excited] We shipped it on Thursday! <|speaker:1|>[whisper] Nobody ships on a Thursday."
+    result = await client.call_tool("voice_api_tts", {"text": text, "model_ids": ["m-warm-narrator", "m-bright-host"]})
+    assert not result.is_error, text_of(result)
+    [submit] = fake_voice.requests_of("tts_submit")
+    assert submit.json == {"text": text, "model_ids": ["m-warm-narrator", "m-bright-host"]}
+    assert submit.headers["x-rapidapi-key"] == VOICE_KEY and submit.headers["x-rapidapi-host"] == HOST
+    assert submit.headers["content-type"] == "application/json"
+    body = result.structured_content
+    assert body is not None and body["status"] == "completed"
+    [audio] = body["files"]
+    saved = Path(audio["path"])
+    assert saved.parent == voice_settings.output_dir and saved.suffix == ".mp3"
+    assert saved.read_bytes() == silent_mp3()
+    assert audio["sha256"] == hashlib.sha256(silent_mp3()).hexdigest()
+    assert audio["content_type"] == "audio/mpeg" and audio["file_size"] == len(silent_mp3())
+    assert audio["duration_s"] == pytest.approx(1.045, abs=0.01)
+    assert str(saved) in text_of(result)
+    assert len(fake_voice.requests_of("tts_audio")) == 1
+    assert_no_key(voice_settings, text_of(result), json.dumps(body))
+
+
+async def test_unknown_interim_statuses_count_as_running(client: Client, fake_voice: FakeVoiceApi) -> None:
+    fake_voice.script("tts", phases=[("queued", 0, 0.3), ("processing", 35, 0.6)])
+    seen: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message or "")
+
+    result = await client.call_tool(
+        "voice_api_tts", {"text": "Hello.", "model_ids": ["m-calm-guide"]}, progress_callback=on_progress
+    )
+    assert not result.is_error, text_of(result)
+    assert "Running: queued 0%" in seen and "Running: processing 35%" in seen
+    assert result.structured_content is not None and result.structured_content["status"] == "completed"
+
+
+async def test_failed_task_reports_the_upstream_message(
+    client: Client, fake_voice: FakeVoiceApi, rec_dir: Path
+) -> None:
+    fake_voice.script("stt", phases=[("processing", 50, 0.1)], error="Audio stream could not be decoded")
+    (rec_dir / "bad.wav").write_bytes(make_wav(1.0))
+    result = await client.call_tool("voice_api_transcribe", {"audio": str(rec_dir / "bad.wav")})
+    assert result.is_error
+    [task_id] = fake_voice.tasks
+    assert text_of(result) == (
+        f"voice_api_transcribe failed (job {job_id_of(result)}): "
+        f"Voice API stt task {task_id} failed: Audio stream could not be decoded"
+    )
+
+
+# --- speech to text -----------------------------------------------------------------------
+
+
+async def test_transcribe_local_file_in_both_result_modes(
+    client: Client, fake_voice: FakeVoiceApi, rec_dir: Path
+) -> None:
+    wav = make_wav(2.0)
+    (rec_dir / "meeting.wav").write_bytes(wav)
+
+    detailed = await client.call_tool("voice_api_transcribe", {"audio": str(rec_dir / "meeting.wav"), "language": "en"})
+    assert not detailed.is_error, text_of(detailed)
+    [submit] = fake_voice.requests_of("stt_submit")
+    assert submit.headers["content-type"].startswith("multipart/form-data; boundary=")
+    assert submit.form == {"language": "en"}  # plain_text is not a submit field
+    assert [p for p in submit.parts if p.filename] == [Part("audio", "meeting.wav", "audio/wav", wav)]
+    assert fake_voice.requests_of("stt_result")[0].query == {"plain_text": "false"}
+    output = detailed.structured_content["output"]  # type: ignore[index]
+    assert output["text"] == TRANSCRIPT
+    assert [(s["start"], s["end"], s["speaker"]) for s in output["segments"]] == [
+        (0.0, 1.2, "SPEAKER_00"),
+        (1.3, 2.6, "SPEAKER_01"),
+    ]
+    assert f"Transcript:\n{TRANSCRIPT}" in text_of(detailed)
+
+    plain = await client.call_tool("voice_api_transcribe", {"audio": str(rec_dir / "meeting.wav"), "plain_text": True})
+    assert not plain.is_error, text_of(plain)
+    second = fake_voice.requests_of("stt_submit")[1]
+    assert second.form == {} and [p.data for p in second.parts] == [wav]
+    assert fake_voice.requests_of("stt_result")[1].query == {"plain_text": "true"}
+    assert plain.structured_content["output"] == {"text": TRANSCRIPT}  # type: ignore[index]
+
+
+async def test_url_and_data_uri_inputs_are_sent_as_bytes(voice_settings: Settings, fake_voice: FakeVoiceApi) -> None:
+    mp3 = silent_mp3(10)
+    url = fake_voice.put_file("clips/interview.mp3", mp3, "audio/mpeg")
+    wav = make_wav(1.0)
+    data_uri = "data:audio/wav;base64," + base64.b64encode(wav).decode()
+    async with Client(build_server(voice_settings)) as client:
+        for audio in (url, data_uri):
+            result = await client.call_tool("voice_api_transcribe", {"audio": audio})
+            assert not result.is_error, text_of(result)
+    first, second = fake_voice.requests_of("stt_submit")
+    assert first.parts == [Part("audio", "interview.mp3", "audio/mpeg", mp3)]
+    assert second.parts == [Part("audio", "audio.wav", "audio/wav", wav)]
+    [download] = fake_voice.requests_of("file")
+    assert "x-rapidapi-key" not in download.headers  # the key goes to the Voice API only
+
+
+# --- cloning ------------------------------------------------------------------------------
+
+
+async def test_clone_from_local_clip_then_speak_with_the_saved_name(
+    client: Client, fake_voice: FakeVoiceApi, rec_dir: Path
+) -> None:
+    clip = make_wav(12.0)
+    (rec_dir / "me.wav").write_bytes(clip)
+    cloned = await client.call_tool(
+        "voice_api_clone_voice", {"audio": str(rec_dir / "me.wav"), "title": "My narrator", "name": "narrator"}
+    )
+    assert not cloned.is_error, text_of(cloned)
+    [submit] = fake_voice.requests_of("clone_submit")
+    assert submit.form == {"title": "My narrator"}  # `name` stays with the server
+    assert [p for p in submit.parts if p.filename] == [Part("audio", "me.wav", "audio/wav", clip)]
+    [task] = fake_voice.tasks.values()
+    body = cloned.structured_content
+    assert body is not None and body["saved_voice"] == "narrator"
+    assert body["output"] == {"model_id": task.model_id, "title": "My narrator"}
+    assert "Saved as voice 'narrator'" in text_of(cloned)
+
+    spoken = await client.call_tool(
+        "voice_api_tts", {"text": "<|speaker:0|>Hi. <|speaker:1|>Hello.", "model_ids": ["narrator", "m-calm-guide"]}
+    )
+    assert not spoken.is_error, text_of(spoken)
+    [tts] = fake_voice.requests_of("tts_submit")
+    assert tts.json == {"text": "<|speaker:0|>Hi. <|speaker:1|>Hello.", "model_ids": [task.model_id, "m-calm-guide"]}
+    voices = json.loads((await client.read_resource("voices://cloned")).contents[0].text)  # type: ignore[union-attr]
+    assert {"name": "narrator", "family": "voice-api", "provider": "voice_api"} in voices
+
+
+async def test_short_reference_clip_is_refused_before_any_request(
+    client: Client, fake_voice: FakeVoiceApi, rec_dir: Path
+) -> None:
+    (rec_dir / "short.wav").write_bytes(make_wav(5.0))
+    result = await client.call_tool("voice_api_clone_voice", {"audio": str(rec_dir / "short.wav"), "name": "x"})
+    assert result.is_error
+    assert text_of(result) == (
+        f"Error executing tool voice_api_clone_voice: `audio`: '{rec_dir / 'short.wav'}' is 5.0 s long; "
+        "this input needs 10-90 s."
+    )
+    assert fake_voice.requests == []
+
+
+# --- errors an agent sees -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("inject", "arguments", "expected"),
+    [
+        (
+            ("tts_status", 404, None, {"detail": "Task not found"}),
+            {"text": "Hi."},
+            "Voice API answered HTTP 404: Task not found",
+        ),
+        (
+            None,  # the fake's own validation
+            {"text": "<|speaker:1|>Hi.", "model_ids": ["m-calm-guide"]},
+            "Voice API rejected the input:\n- `text`: speaker 1 has no model in model_ids (1 given)",
+        ),
+        (
+            ("tts_submit", 500, None, {"message": "Synthesis engine crashed"}),
+            {"text": "Hi."},
+            "Voice API is unavailable (HTTP 500): Synthesis engine crashed. Retries were exhausted; try again later.",
+        ),
+        (
+            ("tts_submit", 429, {"Retry-After": "0.05"}, {"message": "Too many requests"}, 5),
+            {"text": "Hi."},
+            "Voice API is unavailable (HTTP 429): Too many requests. Retries were exhausted; try again later.",
+        ),
+    ],
+    ids=["404-task", "422-input", "500-submit", "429-exhausted"],
+)
+async def test_upstream_error_reaches_the_agent_verbatim_without_the_key(
+    client: Client, fake_voice: FakeVoiceApi, voice_settings: Settings, inject: Any, arguments: Any, expected: str
+) -> None:
+    if inject is not None:
+        kind, status, headers, body, *times = inject
+        fake_voice.inject(kind, status, headers=headers, body=body, times=times[0] if times else 1)
+    result = await client.call_tool("voice_api_tts", arguments)
+    assert result.is_error
+    assert text_of(result) == f"voice_api_tts failed (job {job_id_of(result)}): {expected}"
+    assert len(fake_voice.tasks) <= 1  # never a second task
+    assert_no_key(voice_settings, text_of(result), json.dumps(result.structured_content))
+
+
+async def test_429_is_retried_after_retry_after_with_one_task(client: Client, fake_voice: FakeVoiceApi) -> None:
+    fake_voice.inject("tts_submit", 429, times=2, headers={"Retry-After": "0.2"}, body={"message": "Too many requests"})
+    fake_voice.inject("tts_status", 503, body={"message": "Service Unavailable"})  # polling retries too
+    result = await client.call_tool("voice_api_tts", {"text": "Hi."})
+    assert not result.is_error, text_of(result)
+    submits = fake_voice.requests_of("tts_submit")
+    assert len(submits) == 3 and submits[2].time - submits[1].time >= 0.2
+    assert len(fake_voice.tasks) == 1
+
+
+async def test_rejected_key_is_named_by_variable_never_echoed(
+    voice_settings: Settings, fake_voice: FakeVoiceApi
+) -> None:
+    wrong = "voice-wrong-key-9876543210"
+    settings = voice_settings.model_copy(update={"voice_api_key": SecretStr(wrong)})
+    async with Client(build_server(settings)) as client:
+        result = await client.call_tool("voice_api_tts", {"text": "Hi."})
+        listed = await client.call_tool("list_jobs", {})
+    assert result.is_error
+    assert text_of(result) == (
+        f"voice_api_tts failed (job {job_id_of(result)}): "
+        "Voice API rejected the API key (HTTP 401). Check that VOICE_API_KEY holds a valid, active key."
+    )
+    assert wrong not in str(result) + str(listed)
+    assert wrong.encode() not in settings.database_path.read_bytes()
+
+
+async def test_missing_key_names_voice_api_key_and_sends_nothing(
+    voice_settings: Settings, fake_voice: FakeVoiceApi
+) -> None:
+    settings = voice_settings.model_copy(update={"voice_api_key": None})
+    async with Client(build_server(settings)) as client:
+        result = await client.call_tool("voice_api_tts", {"text": "Hi."})
+    assert result.is_error
+    assert text_of(result) == (
+        "Error executing tool voice_api_tts: VOICE_API_KEY is not set: this tool calls the Voice API, which needs "
+        "the API key of your subscription to its marketplace listing. Set the VOICE_API_KEY environment variable "
+        "in the MCP client's server config."
+    )
+    assert fake_voice.requests == []
+
+
+async def test_cancel_is_refused_and_the_task_finishes(voice_settings: Settings, fake_voice: FakeVoiceApi) -> None:
+    fake_voice.script("tts", phases=[("processing", 20, 1.0)])
+    async with Client(build_server(voice_settings.model_copy(update={"wait_s": 0.2}))) as client:
+        started = await client.call_tool("voice_api_tts", {"text": "Hi."})
+        job_id = job_id_of(started)
+        assert started.structured_content["status"] == "running"  # type: ignore[index]
+        refused = await client.call_tool("cancel_job", {"job_id": job_id})
+        done = await client.call_tool("get_job", {"job_id": job_id, "wait_s": 10})
+    [task_id] = fake_voice.tasks
+    assert refused.is_error
+    assert text_of(refused) == (
+        f"Error executing tool cancel_job: The Voice API cannot cancel tasks; task {task_id} keeps running upstream and it will finish on its own "
+        "(get_job returns its result)."
+    )
+    assert done.structured_content is not None and done.structured_content["status"] == "completed"
+
+
+# --- the provider's own API: models and health ---------------------------------------------
+
+
+async def test_models_are_filtered_upstream_and_cached(fake_voice: FakeVoiceApi) -> None:
+    assert fake_voice.base_url is not None
+    provider = VoiceApiProvider(api_key=VOICE_KEY, base_url=fake_voice.base_url, host=HOST)
+    try:
+        assert await provider.health() == "healthy (HTTP 200)"
+        found = await provider.list_models(title="narr", language="en")
+        assert [m["id"] for m in found] == ["m-warm-narrator"]
+        assert await provider.list_models(title="narr", language="en") == found  # cached
+        ranked = await provider.list_models(tag="female", sort="score")
+        assert [m["id"] for m in ranked] == ["m-calm-guide", "m-bright-host"]
+        await provider.list_models(title="narr", language="en", refresh=True)
+    finally:
+        await provider.aclose()
+    assert [r.query for r in fake_voice.requests_of("models")] == [
+        {"title": "narr", "language": "en"},
+        {"tag": "female", "sort": "score"},
+        {"title": "narr", "language": "en", "refresh": "true"},
+    ]
+    [health] = fake_voice.requests_of("health")
+    assert "x-rapidapi-key" not in health.headers
+
+
+async def test_fake_stt_progress_goes_50_80_100(fake_voice: FakeVoiceApi) -> None:
+    headers = {"X-RapidAPI-Key": VOICE_KEY, "X-RapidAPI-Host": HOST}
+    async with httpx.AsyncClient(base_url=str(fake_voice.base_url), headers=headers) as http:
+        bad = await http.post("/v1/stt", data={"language": "en"})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "audio"]
+        task = (await http.post("/v1/stt", files={"audio": ("a.wav", make_wav(1.0), "audio/wav")})).json()
+        seen = []
+        with anyio.fail_after(5):
+            while not seen or seen[-1] != ("succeeded", 100):
+                status = (await http.get(f"/v1/stt/{task['task_id']}")).json()
+                assert status["result"] is None
+                if not seen or seen[-1] != (status["status"], status["progress"]):
+                    seen.append((status["status"], status["progress"]))
+                await anyio.sleep(0.02)
+        assert [p for _, p in seen] == [50, 80, 100]
+        assert (await http.get("/v1/stt/nope")).status_code == 404
+        assert (await http.get("/v1/stt/nope", headers={"X-RapidAPI-Key": "wrong"})).status_code == 401
+
+
+# --- real processes -----------------------------------------------------------------------
+
+
+async def test_stdio_end_to_end(voice_settings: Settings, fake_voice: FakeVoiceApi) -> None:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_audio"], env=voice_env(voice_settings))
+    async with Client(params, mode="legacy") as client:
+        result = await client.call_tool("voice_api_tts", {"text": "Hello over stdio.", "model_ids": ["m-bright-host"]})
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None
+    assert Path(result.structured_content["files"][0]["path"]).read_bytes() == silent_mp3()
+    assert [r.json for r in fake_voice.requests_of("tts_submit")] == [
+        {"text": "Hello over stdio.", "model_ids": ["m-bright-host"]}
+    ]
+
+
+async def test_kill_9_mid_task_then_restart_finishes_it(
+    voice_settings: Settings, fake_voice: FakeVoiceApi, tmp_path: Path
+) -> None:
+    fake_voice.script("tts", phases=[("queued", 0, 0.2), ("processing", 50, 1.2)])
+    server_log = tmp_path / "server.log"
+    with server_log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mcp_audio"],
+            env=voice_env(voice_settings),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    assert proc.stdin is not None
+    call = {"name": "voice_api_tts", "arguments": {"text": "A long chapter.", "model_ids": ["m-warm-narrator"]}}
+    for message in (*HANDSHAKE, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}):
+        proc.stdin.write(json.dumps(message) + "\n")
+    proc.stdin.flush()
+    with anyio.fail_after(30):
+        while not fake_voice.requests_of("tts_status"):
+            await anyio.sleep(0.05)
+    proc.kill()  # SIGKILL: no clean-up runs
+    proc.wait(timeout=10)
+    [task_id] = fake_voice.tasks
+
+    async with Client(build_server(voice_settings)) as client:
+        listed = await client.call_tool("list_jobs", {"status": "unfinished"})
+        assert listed.structured_content is not None
+        [job] = listed.structured_content["jobs"]
+        done = await client.call_tool("get_job", {"job_id": job["job_id"], "wait_s": 20})
+    body: dict[str, Any] = done.structured_content or {}
+    assert body["status"] == "completed", text_of(done)
+    assert Path(body["files"][0]["path"]).read_bytes() == silent_mp3()
+    assert len(fake_voice.requests_of("tts_submit")) == 1  # re-attached, never resubmitted
+    assert {r.task_id for r in fake_voice.requests_of("tts_audio")} == {task_id}
+    assert_no_key(voice_settings, server_log.read_text(), text_of(done), json.dumps(body))
