@@ -12,9 +12,20 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, retry_if_result, stop_after_attempt
 
-from mcp_audio.errors import AuthenticationFailed, UpstreamRejected, UpstreamUnavailable
+from mcp_audio.errors import AuthenticationFailed, ConfigError, UpstreamRejected, UpstreamUnavailable
 
 log = logging.getLogger("mcp_audio.http")
+
+
+def require_key(api_key: str | None, key_env: str, needs: str) -> str:
+    """The API key, or a ConfigError naming its variable (`needs` says what the tool calls)."""
+    if not api_key:
+        raise ConfigError(
+            f"{key_env} is not set: this tool calls {needs}. Set the {key_env} environment variable in the MCP "
+            "client's server config."
+        )
+    return api_key
+
 
 # Statuses that mean "the upstream did not do it, try again later".
 TRANSIENT_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})

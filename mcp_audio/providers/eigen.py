@@ -9,20 +9,15 @@ is what the output folder writes atomically. Facts: ../shared/notes/providers.md
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_to_bytes, urlparse
-from urllib.request import url2pathname
 
-import anyio
 import httpx
 
-from mcp_audio.errors import ConfigError, InvalidArguments, McpAudioError, UpstreamJobFailed, UpstreamUnavailable
+from mcp_audio.errors import InvalidArguments, McpAudioError, UpstreamJobFailed, UpstreamUnavailable
 from mcp_audio.inputs import sniff_content_type
-from mcp_audio.providers._http import NOT_SENT_ERRORS, SAFE_SUBMIT_STATUSES, describe_error_body, send
+from mcp_audio.providers._file_parts import FilePart, form_value, media_type, read_file_part
+from mcp_audio.providers._http import NOT_SENT_ERRORS, SAFE_SUBMIT_STATUSES, describe_error_body, require_key, send
 from mcp_audio.providers.base import FileSink, Report, Submitted, Update
 
 log = logging.getLogger("mcp_audio.eigen")
@@ -77,12 +72,8 @@ class EigenProvider:
         self._headers()
 
     def _headers(self) -> dict[str, str]:
-        if not self._api_key:
-            raise ConfigError(
-                f"{KEY_ENV} is not set: this tool calls Eigen AI, which needs an API key. Set the {KEY_ENV} "
-                "environment variable in the MCP client's server config."
-            )
-        return {"Authorization": f"Bearer {self._api_key}"}
+        key = require_key(self._api_key, KEY_ENV, "Eigen AI, which needs an API key")
+        return {"Authorization": f"Bearer {key}"}
 
     async def health(self) -> str:
         """Eigen has no health endpoint: a GET of the base URL proves DNS, TLS and routing."""
@@ -171,66 +162,8 @@ class EigenProvider:
                 ) from exc
             raise
 
-    # --- file parts ---------------------------------------------------------------------------
-
-    async def _file_part(self, field: str, value: Any) -> tuple[str, bytes, str]:
-        """(file name, bytes, content type) of a file input: a checked local file, a URL or a data URI."""
-        text = str(value)
-        if text.startswith("file://"):
-            # inputs.resolve_file_inputs checked this path against the allowed folders.
-            path = Path(url2pathname(urlparse(text).path))
-            try:
-                data = await anyio.Path(path).read_bytes()
-            except OSError as exc:
-                raise InvalidArguments(f"`{field}`: could not read '{path}' ({exc.strerror or exc}).") from exc
-            return path.name, data, sniff_content_type(data[:64]) or "application/octet-stream"
-        if text.startswith("data:"):
-            return self._data_uri(field, text)
-        if text.startswith(("https://", "http://")):
-            return await self._download(field, text)
-        raise InvalidArguments(f"`{field}`: expected a local file path, an https:// URL or a data: URI.")
-
-    def _data_uri(self, field: str, uri: str) -> tuple[str, bytes, str]:
-        header, comma, body = uri.removeprefix("data:").partition(",")
-        if not comma:
-            raise InvalidArguments(f"`{field}`: not a valid data: URI (no comma before the data).")
-        media_type = header.removesuffix(";base64").split(";")[0] or "application/octet-stream"
-        try:
-            data = base64.b64decode(body, validate=True) if header.endswith(";base64") else unquote_to_bytes(body)
-        except binascii.Error as exc:
-            raise InvalidArguments(f"`{field}`: the data: URI's base64 is invalid ({exc}).") from exc
-        self._check_size(field, "the data: URI", len(data))
-        return f"{field}{_extension(media_type)}", data, media_type
-
-    async def _download(self, field: str, url: str) -> tuple[str, bytes, str]:
-        """Fetch a file input the upstream can only take as bytes; never with the Eigen key."""
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with self._http.stream("GET", url, follow_redirects=True) as response:
-                if response.status_code >= 400:
-                    raise InvalidArguments(f"`{field}`: {url} answered HTTP {response.status_code}.")
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    self._check_size(field, url, size)
-                    chunks.append(chunk)
-                declared = _media_type(response)
-        except httpx.HTTPError as exc:
-            raise InvalidArguments(f"`{field}`: could not download {url} ({type(exc).__name__}).") from exc
-        data = b"".join(chunks)
-        self._check_size(field, url, size)
-        content_type = declared if declared.startswith(("audio/", "video/")) else sniff_content_type(data[:64])
-        name = Path(urlparse(url).path).name or field
-        return name, data, content_type or "application/octet-stream"
-
-    def _check_size(self, field: str, where: str, size: int) -> None:
-        if size == 0:
-            raise InvalidArguments(f"`{field}`: {where} is empty.")
-        if size > self.max_upload_bytes:
-            raise InvalidArguments(
-                f"`{field}`: {where} is over {self.max_upload_bytes / 2**20:.0f} MiB, the most this server sends "
-                "to Eigen AI."
-            )
+    async def _file_part(self, field: str, value: Any) -> FilePart:
+        return await read_file_part(self._http, field, value, max_bytes=self.max_upload_bytes, upstream="Eigen AI")
 
     # --- what Eigen does not have -------------------------------------------------------------
 
@@ -252,22 +185,9 @@ _EXHAUSTED = " Retries were exhausted; try again later."  # the end of _http's 4
 _NO_QUEUE = 'Eigen AI has no job queue: its tools must use mode = "stream" in their manifest.'
 
 
-def form_value(value: Any) -> str:
-    """A form field's text: booleans as FastAPI reads them, whole numbers without a `.0`.
-
-    Numbers come from the tool's validation as floats (8 -> 8.0); an upstream integer field
-    would refuse "8.0", and every number field accepts "8".
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _audio_type(response: httpx.Response, payload: dict[str, Any]) -> str:
     """The returned audio's media type: the upstream's word, else the bytes', else the format asked for."""
-    declared = _media_type(response)
+    declared = media_type(response)
     if declared.startswith(("application/json", "text/")) or not response.content:
         # A 2xx without audio: say what the upstream said instead of saving it as a sound file.
         detail = _body_text(response) or "an empty body"
@@ -282,7 +202,7 @@ def _audio_type(response: httpx.Response, payload: dict[str, Any]) -> str:
 
 def _transcript(response: httpx.Response) -> dict[str, Any]:
     """{"text": ..., plus whatever else the JSON carries (segments, language)}; text answers as is."""
-    if "json" not in _media_type(response):
+    if "json" not in media_type(response):
         return {"text": response.text.strip()}
     try:
         body = response.json()
@@ -308,17 +228,8 @@ def _voice_id(response: httpx.Response) -> dict[str, Any]:
     return {**body, "voice_id": str(body["voice_id"])}
 
 
-def _media_type(response: httpx.Response) -> str:
-    return str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
-
-
 def _body_text(response: httpx.Response) -> str:
     try:
         return describe_error_body(response.json())
     except ValueError:
         return response.text[:300].strip()
-
-
-def _extension(media_type: str) -> str:
-    known = {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/mpeg": ".mp3", "audio/ogg": ".ogg"}
-    return known.get(media_type, "")

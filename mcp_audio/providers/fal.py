@@ -15,13 +15,14 @@ import anyio
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
-from mcp_audio.errors import ConfigError, ProviderError, UpstreamJobFailed, UpstreamUnavailable
+from mcp_audio.errors import ProviderError, UpstreamJobFailed, UpstreamUnavailable
 from mcp_audio.providers._http import (
     NOT_SENT_ERRORS,
     SAFE_SUBMIT_STATUSES,
     describe_error_body,
     error_detail,
     raise_for_status,
+    require_key,
     send,
 )
 from mcp_audio.providers.base import FileSink, Report, Submitted, Update
@@ -84,12 +85,8 @@ class FalProvider:
         return f"queue reachable (HTTP {response.status_code})"
 
     def _headers(self) -> dict[str, str]:
-        if not self._api_key:
-            raise ConfigError(
-                f"{KEY_ENV} is not set: this tool calls fal.ai, which needs an API key. Set the {KEY_ENV} "
-                "environment variable in the MCP client's server config (get a key at fal.ai/dashboard/keys)."
-            )
-        return {"Authorization": f"Key {self._api_key}"}
+        key = require_key(self._api_key, KEY_ENV, "fal.ai, which needs an API key (get one at fal.ai/dashboard/keys)")
+        return {"Authorization": f"Key {key}"}
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         kwargs.setdefault("headers", self._headers())

@@ -14,21 +14,15 @@ URI of a checked local file, an http(s) URL, or a data URI: all sent as bytes).
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import mimetypes
 import time
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_to_bytes, urlparse
-from urllib.request import url2pathname
 
 import anyio
 import httpx
 
 from mcp_audio.errors import (
-    ConfigError,
     InvalidArguments,
     McpAudioError,
     ProviderError,
@@ -36,8 +30,8 @@ from mcp_audio.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from mcp_audio.inputs import sniff_content_type
-from mcp_audio.providers._http import NOT_SENT_ERRORS, SAFE_SUBMIT_STATUSES, error_detail, send
+from mcp_audio.providers._file_parts import form_value, media_type, read_file_part
+from mcp_audio.providers._http import NOT_SENT_ERRORS, SAFE_SUBMIT_STATUSES, error_detail, require_key, send
 from mcp_audio.providers.base import FileSink, Report, Submitted, Update
 
 log = logging.getLogger("mcp_audio.voice_api")
@@ -51,8 +45,6 @@ FILE_FIELDS = {"stt": "audio", "clone": "audio"}
 HANDLE_FIELDS: dict[str, tuple[str, ...]] = {"stt": ("plain_text",)}
 FAILED_STATUSES = frozenset({"failed", "error", "cancelled", "canceled"})
 MODELS_TTL_S = 300.0
-# File names for data: URI parts (mimetypes knows neither audio/wav nor audio/mp4 -> .m4a).
-_EXTENSIONS = {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/mp4": ".m4a", "audio/flac": ".flac"}
 
 
 class VoiceApiProvider:
@@ -88,13 +80,9 @@ class VoiceApiProvider:
         self._headers()
 
     def _headers(self) -> dict[str, str]:
-        if not self._api_key:
-            raise ConfigError(
-                f"{KEY_ENV} is not set: this tool calls the Voice API, which needs the API key of your "
-                f"subscription to its marketplace listing. Set the {KEY_ENV} environment variable in the MCP "
-                "client's server config."
-            )
-        return {"X-RapidAPI-Key": self._api_key, "X-RapidAPI-Host": self._host}
+        needs = "the Voice API, which needs the API key of your subscription to its marketplace listing"
+        key = require_key(self._api_key, KEY_ENV, needs)
+        return {"X-RapidAPI-Key": key, "X-RapidAPI-Host": self._host}
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         kwargs.setdefault("headers", self._headers())
@@ -131,8 +119,8 @@ class VoiceApiProvider:
             source = body.pop(field, None)
             if not isinstance(source, str):
                 raise InvalidArguments(f"`{field}`: required: an audio file path or URL.")
-            part = await self._file_part(field, source)
-            form = {key: _form_value(value) for key, value in body.items()}
+            part = await read_file_part(self._http, field, source, max_bytes=self.max_upload_bytes, upstream=LABEL)
+            form = {key: form_value(value) for key, value in body.items()}
             response = await self._send("POST", f"/v1/{kind}", data=form, files={field: part}, **safe)
         task_id = _task_id(response)
         handle: dict[str, Any] = {"kind": kind, "task_id": task_id}
@@ -168,10 +156,9 @@ class VoiceApiProvider:
             response = await self._send("GET", f"/v1/tts/{task_id}/audio")
             if not response.content:
                 raise UpstreamJobFailed(f"{LABEL} tts task {task_id} succeeded but its audio is empty", provider=LABEL)
-            content_type = response.headers.get("content-type", "").split(";")[0].strip()
-            return {
-                "audio": files(response.content, content_type if content_type.startswith("audio/") else "audio/mpeg")
-            }
+            content_type = media_type(response)
+            audio_type = content_type if content_type.startswith("audio/") else "audio/mpeg"
+            return {"audio": files(response.content, audio_type)}
         if kind == "stt":
             plain = "true" if handle.get("plain_text") else "false"
             response = await self._send("GET", f"/v1/stt/{task_id}/result", params={"plain_text": plain})
@@ -199,60 +186,6 @@ class VoiceApiProvider:
             "finish on its own (get_job returns its result).",
             provider=LABEL,
         )
-
-    # --- files --------------------------------------------------------------------------
-
-    async def _file_part(self, field: str, source: str) -> tuple[str, bytes, str]:
-        """(file name, bytes, content type) of a file input, whatever form it was given in."""
-        if source.startswith("file:"):
-            path = Path(url2pathname(urlparse(source).path))
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise InvalidArguments(f"`{field}`: cannot read '{path}' ({exc.strerror or exc}).") from exc
-            return path.name, self._check_size(field, data), _content_type(data, path.name)
-        if source.startswith("data:"):
-            data, declared = _decode_data_uri(field, source)
-            content_type = declared or _content_type(data, "")
-            extension = _EXTENSIONS.get(content_type) or mimetypes.guess_extension(content_type) or ".bin"
-            return f"{field}{extension}", self._check_size(field, data), content_type
-        if source.startswith(("https://", "http://")):
-            return await self._download(field, source)
-        raise InvalidArguments(f"`{field}`: '{source[:100]}' is not a local file, an https:// URL or a data: URI.")
-
-    async def _download(self, field: str, url: str) -> tuple[str, bytes, str]:
-        """Fetch a file input's URL (never with our key: it is another host), size-limited."""
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with self._http.stream("GET", url, follow_redirects=True) as response:
-                if response.status_code >= 400:
-                    raise InvalidArguments(f"`{field}`: downloading {url[:200]} failed (HTTP {response.status_code}).")
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > self.max_upload_bytes:
-                        raise InvalidArguments(
-                            f"`{field}`: {url[:200]} is larger than {self.max_upload_bytes / 2**20:.0f} MiB, "
-                            "the most this upstream takes."
-                        )
-                    chunks.append(chunk)
-                declared = response.headers.get("content-type", "").split(";")[0].strip()
-        except httpx.TransportError as exc:
-            raise InvalidArguments(f"`{field}`: downloading {url[:200]} failed ({type(exc).__name__}).") from exc
-        data = b"".join(chunks)
-        if not data:
-            raise InvalidArguments(f"`{field}`: {url[:200]} is empty.")
-        name = Path(unquote_to_bytes(urlparse(url).path).decode(errors="replace")).name or field
-        sniffed = sniff_content_type(data[:64])
-        return name, data, sniffed or declared or _content_type(data, name)
-
-    def _check_size(self, field: str, data: bytes) -> bytes:
-        if len(data) > self.max_upload_bytes:
-            raise InvalidArguments(
-                f"`{field}`: the file is {len(data) / 2**20:.1f} MiB; this upstream takes at most "
-                f"{self.max_upload_bytes / 2**20:.0f} MiB."
-            )
-        return data
 
     # --- voice models -------------------------------------------------------------------
 
@@ -329,33 +262,6 @@ def _failure_message(status: dict[str, Any]) -> str:
         if value:
             return str(value)[:500]
     return ""
-
-
-def _form_value(value: Any) -> str:
-    """Form fields are text: booleans as the upstream's query style, structures as JSON."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
-def _content_type(data: bytes, name: str) -> str:
-    return sniff_content_type(data[:64]) or mimetypes.guess_type(name)[0] or "application/octet-stream"
-
-
-def _decode_data_uri(field: str, uri: str) -> tuple[bytes, str | None]:
-    header, comma, payload = uri.partition(",")
-    if not comma:
-        raise InvalidArguments(f"`{field}`: not a valid data: URI (no comma).")
-    params = header.removeprefix("data:").split(";")
-    try:
-        data = base64.b64decode(payload, validate=False) if "base64" in params[1:] else unquote_to_bytes(payload)
-    except ValueError as exc:
-        raise InvalidArguments(f"`{field}`: the data: URI is not valid base64.") from exc
-    if not data:
-        raise InvalidArguments(f"`{field}`: the data: URI is empty.")
-    return data, params[0] or None
 
 
 def _model_list(body: Any) -> list[dict[str, Any]]:
