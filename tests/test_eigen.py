@@ -21,7 +21,7 @@ from mcp_audio.sandbox.eigen import FakeEigen, sine_wav
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.serve import serve_in_thread
 from mcp_audio.server import build_server
-from tests.conftest import env_for
+from tests.conftest import assert_secret_kept, env_for
 from tests.test_files import make_wav
 from tests.test_tools import text_of
 
@@ -41,13 +41,6 @@ def fake_eigen() -> Iterator[FakeEigen]:
 
 
 @pytest.fixture
-def rec_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "rec"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def eigen_settings(tmp_path: Path, fake_eigen: FakeEigen, rec_dir: Path) -> Settings:
     assert fake_eigen.base_url is not None
     return Settings(
@@ -64,14 +57,6 @@ def eigen_settings(tmp_path: Path, fake_eigen: FakeEigen, rec_dir: Path) -> Sett
 async def eigen_client(request: pytest.FixtureRequest, eigen_settings: Settings) -> AsyncIterator[Client]:
     async with Client(build_server(eigen_settings), mode=request.param) as connected:
         yield connected
-
-
-def assert_no_key(settings: Settings, *texts: str, key: str = EIGEN_KEY) -> None:
-    for text in texts:
-        assert key not in text
-    wal = Path(str(settings.database_path) + "-wal")  # gone once a server closed the database
-    db = settings.database_path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
-    assert key.encode() not in db
 
 
 def body_of(result: Any) -> dict[str, Any]:
@@ -425,7 +410,7 @@ async def test_upstream_errors_reach_the_agent_exactly(
     assert result.is_error
     assert f"eigen_higgs_tts failed (job {body_of(result)['job_id']}): {expected}" in text_of(result)
     assert len(fake_eigen.requests) == attempts
-    assert_no_key(eigen_settings, text_of(result), json.dumps(result.structured_content))
+    assert_secret_kept(EIGEN_KEY, eigen_settings, text_of(result), json.dumps(result.structured_content))
 
 
 async def test_a_429_is_retried_once_honouring_retry_after(eigen_client: Client, fake_eigen: FakeEigen) -> None:
@@ -458,8 +443,8 @@ async def test_a_rejected_key_is_named_by_variable_and_never_echoed(
         assert "eigen rejected the API key (HTTP 401). Check that EIGEN_API_KEY holds a valid, active key." in text_of(
             answer
         )
-    assert_no_key(
-        eigen_settings, text_of(result), text_of(echoed), str(result.structured_content), str(listed), key=wrong
+    assert_secret_kept(
+        wrong, eigen_settings, text_of(result), text_of(echoed), str(result.structured_content), str(listed)
     )
 
 
@@ -506,7 +491,7 @@ async def test_doctor_reports_eigen_reachable(eigen_settings: Settings, fake_eig
     assert checks["eigen key"].status == "pass"
     assert checks["eigen upstream"].status == "pass"
     assert checks["eigen upstream"].detail == f"{fake_eigen.base_url}: reachable (HTTP 200)"
-    assert fake_eigen.of_kind("root") and "authorization" not in fake_eigen.of_kind("root")[0].headers
+    assert fake_eigen.requests_of("root") and "authorization" not in fake_eigen.requests_of("root")[0].headers
 
 
 async def test_stdio_end_to_end(eigen_settings: Settings, fake_eigen: FakeEigen) -> None:

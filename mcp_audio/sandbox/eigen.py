@@ -12,29 +12,19 @@ the format asked for), ASR with a transcript, upload with a new voice_id. Delibe
 
 from __future__ import annotations
 
-import io
 import json
-import math
-import threading
+import sys
 import time
 import uuid
-import wave
-from array import array
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from http import HTTPStatus
-from typing import Any
-from urllib.parse import quote
 
 import anyio
-from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+
+from mcp_audio.sandbox._base import FakeUpstream, Injection, Part, TruncatedBody, no_route, read_parts, silent_mp3
+from mcp_audio.sandbox._base import sine_wav as _sine_wav
 
 KINDS = frozenset({"tts", "asr", "upload", "root", "file"})
 TTS_MODELS = frozenset({"higgs2p5", "chatterbox", "qwen3-tts"})
@@ -98,20 +88,6 @@ _UNAUTHORIZED = {"detail": "Invalid or missing API key"}
 
 
 @dataclass
-class Part:
-    """One multipart part as the server parsed it."""
-
-    name: str
-    filename: str | None  # None: a plain form field
-    content_type: str | None
-    data: bytes  # the file's bytes, or the field's value encoded as UTF-8
-
-    @property
-    def value(self) -> str:
-        return self.data.decode()
-
-
-@dataclass
 class EigenRequest:
     method: str
     path: str
@@ -130,14 +106,6 @@ class EigenRequest:
         return {p.name: p for p in self.parts if p.filename is not None}
 
 
-@dataclass(frozen=True)
-class _Injection:
-    status: int
-    headers: dict[str, str]
-    body: Any
-    delay_s: float
-
-
 @dataclass
 class FakeVoice:
     model: str
@@ -145,66 +113,27 @@ class FakeVoice:
     created_at: float = field(default_factory=time.time)
 
 
-class FakeEigen:
+class FakeEigen(FakeUpstream[EigenRequest]):
     """In-memory Eigen generate API. Thread-safe: driven from tests, served from uvicorn."""
 
     def __init__(self, valid_key: str = "test-key", delay_s: float = 0.0) -> None:
-        self.valid_key = valid_key
+        super().__init__(KINDS, valid_key)
         self.delay_s = delay_s  # how long every generate/upload takes to answer
-        self.base_url: str | None = None
         self.transcript = "Hello from the fake Eigen transcriber."
-        self.requests: list[EigenRequest] = []
         self.voices: dict[str, FakeVoice] = {}
-        self.files: dict[str, tuple[bytes, str]] = {}
-        self._lock = threading.Lock()
-        self._injections: dict[str, deque[_Injection]] = {k: deque() for k in KINDS}
         self._body_break: int | None = None
-        self.app = Starlette(
-            routes=[Route("/{path:path}", self._dispatch, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])]
-        )
 
     # ---- test-side controls -------------------------------------------------------------
-
-    def inject(
-        self,
-        kind: str,
-        status: int,
-        *,
-        times: int = 1,
-        headers: dict[str, str] | None = None,
-        body: Any = None,
-        delay_s: float = 0.0,
-    ) -> None:
-        """Answer the next `times` requests of `kind` with `status`/`headers`/`body` (after
-        `delay_s`). Status 0 means: delay, then answer normally. Injections beat auth."""
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
-        if body is None and status:
-            body = {"detail": HTTPStatus(status).phrase}
-        with self._lock:
-            self._injections[kind].extend([_Injection(status, dict(headers or {}), body, delay_s)] * times)
 
     def break_body_after(self, n_bytes: int) -> None:
         """The next TTS answer announces its full length but the connection drops after n bytes."""
         with self._lock:
             self._body_break = n_bytes
 
-    def put_file(self, name: str, data: bytes, content_type: str) -> str:
-        """Serve `data` at GET /files/{name}; returns its URL (set `base_url` first)."""
-        if self.base_url is None:
-            raise RuntimeError("set fake.base_url to the served URL before put_file()")
-        with self._lock:
-            self.files[name] = (data, content_type)
-        return f"{self.base_url}/files/{quote(name)}"
-
-    def of_kind(self, kind: str) -> list[EigenRequest]:
-        with self._lock:
-            return [r for r in self.requests if r.kind == kind]
-
     # ---- HTTP plumbing -----------------------------------------------------------------
 
     async def _dispatch(self, request: Request) -> Response:
-        parts = await _parse_parts(request) if request.method == "POST" else []
+        parts = await read_parts(request, max_part_size=50 * 2**20) if request.method == "POST" else []
         model = next((p.value for p in parts if p.name == "model" and p.filename is None), None)
         kind = _classify(request.method, request.url.path, model)
         record = EigenRequest(
@@ -215,20 +144,16 @@ class FakeEigen:
             parts,
             time.time(),
         )
-        with self._lock:
-            self.requests.append(record)
-            injection = self._injections[kind].popleft() if self._injections.get(kind) else None
-        if injection is not None:
-            await anyio.sleep(injection.delay_s)
-            if injection.status:
-                return _answer(injection.status, injection.body, injection.headers)
+        injected = await self._record(record)
+        if injected is not None:
+            return injected
         if kind == "root":
             return JSONResponse({"message": "Eigen AI model API (fake)"})
         if kind == "file":
-            found = self.files.get(request.url.path.removeprefix("/files/"))
+            found = self._stored(request.url.path)
             return Response(found[0], media_type=found[1]) if found else JSONResponse({"detail": "Not Found"}, 404)
         if kind == "unknown":
-            return JSONResponse({"detail": "Not Found"}, 404)
+            return no_route()
         if record.headers.get("authorization") != f"Bearer {self.valid_key}":
             return JSONResponse(_UNAUTHORIZED, 401)
         if not record.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -237,6 +162,12 @@ class FakeEigen:
             await anyio.sleep(self.delay_s)
         handler: Callable[[EigenRequest], Response] = getattr(self, f"_on_{kind}")
         return handler(record)
+
+    def _injected(self, injection: Injection) -> Response:
+        """Injected bodies may also be raw bytes or text (e.g. a proxy's HTML error page)."""
+        if isinstance(injection.body, bytes | str):
+            return Response(injection.body, injection.status, injection.headers)
+        return super()._injected(injection)
 
     # ---- endpoints ---------------------------------------------------------------------
 
@@ -272,7 +203,7 @@ class FakeEigen:
         with self._lock:
             cut, self._body_break = self._body_break, None
         if cut is not None:
-            return _TruncatedBody(data, content_type, cut)
+            return TruncatedBody(data, content_type, cut)
         return Response(data, media_type=content_type)
 
     def _on_asr(self, record: EigenRequest) -> Response:
@@ -311,36 +242,7 @@ class FakeEigen:
         return JSONResponse({"voice_id": voice_id})
 
 
-class _TruncatedBody(Response):
-    """An answer cut mid-body: Content-Length says more than is sent, then the connection drops."""
-
-    def __init__(self, data: bytes, content_type: str, cut: int) -> None:
-        self.data, self.cut = data, cut
-        self.status_code, self.background = 200, None
-        self.init_headers({"content-type": content_type, "content-length": str(len(data))})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        await send({"type": "http.response.body", "body": self.data[: self.cut], "more_body": True})
-
-
 # ---- helpers ---------------------------------------------------------------------------
-
-
-async def _parse_parts(request: Request) -> list[Part]:
-    """Every part of a multipart (or urlencoded) body, in order, through Starlette's parser."""
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        return []
-    parts: list[Part] = []
-    async with request.form(max_part_size=50 * 2**20) as form:
-        for name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                data = await value.read()
-                parts.append(Part(name, value.filename or "", value.content_type, data))
-            else:
-                parts.append(Part(name, None, None, value.encode()))
-    return parts
 
 
 def _classify(method: str, path: str, model: str | None) -> str:
@@ -395,56 +297,20 @@ def _invalid(name: str, message: str) -> JSONResponse:
     return JSONResponse({"detail": [{"loc": ["body", name], "msg": message, "type": "value_error"}]}, 422)
 
 
-def _answer(status: int, body: Any, headers: dict[str, str]) -> Response:
-    if isinstance(body, bytes | str):
-        return Response(body, status, headers)
-    return JSONResponse(body, status, headers)
-
-
 def _audio(content_type: str) -> bytes:
     if content_type == "audio/wav":
         return sine_wav()
     if content_type == "audio/mpeg":
-        return (b"\xff\xfb\x90\x64" + bytes(413)) * 20  # ~0.5 s of silent MPEG-1 Layer III frames
+        return silent_mp3(20)  # ~0.5 s
     return bytes(4800)  # raw silence stands in for the other formats
 
 
-@lru_cache(maxsize=1)
 def sine_wav() -> bytes:
-    """0.5 s of a quiet 440 Hz tone, 24 kHz mono 16-bit PCM (Eigen's TTS sample rate)."""
-    rate = 24_000
-    samples = array("h", (int(3000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(rate // 2)))
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(samples.tobytes())
-    return buffer.getvalue()
-
-
-def main() -> None:
-    """Serve a FakeEigen on loopback until Ctrl-C (`python -m mcp_audio.sandbox.eigen`)."""
-    import argparse
-    import logging
-    import sys
-
-    import uvicorn
-
-    parser = argparse.ArgumentParser(
-        prog="python -m mcp_audio.sandbox.eigen", description="A loopback fake of Eigen AI's generate API."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8798)
-    parser.add_argument("--key", default="test-key", help="the Eigen API key the fake accepts")
-    parser.add_argument("--delay", type=float, default=0.0, help="seconds each generate call takes")
-    args = parser.parse_args()
-    fake = FakeEigen(valid_key=args.key, delay_s=args.delay)
-    fake.base_url = f"http://{args.host}:{args.port}"
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO)
-    logging.getLogger(__name__).info("fake Eigen AI on %s (key %r)", fake.base_url, args.key)
-    uvicorn.run(fake.app, host=args.host, port=args.port, http="h11", log_level="warning")
+    """The TTS answer's WAV: the shared 0.5 s test tone at 24 kHz, Eigen's TTS sample rate."""
+    return _sine_wav(rate=24_000)
 
 
 if __name__ == "__main__":
-    main()
+    from mcp_audio.sandbox.serve import main
+
+    main(["eigen", *sys.argv[1:]])

@@ -12,32 +12,26 @@ the background. Deliberate simplifications:
 
 from __future__ import annotations
 
-import io
 import json
-import math
 import re
 import secrets
 import struct
-import threading
+import sys
 import time
 import uuid
-import wave
-from array import array
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from http import HTTPStatus
 from typing import Any, Literal
 from urllib.parse import quote
 
 import anyio
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from mcp_audio.sandbox._base import FakeUpstream, TruncatedBody, no_route, silent_mp3, sine_wav
 
 JSON = dict[str, Any]
 Output = JSON | Callable[[JSON], JSON] | None
@@ -83,14 +77,6 @@ class Script:
     error: tuple[int, JSON, dict[str, str]] | None = None  # status, body, extra headers
     queue_positions: int | None = None
     stream_events: tuple[JSON, ...] = ()  # streaming runs: events before the final output event
-
-
-@dataclass(frozen=True)
-class _Injection:
-    status: int
-    headers: dict[str, str]
-    body: Any
-    delay_s: float
 
 
 @dataclass
@@ -144,27 +130,18 @@ class FakeJob:
         return out
 
 
-class FakeFal:
+class FakeFal(FakeUpstream[RecordedRequest]):
     """In-memory fal queue + storage. Thread-safe: driven from tests, served from uvicorn."""
 
     def __init__(self, valid_key: str = "test-key", keepalive_s: float = 15.0) -> None:
-        self.valid_key = valid_key
+        super().__init__(KINDS, valid_key)
         self.keepalive_s = keepalive_s
-        self.base_url: str | None = None
-        self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, FakeJob] = {}
-        self.files: dict[str, tuple[bytes, str]] = {}
-        # Re-entrant: output callables may call put_file while the lock is held.
-        self._lock = threading.RLock()
         self._scripts: dict[str, Script] = {}
-        self._injections: dict[str, deque[_Injection]] = {k: deque() for k in KINDS}
         self._stream_break: int | None = None
         self._file_break: int | None = None
         self._tokens: set[str] = set()
         self._pending_uploads: dict[str, str] = {}  # signed-PUT name -> content type
-        self.app = Starlette(
-            routes=[Route("/{path:path}", self._dispatch, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])]
-        )
 
     # ---- test-side controls -------------------------------------------------------------
 
@@ -192,29 +169,6 @@ class FakeFal:
                 output, queue_s, run_s, tuple(logs), err, queue_positions, tuple(stream_events)
             )
 
-    def inject(
-        self,
-        kind: str,
-        status: int,
-        *,
-        times: int = 1,
-        headers: dict[str, str] | None = None,
-        body: Any = None,
-        delay_s: float = 0.0,
-    ) -> None:
-        """Answer the next `times` requests of `kind` with `status`/`headers`/`body` (after
-        `delay_s`). Status 0 means: delay, then answer normally. Injections beat auth, like
-        an ingress failure would."""
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
-        if body is None and status:
-            try:
-                body = {"detail": HTTPStatus(status).phrase}
-            except ValueError:  # e.g. 499 is not in http.HTTPStatus
-                body = {"detail": f"HTTP {status}"}
-        with self._lock:
-            self._injections[kind].extend([_Injection(status, dict(headers or {}), body, delay_s)] * times)
-
     def break_file_after(self, n_bytes: int) -> None:
         """The next file download announces its full length but drops after n bytes."""
         with self._lock:
@@ -229,18 +183,7 @@ class FakeFal:
         with self._lock:
             return [r for r in self.requests if r.request_id == request_id]
 
-    def put_file(self, name: str, data: bytes, content_type: str) -> str:
-        """Store a file and return its URL (needs `base_url` outside of a request)."""
-        if self.base_url is None:
-            raise RuntimeError("set fake.base_url to the served URL before put_file()")
-        return self._put(self.base_url, name, data, content_type)
-
     # ---- HTTP plumbing -----------------------------------------------------------------
-
-    def _put(self, base: str, name: str, data: bytes, content_type: str) -> str:
-        with self._lock:
-            self.files[name] = (data, content_type)
-        return f"{base}/files/{quote(name)}"
 
     async def _dispatch(self, request: Request) -> Response:
         method, path = request.method, request.url.path
@@ -264,17 +207,11 @@ class FakeFal:
             rid,
             time.time(),
         )
-        with self._lock:
-            self.requests.append(record)
-            injection = self._injections[kind].popleft() if self._injections.get(kind) else None
-        if injection is not None:
-            await anyio.sleep(injection.delay_s)
-            if injection.status:
-                return JSONResponse(injection.body, injection.status, injection.headers)
+        injected = await self._record(record)
+        if injected is not None:
+            return injected
         if kind == "unknown":
-            return JSONResponse(
-                {"detail": "Method Not Allowed" if wrong_method else "Not Found"}, 405 if wrong_method else 404
-            )
+            return no_route(wrong_method)
         base = self.base_url or str(request.base_url).rstrip("/")
         handler: Callable[[Request, RecordedRequest, str], Response] = getattr(self, f"_on_{kind}")
         return handler(request, record, base)
@@ -438,7 +375,7 @@ class FakeFal:
         eid = job.endpoint_id
 
         def file(name: str, data: bytes, content_type: str) -> JSON:
-            url = self._put(base, f"{job.request_id}/{name}", data, content_type)
+            url = self._store(base, f"{job.request_id}/{name}", data, content_type)
             return {"url": url, "content_type": content_type, "file_name": name, "file_size": len(data)}
 
         if eid.startswith("fal-ai/qwen-3-tts/clone-voice"):
@@ -454,8 +391,8 @@ class FakeFal:
                 "diarization_segments": [],
             }
         if eid.startswith("fal-ai/elevenlabs/sound-effects"):
-            return {"audio": file("sound.mp3", _silent_mp3(), "audio/mpeg")}
-        return {"audio": file("audio.wav", _sine_wav(), "audio/wav")}
+            return {"audio": file("sound.mp3", silent_mp3(20), "audio/mpeg")}
+        return {"audio": file("audio.wav", sine_wav(rate=16_000), "audio/wav")}
 
     # ---- storage -----------------------------------------------------------------------
 
@@ -478,7 +415,7 @@ class FakeFal:
                 return JSONResponse({"detail": "Invalid or expired token"}, 401)
             name = _unique_name(request.headers.get("x-fal-file-name"))
             return JSONResponse(
-                {"access_url": self._put(base, name, record.body, content_type or "application/octet-stream")}
+                {"access_url": self._store(base, name, record.body, content_type or "application/octet-stream")}
             )
         if path == "/storage/upload/initiate":  # fal-client's fallback: a signed PUT URL
             if not self._key_ok(request):
@@ -495,31 +432,18 @@ class FakeFal:
             expected = self._pending_uploads.pop(name, None)
         if expected is None:
             return JSONResponse({"detail": "Unknown upload"}, 404)
-        self._put(base, name, record.body, content_type or expected)
+        self._store(base, name, record.body, content_type or expected)
         return Response(status_code=200)
 
     def _on_file(self, request: Request, record: RecordedRequest, base: str) -> Response:
+        found = self._stored(request.url.path)
         with self._lock:
-            found = self.files.get(request.url.path.removeprefix("/files/"))
             cut, self._file_break = self._file_break, None
         if found is None:
             return JSONResponse({"detail": "File not found"}, 404)
         if cut is not None:
-            return _TruncatedFile(found[0], found[1], cut)
+            return TruncatedBody(found[0], found[1], cut)
         return Response(found[0], media_type=found[1])
-
-
-class _TruncatedFile(Response):
-    """A download cut mid-body: Content-Length says more than is sent, then the connection drops."""
-
-    def __init__(self, data: bytes, content_type: str, cut: int) -> None:
-        self.data, self.cut = data, cut
-        self.status_code, self.background = 200, None
-        self.init_headers({"content-type": content_type, "content-length": str(len(data))})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        await send({"type": "http.response.body", "body": self.data[: self.cut], "more_body": True})
 
 
 class _StatusStream(Response):
@@ -632,26 +556,6 @@ def _unique_name(file_name: str | None) -> str:
 
 
 @lru_cache(maxsize=1)
-def _sine_wav() -> bytes:
-    """0.5 s of a quiet 440 Hz tone, 16 kHz mono 16-bit PCM."""
-    rate = 16_000
-    samples = array("h", (int(3000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(rate // 2)))
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.tobytes())
-    return buf.getvalue()
-
-
-@lru_cache(maxsize=1)
-def _silent_mp3() -> bytes:
-    """~0.5 s of silent MPEG-1 Layer III frames (128 kbit/s, 44.1 kHz, 417-byte frames)."""
-    return (b"\xff\xfb\x90\x64" + bytes(413)) * 20
-
-
-@lru_cache(maxsize=1)
 def _safetensors() -> bytes:
     """A valid one-tensor safetensors file (4 float32 zeros)."""
     header = json.dumps({"embedding": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})
@@ -661,4 +565,4 @@ def _safetensors() -> bytes:
 if __name__ == "__main__":
     from mcp_audio.sandbox.serve import main
 
-    main()
+    main(["fal", *sys.argv[1:]])

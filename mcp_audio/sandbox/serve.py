@@ -1,5 +1,6 @@
-"""Run an ASGI app on loopback: in a background thread for tests, or in the foreground for
-manual poking (`python -m mcp_audio.sandbox.fal_queue --port 8799`)."""
+"""Run an ASGI app on loopback: in a background thread for tests, or a fake upstream in the
+foreground for manual poking (`python -m mcp_audio.sandbox.serve fal|voice-api|eigen --port N`;
+each fake's own module runs it too, e.g. `python -m mcp_audio.sandbox.fal_queue`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from mcp_audio.sandbox._base import FakeUpstream
+from mcp_audio.sandbox.eigen import FakeEigen
+from mcp_audio.sandbox.fal_queue import FakeFal
+from mcp_audio.sandbox.voice_api import FakeVoiceApi
 
 log = logging.getLogger(__name__)
 
@@ -67,25 +73,44 @@ def _stderr_log_config() -> dict[str, Any]:
     return config
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Serve a `FakeFal` until Ctrl-C. Everything is logged to stderr."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m mcp_audio.sandbox.fal_queue",
-        description="A loopback fake of fal.ai's queue + storage API (no real models).",
+        prog="python -m mcp_audio.sandbox.serve",
+        description="Serve a loopback fake upstream (no real models) until Ctrl-C; logs go to stderr.",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8799)
-    parser.add_argument("--key", default="test-key", help="the FAL key the fake accepts")
-    parser.add_argument("--keepalive", type=float, default=15.0, help="SSE ping interval, s")
-    args = parser.parse_args(argv)
+    fakes = parser.add_subparsers(dest="fake", required=True, metavar="{fal,voice-api,eigen}")
 
-    # Imported here: fal_queue's __main__ block imports this module.
-    from mcp_audio.sandbox.fal_queue import FakeFal
+    def fake(name: str, port: int, about: str) -> argparse.ArgumentParser:
+        sub = fakes.add_parser(name, help=about, description=f"A loopback fake of {about}.")
+        sub.add_argument("--host", default="127.0.0.1")
+        sub.add_argument("--port", type=int, default=port)  # distinct, so all three can run at once
+        sub.add_argument("--key", default="test-key", help="the API key the fake accepts")
+        return sub
 
-    # base_url stays None so URLs follow the Host header the client used.
-    fake = FakeFal(valid_key=args.key, keepalive_s=args.keepalive)
+    fal = fake("fal", 8799, "fal.ai's queue + storage API")
+    fal.add_argument("--keepalive", type=float, default=15.0, help="SSE ping interval, s")
+    voice = fake("voice-api", 8797, "the Voice API behind its marketplace gateway")
+    voice.add_argument("--api-host", default="voice-api.p.rapidapi.com", help="the X-RapidAPI-Host it expects")
+    eigen = fake("eigen", 8798, "Eigen AI's generate API")
+    eigen.add_argument("--delay", type=float, default=0.0, help="seconds each generate call takes")
+    return parser
+
+
+def _fake(args: argparse.Namespace) -> FakeUpstream[Any]:
+    if args.fake == "fal":
+        return FakeFal(valid_key=args.key, keepalive_s=args.keepalive)
+    if args.fake == "voice-api":
+        return FakeVoiceApi(valid_key=args.key, host=args.api_host)
+    return FakeEigen(valid_key=args.key, delay_s=args.delay)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve the fake named first in `argv` until Ctrl-C. Everything is logged to stderr."""
+    args = _parser().parse_args(argv)
+    # base_url stays None so the URLs a fake hands out follow the Host header the client used.
+    fake = _fake(args)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO)
-    log.info("fake fal on http://%s:%d (key %r)", args.host, args.port, args.key)
+    log.info("fake %s on http://%s:%d (key %r)", args.fake, args.host, args.port, args.key)
     uvicorn.run(fake.app, host=args.host, port=args.port, http="h11", log_config=_stderr_log_config())
 
 

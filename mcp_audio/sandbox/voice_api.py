@@ -22,23 +22,18 @@ from __future__ import annotations
 import io
 import json
 import re
-import threading
+import sys
 import time
 import uuid
 import wave
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
-from urllib.parse import quote
 
-import anyio
-from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+
+from mcp_audio.sandbox._base import FORM_TYPES, FakeUpstream, Part, no_route, read_parts, silent_mp3
 
 JSON = dict[str, Any]
 TASK_KINDS = ("tts", "stt", "clone")
@@ -93,16 +88,6 @@ DEFAULT_MODELS = (
 
 
 @dataclass
-class Part:
-    """One part of a multipart body: a form field (filename None) or a file."""
-
-    name: str
-    filename: str | None
-    content_type: str | None
-    data: bytes
-
-
-@dataclass
 class RecordedRequest:
     method: str
     path: str
@@ -133,14 +118,6 @@ DEFAULT_SCRIPTS = {
 }
 
 
-@dataclass(frozen=True)
-class _Injection:
-    status: int
-    headers: dict[str, str]
-    body: Any
-    delay_s: float
-
-
 @dataclass
 class FakeTask:
     task_id: str
@@ -161,23 +138,17 @@ class FakeTask:
         return ("failed", 100.0) if self.script.error else ("succeeded", 100.0)
 
 
-class FakeVoiceApi:
+class FakeVoiceApi(FakeUpstream[RecordedRequest]):
     """In-memory Voice API behind a marketplace gateway. Thread-safe: driven from tests, served from uvicorn."""
 
+    error_field = "message"  # the gateway's error bodies are {"message": ...}
+
     def __init__(self, valid_key: str = "test-key", host: str = "voice-api.p.rapidapi.com") -> None:
-        self.valid_key = valid_key
+        super().__init__(KINDS, valid_key)
         self.host = host
-        self.base_url: str | None = None
-        self.requests: list[RecordedRequest] = []
         self.tasks: dict[str, FakeTask] = {}
         self.models: list[JSON] = [dict(model) for model in DEFAULT_MODELS]
-        self.files: dict[str, tuple[bytes, str]] = {}
-        self._lock = threading.RLock()
         self._scripts: dict[str, Script] = dict(DEFAULT_SCRIPTS)
-        self._injections: dict[str, deque[_Injection]] = {k: deque() for k in KINDS}
-        self.app = Starlette(
-            routes=[Route("/{path:path}", self._dispatch, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])]
-        )
 
     # ---- test-side controls -------------------------------------------------------------
 
@@ -197,41 +168,6 @@ class FakeVoiceApi:
             steps = DEFAULT_SCRIPTS[kind].phases if phases is None else tuple(phases)
             self._scripts[kind] = Script(steps, error, result)
 
-    def inject(
-        self,
-        kind: str,
-        status: int,
-        *,
-        times: int = 1,
-        headers: dict[str, str] | None = None,
-        body: Any = None,
-        delay_s: float = 0.0,
-    ) -> None:
-        """Answer the next `times` requests of `kind` with `status`/`headers`/`body` (after
-        `delay_s`). Status 0: delay, then answer normally. Injections beat auth, like a
-        gateway failure would."""
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
-        if body is None and status:
-            try:
-                body = {"message": HTTPStatus(status).phrase}
-            except ValueError:
-                body = {"message": f"HTTP {status}"}
-        with self._lock:
-            self._injections[kind].extend([_Injection(status, dict(headers or {}), body, delay_s)] * times)
-
-    def put_file(self, name: str, data: bytes, content_type: str) -> str:
-        """Serve a file (no auth) at `{base_url}/files/{name}`, e.g. as an https input."""
-        if self.base_url is None:
-            raise RuntimeError("set fake.base_url to the served URL before put_file()")
-        with self._lock:
-            self.files[name] = (data, content_type)
-        return f"{self.base_url}/files/{quote(name)}"
-
-    def requests_of(self, kind: str) -> list[RecordedRequest]:
-        with self._lock:
-            return [r for r in self.requests if r.kind == kind]
-
     # ---- HTTP plumbing -----------------------------------------------------------------
 
     async def _dispatch(self, request: Request) -> Response:
@@ -241,11 +177,10 @@ class FakeVoiceApi:
         parsed: Any = None
         form: dict[str, str] = {}
         parts: list[Part] = []
-        content_type = request.headers.get("content-type", "")
         malformed = False
-        if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        if request.headers.get("content-type", "").startswith(FORM_TYPES):
             try:
-                parts = await _parts(request)  # reads the cached body
+                parts = await read_parts(request)  # reads the cached body
             except Exception:  # python-multipart's parse errors; FastAPI answers them with a 400
                 malformed = True
             form = {p.name: p.data.decode(errors="replace") for p in parts if p.filename is None}
@@ -267,17 +202,11 @@ class FakeVoiceApi:
             task_id,
             time.time(),
         )
-        with self._lock:
-            self.requests.append(record)
-            injection = self._injections[kind].popleft() if self._injections.get(kind) else None
-        if injection is not None:
-            await anyio.sleep(injection.delay_s)
-            if injection.status:
-                return JSONResponse(injection.body, injection.status, injection.headers)
+        injected = await self._record(record)
+        if injected is not None:
+            return injected
         if kind == "unknown":
-            return JSONResponse(
-                {"detail": "Method Not Allowed" if wrong_method else "Not Found"}, 405 if wrong_method else 404
-            )
+            return no_route(wrong_method)
         if malformed:
             return JSONResponse({"detail": "There was an error parsing the body"}, 400)
         if kind not in ("health", "file"):
@@ -306,8 +235,7 @@ class FakeVoiceApi:
         return JSONResponse({"status": "ok"})
 
     def _on_file(self, request: Request, record: RecordedRequest) -> Response:
-        with self._lock:
-            found = self.files.get(request.url.path.removeprefix("/files/"))
+        found = self._stored(request.url.path)
         if found is None:
             return JSONResponse({"detail": "File not found"}, 404)
         return Response(found[0], media_type=found[1])
@@ -453,20 +381,6 @@ def _classify(method: str, path: str) -> tuple[str, str | None, bool]:
     return (found, task_id, False) if found else ("unknown", task_id, False)
 
 
-async def _parts(request: Request) -> list[Part]:
-    parts: list[Part] = []
-    form = await request.form()
-    try:
-        for name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                parts.append(Part(name, value.filename, value.content_type, await value.read()))
-            else:
-                parts.append(Part(name, None, None, value.encode()))
-    finally:
-        await form.close()
-    return parts
-
-
 def _file_part(record: RecordedRequest, name: str) -> Part | None:
     return next((p for p in record.parts if p.name == name and p.filename is not None), None)
 
@@ -491,23 +405,7 @@ def _wav_seconds(data: bytes) -> float | None:
         return None
 
 
-def silent_mp3(frames: int = 40) -> bytes:
-    """~1 s of silent MPEG-1 Layer III frames (128 kbit/s, 44.1 kHz, 417-byte frames)."""
-    return (b"\xff\xfb\x90\x64" + bytes(413)) * frames
-
-
 if __name__ == "__main__":
-    import argparse
-    import logging
-    import sys
+    from mcp_audio.sandbox.serve import main
 
-    import uvicorn
-
-    parser = argparse.ArgumentParser(prog="python -m mcp_audio.sandbox.voice_api", description="A fake Voice API.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8798)
-    parser.add_argument("--key", default="test-key", help="the X-RapidAPI-Key the fake accepts")
-    parser.add_argument("--api-host", default="voice-api.p.rapidapi.com", help="the X-RapidAPI-Host it expects")
-    args = parser.parse_args()
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO)
-    uvicorn.run(FakeVoiceApi(args.key, args.api_host).app, host=args.host, port=args.port, access_log=False)
+    main(["voice-api", *sys.argv[1:]])
