@@ -75,11 +75,29 @@ def settings(tmp_path: Path, fake_fal: FakeFal) -> Settings:
     )
 
 
+@pytest.fixture
+def rec_dir(tmp_path: Path) -> Path:
+    """A folder of the user's recordings, which tests allow local file inputs from."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    return folder
+
+
 @pytest.fixture(params=["auto", "legacy"], ids=["2026-era", "2025-era"])
 async def client(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Client]:
     """A real MCP client connected in-process, in the modern era and the initialize era."""
     async with Client(build_server(settings), mode=request.param) as connected:
         yield connected
+
+
+def assert_secret_kept(secret: str, settings: Settings, *texts: str) -> None:
+    """`secret` is in none of `texts`, nor in the job database or its write-ahead log."""
+    for text in texts:
+        assert secret not in text
+    wal = Path(str(settings.database_path) + "-wal")  # gone once a server closed the database
+    for path in (settings.database_path, wal):
+        if path.exists():
+            assert secret.encode() not in path.read_bytes()
 
 
 def env_for(settings: Settings) -> dict[str, str]:

@@ -11,17 +11,10 @@ from mcp import Client
 from mcp_audio.config import Settings
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.server import build_server
-from tests.conftest import FAL_KEY
+from tests.conftest import FAL_KEY, assert_secret_kept
 from tests.test_tools import text_of
 
 pytestmark = pytest.mark.anyio
-
-
-def assert_no_key(settings: Settings, *texts: str) -> None:
-    for text in texts:
-        assert FAL_KEY not in text
-    db = settings.database_path.read_bytes() + Path(str(settings.database_path) + "-wal").read_bytes()
-    assert FAL_KEY.encode() not in db
 
 
 async def test_invalid_arguments_name_field_value_and_allowed(client: Client, fake_fal: FakeFal) -> None:
@@ -96,7 +89,7 @@ async def test_upstream_422_shows_the_upstream_field_messages(
     assert result.is_error
     assert "fal rejected the input:\n- `prompt`: Prompt violates content policy" in text_of(result)
     assert result.structured_content is not None and result.structured_content["status"] == "failed"
-    assert_no_key(settings, text_of(result))
+    assert_secret_kept(FAL_KEY, settings, text_of(result))
 
 
 async def test_429_is_retried_honouring_retry_after_without_a_second_job(client: Client, fake_fal: FakeFal) -> None:
@@ -139,7 +132,7 @@ async def test_failed_job_reports_the_upstream_error(client: Client, fake_fal: F
     assert result.is_error
     assert "lyria2_music failed (job " in text_of(result)
     assert "fal job failed: CUDA out of memory" in text_of(result)
-    assert_no_key(settings, text_of(result), str(result.structured_content))
+    assert_secret_kept(FAL_KEY, settings, text_of(result), str(result.structured_content))
 
 
 async def test_unknown_job_id(client: Client) -> None:
@@ -155,4 +148,4 @@ async def test_key_never_reaches_logs(caplog: Any, client: Client, fake_fal: Fak
     fake_fal.inject("submit", 401, body={"detail": f"bad key {FAL_KEY}"})  # an upstream that echoes the key
     result = await client.call_tool("lyria2_music", {"prompt": "calm"})
     assert result.is_error
-    assert_no_key(settings, text_of(result), caplog.text)
+    assert_secret_kept(FAL_KEY, settings, text_of(result), caplog.text)

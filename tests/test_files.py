@@ -49,13 +49,6 @@ def make_flac(seconds: float = 2.0, rate: int = 48000, channels: int = 2) -> byt
 
 
 @pytest.fixture
-def rec_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "rec"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def file_settings(settings: Settings, rec_dir: Path) -> Settings:
     return settings.model_copy(update={"allowed_dirs": str(rec_dir), "download": "always"})
 

@@ -32,6 +32,26 @@ HANDSHAKE: list[dict[str, Any]] = [
 ]
 
 
+def start_tool_call(
+    env: dict[str, str], name: str, arguments: dict[str, Any], stderr: Any = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
+    """A stdio server process that has been sent the handshake and one tools/call (id 2)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mcp_audio"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    assert proc.stdin is not None
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+    for message in (*HANDSHAKE, call):
+        proc.stdin.write(json.dumps(message) + "\n")
+    proc.stdin.flush()
+    return proc
+
+
 def stdio_params(settings: Settings) -> StdioServerParameters:
     return StdioServerParameters(command=sys.executable, args=["-m", "mcp_audio"], env=env_for(settings))
 
@@ -109,26 +129,7 @@ async def test_streamable_http_end_to_end(settings: Settings, fake_fal: FakeFal)
 
 async def test_kill_9_mid_job_then_restart_returns_the_result(settings: Settings, fake_fal: FakeFal) -> None:
     fake_fal.script("fal-ai/lyria2", queue_s=0.5, run_s=3.0)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mcp_audio"],
-        env=env_for(settings),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdin is not None
-    for message in (
-        *HANDSHAKE,
-        {
-            "jsonrpc": "2.0",
-            "id": 2,
-            "method": "tools/call",
-            "params": {"name": "lyria2_music", "arguments": {"prompt": "x"}},
-        },
-    ):
-        proc.stdin.write(json.dumps(message) + "\n")
-    proc.stdin.flush()
+    proc = start_tool_call(env_for(settings), "lyria2_music", {"prompt": "x"})
     with anyio.fail_after(30):
         while not any(r.kind == "stream" for r in fake_fal.requests):
             await anyio.sleep(0.05)

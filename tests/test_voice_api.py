@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
-import subprocess
 import sys
-import wave
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +23,9 @@ from mcp_audio.providers.voice_api import VoiceApiProvider
 from mcp_audio.sandbox.serve import serve_in_thread
 from mcp_audio.sandbox.voice_api import FakeVoiceApi, Part, silent_mp3
 from mcp_audio.server import build_server
-from tests.conftest import env_for
-from tests.test_processes import HANDSHAKE
+from tests.conftest import assert_secret_kept, env_for
+from tests.test_files import make_wav
+from tests.test_processes import start_tool_call
 from tests.test_tools import text_of
 
 pytestmark = pytest.mark.anyio
@@ -37,29 +35,12 @@ HOST = "voice-api.p.rapidapi.com"
 TRANSCRIPT = "Hello there. Hi, how are you?"
 
 
-def make_wav(seconds: float, rate: int = 8000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(bytes(int(seconds * rate) * 2))
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def fake_voice() -> Iterator[FakeVoiceApi]:
     fake = FakeVoiceApi(valid_key=VOICE_KEY, host=HOST)
     with serve_in_thread(fake.app) as url:
         fake.base_url = url
         yield fake
-
-
-@pytest.fixture
-def rec_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "rec"
-    folder.mkdir()
-    return folder
 
 
 @pytest.fixture
@@ -93,14 +74,6 @@ def voice_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def assert_no_key(settings: Settings, *texts: str) -> None:
-    for text in texts:
-        assert VOICE_KEY not in text
-    for path in (settings.database_path, Path(str(settings.database_path) + "-wal")):
-        if path.exists():
-            assert VOICE_KEY.encode() not in path.read_bytes()
-
-
 def job_id_of(result: Any) -> str:
     assert result.structured_content is not None, text_of(result)
     return str(result.structured_content["job_id"])
@@ -128,7 +101,7 @@ async def test_multi_speaker_tts_end_to_end(client: Client, fake_voice: FakeVoic
     assert audio["duration_s"] == pytest.approx(1.045, abs=0.01)
     assert str(saved) in text_of(result)
     assert len(fake_voice.requests_of("tts_audio")) == 1
-    assert_no_key(voice_settings, text_of(result), json.dumps(body))
+    assert_secret_kept(VOICE_KEY, voice_settings, text_of(result), json.dumps(body))
 
 
 async def test_unknown_interim_statuses_count_as_running(client: Client, fake_voice: FakeVoiceApi) -> None:
@@ -291,7 +264,7 @@ async def test_upstream_error_reaches_the_agent_verbatim_without_the_key(
     assert result.is_error
     assert text_of(result) == f"voice_api_tts failed (job {job_id_of(result)}): {expected}"
     assert len(fake_voice.tasks) <= 1  # never a second task
-    assert_no_key(voice_settings, text_of(result), json.dumps(result.structured_content))
+    assert_secret_kept(VOICE_KEY, voice_settings, text_of(result), json.dumps(result.structured_content))
 
 
 async def test_429_is_retried_after_retry_after_with_one_task(client: Client, fake_voice: FakeVoiceApi) -> None:
@@ -418,19 +391,8 @@ async def test_kill_9_mid_task_then_restart_finishes_it(
     fake_voice.script("tts", phases=[("queued", 0, 0.2), ("processing", 50, 1.2)])
     server_log = tmp_path / "server.log"
     with server_log.open("w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mcp_audio"],
-            env=voice_env(voice_settings),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-    assert proc.stdin is not None
-    call = {"name": "voice_api_tts", "arguments": {"text": "A long chapter.", "model_ids": ["m-warm-narrator"]}}
-    for message in (*HANDSHAKE, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}):
-        proc.stdin.write(json.dumps(message) + "\n")
-    proc.stdin.flush()
+        call = {"text": "A long chapter.", "model_ids": ["m-warm-narrator"]}
+        proc = start_tool_call(voice_env(voice_settings), "voice_api_tts", call, stderr=stderr)
     with anyio.fail_after(30):
         while not fake_voice.requests_of("tts_status"):
             await anyio.sleep(0.05)
@@ -448,4 +410,4 @@ async def test_kill_9_mid_task_then_restart_finishes_it(
     assert Path(body["files"][0]["path"]).read_bytes() == silent_mp3()
     assert len(fake_voice.requests_of("tts_submit")) == 1  # re-attached, never resubmitted
     assert {r.task_id for r in fake_voice.requests_of("tts_audio")} == {task_id}
-    assert_no_key(voice_settings, server_log.read_text(), text_of(done), json.dumps(body))
+    assert_secret_kept(VOICE_KEY, voice_settings, server_log.read_text(), text_of(done), json.dumps(body))
