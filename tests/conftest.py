@@ -7,17 +7,19 @@ import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from mcp import Client
 
 from mcp_audio.config import Settings
+from mcp_audio.sandbox._base import FakeUpstream
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.serve import serve_in_thread
 from mcp_audio.server import build_server
 
 FAL_KEY = "fal-test-key-0123456789abcdef"
+Fake = TypeVar("Fake", bound=FakeUpstream[Any])
 
 
 @pytest.fixture
@@ -52,12 +54,16 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", guarded)
 
 
-@pytest.fixture
-def fake_fal() -> Iterator[FakeFal]:
-    fake = FakeFal(valid_key=FAL_KEY, keepalive_s=0.2)
+def served(fake: Fake) -> Iterator[Fake]:
+    """Serve a loopback fake for one test, with its base_url set (yield from it in a fixture)."""
     with serve_in_thread(fake.app) as url:
         fake.base_url = url
         yield fake
+
+
+@pytest.fixture
+def fake_fal() -> Iterator[FakeFal]:
+    yield from served(FakeFal(valid_key=FAL_KEY, keepalive_s=0.2))
 
 
 @pytest.fixture

@@ -19,9 +19,8 @@ from mcp_audio.config import Settings
 from mcp_audio.doctor import run_checks
 from mcp_audio.sandbox.eigen import FakeEigen, sine_wav
 from mcp_audio.sandbox.fal_queue import FakeFal
-from mcp_audio.sandbox.serve import serve_in_thread
 from mcp_audio.server import build_server
-from tests.conftest import assert_secret_kept, env_for
+from tests.conftest import assert_secret_kept, env_for, served
 from tests.test_files import make_wav
 from tests.test_tools import text_of
 
@@ -34,10 +33,7 @@ NOT_RESENT = "It was not resent, since the request may have run (and been billed
 
 @pytest.fixture
 def fake_eigen() -> Iterator[FakeEigen]:
-    fake = FakeEigen(valid_key=EIGEN_KEY)
-    with serve_in_thread(fake.app) as url:
-        fake.base_url = url
-        yield fake
+    yield from served(FakeEigen(valid_key=EIGEN_KEY))
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from httpx_sse import connect_sse
 
 from mcp_audio.sandbox.fal_queue import FakeFal
-from mcp_audio.sandbox.serve import serve_in_thread
+from tests.conftest import served
 
 KEY = "test-key"
 TTS = "fal-ai/qwen-3-tts/text-to-speech/1.7b"
@@ -26,10 +26,7 @@ TTS = "fal-ai/qwen-3-tts/text-to-speech/1.7b"
 
 @pytest.fixture
 def fake() -> Iterator[FakeFal]:
-    fake = FakeFal(valid_key=KEY, keepalive_s=0.1)
-    with serve_in_thread(fake.app) as url:
-        fake.base_url = url
-        yield fake
+    yield from served(FakeFal(valid_key=KEY, keepalive_s=0.1))
 
 
 @pytest.fixture

@@ -52,6 +52,17 @@ def start_tool_call(
     return proc
 
 
+async def finish_the_unfinished_job(client: Client) -> dict[str, Any]:
+    """After a restart: the one unfinished job, waited for through get_job; its result."""
+    listed = await client.call_tool("list_jobs", {"status": "unfinished"})
+    assert listed.structured_content is not None
+    [job] = listed.structured_content["jobs"]
+    done = await client.call_tool("get_job", {"job_id": job["job_id"], "wait_s": 20})
+    body: dict[str, Any] = done.structured_content or {}
+    assert body["status"] == "completed", text_of(done)
+    return body
+
+
 def stdio_params(settings: Settings) -> StdioServerParameters:
     return StdioServerParameters(command=sys.executable, args=["-m", "mcp_audio"], env=env_for(settings))
 
@@ -138,12 +149,7 @@ async def test_kill_9_mid_job_then_restart_returns_the_result(settings: Settings
     [upstream_id] = fake_fal.jobs
 
     async with Client(stdio_params(settings), mode="legacy") as client:
-        listed = await client.call_tool("list_jobs", {"status": "unfinished"})
-        assert listed.structured_content is not None
-        [job] = listed.structured_content["jobs"]
-        done = await client.call_tool("get_job", {"job_id": job["job_id"], "wait_s": 20})
-    body: dict[str, Any] = done.structured_content or {}
-    assert body["status"] == "completed", text_of(done)
+        body = await finish_the_unfinished_job(client)
     assert body["files"][0]["url"].startswith(fake_fal.base_url)
     assert [r.kind for r in fake_fal.requests].count("submit") == 1  # re-attached, never resubmitted
     assert fake_fal.jobs[upstream_id].endpoint_id == "fal-ai/lyria2"

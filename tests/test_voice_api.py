@@ -20,12 +20,11 @@ from pydantic import SecretStr
 
 from mcp_audio.config import Settings
 from mcp_audio.providers.voice_api import VoiceApiProvider
-from mcp_audio.sandbox.serve import serve_in_thread
 from mcp_audio.sandbox.voice_api import FakeVoiceApi, Part, silent_mp3
 from mcp_audio.server import build_server
-from tests.conftest import assert_secret_kept, env_for
+from tests.conftest import assert_secret_kept, env_for, served
 from tests.test_files import make_wav
-from tests.test_processes import start_tool_call
+from tests.test_processes import finish_the_unfinished_job, start_tool_call
 from tests.test_tools import text_of
 
 pytestmark = pytest.mark.anyio
@@ -37,10 +36,7 @@ TRANSCRIPT = "Hello there. Hi, how are you?"
 
 @pytest.fixture
 def fake_voice() -> Iterator[FakeVoiceApi]:
-    fake = FakeVoiceApi(valid_key=VOICE_KEY, host=HOST)
-    with serve_in_thread(fake.app) as url:
-        fake.base_url = url
-        yield fake
+    yield from served(FakeVoiceApi(valid_key=VOICE_KEY, host=HOST))
 
 
 @pytest.fixture
@@ -401,13 +397,8 @@ async def test_kill_9_mid_task_then_restart_finishes_it(
     [task_id] = fake_voice.tasks
 
     async with Client(build_server(voice_settings)) as client:
-        listed = await client.call_tool("list_jobs", {"status": "unfinished"})
-        assert listed.structured_content is not None
-        [job] = listed.structured_content["jobs"]
-        done = await client.call_tool("get_job", {"job_id": job["job_id"], "wait_s": 20})
-    body: dict[str, Any] = done.structured_content or {}
-    assert body["status"] == "completed", text_of(done)
+        body = await finish_the_unfinished_job(client)
     assert Path(body["files"][0]["path"]).read_bytes() == silent_mp3()
     assert len(fake_voice.requests_of("tts_submit")) == 1  # re-attached, never resubmitted
     assert {r.task_id for r in fake_voice.requests_of("tts_audio")} == {task_id}
-    assert_secret_kept(VOICE_KEY, voice_settings, server_log.read_text(), text_of(done), json.dumps(body))
+    assert_secret_kept(VOICE_KEY, voice_settings, server_log.read_text(), json.dumps(body))

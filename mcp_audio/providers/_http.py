@@ -17,6 +17,26 @@ from mcp_audio.errors import AuthenticationFailed, ConfigError, UpstreamRejected
 log = logging.getLogger("mcp_audio.http")
 
 
+class HttpProvider:
+    """What every HTTP provider shares: an API key and an httpx client (its own unless given one)."""
+
+    def __init__(self, api_key: str | None, http: httpx.AsyncClient | None, timeout: httpx.Timeout) -> None:
+        self._api_key = api_key
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(timeout=timeout)
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    def check_configured(self) -> None:
+        self._headers()
+
+    def _headers(self) -> dict[str, str]:
+        """The auth headers; raises ConfigError (via require_key) when the key is missing."""
+        raise NotImplementedError
+
+
 def require_key(api_key: str | None, key_env: str, needs: str) -> str:
     """The API key, or a ConfigError naming its variable (`needs` says what the tool calls)."""
     if not api_key:

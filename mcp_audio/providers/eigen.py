@@ -17,7 +17,14 @@ import httpx
 from mcp_audio.errors import InvalidArguments, McpAudioError, UpstreamJobFailed, UpstreamUnavailable
 from mcp_audio.inputs import sniff_content_type
 from mcp_audio.providers._file_parts import FilePart, form_value, media_type, read_file_part
-from mcp_audio.providers._http import NOT_SENT_ERRORS, SAFE_SUBMIT_STATUSES, describe_error_body, require_key, send
+from mcp_audio.providers._http import (
+    NOT_SENT_ERRORS,
+    SAFE_SUBMIT_STATUSES,
+    HttpProvider,
+    describe_error_body,
+    require_key,
+    send,
+)
 from mcp_audio.providers.base import FileSink, Report, Submitted, Update
 
 log = logging.getLogger("mcp_audio.eigen")
@@ -40,7 +47,7 @@ _FORMAT_TYPES = {
 }
 
 
-class EigenProvider:
+class EigenProvider(HttpProvider):
     name = "eigen"
     max_upload_bytes = 50 * 2**20  # no limit is published; a minute of WAV is ~10 MiB
     takes_file_bytes = True  # files travel as multipart parts of the generate request itself
@@ -56,20 +63,11 @@ class EigenProvider:
         retry_attempts: int = 5,
         retry_backoff: tuple[float, float] = (0.5, 8.0),
     ) -> None:
-        self._api_key = api_key
         self._base_url = base_url.rstrip("/")
-        self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        super().__init__(api_key, http, httpx.Timeout(30.0, connect=10.0))
         # Generation happens while the request is open: a long text takes a while to answer.
         self._generate_timeout = httpx.Timeout(30.0, connect=10.0, read=read_timeout_s)
         self._retry: dict[str, Any] = {"attempts": retry_attempts, "backoff": retry_backoff}
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
-
-    def check_configured(self) -> None:
-        self._headers()
 
     def _headers(self) -> dict[str, str]:
         key = require_key(self._api_key, KEY_ENV, "Eigen AI, which needs an API key")

@@ -19,6 +19,7 @@ from mcp_audio.errors import ProviderError, UpstreamJobFailed, UpstreamUnavailab
 from mcp_audio.providers._http import (
     NOT_SENT_ERRORS,
     SAFE_SUBMIT_STATUSES,
+    HttpProvider,
     describe_error_body,
     error_detail,
     raise_for_status,
@@ -38,7 +39,7 @@ def queue_app_path(endpoint: str) -> str:
     return "/".join(parts[:keep])
 
 
-class FalProvider:
+class FalProvider(HttpProvider):
     name = "fal"
     max_upload_bytes = 100 * 2**20  # fal-client's single-request upload limit (larger needs multipart)
     takes_file_bytes = False  # local files go to fal storage; the model reads the URL
@@ -58,23 +59,14 @@ class FalProvider:
         retry_attempts: int = 5,
         retry_backoff: tuple[float, float] = (0.5, 8.0),
     ) -> None:
-        self._api_key = api_key
         self._queue_url = queue_url.rstrip("/")
         self._run_url = run_url.rstrip("/")
         self._storage_urls = (rest_url.rstrip("/"), cdn_url.rstrip("/"))
         self._fal_client: Any = None  # fal_client.AsyncClient, created on the first upload
-        self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        super().__init__(api_key, http, httpx.Timeout(30.0, connect=10.0))
         self._poll_interval = poll_interval
         self._stream_timeout = httpx.Timeout(30.0, connect=10.0, read=stream_read_timeout_s)
         self._retry: dict[str, Any] = {"attempts": retry_attempts, "backoff": retry_backoff}
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
-
-    def check_configured(self) -> None:
-        self._headers()
 
     async def health(self) -> str:
         """fal has no health endpoint: a request to the queue host proves DNS, TLS and routing."""

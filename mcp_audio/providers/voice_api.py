@@ -31,7 +31,14 @@ from mcp_audio.errors import (
     UpstreamUnavailable,
 )
 from mcp_audio.providers._file_parts import form_value, media_type, read_file_part
-from mcp_audio.providers._http import NOT_SENT_ERRORS, SAFE_SUBMIT_STATUSES, error_detail, require_key, send
+from mcp_audio.providers._http import (
+    NOT_SENT_ERRORS,
+    SAFE_SUBMIT_STATUSES,
+    HttpProvider,
+    error_detail,
+    require_key,
+    send,
+)
 from mcp_audio.providers.base import FileSink, Report, Submitted, Update
 
 log = logging.getLogger("mcp_audio.voice_api")
@@ -47,7 +54,7 @@ FAILED_STATUSES = frozenset({"failed", "error", "cancelled", "canceled"})
 MODELS_TTL_S = 300.0
 
 
-class VoiceApiProvider:
+class VoiceApiProvider(HttpProvider):
     name = "voice_api"
     max_upload_bytes = 50 * 2**20  # one multipart request; far above any 90 s reference clip
     takes_file_bytes = True  # files travel as multipart parts, never uploaded separately
@@ -63,21 +70,12 @@ class VoiceApiProvider:
         http: httpx.AsyncClient | None = None,
         poll_interval: tuple[float, float] = (0.5, 8.0),
     ) -> None:
-        self._api_key = api_key
         self._base_url = base_url.rstrip("/")
         self._host = host
-        self._owns_http = http is None
         # Long reads: an upload of a big recording or an MP3 download can take a while.
-        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
+        super().__init__(api_key, http, httpx.Timeout(60.0, connect=10.0))
         self._poll_interval = poll_interval
         self._models: dict[tuple[tuple[str, str], ...], tuple[float, list[dict[str, Any]]]] = {}
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
-
-    def check_configured(self) -> None:
-        self._headers()
 
     def _headers(self) -> dict[str, str]:
         needs = "the Voice API, which needs the API key of your subscription to its marketplace listing"
