@@ -12,6 +12,7 @@ import json
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,8 +66,12 @@ class Capability:
     provider: str
     family: str
     voice_family: VoiceFamily | None
-    input_model: type[BaseModel] = field(repr=False)
     input_schema: dict[str, Any] = field(repr=False)
+
+    @cached_property
+    def input_model(self) -> type[BaseModel]:
+        """The validating model, built on the tool's first call: 30 of them would slow start-up."""
+        return _input_model(self.spec)
 
     @property
     def name(self) -> str:
@@ -239,22 +244,25 @@ def _cross_check(
 
 
 def _build_capability(spec: ToolSpec, manifest: ManifestFile) -> Capability:
-    strict_config = ConfigDict(extra="forbid")
-    fields: dict[str, Any] = {s.name: _pydantic_field(s) for s in spec.inputs if not s.advanced}
-    advanced = {s.name: _pydantic_field(s) for s in spec.inputs if s.advanced}
-    if advanced:
-        group = create_model(f"{spec.name}_advanced", __config__=strict_config, **advanced)  # type: ignore[call-overload]
-        fields[ADVANCED] = (group, Field(default=None))
-    model = create_model(f"{spec.name}_arguments", __config__=strict_config, **fields)
     family = manifest.voices.get(spec.voice.family) if spec.voice else None
     return Capability(
         spec=spec,
         provider=manifest.provider,
         family=manifest.family,
         voice_family=family,
-        input_model=model,
         input_schema=_json_schema(spec),
     )
+
+
+def _input_model(spec: ToolSpec) -> type[BaseModel]:
+    strict_config = ConfigDict(extra="forbid")
+    fields: dict[str, Any] = {s.name: _pydantic_field(s) for s in spec.inputs if not s.advanced}
+    advanced = {s.name: _pydantic_field(s) for s in spec.inputs if s.advanced}
+    if advanced:
+        group = create_model(f"{spec.name}_advanced", __config__=strict_config, **advanced)  # type: ignore[call-overload]
+        fields[ADVANCED] = (group, Field(default=None))
+    model: type[BaseModel] = create_model(f"{spec.name}_arguments", __config__=strict_config, **fields)
+    return model
 
 
 def _python_type(spec: InputSpec) -> Any:

@@ -44,6 +44,16 @@ def test_schemas_forbid_unknown_arguments_and_have_no_titles() -> None:
             jsonschema.validate({"not_an_input": 1}, schema)
 
 
+def test_every_validating_model_builds_and_matches_its_schema() -> None:
+    """The models are built on a tool's first call, so a shipped manifest must not break there."""
+    for name, capability in CATALOG.capabilities.items():
+        model = capability.input_model
+        schema = capability.input_schema
+        assert set(model.model_fields) == set(schema["properties"]), name
+        required = {field for field, info in model.model_fields.items() if info.is_required()}
+        assert required == set(schema.get("required", [])), name
+
+
 def test_prepare_sends_only_given_arguments() -> None:
     lyria = CATALOG.get("lyria2_music")
     assert lyria is not None
