@@ -32,15 +32,17 @@ _EXTENSIONS = {
 }
 
 
+def extension_for(content_type: str | None) -> str:
+    """A file extension for a media type (`.bin` when unknown); mimetypes lacks several audio types."""
+    media_type = (content_type or "").split(";")[0]
+    return _EXTENSIONS.get(media_type) or mimetypes.guess_extension(media_type) or ".bin"
+
+
 def output_name(tool: str, job_id: str, index: int, content_type: str | None, source_name: str | None) -> str:
     """`{YYYYmmdd-HHMMSS}-{tool}-{short job id}[-n].{ext}`: sortable, unique, says what made it."""
     ext = Path(source_name or "").suffix.lower()
     if not re.fullmatch(r"\.[a-z0-9]{1,8}", ext):
-        ext = (
-            _EXTENSIONS.get((content_type or "").split(";")[0])
-            or mimetypes.guess_extension(content_type or "")
-            or ".bin"
-        )
+        ext = extension_for(content_type)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     suffix = f"-{index + 1}" if index else ""
     return f"{stamp}-{tool}-{job_id[:8]}{suffix}{ext}"

@@ -21,10 +21,9 @@ import httpx
 
 from mcp_audio.errors import InvalidArguments
 from mcp_audio.inputs import sniff_content_type
+from mcp_audio.outputs import extension_for
 
 FilePart = tuple[str, bytes, str]  # (file name, bytes, content type), as httpx takes a file part
-# mimetypes knows neither audio/wav nor audio/mp4 -> .m4a on every platform.
-_EXTENSIONS = {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/mp4": ".m4a", "audio/mpeg": ".mp3"}
 
 
 async def read_file_part(http: httpx.AsyncClient, field: str, value: Any, *, max_bytes: int, upstream: str) -> FilePart:
@@ -43,7 +42,7 @@ async def read_file_part(http: httpx.AsyncClient, field: str, value: Any, *, max
         data, declared = _decode_data_uri(field, text)
         limit.check("the data: URI", len(data))
         content_type = declared or _content_type(data, "")
-        return f"{field}{_extension(content_type)}", data, content_type
+        return f"{field}{extension_for(content_type)}", data, content_type
     if text.startswith(("https://", "http://")):
         return await _download(http, field, text, limit)
     raise InvalidArguments(f"`{field}`: '{text[:100]}' is not a local file path, an https:// URL or a data: URI.")
@@ -121,7 +120,3 @@ def _decode_data_uri(field: str, uri: str) -> tuple[bytes, str | None]:
 
 def _content_type(data: bytes, name: str) -> str:
     return sniff_content_type(data[:64]) or mimetypes.guess_type(name)[0] or "application/octet-stream"
-
-
-def _extension(content_type: str) -> str:
-    return _EXTENSIONS.get(content_type) or mimetypes.guess_extension(content_type) or ".bin"
