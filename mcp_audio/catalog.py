@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from mcp_audio.errors import InvalidArguments, ManifestError
 from mcp_audio.manifest import Example, InputSpec, ManifestFile, ToolSpec, VoiceFamily
+from mcp_audio.providers.registry import UPSTREAMS, Shape, Upstream
 
 ADVANCED = "advanced"
 _PY_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
@@ -43,11 +44,13 @@ class SavedVoice:
 
 @dataclass(frozen=True)
 class PreparedCall:
-    """A validated tool call, ready to submit: the upstream body, and what only the server uses."""
+    """A validated tool call: the endpoint, the upstream body (file inputs as the caller gave
+    them), and the arguments only the server uses (`options`: an endpoint choice, a voice name
+    to save)."""
 
     endpoint: str
-    payload: dict[str, Any]
-    local: dict[str, Any]
+    body: dict[str, Any]
+    options: dict[str, Any]
 
 
 VoiceLookup = Callable[[str], SavedVoice | None]
@@ -63,8 +66,7 @@ class Capability:
     """One tool generated from a manifest."""
 
     spec: ToolSpec
-    provider: str
-    family: str
+    upstream: Upstream
     voice_family: VoiceFamily | None
     input_schema: dict[str, Any] = field(repr=False)
 
@@ -76,6 +78,19 @@ class Capability:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def provider(self) -> str:
+        """The upstream's name (the manifest's `provider`)."""
+        return self.upstream.name
+
+    @property
+    def shape(self) -> Shape:
+        return self.spec.shape or self.upstream.shapes[0]
+
+    @property
+    def file_inputs(self) -> list[InputSpec]:
+        return [spec for spec in self.spec.inputs if spec.file is not None]
 
     @property
     def inputs(self) -> dict[str, InputSpec]:
@@ -95,17 +110,17 @@ class Capability:
             raise InvalidArguments(describe_validation_error(self, exc)) from exc
         given = model.model_dump(exclude_unset=True)
         advanced = given.pop(ADVANCED, None) or {}
-        payload = {k: v for k, v in given.items() if self.inputs[k].upstream} | advanced
-        for name, value in payload.items():
+        body = {k: v for k, v in given.items() if self.inputs[k].upstream} | advanced
+        for name, value in body.items():
             if self.inputs[name].encode == "json":  # form-field APIs take objects as JSON text
-                payload[name] = json.dumps(value, separators=(",", ":"))
-        local = {k: v for k, v in given.items() if not self.inputs[k].upstream}
-        endpoint = self._endpoint(local)
-        if self.spec.voice is not None and self.spec.voice.input in payload:
-            self._resolve_voice(payload, find_voice, saved_names)
-        if self.spec.saves_voice is not None and not local.get(self.spec.saves_voice.name_input, "x").strip():
+                body[name] = json.dumps(value, separators=(",", ":"))
+        options = {k: v for k, v in given.items() if not self.inputs[k].upstream}
+        endpoint = self._endpoint(options)
+        if self.spec.voice is not None and self.spec.voice.input in body:
+            self._resolve_voice(body, find_voice, saved_names)
+        if self.spec.saves_voice is not None and not options.get(self.spec.saves_voice.name_input, "x").strip():
             raise InvalidArguments(f"`{self.spec.saves_voice.name_input}`: must not be blank when given.")
-        return PreparedCall(endpoint=endpoint, payload=payload, local=local)
+        return PreparedCall(endpoint=endpoint, body=body, options=options)
 
     def tool_arguments(self, request: dict[str, Any]) -> dict[str, Any]:
         """Reshape an upstream request body into this tool's arguments (advanced settings nested)."""
@@ -124,11 +139,11 @@ class Capability:
                     out[key] = json.loads(value)
         return out
 
-    def _endpoint(self, local: dict[str, Any]) -> str:
+    def _endpoint(self, options: dict[str, Any]) -> str:
         if self.spec.endpoint is not None:
             return self.spec.endpoint
         assert self.spec.endpoints is not None and self.spec.endpoint_input is not None  # manifest-validated
-        choice = local.get(self.spec.endpoint_input, self.inputs[self.spec.endpoint_input].default)
+        choice = options.get(self.spec.endpoint_input, self.inputs[self.spec.endpoint_input].default)
         return self.spec.endpoints[choice]
 
     def _resolve_voice(self, payload: dict[str, Any], find_voice: VoiceLookup, saved_names: NameLookup) -> None:
@@ -204,11 +219,19 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     files: list[tuple[str, ManifestFile]] = []
     for path in sorted(directory.glob("*.toml")):
         try:
-            files.append((path.name, ManifestFile.model_validate(tomllib.loads(path.read_text("utf-8")))))
+            manifest = ManifestFile.model_validate(tomllib.loads(path.read_text("utf-8")))
         except tomllib.TOMLDecodeError as exc:
             problems.append(f"{path.name}: not valid TOML: {exc}")
+            continue
         except ValidationError as exc:
             problems.extend(f"{path.name}: {_loc(err['loc'])}: {err['msg']}" for err in exc.errors())
+            continue
+        if manifest.provider not in UPSTREAMS:
+            problems.append(
+                f"{path.name}: provider: unknown upstream {manifest.provider!r}; known: {', '.join(UPSTREAMS)}"
+            )
+            continue
+        files.append((path.name, manifest))
     if not files and not problems:
         problems.append(f"{directory}: no manifest files (*.toml) found")
     capabilities: dict[str, Capability] = {}
@@ -232,7 +255,18 @@ def load_catalog(directory: Path | None = None) -> Catalog:
 def _cross_check(
     file_name: str, manifest: ManifestFile, capabilities: dict[str, Capability], families: dict[str, VoiceFamily]
 ) -> Iterable[str]:
-    for spec in manifest.tools:
+    upstream = UPSTREAMS[manifest.provider]
+    for i, spec in enumerate(manifest.tools):
+        capability = capabilities.get(spec.name)
+        if capability is None:
+            continue
+        where = f"{file_name}: tools.{i}"
+        yield from (f"{where}.{problem}" for problem in upstream.check_tool(capability.shape, spec.all_endpoints))
+        yield from _check_file_inputs(where, spec, upstream)
+        if spec.returns != "json" and capability.shape != "one_shot":
+            yield f"{where}.returns: only one-shot tools answer with the audio itself"
+        if spec.partial_text is not None and capability.shape != "one_shot":
+            yield f"{where}.partial_text: only one-shot tools stream partial results"
         if spec.voice is not None and spec.voice.family not in families:
             yield f"{file_name}: tools.{spec.name}.voice.family: no voice family {spec.voice.family!r} in any manifest"
     for i, example in enumerate(manifest.examples):
@@ -243,12 +277,22 @@ def _cross_check(
             yield f"{file_name}: examples.{i}.endpoint: {example.endpoint!r} is not an endpoint of {example.tool}"
 
 
+def _check_file_inputs(where: str, spec: ToolSpec, upstream: Upstream) -> Iterable[str]:
+    names = [s.name for s in spec.inputs]
+    for j, item in enumerate(spec.inputs):
+        if item.sent_as == "part" and not upstream.takes_parts:
+            yield f"{where}.inputs.{j}.sent_as: {upstream.label} takes no multipart file parts"
+        if item.file is not None and item.sent_as == "url" and not upstream.uploads:
+            yield f'{where}.inputs.{j}.sent_as: {upstream.label} cannot upload local files; use sent_as = "part"'
+        if item.uploaded_as is not None and item.uploaded_as not in names:
+            yield f"{where}.inputs.{j}.uploaded_as: {item.uploaded_as!r} is not one of the inputs"
+
+
 def _build_capability(spec: ToolSpec, manifest: ManifestFile) -> Capability:
     family = manifest.voices.get(spec.voice.family) if spec.voice else None
     return Capability(
         spec=spec,
-        provider=manifest.provider,
-        family=manifest.family,
+        upstream=UPSTREAMS[manifest.provider],
         voice_family=family,
         input_schema=_json_schema(spec),
     )

@@ -1,14 +1,21 @@
-"""One Settings object, read once from the environment (and an optional .env file) by the CLI
-and handed down explicitly: no module reads os.environ on its own."""
+"""One Settings object, read once from the environment by the CLI and handed down explicitly:
+no module reads os.environ on its own.
+
+The server's own knobs are the fields of `ServerSettings`; each upstream's key and URL
+settings come from the provider registry (`providers/registry.py`) and are added to it as
+fields of `Settings`, so an upstream is declared in one place.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mcp_audio.providers.registry import UPSTREAMS, Upstream
 
 # Toolsets group capability kinds the way users think of them (voice cloning belongs with speech).
 TOOLSETS: dict[str, tuple[str, ...]] = {
@@ -32,45 +39,52 @@ def _default_output_dir() -> Path:
     return (music if music.is_dir() else Path.home()) / "mcp-audio"
 
 
-class Settings(BaseSettings):
-    """Every knob of the server. Environment names are fixed: users and tests rely on them."""
+def _shown(default: str) -> dict[str, Any]:
+    """How the README shows a default that is computed at run time."""
+    return {"shown_default": default}
+
+
+class ServerSettings(BaseSettings):
+    """Every knob of the server but the upstreams'. Environment names are fixed: users and tests rely on them."""
 
     model_config = SettingsConfigDict(env_prefix="MCP_AUDIO_", extra="ignore", populate_by_name=True)
 
-    fal_key: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("FAL_KEY", "MCP_AUDIO_FAL_KEY"),
-        description="fal.ai API key (FAL_KEY).",
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="holds `jobs.sqlite3`: jobs and saved voices",
+        json_schema_extra=_shown("the platform's user data dir (`~/.local/share/mcp-audio` on Linux)"),
     )
-    fal_queue_url: str = Field("https://queue.fal.run", description="fal queue base URL.")
-    fal_run_url: str = Field("https://fal.run", description="fal run base URL (streaming endpoints).")
-    fal_rest_url: str = Field("https://rest.fal.ai", description="fal REST base URL (storage tokens).")
-    fal_cdn_url: str = Field("https://v3.fal.media", description="fal CDN base URL (uploads).")
-    voice_api_key: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("VOICE_API_KEY", "MCP_AUDIO_VOICE_API_KEY"),
-        description="Voice API key (VOICE_API_KEY), sent as the marketplace key header.",
+    output_dir: Path = Field(
+        default_factory=_default_output_dir,
+        description="folder for saved audio files",
+        json_schema_extra=_shown("`~/Music/mcp-audio` (or `~/mcp-audio`)"),
     )
-    voice_api_url: str = Field("https://voice-api.p.rapidapi.com", description="Voice API base URL.")
-    voice_api_host: str = Field("voice-api.p.rapidapi.com", description="Voice API marketplace host header.")
-    eigen_api_key: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("EIGEN_API_KEY", "MCP_AUDIO_EIGEN_API_KEY"),
-        description="Eigen AI API key (EIGEN_API_KEY).",
-    )
-    eigen_url: str = Field("https://api-web.eigenai.com", description="Eigen AI base URL.")
-    data_dir: Path = Field(default_factory=_default_data_dir, description="Folder of the job database.")
-    output_dir: Path = Field(default_factory=_default_output_dir, description="Folder for saved audio files.")
-    wait_s: float = Field(45.0, ge=0, le=3600, description="How long a tool call waits before returning a job handle.")
+    wait_s: float = Field(45.0, ge=0, le=3600, description="how long a tool call waits before returning a job handle")
     allowed_dirs: str | None = Field(
-        None, description="Folders local input files may come from (os.pathsep- or comma-separated)."
+        None,
+        description="folders local input files may be read from (separated by `:` or `,`), used when the client "
+        "offers no MCP roots",
+        json_schema_extra=_shown("the working directory and the output folder"),
     )
     download: Literal["always", "never"] | None = Field(
-        None, description="Save output files locally (default: always over stdio, never over HTTP)."
+        None,
+        description="save output files under the output folder",
+        json_schema_extra=_shown("`always` over stdio, `never` over HTTP"),
     )
-    inline_max_kb: int | None = Field(None, ge=1, description="Also inline audio outputs up to this size.")
-    max_spend_usd: float | None = Field(None, ge=0, description="Refuse calls past this estimated spend.")
-    toolsets: str = Field("all", description="Comma-separated toolsets to expose.")
+    inline_max_kb: int | None = Field(
+        None, ge=1, description="also return audio outputs up to this size inline as MCP audio content"
+    )
+    max_spend_usd: float | None = Field(
+        None,
+        ge=0,
+        description="refuse a call whose estimated cost would take this server's running total (since it started) "
+        "past this many US dollars; calls whose cost cannot be estimated in advance are let through",
+    )
+    toolsets: str = Field(
+        "all",
+        description="expose a subset: a comma list of `tts` (speech and voice cloning), `stt`, `music`, `sfx`, "
+        "`edit`; the job tools are always there",
+    )
 
     @field_validator("toolsets")
     @classmethod
@@ -91,11 +105,6 @@ class Settings(BaseSettings):
         chosen = TOOLSETS if "all" in names else {name: TOOLSETS[name] for name in names}
         return {kind for kinds in chosen.values() for kind in kinds}
 
-    @field_validator("fal_queue_url", "fal_run_url", "fal_rest_url", "fal_cdn_url", "voice_api_url", "eigen_url")
-    @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        return value.rstrip("/")
-
     def input_roots(self) -> list[Path]:
         """Folders local input files may be read from when the client offers no MCP roots."""
         if self.allowed_dirs is None:
@@ -112,30 +121,64 @@ class Settings(BaseSettings):
     def database_path(self) -> Path:
         return self.data_dir / "jobs.sqlite3"
 
+    def key_of(self, upstream: Upstream) -> str | None:
+        secret: SecretStr | None = getattr(self, upstream.key_field)
+        return secret.get_secret_value() if secret is not None and secret.get_secret_value() else None
+
+    def url_of(self, upstream: Upstream, param: str) -> str:
+        """The configured value of one of `upstream`'s URL settings, by its provider parameter name."""
+        setting = next(url for url in upstream.urls if url.param == param)
+        return str(getattr(self, setting.field))
+
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction of anything we log or return."""
-        keys = (self.fal_key, self.voice_api_key, self.eigen_api_key)
-        return [s.get_secret_value() for s in keys if s is not None and s.get_secret_value()]
+        return [key for upstream in UPSTREAMS.values() if (key := self.key_of(upstream))]
 
 
-# Documentation of the settings, used by the README generator and `mcp-audio doctor`.
-ENV_NAMES = {
-    "fal_key": "FAL_KEY",
-    "fal_queue_url": "MCP_AUDIO_FAL_QUEUE_URL",
-    "fal_run_url": "MCP_AUDIO_FAL_RUN_URL",
-    "fal_rest_url": "MCP_AUDIO_FAL_REST_URL",
-    "fal_cdn_url": "MCP_AUDIO_FAL_CDN_URL",
-    "voice_api_key": "VOICE_API_KEY",
-    "voice_api_url": "MCP_AUDIO_VOICE_API_URL",
-    "voice_api_host": "MCP_AUDIO_VOICE_API_HOST",
-    "eigen_api_key": "EIGEN_API_KEY",
-    "eigen_url": "MCP_AUDIO_EIGEN_URL",
-    "data_dir": "MCP_AUDIO_DATA_DIR",
-    "output_dir": "MCP_AUDIO_OUTPUT_DIR",
-    "wait_s": "MCP_AUDIO_WAIT_S",
-    "allowed_dirs": "MCP_AUDIO_ALLOWED_DIRS",
-    "download": "MCP_AUDIO_DOWNLOAD",
-    "inline_max_kb": "MCP_AUDIO_INLINE_MAX_KB",
-    "max_spend_usd": "MCP_AUDIO_MAX_SPEND_USD",
-    "toolsets": "MCP_AUDIO_TOOLSETS",
-}
+def _strip_slash(cls: Any, value: str) -> str:
+    return value.rstrip("/")
+
+
+def _upstream_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for upstream in UPSTREAMS.values():
+        fields[upstream.key_field] = (
+            SecretStr | None,
+            Field(
+                default=None,
+                validation_alias=AliasChoices(upstream.key_env, f"MCP_AUDIO_{upstream.key_env}", upstream.key_field),
+                description=upstream.key_description,
+            ),
+        )
+        for url in upstream.urls:
+            fields[url.field] = (
+                str,
+                Field(url.default, validation_alias=AliasChoices(url.env, url.field), description=url.description),
+            )
+    return fields
+
+
+_URL_FIELDS = [url.field for upstream in UPSTREAMS.values() for url in upstream.urls]
+
+Settings: type[ServerSettings] = create_model(
+    "Settings",
+    __base__=ServerSettings,
+    __validators__={"_strip_slash": field_validator(*_URL_FIELDS)(_strip_slash)},
+    **_upstream_fields(),
+)
+Settings.__doc__ = "The server's settings, with each registered upstream's key and URLs."
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a Settings field."""
+    for upstream in UPSTREAMS.values():
+        if field == upstream.key_field:
+            return upstream.key_env
+        for url in upstream.urls:
+            if field == url.field:
+                return url.env
+    return f"MCP_AUDIO_{field.upper()}"
+
+
+# Every setting's environment variable, for the README table, `doctor` and error messages.
+ENV_NAMES = {field: env_name(field) for field in Settings.model_fields}

@@ -11,16 +11,10 @@ from pathlib import Path
 
 import anyio
 
-from mcp_audio.config import ENV_NAMES, Settings
+from mcp_audio.config import ServerSettings
 from mcp_audio.errors import McpAudioError
+from mcp_audio.providers.registry import UPSTREAMS
 from mcp_audio.redaction import redact
-
-# Each upstream: its key setting and its base URL setting.
-UPSTREAMS = {
-    "fal": ("fal_key", "fal_queue_url"),
-    "voice_api": ("voice_api_key", "voice_api_url"),
-    "eigen": ("eigen_api_key", "eigen_url"),
-}
 
 
 @dataclass(frozen=True)
@@ -30,25 +24,22 @@ class Check:
     detail: str
 
 
-async def run_checks(settings: Settings) -> list[Check]:
-    from mcp_audio.server import provider_factories
-
+async def run_checks(settings: ServerSettings) -> list[Check]:
     checks: list[Check] = []
-    factories = provider_factories(settings)
-    for upstream, (key_field, url_field) in UPSTREAMS.items():
-        key_env, url = ENV_NAMES[key_field], getattr(settings, url_field)
-        if getattr(settings, key_field) is None:
-            checks.append(Check(f"{upstream} key", "skip", f"{key_env} is not set: its tools answer with an error"))
+    for name, upstream in UPSTREAMS.items():
+        key_env, url = upstream.key_env, settings.url_of(upstream, upstream.urls[0].param)
+        if settings.key_of(upstream) is None:
+            checks.append(Check(f"{name} key", "skip", f"{key_env} is not set: its tools answer with an error"))
             continue
-        checks.append(Check(f"{upstream} key", "pass", f"{key_env} is set"))
-        provider = factories[upstream]()
+        checks.append(Check(f"{name} key", "pass", f"{key_env} is set"))
+        provider = upstream.build(settings)
         try:
             with anyio.fail_after(15):
                 detail = await provider.health()
-            checks.append(Check(f"{upstream} upstream", "pass", f"{url}: {detail}"))
+            checks.append(Check(f"{name} upstream", "pass", f"{url}: {detail}"))
         except (McpAudioError, TimeoutError) as exc:
             message = redact(str(exc) or "no answer within 15 s", settings.secrets())
-            checks.append(Check(f"{upstream} upstream", "fail", f"{url}: {message}"))
+            checks.append(Check(f"{name} upstream", "fail", f"{url}: {message}"))
         finally:
             await provider.aclose()
     for label, folder in (("data folder", settings.data_dir), ("output folder", settings.output_dir)):

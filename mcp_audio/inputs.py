@@ -1,5 +1,7 @@
-"""File inputs: an https URL or a data URI passes as is; a local path is checked against the
-allowed roots, sniffed, and uploaded the way its upstream wants it.
+"""File inputs: each becomes what its upstream takes. An upstream that fetches a URL gets an
+https URL as it is, and a local file (or, where it reads none, a data: URI) uploaded first; an
+upstream that takes multipart parts gets the bytes of the local file, data: URI or download.
+A local file is read once, inside the allowed roots, and its type comes from its bytes.
 
 Path safety: the path is resolved (`~`, `..` and every symlink) before it is compared with
 the roots, which are resolved too, so no spelling of a path reaches outside them. Errors
@@ -8,17 +10,24 @@ about a path outside the roots say only that: nothing about what is there.
 
 from __future__ import annotations
 
-import hashlib
+import base64
+import binascii
+import mimetypes
 import os
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes, urlparse
 
-from mcp_audio.catalog import Capability, PreparedCall
 from mcp_audio.errors import InvalidArguments
-from mcp_audio.outputs import audio_properties
-from mcp_audio.providers.base import Provider
-from mcp_audio.store import JobStore
+from mcp_audio.outputs import audio_properties, extension_for
+from mcp_audio.providers.base import FileBytes, Provider, Uploads, UpstreamRequest
+
+if TYPE_CHECKING:
+    import httpx
+
+    from mcp_audio.catalog import Capability, PreparedCall
+    from mcp_audio.manifest import InputSpec
+    from mcp_audio.store import JobStore
 
 # What a media file starts with -> its content type. Names lie; bytes rarely do.
 _MAGIC: list[tuple[int, bytes, str]] = [
@@ -29,7 +38,6 @@ _MAGIC: list[tuple[int, bytes, str]] = [
     (0, b"#!AMR", "audio/amr"),
 ]
 _MEDIA_KINDS = {"audio": ("audio/",), "video": ("video/",), "media": ("audio/", "video/")}
-UploadFn = Callable[[bytes, str, str], Awaitable[str]]  # (data, content_type, file_name) -> URL
 
 
 def sniff_content_type(head: bytes) -> str | None:
@@ -49,16 +57,8 @@ def sniff_content_type(head: bytes) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class LocalFile:
-    path: Path
-    data: bytes
-    content_type: str
-    sha256: str
-
-
-def is_remote(value: str) -> bool:
-    return value.startswith(("https://", "http://", "data:"))
+def is_url(value: str) -> bool:
+    return value.startswith(("https://", "http://"))
 
 
 def read_local_file(
@@ -69,7 +69,7 @@ def read_local_file(
     kind: str,
     max_bytes: int,
     duration_range: tuple[float | None, float | None] = (None, None),
-) -> LocalFile:
+) -> FileBytes:
     """Resolve a local path inside the allowed roots and read it, or raise InvalidArguments."""
     if not roots:
         raise InvalidArguments(f"`{field}`: local files are disabled (no allowed folders); pass an https:// URL.")
@@ -106,7 +106,7 @@ def read_local_file(
             f"`{field}`: '{value}' is {found}; {expected} file is needed (wav, mp3, flac, ogg, m4a, mp4, webm)."
         )
     _check_duration(field, value, real, duration_range)
-    return LocalFile(path=real, data=data, content_type=content_type, sha256=hashlib.sha256(data).hexdigest())
+    return FileBytes(name=real.name, data=data, content_type=content_type, source=str(real))
 
 
 def _check_duration(field: str, value: str, path: Path, limits: tuple[float | None, float | None]) -> None:
@@ -126,29 +126,126 @@ def _check_duration(field: str, value: str, path: Path, limits: tuple[float | No
         raise InvalidArguments(f"`{field}`: '{value}' is {duration:.1f} s long; this input needs {wanted}.")
 
 
-async def resolve_file_inputs(
-    capability: Capability, call: PreparedCall, provider: Provider, store: JobStore, roots: list[Path]
-) -> PreparedCall:
-    """Replace every local path among the call's file inputs with an upstream-readable URL."""
-    payload = dict(call.payload)
-    for name, spec in capability.inputs.items():
-        value = payload.get(name)
-        if spec.file is None or not isinstance(value, str) or is_remote(value):
-            continue
-        local = read_local_file(
-            name,
+class InputResolver:
+    """Turns a validated call's file inputs into what its upstream takes (see the module doc)."""
+
+    def __init__(self, store: JobStore, http: httpx.AsyncClient) -> None:
+        self._store = store
+        self._http = http
+
+    async def resolve(
+        self, capability: Capability, call: PreparedCall, provider: Provider, roots: list[Path]
+    ) -> UpstreamRequest:
+        body = dict(call.body)
+        parts: dict[str, FileBytes] = {}
+        for spec in capability.file_inputs:
+            value = body.get(spec.name)
+            if not isinstance(value, str):
+                continue
+            if spec.sent_as == "part":
+                parts[spec.name] = await self._read(spec, value, provider, roots)
+                del body[spec.name]
+            elif not is_url(value) and not (value.startswith("data:") and capability.upstream.reads_data_uris):
+                file = await self._read(spec, value, provider, roots)
+                reference = await self._upload(call.endpoint, file, provider)
+                target = spec.uploaded_as or spec.name
+                if target != spec.name and target in body:
+                    raise InvalidArguments(f"`{spec.name}`: give a file or `{target}`, not both.")
+                del body[spec.name]
+                body[target] = reference
+        return UpstreamRequest(
+            endpoint=call.endpoint,
+            body=body,
+            parts=parts,
+            options=call.options,
+            returns=capability.spec.returns,
+            partial_path=capability.spec.partial_text,
+        )
+
+    async def _read(self, spec: InputSpec, value: str, provider: Provider, roots: list[Path]) -> FileBytes:
+        limit = provider.max_upload_bytes
+        upstream = provider.upstream.label
+        if value.startswith("data:"):
+            return decode_data_uri(spec.name, value, max_bytes=limit, upstream=upstream)
+        if is_url(value):
+            return await download_input(self._http, spec.name, value, max_bytes=limit, upstream=upstream)
+        assert spec.file is not None
+        return read_local_file(
+            spec.name,
             value,
             roots,
             kind=spec.file,
-            max_bytes=provider.max_upload_bytes,
+            max_bytes=limit,
             duration_range=(spec.min_duration_s, spec.max_duration_s),
         )
-        if provider.takes_file_bytes:
-            payload[name] = local.path.as_uri()  # checked here; the provider sends the bytes itself
-            continue
-        url = store.find_upload(local.sha256, provider.name, provider.upload_lifetime_s)
-        if url is None:
-            url = await provider.upload(local.data, local.content_type, local.path.name)
-            store.save_upload(local.sha256, provider.name, url)
-        payload[name] = url
-    return replace(call, payload=payload)
+
+    async def _upload(self, endpoint: str, file: FileBytes, provider: Provider) -> str:
+        assert isinstance(provider, Uploads), provider  # the catalog checks this at load
+        lifetime = provider.upload_lifetime_s
+        name = provider.upstream.name
+        cached = self._store.find_upload(file.sha256, name, lifetime) if lifetime > 0 else None
+        if cached is not None:
+            return cached
+        reference = await provider.upload(endpoint, file)
+        if lifetime > 0:
+            self._store.save_upload(file.sha256, name, reference)
+        return reference
+
+
+def _check_size(field: str, where: str, size: int, max_bytes: int, upstream: str) -> None:
+    if size == 0:
+        raise InvalidArguments(f"`{field}`: {where} is empty.")
+    if size > max_bytes:
+        raise InvalidArguments(
+            f"`{field}`: {where} is over {max_bytes / 2**20:.0f} MiB, the most this server sends to {upstream}."
+        )
+
+
+def decode_data_uri(field: str, uri: str, *, max_bytes: int, upstream: str) -> FileBytes:
+    header, comma, payload = uri.removeprefix("data:").partition(",")
+    if not comma:
+        raise InvalidArguments(f"`{field}`: not a valid data: URI (no comma before the data).")
+    params = header.split(";")
+    try:
+        data = base64.b64decode(payload, validate=True) if "base64" in params[1:] else unquote_to_bytes(payload)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidArguments(f"`{field}`: the data: URI's base64 is invalid ({exc}).") from exc
+    _check_size(field, "the data: URI", len(data), max_bytes, upstream)
+    content_type = params[0].lower() or _content_type(data, "")
+    return FileBytes(name=f"{field}{extension_for(content_type)}", data=data, content_type=content_type, source="data:")
+
+
+async def download_input(http: httpx.AsyncClient, field: str, url: str, *, max_bytes: int, upstream: str) -> FileBytes:
+    """Fetch a URL an upstream can only take as bytes; never with an upstream key (another host)."""
+    import httpx
+
+    shown = url[:200]
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with http.stream("GET", url, follow_redirects=True) as response:
+            if response.status_code >= 400:
+                raise InvalidArguments(f"`{field}`: downloading {shown} failed (HTTP {response.status_code}).")
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    _check_size(field, shown, size, max_bytes, upstream)
+                chunks.append(chunk)
+            declared = str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
+    except httpx.HTTPError as exc:
+        raise InvalidArguments(f"`{field}`: downloading {shown} failed ({type(exc).__name__}).") from exc
+    _check_size(field, shown, size, max_bytes, upstream)
+    data = b"".join(chunks)
+    name = Path(unquote_to_bytes(urlparse(url).path).decode(errors="replace")).name or field
+    sniffed = sniff_content_type(data[:64])
+    content_type = sniffed or (declared if declared.startswith(("audio/", "video/")) else _content_type(data, name))
+    return FileBytes(name=name, data=data, content_type=content_type, source=shown)
+
+
+def _content_type(data: bytes, name: str) -> str:
+    return sniff_content_type(data[:64]) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def file_records(request: UpstreamRequest) -> dict[str, Any]:
+    """The request body as the job row keeps it: multipart files as a record, never their bytes."""
+    return request.body | {name: part.record() for name, part in request.parts.items()}

@@ -3,10 +3,12 @@
     queued --submit--> queued/running --follow--> completed | failed
        \\___________________ cancel_job _________________/--> cancelled
 
-The row is written before the upstream submit. Each job is followed by a task in the server's
-task group, so it outlives the tool call that started it; a tool call only *waits* on it. When
-the server stops, followers are cancelled without touching their rows, and the next start
-re-attaches to every job that has an upstream id.
+The row is written before anything is sent upstream. Each job is followed by a task in the
+server's task group, so it outlives the tool call that started it; a tool call only *waits* on
+it. The runner picks how to run a job by its tool's shape: a queued job is submitted once and
+followed through its stored handle (so the next start re-attaches to it); a one-shot job is
+one request whose answer is the output. When the server stops, followers are cancelled
+without touching their rows.
 """
 
 from __future__ import annotations
@@ -21,14 +23,26 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
+from pydantic import BaseModel, ValidationError
 
-from mcp_audio.catalog import Capability, Catalog, PreparedCall, SavedVoice
-from mcp_audio.errors import JobNotFound, McpAudioError
+from mcp_audio.catalog import Capability, Catalog, SavedVoice
+from mcp_audio.errors import InvalidArguments, JobNotFound, McpAudioError
+from mcp_audio.inputs import file_records
 from mcp_audio.outputs import OutputSaver
 from mcp_audio.pricing import SpendGuard, estimate_cost
-from mcp_audio.providers.base import FileSink, Provider, Update
+from mcp_audio.providers.base import (
+    Cancels,
+    FileSink,
+    OneShotProvider,
+    Pacing,
+    Provider,
+    QueuedProvider,
+    Update,
+    UpstreamRequest,
+)
+from mcp_audio.providers.registry import UPSTREAMS
 from mcp_audio.redaction import redact
-from mcp_audio.results import extract_result, value_at
+from mcp_audio.results import OutputFile, extract_result, value_at
 from mcp_audio.store import Job, JobStore
 
 log = logging.getLogger("mcp_audio.jobs")
@@ -47,12 +61,30 @@ class _Live:
     listeners: set[MemoryObjectSendStream[tuple[Job, str]]] = field(default_factory=set)
 
 
+class ProviderPool:
+    """One provider per upstream, built from the settings on first use (their clients cost start-up time)."""
+
+    def __init__(self, settings: Any, pacing: Pacing | None = None) -> None:
+        self._settings = settings
+        self._pacing = pacing
+        self._providers: dict[str, Provider] = {}
+
+    def get(self, name: str) -> Provider:
+        if name not in self._providers:
+            self._providers[name] = UPSTREAMS[name].build(self._settings, self._pacing)
+        return self._providers[name]
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+
+
 class JobRunner:
     def __init__(
         self,
         store: JobStore,
         catalog: Catalog,
-        providers: dict[str, Callable[[], Provider]],
+        providers: ProviderPool,
         task_group: TaskGroup,
         secrets: Iterable[str] = (),
         spend: SpendGuard | None = None,
@@ -61,8 +93,7 @@ class JobRunner:
     ) -> None:
         self._store = store
         self._catalog = catalog
-        self._factories = providers
-        self._providers: dict[str, Provider] = {}
+        self.providers = providers
         self._tg = task_group
         self._secrets = list(secrets)
         self._live: dict[str, _Live] = {}
@@ -70,33 +101,26 @@ class JobRunner:
         self._saver = saver
         self._download = download and saver is not None
 
-    # --- starting and resuming --------------------------------------------------------------
-
-    def provider(self, name: str) -> Provider:
-        """The provider called `name`, created on first use: its HTTP client costs start-up time."""
-        if name not in self._providers:
-            self._providers[name] = self._factories[name]()
-        return self._providers[name]
-
     async def aclose(self) -> None:
-        for provider in self._providers.values():
-            await provider.aclose()
+        await self.providers.aclose()
         if self._saver is not None:
             await self._saver.aclose()
 
-    async def start(self, capability: Capability, call: PreparedCall) -> Job:
-        """Persist a new job and start following it in the background."""
-        cost = estimate_cost(capability.spec.price, call.payload)
+    # --- starting and resuming --------------------------------------------------------------
+
+    async def start(self, capability: Capability, request: UpstreamRequest) -> Job:
+        """Persist a new job and start running it in the background."""
+        cost = estimate_cost(capability.spec.price, request.body)
         self._spend.charge(capability.name, cost)  # raises SpendLimitExceeded before anything is sent
         job = self._store.create_job(
             estimated_cost_usd=cost,
             tool=capability.name,
             provider=capability.provider,
-            endpoint=call.endpoint,
-            payload=call.payload,
-            local=call.local,
+            endpoint=request.endpoint,
+            body=file_records(request),
+            options=request.options,
         )
-        self._spawn(job.id, capability)
+        self._spawn(job.id, capability, request)
         return job
 
     def resume_unfinished(self) -> int:
@@ -107,81 +131,81 @@ class JobRunner:
             if job.id in self._live:
                 continue
             if capability is None:
-                self._store.update_job(job.id, state="failed", error=f"tool {job.tool} no longer exists in this server")
+                self._store.fail(job.id, f"tool {job.tool} no longer exists in this server")
             elif job.upstream_id is not None:
-                self._spawn(job.id, capability)
+                self._spawn(job.id, capability, None)
                 resumed += 1
-            elif capability.spec.mode == "stream":
-                self._store.update_job(
+            elif capability.shape == "one_shot":
+                self._store.fail(
                     job.id,
-                    state="failed",
-                    error="The server stopped during this streaming call, which cannot be resumed. "
-                    "Call the tool again.",
+                    "The server stopped during this one-request call, which cannot be resumed. Call the tool again.",
                 )
             elif time.time() - job.created_at > SUBMIT_GRACE_S:
-                self._store.update_job(
+                self._store.fail(
                     job.id,
-                    state="failed",
-                    error="The server stopped before the upstream confirmed this job, so it was not resubmitted "
+                    "The server stopped before the upstream confirmed this job, so it was not resubmitted "
                     "(that could bill twice). Call the tool again if no result arrived.",
                 )
         return resumed
 
-    def _spawn(self, job_id: str, capability: Capability) -> None:
+    def _spawn(self, job_id: str, capability: Capability, request: UpstreamRequest | None) -> None:
         self._live[job_id] = _Live()
-        self._tg.start_soon(self._follow, job_id, capability, name=f"job-{job_id}")
+        self._tg.start_soon(self._follow, job_id, capability, request, name=f"job-{job_id}")
 
     # --- the life of one job ----------------------------------------------------------------
 
-    async def _follow(self, job_id: str, capability: Capability) -> None:
+    async def _follow(self, job_id: str, capability: Capability, request: UpstreamRequest | None) -> None:
         live = self._live[job_id]
         try:
             with live.scope:
-                await self._run(job_id, capability)
+                await self._run(job_id, capability, request)
         finally:
             self._live.pop(job_id, None)
             for listener in live.listeners:
                 listener.close()  # ends every waiter's loop; they read the final row themselves
 
-    async def _run(self, job_id: str, capability: Capability) -> None:
+    async def _run(self, job_id: str, capability: Capability, request: UpstreamRequest | None) -> None:
         job = self._require(job_id)
-        provider = self.provider(job.provider)
+        provider = self.providers.get(job.provider)
+        files = self._file_sink(capability, job_id)
+
+        async def report(update: Update) -> None:
+            self._on_update(job_id, update)
+
         try:
-
-            async def report(update: Update) -> None:
-                self._on_update(job_id, update)
-
-            if capability.spec.mode == "stream":
-                self._store.update_job(job_id, state="running")
-                output = await provider.stream(
-                    job.endpoint, job.payload, report, capability.spec.partial_text, self._file_sink(capability, job_id)
-                )
+            if capability.shape == "one_shot":
+                assert isinstance(provider, OneShotProvider) and request is not None
+                self._store.mark_running(job_id)
+                output = await provider.run(request, report, files)
             else:
+                assert isinstance(provider, QueuedProvider)
                 if job.upstream_id is None:
-                    submitted = await provider.submit(job.endpoint, job.payload)
-                    job = self._store.update_job(job_id, upstream_id=submitted.upstream_id, handle=submitted.handle)
-                    self._notify(job, f"Submitted to {job.provider} (request {submitted.upstream_id})")
-                output = await provider.follow(job.endpoint, job.handle, report, self._file_sink(capability, job_id))
+                    assert request is not None
+                    submitted = await provider.submit(request)
+                    job = self._store.record_submission(
+                        job_id, submitted.upstream_id, submitted.handle.model_dump(mode="json")
+                    )
+                    self._notify(job, f"Submitted to {capability.upstream.label} (request {submitted.upstream_id})")
+                handle = _stored_handle(provider.handle_type, job)
+                output = await provider.follow(job.endpoint, handle, report, files)
             result = extract_result(capability, output)
-            remote = [entry for entry in result["files"] if "path" not in entry]
+            remote = [item for item in result.files if not item.saved]
             if self._download and self._saver is not None and remote:
                 self._notify(job, f"Saving {len(remote)} file(s) to {self._saver.output_dir}")
-                result["files"] = await self._saver.save_all(capability.name, job_id, result["files"])
-            saved = self._save_voice(capability, job, output)
-            if saved is not None:
-                result["saved_voice"] = saved
-            self._store.update_job(job_id, state="completed", result=result, queue_position=None)
+                result.files = await self._saver.save_all(capability.name, job_id, result.files)
+            result.saved_voice = self._save_voice(capability, job, output)
+            self._store.complete(job_id, result)
         except McpAudioError as exc:
-            self._store.update_job(job_id, state="failed", error=redact(str(exc), self._secrets))
+            self._store.fail(job_id, redact(str(exc), self._secrets))
         except Exception:
             log.exception("job %s crashed", job_id)
-            self._store.update_job(job_id, state="failed", error="internal error in mcp-audio (see the server log)")
+            self._store.fail(job_id, "internal error in mcp-audio (see the server log)")
 
     def _file_sink(self, capability: Capability, job_id: str) -> FileSink:
         """Where a provider puts bytes its upstream returned directly: the job's output files."""
         saved = itertools.count()
 
-        def save(data: bytes, content_type: str) -> dict[str, Any]:
+        def save(data: bytes, content_type: str) -> OutputFile:
             if self._saver is None:
                 raise McpAudioError("this server has no output folder to store returned audio in")
             return self._saver.save_bytes(capability.name, job_id, next(saved), data, content_type)
@@ -189,13 +213,11 @@ class JobRunner:
         return save
 
     def _on_update(self, job_id: str, update: Update) -> None:
-        changes: dict[str, Any] = {"state": update.state, "queue_position": update.queue_position}
         job = self._require(job_id)
         if job.finished:  # a late update after cancel_job
             return
-        if update.logs:
-            changes["logs"] = (job.logs + [redact(line, self._secrets) for line in update.logs])[-20:]
-        job = self._store.update_job(job_id, **changes)
+        logs = [redact(line, self._secrets) for line in update.logs]
+        job = self._store.record_progress(job_id, update.state, update.queue_position, logs)
         if update.partial is not None:
             message = f"Partial: {update.partial[-300:]}"
         elif update.state == "queued":
@@ -206,10 +228,10 @@ class JobRunner:
 
     def _save_voice(self, capability: Capability, job: Job, output: dict[str, Any]) -> str | None:
         spec = capability.spec.saves_voice
-        name = job.local.get(spec.name_input) if spec else None
+        name = job.options.get(spec.name_input) if spec else None
         if spec is None or not name:
             return None
-        sources = {"output": output, "input": job.payload | job.local}
+        sources = {"output": output, "input": job.body | job.options}
         fields = {key: value_at(sources, path) for key, path in spec.fields.items()}
         self._store.save_voice(
             SavedVoice(name=name, family=spec.family, provider=capability.provider, fields=fields), job_id=job.id
@@ -223,9 +245,6 @@ class JobRunner:
                 listener.send_nowait((job, message))
 
     # --- what tools ask of the runner -------------------------------------------------------
-
-    def is_live(self, job_id: str) -> bool:
-        return job_id in self._live
 
     async def wait(self, job_id: str, timeout: float, on_update: OnUpdate | None = None) -> Job:
         """Wait up to `timeout` seconds for a job to finish, forwarding its updates."""
@@ -248,21 +267,38 @@ class JobRunner:
         job = self._require(job_id)
         if job.finished:
             return job
-        if job.upstream_id is not None:
-            accepted = await self.provider(job.provider).cancel(job.endpoint, job.handle)
+        upstream = UPSTREAMS[job.provider]
+        if not upstream.can_cancel:
+            raise InvalidArguments(
+                f"The {upstream.label} cannot cancel tasks; task {job.upstream_id} keeps running upstream and it "
+                "will finish on its own (get_job returns its result)."
+            )
+        provider = self.providers.get(job.provider)
+        if job.upstream_id is not None and isinstance(provider, Cancels) and isinstance(provider, QueuedProvider):
+            accepted = await provider.cancel(job.endpoint, _stored_handle(provider.handle_type, job))
             if not accepted:
                 # It finished upstream before the cancel arrived: let the follower collect it.
                 return await self.wait(job_id, timeout=30)
         live = self._live.get(job_id)
         if live is not None:
-            live.scope.cancel()
-        return self._store.update_job(job_id, state="cancelled", error="cancelled at the client's request")
+            live.scope.cancel()  # a one-shot request is dropped here
+        return self._store.cancel(job_id, "cancelled at the client's request")
 
     def _require(self, job_id: str) -> Job:
         job = self._store.get_job(job_id)
         if job is None:
             raise JobNotFound(not_found_message(job_id))
         return job
+
+
+def _stored_handle(handle_type: type[BaseModel], job: Job) -> BaseModel:
+    try:
+        return handle_type.model_validate(job.handle)
+    except ValidationError as exc:
+        raise McpAudioError(
+            f"job {job.id}'s stored upstream handle is not valid ({exc.error_count()} problem(s)); it cannot be "
+            f"followed. Upstream request id: {job.upstream_id}."
+        ) from exc
 
 
 def not_found_message(job_id: str) -> str:

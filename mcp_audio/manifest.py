@@ -40,7 +40,12 @@ class InputSpec(_Strict):
     pattern_message: str | None = None  # what the pattern means, in words, for error messages
     upstream: bool = True  # False: used by the server itself (an endpoint choice, a voice name to save)
     advanced: bool = False  # grouped under one optional `advanced` object, without descriptions, to save context
-    file: Literal["audio", "video", "media", "embedding"] | None = None  # a URL to a file the upstream reads
+    file: Literal["audio", "video", "media", "embedding"] | None = None  # a file the upstream reads
+    # How the upstream takes the file: a URL it fetches (a local file is uploaded first), or the
+    # bytes as a multipart part of the request.
+    sent_as: Literal["url", "part"] = "url"
+    # Where what an upload returns goes, when not in this input itself (e.g. Eigen's `voice_id`).
+    uploaded_as: str | None = None
     min_duration_s: float | None = None  # checked for local files before upload (URLs are the upstream's)
     max_duration_s: float | None = None
     fields: list[InputSpec] | None = None  # the members of an object input
@@ -60,6 +65,8 @@ class InputSpec(_Strict):
             raise ValueError("an object input needs `fields`, and only an object input may have them")
         if self.encode is not None and self.type != "object":
             raise ValueError("`encode` applies to object inputs only")
+        if self.file is None and (self.sent_as != "url" or self.uploaded_as is not None):
+            raise ValueError("`sent_as` and `uploaded_as` apply to file inputs only")
         if self.required and self.default is not None:
             raise ValueError("a required input cannot have a default")
         if self.enum is not None and self.default is not None and self.default not in self.enum:
@@ -146,10 +153,12 @@ class ToolSpec(_Strict):
     files: list[str] = Field(default_factory=list)  # output paths holding File objects ("audio", "clips[]")
     result_text: str | None = None  # output field shown to the model as text (a transcript)
     price: Price | None = None
-    # "queue": fal's queue (resumable). "stream": one streaming request to fal.run whose SSE
-    # events carry partial results (not resumable after a restart).
-    mode: Literal["queue", "stream"] = "queue"
-    partial_text: str | None = None  # in stream mode: the event field with the partial transcript/text
+    # "queued": an upstream job that is submitted, then followed (resumable after a restart).
+    # "one_shot": one request answers with the output, possibly streaming partial results as
+    # events (not resumable). Unset: the upstream's default shape (providers/registry.py).
+    shape: Literal["queued", "one_shot"] | None = None
+    returns: Literal["json", "audio"] = "json"  # what a one-shot answer holds
+    partial_text: str | None = None  # in streaming one-shot runs: the event field with the partial text
     voice: VoiceInput | None = None
     saves_voice: SavesVoice | None = None
 
@@ -194,7 +203,7 @@ class Example(_Strict):
     tool: str
     endpoint: str
     request: dict[str, Any]
-    arguments: dict[str, Any] = Field(default_factory=dict)  # tool-only arguments (e.g. the endpoint choice)
+    arguments: dict[str, Any] = Field(default_factory=dict)  # server-only arguments (e.g. the endpoint choice)
     output: dict[str, Any] | None = None  # the documented output, when the seed gives one
 
 

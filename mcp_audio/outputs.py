@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mcp_audio.results import OutputFile
+
 if TYPE_CHECKING:
     import httpx  # imported when the first file is saved: it costs start-up time
 
@@ -106,28 +108,25 @@ class OutputSaver:
             self._http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
         return self._http
 
-    async def save_all(self, tool: str, job_id: str, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Each file entry, plus its local copy's details (or why there is none)."""
-        return [
-            entry if "path" in entry else await self.save(tool, job_id, index, entry)
-            for index, entry in enumerate(files)
-        ]
+    async def save_all(self, tool: str, job_id: str, files: list[OutputFile]) -> list[OutputFile]:
+        """Each output file with its local copy (or why there is none)."""
+        return [item if item.saved else await self.save(tool, job_id, index, item) for index, item in enumerate(files)]
 
-    async def save(self, tool: str, job_id: str, index: int, entry: dict[str, Any]) -> dict[str, Any]:
-        name = output_name(tool, job_id, index, entry.get("content_type"), entry.get("file_name"))
+    async def save(self, tool: str, job_id: str, index: int, item: OutputFile) -> OutputFile:
+        name = output_name(tool, job_id, index, item.content_type, item.file_name)
         target = self.output_dir / name
         import httpx
 
         try:
-            async with self._client().stream("GET", entry["url"]) as response:
+            async with self._client().stream("GET", item.url) as response:
                 response.raise_for_status()
                 size, sha256 = await write_atomically(target, response.aiter_bytes())
         except (httpx.HTTPError, OSError) as exc:
             # The upstream URL still works; the agent learns the copy failed and why.
-            return {**entry, "download_error": f"{type(exc).__name__}: {str(exc)[:200]}"}
-        return {**entry, **local_details(target, job_id, size, sha256)}
+            return item.model_copy(update={"download_error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+        return item.model_copy(update=local_details(target, job_id, size, sha256))
 
-    def save_bytes(self, tool: str, job_id: str, index: int, data: bytes, content_type: str) -> dict[str, Any]:
+    def save_bytes(self, tool: str, job_id: str, index: int, data: bytes, content_type: str) -> OutputFile:
         """Store bytes an upstream returned directly (no URL), synchronously and atomically."""
         target = self.output_dir / output_name(tool, job_id, index, content_type, None)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -140,8 +139,8 @@ class OutputSaver:
             os.replace(temporary, target)
         finally:
             temporary.unlink(missing_ok=True)
-        entry = {"url": target.as_uri(), "content_type": content_type, "file_name": target.name}
-        return {**entry, **local_details(target, job_id, len(data), hashlib.sha256(data).hexdigest())}
+        details = local_details(target, job_id, len(data), hashlib.sha256(data).hexdigest())
+        return OutputFile(url=target.as_uri(), content_type=content_type, **details)
 
 
 def local_details(path: Path, job_id: str, size: int, sha256: str) -> dict[str, Any]:

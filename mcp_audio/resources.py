@@ -13,6 +13,7 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from mcp_audio.catalog import Capability, Catalog
 from mcp_audio.errors import McpAudioError
 from mcp_audio.jobs import not_found_message
+from mcp_audio.providers.base import VoiceCatalog
 from mcp_audio.redaction import redact
 from mcp_audio.results import job_result
 from mcp_audio.state import AppState, Runtime
@@ -74,9 +75,9 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
     )
     def saved_file(job_id: str, name: str) -> bytes:
         job = runtime.get().store.get_job(job_id)
-        files = (job.result or {}).get("files", []) if job else []
+        files = job.result.files if job and job.result else []
         # Only paths the job itself recorded are served: the name is a key, never a path.
-        path = next((f["path"] for f in files if f.get("file_name") == name and f.get("path")), None)
+        path = next((f.path for f in files if f.file_name == name and f.path), None)
         if path is None:
             raise ValueError(f"No saved file '{name[:100]}' for job '{job_id[:64]}'")
         return Path(path).read_bytes()
@@ -91,11 +92,9 @@ def _add_voice_api_models(server: MCPServer[AppState], runtime: Runtime) -> None
         "language, tag, sort. Cached for 5 minutes.",
     )
     async def voice_api_models(title: str = "", language: str = "", tag: str = "", sort: str = "") -> str:
-        from mcp_audio.providers.voice_api import VoiceApiProvider
-
         state = runtime.get()
-        provider = state.runner.provider("voice_api")
-        assert isinstance(provider, VoiceApiProvider)
+        provider = state.runner.providers.get("voice_api")
+        assert isinstance(provider, VoiceCatalog)
         try:
             provider.check_configured()
             models = await provider.list_models(

@@ -1,30 +1,90 @@
-"""Turn an upstream output into the result an agent reads: files, model fields, a short text."""
+"""The values a finished job hands back (output files, the job result), how an upstream output
+becomes one, and the tool result an agent reads: files, model fields, a short text."""
 
 from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_types import AudioContent, CallToolResult, ResourceLink, TextContent
+from pydantic import BaseModel, ConfigDict
 
-from mcp_audio.catalog import Capability, Catalog
-from mcp_audio.store import Job
-
-# Everything a file object may say, but inline bytes: those stay out of the job store.
-DROPPED_FILE_KEYS = ("file_data",)
+if TYPE_CHECKING:
+    from mcp_audio.catalog import Capability, Catalog
+    from mcp_audio.store import Job
 
 
-def extract_result(capability: Capability, output: dict[str, Any]) -> dict[str, Any]:
-    """Split an upstream output into output files (per the manifest) and the other fields."""
-    files: list[dict[str, Any]] = []
+class OutputFile(BaseModel):
+    """One output file: what the upstream said of it, and its local copy when one was saved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    content_type: str | None = None
+    file_name: str | None = None
+    file_size: int | None = None
+    # The local copy (absent when not saved):
+    path: str | None = None
+    file_uri: str | None = None
+    resource: str | None = None  # files://{job_id}/{name}, served by this server
+    sha256: str | None = None
+    duration_s: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    download_error: str | None = None  # why there is no local copy
+
+    @property
+    def saved(self) -> bool:
+        return self.path is not None
+
+    def entry(self) -> dict[str, Any]:
+        """As tool results show it."""
+        return self.model_dump(exclude_none=True)
+
+
+class JobResult(BaseModel):
+    """What a completed job produced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    files: list[OutputFile]
+    output: dict[str, Any]
+    saved_voice: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"files": [item.entry() for item in self.files], "output": self.output}
+        if self.saved_voice is not None:
+            body["saved_voice"] = self.saved_voice
+        return body
+
+
+def extract_result(capability: Capability, output: dict[str, Any]) -> JobResult:
+    """Split an upstream output into output files (per the manifest) and the other fields.
+
+    A file object gives its URL, type, name and size: anything else it says (inline bytes,
+    a local path) is not taken, so an upstream cannot point this server at a file of its own.
+    """
+    files: list[OutputFile] = []
     for path in capability.spec.files:
         for item in _at_path(output, path):
-            if isinstance(item, dict) and item.get("url"):
-                files.append({k: v for k, v in item.items() if k not in DROPPED_FILE_KEYS and v is not None})
+            if isinstance(item, OutputFile):  # bytes the provider stored through the job's FileSink
+                files.append(item)
+            elif isinstance(item, dict) and isinstance(item.get("url"), str) and item["url"]:
+                files.append(_upstream_file(item))
     file_roots = {path.split(".")[0].removesuffix("[]") for path in capability.spec.files}
     fields = {key: value for key, value in output.items() if key not in file_roots}
-    return {"files": files, "output": fields}
+    return JobResult(files=files, output=fields)
+
+
+def _upstream_file(item: dict[str, Any]) -> OutputFile:
+    size = item.get("file_size")
+    return OutputFile(
+        url=item["url"],
+        content_type=item["content_type"] if isinstance(item.get("content_type"), str) else None,
+        file_name=item["file_name"] if isinstance(item.get("file_name"), str) else None,
+        file_size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+    )
 
 
 def _at_path(data: Any, path: str) -> list[Any]:
@@ -49,24 +109,24 @@ def value_at(data: Any, path: str) -> Any:
     return found[0] if found else None
 
 
-def summary_text(capability: Capability, job_id: str, result: dict[str, Any], saved_voice: str | None) -> str:
+def summary_text(capability: Capability, job_id: str, result: JobResult) -> str:
     """A few lines for the model: what was made, where, and the transcript when there is one."""
     lines = [f"{capability.name} finished (job {job_id})."]
-    for item in result["files"]:
-        duration = f"{item['duration_s']:g} s" if item.get("duration_s") else None
-        parts = (item.get("content_type"), _size(item.get("file_size")), duration)
+    for item in result.files:
+        duration = f"{item.duration_s:g} s" if item.duration_s else None
+        parts = (item.content_type, _size(item.file_size), duration)
         details = ", ".join(str(part) for part in parts if part)
-        lines.append(f"- {item.get('path') or item['url']}" + (f" ({details})" if details else ""))
-        if item.get("path"):
-            lines.append(f"  from {item['url']}")
-        elif item.get("download_error"):
-            lines.append(f"  (not saved locally: {item['download_error']})")
+        lines.append(f"- {item.path or item.url}" + (f" ({details})" if details else ""))
+        if item.saved:
+            lines.append(f"  from {item.url}")
+        elif item.download_error:
+            lines.append(f"  (not saved locally: {item.download_error})")
     if capability.spec.result_text:
-        text = value_at(result["output"], capability.spec.result_text)
+        text = value_at(result.output, capability.spec.result_text)
         if isinstance(text, str):
             lines.append(f"Transcript:\n{text}")
-    if saved_voice:
-        lines.append(f"Saved as voice '{saved_voice}': pass it as `voice` to the matching text-to-speech tool.")
+    if result.saved_voice:
+        lines.append(f"Saved as voice '{result.saved_voice}': pass it as `voice` to the matching text-to-speech tool.")
     return "\n".join(lines)
 
 
@@ -81,23 +141,19 @@ def job_result(catalog: Catalog, job: Job, *, inline_max_kb: int | None = None) 
     body = job.summary()
     content: list[Any] = []
     if job.state == "completed" and job.result is not None:
-        body.update(job.result)
+        body.update(job.result.body())
         capability = catalog.get(job.tool)
-        text = (
-            summary_text(capability, job.id, job.result, job.result.get("saved_voice"))
-            if capability
-            else f"{job.tool} finished (job {job.id})."
-        )
+        text = summary_text(capability, job.id, job.result) if capability else f"{job.tool} finished (job {job.id})."
         content.append(TextContent(type="text", text=text))
-        for item in job.result["files"]:
+        for item in job.result.files:
             # A saved file is linked through this server (files://), which any client can read.
             content.append(
                 ResourceLink(
                     type="resource_link",
-                    uri=item.get("resource") or item["url"],
-                    name=item.get("file_name") or item["url"].rsplit("/", 1)[-1],
-                    mime_type=item.get("content_type"),
-                    size=item.get("file_size"),
+                    uri=item.resource or item.url,
+                    name=item.file_name or item.url.rsplit("/", 1)[-1],
+                    mime_type=item.content_type,
+                    size=item.file_size,
                 )
             )
             inline = _inline_audio(item, inline_max_kb)
@@ -128,12 +184,12 @@ def job_result(catalog: Catalog, job: Job, *, inline_max_kb: int | None = None) 
     )
 
 
-def _inline_audio(item: dict[str, Any], inline_max_kb: int | None) -> AudioContent | None:
+def _inline_audio(item: OutputFile, inline_max_kb: int | None) -> AudioContent | None:
     """Audio content for clients that play it directly, when the saved file is small enough."""
-    path, content_type = item.get("path"), str(item.get("content_type") or "")
-    if inline_max_kb is None or path is None or not content_type.startswith("audio/"):
+    content_type = item.content_type or ""
+    if inline_max_kb is None or item.path is None or not content_type.startswith("audio/"):
         return None
-    if int(item.get("file_size") or 0) > inline_max_kb * 1024:
+    if (item.file_size or 0) > inline_max_kb * 1024:
         return None
-    data = base64.b64encode(Path(path).read_bytes()).decode()
+    data = base64.b64encode(Path(item.path).read_bytes()).decode()
     return AudioContent(type="audio", data=data, mime_type=content_type)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -27,14 +27,14 @@ from pydantic import ConfigDict, Field
 
 from mcp_audio import __version__
 from mcp_audio.catalog import Capability, Catalog, load_catalog
-from mcp_audio.config import Settings
+from mcp_audio.config import ServerSettings
 from mcp_audio.errors import McpAudioError
-from mcp_audio.inputs import resolve_file_inputs
-from mcp_audio.jobs import JobRunner, not_found_message
+from mcp_audio.jobs import JobRunner, ProviderPool, not_found_message
 from mcp_audio.outputs import OutputSaver
+from mcp_audio.pipeline import CallPipeline
 from mcp_audio.pricing import SpendGuard
 from mcp_audio.prompts import add_prompts
-from mcp_audio.providers.base import Provider
+from mcp_audio.providers.base import Pacing
 from mcp_audio.redaction import redact
 from mcp_audio.resources import add_resources
 from mcp_audio.results import job_result
@@ -60,39 +60,14 @@ class _RawArguments(ArgModelBase):
         return {"arguments": dict(self.model_extra or {})}
 
 
-def provider_factories(settings: Settings) -> dict[str, Callable[[], Provider]]:
-    """How to build each provider; the runner builds one on first use, keeping start-up fast."""
-
-    def fal() -> Provider:
-        from mcp_audio.providers.fal import FalProvider  # httpx and friends load on first use
-
-        key = settings.fal_key.get_secret_value() if settings.fal_key else None
-        return FalProvider(
-            api_key=key,
-            queue_url=settings.fal_queue_url,
-            run_url=settings.fal_run_url,
-            rest_url=settings.fal_rest_url,
-            cdn_url=settings.fal_cdn_url,
-        )
-
-    def voice_api() -> Provider:
-        from mcp_audio.providers.voice_api import VoiceApiProvider
-
-        key = settings.voice_api_key.get_secret_value() if settings.voice_api_key else None
-        return VoiceApiProvider(api_key=key, base_url=settings.voice_api_url, host=settings.voice_api_host)
-
-    def eigen() -> Provider:
-        from mcp_audio.providers.eigen import EigenProvider
-
-        key = settings.eigen_api_key.get_secret_value() if settings.eigen_api_key else None
-        return EigenProvider(api_key=key, base_url=settings.eigen_url)
-
-    return {"fal": fal, "voice_api": voice_api, "eigen": eigen}
-
-
 def build_server(
-    settings: Settings, catalog: Catalog | None = None, *, transport: Literal["stdio", "http"] = "stdio"
+    settings: ServerSettings,
+    catalog: Catalog | None = None,
+    *,
+    transport: Literal["stdio", "http"] = "stdio",
+    pacing: Pacing | None = None,
 ) -> MCPServer[AppState]:
+    """The MCP server. `pacing` sets the providers' poll and retry intervals (tests shorten them)."""
     catalog = catalog or load_catalog()
     runtime = Runtime()
     secrets = settings.secrets()
@@ -101,19 +76,23 @@ def build_server(
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         store = JobStore(settings.database_path)
         runner: JobRunner | None = None
+        pipeline: CallPipeline | None = None
         try:
             async with anyio.create_task_group() as task_group:
                 runner = JobRunner(
                     store,
                     catalog,
-                    provider_factories(settings),
+                    ProviderPool(settings, pacing),
                     task_group,
                     secrets=secrets,
                     spend=SpendGuard(settings.max_spend_usd),
                     saver=OutputSaver(settings.output_dir),
                     download=settings.downloads_for(transport),
                 )
-                runtime.state = AppState(settings=settings, catalog=catalog, store=store, runner=runner)
+                pipeline = CallPipeline(store, runner)
+                runtime.state = AppState(
+                    settings=settings, catalog=catalog, store=store, runner=runner, pipeline=pipeline
+                )
                 resumed = runner.resume_unfinished()
                 if resumed:
                     log.info("re-attached to %d unfinished job(s)", resumed)
@@ -122,8 +101,10 @@ def build_server(
                 task_group.cancel_scope.cancel()
         finally:
             runtime.state = None
-            if runner is not None:
-                with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
+                if pipeline is not None:
+                    await pipeline.aclose()
+                if runner is not None:
                     await runner.aclose()
             store.close()
 
@@ -152,12 +133,8 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
     async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult:
         state = runtime.get()
         try:
-            call = capability.prepare(arguments, state.store.find_voice, state.store.voice_names)
-            provider = state.runner.provider(capability.provider)
-            provider.check_configured()
-            roots = await client_roots(ctx) or state.settings.input_roots()
-            call = await resolve_file_inputs(capability, call, provider, state.store, roots)
-            job = await state.runner.start(capability, call)
+            roots = await client_roots(ctx) if capability.file_inputs else None
+            job = await state.pipeline.start(capability, arguments, roots or state.settings.input_roots())
         except McpAudioError as exc:
             raise ToolError(redact(str(exc), secrets)) from exc
         return await _await_job(ctx, state, job.id, state.settings.wait_s, cancel_on_abort=True)

@@ -7,17 +7,19 @@ from dataclasses import dataclass
 from mcp.server.mcpserver.exceptions import ToolError
 
 from mcp_audio.catalog import Catalog
-from mcp_audio.config import Settings
+from mcp_audio.config import ServerSettings
 from mcp_audio.jobs import JobRunner
+from mcp_audio.pipeline import CallPipeline
 from mcp_audio.store import JobStore
 
 
 @dataclass
 class AppState:
-    settings: Settings
+    settings: ServerSettings
     catalog: Catalog
     store: JobStore
     runner: JobRunner
+    pipeline: CallPipeline
 
 
 class Runtime:

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mcp_audio.catalog import SavedVoice
+from mcp_audio.results import JobResult
 
 JobState = Literal["queued", "running", "completed", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
-LOG_TAIL = 20
+LOG_TAIL = 20  # log lines kept per job
 
 
 @dataclass
@@ -30,8 +31,8 @@ class Job:
     tool: str
     provider: str
     endpoint: str
-    payload: dict[str, Any]
-    local: dict[str, Any]
+    body: dict[str, Any]  # what the upstream was sent (multipart files as a record of them)
+    options: dict[str, Any]  # the call's server-only arguments
     state: JobState
     created_at: float
     updated_at: float
@@ -39,7 +40,7 @@ class Job:
     handle: dict[str, Any] = field(default_factory=dict)
     queue_position: int | None = None
     logs: list[str] = field(default_factory=list)
-    result: dict[str, Any] | None = None
+    result: JobResult | None = None
     error: str | None = None
     finished_at: float | None = None
     estimated_cost_usd: float | None = None
@@ -120,7 +121,13 @@ def m004_uploads(db: sqlite3.Connection) -> None:
     )
 
 
-_JSON_COLUMNS = ("payload", "local", "handle", "logs", "result")
+@migration
+def m005_options(db: sqlite3.Connection) -> None:
+    # `local` held the server-only arguments; the name read as "local files".
+    db.execute("ALTER TABLE jobs RENAME COLUMN local TO options")
+
+
+_JSON_COLUMNS = ("payload", "options", "handle", "logs", "result")
 
 
 class JobStore:
@@ -163,49 +170,80 @@ class JobStore:
         tool: str,
         provider: str,
         endpoint: str,
-        payload: dict[str, Any],
-        local: dict[str, Any],
+        body: dict[str, Any],
+        options: dict[str, Any],
         estimated_cost_usd: float | None = None,
     ) -> Job:
+        """A new queued job, written before anything is sent upstream."""
         now = time.time()
         job = Job(
             id=uuid.uuid4().hex,
             tool=tool,
             provider=provider,
             endpoint=endpoint,
-            payload=payload,
-            local=local,
+            body=body,
+            options=options,
             state="queued",
             created_at=now,
             updated_at=now,
             estimated_cost_usd=estimated_cost_usd,
         )
-        row = (job.id, tool, provider, endpoint, json.dumps(payload), json.dumps(local), job.state, now, now)
         with self._lock:
             self._db.execute(
-                "INSERT INTO jobs (id, tool, provider, endpoint, payload, local, state, created_at, updated_at,"
+                "INSERT INTO jobs (id, tool, provider, endpoint, payload, options, state, created_at, updated_at,"
                 " estimated_cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*row, estimated_cost_usd),
+                (
+                    job.id,
+                    tool,
+                    provider,
+                    endpoint,
+                    json.dumps(body),
+                    json.dumps(options),
+                    job.state,
+                    now,
+                    now,
+                    estimated_cost_usd,
+                ),
             )
         return job
 
-    def update_job(self, job_id: str, **changes: Any) -> Job:
-        """Set columns of a job; JSON columns take Python values. Returns the updated job."""
-        changes["updated_at"] = time.time()
-        if changes.get("state") in FINISHED:
-            changes.setdefault("finished_at", changes["updated_at"])
-        columns = ", ".join(f"{name} = ?" for name in changes)
-        values = [json.dumps(v) if k in _JSON_COLUMNS else v for k, v in changes.items()]
-        with self._lock:
-            self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", [*values, job_id])
-        job = self.get_job(job_id)
-        assert job is not None
-        return job
+    # --- transitions: each names the change it makes -----------------------------------------
 
-    def append_logs(self, job_id: str, lines: list[str]) -> None:
+    def record_submission(self, job_id: str, upstream_id: str, handle: dict[str, Any]) -> Job:
+        """The upstream accepted the job: what re-attaching to it needs."""
+        return self._set(job_id, upstream_id=upstream_id, handle=json.dumps(handle))
+
+    def mark_running(self, job_id: str) -> Job:
+        return self._set(job_id, state="running")
+
+    def record_progress(self, job_id: str, state: JobState, queue_position: int | None, logs: list[str]) -> Job:
+        """A queued/running update; `logs` are new lines (the last LOG_TAIL are kept)."""
         job = self.get_job(job_id)
-        if job is not None and lines:
-            self.update_job(job_id, logs=(job.logs + lines)[-LOG_TAIL:])
+        kept = ((job.logs if job else []) + logs)[-LOG_TAIL:]
+        return self._set(job_id, state=state, queue_position=queue_position, logs=json.dumps(kept))
+
+    def complete(self, job_id: str, result: JobResult) -> Job:
+        return self._finish(job_id, "completed", result=result.model_dump_json(exclude_none=True), queue_position=None)
+
+    def fail(self, job_id: str, error: str) -> Job:
+        return self._finish(job_id, "failed", error=error)
+
+    def cancel(self, job_id: str, reason: str) -> Job:
+        return self._finish(job_id, "cancelled", error=reason)
+
+    def _finish(self, job_id: str, state: JobState, **columns: Any) -> Job:
+        now = time.time()
+        return self._set(job_id, state=state, finished_at=now, **columns)
+
+    def _set(self, job_id: str, **columns: Any) -> Job:
+        # Column names come only from the transitions above, never from callers' data.
+        columns["updated_at"] = time.time()
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        with self._lock:
+            self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", [*columns.values(), job_id])
+        job = self.get_job(job_id)
+        assert job is not None, job_id
+        return job
 
     def get_job(self, job_id: str) -> Job | None:
         with self._lock:
@@ -273,6 +311,9 @@ def _job(row: sqlite3.Row) -> Job:
         if data[name] is not None:
             data[name] = json.loads(data[name])
     data["handle"] = data["handle"] or {}
+    data["body"] = data.pop("payload")
+    if data["result"] is not None:
+        data["result"] = JobResult.model_validate(data["result"])
     return Job(**data)
 
 

@@ -31,7 +31,7 @@ def test_every_seed_example_validates_against_both_schema_and_model() -> None:
         jsonschema.validate(arguments, capability.input_schema)
         prepared = capability.prepare(arguments, lambda name: None)
         assert prepared.endpoint == example.endpoint
-        assert prepared.payload == example.request
+        assert prepared.body == example.request
 
 
 def test_schemas_forbid_unknown_arguments_and_have_no_titles() -> None:
@@ -58,7 +58,7 @@ def test_prepare_sends_only_given_arguments() -> None:
     lyria = CATALOG.get("lyria2_music")
     assert lyria is not None
     prepared = lyria.prepare({"prompt": "calm piano"}, lambda name: None)
-    assert prepared.payload == {"prompt": "calm piano"}  # no defaults invented on the way
+    assert prepared.body == {"prompt": "calm piano"}  # no defaults invented on the way
 
 
 def test_advanced_settings_are_flattened_into_the_upstream_body() -> None:
@@ -67,7 +67,7 @@ def test_advanced_settings_are_flattened_into_the_upstream_body() -> None:
     assert "temperature" not in tts.input_schema["properties"]
     assert tts.input_schema["properties"]["advanced"]["properties"]["temperature"] == {"type": "number"}
     prepared = tts.prepare({"text": "hi", "advanced": {"temperature": 0.5, "subtalker_top_k": 20}}, lambda name: None)
-    assert prepared.payload == {"text": "hi", "temperature": 0.5, "subtalker_top_k": 20}
+    assert prepared.body == {"text": "hi", "temperature": 0.5, "subtalker_top_k": 20}
 
 
 def test_endpoint_choice_is_not_sent_upstream() -> None:
@@ -75,8 +75,8 @@ def test_endpoint_choice_is_not_sent_upstream() -> None:
     assert tts is not None
     prepared = tts.prepare({"text": "hi", "voice": "Vivian", "model_size": "0.6b"}, lambda name: None)
     assert prepared.endpoint == "fal-ai/qwen-3-tts/text-to-speech/0.6b"
-    assert prepared.payload == {"text": "hi", "voice": "Vivian"}
-    assert prepared.local == {"model_size": "0.6b"}
+    assert prepared.body == {"text": "hi", "voice": "Vivian"}
+    assert prepared.options == {"model_size": "0.6b"}
 
 
 def test_invalid_arguments_name_field_value_and_allowed() -> None:
@@ -115,7 +115,7 @@ def test_lists_and_objects_sent_as_json_text_are_accepted() -> None:
     tts = CATALOG.get("qwen3_tts")
     assert tts is not None
     prepared = tts.prepare({"text": "hi", "advanced": '{"top_k": 10}'}, lambda name: None)
-    assert prepared.payload == {"text": "hi", "top_k": 10}
+    assert prepared.body == {"text": "hi", "top_k": 10}
     with pytest.raises(InvalidArguments, match="`advanced`: got 'not json'"):
         tts.prepare({"text": "hi", "advanced": "not json"}, lambda name: None)
 
@@ -160,7 +160,7 @@ maximum = 2
     assert capability is not None
     assert capability.input_schema["properties"]["voice_settings"]["properties"]["speed"]["maximum"] == 2
     prepared = capability.prepare({"text": "hi", "voice_settings": {"speed": 1.5}}, lambda name: None)
-    assert prepared.payload == {"text": "hi", "voice_settings": '{"speed":1.5}'}
+    assert prepared.body == {"text": "hi", "voice_settings": '{"speed":1.5}'}
     with pytest.raises(InvalidArguments, match=r"`voice_settings.speed`: got 3"):
         capability.prepare({"text": "hi", "voice_settings": {"speed": 3}}, lambda name: None)
     with pytest.raises(InvalidArguments, match=r"`voice_settings.pitch`: unknown argument. Allowed arguments: speed."):

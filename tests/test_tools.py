@@ -53,7 +53,7 @@ async def test_seed_example_is_sent_upstream_unchanged(client: Client, fake_fal:
     assert capability is not None
     submits = [r for r in fake_fal.requests if r.kind in ("submit", "run")]
     assert len(submits) == 1
-    prefix = "/run/" if capability.spec.mode == "stream" else "/"
+    prefix = "/run/" if capability.shape == "one_shot" else "/"
     assert submits[0].path == f"{prefix}{example.endpoint}"
     assert submits[0].json == example.request
     assert result.structured_content is not None

@@ -240,7 +240,9 @@ async def test_short_reference_clip_is_refused_before_any_request(
         (
             ("tts_submit", 500, None, {"message": "Synthesis engine crashed"}),
             {"text": "Hi."},
-            "Voice API is unavailable (HTTP 500): Synthesis engine crashed. Retries were exhausted; try again later.",
+            # A submit answered 500 may have created a task: it is not resent, and the agent is told so.
+            "Voice API failed (HTTP 500): Synthesis engine crashed. It was not resent, since the request may have "
+            "run (and been billed). Call the tool again.",
         ),
         (
             ("tts_submit", 429, {"Retry-After": "0.05"}, {"message": "Too many requests"}, 5),

@@ -1,51 +1,34 @@
 """Shared HTTP plumbing for providers: retries with back-off that honour Retry-After, and the
-translation of upstream error responses into the mcp_audio exception tree."""
+translation of upstream answers and transport failures into the mcp_audio error family.
+
+A request is either idempotent (status, result, downloads: resent freely on transient
+failures) or not (a submit or a generate, which the upstream may bill): that one is resent
+only when the answer proves nothing was created, and a failure after it was sent is an error
+with `may_have_run` set, so no layer above resends it.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, retry_if_result, stop_after_attempt
 
-from mcp_audio.errors import AuthenticationFailed, ConfigError, UpstreamRejected, UpstreamUnavailable
+from mcp_audio.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    UpstreamBadAnswer,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+from mcp_audio.providers.base import Pacing
+from mcp_audio.providers.registry import Upstream
 
 log = logging.getLogger("mcp_audio.http")
-
-
-class HttpProvider:
-    """What every HTTP provider shares: an API key and an httpx client (its own unless given one)."""
-
-    def __init__(self, api_key: str | None, http: httpx.AsyncClient | None, timeout: httpx.Timeout) -> None:
-        self._api_key = api_key
-        self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=timeout)
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
-
-    def check_configured(self) -> None:
-        self._headers()
-
-    def _headers(self) -> dict[str, str]:
-        """The auth headers; raises ConfigError (via require_key) when the key is missing."""
-        raise NotImplementedError
-
-
-def require_key(api_key: str | None, key_env: str, needs: str) -> str:
-    """The API key, or a ConfigError naming its variable (`needs` says what the tool calls)."""
-    if not api_key:
-        raise ConfigError(
-            f"{key_env} is not set: this tool calls {needs}. Set the {key_env} environment variable in the MCP "
-            "client's server config."
-        )
-    return api_key
-
 
 # Statuses that mean "the upstream did not do it, try again later".
 TRANSIENT_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -54,6 +37,50 @@ SAFE_SUBMIT_STATUSES = frozenset({429, 502, 503, 504})
 # Transport errors raised before the request reached the upstream: safe to resend anything.
 NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 MAX_RETRY_AFTER_S = 60.0
+
+
+class HttpProvider:
+    """What every HTTP provider shares: its upstream, an API key and an httpx client (its own unless given one)."""
+
+    upstream: Upstream
+
+    def __init__(
+        self, api_key: str | None, http: httpx.AsyncClient | None, timeout: httpx.Timeout, pacing: Pacing | None
+    ) -> None:
+        self._api_key = api_key
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(timeout=timeout)
+        self._pacing = pacing or Pacing()
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    def check_configured(self) -> None:
+        self._key()
+
+    def _key(self) -> str:
+        """The API key, or a ConfigError naming its variable."""
+        if not self._api_key:
+            env = self.upstream.key_env
+            raise ConfigError(
+                f"{env} is not set: this tool calls {self.upstream.key_needed_for}. Set the {env} environment "
+                "variable in the MCP client's server config."
+            )
+        return self._api_key
+
+    async def _send(self, method: str, url: str, *, idempotent: bool = True, **kwargs: Any) -> httpx.Response:
+        pacing = self._pacing
+        return await send(
+            self._http,
+            method,
+            url,
+            upstream=self.upstream,
+            idempotent=idempotent,
+            attempts=kwargs.pop("attempts", pacing.retry_attempts),
+            backoff=(pacing.retry_initial_s, pacing.retry_max_s),
+            **kwargs,
+        )
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -86,24 +113,34 @@ class _Backoff:
         return float(min(self.maximum, self.initial * 2 ** (state.attempt_number - 1)))
 
 
+def _status_proves_nothing_ran(response: httpx.Response) -> bool:
+    return response.status_code in SAFE_SUBMIT_STATUSES
+
+
 async def send(
     client: httpx.AsyncClient,
     method: str,
     url: str,
     *,
-    provider: str,
-    key_env: str,
+    upstream: Upstream,
+    idempotent: bool = True,
     retry_statuses: Collection[int] = TRANSIENT_STATUSES,
-    retry_errors: tuple[type[Exception], ...] = (httpx.TransportError,),
+    proves_nothing_ran: Callable[[httpx.Response], bool] = _status_proves_nothing_ran,
     attempts: int = 5,
     backoff: tuple[float, float] = (0.5, 8.0),
     **kwargs: Any,
 ) -> httpx.Response:
-    """Send a request, retrying transient failures; return a 2xx response or raise ProviderError."""
+    """Send a request, retrying what is safe to retry; return a 2xx response or raise UpstreamError."""
+    if idempotent:
+        retry_on = retry_if_exception_type(httpx.TransportError) | retry_if_result(
+            lambda r: r.status_code in retry_statuses
+        )
+    else:
+        retry_on = retry_if_exception_type(NOT_SENT_ERRORS) | retry_if_result(proves_nothing_ran)
     retrying = AsyncRetrying(
         stop=stop_after_attempt(attempts),
         wait=_Backoff(*backoff),
-        retry=retry_if_exception_type(retry_errors) | retry_if_result(lambda r: r.status_code in retry_statuses),
+        retry=retry_on,
         retry_error_callback=lambda state: state.outcome.result() if state.outcome is not None else None,
         before_sleep=lambda state: log.info("%s %s: retrying (attempt %d)", method, _path(url), state.attempt_number),
         reraise=True,
@@ -111,38 +148,67 @@ async def send(
     try:
         response: httpx.Response = await retrying(client.request, method, url, **kwargs)
     except httpx.TransportError as exc:
-        raise UpstreamUnavailable(
-            f"{provider} could not be reached ({type(exc).__name__}). "
-            "Check the network or the base URL, then try again.",
-            provider=provider,
-        ) from exc
-    raise_for_status(response, provider=provider, key_env=key_env)
+        made = int(retrying.statistics.get("attempt_number", 1))
+        raise transport_error(exc, upstream, sent_once=not idempotent, attempts=made) from exc
+    made = int(retrying.statistics.get("attempt_number", 1))
+    raise_for_status(
+        response, upstream, attempts=made, may_have_run=not idempotent and not proves_nothing_ran(response)
+    )
     return response
 
 
-def raise_for_status(response: httpx.Response, *, provider: str, key_env: str) -> None:
+def transport_error(
+    exc: httpx.TransportError, upstream: Upstream, *, sent_once: bool, attempts: int = 1
+) -> UpstreamUnavailable:
+    """The error for a request that got no answer. `sent_once`: a non-idempotent request."""
+    name = type(exc).__name__
+    if isinstance(exc, NOT_SENT_ERRORS) or not sent_once:
+        detail = f"could not be reached ({name}). Check the network or the base URL, then try again."
+        return UpstreamUnavailable(detail, provider=upstream.label, attempts=attempts)
+    if isinstance(exc, httpx.TimeoutException):
+        detail = f"did not answer in time ({name})"
+    else:
+        detail = f"'s response broke off ({name}) before it was complete, so nothing was saved"
+    return UpstreamUnavailable(detail, provider=upstream.label, attempts=attempts, may_have_run=True)
+
+
+def raise_for_status(
+    response: httpx.Response, upstream: Upstream, *, attempts: int = 1, may_have_run: bool = False
+) -> None:
     """Translate a non-2xx upstream answer into the error an agent can act on."""
     status = response.status_code
     if status < 400:
         return
-    detail = error_detail(response)
+    label = upstream.label
     if status in (401, 403):
-        raise AuthenticationFailed(
-            f"{provider} rejected the API key (HTTP {status}). Check that {key_env} holds a valid, active key.",
-            provider=provider,
-            status_code=status,
-        )
+        raise AuthenticationFailed(upstream.key_env, provider=label, status=status, attempts=attempts)
+    detail = error_detail(response)
     if status in TRANSIENT_STATUSES:
-        kind = response.headers.get("x-fal-error-type") or ""
         raise UpstreamUnavailable(
-            f"{provider} is unavailable (HTTP {status}{', ' + kind if kind else ''}): {detail}. "
-            "Retries were exhausted; try again later.",
-            provider=provider,
-            status_code=status,
+            detail,
+            provider=label,
+            status=status,
+            attempts=attempts,
+            may_have_run=may_have_run and status >= 500,
+            error_type=response.headers.get("x-fal-error-type") or "",
         )
-    if status == 422:
-        raise UpstreamRejected(f"{provider} rejected the input:\n{detail}", provider=provider, status_code=status)
-    raise UpstreamRejected(f"{provider} answered HTTP {status}: {detail}", provider=provider, status_code=status)
+    raise UpstreamRejected(detail, provider=label, status=status, attempts=attempts)
+
+
+def json_object(response: httpx.Response, upstream: Upstream, what: str) -> dict[str, Any]:
+    """The answer's body as a JSON object, or UpstreamBadAnswer saying what came instead."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        shown = response.text[:200].strip() or "an empty body"
+        raise UpstreamBadAnswer(
+            f"answered {what} with something other than a JSON object: {shown}",
+            provider=upstream.label,
+            status=response.status_code,
+        )
+    return body
 
 
 def error_detail(response: httpx.Response) -> str:
@@ -170,6 +236,28 @@ def describe_error_body(body: Any) -> str:
     if detail is None:
         return str(body)[:500]
     return str(detail)[:500]
+
+
+def media_type(response: httpx.Response) -> str:
+    """The response's Content-Type without parameters, lower-cased ('' when absent)."""
+    return str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
+
+
+def form_value(value: Any) -> str:
+    """A form field's text: booleans as `true`/`false`, whole numbers without `.0`, structures as JSON.
+
+    Numbers come from the tool's validation as floats (8 -> 8.0); an upstream integer field
+    would refuse "8.0", and every number field accepts "8".
+    """
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
 
 
 def _path(url: str) -> str:

@@ -1,15 +1,81 @@
-"""The one protocol every upstream implements, and the values that cross it.
+"""The shapes a provider comes in, and the values that cross its boundary.
 
-A provider turns an endpoint id and a request body into an upstream job and follows that job
-to its output. The job runner owns persistence and progress; a provider owns only its wire
-protocol. Handles are plain JSON so a job can be resumed after a restart from its stored row.
+A provider turns a request into an upstream result; the job runner owns persistence and
+progress, a provider only its wire protocol. Two shapes:
+
+- queued (`QueuedProvider`): submit creates an upstream job whose handle is stored, so the job
+  can be followed to its end, also by a later process after a restart;
+- one-shot (`OneShotProvider`): one request answers with the output (a synchronous or
+  streaming HTTP response); nothing upstream can be re-attached to later.
+
+A provider may also make a local file readable by its upstream (`Uploads`) and cancel a
+queued job (`Cancels`). The registry (`registry.py`) says which shapes each upstream offers;
+the runner picks the one the tool's manifest names.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from mcp_audio.providers.registry import Upstream
+    from mcp_audio.results import OutputFile
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How often providers poll and how patiently they retry. Tests use short ones."""
+
+    poll_initial_s: float = 0.5
+    poll_max_s: float = 5.0
+    retry_attempts: int = 5
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 8.0
+    stream_read_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class FileBytes:
+    """A file input's content, read once: a local file inside the allowed folders, a data: URI
+    or a download. `source` is how the caller gave it, for messages and the job record."""
+
+    name: str
+    data: bytes = field(repr=False)
+    content_type: str
+    source: str
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def record(self) -> dict[str, Any]:
+        """What the job row keeps of it (never the bytes)."""
+        return {"file": self.source, "content_type": self.content_type, "bytes": len(self.data), "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class UpstreamRequest:
+    """One validated call, ready for its upstream.
+
+    body: the JSON fields the upstream receives (file inputs as URLs).
+    parts: file inputs the upstream takes as multipart parts, by field name.
+    options: arguments only the server uses (an endpoint choice, a voice name to save).
+    returns: what a one-shot answer holds ("json", or the "audio" bytes themselves).
+    partial_path: in streaming one-shot runs, the event field with the partial text.
+    """
+
+    endpoint: str
+    body: dict[str, Any]
+    parts: dict[str, FileBytes] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    returns: Literal["json", "audio"] = "json"
+    partial_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -17,7 +83,7 @@ class Submitted:
     """What the upstream answered to a submit: its job id and what following it needs."""
 
     upstream_id: str
-    handle: dict[str, Any]
+    handle: BaseModel
 
 
 @dataclass(frozen=True)
@@ -27,65 +93,81 @@ class Update:
     state: Literal["queued", "running"]
     queue_position: int | None = None
     logs: list[str] = field(default_factory=list)  # new log lines only
-    progress: float | None = None  # 0-100 where the upstream reports it
     partial: str | None = None  # a partial result (e.g. the transcript so far) in streaming runs
 
 
 Report = Callable[[Update], Awaitable[None]]
-
-
-# Stores bytes an upstream returned directly (no URL) as an output file of the current job:
-# (data, content_type) -> a file entry {url (file://), path, file_name, content_type, ...}.
-FileSink = Callable[[bytes, str], dict[str, Any]]
+# Stores bytes an upstream returned directly (no URL) as an output file of the current job.
+FileSink = Callable[[bytes, str], "OutputFile"]
 
 
 class Provider(Protocol):
-    """One upstream API (fal queue, Voice API tasks, Eigen generate)."""
+    """What every provider has, whatever its shape."""
 
-    name: str
-    max_upload_bytes: int
-    # True: the upstream reads files as multipart parts, so a local file input reaches the
-    # provider as a `file://` URI for it to send; False: the provider uploads it and gets a URL.
-    takes_file_bytes: bool
-    upload_lifetime_s: float  # how long an uploaded file stays readable upstream
+    upstream: Upstream
+    max_upload_bytes: int  # the largest file input this upstream takes
 
     def check_configured(self) -> None:
         """Raise ConfigError naming the missing setting (e.g. the API key variable)."""
         ...
 
     async def health(self) -> str:
-        """One line on reachability (and health endpoint where one exists); raise ProviderError if down."""
-        ...
-
-    async def submit(self, endpoint: str, payload: dict[str, Any]) -> Submitted:
-        """Create the upstream job. Never retried in a way that could create a second billed job."""
-        ...
-
-    async def follow(self, endpoint: str, handle: dict[str, Any], report: Report, files: FileSink) -> dict[str, Any]:
-        """Follow the job to its end, calling `report` on each change; return the output JSON.
-
-        Raises UpstreamJobFailed when the job itself failed, another ProviderError when the
-        upstream could not be reached.
-        """
-        ...
-
-    async def stream(
-        self, endpoint: str, payload: dict[str, Any], report: Report, partial_path: str | None, files: FileSink
-    ) -> dict[str, Any]:
-        """Run an endpoint in one (streaming or synchronous) request; return the output.
-
-        Nothing upstream can be re-attached to later, so such jobs do not survive a restart.
-        """
-        ...
-
-    async def upload(self, data: bytes, content_type: str, file_name: str) -> str:
-        """Make a local file readable by the upstream; return the URL to pass as the input."""
-        ...
-
-    async def cancel(self, endpoint: str, handle: dict[str, Any]) -> bool:
-        """Ask the upstream to cancel; False when it had already finished."""
+        """One line on reachability (and health endpoint where one exists); raise UpstreamError if down."""
         ...
 
     async def aclose(self) -> None:
         """Release connections the provider created itself."""
         ...
+
+
+@runtime_checkable
+class QueuedProvider(Provider, Protocol):
+    handle_type: type[BaseModel]  # validates a stored handle before a job is resumed
+
+    async def submit(self, request: UpstreamRequest) -> Submitted:
+        """Create the upstream job. Never retried in a way that could create a second billed job."""
+        ...
+
+    async def follow(self, endpoint: str, handle: Any, report: Report, files: FileSink) -> dict[str, Any]:
+        """Follow the job to its end, calling `report` on each change; return the output JSON."""
+        ...
+
+
+@runtime_checkable
+class OneShotProvider(Provider, Protocol):
+    async def run(self, request: UpstreamRequest, report: Report, files: FileSink) -> dict[str, Any]:
+        """Send the request and return the output it answers with."""
+        ...
+
+
+@runtime_checkable
+class Uploads(Protocol):
+    """A provider that can make a local file usable where its upstream reads a URL."""
+
+    upload_lifetime_s: float  # how long an upload stays usable upstream (0: never reused)
+
+    async def upload(self, endpoint: str, file: FileBytes) -> str:
+        """Store `file` upstream; return what the request sends instead (a URL, or an id)."""
+        ...
+
+
+@runtime_checkable
+class Cancels(Protocol):
+    async def cancel(self, endpoint: str, handle: Any) -> bool:
+        """Ask the upstream to cancel; False when it had already finished."""
+        ...
+
+
+@runtime_checkable
+class VoiceCatalog(Protocol):
+    """A provider whose upstream lists its voices (filtered upstream, cached here)."""
+
+    async def list_models(
+        self,
+        *,
+        title: str | None = None,
+        language: str | None = None,
+        tag: str | None = None,
+        sort: str | None = None,
+        refresh: bool = False,
+    ) -> list[dict[str, Any]]: ...

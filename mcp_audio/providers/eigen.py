@@ -1,10 +1,10 @@
 """Eigen AI's generate API: every call is one synchronous multipart POST.
 
 TTS answers with the audio bytes (WAV unless `response_format` says otherwise), ASR with JSON
-or plain text, the voice-reference upload with {"voice_id"}. There is no task to follow or
-cancel, so Eigen manifests use mode = "stream" and only `stream()` does work. The upstream's
-own SSE mode (`stream=true`) is not used: the whole file is stored anyway, and one response body
-is what the output folder writes atomically. Facts: ../shared/notes/providers.md (Eigen AI).
+or plain text, the voice-reference upload with {"voice_id"}; the manifest's `returns` says
+which. There is no task to follow or cancel: Eigen is a one-shot provider. The upstream's own
+SSE mode (`stream=true`) is not used: the whole file is stored anyway, and one response body is
+what the output folder writes atomically. Facts: ../shared/notes/providers.md (Eigen AI).
 """
 
 from __future__ import annotations
@@ -14,28 +14,14 @@ from typing import Any
 
 import httpx
 
-from mcp_audio.errors import InvalidArguments, McpAudioError, UpstreamJobFailed, UpstreamUnavailable
+from mcp_audio.errors import UpstreamBadAnswer, UpstreamJobFailed, UpstreamUnavailable
 from mcp_audio.inputs import sniff_content_type
-from mcp_audio.providers._file_parts import FilePart, form_value, media_type, read_file_part
-from mcp_audio.providers._http import (
-    NOT_SENT_ERRORS,
-    SAFE_SUBMIT_STATUSES,
-    HttpProvider,
-    describe_error_body,
-    require_key,
-    send,
-)
-from mcp_audio.providers.base import FileSink, Report, Submitted, Update
+from mcp_audio.providers._http import HttpProvider, describe_error_body, form_value, media_type
+from mcp_audio.providers.base import FileBytes, FileSink, Pacing, Report, Update, UpstreamRequest
+from mcp_audio.providers.registry import EIGEN
 
 log = logging.getLogger("mcp_audio.eigen")
-KEY_ENV = "EIGEN_API_KEY"
 UPLOAD = "upload"  # the endpoint id of POST /api/v1/generate/upload; every other id is a `model`
-ASR_MODELS = frozenset({"whisper_v3_turbo"})
-# Payload fields the upstream reads as file parts (names as the API reference spells them).
-FILE_FIELDS = frozenset({"file", "voice_reference_file", "audio_prompt_file"})
-# Fields the upstream reads as a URL to fetch: an https URL passes as is; a local file or data:
-# URI there is uploaded first (POST /generate/upload) and sent as the `voice_id` it gets.
-URL_FIELDS = frozenset({"voice_url", "preset_url"})
 # What qwen3-tts `response_format` values are, for a response without a usable Content-Type.
 _FORMAT_TYPES = {
     "wav": "audio/wav",
@@ -48,10 +34,9 @@ _FORMAT_TYPES = {
 
 
 class EigenProvider(HttpProvider):
-    name = "eigen"
+    upstream = EIGEN
     max_upload_bytes = 50 * 2**20  # no limit is published; a minute of WAV is ~10 MiB
-    takes_file_bytes = True  # files travel as multipart parts of the generate request itself
-    upload_lifetime_s = 0.0  # nothing is stored upstream for later requests
+    upload_lifetime_s = 0.0  # a voice id is made per call: never reused for another
 
     def __init__(
         self,
@@ -60,127 +45,60 @@ class EigenProvider(HttpProvider):
         base_url: str,
         http: httpx.AsyncClient | None = None,
         read_timeout_s: float = 300.0,
-        retry_attempts: int = 5,
-        retry_backoff: tuple[float, float] = (0.5, 8.0),
+        pacing: Pacing | None = None,
     ) -> None:
+        super().__init__(api_key, http, httpx.Timeout(30.0, connect=10.0), pacing)
         self._base_url = base_url.rstrip("/")
-        super().__init__(api_key, http, httpx.Timeout(30.0, connect=10.0))
         # Generation happens while the request is open: a long text takes a while to answer.
         self._generate_timeout = httpx.Timeout(30.0, connect=10.0, read=read_timeout_s)
-        self._retry: dict[str, Any] = {"attempts": retry_attempts, "backoff": retry_backoff}
 
     def _headers(self) -> dict[str, str]:
-        key = require_key(self._api_key, KEY_ENV, "Eigen AI, which needs an API key")
-        return {"Authorization": f"Bearer {key}"}
+        return {"Authorization": f"Bearer {self._key()}"}
 
     async def health(self) -> str:
         """Eigen has no health endpoint: a GET of the base URL proves DNS, TLS and routing."""
         try:
             response = await self._http.get(self._base_url)  # no key: reachability needs none
         except httpx.TransportError as exc:
-            raise UpstreamUnavailable(f"Eigen AI unreachable ({type(exc).__name__})", provider="eigen") from exc
+            raise UpstreamUnavailable(f"unreachable ({type(exc).__name__})", provider=EIGEN.label) from exc
         return f"reachable (HTTP {response.status_code})"
 
-    # --- the one request --------------------------------------------------------------------
-
-    async def stream(
-        self, endpoint: str, payload: dict[str, Any], report: Report, partial_path: str | None, files: FileSink
-    ) -> dict[str, Any]:
+    async def run(self, request: UpstreamRequest, report: Report, files: FileSink) -> dict[str, Any]:
         """POST the call as multipart/form-data and turn the answer into the tool's output."""
         headers = self._headers()
         await report(Update(state="running"))
         parts: list[tuple[str, Any]] = []  # (name, (file name or None, content[, content type]))
-        if endpoint != UPLOAD:
-            parts.append(("model", (None, endpoint)))
-        for name, value in payload.items():
-            if name in FILE_FIELDS:
-                parts.append((name, await self._file_part(name, value)))
-            elif name in URL_FIELDS and not str(value).startswith(("https://", "http://")):
-                parts.append(("voice_id", (None, await self._voice_from_sample(endpoint, name, value, payload))))
-            else:
-                # Every value goes as a part (even without files) so the body is always multipart.
-                parts.append((name, (None, form_value(value))))
-        path = "/api/v1/generate/upload" if endpoint == UPLOAD else "/api/v1/generate"
-        response = await self._post(f"{self._base_url}{path}", parts, headers)
-        if endpoint == UPLOAD:
+        if request.endpoint != UPLOAD:
+            parts.append(("model", (None, request.endpoint)))
+        for name, value in request.body.items():
+            # Every value goes as a part (even without files) so the body is always multipart.
+            parts.append((name, (None, form_value(value))))
+        parts.extend((name, (part.name, part.data, part.content_type)) for name, part in request.parts.items())
+        path = "/api/v1/generate/upload" if request.endpoint == UPLOAD else "/api/v1/generate"
+        response = await self._post(path, parts, headers)
+        if request.returns == "audio":
+            return {"audio": files(response.content, _audio_type(response, request.body))}
+        if request.endpoint == UPLOAD:
             return _voice_id(response)
-        if endpoint in ASR_MODELS:
-            return _transcript(response)
-        return {"audio": files(response.content, _audio_type(response, payload))}
+        return _transcript(response)
 
-    async def _voice_from_sample(self, model: str, field: str, value: Any, payload: dict[str, Any]) -> str:
-        """A local file or data: URI given where the model reads a URL: upload it, use its voice id."""
-        if "voice_id" in payload:
-            raise InvalidArguments(f"`{field}`: give a voice sample or a voice id (or saved voice), not both.")
-        sample = await self._file_part(field, value)
-        parts = [("model", (None, model)), ("voice_reference_file", sample)]
-        response = await self._post(f"{self._base_url}/api/v1/generate/upload", parts, self._headers())
+    async def upload(self, endpoint: str, file: FileBytes) -> str:
+        """A voice sample given where the model reads a URL: upload it for `endpoint`; its voice id."""
+        parts = [("model", (None, endpoint)), ("voice_reference_file", (file.name, file.data, file.content_type))]
+        response = await self._post("/api/v1/generate/upload", parts, self._headers())
         return str(_voice_id(response)["voice_id"])
 
-    async def _post(self, url: str, parts: list[Any], headers: dict[str, str]) -> httpx.Response:
+    async def _post(self, path: str, parts: list[Any], headers: dict[str, str]) -> httpx.Response:
         # Each generate is billed: only answers proving nothing ran (429, ingress 5xx) and
         # connection failures before sending are retried, never a request that may have run.
-        try:
-            return await send(
-                self._http,
-                "POST",
-                url,
-                provider="eigen",
-                key_env=KEY_ENV,
-                retry_statuses=SAFE_SUBMIT_STATUSES,
-                retry_errors=NOT_SENT_ERRORS,
-                files=parts,
-                headers=headers,
-                timeout=self._generate_timeout,
-                **self._retry,
-            )
-        except UpstreamUnavailable as exc:
-            cause = exc.__cause__
-            if isinstance(cause, httpx.TimeoutException) and not isinstance(cause, NOT_SENT_ERRORS):
-                raise UpstreamUnavailable(
-                    f"eigen did not answer in time ({type(cause).__name__}); it was not resent, since the "
-                    "request may have run (and been billed). Call the tool again.",
-                    provider="eigen",
-                ) from cause
-            if isinstance(cause, httpx.TransportError) and not isinstance(cause, NOT_SENT_ERRORS):
-                raise UpstreamUnavailable(
-                    f"eigen's response broke off ({type(cause).__name__}) before it was complete, so nothing "
-                    "was saved; it was not resent, since the request may have run (and been billed). "
-                    "Call the tool again.",
-                    provider="eigen",
-                ) from cause
-            text = str(exc)
-            if exc.status_code not in SAFE_SUBMIT_STATUSES and text.endswith(_EXHAUSTED):
-                # e.g. a 500: the shared wording says retries ran out, but none were made.
-                raise UpstreamUnavailable(
-                    text.removesuffix(_EXHAUSTED).replace(" is unavailable ", " failed ", 1)
-                    + " It was not resent, since the request may have run (and been billed). Call the tool again.",
-                    provider="eigen",
-                    status_code=exc.status_code,
-                ) from exc
-            raise
-
-    async def _file_part(self, field: str, value: Any) -> FilePart:
-        return await read_file_part(self._http, field, value, max_bytes=self.max_upload_bytes, upstream="Eigen AI")
-
-    # --- what Eigen does not have -------------------------------------------------------------
-
-    async def submit(self, endpoint: str, payload: dict[str, Any]) -> Submitted:
-        raise McpAudioError(_NO_QUEUE)
-
-    async def follow(self, endpoint: str, handle: dict[str, Any], report: Report, files: FileSink) -> dict[str, Any]:
-        raise McpAudioError(_NO_QUEUE)
-
-    async def upload(self, data: bytes, content_type: str, file_name: str) -> str:
-        raise McpAudioError("Eigen AI takes files as parts of the request itself; nothing is uploaded first.")
-
-    async def cancel(self, endpoint: str, handle: dict[str, Any]) -> bool:
-        """Nothing to cancel upstream: the runner abandons the open request instead."""
-        return False
-
-
-_EXHAUSTED = " Retries were exhausted; try again later."  # the end of _http's 429/5xx message
-_NO_QUEUE = 'Eigen AI has no job queue: its tools must use mode = "stream" in their manifest.'
+        return await self._send(
+            "POST",
+            f"{self._base_url}{path}",
+            idempotent=False,
+            files=parts,
+            headers=headers,
+            timeout=self._generate_timeout,
+        )
 
 
 def _audio_type(response: httpx.Response, payload: dict[str, Any]) -> str:
@@ -189,7 +107,7 @@ def _audio_type(response: httpx.Response, payload: dict[str, Any]) -> str:
     if declared.startswith(("application/json", "text/")) or not response.content:
         # A 2xx without audio: say what the upstream said instead of saving it as a sound file.
         detail = _body_text(response) or "an empty body"
-        raise UpstreamJobFailed(f"eigen answered without audio: {detail}", provider="eigen")
+        raise UpstreamBadAnswer(f"answered without audio: {detail}", provider=EIGEN.label)
     if declared.startswith(("audio/", "video/")):
         return declared
     sniffed = sniff_content_type(response.content[:64])
@@ -209,7 +127,7 @@ def _transcript(response: httpx.Response) -> dict[str, Any]:
     if isinstance(body, str):
         return {"text": body}
     if not isinstance(body, dict):
-        raise UpstreamJobFailed(f"eigen returned an unexpected transcript: {str(body)[:200]}", provider="eigen")
+        raise UpstreamJobFailed(f"eigen returned an unexpected transcript: {str(body)[:200]}", provider=EIGEN.label)
     output = dict(body)
     if not isinstance(output.get("text"), str) and isinstance(output.get("transcription"), str):
         output["text"] = output["transcription"]  # some Eigen ASR models name it so
@@ -222,7 +140,7 @@ def _voice_id(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         body = None
     if not isinstance(body, dict) or not body.get("voice_id"):
-        raise UpstreamJobFailed(f"eigen's upload answer has no voice_id: {_body_text(response)}", provider="eigen")
+        raise UpstreamJobFailed(f"eigen's upload answer has no voice_id: {_body_text(response)}", provider=EIGEN.label)
     return {**body, "voice_id": str(body["voice_id"])}
 
 

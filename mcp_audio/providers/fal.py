@@ -1,4 +1,5 @@
-"""fal.ai's queue: submit, follow over the SSE status stream (polling if it breaks), fetch.
+"""fal.ai: the queue (submit, follow over the SSE status stream, polling if it breaks, result),
+streaming runs on fal.run, and storage uploads through fal-client.
 
 A completed job costs three requests whatever its length (submit, one stream, result); the
 fal-client library would poll ten times a second instead. Protocol facts:
@@ -9,27 +10,39 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import anyio
 import httpx
 from httpx_sse import SSEError, aconnect_sse
+from pydantic import BaseModel, ConfigDict
 
-from mcp_audio.errors import ProviderError, UpstreamJobFailed, UpstreamUnavailable
+from mcp_audio.errors import UpstreamError, UpstreamJobFailed, UpstreamUnavailable
 from mcp_audio.providers._http import (
-    NOT_SENT_ERRORS,
-    SAFE_SUBMIT_STATUSES,
     HttpProvider,
     describe_error_body,
     error_detail,
+    json_object,
     raise_for_status,
-    require_key,
-    send,
+    transport_error,
 )
-from mcp_audio.providers.base import FileSink, Report, Submitted, Update
+from mcp_audio.providers.base import FileBytes, FileSink, Pacing, Report, Submitted, Update, UpstreamRequest
+from mcp_audio.providers.registry import FAL
 
 log = logging.getLogger("mcp_audio.fal")
-KEY_ENV = "FAL_KEY"
+
+
+class FalHandle(BaseModel):
+    """What following a fal queue job needs; stored with the job, validated when it is resumed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: str
+    status_url: str
+    response_url: str
+    cancel_url: str
 
 
 def queue_app_path(endpoint: str) -> str:
@@ -40,9 +53,9 @@ def queue_app_path(endpoint: str) -> str:
 
 
 class FalProvider(HttpProvider):
-    name = "fal"
+    upstream = FAL
+    handle_type = FalHandle
     max_upload_bytes = 100 * 2**20  # fal-client's single-request upload limit (larger needs multipart)
-    takes_file_bytes = False  # local files go to fal storage; the model reads the URL
     upload_lifetime_s = 24 * 3600.0  # conservative: fal keeps uploads for days, we re-upload after one
 
     def __init__(
@@ -54,79 +67,78 @@ class FalProvider(HttpProvider):
         rest_url: str = "https://rest.fal.ai",
         cdn_url: str = "https://v3.fal.media",
         http: httpx.AsyncClient | None = None,
-        poll_interval: tuple[float, float] = (0.5, 5.0),
-        stream_read_timeout_s: float = 60.0,
-        retry_attempts: int = 5,
-        retry_backoff: tuple[float, float] = (0.5, 8.0),
+        pacing: Pacing | None = None,
     ) -> None:
+        super().__init__(api_key, http, httpx.Timeout(30.0, connect=10.0), pacing)
         self._queue_url = queue_url.rstrip("/")
         self._run_url = run_url.rstrip("/")
-        self._storage_urls = (rest_url.rstrip("/"), cdn_url.rstrip("/"))
-        self._fal_client: Any = None  # fal_client.AsyncClient, created on the first upload
-        super().__init__(api_key, http, httpx.Timeout(30.0, connect=10.0))
-        self._poll_interval = poll_interval
-        self._stream_timeout = httpx.Timeout(30.0, connect=10.0, read=stream_read_timeout_s)
-        self._retry: dict[str, Any] = {"attempts": retry_attempts, "backoff": retry_backoff}
+        self._storage = _FalStorage(rest_url.rstrip("/"), cdn_url.rstrip("/"))
+        self._stream_timeout = httpx.Timeout(30.0, connect=10.0, read=self._pacing.stream_read_timeout_s)
+
+    async def aclose(self) -> None:
+        await self._storage.aclose()
+        await super().aclose()
 
     async def health(self) -> str:
         """fal has no health endpoint: a request to the queue host proves DNS, TLS and routing."""
         try:
             response = await self._http.get(self._queue_url, headers=self._headers())
         except httpx.TransportError as exc:
-            raise UpstreamUnavailable(f"fal queue unreachable ({type(exc).__name__})", provider="fal") from exc
+            raise UpstreamUnavailable(
+                f"queue unreachable ({type(exc).__name__})", provider=self.upstream.label
+            ) from exc
         return f"queue reachable (HTTP {response.status_code})"
 
     def _headers(self) -> dict[str, str]:
-        key = require_key(self._api_key, KEY_ENV, "fal.ai, which needs an API key (get one at fal.ai/dashboard/keys)")
-        return {"Authorization": f"Key {key}"}
+        return {"Authorization": f"Key {self._key()}"}
 
-    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         kwargs.setdefault("headers", self._headers())
-        return await send(self._http, method, url, provider="fal", key_env=KEY_ENV, **(self._retry | kwargs))
+        return await self._send(method, url, **kwargs)
 
-    async def submit(self, endpoint: str, payload: dict[str, Any]) -> Submitted:
-        # Only answers that prove no job was created (429, ingress 5xx) and connection
-        # failures before sending are retried: a read timeout may hide a billed job.
-        response = await self._send(
-            "POST",
-            f"{self._queue_url}/{endpoint}",
-            json=payload,
-            retry_statuses=SAFE_SUBMIT_STATUSES,
-            retry_errors=NOT_SENT_ERRORS,
-        )
-        data = response.json()
-        request_id = str(data["request_id"])
+    # --- queued ------------------------------------------------------------------------------
+
+    async def submit(self, request: UpstreamRequest) -> Submitted:
+        endpoint = request.endpoint
+        response = await self._call("POST", f"{self._queue_url}/{endpoint}", json=request.body, idempotent=False)
+        data = json_object(response, self.upstream, f"the submit of {endpoint}")
+        request_id = str(data.get("request_id") or "")
+        if not request_id:
+            raise UpstreamError(
+                f"fal accepted the submit of {endpoint} but sent no request_id: {str(data)[:200]}",
+                provider=self.upstream.label,
+                may_have_run=True,
+            )
         base = f"{self._queue_url}/{queue_app_path(endpoint)}/requests/{request_id}"
-        handle = {
-            "request_id": request_id,
-            "status_url": data.get("status_url") or f"{base}/status",
-            "response_url": data.get("response_url") or base,
-            "cancel_url": data.get("cancel_url") or f"{base}/cancel",
-        }
+        handle = FalHandle(
+            request_id=request_id,
+            status_url=data.get("status_url") or f"{base}/status",
+            response_url=data.get("response_url") or base,
+            cancel_url=data.get("cancel_url") or f"{base}/cancel",
+        )
         return Submitted(upstream_id=request_id, handle=handle)
 
-    async def follow(self, endpoint: str, handle: dict[str, Any], report: Report, files: FileSink) -> dict[str, Any]:
+    async def follow(self, endpoint: str, handle: FalHandle, report: Report, files: FileSink) -> dict[str, Any]:
         watcher = _StatusWatcher(report)
         if not await self._stream(handle, watcher):
             await self._poll(handle, watcher)
         if watcher.error is not None:
             # The run failed: the result URL answers with the model's own error body.
-            response = await self._http.get(handle["response_url"], headers=self._headers())
+            response = await self._http.get(handle.response_url, headers=self._headers())
             detail = error_detail(response) if response.status_code >= 400 else ""
-            raise UpstreamJobFailed(f"fal job failed: {detail or watcher.error}", provider="fal")
-        response = await self._send("GET", handle["response_url"])
-        output: dict[str, Any] = response.json()
-        return output
+            raise UpstreamJobFailed(f"fal job failed: {detail or watcher.error}", provider=self.upstream.label)
+        response = await self._call("GET", handle.response_url)
+        return json_object(response, self.upstream, "the result request")
 
-    async def _stream(self, handle: dict[str, Any], watcher: _StatusWatcher) -> bool:
+    async def _stream(self, handle: FalHandle, watcher: _StatusWatcher) -> bool:
         """Follow the SSE status stream; True once COMPLETED was seen, False if it broke."""
-        url = f"{handle['status_url']}/stream"
+        url = f"{handle.status_url}/stream"
         try:
             async with aconnect_sse(
                 self._http, "GET", url, params={"logs": "1"}, headers=self._headers(), timeout=self._stream_timeout
             ) as source:
                 if source.response.status_code in (401, 403):
-                    await self._send("GET", handle["status_url"], attempts=1)  # raises AuthenticationFailed
+                    await self._call("GET", handle.status_url, attempts=1)  # raises AuthenticationFailed
                 if source.response.status_code != 200:
                     log.info("status stream answered HTTP %d; polling instead", source.response.status_code)
                     return False
@@ -137,77 +149,162 @@ class FalProvider(HttpProvider):
             log.info("status stream broke (%s); polling instead", type(exc).__name__)
         return False
 
-    async def _poll(self, handle: dict[str, Any], watcher: _StatusWatcher) -> None:
+    async def _poll(self, handle: FalHandle, watcher: _StatusWatcher) -> None:
         """Poll the status URL with growing intervals until COMPLETED."""
-        interval, ceiling = self._poll_interval
+        interval, ceiling = self._pacing.poll_initial_s, self._pacing.poll_max_s
         while True:
-            response = await self._send("GET", handle["status_url"], params={"logs": "1"})
-            if await watcher.see(response.json()):
+            response = await self._call("GET", handle.status_url, params={"logs": "1"})
+            if await watcher.see(json_object(response, self.upstream, "a status request")):
                 return
             await anyio.sleep(interval)
             interval = min(ceiling, interval * 1.5)
 
-    async def stream(
-        self, endpoint: str, payload: dict[str, Any], report: Report, partial_path: str | None, files: FileSink
-    ) -> dict[str, Any]:
+    async def cancel(self, endpoint: str, handle: FalHandle) -> bool:
+        try:
+            await self._call("PUT", handle.cancel_url, attempts=2)
+        except UpstreamError as exc:
+            if exc.status in (400, 404):  # ALREADY_COMPLETED / NOT_FOUND
+                return False
+            raise
+        return True
+
+    # --- one-shot ----------------------------------------------------------------------------
+
+    async def run(self, request: UpstreamRequest, report: Report, files: FileSink) -> dict[str, Any]:
         """POST to fal.run and read its SSE: every event is an output so far; the last is final."""
         last: dict[str, Any] | None = None
         try:
             async with aconnect_sse(
                 self._http,
                 "POST",
-                f"{self._run_url}/{endpoint}",
-                json=payload,
+                f"{self._run_url}/{request.endpoint}",
+                json=request.body,
                 headers=self._headers(),
                 timeout=self._stream_timeout,
             ) as source:
                 if source.response.status_code >= 400:
                     await source.response.aread()
-                    raise_for_status(source.response, provider="fal", key_env=KEY_ENV)
+                    raise_for_status(source.response, self.upstream, may_have_run=True)
                 async for event in source.aiter_sse():
                     if not event.data:
                         continue
                     last = json.loads(event.data)
-                    partial = _dig(last, partial_path) if partial_path else None
+                    partial = _dig(last, request.partial_path) if request.partial_path else None
                     await report(Update(state="running", partial=partial if isinstance(partial, str) else None))
-        except (httpx.TransportError, SSEError, ValueError) as exc:
-            # Resending could bill twice; the agent decides whether to call again.
+        except (SSEError, ValueError) as exc:
             raise UpstreamUnavailable(
-                f"fal's stream broke ({type(exc).__name__}) before the final result; call the tool again.",
-                provider="fal",
+                f"'s stream broke ({type(exc).__name__}) before the final result",
+                provider=self.upstream.label,
+                may_have_run=True,
             ) from exc
+        except httpx.TransportError as exc:
+            raise transport_error(exc, self.upstream, sent_once=True) from exc
         if last is None:
-            raise UpstreamJobFailed("fal's stream ended without a result", provider="fal")
+            raise UpstreamJobFailed("fal's stream ended without a result", provider=self.upstream.label)
         return last
 
-    async def upload(self, data: bytes, content_type: str, file_name: str) -> str:
-        """Upload through fal-client (token, then CDN), pointed at the configured storage hosts."""
-        import fal_client
-        import fal_client.client
+    # --- storage -----------------------------------------------------------------------------
 
-        # fal-client reads its hosts from module globals; this is its only seam for proxies and tests.
-        fal_client.client.REST_URL, fal_client.client.CDN_URL = self._storage_urls
-        if self._fal_client is None:
-            self._fal_client = fal_client.AsyncClient(key=self._headers()["Authorization"].removeprefix("Key "))
+    async def upload(self, endpoint: str, file: FileBytes) -> str:
+        """Upload to fal storage (token, then CDN); return the file's URL."""
+        import fal_client
+
         try:
-            url: str = await self._fal_client.upload(data, content_type, file_name)
+            url: str = await self._storage.client(self._key()).upload(file.data, file.content_type, file.name)
+            return url
         except httpx.HTTPStatusError as exc:
-            raise_for_status(exc.response, provider="fal", key_env=KEY_ENV)
+            raise_for_status(exc.response, self.upstream)
+            raise
+        except fal_client.client.FalClientHTTPError as exc:
+            raise_for_status(exc.response, self.upstream)
             raise
         except httpx.TransportError as exc:
             raise UpstreamUnavailable(
-                f"fal storage could not be reached ({type(exc).__name__}).", provider="fal"
+                f"storage could not be reached ({type(exc).__name__}).", provider=self.upstream.label
             ) from exc
-        return url
 
-    async def cancel(self, endpoint: str, handle: dict[str, Any]) -> bool:
-        try:
-            await self._send("PUT", handle["cancel_url"], attempts=2)
-        except ProviderError as exc:
-            if exc.status_code in (400, 404):  # ALREADY_COMPLETED / NOT_FOUND
-                return False
-            raise
-        return True
+
+class _Rerouted(httpx.AsyncBaseTransport):
+    """Sends requests for fal's storage hosts to the configured ones (proxies, loopback tests)."""
+
+    def __init__(self, routes: dict[str, httpx.URL]) -> None:
+        self._routes = routes
+        self._inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        target = self._routes.get(request.url.host)
+        if target is not None:
+            request.url = request.url.copy_with(scheme=target.scheme, host=target.host, port=target.port)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _FalStorage:
+    """One fal-client AsyncClient for uploads, its hosts routed to the configured storage URLs.
+
+    fal-client names its storage hosts in module constants; rather than rewrite those (process
+    globals), every HTTP client it uses for storage is given a transport that reroutes them.
+    """
+
+    def __init__(self, rest_url: str, cdn_url: str) -> None:
+        self._routes = {"rest.fal.ai": httpx.URL(rest_url), "v3.fal.media": httpx.URL(cdn_url)}
+        self._client: Any = None
+        self._transport: _Rerouted | None = None
+
+    def client(self, key: str) -> Any:
+        if self._client is None:
+            self._transport = _Rerouted(self._routes)
+            self._client = _routed_fal_client(key, self._transport)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
+
+
+def _routed_fal_client(key: str, transport: httpx.AsyncBaseTransport) -> Any:
+    """fal_client.AsyncClient whose three storage HTTP clients (REST, CDN token, CDN) use `transport`."""
+    import asyncio
+    from datetime import datetime
+
+    import fal_client
+    from asyncstdlib import cached_property as async_cached_property  # what fal-client itself uses
+    from fal_client import client as fal
+
+    def routed(**kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=transport, **kwargs)
+
+    class TokenManager(fal.AsyncCDNTokenManager):
+        async def _refresh_token(self) -> Any:
+            async with routed() as http:
+                response = await http.post(self._url, headers=self._headers, json={})
+                response.raise_for_status()
+                data = response.json()
+            return fal.CDNToken(
+                token=data["token"],
+                token_type=data["token_type"],
+                base_upload_url=data["base_url"],
+                expires_at=datetime.fromisoformat(data["expires_at"]),
+            )
+
+    class RoutedClient(fal_client.AsyncClient):
+        @async_cached_property(asyncio.Lock)
+        async def _client(self) -> httpx.AsyncClient:
+            auth = await self._auth
+            return routed(headers={"Authorization": auth.header_value, "User-Agent": fal.USER_AGENT})
+
+        @async_cached_property(asyncio.Lock)
+        async def _token_manager(self) -> Any:
+            return TokenManager(await self._auth)
+
+        @asynccontextmanager
+        async def _cdn_client(self) -> AsyncIterator[httpx.AsyncClient]:
+            async with routed(headers={"User-Agent": fal.USER_AGENT}, timeout=self.default_timeout) as http:
+                yield http
+
+    return RoutedClient(key=key)
 
 
 def _dig(data: Any, path: str) -> Any:
@@ -230,6 +327,8 @@ class _StatusWatcher:
         state = status.get("status")
         new_logs = []
         for entry in status.get("logs") or []:
+            if not isinstance(entry, dict):
+                continue
             key = (entry.get("timestamp"), entry.get("message"))
             if key not in self._seen_logs:
                 self._seen_logs.add(key)

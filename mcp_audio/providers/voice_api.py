@@ -8,8 +8,8 @@ running", and `failed`/`error`/`cancelled` as the end. Facts and guesses:
 ../shared/notes/providers.md ("Voice API") and manifests/voice-api.toml.
 
 The endpoint ids of the manifest are the task kinds: "tts", "stt", "clone". TTS takes a JSON
-body; STT and clone take multipart forms whose file part is the `audio` input (a `file://`
-URI of a checked local file, an http(s) URL, or a data URI: all sent as bytes).
+body; STT and clone take multipart forms whose file part is the manifest's `sent_as = "part"`
+input. The API has no way to cancel a task (the registry says so).
 """
 
 from __future__ import annotations
@@ -21,44 +21,32 @@ from typing import Any
 
 import anyio
 import httpx
+from pydantic import BaseModel, ConfigDict
 
-from mcp_audio.errors import (
-    InvalidArguments,
-    McpAudioError,
-    ProviderError,
-    UpstreamJobFailed,
-    UpstreamRejected,
-    UpstreamUnavailable,
-)
-from mcp_audio.providers._file_parts import form_value, media_type, read_file_part
-from mcp_audio.providers._http import (
-    NOT_SENT_ERRORS,
-    SAFE_SUBMIT_STATUSES,
-    HttpProvider,
-    error_detail,
-    require_key,
-    send,
-)
-from mcp_audio.providers.base import FileSink, Report, Submitted, Update
+from mcp_audio.errors import UpstreamBadAnswer, UpstreamJobFailed, UpstreamUnavailable
+from mcp_audio.providers._http import HttpProvider, error_detail, form_value, json_object, media_type
+from mcp_audio.providers.base import FileSink, Pacing, Report, Submitted, Update, UpstreamRequest
+from mcp_audio.providers.registry import VOICE_API
 
 log = logging.getLogger("mcp_audio.voice_api")
-KEY_ENV = "VOICE_API_KEY"
-LABEL = "Voice API"  # how messages name this upstream
-KINDS = ("tts", "stt", "clone")
-# The multipart file part of each form kind; the manifest's file input has this name.
-FILE_FIELDS = {"stt": "audio", "clone": "audio"}
-# Tool inputs that are not part of the submit: popped from the payload into the handle.
-# stt: `plain_text` is a query parameter of GET /v1/stt/{id}/result (default false).
-HANDLE_FIELDS: dict[str, tuple[str, ...]] = {"stt": ("plain_text",)}
 FAILED_STATUSES = frozenset({"failed", "error", "cancelled", "canceled"})
 MODELS_TTL_S = 300.0
 
 
+class VoiceApiTask(BaseModel):
+    """What following a task needs; stored with the job, validated when it is resumed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    task_id: str
+    plain_text: bool = False  # stt: the `plain_text` query parameter of its result
+
+
 class VoiceApiProvider(HttpProvider):
-    name = "voice_api"
+    upstream = VOICE_API
+    handle_type = VoiceApiTask
     max_upload_bytes = 50 * 2**20  # one multipart request; far above any 90 s reference clip
-    takes_file_bytes = True  # files travel as multipart parts, never uploaded separately
-    upload_lifetime_s = 0.0
     models_ttl_s = MODELS_TTL_S
 
     def __init__(
@@ -68,98 +56,96 @@ class VoiceApiProvider(HttpProvider):
         base_url: str,
         host: str,
         http: httpx.AsyncClient | None = None,
-        poll_interval: tuple[float, float] = (0.5, 8.0),
+        pacing: Pacing | None = None,
     ) -> None:
+        # Long reads: an upload of a big recording or an MP3 download can take a while.
+        super().__init__(api_key, http, httpx.Timeout(60.0, connect=10.0), pacing)
         self._base_url = base_url.rstrip("/")
         self._host = host
-        # Long reads: an upload of a big recording or an MP3 download can take a while.
-        super().__init__(api_key, http, httpx.Timeout(60.0, connect=10.0))
-        self._poll_interval = poll_interval
         self._models: dict[tuple[tuple[str, str], ...], tuple[float, list[dict[str, Any]]]] = {}
 
     def _headers(self) -> dict[str, str]:
-        needs = "the Voice API, which needs the API key of your subscription to its marketplace listing"
-        key = require_key(self._api_key, KEY_ENV, needs)
-        return {"X-RapidAPI-Key": key, "X-RapidAPI-Host": self._host}
+        return {"X-RapidAPI-Key": self._key(), "X-RapidAPI-Host": self._host}
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         kwargs.setdefault("headers", self._headers())
-        return await send(self._http, method, f"{self._base_url}{path}", provider=LABEL, key_env=KEY_ENV, **kwargs)
+        return await self._send(method, f"{self._base_url}{path}", **kwargs)
 
     async def health(self) -> str:
         """`GET /v1/health` needs no key: it proves DNS, TLS, routing and the service itself."""
+        label = self.upstream.label
         try:
             response = await self._http.get(f"{self._base_url}/v1/health")
         except httpx.TransportError as exc:
-            raise UpstreamUnavailable(f"{LABEL} could not be reached ({type(exc).__name__})", provider=LABEL) from exc
+            raise UpstreamUnavailable(f"could not be reached ({type(exc).__name__})", provider=label) from exc
         if response.status_code >= 400:
             raise UpstreamUnavailable(
-                f"{LABEL} health check answered HTTP {response.status_code}: {error_detail(response)}",
-                provider=LABEL,
-                status_code=response.status_code,
+                f"health check answered HTTP {response.status_code}: {error_detail(response)}", provider=label
             )
         return f"healthy (HTTP {response.status_code})"
 
     # --- tasks --------------------------------------------------------------------------
 
-    async def submit(self, endpoint: str, payload: dict[str, Any]) -> Submitted:
-        kind = _kind(endpoint)
-        body = dict(payload)
-        extras = {name: body.pop(name) for name in HANDLE_FIELDS.get(kind, ()) if name in body}
-        # Only answers that prove no task was created (429, ingress 5xx) and connection
-        # failures before sending are retried: a read timeout may hide a billed task.
-        safe: dict[str, Any] = {"retry_statuses": SAFE_SUBMIT_STATUSES, "retry_errors": NOT_SENT_ERRORS}
-        if kind == "tts":
-            response = await self._send("POST", "/v1/tts", json=body, **safe)
+    async def submit(self, request: UpstreamRequest) -> Submitted:
+        kind = request.endpoint
+        if request.parts:
+            form = {key: form_value(value) for key, value in request.body.items()}
+            files = {name: (part.name, part.data, part.content_type) for name, part in request.parts.items()}
+            response = await self._call("POST", f"/v1/{kind}", data=form, files=files, idempotent=False)
         else:
-            self._headers()  # a missing key fails before any file is read or fetched
-            field = FILE_FIELDS[kind]
-            source = body.pop(field, None)
-            if not isinstance(source, str):
-                raise InvalidArguments(f"`{field}`: required: an audio file path or URL.")
-            part = await read_file_part(self._http, field, source, max_bytes=self.max_upload_bytes, upstream=LABEL)
-            form = {key: form_value(value) for key, value in body.items()}
-            response = await self._send("POST", f"/v1/{kind}", data=form, files={field: part}, **safe)
-        task_id = _task_id(response)
-        handle: dict[str, Any] = {"kind": kind, "task_id": task_id}
-        if kind == "stt":
-            handle["plain_text"] = bool(extras.get("plain_text", False))
-        return Submitted(upstream_id=task_id, handle=handle)
+            response = await self._call("POST", f"/v1/{kind}", json=request.body, idempotent=False)
+        body = json_object(response, self.upstream, f"POST /v1/{kind}")
+        task_id = body.get("task_id") or body.get("id")
+        if not task_id:
+            raise UpstreamBadAnswer(
+                f"accepted the task but sent no task_id: {str(body)[:200]}",
+                provider=self.upstream.label,
+                may_have_run=True,
+            )
+        plain = bool(request.options.get("plain_text", False))
+        return Submitted(
+            upstream_id=str(task_id), handle=VoiceApiTask(kind=kind, task_id=str(task_id), plain_text=plain)
+        )
 
-    async def follow(self, endpoint: str, handle: dict[str, Any], report: Report, files: FileSink) -> dict[str, Any]:
-        kind, task_id = handle["kind"], str(handle["task_id"])
-        interval, ceiling = self._poll_interval
+    async def follow(self, endpoint: str, handle: VoiceApiTask, report: Report, files: FileSink) -> dict[str, Any]:
+        kind, task_id = handle.kind, handle.task_id
+        interval, ceiling = self._pacing.poll_initial_s, self._pacing.poll_max_s
         last: tuple[str, float | None] | None = None
         while True:
-            status = _json_object(await self._send("GET", f"/v1/{kind}/{task_id}"))
+            status = json_object(
+                await self._call("GET", f"/v1/{kind}/{task_id}"), self.upstream, f"/v1/{kind}/{task_id}"
+            )
             state = str(status.get("status") or "").lower()
             if state == "succeeded":
-                return await self._output(kind, task_id, handle, status, files)
+                return await self._output(handle, status, files)
             if state in FAILED_STATUSES:
                 reason = _failure_message(status) or "no reason given"
-                raise UpstreamJobFailed(f"{LABEL} {kind} task {task_id} {state}: {reason}", provider=LABEL)
+                raise UpstreamJobFailed(
+                    f"Voice API {kind} task {task_id} {state}: {reason}", provider=self.upstream.label
+                )
             progress = _progress(status.get("progress"))
             if (state, progress) != last:
                 last = (state, progress)
                 line = (state or "running") + (f" {progress:g}%" if progress is not None else "")
-                await report(Update(state="running", progress=progress, logs=[line]))
+                await report(Update(state="running", logs=[line]))
             # Short first: most tasks end in seconds; long ones do not need fast polling.
             await anyio.sleep(interval)
             interval = min(ceiling, interval * 1.5)
 
-    async def _output(
-        self, kind: str, task_id: str, handle: dict[str, Any], status: dict[str, Any], files: FileSink
-    ) -> dict[str, Any]:
+    async def _output(self, handle: VoiceApiTask, status: dict[str, Any], files: FileSink) -> dict[str, Any]:
+        kind, task_id, label = handle.kind, handle.task_id, self.upstream.label
         if kind == "tts":
-            response = await self._send("GET", f"/v1/tts/{task_id}/audio")
+            response = await self._call("GET", f"/v1/tts/{task_id}/audio")
             if not response.content:
-                raise UpstreamJobFailed(f"{LABEL} tts task {task_id} succeeded but its audio is empty", provider=LABEL)
+                raise UpstreamJobFailed(
+                    f"Voice API tts task {task_id} succeeded but its audio is empty", provider=label
+                )
             content_type = media_type(response)
             audio_type = content_type if content_type.startswith("audio/") else "audio/mpeg"
             return {"audio": files(response.content, audio_type)}
         if kind == "stt":
-            plain = "true" if handle.get("plain_text") else "false"
-            response = await self._send("GET", f"/v1/stt/{task_id}/result", params={"plain_text": plain})
+            plain = "true" if handle.plain_text else "false"
+            response = await self._call("GET", f"/v1/stt/{task_id}/result", params={"plain_text": plain})
             try:
                 result = response.json()
             except ValueError:  # a bare transcript
@@ -167,23 +153,8 @@ class VoiceApiProvider(HttpProvider):
             return result if isinstance(result, dict) else {"text": result}
         result = status.get("result")
         if not isinstance(result, dict) or not result.get("model_id"):
-            raise UpstreamJobFailed(f"{LABEL} clone task {task_id} succeeded without a model_id", provider=LABEL)
+            raise UpstreamJobFailed(f"Voice API clone task {task_id} succeeded without a model_id", provider=label)
         return {"model_id": result["model_id"], **{k: v for k, v in result.items() if k != "model_id"}}
-
-    async def stream(
-        self, endpoint: str, payload: dict[str, Any], report: Report, partial_path: str | None, files: FileSink
-    ) -> dict[str, Any]:
-        raise McpAudioError(f'{LABEL} tools run as tasks: their manifest must say mode = "queue"')
-
-    async def upload(self, data: bytes, content_type: str, file_name: str) -> str:
-        raise McpAudioError(f"{LABEL} takes files as multipart parts of the task request; it has no upload step")
-
-    async def cancel(self, endpoint: str, handle: dict[str, Any]) -> bool:
-        raise UpstreamRejected(
-            f"The {LABEL} cannot cancel tasks; task {handle.get('task_id')} keeps running upstream and it will "
-            "finish on its own (get_job returns its result).",
-            provider=LABEL,
-        )
 
     # --- voice models -------------------------------------------------------------------
 
@@ -207,42 +178,13 @@ class VoiceApiProvider(HttpProvider):
             return [dict(model) for model in cached[1]]
         if refresh:
             params["refresh"] = "true"
-        body = (await self._send("GET", "/v1/models", params=params)).json()
+        body = (await self._call("GET", "/v1/models", params=params)).json()
         models = _model_list(body)
         self._models[key] = (time.monotonic(), models)
         return [dict(model) for model in models]
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def _kind(endpoint: str) -> str:
-    if endpoint not in KINDS:
-        raise McpAudioError(f"{LABEL} has no task kind {endpoint!r}; the manifest endpoint must be one of {KINDS}")
-    return endpoint
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise ProviderError(
-            f"{LABEL} answered {response.request.url.path} with something other than a JSON object: "
-            f"{response.text[:200]}",
-            provider=LABEL,
-            status_code=response.status_code,
-        )
-    return body
-
-
-def _task_id(response: httpx.Response) -> str:
-    body = _json_object(response)
-    task_id = body.get("task_id") or body.get("id")
-    if not task_id:
-        raise ProviderError(f"{LABEL} accepted the task but sent no task_id: {str(body)[:200]}", provider=LABEL)
-    return str(task_id)
 
 
 def _progress(value: Any) -> float | None:
@@ -270,5 +212,7 @@ def _model_list(body: Any) -> list[dict[str, Any]]:
                 body = body[key]
                 break
     if not isinstance(body, list):
-        raise ProviderError(f"{LABEL} answered GET /v1/models with no model list: {str(body)[:200]}", provider=LABEL)
+        raise UpstreamBadAnswer(
+            f"answered GET /v1/models with no model list: {str(body)[:200]}", provider=VOICE_API.label
+        )
     return [model for model in body if isinstance(model, dict)]

@@ -18,10 +18,8 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from mcp_audio.providers.registry import UPSTREAMS
 from mcp_audio.sandbox._base import FakeUpstream
-from mcp_audio.sandbox.eigen import FakeEigen
-from mcp_audio.sandbox.fal_queue import FakeFal
-from mcp_audio.sandbox.voice_api import FakeVoiceApi
 
 log = logging.getLogger(__name__)
 
@@ -78,30 +76,33 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m mcp_audio.sandbox.serve",
         description="Serve a loopback fake upstream (no real models) until Ctrl-C; logs go to stderr.",
     )
-    fakes = parser.add_subparsers(dest="fake", required=True, metavar="{fal,voice-api,eigen}")
-
-    def fake(name: str, port: int, about: str) -> argparse.ArgumentParser:
-        sub = fakes.add_parser(name, help=about, description=f"A loopback fake of {about}.")
+    names = [name.replace("_", "-") for name in UPSTREAMS]
+    fakes = parser.add_subparsers(dest="fake", required=True, metavar="{" + ",".join(names) + "}")
+    subs: dict[str, argparse.ArgumentParser] = {}
+    for name, upstream in UPSTREAMS.items():
+        about = f"the {upstream.label} API"
+        sub = fakes.add_parser(name.replace("_", "-"), help=about, description=f"A loopback fake of {about}.")
         sub.add_argument("--host", default="127.0.0.1")
-        sub.add_argument("--port", type=int, default=port)  # distinct, so all three can run at once
+        sub.add_argument("--port", type=int, default=upstream.fake_port)  # distinct, so all can run at once
         sub.add_argument("--key", default="test-key", help="the API key the fake accepts")
-        return sub
-
-    fal = fake("fal", 8799, "fal.ai's queue + storage API")
-    fal.add_argument("--keepalive", type=float, default=15.0, help="SSE ping interval, s")
-    voice = fake("voice-api", 8797, "the Voice API behind its marketplace gateway")
-    voice.add_argument("--api-host", default="voice-api.p.rapidapi.com", help="the X-RapidAPI-Host it expects")
-    eigen = fake("eigen", 8798, "Eigen AI's generate API")
-    eigen.add_argument("--delay", type=float, default=0.0, help="seconds each generate call takes")
+        subs[name] = sub
+    subs["fal"].add_argument("--keepalive", type=float, default=15.0, help="SSE ping interval, s")
+    subs["voice_api"].add_argument(
+        "--api-host", default="voice-api.p.rapidapi.com", help="the X-RapidAPI-Host it expects"
+    )
+    subs["eigen"].add_argument("--delay", type=float, default=0.0, help="seconds each generate call takes")
     return parser
 
 
+# Each fake's own options, by the command-line flags above.
+_FAKE_OPTIONS = {"fal": {"keepalive_s": "keepalive"}, "voice_api": {"host": "api_host"}, "eigen": {"delay_s": "delay"}}
+
+
 def _fake(args: argparse.Namespace) -> FakeUpstream[Any]:
-    if args.fake == "fal":
-        return FakeFal(valid_key=args.key, keepalive_s=args.keepalive)
-    if args.fake == "voice-api":
-        return FakeVoiceApi(valid_key=args.key, host=args.api_host)
-    return FakeEigen(valid_key=args.key, delay_s=args.delay)
+    name = args.fake.replace("-", "_")
+    options = {option: getattr(args, flag) for option, flag in _FAKE_OPTIONS.get(name, {}).items()}
+    fake: FakeUpstream[Any] = UPSTREAMS[name].fake(args.key, **options)
+    return fake
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,0 +1,43 @@
+"""One tool call, from arguments to a running job: validate, resolve the file inputs, write the
+job row and start it. The MCP tool handler only adapts this to MCP (roots, progress, results).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mcp_audio.catalog import Capability
+from mcp_audio.inputs import InputResolver
+from mcp_audio.jobs import JobRunner
+from mcp_audio.store import Job, JobStore
+
+if TYPE_CHECKING:
+    import httpx
+
+
+class CallPipeline:
+    def __init__(self, store: JobStore, runner: JobRunner) -> None:
+        self._store = store
+        self._runner = runner
+        self._http: httpx.AsyncClient | None = None  # for file inputs given as URLs, made on first use
+
+    async def start(self, capability: Capability, arguments: dict[str, Any], roots: list[Path]) -> Job:
+        """Raises InvalidArguments, ConfigError, SpendLimitExceeded or UpstreamError (an upload)
+        before any job exists; afterwards every failure is recorded on the job."""
+        call = capability.prepare(arguments, self._store.find_voice, self._store.voice_names)
+        provider = self._runner.providers.get(capability.provider)
+        provider.check_configured()  # a missing key fails before any file is read or uploaded
+        request = await InputResolver(self._store, self._client()).resolve(capability, call, provider, roots)
+        return await self._runner.start(capability, request)
+
+    def _client(self) -> httpx.AsyncClient:
+        import httpx
+
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()

@@ -1,0 +1,164 @@
+"""The upstreams this server knows, each declared once.
+
+An `Upstream` says what the rest of the server needs to know about an upstream without
+importing its (heavier) provider module: its name and label, its key and URL settings, the
+call shapes it offers, how file inputs reach it, which endpoint ids it has, its provider
+class and its loopback fake. Settings, secret redaction, `doctor`, manifest validation, the
+server's provider factory, the README settings table, `--sandbox` and the test fixtures all
+read this table.
+
+Adding an upstream: a provider module (implementing `base.QueuedProvider` or
+`base.OneShotProvider`), a fake under `mcp_audio/sandbox/`, its manifests, and one entry here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from mcp_audio.providers.base import Pacing, Provider
+
+Shape = Literal["queued", "one_shot"]
+
+
+@dataclass(frozen=True)
+class UrlSetting:
+    """A base URL (or host name) of an upstream, set by `MCP_AUDIO_{FIELD}`."""
+
+    field: str  # the Settings field, e.g. "fal_queue_url"
+    param: str  # the provider's constructor argument, e.g. "queue_url"
+    default: str
+    description: str
+
+    @property
+    def env(self) -> str:
+        return f"MCP_AUDIO_{self.field.upper()}"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    name: str  # the manifests' `provider` value
+    label: str  # how messages name it
+    key_field: str  # the Settings field holding the API key
+    key_env: str  # the key's environment variable
+    key_description: str
+    key_needed_for: str  # ends the missing-key message: "this tool calls {key_needed_for}"
+    urls: tuple[UrlSetting, ...]
+    shapes: tuple[Shape, ...]  # the first is the default of its manifests' tools
+    # How file inputs reach it: as multipart parts of the request (`sent_as = "part"`), and/or
+    # as a URL or id that an upload of a local file returns (`sent_as = "url"`).
+    takes_parts: bool
+    uploads: bool
+    reads_data_uris: bool  # a data: URI is a URL it fetches (else its bytes are uploaded or sent)
+    provider_class: str  # "module:Class"
+    fake_class: str  # "module:Class", a FakeUpstream subclass
+    fake_port: int  # default port of `python -m mcp_audio.sandbox.serve NAME`
+    endpoints: tuple[str, ...] | None = None  # the endpoint ids it has, when it has a fixed set
+    can_cancel: bool = True
+
+    def build(self, settings: Any, pacing: Pacing | None = None) -> Provider:
+        """A provider configured from `settings` (key and URLs), created without I/O."""
+        cls = _load(self.provider_class)
+        key = getattr(settings, self.key_field)
+        urls = {url.param: getattr(settings, url.field) for url in self.urls}
+        provider: Provider = cls(api_key=key.get_secret_value() if key else None, pacing=pacing, **urls)
+        return provider
+
+    def fake(self, valid_key: str, **options: Any) -> Any:
+        return _load(self.fake_class)(valid_key=valid_key, **options)
+
+    def check_tool(self, shape: Shape, endpoints: list[str]) -> list[str]:
+        """Why a manifest tool with this shape and these endpoints cannot run here ([] if it can)."""
+        problems = []
+        if shape not in self.shapes:
+            problems.append(f"shape: {self.label} offers {' or '.join(repr(s) for s in self.shapes)}, not {shape!r}")
+        if self.endpoints is not None:
+            problems.extend(
+                f"endpoint: {self.label} has no endpoint {endpoint!r}; it has {', '.join(self.endpoints)}"
+                for endpoint in endpoints
+                if endpoint not in self.endpoints
+            )
+        return problems
+
+
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+FAL = Upstream(
+    name="fal",
+    label="fal",
+    key_field="fal_key",
+    key_env="FAL_KEY",
+    key_description="fal.ai API key",
+    key_needed_for="fal.ai, which needs an API key (get one at fal.ai/dashboard/keys)",
+    urls=(
+        UrlSetting("fal_queue_url", "queue_url", "https://queue.fal.run", "fal queue base URL"),
+        UrlSetting("fal_run_url", "run_url", "https://fal.run", "fal run base URL (streaming endpoints)"),
+        UrlSetting("fal_rest_url", "rest_url", "https://rest.fal.ai", "fal REST base URL (storage tokens)"),
+        UrlSetting("fal_cdn_url", "cdn_url", "https://v3.fal.media", "fal CDN base URL (uploads)"),
+    ),
+    shapes=("queued", "one_shot"),
+    takes_parts=False,
+    uploads=True,
+    reads_data_uris=True,
+    provider_class="mcp_audio.providers.fal:FalProvider",
+    fake_class="mcp_audio.sandbox.fal_queue:FakeFal",
+    fake_port=8799,
+)
+
+VOICE_API = Upstream(
+    name="voice_api",
+    label="Voice API",
+    key_field="voice_api_key",
+    key_env="VOICE_API_KEY",
+    key_description="Voice API key, sent as the marketplace key header (`X-RapidAPI-Key`)",
+    key_needed_for="the Voice API, which needs the API key of your subscription to its marketplace listing",
+    urls=(
+        UrlSetting("voice_api_url", "base_url", "https://voice-api.p.rapidapi.com", "Voice API base URL"),
+        UrlSetting(
+            "voice_api_host",
+            "host",
+            "voice-api.p.rapidapi.com",
+            "sent as the marketplace host header (`X-RapidAPI-Host`)",
+        ),
+    ),
+    shapes=("queued",),
+    takes_parts=True,
+    uploads=False,
+    reads_data_uris=False,
+    provider_class="mcp_audio.providers.voice_api:VoiceApiProvider",
+    fake_class="mcp_audio.sandbox.voice_api:FakeVoiceApi",
+    fake_port=8797,
+    endpoints=("tts", "stt", "clone"),  # the task kinds: POST /v1/{kind}
+    can_cancel=False,
+)
+
+EIGEN = Upstream(
+    name="eigen",
+    label="eigen",
+    key_field="eigen_api_key",
+    key_env="EIGEN_API_KEY",
+    key_description="Eigen AI API key (Bearer)",
+    key_needed_for="Eigen AI, which needs an API key",
+    urls=(UrlSetting("eigen_url", "base_url", "https://api-web.eigenai.com", "Eigen AI base URL"),),
+    shapes=("one_shot",),
+    takes_parts=True,
+    uploads=True,  # a voice sample becomes a voice id (POST /generate/upload)
+    reads_data_uris=False,
+    provider_class="mcp_audio.providers.eigen:EigenProvider",
+    fake_class="mcp_audio.sandbox.eigen:FakeEigen",
+    fake_port=8798,
+)
+
+UPSTREAMS: dict[str, Upstream] = {upstream.name: upstream for upstream in (FAL, VOICE_API, EIGEN)}
+
+
+def upstream(name: str) -> Upstream:
+    try:
+        return UPSTREAMS[name]
+    except KeyError:
+        raise ValueError(f"unknown upstream {name!r}; known: {', '.join(UPSTREAMS)}") from None
