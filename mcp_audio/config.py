@@ -182,3 +182,19 @@ def env_name(field: str) -> str:
 
 # Every setting's environment variable, for the README table, `doctor` and error messages.
 ENV_NAMES = {field: env_name(field) for field in Settings.model_fields}
+
+
+def settings_markdown() -> str:
+    """The README's settings table, from the fields (a test keeps the README in sync)."""
+    lines = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if "shown_default" in extra:
+            default = str(extra["shown_default"])
+        elif info.default is None:
+            default = "none"
+        else:
+            value = info.default
+            default = f"`{int(value) if isinstance(value, float) and value.is_integer() else value}`"
+        lines.append(f"| `{ENV_NAMES[name]}` | {default} | {info.description} |")
+    return "\n".join(lines) + "\n"

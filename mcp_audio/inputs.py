@@ -14,6 +14,7 @@ import base64
 import binascii
 import mimetypes
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes, urlparse
@@ -129,9 +130,9 @@ def _check_duration(field: str, value: str, path: Path, limits: tuple[float | No
 class InputResolver:
     """Turns a validated call's file inputs into what its upstream takes (see the module doc)."""
 
-    def __init__(self, store: JobStore, http: httpx.AsyncClient) -> None:
+    def __init__(self, store: JobStore, http: Callable[[], httpx.AsyncClient]) -> None:
         self._store = store
-        self._http = http
+        self._http = http  # made only when a file input has to be downloaded
 
     async def resolve(
         self, capability: Capability, call: PreparedCall, provider: Provider, roots: list[Path]
@@ -168,7 +169,7 @@ class InputResolver:
         if value.startswith("data:"):
             return decode_data_uri(spec.name, value, max_bytes=limit, upstream=upstream)
         if is_url(value):
-            return await download_input(self._http, spec.name, value, max_bytes=limit, upstream=upstream)
+            return await download_input(self._http(), spec.name, value, max_bytes=limit, upstream=upstream)
         assert spec.file is not None
         return read_local_file(
             spec.name,

@@ -260,6 +260,7 @@ class JobRunner:
                                 await on_update(job, message)
             finally:
                 live.listeners.discard(send)
+                send.close()
         return self._require(job_id)
 
     async def cancel(self, job_id: str) -> Job:

@@ -104,8 +104,10 @@ class OutputSaver:
     def _client(self) -> httpx.AsyncClient:
         import httpx
 
+        from mcp_audio.providers._http import http_client
+
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
+            self._http = http_client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
         return self._http
 
     async def save_all(self, tool: str, job_id: str, files: list[OutputFile]) -> list[OutputFile]:

@@ -28,14 +28,16 @@ class CallPipeline:
         call = capability.prepare(arguments, self._store.find_voice, self._store.voice_names)
         provider = self._runner.providers.get(capability.provider)
         provider.check_configured()  # a missing key fails before any file is read or uploaded
-        request = await InputResolver(self._store, self._client()).resolve(capability, call, provider, roots)
+        request = await InputResolver(self._store, self._client).resolve(capability, call, provider, roots)
         return await self._runner.start(capability, request)
 
     def _client(self) -> httpx.AsyncClient:
         import httpx
 
+        from mcp_audio.providers._http import http_client
+
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
+            self._http = http_client(timeout=httpx.Timeout(60.0, connect=10.0))
         return self._http
 
     async def aclose(self) -> None:

@@ -1,5 +1,5 @@
-"""Shared fixtures: a clean environment, a loopback fal fake, settings pointing at it, and
-MCP clients of every kind an agent uses (in-process in both protocol eras)."""
+"""Fixtures: a clean environment, one loopback fake per upstream for the whole session (reset
+before each test), settings pointing at them, and MCP clients in both protocol eras."""
 
 from __future__ import annotations
 
@@ -7,19 +7,17 @@ import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from mcp import Client
 
-from mcp_audio.config import Settings
-from mcp_audio.sandbox._base import FakeUpstream
+from mcp_audio.config import ServerSettings, Settings
+from mcp_audio.providers.registry import UPSTREAMS
+from mcp_audio.sandbox.eigen import FakeEigen
 from mcp_audio.sandbox.fal_queue import FakeFal
-from mcp_audio.sandbox.serve import serve_in_thread
-from mcp_audio.server import build_server
-
-FAL_KEY = "fal-test-key-0123456789abcdef"
-Fake = TypeVar("Fake", bound=FakeUpstream[Any])
+from mcp_audio.sandbox.voice_api import FakeVoiceApi
+from tests.helpers import EIGEN_KEY, FAL_KEY, VOICE_HOST, VOICE_KEY, served, server
 
 
 @pytest.fixture
@@ -30,14 +28,9 @@ def anyio_backend() -> str:
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the developer's real keys or folders."""
+    keys = {upstream.key_env for upstream in UPSTREAMS.values()} | {"FAL_KEY_ID", "FAL_KEY_SECRET"}
     for name in list(os.environ):
-        if name.startswith("MCP_AUDIO_") or name in (
-            "FAL_KEY",
-            "FAL_KEY_ID",
-            "FAL_KEY_SECRET",
-            "VOICE_API_KEY",
-            "EIGEN_API_KEY",
-        ):
+        if name.startswith("MCP_AUDIO_") or name in keys:
             monkeypatch.delenv(name, raising=False)
 
 
@@ -54,31 +47,43 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", guarded)
 
 
-def served(fake: Fake) -> Iterator[Fake]:
-    """Serve a loopback fake for one test, with its base_url set (yield from it in a fixture)."""
-    with serve_in_thread(fake.app) as url:
-        fake.base_url = url
-        yield fake
+# --- one served fake per upstream, shared by the session, reset for each test ---------------
 
 
-@pytest.fixture
-def fake_fal() -> Iterator[FakeFal]:
+@pytest.fixture(scope="session")
+def _fal_server() -> Iterator[FakeFal]:
     yield from served(FakeFal(valid_key=FAL_KEY, keepalive_s=0.2))
 
 
+@pytest.fixture(scope="session")
+def _voice_server() -> Iterator[FakeVoiceApi]:
+    yield from served(FakeVoiceApi(valid_key=VOICE_KEY, host=VOICE_HOST))
+
+
+@pytest.fixture(scope="session")
+def _eigen_server() -> Iterator[FakeEigen]:
+    yield from served(FakeEigen(valid_key=EIGEN_KEY))
+
+
 @pytest.fixture
-def settings(tmp_path: Path, fake_fal: FakeFal) -> Settings:
-    return Settings(
-        fal_key=FAL_KEY,
-        fal_queue_url=fake_fal.base_url,
-        fal_run_url=fake_fal.base_url + "/run",
-        fal_rest_url=fake_fal.base_url,
-        fal_cdn_url=fake_fal.base_url,
-        data_dir=tmp_path / "data",
-        output_dir=tmp_path / "out",
-        wait_s=10,
-        download="never",  # tests of saved files turn it on; seed outputs point at real hosts
-    )
+def fake_fal(_fal_server: FakeFal) -> FakeFal:
+    _fal_server.reset()
+    return _fal_server
+
+
+@pytest.fixture
+def fake_voice(_voice_server: FakeVoiceApi) -> FakeVoiceApi:
+    _voice_server.reset()
+    return _voice_server
+
+
+@pytest.fixture
+def fake_eigen(_eigen_server: FakeEigen) -> FakeEigen:
+    _eigen_server.reset()
+    return _eigen_server
+
+
+# --- settings -----------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -89,35 +94,49 @@ def rec_dir(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture(params=["auto", "legacy"], ids=["2026-era", "2025-era"])
-async def client(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Client]:
-    """A real MCP client connected in-process, in the modern era and the initialize era."""
-    async with Client(build_server(settings), mode=request.param) as connected:
-        yield connected
+def _folders(tmp_path: Path) -> dict[str, Any]:
+    return {"data_dir": tmp_path / "data", "output_dir": tmp_path / "out", "wait_s": 10}
 
 
-def assert_secret_kept(secret: str, settings: Settings, *texts: str) -> None:
-    """`secret` is in none of `texts`, nor in the job database or its write-ahead log."""
-    for text in texts:
-        assert secret not in text
-    wal = Path(str(settings.database_path) + "-wal")  # gone once a server closed the database
-    for path in (settings.database_path, wal):
-        if path.exists():
-            assert secret.encode() not in path.read_bytes()
-
-
-def env_for(settings: Settings) -> dict[str, str]:
-    """The environment a subprocess server needs to use these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_AUDIO_") and k != "FAL_KEY"}
-    env.update(
-        FAL_KEY=FAL_KEY,
-        MCP_AUDIO_FAL_QUEUE_URL=settings.fal_queue_url,
-        MCP_AUDIO_FAL_RUN_URL=settings.fal_run_url,
-        MCP_AUDIO_FAL_REST_URL=settings.fal_rest_url,
-        MCP_AUDIO_FAL_CDN_URL=settings.fal_cdn_url,
-        MCP_AUDIO_DATA_DIR=str(settings.data_dir),
-        MCP_AUDIO_OUTPUT_DIR=str(settings.output_dir),
-        MCP_AUDIO_WAIT_S=str(settings.wait_s),
-        MCP_AUDIO_DOWNLOAD=settings.download or "always",
+@pytest.fixture
+def settings(tmp_path: Path, fake_fal: FakeFal) -> ServerSettings:
+    url = fake_fal.base_url
+    assert url is not None
+    return Settings(
+        fal_key=FAL_KEY,
+        fal_queue_url=url,
+        fal_run_url=url + "/run",
+        fal_rest_url=url,
+        fal_cdn_url=url,
+        download="never",  # tests of saved files turn it on; seed outputs point at real hosts
+        **_folders(tmp_path),
     )
-    return env
+
+
+@pytest.fixture
+def voice_settings(tmp_path: Path, fake_voice: FakeVoiceApi, rec_dir: Path) -> ServerSettings:
+    # No fal settings: these tools never reach fal.
+    assert fake_voice.base_url is not None
+    return Settings(
+        voice_api_key=VOICE_KEY,
+        voice_api_url=fake_voice.base_url,
+        voice_api_host=VOICE_HOST,
+        allowed_dirs=str(rec_dir),
+        download="never",
+        **_folders(tmp_path),
+    )
+
+
+@pytest.fixture
+def eigen_settings(tmp_path: Path, fake_eigen: FakeEigen, rec_dir: Path) -> ServerSettings:
+    assert fake_eigen.base_url is not None
+    return Settings(
+        eigen_api_key=EIGEN_KEY, eigen_url=fake_eigen.base_url, allowed_dirs=str(rec_dir), **_folders(tmp_path)
+    )
+
+
+@pytest.fixture(params=["auto", "legacy"], ids=["2026-era", "2025-era"])
+async def client(request: pytest.FixtureRequest, settings: ServerSettings) -> AsyncIterator[Client]:
+    """A real MCP client connected in-process, in the modern era and the initialize era."""
+    async with Client(server(settings), mode=request.param) as connected:
+        yield connected

@@ -7,6 +7,7 @@ import pytest
 from mcp import Client
 
 from mcp_audio.sandbox.fal_queue import FakeFal
+from tests.helpers import server
 
 pytestmark = pytest.mark.anyio
 
@@ -33,10 +34,9 @@ async def test_client_cancelling_the_call_cancels_the_upstream_job(client: Clien
 
 
 async def test_cancel_job_tool_cancels_upstream_and_records_it(settings: object, fake_fal: FakeFal) -> None:
-    from mcp_audio.server import build_server
 
     fake_fal.script("fal-ai/lyria2", run_s=30)
-    async with Client(build_server(settings.model_copy(update={"wait_s": 0.2}))) as client:  # type: ignore[attr-defined]
+    async with Client(server(settings.model_copy(update={"wait_s": 0.2}))) as client:  # type: ignore[attr-defined]
         handle = await client.call_tool("lyria2_music", {"prompt": "never ending"})
         assert handle.structured_content is not None
         job_id = handle.structured_content["job_id"]

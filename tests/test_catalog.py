@@ -9,9 +9,9 @@ import pytest
 
 from mcp_audio.catalog import load_catalog
 from mcp_audio.errors import InvalidArguments, ManifestError
+from tests.helpers import CORE_TOOLS
 
 CATALOG = load_catalog()
-CORE_TOOLS = {"qwen3_tts", "qwen3_tts_clone_voice", "whisper_transcribe", "lyria2_music", "elevenlabs_sound_effect"}
 
 
 def test_core_capabilities_are_shipped() -> None:

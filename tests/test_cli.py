@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from mcp_audio.catalog import load_catalog
-from mcp_audio.config import ENV_NAMES, Settings
+from mcp_audio.cli import main
+from mcp_audio.config import ENV_NAMES, Settings, settings_markdown
+from mcp_audio.providers.registry import UPSTREAMS
 from mcp_audio.resources import tools_markdown
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.conftest import FAL_KEY, env_for
+from tests.helpers import FAL_KEY, env_for
 
 ROOT = Path(__file__).parent.parent
 
@@ -66,11 +72,17 @@ def test_readme_tools_table_matches_the_manifests() -> None:
     assert table.group(1) == tools_markdown(load_catalog()), "run: python scripts/sync_readme.py"
 
 
-def test_readme_documents_every_setting() -> None:
+def test_readme_settings_table_matches_the_settings_and_registry() -> None:
     readme = (ROOT / "README.md").read_text()
+    table = re.search(r"<!-- settings:start -->\n(.*?)<!-- settings:end -->", readme, re.S)
+    assert table is not None
+    assert table.group(1) == settings_markdown(), "run: python scripts/sync_readme.py"
     for field, env_name in ENV_NAMES.items():
-        assert f"`{env_name}`" in readme, field
+        assert f"`{env_name}`" in table.group(1), field
     assert set(ENV_NAMES) == set(Settings.model_fields)
+    for upstream in UPSTREAMS.values():  # every upstream's key and URLs come from the registry
+        assert ENV_NAMES[upstream.key_field] == upstream.key_env
+        assert all(ENV_NAMES[url.field] == url.env for url in upstream.urls)
 
 
 def test_doctor_reports_each_upstream_and_folder_without_showing_keys(settings: Settings, tmp_path: Path) -> None:
@@ -81,13 +93,66 @@ def test_doctor_reports_each_upstream_and_folder_without_showing_keys(settings: 
         "MCP_AUDIO_VOICE_API_URL": "http://127.0.0.1:9",  # nothing listens on the discard port
         "MCP_AUDIO_OUTPUT_DIR": str(blocker / "out"),
     }
-    proc = subprocess.run([sys.executable, "-m", "mcp_audio", "doctor"], env=env, capture_output=True, text=True, timeout=90)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcp_audio", "doctor"], env=env, capture_output=True, text=True, timeout=90
+    )
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
     assert any(line.startswith("PASS") and "fal key" in line and "FAL_KEY is set" in line for line in lines)
     assert any(line.startswith("PASS") and "fal upstream" in line and "queue reachable" in line for line in lines)
-    assert any(line.startswith("FAIL") and "voice_api upstream" in line and "could not be reached" in line for line in lines)
+    assert any(
+        line.startswith("FAIL") and "voice_api upstream" in line and "could not be reached" in line for line in lines
+    )
     assert any(line.startswith("SKIP") and "eigen key" in line and "EIGEN_API_KEY is not set" in line for line in lines)
     assert any(line.startswith("PASS") and "data folder" in line for line in lines)
     assert any(line.startswith("FAIL") and "output folder" in line and "not writable" in line for line in lines)
     assert FAL_KEY not in proc.stdout + proc.stderr and "voice-secret-123456" not in proc.stdout + proc.stderr
+
+
+# --- the same commands in-process (main(argv)), as a user's shell would run them ---------------
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The environment of `settings`, and the root logger put back after the CLI configured it."""
+    for name, value in env_for(settings).items():
+        monkeypatch.setenv(name, value)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield settings
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_main_tools_in_every_format(cli_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tools"]) == 0
+    assert any(line.startswith("qwen3_tts ") for line in capsys.readouterr().out.splitlines())
+    assert main(["tools", "--json"]) == 0
+    assert {entry["tool"] for entry in json.loads(capsys.readouterr().out)} == set(load_catalog().capabilities)
+    assert main(["tools", "--markdown"]) == 0
+    assert capsys.readouterr().out == tools_markdown(load_catalog())
+
+
+def test_main_call_then_jobs(cli_env: Settings, fake_fal: FakeFal, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["call", "lyria2_music", "--json", '{"prompt": "calm piano"}', "--wait", "10"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["status"] == "completed" and "lyria2_music:" in captured.err
+    assert FAL_KEY not in captured.out + captured.err
+    assert main(["jobs", "--status", "completed", "--limit", "5"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["job_id"] == result["job_id"]
+    assert main(["call", "lyria2_music", "--json", "[1]"]) == 1
+    assert "--json must be a JSON object" in capsys.readouterr().err
+    assert main(["call", "lyria2_music", "--json", '{"tempo": 1}']) == 1
+    assert "`tempo`: unknown argument" in capsys.readouterr().err
+
+
+def test_main_doctor_and_bad_settings(
+    cli_env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS  fal key" in out and "SKIP  eigen key" in out and FAL_KEY not in out
+    monkeypatch.setenv("MCP_AUDIO_WAIT_S", "soon")
+    assert main(["tools"]) == 1
+    assert "mcp-audio: invalid setting MCP_AUDIO_WAIT_S:" in capsys.readouterr().err

@@ -6,59 +6,30 @@ from __future__ import annotations
 import base64
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp_types import ResourceLink
-from pydantic import SecretStr
 
 from mcp_audio.config import Settings
 from mcp_audio.doctor import run_checks
 from mcp_audio.sandbox.eigen import FakeEigen, sine_wav
 from mcp_audio.sandbox.fal_queue import FakeFal
-from mcp_audio.server import build_server
-from tests.conftest import assert_secret_kept, env_for, served
-from tests.test_files import make_wav
-from tests.test_tools import text_of
+from tests.helpers import EIGEN_KEY, assert_secret_kept, body_of, env_for, make_wav, server, text_of
 
 pytestmark = pytest.mark.anyio
 
-EIGEN_KEY = "eigen-test-key-0123456789abcdef"
 TTS_TOOLS = ("eigen_higgs_tts", "eigen_chatterbox_tts", "eigen_qwen3_tts")
 NOT_RESENT = "It was not resent, since the request may have run (and been billed). Call the tool again."
 
 
-@pytest.fixture
-def fake_eigen() -> Iterator[FakeEigen]:
-    yield from served(FakeEigen(valid_key=EIGEN_KEY))
-
-
-@pytest.fixture
-def eigen_settings(tmp_path: Path, fake_eigen: FakeEigen, rec_dir: Path) -> Settings:
-    assert fake_eigen.base_url is not None
-    return Settings(
-        eigen_api_key=EIGEN_KEY,
-        eigen_url=fake_eigen.base_url,
-        data_dir=tmp_path / "data",
-        output_dir=tmp_path / "out",
-        allowed_dirs=str(rec_dir),
-        wait_s=10,
-    )
-
-
 @pytest.fixture(params=["auto", "legacy"], ids=["2026-era", "2025-era"])
 async def eigen_client(request: pytest.FixtureRequest, eigen_settings: Settings) -> AsyncIterator[Client]:
-    async with Client(build_server(eigen_settings), mode=request.param) as connected:
+    async with Client(server(eigen_settings), mode=request.param) as connected:
         yield connected
-
-
-def body_of(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None, text_of(result)
-    body: dict[str, Any] = result.structured_content
-    return body
 
 
 # --- what is sent -------------------------------------------------------------------------
@@ -214,7 +185,7 @@ async def test_the_returned_content_type_names_the_file(eigen_client: Client, fa
 
 async def test_a_cut_response_leaves_no_file_and_is_not_resent(eigen_settings: Settings, fake_eigen: FakeEigen) -> None:
     fake_eigen.break_body_after(len(sine_wav()) // 3)
-    async with Client(build_server(eigen_settings)) as client:
+    async with Client(server(eigen_settings)) as client:
         result = await client.call_tool("eigen_higgs_tts", {"text": "Hello there."})
     assert result.is_error
     assert (
@@ -277,7 +248,7 @@ async def test_slow_generation_returns_a_handle_then_the_file(eigen_settings: Se
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         messages.append(message or "")
 
-    async with Client(build_server(eigen_settings.model_copy(update={"wait_s": 0.3}))) as client:
+    async with Client(server(eigen_settings.model_copy(update={"wait_s": 0.3}))) as client:
         first = await client.call_tool("eigen_higgs_tts", {"text": "Take your time."}, progress_callback=on_progress)
         handle = body_of(first)
         assert handle["status"] == "running"
@@ -332,7 +303,7 @@ async def test_a_voice_saved_by_another_upstream_is_refused_naming_the_usable_on
 ) -> None:
     fal_fields = ("fal_key", "fal_queue_url", "fal_run_url", "fal_rest_url", "fal_cdn_url")
     both = eigen_settings.model_copy(update={name: getattr(settings, name) for name in fal_fields})
-    async with Client(build_server(both)) as client:
+    async with Client(server(both)) as client:
         clone = await client.call_tool(
             "qwen3_tts_clone_voice", {"audio_url": "https://example.com/ann.mp3", "name": "ann"}
         )
@@ -409,54 +380,10 @@ async def test_upstream_errors_reach_the_agent_exactly(
     assert_secret_kept(EIGEN_KEY, eigen_settings, text_of(result), json.dumps(result.structured_content))
 
 
-async def test_a_429_is_retried_once_honouring_retry_after(eigen_client: Client, fake_eigen: FakeEigen) -> None:
-    fake_eigen.inject("tts", 429, headers={"Retry-After": "0.2"}, body={"detail": "Slow down"})
-    result = await eigen_client.call_tool("eigen_higgs_tts", {"text": "Hello."})
-    assert body_of(result)["status"] == "completed", text_of(result)
-    first, second = fake_eigen.requests
-    assert second.time - first.time >= 0.2
-    assert first.form == second.form == {"model": "higgs2p5", "text": "Hello."}
-
-
 async def test_an_unknown_voice_id_is_eigens_404(eigen_client: Client, fake_eigen: FakeEigen) -> None:
     result = await eigen_client.call_tool("eigen_chatterbox_tts", {"text": "Hi.", "advanced": {"voice_id": "v-gone"}})
     assert result.is_error
     assert "eigen answered HTTP 404: Voice not found: v-gone" in text_of(result)
-
-
-async def test_a_rejected_key_is_named_by_variable_and_never_echoed(
-    eigen_settings: Settings, fake_eigen: FakeEigen
-) -> None:
-    wrong = "eigen-wrong-key-9876543210"
-    async with Client(build_server(eigen_settings.model_copy(update={"eigen_api_key": SecretStr(wrong)}))) as client:
-        result = await client.call_tool("eigen_qwen3_tts", {"text": "Hi."})
-        # An upstream that echoes the key it was given: the agent still never sees it.
-        fake_eigen.inject("tts", 401, body={"detail": f"bad key {wrong}"})
-        echoed = await client.call_tool("eigen_qwen3_tts", {"text": "Hi."})
-        listed = await client.call_tool("list_jobs", {})
-    for answer in (result, echoed):
-        assert answer.is_error
-        assert "eigen rejected the API key (HTTP 401). Check that EIGEN_API_KEY holds a valid, active key." in text_of(
-            answer
-        )
-    assert_secret_kept(
-        wrong, eigen_settings, text_of(result), text_of(echoed), str(result.structured_content), str(listed)
-    )
-
-
-async def test_a_missing_key_names_eigen_api_key_and_sends_nothing(
-    eigen_settings: Settings, fake_eigen: FakeEigen
-) -> None:
-    async with Client(build_server(eigen_settings.model_copy(update={"eigen_api_key": None}))) as client:
-        result = await client.call_tool("eigen_transcribe", {"file": "https://example.com/a.mp3"})
-        jobs = await client.call_tool("list_jobs", {})
-    assert result.is_error
-    assert (
-        "EIGEN_API_KEY is not set: this tool calls Eigen AI, which needs an API key. Set the EIGEN_API_KEY "
-        "environment variable in the MCP client's server config." in text_of(result)
-    )
-    assert jobs.structured_content == {"jobs": []}
-    assert fake_eigen.requests == []
 
 
 # --- the catalog, the doctor, stdio -------------------------------------------------------

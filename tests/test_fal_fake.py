@@ -17,16 +17,21 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
+from mcp_audio.providers.base import FileBytes
+from mcp_audio.providers.fal import FalProvider
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.conftest import served
+from tests.helpers import FAL_KEY as KEY
 
-KEY = "test-key"
 TTS = "fal-ai/qwen-3-tts/text-to-speech/1.7b"
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeFal]:
-    yield from served(FakeFal(valid_key=KEY, keepalive_s=0.1))
+def fake(fake_fal: FakeFal) -> Iterator[FakeFal]:
+    fake_fal.keepalive_s = 0.1
+    try:
+        yield fake_fal
+    finally:
+        fake_fal.keepalive_s = 0.2
 
 
 @pytest.fixture
@@ -257,22 +262,27 @@ def test_outputs_default_scripted_and_put_file(fake: FakeFal, client: httpx.Clie
     assert httpx.get(url).content == b"RIFFdata"
 
 
-def test_fal_client_upload_round_trip(fake: FakeFal, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fal_client.client, "REST_URL", fake.base_url)
-    monkeypatch.setattr(fal_client.client, "CDN_URL", fake.base_url)
+def test_fal_client_upload_round_trip(fake: FakeFal) -> None:
+    """Our provider's uploads go through fal-client against the fake, with no fal-client globals changed."""
+    url = fake.base_url
+    assert url is not None
+    provider = FalProvider(api_key=KEY, queue_url=url, rest_url=url, cdn_url=url)
 
     async def upload_twice() -> tuple[str, str]:
-        client = fal_client.AsyncClient(key=KEY)
-        direct = await client.upload(b"RIFF-one", "audio/wav", file_name="one.wav")
-        # A failed CDN upload makes fal-client fall back to signed-URL storage; both work.
-        fake.inject("upload", 500)
-        fallback = await client.upload(b"RIFF-two", "audio/wav", file_name="two.wav")
+        try:
+            direct = await provider.upload("x", FileBytes("one.wav", b"RIFF-one", "audio/wav", "one.wav"))
+            # A failed CDN upload makes fal-client fall back to signed-URL storage; both work.
+            fake.inject("upload", 500)
+            fallback = await provider.upload("x", FileBytes("two.wav", b"RIFF-two", "audio/wav", "two.wav"))
+        finally:
+            await provider.aclose()
         return direct, fallback
 
     direct, fallback = asyncio.run(upload_twice())
-    for url, data in [(direct, b"RIFF-one"), (fallback, b"RIFF-two")]:
-        assert url.startswith(f"{fake.base_url}/files/")
-        r = httpx.get(url)
+    assert (fal_client.client.REST_URL, fal_client.client.CDN_URL) == ("https://rest.fal.ai", "https://v3.fal.media")
+    for file_url, data in [(direct, b"RIFF-one"), (fallback, b"RIFF-two")]:
+        assert file_url.startswith(f"{url}/files/")
+        r = httpx.get(file_url)
         assert (r.content, r.headers["content-type"]) == (data, "audio/wav")
     token_req, upload_req = [r for r in fake.requests if r.kind in ("token", "upload")][:2]
     assert token_req.headers["authorization"] == f"Key {KEY}"

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import re
-import struct
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +16,9 @@ from mcp_audio.config import Settings
 from mcp_audio.errors import InvalidArguments
 from mcp_audio.inputs import read_local_file, sniff_content_type
 from mcp_audio.sandbox.fal_queue import FakeFal
-from mcp_audio.server import build_server
-from tests.test_tools import text_of
+from tests.helpers import make_flac, make_mp3, make_wav, server, text_of
 
 pytestmark = pytest.mark.anyio
-
-
-def make_wav(seconds: float = 1.0, rate: int = 16000, channels: int = 1) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(channels)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(bytes(int(seconds * rate) * 2 * channels))
-    return buffer.getvalue()
-
-
-def make_mp3(frames: int = 38) -> bytes:
-    """MPEG-1 Layer III frames, 128 kbit/s, 44.1 kHz, stereo: 1152 samples (26.1 ms) each."""
-    return (b"\xff\xfb\x90\x04" + bytes(413)) * frames
-
-
-def make_flac(seconds: float = 2.0, rate: int = 48000, channels: int = 2) -> bytes:
-    """A FLAC stream header: `fLaC` and a STREAMINFO block (enough to read its properties)."""
-    total = int(seconds * rate)
-    packed = (rate << 44) | ((channels - 1) << 41) | ((16 - 1) << 36) | total
-    info = struct.pack(">HH", 4096, 4096) + bytes(6) + packed.to_bytes(8, "big") + bytes(16)
-    return b"fLaC" + bytes([0x80]) + len(info).to_bytes(3, "big") + info
 
 
 @pytest.fixture
@@ -58,7 +31,7 @@ async def test_local_recording_is_uploaded_once_and_used_by_clone_and_transcribe
 ) -> None:
     recording = make_wav(2.0)
     (rec_dir / "me.wav").write_bytes(recording)
-    async with Client(build_server(file_settings)) as client:
+    async with Client(server(file_settings)) as client:
         clone = await client.call_tool(
             "qwen3_tts_clone_voice", {"audio_url": str(rec_dir / "me.wav"), "reference_text": "Hi.", "name": "me"}
         )
@@ -96,7 +69,7 @@ async def test_paths_outside_the_roots_are_refused_without_revealing_anything(
     (rec_dir / "link.wav").symlink_to(outside)
     (rec_dir / "linked_dir").symlink_to(rec_dir.parent)
     value = make_path(rec_dir, outside)
-    async with Client(build_server(file_settings)) as client:
+    async with Client(server(file_settings)) as client:
         result = await client.call_tool("whisper_transcribe", {"audio_url": value})
         missing = await client.call_tool("whisper_transcribe", {"audio_url": "../no-such-file.wav"})
     assert result.is_error
@@ -145,7 +118,7 @@ async def test_client_roots_decide_what_may_be_read(settings: Settings, fake_fal
 
     # MCP_AUDIO_ALLOWED_DIRS would allow tmp_path, but the client's roots take precedence.
     allowed = settings.model_copy(update={"allowed_dirs": str(tmp_path)})
-    async with Client(build_server(allowed), mode="legacy", list_roots_callback=list_roots) as client:
+    async with Client(server(allowed), mode="legacy", list_roots_callback=list_roots) as client:
         inside = await client.call_tool("whisper_transcribe", {"audio_url": str(shared / "talk.wav")})
         outside = await client.call_tool("whisper_transcribe", {"audio_url": str(tmp_path / "private.wav")})
     assert not inside.is_error, text_of(inside)
@@ -166,7 +139,7 @@ async def test_outputs_are_saved_with_hash_and_audio_properties(
 ) -> None:
     url = fake_fal.put_file(f"gen/{name}", data, content_type)
     fake_fal.script("fal-ai/lyria2", output={"audio": {"url": url, "content_type": content_type, "file_name": name}})
-    async with Client(build_server(file_settings)) as client:
+    async with Client(server(file_settings)) as client:
         result = await client.call_tool("lyria2_music", {"prompt": "calm"})
         body = result.structured_content
         assert body is not None, text_of(result)
@@ -198,7 +171,7 @@ async def test_interrupted_download_leaves_no_file_under_the_final_name(
     url = fake_fal.put_file("gen/cut.wav", data, "audio/wav")
     fake_fal.script("fal-ai/lyria2", output={"audio": {"url": url, "content_type": "audio/wav"}})
     fake_fal.break_file_after(len(data) // 3)
-    async with Client(build_server(file_settings)) as client:
+    async with Client(server(file_settings)) as client:
         result = await client.call_tool("lyria2_music", {"prompt": "calm"})
     assert not result.is_error, text_of(result)  # the job succeeded; only the local copy failed
     body = result.structured_content
@@ -215,7 +188,7 @@ async def test_small_outputs_can_be_inlined_as_audio_content(file_settings: Sett
     data = make_wav(0.2)
     url = fake_fal.put_file("gen/tiny.wav", data, "audio/wav")
     fake_fal.script("fal-ai/lyria2", output={"audio": {"url": url, "content_type": "audio/wav"}})
-    async with Client(build_server(file_settings.model_copy(update={"inline_max_kb": 64}))) as client:
+    async with Client(server(file_settings.model_copy(update={"inline_max_kb": 64}))) as client:
         result = await client.call_tool("lyria2_music", {"prompt": "tiny"})
     [audio] = [item for item in result.content if isinstance(item, AudioContent)]
     assert audio.mime_type == "audio/wav" and base64.b64decode(audio.data) == data
@@ -224,7 +197,7 @@ async def test_small_outputs_can_be_inlined_as_audio_content(file_settings: Sett
 async def test_http_transport_does_not_download_by_default(settings: Settings, fake_fal: FakeFal) -> None:
     over_http = settings.model_copy(update={"download": None})
     assert over_http.downloads_for("http") is False and over_http.downloads_for("stdio") is True
-    async with Client(build_server(over_http, transport="http")) as client:
+    async with Client(server(over_http, transport="http")) as client:
         result = await client.call_tool("lyria2_music", {"prompt": "calm"})
     assert result.structured_content is not None
     assert "path" not in result.structured_content["files"][0]

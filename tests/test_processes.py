@@ -7,64 +7,23 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
 
 import anyio
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client
 
 from mcp_audio.config import Settings
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.conftest import FAL_KEY, env_for
-from tests.test_tools import text_of
+from tests.helpers import (
+    FAL_KEY,
+    HANDSHAKE,
+    env_for,
+    stdio_params,
+    stop,
+    text_of,
+)
 
 pytestmark = pytest.mark.anyio
-
-# What a 2025-era stdio client sends first.
-HANDSHAKE: list[dict[str, Any]] = [
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-    },
-    {"jsonrpc": "2.0", "method": "notifications/initialized"},
-]
-
-
-def start_tool_call(
-    env: dict[str, str], name: str, arguments: dict[str, Any], stderr: Any = subprocess.DEVNULL
-) -> subprocess.Popen[str]:
-    """A stdio server process that has been sent the handshake and one tools/call (id 2)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mcp_audio"],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-    )
-    assert proc.stdin is not None
-    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
-    for message in (*HANDSHAKE, call):
-        proc.stdin.write(json.dumps(message) + "\n")
-    proc.stdin.flush()
-    return proc
-
-
-async def finish_the_unfinished_job(client: Client) -> dict[str, Any]:
-    """After a restart: the one unfinished job, waited for through get_job; its result."""
-    listed = await client.call_tool("list_jobs", {"status": "unfinished"})
-    assert listed.structured_content is not None
-    [job] = listed.structured_content["jobs"]
-    done = await client.call_tool("get_job", {"job_id": job["job_id"], "wait_s": 20})
-    body: dict[str, Any] = done.structured_content or {}
-    assert body["status"] == "completed", text_of(done)
-    return body
-
-
-def stdio_params(settings: Settings) -> StdioServerParameters:
-    return StdioServerParameters(command=sys.executable, args=["-m", "mcp_audio"], env=env_for(settings))
 
 
 async def test_stdio_end_to_end(settings: Settings, fake_fal: FakeFal) -> None:
@@ -97,6 +56,7 @@ def test_stdio_stdout_carries_only_protocol_messages(settings: Settings) -> None
     proc.stdin.close()  # EOF: the server shuts down; anything it prints on the way out is read too
     proc.wait(timeout=30)
     rest, errors = proc.stdout.read(), proc.stderr.read() if proc.stderr else ""
+    stop(proc)
     lines += rest.splitlines()
     parsed = [json.loads(line) for line in lines if line.strip()]  # raises if anything else was printed
     assert [m.get("id") for m in parsed] == [1, 2]
@@ -133,23 +93,7 @@ async def test_streamable_http_end_to_end(settings: Settings, fake_fal: FakeFal)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        stop(proc)
     assert not result.is_error, text_of(result)
     assert result.structured_content is not None and result.structured_content["status"] == "completed"
     assert "lyria2_music" in resource.contents[0].text  # type: ignore[union-attr]
-
-
-async def test_kill_9_mid_job_then_restart_returns_the_result(settings: Settings, fake_fal: FakeFal) -> None:
-    fake_fal.script("fal-ai/lyria2", queue_s=0.5, run_s=3.0)
-    proc = start_tool_call(env_for(settings), "lyria2_music", {"prompt": "x"})
-    with anyio.fail_after(30):
-        while not any(r.kind == "stream" for r in fake_fal.requests):
-            await anyio.sleep(0.05)
-    proc.kill()  # SIGKILL: no clean-up runs
-    proc.wait(timeout=10)
-    [upstream_id] = fake_fal.jobs
-
-    async with Client(stdio_params(settings), mode="legacy") as client:
-        body = await finish_the_unfinished_job(client)
-    assert body["files"][0]["url"].startswith(fake_fal.base_url)
-    assert [r.kind for r in fake_fal.requests].count("submit") == 1  # re-attached, never resubmitted
-    assert fake_fal.jobs[upstream_id].endpoint_id == "fal-ai/lyria2"

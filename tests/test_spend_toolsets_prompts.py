@@ -10,9 +10,7 @@ from mcp import Client
 
 from mcp_audio.config import Settings
 from mcp_audio.sandbox.fal_queue import FakeFal
-from mcp_audio.server import build_server
-from tests.conftest import env_for
-from tests.test_tools import text_of
+from tests.helpers import env_for, server, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -25,7 +23,7 @@ async def test_result_carries_estimated_cost(client: Client) -> None:
 
 async def test_spend_limit_refuses_the_call_that_would_pass_it(settings: Settings, fake_fal: FakeFal) -> None:
     limited = settings.model_copy(update={"max_spend_usd": 0.1})
-    async with Client(build_server(limited)) as client:
+    async with Client(server(limited)) as client:
         first = await client.call_tool("qwen3_tts", {"text": "y" * 1000})
         second = await client.call_tool("qwen3_tts", {"text": "z" * 200})
         assert not first.is_error, text_of(first)
@@ -40,7 +38,7 @@ async def test_spend_limit_refuses_the_call_that_would_pass_it(settings: Setting
 
 
 async def test_toolsets_limit_tools_resources_and_prompts(settings: Settings) -> None:
-    async with Client(build_server(settings.model_copy(update={"toolsets": "stt"}))) as client:
+    async with Client(server(settings.model_copy(update={"toolsets": "stt"}))) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
         catalog = (await client.read_resource("audio://catalog")).contents[0].text  # type: ignore[union-attr]
         prompts = {prompt.name for prompt in (await client.list_prompts()).prompts}

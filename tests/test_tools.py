@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp_types import ResourceLink, TextContent
+from mcp_types import ResourceLink
 
 from mcp_audio.catalog import load_catalog
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.test_catalog import CORE_TOOLS
+from tests.helpers import CORE_TOOLS, server, text_of
 
 pytestmark = pytest.mark.anyio
 EXAMPLES = load_catalog().examples
@@ -22,10 +22,6 @@ def tool_arguments(example: Any) -> dict[str, Any]:
     capability = load_catalog().get(example.tool)
     assert capability is not None
     return capability.tool_arguments(example.request) | example.arguments
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(item.text for item in result.content if isinstance(item, TextContent))
 
 
 async def test_tools_list_shows_typed_annotated_tools(client: Client) -> None:
@@ -133,10 +129,9 @@ async def test_broken_stream_falls_back_to_polling(client: Client, fake_fal: Fak
 
 
 async def test_long_job_returns_a_handle_then_get_job_returns_the_result(settings: Any, fake_fal: FakeFal) -> None:
-    from mcp_audio.server import build_server
 
     fake_fal.script("fal-ai/lyria2", run_s=1.5)
-    async with Client(build_server(settings.model_copy(update={"wait_s": 0.3}))) as client:
+    async with Client(server(settings.model_copy(update={"wait_s": 0.3}))) as client:
         first = await client.call_tool("lyria2_music", {"prompt": "epic trailer"})
         assert not first.is_error
         handle = first.structured_content
@@ -221,7 +216,9 @@ async def test_saved_voices_are_offered_and_other_families_refused(client: Clien
     await client.call_tool("qwen3_tts_clone_voice", {"audio_url": "https://example.com/a.mp3", "name": "ann"})
     other = await client.call_tool("elevenlabs_tts", {"text": "Hi", "voice": "ann"})
     assert other.is_error
-    assert "`voice`: unknown voice 'ann'; 'ann' is a saved qwen3-tts voice, which this tool cannot use." in text_of(other)
+    assert "`voice`: unknown voice 'ann'; 'ann' is a saved qwen3-tts voice, which this tool cannot use." in text_of(
+        other
+    )
     unknown = await client.call_tool("qwen3_tts", {"text": "Hi", "voice": "bob"})
     assert "or a saved qwen3-tts voice (ann)." in text_of(unknown)
 

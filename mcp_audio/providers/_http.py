@@ -10,9 +10,11 @@ with `may_have_run` set, so no layer above resends it.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Collection
 from email.utils import parsedate_to_datetime
+from functools import cache
 from typing import Any
 
 import httpx
@@ -39,6 +41,17 @@ NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.Connec
 MAX_RETRY_AFTER_S = 60.0
 
 
+@cache
+def ssl_context() -> ssl.SSLContext:
+    """The trust store (certifi, or SSL_CERT_FILE), built once: each build costs tens of milliseconds."""
+    return httpx.create_ssl_context()
+
+
+def http_client(**kwargs: Any) -> httpx.AsyncClient:
+    """An httpx client on the shared trust store; every client this server makes comes from here."""
+    return httpx.AsyncClient(verify=ssl_context(), **kwargs)
+
+
 class HttpProvider:
     """What every HTTP provider shares: its upstream, an API key and an httpx client (its own unless given one)."""
 
@@ -49,7 +62,7 @@ class HttpProvider:
     ) -> None:
         self._api_key = api_key
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=timeout)
+        self._http = http or http_client(timeout=timeout)
         self._pacing = pacing or Pacing()
 
     async def aclose(self) -> None:

@@ -26,6 +26,7 @@ from mcp_audio.providers._http import (
     error_detail,
     json_object,
     raise_for_status,
+    ssl_context,
     transport_error,
 )
 from mcp_audio.providers.base import FileBytes, FileSink, Pacing, Report, Submitted, Update, UpstreamRequest
@@ -229,7 +230,7 @@ class _Rerouted(httpx.AsyncBaseTransport):
 
     def __init__(self, routes: dict[str, httpx.URL]) -> None:
         self._routes = routes
-        self._inner = httpx.AsyncHTTPTransport()
+        self._inner = httpx.AsyncHTTPTransport(verify=ssl_context())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         target = self._routes.get(request.url.host)
@@ -260,6 +261,9 @@ class _FalStorage:
         return self._client
 
     async def aclose(self) -> None:
+        if self._client is not None and "_client" in vars(self._client):  # fal-client's cached REST client
+            rest = await self._client._client
+            await rest.aclose()
         if self._transport is not None:
             await self._transport.aclose()
 
@@ -274,7 +278,7 @@ def _routed_fal_client(key: str, transport: httpx.AsyncBaseTransport) -> Any:
     from fal_client import client as fal
 
     def routed(**kwargs: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=transport, **kwargs)
+        return httpx.AsyncClient(transport=transport, **kwargs)  # TLS is the transport's
 
     class TokenManager(fal.AsyncCDNTokenManager):
         async def _refresh_token(self) -> Any:

@@ -93,10 +93,13 @@ FAL = Upstream(
     label="fal",
     key_field="fal_key",
     key_env="FAL_KEY",
-    key_description="fal.ai API key",
+    key_description="fal.ai API key. Without it the server still starts and lists tools; calls answer with an "
+    "error naming `FAL_KEY`. Never logged, stored or echoed.",
     key_needed_for="fal.ai, which needs an API key (get one at fal.ai/dashboard/keys)",
     urls=(
-        UrlSetting("fal_queue_url", "queue_url", "https://queue.fal.run", "fal queue base URL"),
+        UrlSetting(
+            "fal_queue_url", "queue_url", "https://queue.fal.run", "fal queue base URL (proxies, loopback tests)"
+        ),
         UrlSetting("fal_run_url", "run_url", "https://fal.run", "fal run base URL (streaming endpoints)"),
         UrlSetting("fal_rest_url", "rest_url", "https://rest.fal.ai", "fal REST base URL (storage tokens)"),
         UrlSetting("fal_cdn_url", "cdn_url", "https://v3.fal.media", "fal CDN base URL (uploads)"),

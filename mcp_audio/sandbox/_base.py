@@ -70,15 +70,24 @@ class FakeUpstream(Generic[R]):
     def __init__(self, kinds: Iterable[str], valid_key: str) -> None:
         self.valid_key = valid_key
         self.base_url: str | None = None
-        self.requests: list[R] = []
-        self.files: dict[str, tuple[bytes, str]] = {}
         # Re-entrant: fal's output callables may call put_file while the lock is held.
         self._lock = threading.RLock()
         self._kinds = frozenset(kinds)
-        self._injections: dict[str, deque[Injection]] = {k: deque() for k in self._kinds}
         self.app = Starlette(
             routes=[Route("/{path:path}", self._dispatch, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])]
         )
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every request, file, injection and job: a fake served once is reused by many tests."""
+        with self._lock:
+            self.requests: list[R] = []
+            self.files: dict[str, tuple[bytes, str]] = {}
+            self._injections: dict[str, deque[Injection]] = {k: deque() for k in self._kinds}
+            self._reset_state()
+
+    def _reset_state(self) -> None:
+        """A subclass's own state, as new."""
 
     # ---- test-side controls -------------------------------------------------------------
 

@@ -117,10 +117,14 @@ class FakeEigen(FakeUpstream[EigenRequest]):
     """In-memory Eigen generate API. Thread-safe: driven from tests, served from uvicorn."""
 
     def __init__(self, valid_key: str = "test-key", delay_s: float = 0.0) -> None:
+        self._delay_s = delay_s
         super().__init__(KINDS, valid_key)
-        self.delay_s = delay_s  # how long every generate/upload takes to answer
+
+    def _reset_state(self) -> None:
+        self.delay_s = self._delay_s  # how long every generate/upload takes to answer
         self.transcript = "Hello from the fake Eigen transcriber."
         self.voices: dict[str, FakeVoice] = {}
+        self.generated = 0  # speech generations answered (what the upstream would bill)
         self._body_break: int | None = None
 
     # ---- test-side controls -------------------------------------------------------------
@@ -201,6 +205,7 @@ class FakeEigen(FakeUpstream[EigenRequest]):
             content_type = QWEN_FORMATS[response_format]
         data = _audio(content_type)
         with self._lock:
+            self.generated += 1
             cut, self._body_break = self._body_break, None
         if cut is not None:
             return TruncatedBody(data, content_type, cut)

@@ -134,8 +134,10 @@ class FakeFal(FakeUpstream[RecordedRequest]):
     """In-memory fal queue + storage. Thread-safe: driven from tests, served from uvicorn."""
 
     def __init__(self, valid_key: str = "test-key", keepalive_s: float = 15.0) -> None:
-        super().__init__(KINDS, valid_key)
         self.keepalive_s = keepalive_s
+        super().__init__(KINDS, valid_key)
+
+    def _reset_state(self) -> None:
         self.jobs: dict[str, FakeJob] = {}
         self._scripts: dict[str, Script] = {}
         self._stream_break: int | None = None

@@ -144,8 +144,10 @@ class FakeVoiceApi(FakeUpstream[RecordedRequest]):
     error_field = "message"  # the gateway's error bodies are {"message": ...}
 
     def __init__(self, valid_key: str = "test-key", host: str = "voice-api.p.rapidapi.com") -> None:
-        super().__init__(KINDS, valid_key)
         self.host = host
+        super().__init__(KINDS, valid_key)
+
+    def _reset_state(self) -> None:
         self.tasks: dict[str, FakeTask] = {}
         self.models: list[JSON] = [dict(model) for model in DEFAULT_MODELS]
         self._scripts: dict[str, Script] = dict(DEFAULT_SCRIPTS)

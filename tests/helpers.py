@@ -1,0 +1,186 @@
+"""What the tests share: keys, fast pacing, a server factory, audio makers, result readers,
+secret checks and subprocess helpers. Fixtures live in conftest.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from mcp import Client, StdioServerParameters
+from mcp.server.mcpserver import MCPServer
+from mcp_types import TextContent
+
+from mcp_audio.catalog import Catalog, load_catalog
+from mcp_audio.config import ServerSettings
+from mcp_audio.providers.base import Pacing
+from mcp_audio.providers.registry import UPSTREAMS
+from mcp_audio.sandbox._base import FakeUpstream
+from mcp_audio.sandbox.serve import serve_in_thread
+from mcp_audio.server import build_server
+
+# The key each fake accepts, per upstream.
+KEYS = {
+    "fal": "fal-test-key-0123456789abcdef",
+    "voice_api": "voice-test-key-0123456789abcdef",
+    "eigen": "eigen-test-key-0123456789abcdef",
+}
+FAL_KEY, VOICE_KEY, EIGEN_KEY = KEYS["fal"], KEYS["voice_api"], KEYS["eigen"]
+VOICE_HOST = "voice-api.p.rapidapi.com"
+CORE_TOOLS = {"qwen3_tts", "qwen3_tts_clone_voice", "whisper_transcribe", "lyria2_music", "elevenlabs_sound_effect"}
+
+# Polls and retries in tests: the same logic, in milliseconds instead of seconds.
+FAST = Pacing(poll_initial_s=0.02, poll_max_s=0.1, retry_attempts=5, retry_initial_s=0.01, retry_max_s=0.05)
+
+Fake = TypeVar("Fake", bound=FakeUpstream[Any])
+CATALOG = load_catalog()  # immutable: one parse of the manifests serves every test's server
+
+
+def server(
+    settings: ServerSettings, catalog: Catalog | None = None, *, transport: Literal["stdio", "http"] = "stdio"
+) -> MCPServer[Any]:
+    """The real server, with test pacing."""
+    return build_server(settings, catalog or CATALOG, transport=transport, pacing=FAST)
+
+
+def served(fake: Fake) -> Iterator[Fake]:
+    """Serve a loopback fake, with its base_url set (yield from it in a fixture)."""
+    with serve_in_thread(fake.app) as url:
+        fake.base_url = url
+        yield fake
+
+
+def text_of(result: Any) -> str:
+    return "\n".join(item.text for item in result.content if isinstance(item, TextContent))
+
+
+def body_of(result: Any) -> dict[str, Any]:
+    assert result.structured_content is not None, text_of(result)
+    body: dict[str, Any] = result.structured_content
+    return body
+
+
+# --- audio --------------------------------------------------------------------------------
+
+
+def make_wav(seconds: float = 1.0, rate: int = 16000, channels: int = 1) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(int(seconds * rate) * 2 * channels))
+    return buffer.getvalue()
+
+
+def make_mp3(frames: int = 38) -> bytes:
+    """MPEG-1 Layer III frames, 128 kbit/s, 44.1 kHz, stereo: 1152 samples (26.1 ms) each."""
+    return (b"\xff\xfb\x90\x04" + bytes(413)) * frames
+
+
+def make_flac(seconds: float = 2.0, rate: int = 48000, channels: int = 2) -> bytes:
+    """A FLAC stream header: `fLaC` and a STREAMINFO block (enough to read its properties)."""
+    total = int(seconds * rate)
+    packed = (rate << 44) | ((channels - 1) << 41) | ((16 - 1) << 36) | total
+    info = struct.pack(">HH", 4096, 4096) + bytes(6) + packed.to_bytes(8, "big") + bytes(16)
+    return b"fLaC" + bytes([0x80]) + len(info).to_bytes(3, "big") + info
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+
+def assert_secret_kept(secret: str, settings: ServerSettings, *texts: str) -> None:
+    """`secret` is in none of `texts`, nor in the job database or its write-ahead log."""
+    for text in texts:
+        assert secret not in text
+    wal = Path(str(settings.database_path) + "-wal")  # gone once a server closed the database
+    for path in (settings.database_path, wal):
+        if path.exists():
+            assert secret.encode() not in path.read_bytes()
+
+
+# --- processes ----------------------------------------------------------------------------
+
+# What a 2025-era stdio client sends first.
+HANDSHAKE: list[dict[str, Any]] = [
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+    },
+    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+]
+
+
+def env_for(settings: ServerSettings) -> dict[str, str]:
+    """The environment a subprocess server needs to use these settings (keys included)."""
+    drop = {upstream.key_env for upstream in UPSTREAMS.values()}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_AUDIO_") and k not in drop}
+    for upstream in UPSTREAMS.values():
+        key = settings.key_of(upstream)
+        if key is not None:
+            env[upstream.key_env] = key
+        for url in upstream.urls:
+            env[url.env] = str(getattr(settings, url.field))
+    env.update(
+        MCP_AUDIO_DATA_DIR=str(settings.data_dir),
+        MCP_AUDIO_OUTPUT_DIR=str(settings.output_dir),
+        MCP_AUDIO_WAIT_S=str(settings.wait_s),
+        MCP_AUDIO_DOWNLOAD=settings.download or "always",
+    )
+    if settings.allowed_dirs is not None:
+        env["MCP_AUDIO_ALLOWED_DIRS"] = settings.allowed_dirs
+    return env
+
+
+def stdio_params(settings: ServerSettings) -> StdioServerParameters:
+    return StdioServerParameters(command=sys.executable, args=["-m", "mcp_audio"], env=env_for(settings))
+
+
+def start_tool_call(
+    env: dict[str, str], name: str, arguments: dict[str, Any], stderr: Any = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
+    """A stdio server process that has been sent the handshake and one tools/call (id 2)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mcp_audio"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    assert proc.stdin is not None
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+    for message in (*HANDSHAKE, call):
+        proc.stdin.write(json.dumps(message) + "\n")
+    proc.stdin.flush()
+    return proc
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """Kill a server process and close its pipes (no ResourceWarning left behind)."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+async def finish_the_unfinished_job(client: Client) -> dict[str, Any]:
+    """After a restart: the one unfinished job, waited for through get_job; its result."""
+    listed = await client.call_tool("list_jobs", {"status": "unfinished"})
+    assert listed.structured_content is not None
+    [job] = listed.structured_content["jobs"]
+    done = await client.call_tool("get_job", {"job_id": job["job_id"], "wait_s": 20})
+    body: dict[str, Any] = done.structured_content or {}
+    assert body["status"] == "completed", text_of(done)
+    return body
