@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mcp_audio.catalog import Capability, Catalog, load_catalog
+from mcp_audio.manifest import InputSpec
 from mcp_audio.sandbox import fal_contract
 from mcp_audio.sandbox.fal_contract import (
     known,
     output_problems,
+    resolve,
     sample_output,
     validate_input,
 )
@@ -143,3 +149,344 @@ def test_output_problems_name_the_path() -> None:
     problems = output_problems(TTS, {"audio": {"content_type": "audio/mpeg"}})
     assert problems == ["audio: 'url' is a required property"]
     assert output_problems(TTS, {}) == ["(root): 'audio' is a required property"]
+
+
+# --- the manifests held to the snapshot ----------------------------------------------------------
+#
+# Every difference between a fal manifest and fal's published schema is listed, per tool and
+# endpoint, in tests/data/fal_manifest_differences.json; the test fails on a new difference and on
+# one that was fixed, so the file is always the current list. After fixing a manifest (or on
+# purpose keeping a difference) rewrite it with: python -m tests.test_fal_contract --write
+
+DIFFERENCES = Path(__file__).parent / "data" / "fal_manifest_differences.json"
+MANIFESTS = Path(__file__).parent.parent / "manifests"
+_TYPES = {"string", "integer", "number", "boolean", "array", "object", "null"}
+
+
+def _branches(schema: dict[str, Any], root: dict[str, Any]) -> list[dict[str, Any]]:
+    """The alternatives a field accepts (anyOf/oneOf flattened, $refs followed), `null` dropped."""
+    schema = resolve(schema, root)
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            rest = {k: v for k, v in schema.items() if k != key}
+            out: list[dict[str, Any]] = []
+            for branch in schema[key]:
+                out.extend(_branches({**rest, **resolve(branch, root)}, root))
+            return out
+    return [] if schema.get("type") == "null" else [schema]
+
+
+def _types(branch: dict[str, Any]) -> set[str]:
+    kind = branch.get("type")
+    if isinstance(kind, list):
+        return set(kind) - {"null"}
+    if kind is not None:
+        return {kind}
+    if "enum" in branch or "const" in branch:
+        values = branch.get("enum", [branch.get("const")])
+        return {_json_type(v) for v in values}
+    if "properties" in branch:
+        return {"object"}
+    return set(_TYPES)  # untyped: anything
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else "null"
+
+
+def _same_value(ours: Any, theirs: Any) -> bool:
+    """Equal as JSON values: 1 and 1.0 are the same number; True is not 1."""
+    numbers = [isinstance(v, int | float) and not isinstance(v, bool) for v in (ours, theirs)]
+    if all(numbers):
+        return float(ours) == float(theirs)
+    return bool(ours == theirs and type(ours) is type(theirs))
+
+
+def _num(value: Any) -> Any:
+    """A manifest bound (a float) as written: 0.0 -> 0, 1.2 stays."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _fmt(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+_BOUNDS = [  # (InputSpec attribute, JSON Schema keyword)
+    ("minimum", "minimum"),
+    ("maximum", "maximum"),
+    ("exclusive_minimum", "exclusiveMinimum"),
+    ("min_length", "minLength"),
+    ("max_length", "maxLength"),
+    ("min_items", "minItems"),
+    ("max_items", "maxItems"),
+]
+
+
+def _enum_text(values: list[Any]) -> str:
+    if len(values) <= 12:
+        return _fmt(values)
+    return f"{len(values)} values ({', '.join(_fmt(v) for v in values[:4])}, …)"
+
+
+@dataclass
+class _Context:
+    root: dict[str, Any]
+    ranges: bool  # False: the source has no ranges (TypeScript types), so a bound only here is no difference
+    presets: dict[str, list[str]]  # input name -> the voice presets that act as its enum
+
+
+def _input_differences(spec: InputSpec, prop: dict[str, Any], ctx: _Context, where: str) -> list[str]:
+    root = ctx.root
+    out: list[str] = []
+    schema = resolve(prop, root)
+    branches = _branches(schema, root)
+    accepted = set().union(*(_types(b) for b in branches)) if branches else set(_TYPES)
+    sent_as = "string" if spec.encode == "json" else spec.type
+    if sent_as not in accepted and not (sent_as == "integer" and "number" in accepted):
+        out.append(f"{where}: type {sent_as}, fal takes {' or '.join(sorted(accepted))}")
+    typed = [b for b in branches if sent_as in _types(b) or (sent_as == "integer" and "number" in _types(b))]
+    branch = typed[0] if typed else (branches[0] if branches else {})
+    fal_enum = branch.get("enum", [branch["const"]] if "const" in branch else None)
+    ours_enum, label = spec.enum, "enum"
+    if ours_enum is None and where.removeprefix("input.") in ctx.presets:
+        ours_enum, label = ctx.presets[where.removeprefix("input.")], "voice presets"
+    if ours_enum is not None and fal_enum is not None:
+        extra = [v for v in ours_enum if v not in fal_enum]
+        if extra:
+            out.append(f"{where}: {label} values fal refuses: {_fmt(extra)}")
+        missing = [v for v in fal_enum if v not in ours_enum]
+        if missing:
+            out.append(f"{where}: fal also accepts {_enum_text(missing)}")
+    elif ours_enum is None and fal_enum is not None and not (len(fal_enum) == 1 and spec.default == fal_enum[0]):
+        if spec.pattern is not None:
+            matched = all(isinstance(v, str) and re.fullmatch(spec.pattern, v) for v in fal_enum)
+            how = "matches them all" if matched else "does not match them all"
+            out.append(f"{where}: fal takes only {_enum_text(fal_enum)}; here a pattern {spec.pattern} that {how}")
+        else:
+            out.append(f"{where}: fal takes only {_enum_text(fal_enum)}; the tool has no enum")
+    elif spec.enum is not None and fal_enum is None:
+        out.append(f"{where}: the tool's enum {_enum_text(spec.enum)} is not fal's (fal has none)")
+    for attr, keyword in _BOUNDS:
+        ours, theirs = getattr(spec, attr), branch.get(keyword)
+        if ours is not None and theirs is not None and float(ours) == float(theirs):
+            continue
+        if theirs is None and not ctx.ranges:
+            continue
+        if ours is not None or theirs is not None:
+            out.append(f"{where}: {keyword} {_fmt(_num(ours))} here, fal {_fmt(theirs)}")
+    fal_pattern = branch.get("pattern")
+    if fal_pattern is not None and fal_pattern != spec.pattern:
+        out.append(f"{where}: pattern {_fmt(spec.pattern)} here, fal {_fmt(fal_pattern)}")
+    fal_default = schema.get("default", branch.get("default"))
+    if spec.default is None and fal_default in ("", [], {}):
+        fal_default = None  # an empty default is "not given": nothing for the tool to document
+    if not _same_value(spec.default, fal_default):
+        out.append(f"{where}: default {_fmt(spec.default)} here, fal {_fmt(fal_default)}")
+    if spec.type == "array" and spec.items is not None:
+        items = branch.get("items")
+        if isinstance(items, dict):
+            kinds = set().union(*(_types(b) for b in _branches(items, root))) or set(_TYPES)
+            if spec.items not in kinds and not (spec.items == "integer" and "number" in kinds):
+                out.append(f"{where}[]: items {spec.items}, fal takes {' or '.join(sorted(kinds))}")
+    if spec.type == "object" and spec.fields is not None:
+        members = next((b for b in branches if "properties" in b), None)
+        if members is None:
+            out.append(f"{where}: an object here, fal declares no fields")
+        else:
+            out.extend(_fields_differences(spec.fields, members, ctx, where))
+    return out
+
+
+def _fields_differences(specs: list[InputSpec], schema: dict[str, Any], ctx: _Context, where: str) -> list[str]:
+    out: list[str] = []
+    properties = schema.get("properties", {})
+    for spec in specs:
+        if spec.name not in properties:
+            out.append(f"{where}.{spec.name}: not a field of fal's {where}")
+            continue
+        out.extend(_input_differences(spec, properties[spec.name], ctx, f"{where}.{spec.name}"))
+    given = {s.name: s for s in specs}
+    for name in schema.get("required", []):
+        if name not in given:
+            out.append(f"{where}.{name}: fal requires it; the tool has no such field")
+        elif not given[name].required:
+            out.append(f"{where}.{name}: fal requires it; optional here")
+    return out
+
+
+def _output_path_problem(path: str, root: dict[str, Any], want_file: bool) -> str | None:
+    """Why `path` ("audio", "clips[]", "speaker_embedding.url") is not in the output schema, or None."""
+    node: dict[str, Any] = root
+    for part in path.split("."):
+        many = part.endswith("[]")
+        name = part[:-2] if many else part
+        objects = [b for b in _branches(node, root) if "properties" in b]
+        if not objects or name not in objects[0]["properties"]:
+            return f"not in fal's output (no field {name!r})"
+        node = objects[0]["properties"][name]
+        if many:
+            arrays = [b for b in _branches(node, root) if b.get("type") == "array"]
+            if not arrays:
+                return f"{name} is not an array in fal's output"
+            node = arrays[0].get("items", {})
+    leaf = _branches(node, root)
+    if want_file and not any(fal_contract.is_file_schema(b) for b in leaf):
+        return "not a File object in fal's output"
+    return None
+
+
+def manifest_differences(directory: Path | None = None) -> dict[str, dict[str, list[str]]]:
+    """{tool: {endpoint: [difference, ...]}} for every fal tool of manifests/*.toml (or `directory`)."""
+    catalog = load_catalog(directory)
+    found: dict[str, dict[str, list[str]]] = {}
+    for name, capability in sorted(catalog.capabilities.items()):
+        if capability.provider != "fal":
+            continue
+        spec = capability.spec
+        for endpoint in spec.all_endpoints:
+            diffs = _tool_differences(capability, endpoint, catalog)
+            if diffs:
+                found.setdefault(name, {})[endpoint] = sorted(set(diffs))
+    return found
+
+
+def _tool_differences(capability: Capability, endpoint: str, catalog: Catalog) -> list[str]:
+    spec = capability.spec
+    if not known(endpoint):
+        return ["endpoint: not in the fal schema snapshot"]
+    root = fal_contract.input_schema(endpoint)
+    out: list[str] = []
+    upstream = [s for s in spec.inputs if s.upstream]
+    cloned = set(spec.voice.cloned) if spec.voice else set()
+    presets: dict[str, list[str]] = {}
+    if spec.voice is not None and spec.voice.family in catalog.voice_families:
+        presets[spec.voice.input] = [p.name for p in catalog.voice_families[spec.voice.family].presets]
+    ranges = fal_contract.source(endpoint)["kind"] != "typescript"
+    out.extend(_fields_differences(upstream, root, _Context(root, ranges, presets), "input"))
+    properties = resolve(root, root).get("properties", {})
+    for field_name in sorted(cloned):
+        if field_name not in properties:
+            out.append(f"voice.cloned: {field_name} is not a field of fal's input")
+    # A field fal requires may come from a saved voice instead of an input.
+    out = [d for d in out if not any(d.startswith(f"input.{f}: fal requires it; the tool has") for f in cloned)]
+    oroot = fal_contract.output_schema(endpoint)
+    if oroot:
+        for path in spec.files:
+            problem = _output_path_problem(path, oroot, want_file=True)
+            if problem:
+                out.append(f"files {path}: {problem}")
+        for label, text_path in (("result_text", spec.result_text), ("partial_text", spec.partial_text)):
+            if text_path and spec.mode != "stream":
+                problem = _output_path_problem(text_path, oroot, want_file=False)
+                if problem:
+                    out.append(f"{label} {text_path}: {problem}")
+    if spec.saves_voice:
+        for key, ref in sorted(spec.saves_voice.fields.items()):
+            part, _, path = ref.partition(".")
+            schema = oroot if part == "output" else root
+            if part == "input" and path in {s.name for s in spec.inputs if not s.upstream}:
+                continue
+            problem = _output_path_problem(path, schema, want_file=False) if schema else None
+            if problem:
+                out.append(f"saves_voice.{key} {ref}: {problem.replace('output', part)}")
+    for n, example in enumerate(catalog.examples):
+        if example.tool != spec.name or example.endpoint.lower() != endpoint.lower():
+            continue
+        for err in validate_input(endpoint, example.request):
+            where = ".".join(str(p) for p in err["loc"][1:])
+            out.append(f"example {n}: request {where}: {err['msg']}")
+        if example.output is not None and oroot:
+            out.extend(f"example {n}: output {p}" for p in output_problems(endpoint, example.output))
+    return out
+
+
+def test_manifests_agree_with_fal_schemas() -> None:
+    recorded = json.loads(DIFFERENCES.read_text("utf-8"))
+    found = manifest_differences()
+    new = {
+        t: {e: [d for d in ds if d not in recorded.get(t, {}).get(e, [])] for e, ds in es.items()}
+        for t, es in found.items()
+    }
+    fixed = {
+        t: {e: [d for d in ds if d not in found.get(t, {}).get(e, [])] for e, ds in es.items()}
+        for t, es in recorded.items()
+    }
+    new = {t: {e: ds for e, ds in es.items() if ds} for t, es in new.items()}
+    fixed = {t: {e: ds for e, ds in es.items() if ds} for t, es in fixed.items()}
+    assert not {t: es for t, es in new.items() if es}, (
+        "new differences from fal's schemas (fix the manifest, or record them)"
+    )
+    assert not {t: es for t, es in fixed.items() if es}, (
+        "recorded differences now fixed: remove them from " + DIFFERENCES.name
+    )
+
+
+def test_a_manifest_departing_from_fal_is_caught(tmp_path: Path) -> None:
+    text = (MANIFESTS / "lyria2.toml").read_text("utf-8")
+    (tmp_path / "lyria2.toml").write_text(text, "utf-8")
+    recorded = json.loads(DIFFERENCES.read_text("utf-8"))
+    assert manifest_differences(tmp_path) == {k: v for k, v in recorded.items() if k == "lyria2_music"}
+    fixed = text.replace("required = true\n", "required = true\nmin_length = 1\nmax_length = 2000\n", 1)
+    assert manifest_differences(_write(tmp_path, fixed)) == {}
+    wrong = fixed.replace('name = "seed"\ntype = "integer"', 'name = "seed"\ntype = "number"\nminimum = 0')
+    wrong = wrong.replace('default = "low quality"', 'default = "blurry"\nenum = ["blurry", "noisy"]')
+    wrong = wrong.replace('files = ["audio"]', 'files = ["audio", "waveform"]\nresult_text = "audio.url"')
+    wrong += '\n[[tools.inputs]]\nname = "tempo"\ntype = "integer"\ndescription = "Beats per minute"\n'
+    assert manifest_differences(_write(tmp_path, wrong)) == {
+        "lyria2_music": {
+            "fal-ai/lyria2": [
+                "files waveform: not in fal's output (no field 'waveform')",
+                'input.negative_prompt: default "blurry" here, fal "low quality"',
+                'input.negative_prompt: the tool\'s enum ["blurry", "noisy"] is not fal\'s (fal has none)',
+                "input.seed: minimum 0 here, fal null",
+                "input.seed: type number, fal takes integer",
+                "input.tempo: not a field of fal's input",
+            ]
+        }
+    }
+    missing = fixed.replace('name = "prompt"', 'name = "mood"')
+    assert manifest_differences(_write(tmp_path, missing))["lyria2_music"]["fal-ai/lyria2"] == [
+        "input.mood: not a field of fal's input",
+        "input.prompt: fal requires it; the tool has no such field",
+    ]
+    refused = fixed.replace('negative_prompt = "vocals, slow tempo"', "negative_prompt = 3")
+    assert manifest_differences(_write(tmp_path, refused))["lyria2_music"]["fal-ai/lyria2"] == [
+        "example 0: request negative_prompt: Input should be a valid string"
+    ]
+
+
+def _write(directory: Path, text: str) -> Path:
+    (directory / "lyria2.toml").write_text(text, "utf-8")
+    return directory
+
+
+def test_every_fal_endpoint_of_the_manifests_is_in_the_snapshot() -> None:
+    catalog = load_catalog()
+    endpoints = {e for c in catalog.capabilities.values() if c.provider == "fal" for e in c.spec.all_endpoints}
+    assert endpoints and all(known(e) for e in endpoints), sorted(e for e in endpoints if not known(e))
+
+
+def write_differences() -> None:
+    DIFFERENCES.parent.mkdir(exist_ok=True)
+    DIFFERENCES.write_text(
+        json.dumps(manifest_differences(), indent=2, sort_keys=True, ensure_ascii=False) + "\n", "utf-8"
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--write"]:
+        write_differences()
+    else:
+        print(json.dumps(manifest_differences(), indent=2, sort_keys=True, ensure_ascii=False))

@@ -338,6 +338,11 @@ def _is_file(properties: JSON) -> bool:
     return "url" in properties and bool({"content_type", "file_name", "file_size"} & set(properties))
 
 
+def is_file_schema(schema: JSON) -> bool:
+    """Whether a (resolved) schema is fal's File object: `url` with `content_type`/`file_name`/`file_size`."""
+    return _is_file(schema.get("properties", {}))
+
+
 def _file_kind(name: str, schema: JSON) -> FileKind:
     words = f"{name} {schema.get('description', '')}".lower()
     if "video" in name.lower() or ("video" in words and "audio" not in words):
