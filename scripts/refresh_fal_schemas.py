@@ -279,7 +279,7 @@ class TsTypes:
             return {"type": "number"}
         if name == "boolean":
             return {"type": "boolean"}
-        if name in ("null", "undefined"):
+        if name in ("null", "undefined", "void"):
             return {"type": "null"}
         if name in ("any", "unknown", "object", "Blob"):
             return {}
@@ -546,6 +546,75 @@ def find_typescript(git: Git, wanted: dict[str, str], found: dict[str, Found]) -
                 record(found, ours, {i: types.schema(i), o: types.schema(o)}, (i, o), src)
 
 
+def _top(schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema and schema["$ref"].startswith("#/$defs/"):
+        schema = (schema.get("$defs") or {}).get(schema["$ref"][8:], {}) | {"$defs": schema.get("$defs")}
+    return schema
+
+
+def compare_with_newest_types(git: Git, wanted: dict[str, str], found: dict[str, Found]) -> None:
+    """Note where fal's newest TypeScript types name other fields than the schema taken.
+
+    The JSON Schemas (with ranges) may be older than the newest types; a field added or dropped
+    since is worth knowing even though its ranges are not published.
+    """
+    path = "libs/client/src/types/endpoints.ts"
+    todo = {k: v for k, v in wanted.items() if v in found and found[v].complete()}
+    for commit, date in git.commits(path):
+        if not todo:
+            return
+        text = git.show(commit, path)
+        if text is None or not any(f'"{k}"' in text.lower() for k in todo):
+            continue
+        types = TsTypes(text)
+        for key, ours in list(todo.items()):
+            if key not in types.endpoint_map:
+                continue
+            del todo[key]
+            entry = found[ours]
+            names = types.endpoint_map[key]
+            for part, name in zip(("input", "output"), names, strict=True):
+                schema, src = entry.parts[part]
+                if src["commit"] == commit:
+                    continue
+                try:
+                    newer, taken = _top(types.schema(name)), _top(schema)
+                except ValueError as exc:
+                    entry.notes.append(f"{part}: newer types ({commit[:10]} {path}) not read: {exc}")
+                    continue
+                new_props, old_props = set(newer.get("properties", {})), set(taken.get("properties", {}))
+                changes = []
+                if new_props - old_props:
+                    changes.append(f"adds {', '.join(sorted(new_props - old_props))}")
+                if old_props - new_props:
+                    changes.append(f"drops {', '.join(sorted(old_props - new_props))}")
+                new_req, old_req = set(newer.get("required", [])), set(taken.get("required", []))
+                if new_req != old_req:
+                    changes.append(f"requires {', '.join(sorted(new_req)) or 'nothing'}")
+                if changes:
+                    entry.notes.append(f"{part}: newer types ({commit[:10]} {date[:10]} {path}) " + "; ".join(changes))
+                if part == "input":
+                    _merge_defaults(taken, newer, f"{commit[:10]} {date[:10]} {path}", entry.notes)
+
+
+def _merge_defaults(taken: dict[str, Any], newer: dict[str, Any], where: str, notes: list[str]) -> None:
+    """Defaults the newer types document but the schema taken lacks (generated zod drops enum defaults)."""
+    props = taken.get("properties", {})
+    for name, prop in sorted(newer.get("properties", {}).items()):
+        if name not in props or "default" not in prop:
+            continue
+        ours = props[name].get("default")
+        if ours is None:
+            props[name]["default"] = prop["default"]
+            notes.append(f"input.{name}: default {json.dumps(prop['default'])} from newer types ({where})")
+        elif ours != prop["default"] and not (_number(ours) and _number(prop["default"]) and ours == prop["default"]):
+            notes.append(f"input.{name}: newer types ({where}) say default {json.dumps(prop['default'])}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 # --- reduction -----------------------------------------------------------------------------------
 
 
@@ -637,6 +706,7 @@ def build(git_dir: Path) -> dict[str, Any]:
     find_jsonschema(git, wanted, found)
     find_zod(git, wanted, found)
     find_typescript(git, wanted, found)
+    compare_with_newest_types(git, wanted, found)
     missing = [e for e in endpoints if e not in found or not found[e].complete()]
     if missing:
         print(f"not found in any commit: {', '.join(missing)}", file=sys.stderr)
