@@ -68,6 +68,27 @@ def test_a_valid_body_passes() -> None:
     assert validate_input(TTS, {"text": "Hello", "language_code": None}) == []  # nullable field
 
 
+def test_lax_values_pass_as_pydantic_converts_them() -> None:
+    body = {"tags": "lofi", "number_of_steps": "27", "guidance_scale": "15.5", "seed": 7.0}
+    assert validate_input("fal-ai/ace-step", body) == []
+    assert validate_input(TTS, {"text": "Hi", "timestamps": "yes", "speed": "1.1"}) == []
+    assert validate_input(TTS, {"text": "Hi", "speed": "3"}) == [
+        {"loc": ["body", "speed"], "msg": "Input should be less than or equal to 1.2", "type": "less_than_equal"}
+    ]
+    assert validate_input(TTS, {"text": "Hi", "timestamps": "maybe"}) == [
+        {
+            "loc": ["body", "timestamps"],
+            "msg": "Input should be a valid boolean, unable to interpret input",
+            "type": "bool_parsing",
+        }
+    ]
+    strict = validate_input("fal-ai/ace-step", {"tags": "lofi", "number_of_steps": "27"}, lax=False)
+    assert [e["type"] for e in strict] == ["int_parsing"]
+    assert validate_input(TTS, {"text": 5}) == [
+        {"loc": ["body", "text"], "msg": "Input should be a valid string", "type": "string_type"}
+    ]  # pydantic does not turn numbers into strings
+
+
 def test_unknown_fields_are_ignored_as_fal_does() -> None:
     assert validate_input(TTS, {"text": "Hello", "not_a_field": 1}) == []
 
@@ -85,7 +106,11 @@ def test_bad_bodies_give_fal_shaped_errors_naming_the_field() -> None:
         },
         {"loc": ["body", "language_code"], "msg": "Input should be a valid string", "type": "string_type"},
         {"loc": ["body", "speed"], "msg": "Input should be less than or equal to 1.2", "type": "less_than_equal"},
-        {"loc": ["body", "stability"], "msg": "Input should be a valid number", "type": "float_type"},
+        {
+            "loc": ["body", "stability"],
+            "msg": "Input should be a valid number, unable to parse string as a number",
+            "type": "float_parsing",
+        },
         {"loc": ["body", "text"], "msg": "String should have at least 1 character", "type": "string_too_short"},
     ]
 
@@ -107,7 +132,11 @@ def test_minimum_integer_and_array_length_errors() -> None:
         "msg": "Input should be greater than or equal to 3",
         "type": "greater_than_equal",
     } in errors
-    assert {"loc": ["body", "seed"], "msg": "Input should be a valid integer", "type": "int_type"} in errors
+    assert {
+        "loc": ["body", "seed"],
+        "msg": "Input should be a valid integer, got a number with a fractional part",
+        "type": "int_from_float",
+    } in errors
     errors = validate_input("fal-ai/ffmpeg-api/merge-audios", {"audio_urls": ["https://a/1.mp3"]})
     assert errors == [
         {

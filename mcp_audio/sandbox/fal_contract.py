@@ -10,9 +10,10 @@ file it came from). Offered here:
 - `sample_output(endpoint, make_file)`: a result shaped by the output schema;
 - `output_problems(endpoint, output)`: how an output departs from the output schema.
 
-Differences from fal's pydantic on purpose: values are not coerced (pydantic's lax mode accepts
-"5" for an integer, this refuses it), and unknown fields are accepted unless a schema says
-`additionalProperties: false` (fal ignores them). Needs `jsonschema`, imported when first used.
+Like fal's pydantic (lax mode), "5" passes for an integer and "true" for a boolean (`lax=False`
+refuses them), and unknown fields are accepted unless a schema says `additionalProperties: false`
+(fal ignores them). Error messages and types are pydantic v2's; a union reports its likeliest
+branch only. Needs `jsonschema`, imported when first used.
 """
 
 from __future__ import annotations
@@ -103,16 +104,90 @@ def _validator(endpoint_id: str, which: Literal["input", "output"]) -> Any:
     return Draft202012Validator(schema)
 
 
-def validate_input(endpoint_id: str, body: Any) -> list[JSON]:
-    """fal's 422 `detail` for `body`, or [] when fal would accept it. KeyError: unknown endpoint."""
+def validate_input(endpoint_id: str, body: Any, *, lax: bool = True) -> list[JSON]:
+    """fal's 422 `detail` for `body`, or [] when fal would accept it. KeyError: unknown endpoint.
+
+    `lax` (the default) accepts what pydantic's lax mode converts, as fal does: "5" for an
+    integer, "0.5" for a number, "true"/"off"/1 for a boolean. `lax=False` wants JSON's own types.
+    """
     validator = _validator(endpoint_id, "input")
     if not isinstance(body, dict):
         return [{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}]
+    if lax:
+        body = coerce(body, input_schema(endpoint_id))
     found: dict[tuple[str, ...], JSON] = {}
     for error in validator.iter_errors(body):
         for item in _fal_errors(error):
             found.setdefault((*(str(part) for part in item["loc"]), item["type"]), item)
     return [found[key] for key in sorted(found)]
+
+
+_INT = re.compile(r"\s*[+-]?\d+\s*")
+_TRUE = {"1", "on", "t", "true", "y", "yes"}
+_FALSE = {"0", "off", "f", "false", "n", "no"}
+_MISSING = object()
+
+
+def coerce(value: Any, schema: JSON, root: JSON | None = None) -> Any:
+    """`value` as pydantic's lax mode would read it for `schema`; what cannot be read stays as it is."""
+    root = schema if root is None else root
+    schema = resolve(schema, root)
+    branches = schema.get("anyOf") or schema.get("oneOf")
+    if branches:
+        resolved = [resolve(b, root) for b in branches]
+        if any(_matches_type(value, b) for b in resolved):
+            return value
+        for branch in resolved:
+            converted = _convert(value, branch)
+            if converted is not _MISSING:
+                return coerce(converted, branch, root)
+        return value
+    if isinstance(value, dict) and "properties" in schema:
+        props = schema["properties"]
+        return {k: coerce(v, props[k], root) if k in props else v for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [coerce(item, schema["items"], root) for item in value]
+    converted = _convert(value, schema)
+    return value if converted is _MISSING else converted
+
+
+def _matches_type(value: Any, schema: JSON) -> bool:
+    kind = schema.get("type")
+    if kind is None:
+        return "properties" not in schema or isinstance(value, dict)
+    kinds = kind if isinstance(kind, list) else [kind]
+    return any(_is(value, k) for k in kinds)
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer()
+        )
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    python = {"string": str, "boolean": bool, "array": list, "object": dict, "null": type(None)}.get(kind)
+    return python is not None and isinstance(value, python)
+
+
+def _convert(value: Any, schema: JSON) -> Any:
+    """The lax conversion of a scalar to the schema's type, or _MISSING."""
+    kind = schema.get("type")
+    if _matches_type(value, schema) or not isinstance(kind, str):
+        return _MISSING
+    if kind == "integer" and isinstance(value, str) and _INT.fullmatch(value):
+        return int(value)
+    if kind == "number" and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return _MISSING
+    if kind == "boolean":
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+            return bool(value)
+    return _MISSING
 
 
 def _fal_errors(error: Any) -> Iterable[JSON]:
@@ -171,6 +246,14 @@ def _message(kind: str, value: Any, instance: Any) -> tuple[str, str]:
     number = value  # as the schema writes it: pydantic prints the bound as declared
     if kind == "type":
         first = value[0] if isinstance(value, list) else value
+        if first == "integer" and isinstance(instance, float):
+            return "Input should be a valid integer, got a number with a fractional part", "int_from_float"
+        if first == "integer" and isinstance(instance, str):
+            return "Input should be a valid integer, unable to parse string as an integer", "int_parsing"
+        if first == "number" and isinstance(instance, str):
+            return "Input should be a valid number, unable to parse string as a number", "float_parsing"
+        if first == "boolean" and isinstance(instance, str | int | float):
+            return "Input should be a valid boolean, unable to interpret input", "bool_parsing"
         return _TYPE_MESSAGES.get(first, (f"Input should be of type {first}", f"{first}_type"))
     if kind == "enum":
         return f"Input should be {_literal(value)}", "literal_error"
