@@ -281,8 +281,8 @@ class TsTypes:
             return {"type": "boolean"}
         if name in ("null", "undefined", "void"):
             return {"type": "null"}
-        if name in ("any", "unknown", "object", "Blob"):
-            return {}
+        if name in ("any", "unknown", "object", "Blob") or (name == "File" and name not in self.decls):
+            return {}  # Blob and the DOM's File: what `string | Blob | File` (a file input) allows besides a URL
         if name not in self.decls:
             raise ValueError(f"TypeScript type {name} is not declared")
         if top:

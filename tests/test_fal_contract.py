@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
+import os
 import re
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -513,9 +518,140 @@ def write_differences() -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
     if sys.argv[1:] == ["--write"]:
         write_differences()
     else:
         print(json.dumps(manifest_differences(), indent=2, sort_keys=True, ensure_ascii=False))
+
+
+# --- the refresh script, on made-up sources -------------------------------------------------------
+
+
+@functools.cache
+def _refresh_module() -> Any:
+    path = Path(__file__).parent.parent / "scripts" / "refresh_fal_schemas.py"
+    spec = importlib.util.spec_from_file_location("refresh_fal_schemas", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+TS_SAMPLE = """
+export type Clip = {
+  /**
+   * Where to fetch it.
+   */
+  url: string;
+  content_type?: string;
+};
+export type SongInput = {
+  /**
+   * What to play. Default value: `"jazz"`
+   */
+  genre?: "jazz" | "rock";
+  /**
+   * Audio to extend.
+   */
+  audio_url: string | Blob | File;
+  tags?: Array<string>;
+  steps?: number;
+  extra?: Record<string, any>;
+};
+export type SongOutput = { clips: Array<Clip>; seed: number };
+export type SongProInput = SongInput;
+export type EndpointTypeMap = {
+  "acme/song": {
+    input: SongInput;
+    output: SongOutput;
+  };
+  "acme/song/pro": {
+    input: SongProInput;
+    output: SongOutput;
+  };
+};
+"""
+
+
+def test_refresh_reads_typescript_types() -> None:
+    refresh = _refresh_module()
+    types = refresh.TsTypes(TS_SAMPLE)
+    assert types.endpoint_map == {
+        "acme/song": ("SongInput", "SongOutput"),
+        "acme/song/pro": ("SongProInput", "SongOutput"),
+    }
+    song = types.schema("SongProInput")
+    assert song == {
+        "type": "object",
+        "properties": {
+            "genre": {"type": "string", "enum": ["jazz", "rock"], "default": "jazz", "description": "What to play."},
+            "audio_url": {"type": "string", "description": "Audio to extend."},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "steps": {"type": "number"},
+            "extra": {"type": "object", "additionalProperties": {}},
+        },
+        "required": ["audio_url"],
+        "$defs": song["$defs"],
+    }
+    out = types.schema("SongOutput")
+    assert out["properties"]["clips"] == {"type": "array", "items": {"$ref": "#/$defs/Clip"}}
+    assert out["$defs"]["Clip"]["required"] == ["url"]
+
+
+def test_refresh_reduces_schemas() -> None:
+    refresh = _refresh_module()
+    raw = {
+        "type": "object",
+        "title": "X",
+        "x-fal-order-properties": ["a"],
+        "properties": {
+            "title": {"type": "string", "examples": ["t"], "description": "A " * 200},
+            "n": {"anyOf": [{"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}]}, {"type": "null"}]},
+            "u": {"anyOf": [{"type": "string"}, {"type": "string"}], "default": "x"},
+        },
+        "$defs": {"Unused": {"type": "string"}},
+    }
+    reduced = refresh._used_defs(refresh.reduce_schema(raw))
+    assert reduced["properties"]["title"]["description"].endswith("…")
+    assert len(reduced["properties"]["title"]["description"]) <= refresh.DESCRIPTION_CHARS + 1
+    assert "examples" not in reduced["properties"]["title"] and "title" not in reduced
+    assert reduced["properties"]["n"] == {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}]}
+    assert reduced["properties"]["u"] == {"type": "string", "default": "x"}
+    assert "$defs" not in reduced
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_refresh_reads_generated_zod_and_object_literals() -> None:
+    refresh = _refresh_module()
+    zod = """import * as z from "zod";
+export const zThing = z.object({
+  name: z.string().min(1).max(9).register(z.globalRegistry, { description: "Its name" }),
+  count: z.int().gte(1).lte(5).optional().default(2),
+  mode: z.union([z.enum(["a", "b"]), z.unknown()]).optional(),
+  tags: z.array(z.string()).max(3).optional(),
+});
+"""
+    thing = refresh.node_eval(zod, ["zThing"], "zod.gen.ts")["zThing"]
+    assert thing == {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 9, "description": "Its name"},
+            "count": {"type": "integer", "minimum": 1, "maximum": 5, "default": 2},
+            "mode": {"anyOf": [{"type": "string", "enum": ["a", "b"]}, {"type": "null"}]},
+            "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+        },
+        "required": ["name"],
+    }
+    literal = 'export const ThingSchema = {\n  type: "object",\n  properties: { a: { type: "string" } },\n} as const;\n'
+    assert refresh.node_eval(literal, ["ThingSchema"], "schemas.gen.ts") == {
+        "ThingSchema": {"type": "object", "properties": {"a": {"type": "string"}}}
+    }
+
+
+@pytest.mark.skipif(not os.environ.get("FAL_JS_GIT_DIR"), reason="set FAL_JS_GIT_DIR to a fal-js clone to check")
+def test_refresh_reproduces_the_committed_snapshot(tmp_path: Path) -> None:
+    """FAL_JS_GIT_DIR=/path/to/fal-js/.git pytest -k reproduces: the snapshot is what the script makes."""
+    refresh = _refresh_module()
+    text = refresh.dump(refresh.build(Path(os.environ["FAL_JS_GIT_DIR"])))
+    assert text == fal_contract.SNAPSHOT.read_text("utf-8")
