@@ -176,6 +176,9 @@ def test_sample_outputs_are_plausible() -> None:
     assert stems["vocals"]["file_name"] == "vocals.mp3"
     dubbed = sample_output("fal-ai/elevenlabs/dubbing", make_file)
     assert dubbed["video"]["content_type"] == "video/mp4"
+    embedding = sample_output("fal-ai/qwen-3-tts/clone-voice/1.7b", make_file)["speaker_embedding"]
+    assert embedding["content_type"] == "application/json"  # kind "file": not audio
+    assert sample_output("fal-ai/wizper", make_file)["chunks"][0]["timestamp"] == [0.0, 1.5]
     assert sample_output("fal-ai/speech-to-text/turbo/stream", make_file) == {}  # a stream: no result schema
 
 

@@ -373,16 +373,16 @@ class _Sampler:
         return {key: self.value(sub, key) for key, sub in properties.items()}
 
     def _array(self, schema: JSON, name: str) -> list[Any]:
+        items = schema.get("items")
+        if name == "timestamp" and (len(schema.get("prefixItems", [])) == 2 or not items):
+            return [0.0, 1.5]  # [start, end] in seconds
         if "prefixItems" in schema:
             return [self.value(item, name) for item in schema["prefixItems"]]
-        items = schema.get("items")
-        if name in ("timestamp", "timestamps") and not items:
-            return [0.0, 1.5]
         count = max(int(schema.get("minItems", 1)), 1)
         if "maxItems" in schema:
             count = min(count, int(schema["maxItems"]))
         if not isinstance(items, dict) or not items:
-            return [_untyped(name)] * count if count else []
+            return []  # elements of no declared shape: none
         singular = name[:-1] if name.endswith("s") else name
         return [self.value(items, singular) for _ in range(count)]
 
@@ -402,6 +402,8 @@ class _Sampler:
             value = float(default)
         else:
             value = {"seed": 42.0, "duration": 5.0, "start": 0.0, "end": 1.5}.get(name, 1.0)
+            if name.endswith("_ms"):
+                value = 5000.0
         low = schema.get("minimum", schema.get("exclusiveMinimum"))
         high = schema.get("maximum", schema.get("exclusiveMaximum"))
         if low is not None and value < low:
@@ -430,7 +432,7 @@ def _file_kind(name: str, schema: JSON) -> FileKind:
     words = f"{name} {schema.get('description', '')}".lower()
     if "video" in name.lower() or ("video" in words and "audio" not in words):
         return "video"
-    if re.search(r"\b(srt|vtt|subtitle|caption|json|zip|transcript|text)\b", name.lower()):
+    if re.search(r"(srt|vtt|subtitle|caption|json|zip|transcript|text|embedding|safetensors)", name.lower()):
         return "file"
     return "audio"
 
@@ -441,7 +443,7 @@ def _plausible_string(name: str) -> str:
         return SAMPLE_TEXT
     if "lyric" in low:
         return "[verse]\nHello from the sandbox"
-    if low in ("language", "language_code", "detected_language"):
+    if low in ("language", "language_code", "detected_language", "lang") or low.endswith("_lang"):
         return "en"
     if low in ("speaker", "speaker_id"):
         return "speaker_0"
