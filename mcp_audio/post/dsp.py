@@ -1,0 +1,267 @@
+"""Streaming signal blocks: a look-ahead peak limiter, a sidechain ducker, fades, a peak summary.
+
+Each processor keeps its state between blocks, so a file is processed block by block with
+the same result as in one piece; all per-sample work is vectorised numpy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mcp_audio.post.engine import Block
+
+Floats = NDArray[np.float64]
+
+
+def sliding_min(x: Floats, w: int) -> Floats:
+    """min(x[i : i + w]) for i in 0..len(x) - w (van Herk / Gil-Werman, O(n), vectorised)."""
+    n = x.shape[0]
+    if w <= 1:
+        return x.copy()
+    blocks = -(-n // w)
+    pad = np.full(blocks * w, np.inf)
+    pad[:n] = x
+    grid = pad.reshape(blocks, w)
+    prefix = np.minimum.accumulate(grid, axis=1).reshape(-1)
+    suffix = np.minimum.accumulate(grid[:, ::-1], axis=1)[:, ::-1].reshape(-1)
+    count = n - w + 1
+    return np.minimum(suffix[:count], prefix[w - 1 : w - 1 + count])
+
+
+def _interpolated_peaks(x: Block, prev: Block) -> NDArray[np.float32]:
+    """Per-sample max |x| over channels, including a band-limited estimate of the point halfway
+    to the next sample (4-tap cubic), which catches most inter-sample peaks cheaply.
+
+    `prev` is the last 2 samples of the previous block (for continuity); the estimate for the
+    last 2 samples of this block uses only what is known (their own magnitude).
+    """
+    ext = np.concatenate([prev, x], axis=1)  # (ch, n+2)
+    peak = np.abs(x).max(axis=0)
+    if ext.shape[1] >= 4:
+        # midpoint between ext[k+1] and ext[k+2], from ext[k..k+3]
+        mid = (9.0 * (ext[:, 1:-2] + ext[:, 2:-1]) - (ext[:, :-3] + ext[:, 3:])) * (1.0 / 16.0)
+        mid_peak = np.abs(mid).max(axis=0)  # length n-1, mid_peak[j] sits right after ext[j+1] = x[j-1]
+        # attribute each midpoint to the sample before it (x[j-1]) and after it (x[j])
+        m = mid_peak.shape[0]
+        peak[:m] = np.maximum(peak[:m], mid_peak)
+        peak[1 : m + 1] = np.maximum(peak[1 : m + 1], mid_peak)
+    return np.asarray(peak, dtype=np.float32)
+
+
+class Limiter:
+    """Look-ahead peak limiter: the output never exceeds `ceiling` (linear) at the samples or at
+    their interpolated midpoints.
+
+    Gain: the smallest needed gain over a look-ahead window, smoothed by a moving average of the
+    same length (a linear attack that completes exactly at the peak), then released
+    exponentially (the attenuation in nepers decays with `release_ms`). The signal is delayed by
+    the look-ahead; `process` returns as many samples as it gets once primed, `flush` the rest,
+    so the total output length equals the input length.
+    """
+
+    def __init__(
+        self, ceiling: float, sample_rate: int, channels: int, *, lookahead_ms: float = 5.0, release_ms: float = 80.0
+    ) -> None:
+        self.ceiling = ceiling
+        self._win = max(2, round(lookahead_ms * sample_rate / 1000))
+        self._delay = self._win - 1
+        self._decay = -1.0 / max(1.0, release_ms * sample_rate / 1000)  # log of the per-sample decay
+        self._channels = channels
+        self._prev = np.zeros((channels, 2), dtype=np.float32)
+        self._r_tail = np.ones(self._win - 1, dtype=np.float64)  # needed gains, last win-1
+        self._m_tail = np.ones(self._win - 1, dtype=np.float64)  # windowed minima, last win-1
+        self._att = 0.0  # attenuation (nepers) after the last sample
+        self._x_tail = np.zeros((channels, self._delay), dtype=np.float32)
+        self._primed = 0  # delayed samples still to discard at the start
+        self._pending_start = self._delay
+
+    def process(self, x: Block) -> Block:
+        """Limit one block; returns the limited signal delayed by the look-ahead."""
+        n = x.shape[1]
+        if n == 0:
+            return x
+        peak = _interpolated_peaks(x, self._prev)
+        self._prev = np.concatenate([self._prev, x], axis=1)[:, -2:]
+        need = np.minimum(1.0, self.ceiling / np.maximum(peak.astype(np.float64), 1e-12))
+        r = np.concatenate([self._r_tail, need])
+        m_new = sliding_min(r, self._win)  # trailing minimum over `win`, for each new position
+        self._r_tail = r[-(self._win - 1) :]
+        m = np.concatenate([self._m_tail, m_new])
+        csum = np.cumsum(np.concatenate([[0.0], m]))
+        g_att = (csum[self._win :] - csum[: -self._win]) / self._win  # mean of the last win minima
+        self._m_tail = m[-(self._win - 1) :]
+        gain = self._release(g_att)
+        ext = np.concatenate([self._x_tail, x], axis=1)
+        out = ext[:, :n] * gain.astype(np.float32)
+        self._x_tail = ext[:, n:]
+        if self._pending_start:
+            cut = min(self._pending_start, n)
+            self._pending_start -= cut
+            out = out[:, cut:]
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def _release(self, g: Floats) -> Floats:
+        """att[n] = max(A[n], att[n-1] * e^decay), computed as a running max in log space."""
+        a = -np.log(np.maximum(g, 1e-12))
+        if not a.any() and self._att < 1e-9:
+            self._att = 0.0
+            return np.ones_like(g)
+        idx = np.arange(1, a.shape[0] + 1, dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            log_a = np.log(a)
+        start = (math.log(self._att) if self._att > 1e-12 else -np.inf) + 0.0  # index 0 is the carried state
+        series = np.maximum.accumulate(np.concatenate([[start], log_a - idx * self._decay]))[1:]
+        att = np.exp(series + idx * self._decay)
+        self._att = float(att[-1]) if att[-1] > 1e-9 else 0.0
+        return np.asarray(np.exp(-att), dtype=np.float64)
+
+    def flush(self) -> Block:
+        """The delayed last samples (call once, after the last `process`)."""
+        return self.process(np.zeros((self._channels, self._delay), dtype=np.float32))[:, : self._delay]
+
+
+class Ducker:
+    """Sidechain ducking gain for a music bed from the voice (envelope follower).
+
+    Per 10 ms hop: the voice's RMS level; "speaking" is a level above max(`floor_db`, the
+    loudest hop so far minus `range_db`), with a 6 dB soft knee. The speaking amount is smoothed
+    with a one-pole attack (`attack_ms`), held for `hold_ms` and released (`release_ms`), and
+    mapped to a gain of -duck_db * amount dB, ramped linearly across each hop.
+    Blocks must be whole hops, except the last.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        duck_db: float,
+        *,
+        attack_ms: float = 15.0,
+        hold_ms: float = 200.0,
+        release_ms: float = 300.0,
+        floor_db: float = -50.0,
+        range_db: float = 30.0,
+    ) -> None:
+        self.hop = max(1, round(sample_rate / 100))
+        hop_ms = 1000.0 * self.hop / sample_rate
+        self._duck_db = duck_db
+        self._att = 1.0 - math.exp(-hop_ms / attack_ms)
+        self._rel = 1.0 - math.exp(-hop_ms / release_ms)
+        self._hold = round(hold_ms / hop_ms)
+        self._floor = floor_db
+        self._range = range_db
+        self._loudest = -120.0
+        self._level = 0.0
+        self._hold_left = 0
+        self._last_gain = 1.0
+
+    def gains(self, voice: Block) -> NDArray[np.float32]:
+        """Per-sample gain (linear, ≤ 1) for the bed under this voice block."""
+        n = voice.shape[1]
+        if n == 0:
+            return np.ones(0, dtype=np.float32)
+        hops = -(-n // self.hop)
+        padded = voice if hops * self.hop == n else np.pad(voice, ((0, 0), (0, hops * self.hop - n)))
+        power = np.mean(np.square(padded.reshape(voice.shape[0], hops, self.hop), dtype=np.float64), axis=(0, 2))
+        level_db = 10.0 * np.log10(np.maximum(power, 1e-12))
+        loudest = np.maximum.accumulate(np.concatenate([[self._loudest], level_db]))[1:]
+        self._loudest = float(loudest[-1])
+        threshold = np.maximum(self._floor, loudest - self._range)
+        target = np.clip((level_db - threshold) / 6.0 + 1.0, 0.0, 1.0)
+        levels = np.empty(hops, dtype=np.float64)
+        level, hold_left = self._level, self._hold_left
+        att, rel, hold = self._att, self._rel, self._hold
+        for i, t in enumerate(target.tolist()):
+            if t >= level:
+                level += (t - level) * att
+                if t > 0.5:
+                    hold_left = hold
+            elif hold_left > 0:
+                hold_left -= 1
+            else:
+                level += (t - level) * rel
+            levels[i] = level
+        self._level, self._hold_left = level, hold_left
+        hop_gain = np.power(10.0, -self._duck_db * levels / 20.0)
+        start = np.concatenate([[self._last_gain], hop_gain[:-1]])
+        frac = np.arange(1, self.hop + 1, dtype=np.float64) / self.hop
+        per_sample = (start[:, None] + (hop_gain - start)[:, None] * frac[None, :]).reshape(-1)[:n]
+        self._last_gain = float(hop_gain[-1])
+        return np.asarray(per_sample, dtype=np.float32)
+
+
+def ramp(positions_start: int, n: int, fade_start: int, fade_len: int, *, rising: bool) -> NDArray[np.float32]:
+    """Gain of a linear fade over samples [positions_start, positions_start + n).
+
+    The fade runs over [fade_start, fade_start + fade_len): 0→1 if `rising` (1 after, 0 before),
+    1→0 otherwise (1 before, 0 after).
+    """
+    pos = np.arange(positions_start, positions_start + n, dtype=np.float64)
+    if fade_len <= 0:
+        frac = (pos >= fade_start).astype(np.float64)
+    else:
+        frac = np.clip((pos - fade_start + 0.5) / fade_len, 0.0, 1.0)
+    return (frac if rising else 1.0 - frac).astype(np.float32)
+
+
+class PeakSummary:
+    """Max |sample| per slice of a stream of unknown length, in bounded memory.
+
+    Keeps per-chunk maxima; when there are more than `2 * keep` chunks, pairs merge and the
+    chunk doubles. `peaks(count)` splits the stream into `count` slices.
+    """
+
+    def __init__(self, keep: int = 8192) -> None:
+        self._keep = keep
+        self._chunk = 1
+        self._vals = np.zeros(0, dtype=np.float32)
+        self._part_n = 0  # samples in the unfinished chunk
+        self._part_max = 0.0
+
+    def add(self, block: Block) -> None:
+        """Add a (channels, n) block."""
+        if block.shape[1] == 0:
+            return
+        mag = np.abs(block).max(axis=0)
+        if self._part_n:
+            need = self._chunk - self._part_n
+            head, mag = mag[:need], mag[need:]
+            self._part_max = max(self._part_max, float(head.max()))
+            self._part_n += head.shape[0]
+            if self._part_n == self._chunk:
+                self._vals = np.append(self._vals, np.float32(self._part_max))
+                self._part_n, self._part_max = 0, 0.0
+        whole = mag.shape[0] // self._chunk * self._chunk
+        if whole:
+            self._vals = np.concatenate([self._vals, mag[:whole].reshape(-1, self._chunk).max(axis=1)])
+        rest = mag[whole:]
+        if rest.shape[0]:
+            self._part_n, self._part_max = rest.shape[0], float(rest.max())
+        while self._vals.shape[0] > 2 * self._keep:
+            self._merge()
+
+    def _merge(self) -> None:
+        even = self._vals.shape[0] // 2 * 2
+        merged = self._vals[:even].reshape(-1, 2).max(axis=1)
+        if even < self._vals.shape[0]:  # the odd chunk joins the unfinished one
+            self._part_n += self._chunk
+            self._part_max = max(self._part_max, float(self._vals[-1]))
+        self._vals = merged
+        self._chunk *= 2
+
+    def peaks(self, count: int) -> list[float]:
+        """`count` values in 0..1, each the max |sample| of its slice (of equal length)."""
+        vals = self._vals
+        if self._part_n:
+            vals = np.append(vals, np.float32(self._part_max))
+        total = vals.shape[0]
+        if total == 0:
+            return [0.0] * count
+        out = []
+        for i in range(count):
+            lo = i * total // count
+            hi = max(lo + 1, (i + 1) * total // count)
+            out.append(min(1.0, float(vals[lo:hi].max())))
+        return out
