@@ -105,7 +105,7 @@ class Limiter:
 
     def _release(self, g: Floats) -> Floats:
         """att[n] = max(A[n], att[n-1] * e^decay), computed as a running max in log space."""
-        a = -np.log(np.maximum(g, 1e-12))
+        a = np.maximum(-np.log(np.clip(g, 1e-12, 1.0)), 0.0)
         if not a.any() and self._att < 1e-9:
             self._att = 0.0
             return np.ones_like(g)

@@ -178,7 +178,8 @@ def iter_blocks(
 ) -> Iterator[Block]:
     """Decode `path` into float32 blocks of `block_size` samples (the last may be shorter).
 
-    The audio is resampled to `sample_rate` and up/down-mixed to `channels` (1 or 2).
+    The audio is resampled to `sample_rate` and mixed to `channels` (1 or 2): mono becomes
+    stereo by duplication, more channels are downmixed by FFmpeg's matrix.
     Encoder padding is dropped: MP3 (LAME header) and Opus by FFmpeg's decoders, MP4/M4A by
     the stream duration from the edit list. Raises PostError for unreadable input, for input
     with no samples, and when the decoded length passes `max_duration_s`.
@@ -191,8 +192,10 @@ def iter_blocks(
         cap: int | None = None  # total samples at the output rate, for MP4 edit lists
         if short_format_name(container.format.name, ctx.name) == "m4a" and stream.duration and stream.time_base:
             cap = round(float(stream.duration * stream.time_base) * sample_rate)
-        layout = _layout(channels)
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
+        # mono to stereo by duplication (players do the same; swresample would pan it at -3 dB)
+        decode_channels = 1 if ctx.channels == 1 else channels
+        duplicate = channels == 2 and decode_channels == 1
+        resampler = av.AudioResampler(format="fltp", layout=_layout(decode_channels), rate=sample_rate)
         pending: list[Block] = []
         pending_n = 0
         total = 0
@@ -202,7 +205,7 @@ def iter_blocks(
                 if (
                     frame.format.name == "fltp"
                     and frame.sample_rate == sample_rate
-                    and frame.layout.nb_channels == channels
+                    and frame.layout.nb_channels == decode_channels
                 ):
                     yield frame
                 else:
@@ -212,6 +215,8 @@ def iter_blocks(
         try:
             for frame in frames():
                 arr = _frame_to_array(frame)
+                if duplicate:
+                    arr = np.repeat(arr, 2, axis=0)
                 if cap is not None:
                     arr = arr[:, : max(0, cap - total)]
                 if arr.shape[1] == 0:
