@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from fractions import Fraction
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
