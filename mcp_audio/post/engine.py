@@ -12,13 +12,15 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import queue
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import av
 import av.error
@@ -35,7 +37,8 @@ BLOCK_SIZE = 65536
 DEFAULT_MAX_DURATION_S = 4 * 3600.0
 """Inputs longer than this are refused unless the caller passes another `max_duration_s`."""
 
-_MP4_FAMILY = ("mov", "mp4", "m4a", "ipod")
+T = TypeVar("T")
+_DONE = object()
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,23 @@ def iter_blocks(
     block_size: int = BLOCK_SIZE,
     max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
 ) -> Iterator[Block]:
+    """Decode `path` into float32 blocks, in a worker thread a few blocks ahead (see
+    `decode_blocks` for the details)."""
+    return prefetch(
+        decode_blocks(
+            path, sample_rate=sample_rate, channels=channels, block_size=block_size, max_duration_s=max_duration_s
+        )
+    )
+
+
+def decode_blocks(
+    path: Path,
+    *,
+    sample_rate: int,
+    channels: int,
+    block_size: int = BLOCK_SIZE,
+    max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+) -> Iterator[Block]:
     """Decode `path` into float32 blocks of `block_size` samples (the last may be shorter).
 
     The audio is resampled to `sample_rate` and mixed to `channels` (1 or 2): mono becomes
@@ -240,6 +260,51 @@ def iter_blocks(
             raise _fail(path, "contains no audio samples")
     finally:
         container.close()
+
+
+def prefetch(items: Iterator[T], depth: int = 4) -> Iterator[T]:
+    """Run `items` in a worker thread, `depth` items ahead (decoding overlaps the caller's work:
+    FFmpeg and numpy release the GIL). Exceptions reach the caller; closing the generator
+    early stops the worker."""
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(_DONE)
+        except BaseException as exc:  # handed to the consumer
+            slots.put(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
+    worker = threading.Thread(target=work, name="post-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                slots.get_nowait()
+        worker.join()
 
 
 class BlockReader:
@@ -348,18 +413,46 @@ class AudioWriter:
             raise PostError(f"{output.name}: cannot write {spec.name} ({exc})") from exc
         self._stream = stream
         self._layout = _layout(channels)
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[Block | None] = queue.Queue(maxsize=4)
+        self._worker = threading.Thread(target=self._encode_loop, name="post-encode", daemon=True)
+        self._worker.start()
 
     def write(self, block: Block) -> None:
-        """Encode one (channels, n) float32 block; samples beyond ±1 are clipped."""
+        """Queue one (channels, n) float32 block for encoding (samples beyond ±1 are clipped).
+
+        Encoding runs in a worker thread, overlapping the caller's decoding and processing.
+        """
+        if self._error is not None:
+            raise self._error
         if block.shape[1] == 0:
             return
-        data = np.ascontiguousarray(np.clip(block, -1.0, 1.0), dtype=np.float32)
-        frame = av.AudioFrame.from_ndarray(data, format="fltp", layout=self._layout)
-        frame.sample_rate = self.sample_rate
-        frame.time_base = Fraction(1, self.sample_rate)
-        frame.pts = self.samples_written
         self.samples_written += block.shape[1]
-        self._mux(frame)
+        self._queue.put(block)
+
+    def _encode_loop(self) -> None:
+        pts = 0
+        while True:
+            block = self._queue.get()
+            if block is None:
+                break
+            if self._error is not None:
+                continue  # drain
+            try:
+                data = np.ascontiguousarray(np.clip(block, -1.0, 1.0), dtype=np.float32)
+                frame = av.AudioFrame.from_ndarray(data, format="fltp", layout=self._layout)
+                frame.sample_rate = self.sample_rate
+                frame.time_base = Fraction(1, self.sample_rate)
+                frame.pts = pts
+                pts += block.shape[1]
+                self._mux(frame)
+            except BaseException as exc:
+                self._error = exc
+        if self._error is None:
+            try:
+                self._mux(None)
+            except BaseException as exc:
+                self._error = exc
 
     def _mux(self, frame: Any) -> None:
         try:
@@ -368,17 +461,30 @@ class AudioWriter:
         except (av.error.FFmpegError, OSError) as exc:
             raise PostError(f"{self.output.name}: encoding failed ({exc})") from exc
 
+    def _finish_worker(self) -> None:
+        if self._worker.is_alive():
+            self._queue.put(None)
+            self._worker.join()
+
     def close(self) -> Path:
         """Flush the encoder, finish the file and move it into place; returns the output path."""
-        self._mux(None)
+        self._finish_worker()
+        if self._error is not None:
+            self._cleanup()
+            raise self._error
         try:
             self._container.close()
         except (av.error.FFmpegError, OSError) as exc:
+            self._cleanup()
             raise PostError(f"{self.output.name}: could not finish the file ({exc})") from exc
         os.replace(self._tmp, self.output)
         return self.output
 
     def _cleanup(self) -> None:
+        with contextlib.suppress(Exception):
+            if hasattr(self, "_worker"):
+                self._error = self._error or PostError("aborted")
+                self._finish_worker()
         with contextlib.suppress(Exception):
             self._container.close()
         with contextlib.suppress(OSError):

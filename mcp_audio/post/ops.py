@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from mcp_audio.post.dsp import Ducker, Limiter, PeakSummary, ramp
 from mcp_audio.post.engine import (
@@ -33,7 +34,7 @@ from mcp_audio.post.engine import (
     seconds_to_samples,
 )
 from mcp_audio.post.errors import PostError
-from mcp_audio.post.loudness import LoudnessMeter, measure_file
+from mcp_audio.post.loudness import SILENCE_LUFS, LoudnessMeter, measure_file
 
 SAFETY_CEILING_DB = -0.3
 """join, mix and trim pass their sum through a limiter at this sample level instead of clipping."""
@@ -170,23 +171,40 @@ def join(
 
 
 class _Looped:
-    """Reads a file again from the start whenever it ends (a music bed)."""
+    """Reads a file again from the start whenever it ends (a music bed). A bed of at most
+    `CACHE_S` seconds is decoded once and kept (≤ 23 MB at 48 kHz stereo)."""
 
-    def __init__(self, path: Path, rate: int, channels: int, max_duration_s: float | None) -> None:
-        self._args = (path, rate, channels, max_duration_s)
-        self._reader = self._open()
+    CACHE_S = 60.0
+
+    def __init__(self, path: Path, rate: int, channels: int, duration_s: float | None) -> None:
+        self._args = (path, rate, channels)
+        self._cache: Block | None = None
+        self._pos = 0
+        if duration_s is not None and duration_s <= self.CACHE_S:
+            self._cache = np.concatenate(list(self._open()), axis=1)
+        self._reader = self._open() if self._cache is None else None
 
     def _open(self) -> BlockReader:
-        path, rate, channels, max_duration_s = self._args
-        blocks = iter_blocks(path, sample_rate=rate, channels=channels, max_duration_s=max_duration_s)
+        path, rate, channels = self._args
+        blocks = iter_blocks(path, sample_rate=rate, channels=channels, max_duration_s=None)
         return BlockReader(blocks, channels)
 
+    def _read_once(self, n: int) -> Block:
+        if self._cache is None:
+            assert self._reader is not None
+            out = self._reader.read(n)
+            if out.shape[1] < n:
+                self._reader = self._open()
+            return out
+        out = self._cache[:, self._pos : self._pos + n]
+        self._pos = (self._pos + out.shape[1]) % self._cache.shape[1]
+        return out
+
     def read(self, n: int) -> Block:
-        parts = [self._reader.read(n)]
+        parts = [self._read_once(n)]
         got = parts[0].shape[1]
         while got < n:
-            self._reader = self._open()
-            more = self._reader.read(n - got)
+            more = self._read_once(n - got)
             parts.append(more)
             got += more.shape[1]
         return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
@@ -229,7 +247,7 @@ def mix(
     voice_reader = BlockReader(
         iter_blocks(voice, sample_rate=rate, channels=channels, max_duration_s=max_duration_s), channels
     )
-    bed = _Looped(music, rate, channels, None)
+    bed = _Looped(music, rate, channels, m_src.duration_s)
     bed_gain = db_to_gain(music_gain_db)
 
     def blocks() -> Iterator[Block]:
@@ -362,16 +380,6 @@ def info(path: Path, *, peaks: int = 100, max_duration_s: float | None = DEFAULT
     }
 
 
-def _content_range(hop_peaks: list[float], hop: int, total: int, threshold: float, keep: int) -> tuple[int, int]:
-    """Sample range [lo, hi) of the hops louder than `threshold`, widened by `keep` samples."""
-    loud = [i for i, p in enumerate(hop_peaks) if p > threshold]
-    if not loud:
-        return 0, total
-    lo = max(0, loud[0] * hop - keep)
-    hi = min(total, (loud[-1] + 1) * hop + keep)
-    return lo, hi
-
-
 def master(
     input: Path,
     output: Path,
@@ -384,19 +392,25 @@ def master(
     trim_silence: bool = False,
     bitrate: int | None = None,
     max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
-    tolerance_lu: float = 0.3,
-    max_passes: int = 4,
+    tolerance_lu: float = 0.35,
+    max_renders: int = 4,
 ) -> Rendered:
     """Normalise to `loudness_lufs` (BS.1770 integrated) with true peaks under `true_peak_db`,
     both as measured on the encoded output file.
 
-    Pass 1 measures the input; each render applies the gain and a look-ahead limiter (ceiling
-    below `true_peak_db` by a codec-dependent margin), encodes, decodes the result and measures
-    it; if loudness is off by more than `tolerance_lu` or the true peak is over, the gain and
-    margin are corrected and the render repeats (up to `max_passes`). `trim_silence` cuts
-    leading and trailing silence (hops 40 dB under the loudness, or -70 dBFS), keeping 0.5 s.
-    Duration is otherwise kept (gapless MP3 header, AAC edit list, Opus pre-skip).
-    Raises PostError for silent input.
+    1. Analysis: the input's integrated loudness (and, for `trim_silence`, where it is silent).
+    2. Render: gain, then a look-ahead limiter with its ceiling below `true_peak_db` by a
+       margin (1 dB for lossy codecs, whose encoding adds peaks; 0.1 dB otherwise), measured
+       before encoding. For lossy formats, renders without encoding first correct the gain
+       for what the limiter takes off (to within 0.1 LU), so the slow encoder runs once.
+    3. Encode, then decode the written file and measure it. If loudness is off by more than
+       `tolerance_lu` or the true peak is not under the ceiling, correct gain and margin and
+       render again (at most `max_renders` renders in all).
+
+    `trim_silence` cuts leading and trailing silence (10 ms hops 40 dB under the loudness, or
+    under -70 dBFS), keeping 0.5 s. Otherwise the duration is kept exactly (gapless MP3
+    header, AAC edit list, Opus pre-skip). The result's loudness_lufs and true_peak_db are the
+    output file's. Raises PostError for silent input.
     """
     if not (-70.0 < loudness_lufs < 0.0):
         raise PostError(f"loudness_lufs must be between -70 and 0, got {loudness_lufs!r}")
@@ -410,67 +424,102 @@ def master(
     def source() -> Iterator[Block]:
         return iter_blocks(input, sample_rate=rate, channels=channels, max_duration_s=max_duration_s)
 
-    meter = LoudnessMeter(rate, channels, true_peak=False)
-    hop = max(1, rate // 100)
-    hop_peaks: list[float] = []
-    carry = np.zeros((channels, 0), dtype=np.float32)
-    for block in source():
-        meter.add(block)
-        if trim_silence:
-            data = np.concatenate([carry, block], axis=1) if carry.shape[1] else block
-            whole = data.shape[1] // hop * hop
-            if whole:
-                hop_peaks.extend(np.abs(data[:, :whole]).max(axis=0).reshape(-1, hop).max(axis=1).tolist())
-            carry = data[:, whole:]
-    if carry.shape[1]:
-        hop_peaks.append(float(np.abs(carry).max()))
-    measured = meter.result()
-    if measured.integrated_lufs is None:
-        raise PostError(f"{input.name}: the audio is silent (below -70 LUFS); there is nothing to normalise")
-    lo, hi = 0, measured.samples
-    if trim_silence:
-        threshold = max(db_to_gain(measured.integrated_lufs - 40.0), db_to_gain(-70.0))
-        lo, hi = _content_range(hop_peaks, hop, measured.samples, threshold, keep=rate // 2)
+    measured, (lo, hi) = _analyse(input, source(), rate, channels, trim_silence)
+    gain_db = loudness_lufs - measured
 
-    gain_db = loudness_lufs - measured.integrated_lufs
-    margin = 1.0 if spec.lossy else 0.1
-    out: Rendered | None = None
-    for attempt in range(1, max_passes + 1):
-        ceiling = db_to_gain(true_peak_db - margin)
-        limiter = Limiter(ceiling, rate, channels)
-        gain = db_to_gain(gain_db)
+    def render(gain_db: float, margin: float, encode: bool) -> tuple[float, int]:
+        """One pass: returns the loudness before encoding and the samples written."""
+        limiter = Limiter(db_to_gain(true_peak_db - margin), rate, channels)
+        meter = LoudnessMeter(rate, channels, true_peak=False)
+        gain = np.float32(db_to_gain(gain_db))
 
-        def rendered_blocks(limiter: Limiter = limiter, gain: float = gain) -> Iterator[Block]:
+        def blocks() -> Iterator[Block]:
             pos = 0
             for block in source():
                 n = block.shape[1]
                 a, b = max(lo, pos), min(hi, pos + n)
                 if b > a:
-                    yield limiter.process(block[:, a - pos : b - pos] * np.float32(gain))
+                    out = limiter.process(block[:, a - pos : b - pos] * gain)
+                    meter.add(out)
+                    yield out
                 pos += n
-            yield limiter.flush()
+            out = limiter.flush()
+            meter.add(out)
+            yield out
 
-        samples = _write(rendered_blocks(), output, spec, rate, channels, bitrate)
-        result = measure_file(output, max_duration_s=None)
-        out = _rendered(
+        if encode:
+            samples = _write(blocks(), output, spec, rate, channels, bitrate)
+        else:
+            samples = sum(block.shape[1] for block in blocks())
+        pre = meter.result().integrated_lufs
+        return (pre if pre is not None else SILENCE_LUFS), samples
+
+    margin = 1.0 if spec.lossy else 0.1
+    renders = 0
+    if spec.lossy:
+        while renders < max_renders - 1:
+            pre, _ = render(gain_db, margin, encode=False)
+            renders += 1
+            gain_db += loudness_lufs - pre
+            if abs(loudness_lufs - pre) <= 0.1:
+                break
+    result: Rendered | None = None
+    while renders < max_renders:
+        pre, samples = render(gain_db, margin, encode=True)
+        renders += 1
+        final = measure_file(output, max_duration_s=None)
+        result = _rendered(
             output,
             samples,
             rate,
             channels,
             spec,
-            loudness_lufs=result.integrated_lufs,
-            true_peak_db=result.true_peak_db,
+            loudness_lufs=final.integrated_lufs,
+            true_peak_db=final.true_peak_db,
             gain_db=round(gain_db, 3),
-            passes=attempt + 1,
+            passes=renders,
         )
-        lufs = result.integrated_lufs if result.integrated_lufs is not None else -70.0
-        peak = result.true_peak_db if result.true_peak_db is not None else -math.inf
-        loud_ok = abs(lufs - loudness_lufs) <= tolerance_lu
+        lufs = final.integrated_lufs if final.integrated_lufs is not None else SILENCE_LUFS
+        peak = final.true_peak_db if final.true_peak_db is not None else -math.inf
         peak_ok = peak <= true_peak_db - 0.05
-        if loud_ok and peak_ok:
-            return out
+        if abs(lufs - loudness_lufs) <= tolerance_lu and peak_ok:
+            break
         if not peak_ok:
             margin += peak - true_peak_db + 0.3
         gain_db += loudness_lufs - lufs
-    assert out is not None
-    return out  # the last pass; its fields are what the file measures
+    assert result is not None
+    return result  # the last render; its fields are what the file measures
+
+
+def _analyse(
+    path: Path, blocks: Iterator[Block], rate: int, channels: int, find_content: bool
+) -> tuple[float, tuple[int, int]]:
+    """Integrated loudness of the input and the sample range to keep (all of it unless
+    `find_content`: then from 0.5 s before the first to 0.5 s after the last non-silent hop)."""
+    meter = LoudnessMeter(rate, channels, true_peak=False)
+    hop = max(1, rate // 100)
+    hop_peaks: list[NDArray[np.float32]] = []
+    carry = np.zeros((channels, 0), dtype=np.float32)
+    for block in blocks:
+        meter.add(block)
+        if find_content:
+            data = np.concatenate([carry, block], axis=1) if carry.shape[1] else block
+            whole = data.shape[1] // hop * hop
+            if whole:
+                hop_peaks.append(np.abs(data[:, :whole]).max(axis=0).reshape(-1, hop).max(axis=1))
+            carry = data[:, whole:]
+    if carry.shape[1]:
+        hop_peaks.append(np.abs(carry).max(axis=0).max(keepdims=True))
+    measured = meter.result()
+    if measured.integrated_lufs is None:
+        raise PostError(f"{path.name}: the audio is silent (below -70 LUFS); there is nothing to normalise")
+    total = measured.samples
+    if not find_content or not hop_peaks:
+        return measured.integrated_lufs, (0, total)
+    peaks = np.concatenate(hop_peaks)
+    threshold = max(db_to_gain(measured.integrated_lufs - 40.0), db_to_gain(-70.0))
+    loud = np.flatnonzero(peaks > threshold)
+    if loud.shape[0] == 0:
+        return measured.integrated_lufs, (0, total)
+    keep = rate // 2
+    return measured.integrated_lufs, (max(0, int(loud[0]) * hop - keep), min(total, (int(loud[-1]) + 1) * hop + keep))
