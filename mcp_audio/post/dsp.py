@@ -31,80 +31,88 @@ def sliding_min(x: Floats, w: int) -> Floats:
     return np.minimum(suffix[:count], prefix[w - 1 : w - 1 + count])
 
 
-def _interpolated_peaks(x: Block, prev: Block) -> NDArray[np.float32]:
-    """Per-sample max |x| over channels, including a band-limited estimate of the point halfway
-    to the next sample (4-tap cubic), which catches most inter-sample peaks cheaply.
-
-    `prev` is the last 2 samples of the previous block (for continuity); the estimate for the
-    last 2 samples of this block uses only what is known (their own magnitude).
-    """
-    ext = np.concatenate([prev, x], axis=1)  # (ch, n+2)
-    peak = np.abs(x).max(axis=0)
-    if ext.shape[1] >= 4:
-        # midpoint between ext[k+1] and ext[k+2], from ext[k..k+3]
-        mid = (9.0 * (ext[:, 1:-2] + ext[:, 2:-1]) - (ext[:, :-3] + ext[:, 3:])) * (1.0 / 16.0)
-        mid_peak = np.abs(mid).max(axis=0)  # length n-1, mid_peak[j] sits right after ext[j+1] = x[j-1]
-        # attribute each midpoint to the sample before it (x[j-1]) and after it (x[j])
-        m = mid_peak.shape[0]
-        peak[:m] = np.maximum(peak[:m], mid_peak)
-        peak[1 : m + 1] = np.maximum(peak[1 : m + 1], mid_peak)
-    return np.asarray(peak, dtype=np.float32)
-
-
 class Limiter:
     """Look-ahead peak limiter: the output never exceeds `ceiling` (linear) at the samples or at
-    their interpolated midpoints.
+    their midpoints (estimated band-limited with a 4-tap cubic, which catches most inter-sample
+    peaks; the master checks true peak on the encoded file anyway).
 
-    Gain: the smallest needed gain over a look-ahead window, smoothed by a moving average of the
-    same length (a linear attack that completes exactly at the peak), then released
-    exponentially (the attenuation in nepers decays with `release_ms`). The signal is delayed by
-    the look-ahead; `process` returns as many samples as it gets once primed, `flush` the rest,
-    so the total output length equals the input length.
+    The gain is computed on chunks of `CHUNK` samples: each chunk's needed gain (ceiling over
+    its largest peak) bounds the gain at the chunk's two edges; the edge gains get a trailing
+    minimum over the look-ahead and a moving average of the same length (a linear attack that
+    is complete when the peak arrives), then an exponential release (attenuation in nepers
+    decays with `release_ms`); inside a chunk the gain is interpolated linearly between its
+    edges, so it stays under every sample's need. The signal is delayed to match; `flush`
+    returns the rest, so the output has exactly as many samples as the input.
     """
+
+    CHUNK = 32
 
     def __init__(
         self, ceiling: float, sample_rate: int, channels: int, *, lookahead_ms: float = 5.0, release_ms: float = 80.0
     ) -> None:
         self.ceiling = ceiling
-        self._win = max(2, round(lookahead_ms * sample_rate / 1000))
-        self._delay = self._win - 1
-        self._decay = -1.0 / max(1.0, release_ms * sample_rate / 1000)  # log of the per-sample decay
+        d = self.CHUNK
+        self._win = max(2, round(lookahead_ms * sample_rate / 1000 / d))  # in chunk edges
+        self._decay = -d / max(1.0, release_ms * sample_rate / 1000)  # log of the per-edge decay
         self._channels = channels
-        self._prev = np.zeros((channels, 2), dtype=np.float32)
-        self._r_tail = np.ones(self._win - 1, dtype=np.float64)  # needed gains, last win-1
-        self._m_tail = np.ones(self._win - 1, dtype=np.float64)  # windowed minima, last win-1
-        self._att = 0.0  # attenuation (nepers) after the last sample
-        self._x_tail = np.zeros((channels, self._delay), dtype=np.float32)
-        self._primed = 0  # delayed samples still to discard at the start
-        self._pending_start = self._delay
+        self._pbuf = np.zeros((channels, 2), dtype=np.float32)  # 2 samples of history + unpeaked
+        self._dline = np.zeros((channels, 0), dtype=np.float32)  # received, not yet output
+        self._need_last = 1.0
+        self._b_tail = np.ones(self._win - 1, dtype=np.float32)
+        self._m_tail = np.ones(self._win - 1, dtype=np.float32)
+        self._att = 0.0
+        self._skip = self._win - 1  # smoothed edges that belong before the first chunk
+        self._gq = np.zeros(0, dtype=np.float32)  # edge gains from the next chunk to output on
+        self._received = 0
+        self._emitted = 0
 
     def process(self, x: Block) -> Block:
-        """Limit one block; returns the limited signal delayed by the look-ahead."""
+        """Limit one block; returns the limited signal so far (delayed by the look-ahead)."""
         n = x.shape[1]
         if n == 0:
-            return x
-        peak = _interpolated_peaks(x, self._prev)
-        self._prev = np.concatenate([self._prev, x], axis=1)[:, -2:]
-        need = np.minimum(1.0, self.ceiling / np.maximum(peak.astype(np.float64), 1e-12))
-        r = np.concatenate([self._r_tail, need])
-        m_new = sliding_min(r, self._win)  # trailing minimum over `win`, for each new position
-        self._r_tail = r[-(self._win - 1) :]
-        m = np.concatenate([self._m_tail, m_new])
-        csum = np.cumsum(np.concatenate([[0.0], m]))
-        g_att = (csum[self._win :] - csum[: -self._win]) / self._win  # mean of the last win minima
-        self._m_tail = m[-(self._win - 1) :]
-        gain = self._release(g_att)
-        ext = np.concatenate([self._x_tail, x], axis=1)
-        out = ext[:, :n] * gain.astype(np.float32)
-        self._x_tail = ext[:, n:]
-        if self._pending_start:
-            cut = min(self._pending_start, n)
-            self._pending_start -= cut
-            out = out[:, cut:]
-        return np.ascontiguousarray(out, dtype=np.float32)
+            return np.zeros((self._channels, 0), dtype=np.float32)
+        x = np.asarray(x, dtype=np.float32)
+        self._received += n
+        self._dline = np.concatenate([self._dline, x], axis=1)
+        self._pbuf = np.concatenate([self._pbuf, x], axis=1)
+        d = self.CHUNK
+        m = (self._pbuf.shape[1] - 4) // d * d  # samples whose peaks are computable (2 before, 2 after)
+        if m > 0:
+            self._edges(self._chunk_needs(m))
+            self._pbuf = self._pbuf[:, m:]
+        return self._emit()
+
+    def _chunk_needs(self, m: int) -> NDArray[np.float32]:
+        e = self._pbuf[:, : m + 4]  # e[k] is sample k-2 of this batch
+        mid = (9.0 * (e[:, 1:-2] + e[:, 2:-1]) - (e[:, :-3] + e[:, 3:])) * np.float32(1.0 / 16.0)
+        mid_peak = np.abs(mid).max(axis=0)  # midpoints after samples -1 .. m (m + 1 values used)
+        peak = np.abs(e[:, 2 : 2 + m]).max(axis=0)
+        peak = np.maximum(peak, np.maximum(mid_peak[:m], mid_peak[1 : m + 1]))
+        chunk_peak = peak.reshape(-1, self.CHUNK).max(axis=1)
+        need = np.minimum(np.float32(1.0), np.float32(self.ceiling) / np.maximum(chunk_peak, np.float32(1e-9)))
+        return np.asarray(need, dtype=np.float32)
+
+    def _edges(self, need: NDArray[np.float32]) -> None:
+        prev = np.concatenate([[np.float32(self._need_last)], need[:-1]]).astype(np.float32)
+        self._need_last = float(need[-1])
+        edge = np.minimum(prev, need)  # the start edge of each chunk: under both neighbours' need
+        w = self._win
+        b = np.concatenate([self._b_tail, edge])
+        mins = sliding_min(b.astype(np.float64), w)
+        self._b_tail = b[-(w - 1) :]
+        mm = np.concatenate([self._m_tail.astype(np.float64), mins])
+        csum = np.cumsum(np.concatenate([[0.0], mm]))
+        smooth = (csum[w:] - csum[:-w]) / w
+        self._m_tail = mm[-(w - 1) :].astype(np.float32)
+        gains = self._release(smooth).astype(np.float32)
+        if self._skip:
+            cut = min(self._skip, gains.shape[0])
+            self._skip -= cut
+            gains = gains[cut:]
+        self._gq = np.concatenate([self._gq, gains])
 
     def _release(self, g: Floats) -> Floats:
-        """att[n] = max(A[n], att[n-1] * e^decay), computed as a running max in log space."""
+        """att[k] = max(A[k], att[k-1] * e^decay), computed as a running max in log space."""
         a = np.maximum(-np.log(np.clip(g, 1e-12, 1.0)), 0.0)
         if not a.any() and self._att < 1e-9:
             self._att = 0.0
@@ -112,15 +120,36 @@ class Limiter:
         idx = np.arange(1, a.shape[0] + 1, dtype=np.float64)
         with np.errstate(divide="ignore"):
             log_a = np.log(a)
-        start = (math.log(self._att) if self._att > 1e-12 else -np.inf) + 0.0  # index 0 is the carried state
+        start = math.log(self._att) if self._att > 1e-12 else -np.inf
         series = np.maximum.accumulate(np.concatenate([[start], log_a - idx * self._decay]))[1:]
         att = np.exp(series + idx * self._decay)
         self._att = float(att[-1]) if att[-1] > 1e-9 else 0.0
         return np.asarray(np.exp(-att), dtype=np.float64)
 
+    def _emit(self) -> Block:
+        d = self.CHUNK
+        k = min(self._gq.shape[0] - 1, self._dline.shape[1] // d)
+        if k <= 0:
+            return np.zeros((self._channels, 0), dtype=np.float32)
+        start, end = self._gq[:k], self._gq[1 : k + 1]
+        frac = np.arange(d, dtype=np.float32) / np.float32(d)
+        gain = (start[:, None] + (end - start)[:, None] * frac[None, :]).reshape(-1)
+        out = self._dline[:, : k * d] * gain
+        self._dline = self._dline[:, k * d :]
+        self._gq = self._gq[k:]
+        self._emitted += k * d
+        return out
+
     def flush(self) -> Block:
         """The delayed last samples (call once, after the last `process`)."""
-        return self.process(np.zeros((self._channels, self._delay), dtype=np.float32))[:, : self._delay]
+        remaining = self._received - self._emitted
+        if remaining <= 0:
+            return np.zeros((self._channels, 0), dtype=np.float32)
+        pad = (self._win + 3) * self.CHUNK + 4
+        received = self._received
+        out = self.process(np.zeros((self._channels, pad), dtype=np.float32))
+        self._received = received
+        return np.ascontiguousarray(out[:, :remaining])
 
 
 class Ducker:

@@ -50,7 +50,7 @@ class LoudnessMeter:
         meter.link_to(sink)
         self._graph.configure()
         self._samples = 0
-        self._metadata: dict[str, str] = {}
+        self._last: Any = None  # the last frame out of the filter: its metadata is the running result
         self._finished = False
 
     def add(self, block: Block) -> None:
@@ -72,7 +72,7 @@ class LoudnessMeter:
                 out: Any = self._graph.pull()
             except (av.error.BlockingIOError, av.error.EOFError):
                 return
-            self._metadata = dict(out.metadata)
+            self._last = out
 
     def result(self) -> Loudness:
         """Integrated loudness and true peak over everything added so far (then stop adding)."""
@@ -80,12 +80,13 @@ class LoudnessMeter:
             self._graph.push(None)
             self._drain()
             self._finished = True
-        lufs: float | None = float(self._metadata.get("lavfi.r128.I", SILENCE_LUFS))
+        metadata: dict[str, str] = dict(self._last.metadata) if self._last is not None else {}
+        lufs: float | None = float(metadata.get("lavfi.r128.I", SILENCE_LUFS))
         if lufs is None or not math.isfinite(lufs) or lufs <= SILENCE_LUFS:
             lufs = None
         peak: float | None = None
         if self._true_peak:
-            linear = float(self._metadata.get("lavfi.r128.true_peak", 0.0))
+            linear = float(metadata.get("lavfi.r128.true_peak", 0.0))
             peak = 20.0 * math.log10(linear) if linear > 0 else None
         return Loudness(lufs, peak, self._samples)
 
