@@ -88,18 +88,52 @@ def write_music(path: Path, seconds: float = 20.0) -> Path:
     return out
 
 
-def engine_job(voice: Path, music: Path, work: Path) -> tuple[float, float, Path]:
-    """mix + master through the engine; returns (mix seconds, master seconds, output)."""
-    t0 = time.perf_counter()
+class Clock:
+    """Wall time, this process's CPU time (all threads) and its children's CPU time (ffmpeg)."""
+
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
+        self.cpu = time.process_time()
+        self.child = self._children()
+
+    @staticmethod
+    def _children() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def lap(self) -> tuple[float, float]:
+        """(wall s, cpu s) since the last lap."""
+        now, cpu, child = time.perf_counter(), time.process_time(), self._children()
+        out = (now - self.wall, (cpu - self.cpu) + (child - self.child))
+        self.wall, self.cpu, self.child = now, cpu, child
+        return out
+
+
+Timings = dict[str, tuple[float, float]]
+
+
+def engine_job(voice: Path, music: Path, work: Path, formats: list[str]) -> tuple[Timings, dict[str, Path]]:
+    """mix, then master to each format, through the engine."""
+    times: Timings = {}
+    outs: dict[str, Path] = {}
+    clock = Clock()
     mixed = ops.mix(voice, music, work / "mix_engine.wav", music_gain_db=-18, duck_db=10, fade_in_s=1, fade_out_s=2)
-    t1 = time.perf_counter()
-    mastered = ops.master(mixed.path, work / "final_engine.mp3", loudness_lufs=-16, true_peak_db=-1)
-    t2 = time.perf_counter()
-    return t1 - t0, t2 - t1, mastered.path
+    times["mix"] = clock.lap()
+    for fmt in formats:
+        outs[fmt] = ops.master(mixed.path, work / f"final_engine.{fmt}", loudness_lufs=-16, true_peak_db=-1).path
+        times[fmt] = clock.lap()
+    return times, outs
 
 
-def ffmpeg_job(voice: Path, music: Path, work: Path, voice_s: float) -> tuple[float, float, Path]:
-    """The same with the ffmpeg CLI; returns (mix seconds, two-pass loudnorm seconds, output)."""
+FFMPEG_CODECS = {"mp3": ["-c:a", "libmp3lame", "-b:a", "192k"], "flac": ["-c:a", "flac", "-sample_fmt", "s16"]}
+
+
+def ffmpeg_job(
+    voice: Path, music: Path, work: Path, voice_s: float, formats: list[str]
+) -> tuple[Timings, dict[str, Path]]:
+    """The same with the ffmpeg CLI: sidechaincompress + amix, then two-pass loudnorm per format."""
+    times: Timings = {}
+    outs: dict[str, Path] = {}
     total = 1 + voice_s + 2
     mixed = work / "mix_ffmpeg.wav"
     graph = (
@@ -109,39 +143,55 @@ def ffmpeg_job(voice: Path, music: Path, work: Path, voice_s: float) -> tuple[fl
         f"[ducked][v]amix=inputs=2:duration=first:normalize=0,afade=t=out:st={total - 2:.3f}:d=2"
     )
     base = ["ffmpeg", "-hide_banner", "-nostats", "-y"]
-    t0 = time.perf_counter()
+    clock = Clock()
     subprocess.run(
         [*base, "-loglevel", "error", "-i", str(voice), "-stream_loop", "-1", "-i", str(music),
          "-filter_complex", graph, "-t", f"{total:.3f}", "-c:a", "pcm_s16le", str(mixed)],
         check=True,
     )  # fmt: skip
-    t1 = time.perf_counter()
-    first = subprocess.run(
-        [*base, "-i", str(mixed), "-af", "loudnorm=I=-16:TP=-1:LRA=11:print_format=json", "-f", "null", "-"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    stats = json.loads(re.findall(r"\{[^{}]*\}", first.stderr)[-1])
-    final = work / "final_ffmpeg.mp3"
-    second = (
-        f"loudnorm=I=-16:TP=-1:LRA=11:measured_I={stats['input_i']}:measured_TP={stats['input_tp']}"
-        f":measured_LRA={stats['input_lra']}:measured_thresh={stats['input_thresh']}"
-        f":offset={stats['target_offset']}:linear=true,aresample={SR}"
-    )
-    subprocess.run(
-        [*base, "-loglevel", "error", "-i", str(mixed), "-af", second, "-c:a", "libmp3lame", "-b:a", "192k", str(final)],
-        check=True,
-    )
-    t2 = time.perf_counter()
-    return t1 - t0, t2 - t1, final
+    times["mix"] = clock.lap()
+    for fmt in formats:
+        first = subprocess.run(
+            [*base, "-i", str(mixed), "-af", "loudnorm=I=-16:TP=-1:LRA=11:print_format=json", "-f", "null", "-"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        stats = json.loads(re.findall(r"\{[^{}]*\}", first.stderr)[-1])
+        final = work / f"final_ffmpeg.{fmt}"
+        second = (
+            f"loudnorm=I=-16:TP=-1:LRA=11:measured_I={stats['input_i']}:measured_TP={stats['input_tp']}"
+            f":measured_LRA={stats['input_lra']}:measured_thresh={stats['input_thresh']}"
+            f":offset={stats['target_offset']}:linear=true,aresample={SR}"
+        )
+        subprocess.run(
+            [*base, "-loglevel", "error", "-i", str(mixed), "-af", second, *FFMPEG_CODECS[fmt], str(final)], check=True
+        )
+        outs[fmt] = final
+        times[fmt] = clock.lap()
+    return times, outs
 
 
 def _child_long_run(voice: str, music: str, work: str) -> None:
     """Runs in a subprocess: the engine job on the long file, then prints JSON with ru_maxrss."""
-    mix_s, master_s, out = engine_job(Path(voice), Path(music), Path(work))
+    times, outs = engine_job(Path(voice), Path(music), Path(work), ["mp3"])
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"mix_s": mix_s, "master_s": master_s, "rss_mb": rss_kb / 1024, "out": str(out)}))
+    print(json.dumps({"times": times, "rss_mb": rss_kb / 1024, "out": str(outs["mp3"])}))
+
+
+def report(name: str, times: Timings, outs: dict[str, Path], audio_s: float) -> dict[str, float]:
+    """Print one line per format (mix + master) and return the wall totals."""
+    totals = {}
+    mix_wall, mix_cpu = times["mix"]
+    for fmt, path in outs.items():
+        wall, cpu = times[fmt]
+        totals[fmt] = mix_wall + wall
+        print(
+            f"{name:7s} mix {mix_wall:6.2f} s + master->{fmt:4s} {wall:6.2f} s = {mix_wall + wall:6.2f} s wall "
+            f"({audio_s / (mix_wall + wall):6.1f}x real time; CPU {mix_cpu + cpu:6.2f} s = "
+            f"{audio_s / (mix_cpu + cpu):6.1f}x)  -> {describe(path)}"
+        )
+    return totals
 
 
 def describe(path: Path) -> str:
@@ -153,6 +203,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--long-minutes", type=float, default=60.0, help="0 skips the RSS run")
+    parser.add_argument("--formats", default="mp3,flac", help="master output formats (mp3, flac)")
     parser.add_argument("--keep", type=Path, help="keep the files in this folder")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -167,20 +218,14 @@ def main() -> None:
         audio_s = args.minutes * 60 + 3
         print(f"narration {args.minutes:g} min + 3 s of fades = {audio_s:.0f} s of output audio, 44.1 kHz")
 
-        e_mix, e_master, e_out = engine_job(voice, music, work)
-        e_total = e_mix + e_master
-        print(
-            f"engine  mix {e_mix:6.2f} s  master {e_master:6.2f} s  total {e_total:6.2f} s "
-            f"= {audio_s / e_total:6.1f}x real time   -> {describe(e_out)}"
-        )
+        formats = args.formats.split(",")
+        e_times, e_outs = engine_job(voice, music, work, formats)
+        e_tot = report("engine", e_times, e_outs, audio_s)
         if shutil.which("ffmpeg"):
-            f_mix, f_master, f_out = ffmpeg_job(voice, music, work, args.minutes * 60)
-            f_total = f_mix + f_master
-            print(
-                f"ffmpeg  mix {f_mix:6.2f} s  master {f_master:6.2f} s  total {f_total:6.2f} s "
-                f"= {audio_s / f_total:6.1f}x real time   -> {describe(f_out)}"
-            )
-            print(f"engine / ffmpeg wall time: {e_total / f_total:.2f}")
+            f_times, f_outs = ffmpeg_job(voice, music, work, args.minutes * 60, formats)
+            f_tot = report("ffmpeg", f_times, f_outs, audio_s)
+            for fmt in formats:
+                print(f"engine / ffmpeg wall time, {fmt}: {e_tot[fmt] / f_tot[fmt]:.2f}")
         else:
             print("ffmpeg not on PATH: comparison skipped")
 
@@ -196,11 +241,11 @@ def main() -> None:
             )
             stats = json.loads(run.stdout.strip().splitlines()[-1])
             long_s = args.long_minutes * 60 + 3
-            total = stats["mix_s"] + stats["master_s"]
+            (mix_wall, mix_cpu), (m_wall, m_cpu) = stats["times"]["mix"], stats["times"]["mp3"]
             print(
-                f"engine, {args.long_minutes:g} min: mix {stats['mix_s']:.2f} s  master {stats['master_s']:.2f} s  "
-                f"= {long_s / total:.1f}x real time; peak RSS {stats['rss_mb']:.0f} MB"
-                f"   -> {describe(Path(stats['out']))}"
+                f"engine, {args.long_minutes:g} min narration: mix {mix_wall:.2f} s + master->mp3 {m_wall:.2f} s "
+                f"= {long_s / (mix_wall + m_wall):.1f}x real time (CPU {mix_cpu + m_cpu:.2f} s); "
+                f"peak RSS {stats['rss_mb']:.0f} MB   -> {describe(Path(stats['out']))}"
             )
     finally:
         if args.keep is None:

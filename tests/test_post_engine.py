@@ -296,11 +296,11 @@ def test_info_reports_duration_format_loudness_and_slice_peaks(tmp_path: Path) -
 
 @pytest.mark.parametrize("fmt", ["mp3", "flac", "ogg", "m4a"])
 def test_info_reads_every_output_format(tmp_path: Path, fmt: str) -> None:
-    src = write_wav(tmp_path / "t.wav", tone(1000, 1.3, 44100, amp=0.5, channels=2), 44100)
+    src = write_wav(tmp_path / "t.wav", tone(1000, 1.2345, 44100, amp=0.5, channels=2), 44100)  # not whole 100 ms
     rendered = ops.trim(src, tmp_path / "t", start_s=0.0, fade_s=0.0, format=fmt)
     data = ops.info(rendered.path)
     assert data["format"] == fmt and data["channels"] == 2
-    assert data["duration_s"] == pytest.approx(1.3, abs=0.001)
+    assert data["duration_s"] == pytest.approx(1.2345, abs=0.001)
     assert data["loudness_lufs"] == pytest.approx(-6.0, abs=0.6)  # 1 kHz at 0.5 in both channels: -6 LUFS
     assert max(data["peaks"]) == pytest.approx(0.5, abs=0.05)
 

@@ -480,6 +480,10 @@ class AudioWriter:
         os.replace(self._tmp, self.output)
         return self.output
 
+    def abort(self) -> None:
+        """Stop and remove the partial file (no effect after a successful `close`)."""
+        self._cleanup()
+
     def _cleanup(self) -> None:
         with contextlib.suppress(Exception):
             if hasattr(self, "_worker"):

@@ -72,7 +72,8 @@ class LoudnessMeter:
                 out: Any = self._graph.pull()
             except (av.error.BlockingIOError, av.error.EOFError):
                 return
-            self._last = out
+            if "lavfi.r128.I" in out.metadata:  # the frame flushed at the end carries none
+                self._last = out
 
     def result(self) -> Loudness:
         """Integrated loudness and true peak over everything added so far (then stop adding)."""

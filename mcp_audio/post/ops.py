@@ -427,45 +427,72 @@ def master(
     measured, (lo, hi) = _analyse(input, source(), rate, channels, trim_silence)
     gain_db = loudness_lufs - measured
 
-    def render(gain_db: float, margin: float, encode: bool) -> tuple[float, int]:
-        """One pass: returns the loudness before encoding and the samples written."""
+    def render(gain_db: float, margin: float, encode: bool, probe_codec: bool = False) -> tuple[float, int, float]:
+        """One pass: returns the loudness before encoding, the samples written, and (with
+        `probe_codec`) how much the codec changes the loudness of excerpts (1 block in 12)."""
         limiter = Limiter(db_to_gain(true_peak_db - margin), rate, channels)
         meter = LoudnessMeter(rate, channels, true_peak=False)
+        excerpt_meter = LoudnessMeter(rate, channels, true_peak=False)
+        probe_path = output.with_name(f".{output.stem}.codec-probe{spec.extension}")
+        excerpts = (
+            AudioWriter(probe_path, spec, sample_rate=rate, channels=channels, bitrate=bitrate) if probe_codec else None
+        )
         gain = np.float32(db_to_gain(gain_db))
 
         def blocks() -> Iterator[Block]:
             pos = 0
+            index = 0
             for block in source():
                 n = block.shape[1]
                 a, b = max(lo, pos), min(hi, pos + n)
                 if b > a:
                     out = limiter.process(block[:, a - pos : b - pos] * gain)
                     meter.add(out)
+                    if excerpts is not None and index % 12 == 0:
+                        excerpts.write(out)
+                        excerpt_meter.add(out)
+                    index += 1
                     yield out
                 pos += n
             out = limiter.flush()
             meter.add(out)
             yield out
 
-        if encode:
-            samples = _write(blocks(), output, spec, rate, channels, bitrate)
-        else:
-            samples = sum(block.shape[1] for block in blocks())
+        shift = 0.0
+        try:
+            if encode:
+                samples = _write(blocks(), output, spec, rate, channels, bitrate)
+            else:
+                samples = sum(block.shape[1] for block in blocks())
+            if excerpts is not None:
+                excerpts.close()
+                before = excerpt_meter.result().integrated_lufs
+                after = measure_file(probe_path, true_peak=False, max_duration_s=None).integrated_lufs
+                if before is not None and after is not None:
+                    shift = after - before
+        finally:
+            if excerpts is not None:
+                excerpts.abort()
+                probe_path.unlink(missing_ok=True)
         pre = meter.result().integrated_lufs
-        return (pre if pre is not None else SILENCE_LUFS), samples
+        return (pre if pre is not None else SILENCE_LUFS), samples, shift
 
     margin = 1.0 if spec.lossy else 0.1
     renders = 0
+    codec_shift = 0.0
     if spec.lossy:
         while renders < max_renders - 1:
-            pre, _ = render(gain_db, margin, encode=False)
+            pre, _, shift = render(gain_db, margin, encode=False, probe_codec=renders == 0)
+            if renders == 0:
+                codec_shift = shift
             renders += 1
-            gain_db += loudness_lufs - pre
-            if abs(loudness_lufs - pre) <= 0.1:
+            aim = loudness_lufs - codec_shift  # the encoder will add codec_shift
+            gain_db += aim - pre
+            if abs(aim - pre) <= 0.1:
                 break
     result: Rendered | None = None
     while renders < max_renders:
-        pre, samples = render(gain_db, margin, encode=True)
+        pre, samples, _ = render(gain_db, margin, encode=True)
         renders += 1
         final = measure_file(output, max_duration_s=None)
         result = _rendered(
