@@ -401,8 +401,9 @@ def master(
     1. Analysis: the input's integrated loudness (and, for `trim_silence`, where it is silent).
     2. Render: gain, then a look-ahead limiter with its ceiling below `true_peak_db` by a
        margin (1 dB for lossy codecs, whose encoding adds peaks; 0.1 dB otherwise), measured
-       before encoding. For lossy formats, renders without encoding first correct the gain
-       for what the limiter takes off (to within 0.1 LU), so the slow encoder runs once.
+       before encoding. For lossy formats, a render without encoding first corrects the gain
+       for what the limiter takes off and for what the codec changes (measured by encoding
+       one block in 12 and decoding it), so the slow encoder usually runs once.
     3. Encode, then decode the written file and measure it. If loudness is off by more than
        `tolerance_lu` or the true peak is not under the ceiling, correct gain and margin and
        render again (at most `max_renders` renders in all).
@@ -488,7 +489,7 @@ def master(
             renders += 1
             aim = loudness_lufs - codec_shift  # the encoder will add codec_shift
             gain_db += aim - pre
-            if abs(aim - pre) <= 0.1:
+            if abs(aim - pre) <= 1.0:  # the rest is near-linear; the encoded file is checked anyway
                 break
     result: Rendered | None = None
     while renders < max_renders:
