@@ -170,8 +170,8 @@ class Ducker:
         attack_ms: float = 15.0,
         hold_ms: float = 200.0,
         release_ms: float = 300.0,
-        floor_db: float = -50.0,
-        range_db: float = 30.0,
+        floor_db: float = -55.0,
+        range_db: float = 25.0,
     ) -> None:
         self.hop = max(1, round(sample_rate / 100))
         hop_ms = 1000.0 * self.hop / sample_rate
