@@ -321,6 +321,7 @@ def test_bad_inputs_raise_post_error_naming_the_problem(tmp_path: Path) -> None:
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     long = write_wav(tmp_path / "long.wav", np.zeros((1, 3 * 8000)), 8000)
+    short = write_wav(tmp_path / "short.wav", tone(440, 0.3, 8000), 8000)
     cases: list[tuple[Callable[[], object], str]] = [
         (lambda: ops.info(text), "notes.mp3: not a readable audio file"),
         (lambda: ops.info(empty), "empty.wav: file is empty"),
@@ -330,6 +331,9 @@ def test_bad_inputs_raise_post_error_naming_the_problem(tmp_path: Path) -> None:
         (lambda: ops.master(long, tmp_path / "o.ogg", codec="vorbis"), "codec 'vorbis' is not available for ogg"),
         (lambda: ops.join([], tmp_path / "o.wav"), "at least one input"),
         (lambda: ops.join([long, text], tmp_path / "o.wav"), "notes.mp3: not a readable audio file"),
+        (lambda: ops.master(long, long), "long.wav: the output would overwrite an input"),
+        (lambda: ops.mix(long, long, tmp_path / "long.wav"), "long.wav: the output would overwrite an input"),
+        (lambda: ops.master(short, tmp_path / "o.wav"), "short.wav: is shorter than 0.4 s"),
     ]
     for call, message in cases:
         with pytest.raises(PostError) as info:

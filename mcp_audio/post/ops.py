@@ -98,6 +98,14 @@ def _check_seconds(name: str, value: float, *, minimum: float = 0.0) -> None:
         raise PostError(f"{name} must be a number ≥ {minimum}, got {value!r}")
 
 
+def _distinct(output: Path, inputs: list[Path]) -> None:
+    """The output must not overwrite an input (inputs are read again after writing starts)."""
+    target = output.resolve()
+    for path in inputs:
+        if path.resolve() == target:
+            raise PostError(f"{output.name}: the output would overwrite an input; choose another output path")
+
+
 def join(
     inputs: list[Path],
     output: Path,
@@ -121,6 +129,7 @@ def join(
     _check_seconds("gap_s", gap_s)
     _check_seconds("crossfade_s", crossfade_s)
     output, spec = resolve_output(output, format, codec)
+    _distinct(output, inputs)
     sources = [probe(p, max_duration_s=max_duration_s) for p in inputs]
     total_estimate = sum(s.duration_s or 0.0 for s in sources)
     if max_duration_s is not None and total_estimate > max_duration_s:
@@ -237,6 +246,7 @@ def mix(
     if not math.isfinite(music_gain_db):
         raise PostError(f"music_gain_db must be a number, got {music_gain_db!r}")
     output, spec = resolve_output(output, format, codec)
+    _distinct(output, [voice, music])
     v_src = probe(voice, max_duration_s=max_duration_s)
     m_src = probe(music, max_duration_s=None)
     rate, channels = _common_format([v_src, m_src], spec, sample_rate)
@@ -308,6 +318,7 @@ def trim(
     if end_s is not None and (not math.isfinite(end_s) or end_s <= start_s):
         raise PostError(f"end_s ({end_s!r}) must be greater than start_s ({start_s!r})")
     output, spec = resolve_output(output, format, codec)
+    _distinct(output, [input])
     src = probe(input, max_duration_s=max_duration_s)
     rate = output_rate(spec, src.sample_rate)
     channels = min(2, src.channels)
@@ -418,6 +429,7 @@ def master(
     if not (-20.0 <= true_peak_db <= 0.0):
         raise PostError(f"true_peak_db must be between -20 and 0, got {true_peak_db!r}")
     output, spec = resolve_output(output, format, codec)
+    _distinct(output, [input])
     src = probe(input, max_duration_s=max_duration_s)
     rate = output_rate(spec, sample_rate or src.sample_rate)
     channels = min(2, src.channels)
@@ -539,6 +551,8 @@ def _analyse(
     if carry.shape[1]:
         hop_peaks.append(np.abs(carry).max(axis=0).max(keepdims=True))
     measured = meter.result()
+    if measured.samples < rate * 0.4:
+        raise PostError(f"{path.name}: is shorter than 0.4 s, too short to measure its loudness (BS.1770)")
     if measured.integrated_lufs is None:
         raise PostError(f"{path.name}: the audio is silent (below -70 LUFS); there is nothing to normalise")
     total = measured.samples
