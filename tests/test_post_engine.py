@@ -386,3 +386,15 @@ def test_importing_the_server_does_not_load_the_audio_stack() -> None:
     code = "import sys, mcp_audio.server, mcp_audio.post, mcp_audio.post.subtitles; print(sorted(m for m in ('av', 'numpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_join_crossfade_is_shortened_for_an_input_shorter_than_it(tmp_path: Path) -> None:
+    sr = 44100
+    a = write_wav(tmp_path / "a.wav", tone(300, 2.0, sr), sr)
+    b = write_wav(tmp_path / "b.wav", tone(500, 0.2, sr), sr)
+    c = write_wav(tmp_path / "c.wav", tone(700, 2.0, sr), sr)
+    result = ops.join([a, b, c], tmp_path / "j.wav", crossfade_s=0.5)
+    out, sr = decode(result.path)
+    # b (0.2 s) fades entirely into a's end; c follows whole
+    assert abs(out.shape[1] / sr - 4.0) <= 0.001
+    assert abs(dominant_hz(out[:, round(2.3 * sr) : round(3.8 * sr)], sr) - 700) < 5
