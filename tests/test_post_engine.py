@@ -124,6 +124,7 @@ def test_master_hits_loudness_and_true_peak_on_the_encoded_file(
     assert abs(out.shape[1] / sr - src.shape[1] / sr_in) <= 0.001  # duration kept (gapless)
     assert sr == (48000 if fmt == "ogg" else 44100)
     assert result.loudness_lufs is not None and abs(result.loudness_lufs - lufs(out, sr)) < 0.3
+    assert result.on_target is True
     with av.open(str(result.path)) as container:
         assert container.streams.audio[0].codec_context.name == {
             "mp3": "mp3float",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ class Rendered:
     true_peak_db: float | None = None
     gain_db: float | None = None
     passes: int = 1
+    on_target: bool | None = None  # master: loudness within tolerance and true peak under the ceiling
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready fields (path as a string)."""
@@ -422,12 +423,16 @@ def master(
     `trim_silence` cuts leading and trailing silence (10 ms hops 40 dB under the loudness, or
     under -70 dBFS), keeping 0.5 s. Otherwise the duration is kept exactly (gapless MP3
     header, AAC edit list, Opus pre-skip). The result's loudness_lufs and true_peak_db are the
-    output file's. Raises PostError for silent input.
+    output file's, and `on_target` says whether both met the targets (False only if the
+    renders ran out, e.g. a loudness the ceiling makes unreachable). Raises PostError for
+    silent or too short input.
     """
     if not (-70.0 < loudness_lufs < 0.0):
         raise PostError(f"loudness_lufs must be between -70 and 0, got {loudness_lufs!r}")
     if not (-20.0 <= true_peak_db <= 0.0):
         raise PostError(f"true_peak_db must be between -20 and 0, got {true_peak_db!r}")
+    if max_renders < 1:
+        raise PostError(f"max_renders must be at least 1, got {max_renders}")
     output, spec = resolve_output(output, format, codec)
     _distinct(output, [input])
     src = probe(input, max_duration_s=max_duration_s)
@@ -441,10 +446,11 @@ def master(
     gain_db = loudness_lufs - measured
 
     def render(gain_db: float, margin: float, encode: bool, probe_codec: bool = False) -> tuple[float, int, float]:
-        """One pass: returns the loudness before encoding, the samples written, and (with
-        `probe_codec`) how much the codec changes the loudness of excerpts (1 block in 12)."""
+        """One pass: returns the loudness before encoding (dry renders only), the samples
+        written, and (with `probe_codec`) how much the codec changes the loudness of excerpts
+        (1 block in 12)."""
         limiter = Limiter(db_to_gain(true_peak_db - margin), rate, channels)
-        meter = LoudnessMeter(rate, channels, true_peak=False)
+        meter = None if encode else LoudnessMeter(rate, channels, true_peak=False)  # encoded: the file is measured
         excerpt_meter = LoudnessMeter(rate, channels, true_peak=False)
         probe_path = output.with_name(f".{output.stem}.codec-probe{spec.extension}")
         excerpts = (
@@ -460,7 +466,8 @@ def master(
                 a, b = max(lo, pos), min(hi, pos + n)
                 if b > a:
                     out = limiter.process(block[:, a - pos : b - pos] * gain)
-                    meter.add(out)
+                    if meter is not None:
+                        meter.add(out)
                     if excerpts is not None and index % 12 == 0:
                         excerpts.write(out)
                         excerpt_meter.add(out)
@@ -468,7 +475,8 @@ def master(
                     yield out
                 pos += n
             out = limiter.flush()
-            meter.add(out)
+            if meter is not None:
+                meter.add(out)
             yield out
 
         shift = 0.0
@@ -487,7 +495,7 @@ def master(
             if excerpts is not None:
                 excerpts.abort()
                 probe_path.unlink(missing_ok=True)
-        pre = meter.result().integrated_lufs
+        pre = meter.result().integrated_lufs if meter is not None else None
         return (pre if pre is not None else SILENCE_LUFS), samples, shift
 
     margin = 1.0 if spec.lossy else 0.1
@@ -522,7 +530,9 @@ def master(
         lufs = final.integrated_lufs if final.integrated_lufs is not None else SILENCE_LUFS
         peak = final.true_peak_db if final.true_peak_db is not None else -math.inf
         peak_ok = peak <= true_peak_db - 0.05
-        if abs(lufs - loudness_lufs) <= tolerance_lu and peak_ok:
+        on_target = abs(lufs - loudness_lufs) <= tolerance_lu and peak_ok
+        result = replace(result, on_target=on_target)
+        if on_target:
             break
         if not peak_ok:
             margin += peak - true_peak_db + 0.3
