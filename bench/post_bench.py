@@ -1,11 +1,13 @@
 """Benchmark of the local audio engine (mcp_audio.post) against the ffmpeg command line.
 
 A synthetic narration (speech-like noise/tone bursts with pauses) over a looped music bed:
-mix (ducking), then master to -16 LUFS / -1 dBTP as MP3. The same job through ffmpeg:
-sidechaincompress + amix, then two-pass loudnorm (linear). Prints wall times, x real time,
-the outputs' loudness, and the engine's peak RSS on a 60-minute narration (in a subprocess).
+mix (ducking) to WAV, then master to -16 LUFS / -1 dBTP as MP3 (192 kbit/s CBR) and as FLAC.
+The same job through ffmpeg: sidechaincompress + amix, then two-pass loudnorm (linear) per
+format. Prints wall and CPU times (ffmpeg's as child-process CPU), x real time, what each
+output measures, and the engine's time and peak RSS (ru_maxrss) for a 60-minute narration
+mixed and mastered to MP3 in a subprocess.
 
-    .venv/bin/python bench/post_bench.py [--minutes 10] [--long-minutes 60] [--keep DIR]
+    .venv/bin/python bench/post_bench.py [--minutes 10] [--long-minutes 60] [--formats mp3,flac] [--keep DIR]
 
 Needs `ffmpeg` on PATH for the comparison (skipped with a note if missing).
 """
