@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 
@@ -87,9 +87,11 @@ class LoopbackServer:
                 if path == "/host.html":
                     self._send(200, "text/html; charset=utf-8", HOST_PAGE.read_bytes())
                 elif path == "/player.html":
+                    # The host's CSP for the view: the audio origin is declared, unless ?strict (no resource domains).
+                    media = "data:" if "strict" in self.path else f"{server.url} data:"
                     csp = (
                         "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
-                        f"media-src {server.url} data:; connect-src 'none'; font-src 'none'; frame-src 'none'; "
+                        f"media-src {media}; connect-src 'none'; font-src 'none'; frame-src 'none'; "
                         "object-src 'none'; base-uri 'none'"
                     )
                     self._send(
@@ -155,17 +157,19 @@ def browser() -> Iterator[Any]:
 class Host:
     """The test host page in a fresh browser context, plus every URL the page requested."""
 
-    def __init__(self, browser: Any, server: LoopbackServer, context: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, browser: Any, server: LoopbackServer, context: dict[str, Any] | None = None, view: str = "/player.html"
+    ) -> None:
         self.server = server
         self.context = browser.new_context(viewport={"width": 760, "height": 900}, device_scale_factor=2)
         self.page = self.context.new_page()
         self.requests: list[str] = []
         self.page.on("request", lambda request: self.requests.append(request.url))
-        query = "?context=" + json.dumps(context or {"theme": "light"})
+        query = "?" + urlencode({"context": json.dumps(context or {"theme": "light"}), "view": view})
         self.page.goto(server.url + "/host.html" + query)
         self.page.wait_for_function("window.host && window.host.initialized", timeout=10_000)
         self.view = self.page.frame_locator("#view")
-        self.frame = next(f for f in self.page.frames if f.url.endswith("/player.html"))
+        self.frame = next(f for f in self.page.frames if "/player.html" in f.url)
 
     def call(self, expression: str, arg: Any = None) -> Any:
         return self.page.evaluate(expression, arg)
@@ -189,8 +193,8 @@ class Host:
 def open_host(browser: Any, server: LoopbackServer) -> Iterator[Any]:
     hosts: list[Host] = []
 
-    def start(context: dict[str, Any] | None = None) -> Host:
-        host = Host(browser, server, context)
+    def start(context: dict[str, Any] | None = None, view: str = "/player.html") -> Host:
+        host = Host(browser, server, context, view)
         hosts.append(host)
         return host
 
@@ -442,6 +446,29 @@ def test_file_url_falls_back_to_resources_read(open_host: Any, server: LoopbackS
     assert host.in_view("document.querySelector('.take audio').duration") == pytest.approx(3.0, abs=0.05)
     host.wait_view("document.querySelector('.take').dataset.wave === 'decoded'")
     assert not any(u.startswith("file:") for u in host.requests)
+    assert_only_loopback_audio(host)
+
+
+def test_audio_the_host_blocks_is_read_through_the_host(open_host: Any, server: LoopbackServer) -> None:
+    host = open_host(view="/player.html?strict")  # the CSP allows no media origin: the http URL cannot load
+    uri = "files://job-s/take2.wav"
+    blob = base64.b64encode(AUDIO["take2.wav"]).decode()
+    host.call(
+        "(r) => { host.resources[r[0]] = r[1]; }",
+        [uri, {"contents": [{"uri": uri, "mimeType": "audio/wav", "blob": blob}]}],
+    )
+    host.call("(r) => host.toolResult(r)", job("job-s", "completed", [wav_file(server, "take2.wav", resource=uri)]))
+    host.wait_view("document.querySelector('.take audio') && document.querySelector('.take audio').readyState >= 1")
+    assert host.in_view("document.querySelector('.take audio').src").startswith("data:audio/wav;base64,")
+    assert host.received("resources/read")[0]["params"] == {"uri": uri}
+    assert host.in_view("document.querySelector('.take audio').duration") == pytest.approx(8.0, abs=0.05)
+    assert host.view.locator(".take .err").count() == 0
+
+    # Saving goes through the host too (sandboxed views cannot download).
+    host.view.get_by_role("button", name="Save take2.wav").click()
+    host.page.wait_for_function("host.received('ui/download-file').length === 1", timeout=5_000)
+    contents = host.received("ui/download-file")[0]["params"]["contents"]
+    assert contents == [{"type": "resource_link", "uri": uri, "name": "take2.wav", "mimeType": "audio/wav"}]
     assert_only_loopback_audio(host)
 
 
