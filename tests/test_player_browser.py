@@ -205,9 +205,10 @@ def open_host(browser: Any, server: LoopbackServer) -> Iterator[Any]:
 
 def job(job_id: str, status: str, files: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
     """A CallToolResult as our tools return it: a short text plus the job as structuredContent."""
+    tool = extra.pop("tool", "elevenlabs_tts")
     body: dict[str, Any] = {
         "job_id": job_id,
-        "tool": "elevenlabs_tts",
+        "tool": tool,
         "status": status,
         "endpoint": "fal-ai/elevenlabs/tts/multilingual-v2",
         "created_at": "2026-12-01T08:00:00+00:00",
@@ -217,7 +218,7 @@ def job(job_id: str, status: str, files: list[dict[str, Any]] | None = None, **e
     }
     if status in ("queued", "running"):
         body["resource"] = f"jobs://{job_id}"
-    text = f"elevenlabs_tts {status} (job {job_id})."
+    text = f"{tool} {status} (job {job_id})."
     return {"content": [{"type": "text", "text": text}], "structuredContent": body, "isError": status == "failed"}
 
 
@@ -332,9 +333,16 @@ def test_handshake_then_two_takes_with_transcript_and_cost(
         shutil.copyfile(shot, SCREENSHOT)
     assert shot.stat().st_size > 10_000
 
-    # Teardown is a request the view answers.
-    host.call("host.teardown()")
-    host.page.wait_for_function("host.teardownReplied", timeout=5_000)
+    # Host requests get answers: ping, teardown (after which the view stops playing); unknown methods an error.
+    ids = host.call(
+        "[host.request('ping', {}), host.request('ui/no-such-method', {}), host.request('ui/resource-teardown', {reason: 'test'})]"
+    )
+    host.page.wait_for_function("(ids) => ids.every((id) => host.responses[id])", arg=ids, timeout=5_000)
+    ping, unknown, teardown = (host.call("(id) => host.responses[id]", i) for i in ids)
+    assert ping == {"jsonrpc": "2.0", "id": ids[0], "result": {}}
+    assert unknown["error"]["code"] == -32601 and "result" not in unknown
+    assert teardown == {"jsonrpc": "2.0", "id": ids[2], "result": {}}
+    assert host.in_view("[...document.querySelectorAll('audio')].every((a) => a.paused)")
     assert_only_loopback_audio(host)
 
 
@@ -385,16 +393,46 @@ def test_transcript_follows_playback_and_seeks_on_click(open_host: Any, server: 
     assert_only_loopback_audio(host)
 
 
+def test_transcription_plays_the_input_audio(open_host: Any, server: LoopbackServer) -> None:
+    """A speech-to-text result has no output file: the transcript is synced to the audio the tool was given."""
+    host = open_host()
+    host.call("(a) => host.toolInput(a)", {"audio_url": server.audio_url("take1.wav"), "diarize": True})
+    result = job("job-stt", "completed", [], output=TRANSCRIPT, tool="fal_whisper")
+    host.call("(r) => host.toolResult(r)", result)
+    card = host.view.locator(".take")
+    card.wait_for()
+    assert host.in_view("document.querySelector('.take audio').src") == server.audio_url("take1.wav")
+    assert card.locator(".title").inner_text() == "Input audio"
+    assert card.locator(".seg").count() == 4
+    host.wait_view("document.querySelector('.take audio').readyState >= 1")
+    card.locator(".seg").nth(3).locator(".ts").click()
+    assert host.in_view("document.querySelector('.take audio').currentTime") == pytest.approx(8.0, abs=0.6)
+
+
+def test_cancelled_tool_call_is_said(open_host: Any) -> None:
+    host = open_host()
+    host.call("host.notify('ui/notifications/tool-cancelled', {reason: 'user stopped it'})")
+    host.wait_view("document.getElementById('empty').textContent.includes('user stopped it')")
+
+
 def test_job_handle_is_polled_with_get_job_until_done(open_host: Any, server: LoopbackServer) -> None:
     host = open_host()
     still_running = job("job-r", "running", logs=["Loading model", "Generating audio 40%"])
     done = job("job-r", "completed", [wav_file(server, "job.wav", peaks=peaks(100, 2.0))], duration_s=41.5)
     host.call("(r) => host.toolReplies.push({result: r[0]}, {result: r[1]})", [still_running, done])
+    host.call("host.hold = true")
     host.call("(r) => host.toolResult(r)", job("job-r", "queued", queue_position=3))
 
     status = host.view.locator(".card.status")
     status.wait_for()
     assert "Queued" in status.inner_text() and "Position 3 in queue" in status.inner_text()
+    host.page.wait_for_function("host.held.length === 1", timeout=5_000)
+    host.call("host.release(); host.hold = true")
+    host.wait_view("document.querySelector('.card.status .log') !== null")
+    status_text = status.inner_text()
+    assert "Running" in status_text and "Generating audio 40%" in status_text
+    host.page.wait_for_function("host.held.length === 1", timeout=5_000)
+    host.call("host.release()")
     host.view.locator(".take audio").wait_for(state="attached", timeout=10_000)
 
     calls = host.received("tools/call")
