@@ -385,6 +385,13 @@ def test_transcript_follows_playback_and_seeks_on_click(open_host: Any, server: 
     host.wait_view("document.querySelector('.take').classList.contains('playing')")
     card.press(" ")
     host.wait_view("document.querySelector('.take audio').paused")
+    # Tabbing moves through real controls, each with a visible focus ring.
+    host.page.keyboard.press("Tab")
+    focused = host.in_view(
+        "(() => { const el = document.activeElement, st = getComputedStyle(el);"
+        " return [el.tagName, el.getAttribute('aria-label'), st.outlineStyle, parseFloat(st.outlineWidth)]; })()"
+    )
+    assert focused == ["BUTTON", "Save take1.wav", "solid", 2]
     # The play button is a real button with a label.
     play = card.get_by_role("button", name=re.compile(r"^Play take1\.wav"))
     play.click()
