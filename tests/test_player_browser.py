@@ -22,7 +22,10 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
+CHROMIUM = next(
+    filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"))),
+    "/usr/bin/chromium",
+)
 if not Path(CHROMIUM).exists():
     pytest.skip("player browser tests need Chromium: apt-get install chromium", allow_module_level=True)
 sync_api = pytest.importorskip(
@@ -395,8 +398,8 @@ def test_transcript_follows_playback_and_seeks_on_click(open_host: Any, server: 
     # The play button is a real button with a label.
     play = card.get_by_role("button", name=re.compile(r"^Play take1\.wav"))
     play.click()
-    host.wait_view("!document.querySelector('.take audio').paused")
-    assert card.get_by_role("button", name=re.compile(r"^Pause")).count() == 1
+    card.get_by_role("button", name=re.compile(r"^Pause take1\.wav")).wait_for(timeout=5_000)
+    assert not host.in_view("document.querySelector('.take audio').paused")
     assert_only_loopback_audio(host)
 
 
