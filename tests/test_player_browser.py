@@ -328,9 +328,11 @@ def test_handshake_then_two_takes_with_transcript_and_cost(
     assert sizes and sizes[-1]["height"] > 200 and sizes[-1]["width"] > 600
 
     shot = tmp_path / "player.png"
-    # Something highlighted, as mid-playback.
-    host.view.locator(".take").first.locator(".seg").nth(1).locator(".ts").click()
-    host.in_view("document.querySelector('.take audio').pause()")
+    # Mid-playback look: clicking a word seeks there; its segment and the word itself light up.
+    host.view.locator(".take").first.locator(".seg").nth(1).locator(".w", has_text="take").click()
+    host.in_view("(() => { const a = document.querySelector('.take audio'); a.pause(); a.currentTime = 3.7; })()")
+    host.wait_view("document.querySelector('.w.on') && document.querySelector('.w.on').textContent === 'take'")
+    assert host.in_view("document.querySelector('.seg.on').dataset.i") == "1"
     host.page.locator("#view").screenshot(path=str(shot))
     if SCREENSHOT:
         shutil.copyfile(shot, SCREENSHOT)
