@@ -423,7 +423,7 @@ def _tool_differences(capability: Capability, endpoint: str, catalog: Catalog) -
             if problem:
                 out.append(f"files {path}: {problem}")
         for label, text_path in (("result_text", spec.result_text), ("partial_text", spec.partial_text)):
-            if text_path and spec.mode != "stream":
+            if text_path and spec.shape != "one_shot":
                 problem = _output_path_problem(text_path, oroot, want_file=False)
                 if problem:
                     out.append(f"{label} {text_path}: {problem}")

@@ -118,7 +118,7 @@ VOICE_API = Upstream(
     label="Voice API",
     key_field="voice_api_key",
     key_env="VOICE_API_KEY",
-    key_description="Voice API key, sent as the marketplace key header (`X-RapidAPI-Key`)",
+    key_description="Voice API key (`VOICE_API_KEY`), sent as the marketplace key header (`X-RapidAPI-Key`)",
     key_needed_for="the Voice API, which needs the API key of your subscription to its marketplace listing",
     urls=(
         UrlSetting("voice_api_url", "base_url", "https://voice-api.p.rapidapi.com", "Voice API base URL"),
@@ -145,7 +145,7 @@ EIGEN = Upstream(
     label="eigen",
     key_field="eigen_api_key",
     key_env="EIGEN_API_KEY",
-    key_description="Eigen AI API key (Bearer)",
+    key_description="Eigen AI API key (`EIGEN_API_KEY`), sent as a Bearer token",
     key_needed_for="Eigen AI, which needs an API key",
     urls=(UrlSetting("eigen_url", "base_url", "https://api-web.eigenai.com", "Eigen AI base URL"),),
     shapes=("one_shot",),
