@@ -210,7 +210,7 @@ class Example(_Strict):
 class ManifestFile(_Strict):
     """One file under manifests/: a model family of one upstream."""
 
-    provider: Literal["fal", "voice_api", "eigen"]
+    provider: str  # an upstream of providers/registry.py (checked when the catalog loads)
     family: str
     tools: list[ToolSpec]
     voices: dict[str, VoiceFamily] = Field(default_factory=dict)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,11 @@ from mcp import Client
 
 from mcp_audio.config import ServerSettings, Settings
 from mcp_audio.providers.registry import UPSTREAMS
+from mcp_audio.sandbox._base import FakeUpstream
 from mcp_audio.sandbox.eigen import FakeEigen
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
-from tests.helpers import EIGEN_KEY, FAL_KEY, VOICE_HOST, VOICE_KEY, served, server
+from tests.helpers import EIGEN_KEY, FAL_KEY, KEYS, VOICE_HOST, VOICE_KEY, served, server
 
 
 @pytest.fixture
@@ -50,37 +52,42 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- one served fake per upstream, shared by the session, reset for each test ---------------
 
 
-@pytest.fixture(scope="session")
-def _fal_server() -> Iterator[FakeFal]:
-    yield from served(FakeFal(valid_key=FAL_KEY, keepalive_s=0.2))
+# Options the tests give a fake beyond its key (a short SSE keep-alive, the expected gateway host).
+FAKE_OPTIONS: dict[str, dict[str, Any]] = {"fal": {"keepalive_s": 0.2}, "voice_api": {"host": VOICE_HOST}}
 
 
 @pytest.fixture(scope="session")
-def _voice_server() -> Iterator[FakeVoiceApi]:
-    yield from served(FakeVoiceApi(valid_key=VOICE_KEY, host=VOICE_HOST))
+def fakes() -> Iterator[dict[str, FakeUpstream[Any]]]:
+    """Every registered upstream's fake, served on loopback once for the whole session."""
+    with ExitStack() as stack:
+        yield {
+            name: stack.enter_context(contextmanager(served)(upstream.fake(KEYS[name], **FAKE_OPTIONS.get(name, {}))))
+            for name, upstream in UPSTREAMS.items()
+        }
 
 
-@pytest.fixture(scope="session")
-def _eigen_server() -> Iterator[FakeEigen]:
-    yield from served(FakeEigen(valid_key=EIGEN_KEY))
-
-
-@pytest.fixture
-def fake_fal(_fal_server: FakeFal) -> FakeFal:
-    _fal_server.reset()
-    return _fal_server
-
-
-@pytest.fixture
-def fake_voice(_voice_server: FakeVoiceApi) -> FakeVoiceApi:
-    _voice_server.reset()
-    return _voice_server
+def _fresh(fakes: dict[str, FakeUpstream[Any]], name: str) -> Any:
+    fake = fakes[name]
+    fake.reset()
+    return fake
 
 
 @pytest.fixture
-def fake_eigen(_eigen_server: FakeEigen) -> FakeEigen:
-    _eigen_server.reset()
-    return _eigen_server
+def fake_fal(fakes: dict[str, FakeUpstream[Any]]) -> FakeFal:
+    fake: FakeFal = _fresh(fakes, "fal")
+    return fake
+
+
+@pytest.fixture
+def fake_voice(fakes: dict[str, FakeUpstream[Any]]) -> FakeVoiceApi:
+    fake: FakeVoiceApi = _fresh(fakes, "voice_api")
+    return fake
+
+
+@pytest.fixture
+def fake_eigen(fakes: dict[str, FakeUpstream[Any]]) -> FakeEigen:
+    fake: FakeEigen = _fresh(fakes, "eigen")
+    return fake
 
 
 # --- settings -----------------------------------------------------------------------------

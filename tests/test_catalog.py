@@ -165,3 +165,53 @@ maximum = 2
         capability.prepare({"text": "hi", "voice_settings": {"speed": 3}}, lambda name: None)
     with pytest.raises(InvalidArguments, match=r"`voice_settings.pitch`: unknown argument. Allowed arguments: speed."):
         capability.prepare({"text": "hi", "voice_settings": {"pitch": 3}}, lambda name: None)
+
+
+def _tool(provider: str, body: str) -> str:
+    return (
+        f'provider = "{provider}"\nfamily = "x"\n[[tools]]\nname = "a_tool"\ntitle = "t"\nkind = "tts"\n'
+        'description = "A tool that exists only to be refused by the catalog at load time."\n' + body
+    )
+
+
+def test_a_tool_that_does_not_fit_its_upstream_fails_at_load(tmp_path: Path) -> None:
+    text_input = '[[tools.inputs]]\nname = "text"\ntype = "string"\ndescription = "Text"\n'
+    file_part = (
+        '[[tools.inputs]]\nname = "audio_url"\ntype = "string"\nfile = "audio"\nsent_as = "part"\ndescription = "A"\n'
+    )
+    (tmp_path / "queued_eigen.toml").write_text(
+        _tool("eigen", 'endpoint = "higgs2p5"\nshape = "queued"\n' + text_input)
+    )
+    (tmp_path / "voice_kind.toml").write_text(
+        _tool("voice_api", 'endpoint = "sing"\n' + text_input).replace("a_tool", "b_tool")
+    )
+    (tmp_path / "fal_part.toml").write_text(
+        _tool("fal", 'endpoint = "fal-ai/x"\n' + file_part).replace("a_tool", "c_tool")
+    )
+    (tmp_path / "voice_url.toml").write_text(
+        _tool("voice_api", 'endpoint = "stt"\n' + file_part.replace('sent_as = "part"\n', "")).replace(
+            "a_tool", "d_tool"
+        )
+    )
+    (tmp_path / "audio_queued.toml").write_text(
+        _tool("fal", 'endpoint = "fal-ai/y"\nreturns = "audio"\n' + text_input).replace("a_tool", "e_tool")
+    )
+    (tmp_path / "acme.toml").write_text(_tool("acme", 'endpoint = "z"\n' + text_input).replace("a_tool", "f_tool"))
+    with pytest.raises(ManifestError) as caught:
+        load_catalog(tmp_path)
+    assert sorted(caught.value.problems) == [
+        "acme.toml: provider: unknown upstream 'acme'; known: fal, voice_api, eigen",
+        "audio_queued.toml: tools.0.returns: only one-shot tools answer with the audio itself",
+        "fal_part.toml: tools.0.inputs.0.sent_as: fal takes no multipart file parts",
+        "queued_eigen.toml: tools.0.shape: eigen offers 'one_shot', not 'queued'",
+        "voice_kind.toml: tools.0.endpoint: Voice API has no endpoint 'sing'; it has tts, stt, clone",
+        'voice_url.toml: tools.0.inputs.0.sent_as: Voice API cannot upload local files; use sent_as = "part"',
+    ]
+
+
+def test_each_tool_runs_in_a_shape_its_upstream_offers() -> None:
+    for capability in CATALOG.capabilities.values():
+        assert capability.shape in capability.upstream.shapes, capability.name
+    assert CATALOG.get("turbo_transcribe_stream").shape == "one_shot"  # type: ignore[union-attr]
+    assert CATALOG.get("lyria2_music").shape == "queued"  # type: ignore[union-attr]
+    assert CATALOG.get("eigen_higgs_tts").spec.returns == "audio"  # type: ignore[union-attr]

@@ -9,6 +9,7 @@ from mcp import Client
 
 from mcp_audio.config import Settings
 from mcp_audio.sandbox.fal_queue import FakeFal
+from mcp_audio.store import JobStore
 from tests.helpers import FAL_KEY, assert_secret_kept, server, text_of
 
 pytestmark = pytest.mark.anyio
@@ -109,3 +110,22 @@ async def test_key_never_reaches_logs(caplog: Any, client: Client, fake_fal: Fak
     result = await client.call_tool("lyria2_music", {"prompt": "calm"})
     assert result.is_error
     assert_secret_kept(FAL_KEY, settings, text_of(result), caplog.text)
+
+
+async def test_a_stored_handle_that_does_not_validate_fails_the_job_clearly(
+    settings: Settings, fake_fal: FakeFal
+) -> None:
+    store = JobStore(settings.database_path)
+    job = store.create_job(
+        tool="lyria2_music", provider="fal", endpoint="fal-ai/lyria2", body={"prompt": "x"}, options={}
+    )
+    store.record_submission(job.id, "req-1", {"request_id": "req-1"})  # no status, response or cancel URL
+    store.close()
+    async with Client(server(settings)) as client:
+        result = await client.call_tool("get_job", {"job_id": job.id, "wait_s": 5})
+    assert result.is_error
+    assert text_of(result) == (
+        f"lyria2_music failed (job {job.id}): job {job.id}'s stored upstream handle is not valid (3 problem(s)); "
+        "it cannot be followed. Upstream request id: req-1."
+    )
+    assert fake_fal.requests == []

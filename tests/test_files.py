@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -202,7 +201,10 @@ async def test_http_transport_does_not_download_by_default(settings: Settings, f
     assert result.structured_content is not None
     assert "path" not in result.structured_content["files"][0]
     assert "file" not in [r.kind for r in fake_fal.requests]
-    assert json.dumps(result.structured_content)  # plain JSON all the way
+    # Nothing local in the result: no path, file URI or files:// resource of a copy that was not made.
+    [entry] = result.structured_content["files"]
+    assert set(entry) == {"url", "content_type", "file_name", "file_size"}
+    assert entry["url"].startswith(fake_fal.base_url + "/files/")
 
 
 def test_recording_length_limits_are_checked_before_upload(rec_dir: Path) -> None:

@@ -126,13 +126,16 @@ def test_master_hits_loudness_and_true_peak_on_the_encoded_file(
     assert result.loudness_lufs is not None and abs(result.loudness_lufs - lufs(out, sr)) < 0.3
     assert result.on_target is True
     with av.open(str(result.path)) as container:
-        assert container.streams.audio[0].codec_context.name == {
-            "mp3": "mp3float",
-            "wav": "pcm_s16le",
-            "flac": "flac",
-            "ogg": "opus",
-            "m4a": codec or "aac",
-        }[fmt]
+        assert (
+            container.streams.audio[0].codec_context.name
+            == {
+                "mp3": "mp3float",
+                "wav": "pcm_s16le",
+                "flac": "flac",
+                "ogg": "opus",
+                "m4a": codec or "aac",
+            }[fmt]
+        )
 
 
 def test_master_loud_input_down_and_to_another_rate(tmp_path: Path) -> None:
@@ -201,7 +204,7 @@ def test_join_crossfade_overlaps_with_equal_power(tmp_path: Path) -> None:
     levels = [rms_db(out[:, round(t * sr) : round((t + 0.1) * sr)]) for t in np.arange(0.2, 3.2, 0.1)]
     assert max(levels) - min(levels) < 1.5  # no dip or bump through the crossfade
     a_x, _ = decode(a)
-    assert np.allclose(out[:, : sr], a_x[:, : sr], atol=2e-4)  # before the fade: the first input
+    assert np.allclose(out[:, :sr], a_x[:, :sr], atol=2e-4)  # before the fade: the first input
 
 
 # --- mix ------------------------------------------------------------------------------------

@@ -291,6 +291,8 @@ async def test_models_are_filtered_upstream_and_cached(fake_voice: FakeVoiceApi)
 
 
 async def test_fake_stt_progress_goes_50_80_100(fake_voice: FakeVoiceApi) -> None:
+    # The default STT phases' values, held long enough to be seen on a loaded machine.
+    fake_voice.script("stt", phases=[("running", 50, 0.4), ("running", 80, 0.4)])
     headers = {"X-RapidAPI-Key": VOICE_KEY, "X-RapidAPI-Host": VOICE_HOST}
     async with httpx.AsyncClient(base_url=str(fake_voice.base_url), headers=headers) as http:
         bad = await http.post("/v1/stt", data={"language": "en"})
