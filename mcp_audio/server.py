@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import anyio
+from mcp.server.apps import Apps, ResourceCsp
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
@@ -26,6 +27,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ConfigDict, Field
 
 from mcp_audio import __version__
+from mcp_audio.apps import PLAYER_URI, player_html
 from mcp_audio.catalog import Capability, Catalog, load_catalog
 from mcp_audio.config import ServerSettings
 from mcp_audio.errors import McpAudioError
@@ -118,10 +120,46 @@ def build_server(
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         tools=tools + _job_tools(runtime, secrets),
+        extensions=[_player(settings)],
     )
     add_resources(server, runtime, catalog, exposed)
     add_prompts(server, {cap.name for cap in exposed})
     return server
+
+
+# --- the in-chat player (MCP Apps) -----------------------------------------------------------
+
+# Tools whose results a person wants to hear: their results open the player where hosts render it.
+PLAYER_KINDS = frozenset({"tts", "music", "sfx", "edit"})
+# Where upstream audio files live, so the host's sandbox lets the player load them.
+MEDIA_DOMAINS = ("https://*.fal.media", "https://fal.media", "https://storage.googleapis.com")
+
+
+def _player(settings: ServerSettings) -> Apps:
+    """The MCP Apps extension with the player resource (`ui://mcp-audio/player`)."""
+    from mcp_audio.providers.registry import FAL
+
+    configured = {_origin(settings.url_of(FAL, url.param)) for url in FAL.urls}
+    apps = Apps()
+    apps.add_html_resource(
+        PLAYER_URI,
+        player_html(),
+        name="player",
+        title="Audio player",
+        description="Plays a job's audio files side by side, with waveform, cost and a transcript in time.",
+        csp=ResourceCsp(resource_domains=sorted({*MEDIA_DOMAINS, *configured})),
+    )
+    return apps
+
+
+def _origin(url: str) -> str:
+    parsed = urlparse(url)
+    return f"{parsed.scheme}://{parsed.netloc}"
+
+
+def _player_meta(kind: str) -> dict[str, Any]:
+    """The nested `_meta` that `Apps.tool(resource_uri=...)` stamps on a tool bound to the player."""
+    return {"ui": {"resourceUri": PLAYER_URI}} if kind in PLAYER_KINDS else {}
 
 
 # --- capability tools ---------------------------------------------------------------------
@@ -150,7 +188,11 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
         context_kwarg="ctx",
         # Not read-only, not destructive (it creates new files), open-world (a paid upstream call).
         annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True),
-        meta={"mcp-audio/provider": capability.provider, "mcp-audio/endpoints": spec.all_endpoints},
+        meta={
+            "mcp-audio/provider": capability.provider,
+            "mcp-audio/endpoints": spec.all_endpoints,
+            **_player_meta(spec.kind),
+        },
     )
 
 
@@ -242,6 +284,7 @@ def _job_tools(runtime: Runtime, secrets: list[str]) -> list[Tool]:
             title="Get a job's status or result",
             description="Status or result of an audio job another tool started; wait_s waits for it (with progress).",
             annotations=read_only,
+            meta=_player_meta("tts"),  # a finished job's audio plays in the player too
         ),
         Tool.from_function(
             cancel_job,

@@ -129,3 +129,14 @@ async def test_a_stored_handle_that_does_not_validate_fails_the_job_clearly(
         "it cannot be followed. Upstream request id: req-1."
     )
     assert fake_fal.requests == []
+
+
+async def test_the_fal_fake_refuses_what_fals_schema_refuses(client: Client, fake_fal: FakeFal) -> None:
+    # `xx` fits the tool's language pattern but is not one of fal's 99 Whisper languages.
+    result = await client.call_tool("whisper_transcribe", {"audio_url": "https://example.com/a.mp3", "language": "xx"})
+    assert result.is_error
+    assert "fal rejected the input:\n- `language`: Input should be 'af', 'am', " in text_of(result)
+    assert (result.structured_content or {})["status"] == "failed"
+    [submit] = fake_fal.requests_of("submit")
+    assert submit.json == {"audio_url": "https://example.com/a.mp3", "language": "xx"}
+    assert fake_fal.jobs == {}  # refused before any job existed, as fal does

@@ -11,7 +11,7 @@ from mcp_types import ResourceLink
 
 from mcp_audio.catalog import load_catalog
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.helpers import CORE_TOOLS, server, text_of
+from tests.helpers import CATALOG, CORE_TOOLS, server, text_of
 
 pytestmark = pytest.mark.anyio
 EXAMPLES = load_catalog().examples
@@ -38,7 +38,24 @@ async def test_tools_list_shows_typed_annotated_tools(client: Client) -> None:
     assert tts.meta == {
         "mcp-audio/provider": "fal",
         "mcp-audio/endpoints": ["fal-ai/qwen-3-tts/text-to-speech/1.7b", "fal-ai/qwen-3-tts/text-to-speech/0.6b"],
+        "ui": {"resourceUri": "ui://mcp-audio/player"},
     }
+
+
+async def test_tools_that_return_audio_open_the_player(client: Client) -> None:
+    tools = (await client.list_tools()).tools
+    linked = {tool.name for tool in tools if (tool.meta or {}).get("ui") == {"resourceUri": "ui://mcp-audio/player"}}
+    kinds = {cap.name: cap.spec.kind for cap in CATALOG.capabilities.values()}
+    expected = {name for name, kind in kinds.items() if kind in ("tts", "music", "sfx", "edit")} | {"get_job"}
+    assert linked == expected
+    assert "whisper_transcribe" not in linked and "qwen3_tts_clone_voice" not in linked
+    player = await client.read_resource("ui://mcp-audio/player")
+    [content] = player.contents
+    assert content.mime_type == "text/html;profile=mcp-app"
+    assert "ui/initialize" in content.text  # type: ignore[union-attr]
+    listed = {str(r.uri): r for r in (await client.list_resources()).resources}
+    csp = (listed["ui://mcp-audio/player"].meta or {})["ui"]["csp"]["resourceDomains"]
+    assert "https://*.fal.media" in csp
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[f"{e.tool}:{e.endpoint}:{i}" for i, e in enumerate(EXAMPLES)])

@@ -1,7 +1,9 @@
 """A loopback fake of fal.ai's queue and storage HTTP API (see the fal queue protocol notes).
 
 Serve `FakeFal().app` with `serve.serve_in_thread`, set `fake.base_url`, script endpoints,
-inject failures, then inspect `fake.requests` / `fake.jobs` / `fake.files`. Job state is a
+inject failures, then inspect `fake.requests` / `fake.jobs` / `fake.files`. A body sent to an
+endpoint of fal's published schemas (`fal_schemas.json`) is checked against its input schema
+and refused as fal refuses it: 422 with a `detail` list naming each field. Job state is a
 pure function of the clock (submit time + scripted queue/run durations), so nothing runs in
 the background. Deliberate simplifications:
 - a cancelled job completes at once with error_type `client_cancelled`; its result is 499;
@@ -31,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from mcp_audio.sandbox import fal_contract
 from mcp_audio.sandbox._base import FakeUpstream, TruncatedBody, no_route, silent_mp3, sine_wav
 
 JSON = dict[str, Any]
@@ -234,12 +237,22 @@ class FakeFal(FakeUpstream[RecordedRequest]):
 
     # ---- queue -------------------------------------------------------------------------
 
+    def _refused(self, endpoint_id: str, body: JSON) -> Response | None:
+        """fal's own answer to a body its published schema refuses: 422 with `detail` per field."""
+        if not fal_contract.known(endpoint_id):
+            return None  # an endpoint fal's listing does not have: scripted tests of the fake itself
+        errors = fal_contract.validate_input(endpoint_id, body)
+        return JSONResponse({"detail": errors}, 422) if errors else None
+
     def _on_submit(self, request: Request, record: RecordedRequest, base: str) -> Response:
         if not self._key_ok(request):
             return JSONResponse(_UNAUTHORIZED, 401)
         if not isinstance(record.json, dict):
             return JSONResponse({"detail": "Request body must be a JSON object"}, 400)
         endpoint_id = request.url.path.strip("/")
+        refused = self._refused(endpoint_id, record.json)
+        if refused is not None:
+            return refused
         with self._lock:
             script = self._scripts.get(endpoint_id, Script())
             timeout = _float_or_none(record.headers.get("x-fal-request-timeout"))
@@ -329,6 +342,9 @@ class FakeFal(FakeUpstream[RecordedRequest]):
         if not isinstance(record.json, dict):
             return JSONResponse({"detail": "Request body must be a JSON object"}, 400)
         endpoint_id = request.url.path.removeprefix(RUN_PREFIX).strip("/")
+        refused = self._refused(endpoint_id, record.json)
+        if refused is not None:
+            return refused
         with self._lock:
             script = self._scripts.get(endpoint_id, Script())
             job = FakeJob(str(uuid.uuid4()), endpoint_id, _app_prefix(endpoint_id), record.json, script, record.headers)
