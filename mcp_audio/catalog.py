@@ -23,6 +23,8 @@ from mcp_audio.manifest import Example, InputSpec, ManifestFile, ToolSpec, Voice
 from mcp_audio.providers.registry import UPSTREAMS, Shape, Upstream
 
 ADVANCED = "advanced"
+# Unknown arguments are refused, and so are "Infinity" and "NaN": no upstream field takes them.
+_ARGUMENTS_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 _PY_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
 
 
@@ -299,7 +301,7 @@ def _build_capability(spec: ToolSpec, manifest: ManifestFile) -> Capability:
 
 
 def _input_model(spec: ToolSpec) -> type[BaseModel]:
-    strict_config = ConfigDict(extra="forbid")
+    strict_config = _ARGUMENTS_CONFIG
     fields: dict[str, Any] = {s.name: _pydantic_field(s) for s in spec.inputs if not s.advanced}
     advanced = {s.name: _pydantic_field(s) for s in spec.inputs if s.advanced}
     if advanced:
@@ -312,7 +314,7 @@ def _input_model(spec: ToolSpec) -> type[BaseModel]:
 def _python_type(spec: InputSpec) -> Any:
     if spec.fields is not None:
         members: dict[str, Any] = {member.name: _pydantic_field(member) for member in spec.fields}
-        return create_model(f"{spec.name}_fields", __config__=ConfigDict(extra="forbid"), **members)
+        return create_model(f"{spec.name}_fields", __config__=_ARGUMENTS_CONFIG, **members)
     if spec.enum is not None:
         return Literal[tuple(spec.enum)]
     if spec.type == "array":
@@ -400,7 +402,7 @@ def describe_validation_error(capability: Capability, exc: ValidationError) -> s
     advanced = [s.name for s in capability.spec.inputs if s.advanced]
     for err in exc.errors():
         name = str(err["loc"][-1]) if err["loc"] else ""
-        spec = capability.inputs.get(name)
+        spec = _spec_at(capability, err["loc"])
         if err["type"] == "extra_forbidden" and len(err["loc"]) == 1 and name in advanced:
             lines.append(f'`{name}`: belongs inside `advanced`, e.g. {{"advanced": {{"{name}": ...}}}}.')
         elif err["type"] == "extra_forbidden":
@@ -420,6 +422,15 @@ def describe_validation_error(capability: Capability, exc: ValidationError) -> s
             reason = err["msg"][:1].lower() + err["msg"][1:]  # keep enum values' case
             lines.append(f"`{_loc(err['loc'])}`: got {given}; {reason}. Allowed: {allowed}.")
     return f"Invalid arguments for {capability.name}:\n" + "\n".join(f"- {line}" for line in lines)
+
+
+def _spec_at(capability: Capability, loc: Iterable[Any]) -> InputSpec | None:
+    """The input (or object member) an error location names; `advanced` is only a group."""
+    names = [str(part) for part in loc if part != ADVANCED]
+    spec = capability.inputs.get(names[0]) if names else None
+    for member in names[1:]:
+        spec = next((f for f in spec.fields or [] if f.name == member), None) if spec is not None else None
+    return spec
 
 
 def _allowed(spec: InputSpec) -> str:

@@ -41,7 +41,7 @@ from mcp_audio.providers.base import (
     UpstreamRequest,
 )
 from mcp_audio.providers.registry import UPSTREAMS
-from mcp_audio.redaction import redact
+from mcp_audio.redaction import redact, redact_json
 from mcp_audio.results import OutputFile, extract_result, value_at
 from mcp_audio.store import Job, JobStore
 
@@ -188,6 +188,8 @@ class JobRunner:
                     self._notify(job, f"Submitted to {capability.upstream.label} (request {submitted.upstream_id})")
                 handle = _stored_handle(provider.handle_type, job)
                 output = await provider.follow(job.endpoint, handle, report, files)
+            # Upstream JSON is data: a secret it echoes is never stored or returned.
+            output = {k: v if isinstance(v, OutputFile) else redact_json(v, self._secrets) for k, v in output.items()}
             result = extract_result(capability, output)
             remote = [item for item in result.files if not item.saved]
             if self._download and self._saver is not None and remote:

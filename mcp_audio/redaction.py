@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 MASK = "[redacted]"
 
@@ -13,6 +14,18 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, MASK)
     return text
+
+
+def redact_json(value: Any, secrets: Iterable[str]) -> Any:
+    """`value` with every secret masked in every string it holds (keys and values alike)."""
+    secrets = list(secrets)
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, list):
+        return [redact_json(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {redact(str(key), secrets): redact_json(item, secrets) for key, item in value.items()}
+    return value
 
 
 class RedactingFilter(logging.Filter):

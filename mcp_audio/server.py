@@ -24,7 +24,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationError
 
 from mcp_audio import __version__
 from mcp_audio.apps import PLAYER_URI, player_html
@@ -300,8 +300,44 @@ def _job_tools(runtime: Runtime, secrets: list[str]) -> list[Tool]:
         ),
     ]
     for tool in tools:
-        tool.parameters = _without_titles(tool.parameters)
+        _refuse_unknown_arguments(tool)
     return tools
+
+
+def _refuse_unknown_arguments(tool: Tool) -> None:
+    """The SDK ignores arguments a function does not take; a typo'd `job_id` must not pass silently.
+    The tool validates its own arguments, so refusals name the field and the reason, as the
+    capability tools' do."""
+    name, allowed, function = tool.name, list(tool.parameters.get("properties", {})), tool.fn
+    context_name = tool.context_kwarg
+
+    class Strict(tool.fn_metadata.arg_model):  # type: ignore[name-defined,misc]
+        model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    async def validated(arguments: dict[str, Any], ctx: Context) -> Any:
+        try:
+            values = Strict.model_validate(arguments).model_dump_one_level()
+        except ValidationError as exc:
+            raise ToolError(_argument_problems(name, allowed, exc)) from exc
+        if context_name is not None:
+            values[context_name] = ctx
+        return await function(**values)
+
+    tool.fn, tool.context_kwarg = validated, "ctx"
+    tool.fn_metadata = FuncMetadata(arg_model=_RawArguments)
+    tool.parameters = _without_titles(tool.parameters) | {"additionalProperties": False}
+
+
+def _argument_problems(tool: str, allowed: list[str], exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"`{field}`: unknown argument. Allowed arguments: {', '.join(allowed)}.")
+        else:
+            reason = err["msg"][:1].lower() + err["msg"][1:]
+            lines.append(f"`{field}`: got {repr(err.get('input'))[:80]}; {reason}.")
+    return f"Invalid arguments for {tool}:\n" + "\n".join(f"- {line}" for line in lines)
 
 
 def _without_titles(schema: dict[str, Any]) -> dict[str, Any]:

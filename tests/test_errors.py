@@ -140,3 +140,45 @@ async def test_the_fal_fake_refuses_what_fals_schema_refuses(client: Client, fak
     [submit] = fake_fal.requests_of("submit")
     assert submit.json == {"audio_url": "https://example.com/a.mp3", "language": "xx"}
     assert fake_fal.jobs == {}  # refused before any job existed, as fal does
+
+
+async def test_job_tools_refuse_unknown_and_non_finite_arguments(client: Client) -> None:
+    typo = await client.call_tool("get_job", {"job_id": "x", "wiat_s": 5})
+    assert typo.is_error
+    assert text_of(typo) == (
+        "Error executing tool get_job: Invalid arguments for get_job:\n"
+        "- `wiat_s`: unknown argument. Allowed arguments: job_id, wait_s."
+    )
+    forever = await client.call_tool("get_job", {"job_id": "x", "wait_s": "Infinity"})
+    assert "- `wait_s`: got 'Infinity'; input should be a finite number." in text_of(forever)
+    listed = await client.call_tool("list_jobs", {"status": "any", "colour": "red"})
+    assert "- `colour`: unknown argument. Allowed arguments: status, limit." in text_of(listed)
+    tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert all(
+        tools[name].input_schema["additionalProperties"] is False for name in ("get_job", "cancel_job", "list_jobs")
+    )
+
+
+async def test_non_finite_numbers_are_refused_before_anything_is_sent(client: Client, fake_fal: FakeFal) -> None:
+    # prompt_influence has bounds, so pydantic's own check names them; `Infinity` is refused anyway.
+    result = await client.call_tool("elevenlabs_sound_effect", {"text": "boom", "prompt_influence": "Infinity"})
+    assert result.is_error
+    assert "`prompt_influence`: got 'Infinity'; input should be a finite number. Allowed: number, >= 0, <= 1." in (
+        text_of(result)
+    )
+    assert fake_fal.requests == []
+
+
+async def test_a_key_echoed_inside_upstream_output_is_redacted(
+    client: Client, fake_fal: FakeFal, settings: Settings
+) -> None:
+    fake_fal.script(
+        "fal-ai/whisper",
+        output={"text": f"debug: key={FAL_KEY}", "chunks": [{"timestamp": [0, 1], "text": FAL_KEY}], "languages": []},
+    )
+    result = await client.call_tool("whisper_transcribe", {"audio_url": "https://example.com/a.mp3"})
+    assert not result.is_error, text_of(result)
+    body = result.structured_content or {}
+    assert body["output"]["text"] == "debug: key=[redacted]"
+    assert body["output"]["chunks"][0]["text"] == "[redacted]"
+    assert_secret_kept(FAL_KEY, settings, text_of(result), str(body))
