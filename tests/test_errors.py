@@ -182,3 +182,23 @@ async def test_a_key_echoed_inside_upstream_output_is_redacted(
     assert body["output"]["text"] == "debug: key=[redacted]"
     assert body["output"]["chunks"][0]["text"] == "[redacted]"
     assert_secret_kept(FAL_KEY, settings, text_of(result), str(body))
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+async def test_a_5xx_that_carries_a_request_id_is_followed_never_resubmitted(
+    client: Client, fake_fal: FakeFal, status: int
+) -> None:
+    fake_fal.fail_submit_after_creating(status)
+    result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+    assert not result.is_error, text_of(result)
+    assert (result.structured_content or {})["status"] == "completed"
+    assert len(fake_fal.requests_of("submit")) == 1  # one submit: one billed job
+    [job] = fake_fal.jobs.values()
+    assert [r.kind for r in fake_fal.requests_for(job.request_id)] == ["submit", "stream", "result"]
+
+
+async def test_an_ingress_5xx_without_request_id_is_resent(client: Client, fake_fal: FakeFal) -> None:
+    fake_fal.inject("submit", 503, times=2, headers={"Retry-After": "0"}, body={"detail": "no healthy upstream"})
+    result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+    assert not result.is_error, text_of(result)
+    assert len(fake_fal.requests_of("submit")) == 3 and len(fake_fal.jobs) == 1

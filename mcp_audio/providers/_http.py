@@ -139,11 +139,13 @@ async def send(
     idempotent: bool = True,
     retry_statuses: Collection[int] = TRANSIENT_STATUSES,
     proves_nothing_ran: Callable[[httpx.Response], bool] = _status_proves_nothing_ran,
+    accept: Callable[[httpx.Response], bool] | None = None,
     attempts: int = 5,
     backoff: tuple[float, float] = (0.5, 8.0),
     **kwargs: Any,
 ) -> httpx.Response:
-    """Send a request, retrying what is safe to retry; return a 2xx response or raise UpstreamError."""
+    """Send a request, retrying what is safe to retry; return a 2xx response (or one `accept`
+    takes as it is) or raise UpstreamError."""
     if idempotent:
         retry_on = retry_if_exception_type(httpx.TransportError) | retry_if_result(
             lambda r: r.status_code in retry_statuses
@@ -164,6 +166,8 @@ async def send(
         made = int(retrying.statistics.get("attempt_number", 1))
         raise transport_error(exc, upstream, sent_once=not idempotent, attempts=made) from exc
     made = int(retrying.statistics.get("attempt_number", 1))
+    if accept is not None and accept(response):
+        return response
     raise_for_status(
         response, upstream, attempts=made, may_have_run=not idempotent and not proves_nothing_ran(response)
     )

@@ -46,6 +46,17 @@ class FalHandle(BaseModel):
     cancel_url: str
 
 
+def _created_nothing(response: httpx.Response) -> bool:
+    """fal-client's rule: 408, 409 and 429, and 502/503/504 from the ingress (no request id), create no job."""
+    status = response.status_code
+    return status in (408, 409, 429) or (status in (502, 503, 504) and not response.headers.get("x-fal-request-id"))
+
+
+def _created_anyway(response: httpx.Response) -> bool:
+    """A 5xx that carries a request id: the job exists and runs (and bills) whatever the answer said."""
+    return response.status_code >= 500 and bool(response.headers.get("x-fal-request-id"))
+
+
 def queue_app_path(endpoint: str) -> str:
     """Status/result/cancel URLs use only `{owner}/{alias}` of an endpoint id."""
     parts = endpoint.strip("/").split("/")
@@ -101,8 +112,26 @@ class FalProvider(HttpProvider):
 
     async def submit(self, request: UpstreamRequest) -> Submitted:
         endpoint = request.endpoint
-        response = await self._call("POST", f"{self._queue_url}/{endpoint}", json=request.body, idempotent=False)
-        data = json_object(response, self.upstream, f"the submit of {endpoint}")
+        response = await self._call(
+            "POST",
+            f"{self._queue_url}/{endpoint}",
+            json=request.body,
+            idempotent=False,
+            proves_nothing_ran=_created_nothing,
+            accept=_created_anyway,
+        )
+        if response.status_code >= 400:
+            # The gateway failed after fal created the job: follow that job, never submit another.
+            request_id = response.headers["x-fal-request-id"]
+            log.warning(
+                "submit of %s answered HTTP %d after fal created request %s: following it",
+                endpoint,
+                response.status_code,
+                request_id,
+            )
+            data: dict[str, Any] = {"request_id": request_id}
+        else:
+            data = json_object(response, self.upstream, f"the submit of {endpoint}")
         request_id = str(data.get("request_id") or "")
         if not request_id:
             raise UpstreamError(

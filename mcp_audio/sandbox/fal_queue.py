@@ -145,6 +145,7 @@ class FakeFal(FakeUpstream[RecordedRequest]):
         self._scripts: dict[str, Script] = {}
         self._stream_break: int | None = None
         self._file_break: int | None = None
+        self._fail_after_create: int | None = None
         self._tokens: set[str] = set()
         self._pending_uploads: dict[str, str] = {}  # signed-PUT name -> content type
 
@@ -173,6 +174,12 @@ class FakeFal(FakeUpstream[RecordedRequest]):
             self._scripts[endpoint_id] = Script(
                 output, queue_s, run_s, tuple(logs), err, queue_positions, tuple(stream_events)
             )
+
+    def fail_submit_after_creating(self, status: int) -> None:
+        """The next submit creates its job, then answers `status` (with X-Fal-Request-Id), as a
+        gateway that fails after the queue accepted the request does."""
+        with self._lock:
+            self._fail_after_create = status
 
     def break_file_after(self, n_bytes: int) -> None:
         """The next file download announces its full length but drops after n bytes."""
@@ -273,6 +280,11 @@ class FakeFal(FakeUpstream[RecordedRequest]):
             self.jobs[job.request_id] = job
             record.request_id = job.request_id
             _, position = job.phase()
+            failed, self._fail_after_create = self._fail_after_create, None
+        if failed is not None:
+            return JSONResponse(
+                {"detail": "upstream connect error"}, failed, headers={"X-Fal-Request-Id": job.request_id}
+            )
         return JSONResponse(
             {"request_id": job.request_id, "status": "IN_QUEUE", "queue_position": position, **self._urls(job, base)},
             headers={"X-Fal-Request-Id": job.request_id},
