@@ -71,6 +71,12 @@ class ServerSettings(BaseSettings):
         description="save output files under the output folder",
         json_schema_extra=_shown("`always` over stdio, `never` over HTTP"),
     )
+    max_download_mb: float = Field(
+        2048,
+        gt=0,
+        description="the largest output file saved locally, in MB; a larger one stays at its upstream URL and "
+        "its result says why",
+    )
     inline_max_kb: int | None = Field(
         None, ge=1, description="also return audio outputs up to this size inline as MCP audio content"
     )

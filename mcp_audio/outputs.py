@@ -50,14 +50,37 @@ def output_name(tool: str, job_id: str, index: int, content_type: str | None, so
     return f"{stamp}-{tool}-{job_id[:8]}{suffix}{ext}"
 
 
-async def write_atomically(target: Path, chunks: AsyncIterator[bytes]) -> tuple[int, str]:
-    """Stream chunks to `target` via a hidden temporary file; returns (size, sha256)."""
+class DownloadRefused(Exception):
+    """An output file that is not saved: too large, or not what it claims to be."""
+
+
+def _check_head(head: bytes, declared: str | None) -> None:
+    """A file declared as audio or video must start like one: an HTML error page is not a WAV."""
+    from mcp_audio.inputs import sniff_content_type
+
+    if declared and declared.startswith(("audio/", "video/")) and sniff_content_type(head) is None:
+        raise DownloadRefused(
+            f"the file is declared {declared} but its bytes are not audio or video (it starts {head[:16]!r})"
+        )
+
+
+async def write_atomically(
+    target: Path, chunks: AsyncIterator[bytes], *, max_bytes: int | None = None, declared: str | None = None
+) -> tuple[int, str]:
+    """Stream chunks to `target` via a hidden temporary file; returns (size, sha256).
+
+    Refuses (DownloadRefused) a body over `max_bytes`, or one whose first bytes do not fit the
+    `declared` audio/video type; nothing is left under either name then."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.part")
     digest, size = hashlib.sha256(), 0
     try:
         with temporary.open("wb") as handle:
             async for chunk in chunks:
+                if size == 0 and chunk:
+                    _check_head(chunk[:64], declared)
+                if max_bytes is not None and size + len(chunk) > max_bytes:
+                    raise DownloadRefused(f"the file is over {max_bytes / 2**20:g} MB (MCP_AUDIO_MAX_DOWNLOAD_MB)")
                 handle.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
@@ -92,8 +115,11 @@ def audio_properties(path: Path) -> dict[str, Any]:
 class OutputSaver:
     """Downloads a job's output files into the output folder."""
 
-    def __init__(self, output_dir: Path, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, output_dir: Path, http: httpx.AsyncClient | None = None, *, max_bytes: int | None = None
+    ) -> None:
         self.output_dir = output_dir
+        self.max_bytes = max_bytes
         self._owns_http = http is None
         self._http = http
 
@@ -110,6 +136,19 @@ class OutputSaver:
             self._http = http_client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
         return self._http
 
+    def remove_leftovers(self, idle_s: float = 600.0) -> int:
+        """Delete `.part` files no download has written to for `idle_s` (a killed process's
+        leftovers; another live process's download keeps touching its own). Returns how many."""
+        removed = 0
+        for part in self.output_dir.glob(".*.part") if self.output_dir.is_dir() else ():
+            try:
+                if time.time() - part.stat().st_mtime > idle_s:
+                    part.unlink()
+                    removed += 1
+            except OSError as exc:  # gone already, or not ours to remove
+                log.info("could not remove %s: %s", part.name, exc)
+        return removed
+
     async def save_all(self, tool: str, job_id: str, files: list[OutputFile]) -> list[OutputFile]:
         """Each output file with its local copy (or why there is none)."""
         return [item if item.saved else await self.save(tool, job_id, index, item) for index, item in enumerate(files)]
@@ -122,7 +161,11 @@ class OutputSaver:
         try:
             async with self._client().stream("GET", item.url) as response:
                 response.raise_for_status()
-                size, sha256 = await write_atomically(target, response.aiter_bytes())
+                size, sha256 = await write_atomically(
+                    target, response.aiter_bytes(), max_bytes=self.max_bytes, declared=item.content_type
+                )
+        except DownloadRefused as exc:
+            return item.model_copy(update={"download_error": str(exc)})
         except (httpx.HTTPError, OSError) as exc:
             # The upstream URL still works; the agent learns the copy failed and why.
             return item.model_copy(update={"download_error": f"{type(exc).__name__}: {str(exc)[:200]}"})

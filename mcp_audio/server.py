@@ -77,6 +77,9 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         store = JobStore(settings.database_path)
+        saver = OutputSaver(settings.output_dir, max_bytes=int(settings.max_download_mb * 2**20))
+        if removed := saver.remove_leftovers():
+            log.info("removed %d unfinished download(s) left by a stopped process", removed)
         runner: JobRunner | None = None
         pipeline: CallPipeline | None = None
         try:
@@ -88,7 +91,7 @@ def build_server(
                     task_group,
                     secrets=secrets,
                     spend=SpendGuard(settings.max_spend_usd),
-                    saver=OutputSaver(settings.output_dir),
+                    saver=saver,
                     download=settings.downloads_for(transport),
                 )
                 pipeline = CallPipeline(store, runner)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +219,39 @@ def test_recording_length_limits_are_checked_before_upload(rec_dir: Path) -> Non
         read_local_file("audio", "short.wav", [rec_dir], kind="audio", max_bytes=10**7, duration_range=(10, 90))
     ok = read_local_file("audio", "short.wav", [rec_dir], kind="audio", max_bytes=10**7, duration_range=(1, 5))
     assert ok.content_type == "audio/wav"
+
+
+async def test_outputs_that_are_not_what_they_claim_or_too_large_are_not_saved(
+    file_settings: Settings, fake_fal: FakeFal
+) -> None:
+    page = fake_fal.put_file("gen/fake.wav", b"<html><body>Service unavailable</body></html>", "audio/wav")
+    big = fake_fal.put_file("gen/big.wav", make_wav(40.0), "audio/wav")  # ~1.2 MB
+    fake_fal.script("fal-ai/lyria2", output={"audio": {"url": page, "content_type": "audio/wav"}})
+    fake_fal.script("fal-ai/yue", output={"audio": {"url": big, "content_type": "audio/wav"}})
+    capped = file_settings.model_copy(update={"max_download_mb": 1})
+    async with Client(server(capped)) as client:
+        html = await client.call_tool("lyria2_music", {"prompt": "calm"})
+        large = await client.call_tool("yue_song", {"lyrics": "[verse]\nla la\n[chorus]\nla", "genres": "pop"})
+    [entry] = (html.structured_content or {})["files"]
+    assert entry["download_error"] == (
+        "the file is declared audio/wav but its bytes are not audio or video (it starts b'<html><body>Serv')"
+    )
+    assert "path" not in entry and entry["url"] == page
+    [entry] = (large.structured_content or {})["files"]
+    assert entry["download_error"] == "the file is over 1 MB (MCP_AUDIO_MAX_DOWNLOAD_MB)"
+    leftovers = list(capped.output_dir.iterdir()) if capped.output_dir.exists() else []
+    assert leftovers == []
+
+
+async def test_downloads_a_killed_process_left_behind_are_removed_at_start(
+    file_settings: Settings, fake_fal: FakeFal
+) -> None:
+    folder = file_settings.output_dir
+    folder.mkdir(parents=True)
+    stale, live = folder / ".old-lyria2.wav.part", folder / ".new-lyria2.wav.part"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"being written")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    async with Client(server(file_settings)) as client:
+        await client.list_tools()
+    assert not stale.exists() and live.exists()  # another process may still be writing the fresh one
