@@ -37,7 +37,14 @@ VOICE_HOST = "voice-api.p.rapidapi.com"
 CORE_TOOLS = {"qwen3_tts", "qwen3_tts_clone_voice", "whisper_transcribe", "lyria2_music", "elevenlabs_sound_effect"}
 
 # Polls and retries in tests: the same logic, in milliseconds instead of seconds.
-FAST = Pacing(poll_initial_s=0.02, poll_max_s=0.1, retry_attempts=5, retry_initial_s=0.01, retry_max_s=0.05)
+FAST = Pacing(
+    poll_initial_s=0.02,
+    poll_max_s=0.1,
+    retry_attempts=5,
+    retry_initial_s=0.01,
+    retry_max_s=0.05,
+    stream_idle_check_s=2.0,
+)
 
 Fake = TypeVar("Fake", bound=FakeUpstream[Any])
 CATALOG = load_catalog()  # immutable: one parse of the manifests serves every test's server

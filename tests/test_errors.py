@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 
@@ -202,3 +203,15 @@ async def test_an_ingress_5xx_without_request_id_is_resent(client: Client, fake_
     result = await client.call_tool("lyria2_music", {"prompt": "calm"})
     assert not result.is_error, text_of(result)
     assert len(fake_fal.requests_of("submit")) == 3 and len(fake_fal.jobs) == 1
+
+
+async def test_a_stream_of_keep_alives_only_gets_a_status_check(client: Client, fake_fal: FakeFal) -> None:
+    fake_fal.script("fal-ai/lyria2", run_s=0.2)
+    fake_fal.mute_next_stream()  # e.g. a proxy that swallows the events: pings only, for ever
+    with anyio.fail_after(10):
+        result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+    assert not result.is_error, text_of(result)
+    assert (result.structured_content or {})["status"] == "completed"
+    [job] = fake_fal.jobs.values()
+    # Four requests: submit, the silent stream, one status check after 2 s of silence, the result.
+    assert [r.kind for r in fake_fal.requests_for(job.request_id)] == ["submit", "stream", "status", "result"]

@@ -38,6 +38,9 @@ class Pacing:
     retry_initial_s: float = 0.5
     retry_max_s: float = 8.0
     stream_read_timeout_s: float = 60.0
+    # A status stream that sends no status for this long gets one status request: a stream that
+    # only sends keep-alives must not hide a finished job.
+    stream_idle_check_s: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -161,7 +161,45 @@ class FalProvider(HttpProvider):
         return json_object(response, self.upstream, "the result request")
 
     async def _stream(self, handle: FalHandle, watcher: _StatusWatcher) -> bool:
-        """Follow the SSE status stream; True once COMPLETED was seen, False if it broke."""
+        """Follow the SSE status stream; True once COMPLETED was seen, False if it broke.
+
+        While the stream sends no status for `stream_idle_check_s`, one status request checks
+        that the job has not finished unseen behind a stream of keep-alives.
+        """
+        idle = self._pacing.stream_idle_check_s
+        last_seen = anyio.current_time()
+        completed = False
+
+        def touch() -> None:
+            nonlocal last_seen
+            last_seen = anyio.current_time()
+
+        async def cross_check(scope: anyio.CancelScope) -> None:
+            nonlocal completed
+            while True:
+                await anyio.sleep(max(0.0, last_seen + idle - anyio.current_time()))
+                if anyio.current_time() - last_seen < idle:
+                    continue
+                touch()
+                try:
+                    response = await self._call("GET", handle.status_url, params={"logs": "1"})
+                    done = await watcher.see(json_object(response, self.upstream, "a status request"))
+                except UpstreamError as exc:  # the stream may still deliver; check again later
+                    log.info("status check during a silent stream failed: %s", exc.detail)
+                    continue
+                if done:
+                    log.info("status stream was silent for %.0f s; a status request found the job done", idle)
+                    completed = True
+                    scope.cancel()
+                    return
+
+        async with anyio.create_task_group() as checks:
+            checks.start_soon(cross_check, checks.cancel_scope)
+            completed = await self._read_stream(handle, watcher, touch) or completed
+            checks.cancel_scope.cancel()
+        return completed
+
+    async def _read_stream(self, handle: FalHandle, watcher: _StatusWatcher, seen: Callable[[], None]) -> bool:
         url = f"{handle.status_url}/stream"
         try:
             async with aconnect_sse(
@@ -173,6 +211,7 @@ class FalProvider(HttpProvider):
                     log.info("status stream answered HTTP %d; polling instead", source.response.status_code)
                     return False
                 async for event in source.aiter_sse():
+                    seen()
                     if event.data and await watcher.see(json.loads(event.data)):
                         return True
         except (httpx.TransportError, SSEError, ValueError) as exc:

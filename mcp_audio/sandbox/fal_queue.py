@@ -146,6 +146,7 @@ class FakeFal(FakeUpstream[RecordedRequest]):
         self._stream_break: int | None = None
         self._file_break: int | None = None
         self._fail_after_create: int | None = None
+        self._stream_mute = False
         self._tokens: set[str] = set()
         self._pending_uploads: dict[str, str] = {}  # signed-PUT name -> content type
 
@@ -185,6 +186,11 @@ class FakeFal(FakeUpstream[RecordedRequest]):
         """The next file download announces its full length but drops after n bytes."""
         with self._lock:
             self._file_break = n_bytes
+
+    def mute_next_stream(self) -> None:
+        """The next status stream sends only keep-alive comments, never a status, and stays open."""
+        with self._lock:
+            self._stream_mute = True
 
     def break_stream_after(self, n_events: int) -> None:
         """The next status stream drops the connection (no final chunk) after n data events."""
@@ -327,7 +333,8 @@ class FakeFal(FakeUpstream[RecordedRequest]):
             return JSONResponse({"detail": "Request not found"}, 404)
         with self._lock:
             break_after, self._stream_break = self._stream_break, None
-        return _StatusStream(self, job, base, _wants_logs(request), break_after)
+            mute, self._stream_mute = self._stream_mute, False
+        return _StatusStream(self, job, base, _wants_logs(request), break_after, mute)
 
     def _on_result(self, request: Request, record: RecordedRequest, base: str) -> Response:
         if not self._key_ok(request):
@@ -480,9 +487,11 @@ class _StatusStream(Response):
     """SSE of status objects: one now, one per change, `: ping` while idle, end after
     COMPLETED. A break drops the connection without the final chunk, like a network cut."""
 
-    def __init__(self, fake: FakeFal, job: FakeJob, base: str, with_logs: bool, break_after: int | None) -> None:
+    def __init__(
+        self, fake: FakeFal, job: FakeJob, base: str, with_logs: bool, break_after: int | None, mute: bool = False
+    ) -> None:
         self.fake, self.job, self.base = fake, job, base
-        self.with_logs, self.break_after = with_logs, break_after
+        self.with_logs, self.break_after, self.mute = with_logs, break_after, mute
         self.status_code, self.background = 200, None
         self.init_headers(
             {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -507,6 +516,9 @@ class _StatusStream(Response):
 
     async def _pump(self, send: Send) -> bool:
         """Send events; True when COMPLETED was sent, False for a scripted break."""
+        while self.mute:  # a stuck proxy: keep-alives only, until the client goes away
+            await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+            await anyio.sleep(self.fake.keepalive_s)
         last: JSON | None = None
         sent, last_write = 0, time.monotonic()
         while self.break_after is None or sent < self.break_after:
