@@ -51,7 +51,30 @@ def output_name(tool: str, job_id: str, index: int, content_type: str | None, so
 
 
 class DownloadRefused(Exception):
-    """An output file that is not saved: too large, or not what it claims to be."""
+    """An output file that is not saved: too large, not what it claims to be, or from a host we do not fetch from."""
+
+
+async def check_download_url(url: str, trusted_origins: frozenset[str]) -> None:
+    """Output URLs are data from the upstream: fetch only https URLs on public addresses, or
+    URLs on an upstream host this server is configured for (proxies, the loopback sandbox)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    import anyio
+
+    parts = urlsplit(url)
+    if f"{parts.scheme}://{parts.netloc}".lower() in trusted_origins:
+        return
+    if parts.scheme != "https" or not parts.hostname:
+        raise DownloadRefused(f"not fetched: {url[:100]} is neither https nor on a configured upstream host")
+    try:
+        addresses = await anyio.getaddrinfo(parts.hostname, parts.port or 443)
+    except OSError as exc:
+        raise DownloadRefused(f"not fetched: {parts.hostname} does not resolve ({exc})") from exc
+    for *_, sockaddr in addresses:
+        address = ipaddress.ip_address(sockaddr[0])
+        if not address.is_global:
+            raise DownloadRefused(f"not fetched: {parts.hostname} resolves to a private or loopback address")
 
 
 def _check_head(head: bytes, declared: str | None) -> None:
@@ -116,10 +139,16 @@ class OutputSaver:
     """Downloads a job's output files into the output folder."""
 
     def __init__(
-        self, output_dir: Path, http: httpx.AsyncClient | None = None, *, max_bytes: int | None = None
+        self,
+        output_dir: Path,
+        http: httpx.AsyncClient | None = None,
+        *,
+        max_bytes: int | None = None,
+        trusted_origins: frozenset[str] = frozenset(),
     ) -> None:
         self.output_dir = output_dir
         self.max_bytes = max_bytes
+        self.trusted_origins = trusted_origins
         self._owns_http = http is None
         self._http = http
 
@@ -132,8 +161,13 @@ class OutputSaver:
 
         from mcp_audio.providers._http import http_client
 
+        async def each_hop(request: httpx.Request) -> None:  # redirects are checked too
+            await check_download_url(str(request.url), self.trusted_origins)
+
         if self._http is None:
-            self._http = http_client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
+            self._http = http_client(
+                timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True, event_hooks={"request": [each_hop]}
+            )
         return self._http
 
     def remove_leftovers(self, idle_s: float = 600.0) -> int:

@@ -77,7 +77,11 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         store = JobStore(settings.database_path)
-        saver = OutputSaver(settings.output_dir, max_bytes=int(settings.max_download_mb * 2**20))
+        saver = OutputSaver(
+            settings.output_dir,
+            max_bytes=int(settings.max_download_mb * 2**20),
+            trusted_origins=_upstream_origins(settings),
+        )
         if removed := saver.remove_leftovers():
             log.info("removed %d unfinished download(s) left by a stopped process", removed)
         runner: JobRunner | None = None
@@ -153,6 +157,18 @@ def _player(settings: ServerSettings) -> Apps:
         csp=ResourceCsp(resource_domains=sorted({*MEDIA_DOMAINS, *configured})),
     )
     return apps
+
+
+def _upstream_origins(settings: ServerSettings) -> frozenset[str]:
+    """Every configured upstream base URL's origin: output files there are fetched as they come."""
+    from mcp_audio.providers.registry import UPSTREAMS
+
+    return frozenset(
+        _origin(settings.url_of(upstream, url.param)).lower()
+        for upstream in UPSTREAMS.values()
+        for url in upstream.urls
+        if "://" in settings.url_of(upstream, url.param)
+    )
 
 
 def _origin(url: str) -> str:

@@ -42,7 +42,8 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     real_getaddrinfo = socket.getaddrinfo
 
     def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host not in ("127.0.0.1", "localhost", "::1", None) and not str(host).startswith("127."):
+        name = host.decode() if isinstance(host, bytes) else host  # anyio passes IDNA-encoded bytes
+        if name not in ("127.0.0.1", "localhost", "::1", None) and not str(name).startswith("127."):
             raise OSError(f"test tried to reach {host!r}: only loopback is allowed")
         return real_getaddrinfo(host, *args, **kwargs)
 

@@ -17,6 +17,7 @@ from mcp_audio.config import Settings
 from mcp_audio.errors import InvalidArguments
 from mcp_audio.inputs import read_local_file, sniff_content_type
 from mcp_audio.sandbox.fal_queue import FakeFal
+from mcp_audio.sandbox.voice_api import FakeVoiceApi
 from tests.helpers import make_flac, make_mp3, make_wav, server, text_of
 
 pytestmark = pytest.mark.anyio
@@ -255,3 +256,21 @@ async def test_downloads_a_killed_process_left_behind_are_removed_at_start(
     async with Client(server(file_settings)) as client:
         await client.list_tools()
     assert not stale.exists() and live.exists()  # another process may still be writing the fresh one
+
+
+async def test_output_urls_are_fetched_only_from_https_or_configured_upstream_hosts(
+    file_settings: Settings, fake_fal: FakeFal, fake_voice: FakeVoiceApi
+) -> None:
+    elsewhere = fake_voice.put_file("gen/other.wav", make_wav(0.5), "audio/wav")  # loopback, not a fal host
+    fake_fal.script("fal-ai/lyria2", output={"audio": {"url": elsewhere, "content_type": "audio/wav"}})
+    fake_fal.script("fal-ai/yue", output={"audio": {"url": "https://localhost:9/x.wav", "content_type": "audio/wav"}})
+    async with Client(server(file_settings)) as client:
+        plain = await client.call_tool("lyria2_music", {"prompt": "calm"})
+        private = await client.call_tool("yue_song", {"lyrics": "[verse]\nla la\n[chorus]\nla", "genres": "pop"})
+    [entry] = (plain.structured_content or {})["files"]
+    assert (
+        entry["download_error"] == f"not fetched: {elsewhere[:100]} is neither https nor on a configured upstream host"
+    )
+    [entry] = (private.structured_content or {})["files"]
+    assert entry["download_error"] == "not fetched: localhost resolves to a private or loopback address"
+    assert fake_voice.requests_of("file") == []  # nothing was fetched from the other host
