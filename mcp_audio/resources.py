@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from mcp_audio.catalog import Capability, Catalog
 from mcp_audio.errors import McpAudioError
@@ -64,7 +64,7 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         state = runtime.get()
         job = state.store.get_job(job_id)
         if job is None:
-            raise ValueError(not_found_message(job_id))
+            raise ResourceNotFoundError(not_found_message(job_id))
         return json.dumps(job_result(state.catalog, job).structured_content, indent=1)
 
     @server.resource(
@@ -79,7 +79,7 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         # Only paths the job itself recorded are served: the name is a key, never a path.
         path = next((f.path for f in files if f.file_name == name and f.path), None)
         if path is None:
-            raise ValueError(f"No saved file '{name[:100]}' for job '{job_id[:64]}'")
+            raise ResourceNotFoundError(f"No saved file '{name[:100]}' for job '{job_id[:64]}'")
         return Path(path).read_bytes()
 
 

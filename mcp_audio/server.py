@@ -29,6 +29,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from mcp_audio import __version__
 from mcp_audio.apps import PLAYER_URI, player_html
 from mcp_audio.catalog import Capability, Catalog, load_catalog
+from mcp_audio.completions import add_completions, add_protocol_details
 from mcp_audio.config import ServerSettings
 from mcp_audio.errors import McpAudioError
 from mcp_audio.jobs import JobRunner, ProviderPool, not_found_message
@@ -131,6 +132,8 @@ def build_server(
     )
     add_resources(server, runtime, catalog, exposed)
     add_prompts(server, {cap.name for cap in exposed})
+    add_completions(server, runtime, catalog)
+    add_protocol_details(server)
     return server
 
 
