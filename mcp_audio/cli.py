@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
                 port=getattr(args, "port", 8765),
             )
         if command == "tools":
-            return _tools(as_json=args.json, as_markdown=args.markdown)
+            return _tools(args.tool, as_json=args.json, as_markdown=args.markdown)
         if command == "call":
             return _call(settings, args.tool, args.json, args.wait)
         if command == "jobs":
@@ -60,22 +60,41 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mcp-audio {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (stderr)")
     sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="run the MCP server (default: stdio)")
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    serve = sub.add_parser("serve", help="run the MCP server (default: stdio)", formatter_class=defaults)
     serve.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
-    tools = sub.add_parser("tools", help="list the tools, their upstream endpoints and prices")
-    tools.add_argument("--json", action="store_true", help="machine-readable output")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address")
+    serve.add_argument("--port", type=_port, default=8765, help="HTTP port")
+    tools = sub.add_parser("tools", help="list the tools, their upstream endpoints and prices; or one tool's arguments")
+    tools.add_argument("tool", nargs="?", help="show this tool's arguments: types, defaults, allowed values")
+    tools.add_argument("--json", action="store_true", help="machine-readable output, with input schemas")
     tools.add_argument("--markdown", action="store_true", help="a Markdown table (as in the README)")
     call = sub.add_parser("call", help="run one tool as an agent would; result JSON on stdout")
     call.add_argument("tool")
     call.add_argument("--json", default="{}", help="the tool's arguments as a JSON object")
     call.add_argument("--wait", type=float, default=None, help="seconds to wait for the job (default MCP_AUDIO_WAIT_S)")
     sub.add_parser("doctor", help="check keys, upstream reachability and folders (keys are never shown)")
-    jobs = sub.add_parser("jobs", help="list recent jobs")
-    jobs.add_argument("--status", default=None, help="queued, running, completed, failed or cancelled")
-    jobs.add_argument("--limit", type=int, default=20)
+    jobs = sub.add_parser("jobs", help="list recent jobs", formatter_class=defaults)
+    jobs.add_argument("--status", default=None, choices=JOB_STATES, help="only jobs in this state")
+    jobs.add_argument("--limit", type=_positive, default=20, help="how many, newest first")
     return parser
+
+
+JOB_STATES = ("queued", "running", "completed", "failed", "cancelled")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, not {value}")
+    return value
 
 
 def _configure_logging(secrets: list[str], verbose: bool) -> None:
@@ -94,19 +113,33 @@ def _serve(settings: Any, *, http: bool, host: str, port: int) -> int:
 
     server = build_server(settings, transport="http" if http else "stdio")
     if http:
+        print(f"mcp-audio: serving streamable HTTP at http://{host}:{port}/mcp", file=sys.stderr)
         server.run("streamable-http", host=host, port=port)
     else:
         server.run("stdio")
     return 0
 
 
-def _tools(*, as_json: bool, as_markdown: bool) -> int:
+def _tools(tool: str | None, *, as_json: bool, as_markdown: bool) -> int:
     from mcp_audio.catalog import load_catalog
+    from mcp_audio.errors import InvalidArguments
     from mcp_audio.resources import catalog_entries, tools_markdown
 
     catalog = load_catalog()
+    chosen = list(catalog.capabilities.values())
+    if tool is not None:
+        capability = catalog.get(tool)
+        if capability is None:
+            raise InvalidArguments(f"no tool named {tool!r}; `mcp-audio tools` lists them")
+        chosen = [capability]
     if as_json:
-        print(json.dumps(catalog_entries(catalog.capabilities.values()), indent=2))
+        entries = catalog_entries(chosen)
+        for entry, cap in zip(entries, chosen, strict=True):
+            entry["input_schema"] = cap.input_schema
+        print(json.dumps(entries, indent=2))
+        return 0
+    if tool is not None:
+        print(_arguments_text(chosen[0]))
         return 0
     if as_markdown:
         print(tools_markdown(catalog), end="")
@@ -119,6 +152,25 @@ def _tools(*, as_json: bool, as_markdown: bool) -> int:
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
     return 0
+
+
+def _arguments_text(capability: Any) -> str:
+    """A tool's arguments as a person reads them: name, type, required or default, allowed values."""
+    lines = [f"{capability.name}: {capability.spec.title}", capability.spec.description.strip(), "", "Arguments:"]
+    for spec in capability.spec.inputs:
+        kind = f"list of {spec.items}" if spec.type == "array" else spec.type
+        details = ["required"] if spec.required else ([f"default {spec.default!r}"] if spec.default is not None else [])
+        if spec.enum is not None:
+            details.append("one of " + ", ".join(repr(value) for value in spec.enum))
+        bounds = [(">=", spec.minimum), ("<=", spec.maximum), (">", spec.exclusive_minimum)]
+        details.extend(f"{sign} {value:g}" for sign, value in bounds if value is not None)
+        if spec.max_length is not None:
+            details.append(f"at most {spec.max_length} characters")
+        if spec.file is not None:
+            details.append(f"{spec.file} file: a local path, https URL or data: URI")
+        where = "advanced." if spec.advanced else ""
+        lines.append(f"  {where}{spec.name} ({kind}{'; ' + '; '.join(details) if details else ''}): {spec.description}")
+    return "\n".join(lines)
 
 
 def _call(settings: Any, tool: str, raw_arguments: str, wait: float | None) -> int:
@@ -143,10 +195,17 @@ async def _call_async(settings: Any, tool: str, arguments: dict[str, Any]) -> in
 
     from mcp_audio.server import build_server
 
-    status = tqdm(total=None, bar_format="{desc} [{elapsed}]", file=sys.stderr, desc=f"{tool}: starting")
+    # A terminal gets one live status line; a pipe or log file gets one line per event.
+    live = sys.stderr.isatty()
+    status = tqdm(
+        total=None, bar_format="{desc} [{elapsed}]", file=sys.stderr, desc=f"{tool}: starting", disable=not live
+    )
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        status.set_description_str(f"{tool}: {message or progress}")
+        if live:
+            status.set_description_str(f"{tool}: {message or progress}")
+        else:
+            print(f"{tool}: {message or progress}", file=sys.stderr, flush=True)
 
     try:
         async with Client(build_server(settings)) as client:

@@ -156,3 +156,35 @@ def test_main_doctor_and_bad_settings(
     monkeypatch.setenv("MCP_AUDIO_WAIT_S", "soon")
     assert main(["tools"]) == 1
     assert "mcp-audio: invalid setting MCP_AUDIO_WAIT_S:" in capsys.readouterr().err
+
+
+def test_main_shows_one_tools_arguments_and_refuses_bad_options(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tools", "elevenlabs_sound_effect"]) == 0
+    out = capsys.readouterr().out
+    assert "  text (string; required): " in out
+    assert "  duration_seconds (number; >= 0.5; <= 22): " in out
+    assert main(["tools", "elevenlabs_sound_effect", "--json"]) == 0
+    [entry] = json.loads(capsys.readouterr().out)
+    assert entry["input_schema"]["required"] == ["text"] and entry["input_schema"]["additionalProperties"] is False
+    assert main(["tools", "no_such_tool"]) == 1
+    assert "no tool named 'no_such_tool'" in capsys.readouterr().err
+    for bad in (["jobs", "--status", "bogus"], ["jobs", "--limit", "0"], ["serve", "--port", "70000"]):
+        with pytest.raises(SystemExit) as exit_code:
+            main(bad)
+        assert exit_code.value.code == 2, bad
+    errors = capsys.readouterr().err
+    assert "invalid choice: 'bogus'" in errors and "must be 1 or more, not 0" in errors and "not 70000" in errors
+
+
+def test_main_call_progress_on_a_pipe_is_one_line_per_event(
+    cli_env: Settings, fake_fal: FakeFal, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_fal.script("fal-ai/lyria2", queue_s=0.3, run_s=0.3, logs=["rendering"])
+    assert main(["call", "lyria2_music", "--json", '{"prompt": "calm"}']) == 0
+    lines = capsys.readouterr().err.splitlines()
+    events = [line for line in lines if line.startswith("lyria2_music: ")]
+    assert any("Submitted to fal" in line for line in events)
+    assert any("rendering" in line for line in events)
+    assert not any("\r" in line for line in lines)
