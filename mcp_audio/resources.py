@@ -22,6 +22,7 @@ from mcp_audio.state import AppState, Runtime
 def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalog, exposed: list[Capability]) -> None:
     @server.resource(
         "audio://catalog",
+        name="catalog",
         title="Audio model catalog",
         mime_type="application/json",
         description="Every audio tool: provider, upstream endpoints, kind and price.",
@@ -29,14 +30,17 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
     def catalog_resource() -> str:
         return json.dumps(catalog_entries(exposed), indent=1)
 
-    for family_name, family in catalog.voice_families.items():
-        _add_voice_family(server, family_name, family.model_dump())
-
-    if any(cap.provider == "voice_api" for cap in exposed):
+    live = any(cap.provider == "voice_api" for cap in exposed)
+    if live:
         _add_voice_api_models(server, runtime)
+    for family_name, family in catalog.voice_families.items():
+        if live and family_name == VOICE_API_FAMILY:
+            continue  # its voices are the upstream's live list: a static copy would shadow it
+        _add_voice_family(server, family_name, family.model_dump())
 
     @server.resource(
         "voices://cloned",
+        name="voices-cloned",
         title="Saved cloned voices",
         mime_type="application/json",
         description="Voices saved by clone tools, usable by name as `voice` in the matching TTS tool.",
@@ -47,6 +51,7 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
 
     @server.resource(
         "jobs://recent",
+        name="jobs-recent",
         title="Recent jobs",
         mime_type="application/json",
         description="The 20 most recent jobs, newest first.",
@@ -56,6 +61,7 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
 
     @server.resource(
         "jobs://{job_id}",
+        name="job",
         title="Job",
         mime_type="application/json",
         description="One job: status, progress, outputs or error.",
@@ -69,6 +75,7 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
 
     @server.resource(
         "files://{job_id}/{name}",
+        name="saved-file",
         title="Saved output file",
         mime_type="application/octet-stream",
         description="The bytes of an output file this server saved, for clients on another machine.",
@@ -83,9 +90,13 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         return Path(path).read_bytes()
 
 
+VOICE_API_FAMILY = "voice-api"
+
+
 def _add_voice_api_models(server: MCPServer[AppState], runtime: Runtime) -> None:
     @server.resource(
         "voices://voice-api{?title,language,tag,sort}",
+        name="voices-voice-api",
         title="Voice API voice models",
         mime_type="application/json",
         description="Voice models for voice_api_tts model_ids (GET /v1/models): filter by title (fuzzy), "
@@ -108,9 +119,10 @@ def _add_voice_api_models(server: MCPServer[AppState], runtime: Runtime) -> None
 def _add_voice_family(server: MCPServer[AppState], name: str, family: dict[str, Any]) -> None:
     @server.resource(
         f"voices://{name}",
+        name=f"voices-{name}",
         title=family["title"],
         mime_type="application/json",
-        description=f"Preset voices of {family['title']}.",
+        description=f"{family['title']}: each preset's name and notes, for the `voice` argument.",
     )
     def voices() -> str:
         return json.dumps(family, indent=1)

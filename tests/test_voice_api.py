@@ -324,3 +324,12 @@ async def test_stdio_end_to_end(voice_settings: Settings, fake_voice: FakeVoiceA
     assert [r.json for r in fake_voice.requests_of("tts_submit")] == [
         {"text": "Hello over stdio.", "model_ids": ["m-bright-host"]}
     ]
+
+
+async def test_the_voice_api_listing_is_the_live_model_list(client: Client, fake_voice: FakeVoiceApi) -> None:
+    listed = json.loads((await client.read_resource("voices://voice-api")).contents[0].text)  # type: ignore[union-attr]
+    assert [model["id"] for model in listed] == ["m-warm-narrator", "m-bright-host", "m-calm-guide"]
+    resources = {r.name: str(r.uri) for r in (await client.list_resources()).resources}
+    assert "voices://voice-api" not in resources.values()  # no static copy shadowing the live list
+    names = [r.name for r in (await client.list_resources()).resources]
+    assert len(names) == len(set(names))
