@@ -32,26 +32,35 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(settings.secrets(), args.verbose)
     try:
         command = args.command or "serve"
-        if command == "serve":
-            return _serve(
-                settings,
-                http=getattr(args, "http", False),
-                host=getattr(args, "host", "127.0.0.1"),
-                port=getattr(args, "port", 8765),
-            )
-        if command == "tools":
-            return _tools(args.tool, as_json=args.json, as_markdown=args.markdown)
-        if command == "call":
-            return _call(settings, args.tool, args.json, args.wait)
-        if command == "jobs":
-            return _jobs(settings, args.status, args.limit)
-        if command == "doctor":
-            return _doctor(settings)
+        if getattr(args, "sandbox", False):
+            from mcp_audio.sandbox.run import sandboxed
+
+            with sandboxed(settings) as sandbox:
+                return _run(command, args, sandbox)
+        return _run(command, args, settings)
     except McpAudioError as exc:
         print(f"mcp-audio: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _run(command: str, args: argparse.Namespace, settings: Any) -> int:
+    if command == "serve":
+        return _serve(
+            settings,
+            http=getattr(args, "http", False),
+            host=getattr(args, "host", "127.0.0.1"),
+            port=getattr(args, "port", 8765),
+        )
+    if command == "tools":
+        return _tools(args.tool, as_json=args.json, as_markdown=args.markdown)
+    if command == "call":
+        return _call(settings, args.tool, args.json, args.wait)
+    if command == "jobs":
+        return _jobs(settings, args.status, args.limit)
+    if command == "doctor":
+        return _doctor(settings)
     return 2
 
 
@@ -65,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address")
     serve.add_argument("--port", type=_port, default=8765, help="HTTP port")
+    sandbox_help = "use built-in loopback fakes of every upstream: try it all with no key, nothing leaves the machine"
+    serve.add_argument("--sandbox", action="store_true", help=sandbox_help)
     tools = sub.add_parser("tools", help="list the tools, their upstream endpoints and prices; or one tool's arguments")
     tools.add_argument("tool", nargs="?", help="show this tool's arguments: types, defaults, allowed values")
     tools.add_argument("--json", action="store_true", help="machine-readable output, with input schemas")
@@ -73,7 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("tool")
     call.add_argument("--json", default="{}", help="the tool's arguments as a JSON object")
     call.add_argument("--wait", type=float, default=None, help="seconds to wait for the job (default MCP_AUDIO_WAIT_S)")
-    sub.add_parser("doctor", help="check keys, upstream reachability and folders (keys are never shown)")
+    call.add_argument("--sandbox", action="store_true", help=sandbox_help)
+    doctor = sub.add_parser("doctor", help="check keys, upstream reachability and folders (keys are never shown)")
+    doctor.add_argument("--sandbox", action="store_true", help=sandbox_help)
     jobs = sub.add_parser("jobs", help="list recent jobs", formatter_class=defaults)
     jobs.add_argument("--status", default=None, choices=JOB_STATES, help="only jobs in this state")
     jobs.add_argument("--limit", type=_positive, default=20, help="how many, newest first")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mcp import Client, StdioServerParameters
 
 from mcp_audio.catalog import load_catalog
 from mcp_audio.cli import main
@@ -18,9 +20,10 @@ from mcp_audio.config import ENV_NAMES, Settings, settings_markdown
 from mcp_audio.providers.registry import UPSTREAMS
 from mcp_audio.resources import tools_markdown
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.helpers import FAL_KEY, env_for
+from tests.helpers import FAL_KEY, env_for, text_of
 
 ROOT = Path(__file__).parent.parent
+KEY_ENVS = {upstream.key_env for upstream in UPSTREAMS.values()}
 
 
 def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -188,3 +191,38 @@ def test_main_call_progress_on_a_pipe_is_one_line_per_event(
     assert any("Submitted to fal" in line for line in events)
     assert any("rendering" in line for line in events)
     assert not any("\r" in line for line in lines)
+
+
+@pytest.mark.anyio
+async def test_serve_sandbox_answers_every_upstream_with_no_key(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_AUDIO_") and k not in KEY_ENVS}
+    env |= {"MCP_AUDIO_DATA_DIR": str(tmp_path / "d"), "MCP_AUDIO_OUTPUT_DIR": str(tmp_path / "o")}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_audio", "serve", "--sandbox"], env=env)
+    calls = {
+        "qwen3_tts": {"text": "Hello from the sandbox."},
+        "voice_api_tts": {"text": "Hello.", "model_ids": ["m-warm-narrator"]},
+        "eigen_higgs_tts": {"text": "Hello."},
+        "whisper_transcribe": {"audio_url": "https://example.com/talk.mp3"},
+    }
+    async with Client(params, mode="legacy") as client:
+        results = {tool: await client.call_tool(tool, arguments) for tool, arguments in calls.items()}
+        models = json.loads((await client.read_resource("voices://voice-api")).contents[0].text)  # type: ignore[union-attr]
+    for tool, result in results.items():
+        assert not result.is_error, (tool, text_of(result))
+        assert (result.structured_content or {})["status"] == "completed", tool
+    for tool in ("qwen3_tts", "voice_api_tts", "eigen_higgs_tts"):
+        saved = Path((results[tool].structured_content or {})["files"][0]["path"])
+        assert saved.parent == (tmp_path / "o" / "sandbox").resolve() and saved.stat().st_size > 0
+    assert (results["whisper_transcribe"].structured_content or {})["output"]["text"]
+    assert [model["id"] for model in models][:1] == ["m-warm-narrator"]
+    assert not (tmp_path / "d" / "jobs.sqlite3").exists()  # sandbox jobs live apart from real ones
+
+
+def test_doctor_sandbox_passes_with_no_key(
+    cli_env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in KEY_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    assert main(["doctor", "--sandbox"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("PASS") == 8 and "FAIL" not in out

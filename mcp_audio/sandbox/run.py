@@ -1,0 +1,47 @@
+"""`--sandbox`: the server against loopback fakes of every registered upstream, in this process.
+
+Each fake is served on a free loopback port in a background thread and accepts one made-up
+key; the settings get that key and the fakes' URLs, so every tool and resource works with no
+real key and nothing leaves the machine. The fakes answer with real (synthetic) audio. Jobs and files
+go to a `sandbox` folder inside the data and output folders, so they never mix with real jobs
+(whose handles a later start re-attaches to).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from pydantic import SecretStr
+
+from mcp_audio.config import ServerSettings
+from mcp_audio.providers.registry import UPSTREAMS
+from mcp_audio.sandbox.serve import serve_in_thread
+
+log = logging.getLogger("mcp_audio.sandbox")
+SANDBOX_KEY = "sandbox-key-not-a-secret"
+# Where an upstream URL setting points on a fake, beyond the fake's base URL.
+URL_SUFFIXES = {("fal", "run_url"): "/run"}
+
+
+@contextmanager
+def sandboxed(settings: ServerSettings) -> Iterator[ServerSettings]:
+    """`settings` pointed at freshly served fakes of every upstream, for as long as the block runs."""
+    with ExitStack() as stack:
+        update: dict[str, Any] = {
+            "data_dir": settings.data_dir / "sandbox",
+            "output_dir": settings.output_dir / "sandbox",
+        }
+        for name, upstream in UPSTREAMS.items():
+            fake = upstream.fake(SANDBOX_KEY)
+            fake.base_url = stack.enter_context(serve_in_thread(fake.app))
+            update[upstream.key_field] = SecretStr(SANDBOX_KEY)
+            for url in upstream.urls:
+                if (name, url.param) == ("voice_api", "host"):
+                    update[url.field] = fake.host  # the gateway host header the fake expects
+                else:
+                    update[url.field] = fake.base_url + URL_SUFFIXES.get((name, url.param), "")
+            log.info("sandbox: fake %s at %s", upstream.label, fake.base_url)
+        yield settings.model_copy(update=update)
