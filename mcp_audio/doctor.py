@@ -12,8 +12,9 @@ from pathlib import Path
 import anyio
 
 from mcp_audio.config import ServerSettings
-from mcp_audio.errors import McpAudioError
-from mcp_audio.providers.registry import UPSTREAMS
+from mcp_audio.errors import AuthenticationFailed, McpAudioError
+from mcp_audio.providers.base import VerifiesKey
+from mcp_audio.providers.registry import UPSTREAMS, Upstream
 from mcp_audio.redaction import redact
 
 
@@ -37,6 +38,7 @@ async def run_checks(settings: ServerSettings) -> list[Check]:
             with anyio.fail_after(15):
                 detail = await provider.health()
             checks.append(Check(f"{name} upstream", "pass", f"{url}: {detail}"))
+            checks.append(await _verify_key(provider, upstream))
         except (McpAudioError, TimeoutError) as exc:
             message = redact(str(exc) or "no answer within 15 s", settings.secrets())
             checks.append(Check(f"{name} upstream", "fail", f"{url}: {message}"))
@@ -44,7 +46,23 @@ async def run_checks(settings: ServerSettings) -> list[Check]:
             await provider.aclose()
     for label, folder in (("data folder", settings.data_dir), ("output folder", settings.output_dir)):
         checks.append(_writable(label, folder))
-    return checks
+    secrets = settings.secrets()
+    return [Check(check.name, check.status, redact(check.detail, secrets)) for check in checks]
+
+
+async def _verify_key(provider: object, upstream: Upstream) -> Check:
+    """An authenticated request that costs nothing, where the upstream has one."""
+    label = f"{upstream.name} key accepted"
+    if not isinstance(provider, VerifiesKey):
+        return Check(label, "skip", f"{upstream.label} has no free authenticated request to check {upstream.key_env}")
+    try:
+        with anyio.fail_after(15):
+            detail = await provider.verify_key()
+    except AuthenticationFailed as exc:
+        return Check(label, "fail", f"{upstream.key_env} was rejected by {upstream.label} (HTTP {exc.status})")
+    except (McpAudioError, TimeoutError) as exc:
+        return Check(label, "fail", f"{upstream.key_env} could not be checked: {exc or 'no answer within 15 s'}")
+    return Check(label, "pass", f"{upstream.key_env} {detail}")
 
 
 def _writable(label: str, folder: Path) -> Check:

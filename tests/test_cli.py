@@ -225,4 +225,18 @@ def test_doctor_sandbox_passes_with_no_key(
         monkeypatch.delenv(name, raising=False)
     assert main(["doctor", "--sandbox"]) == 0
     out = capsys.readouterr().out
-    assert out.count("PASS") == 8 and "FAIL" not in out
+    assert out.count("PASS") == 10 and "FAIL" not in out
+    assert "PASS  fal key accepted" in out and "PASS  voice_api key accepted" in out
+    assert "SKIP  eigen key accepted" in out  # Eigen has no free authenticated request
+
+
+def test_doctor_fails_a_rejected_key_naming_its_variable(
+    cli_env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = "fal-wrong-key-0000111122223333"
+    monkeypatch.setenv("FAL_KEY", wrong)
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  fal key accepted" in out and "FAL_KEY was rejected by fal (HTTP 401)" in out
+    assert "PASS  fal upstream" in out  # reachable: only the key is wrong
+    assert wrong not in out

@@ -249,8 +249,8 @@ async def test_a_503_while_polling_is_retried_with_one_task(client: Client, fake
 
 
 async def test_cancel_is_refused_and_the_task_finishes(voice_settings: Settings, fake_voice: FakeVoiceApi) -> None:
-    fake_voice.script("tts", phases=[("processing", 20, 1.0)])
-    async with Client(server(voice_settings.model_copy(update={"wait_s": 0.2}))) as client:
+    fake_voice.script("tts", phases=[("processing", 20, 4.0)])  # long enough to be running on a loaded machine
+    async with Client(server(voice_settings.model_copy(update={"wait_s": 1.0}))) as client:
         started = await client.call_tool("voice_api_tts", {"text": "Hi."})
         job_id = job_id_of(started)
         assert started.structured_content["status"] == "running"  # type: ignore[index]

@@ -174,3 +174,12 @@ class VoiceCatalog(Protocol):
         sort: str | None = None,
         refresh: bool = False,
     ) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class VerifiesKey(Protocol):
+    """A provider that can prove its key is accepted with a request that costs nothing."""
+
+    async def verify_key(self) -> str:
+        """A line saying how the key was accepted; raise AuthenticationFailed when it is rejected."""
+        ...

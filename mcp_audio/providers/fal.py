@@ -46,6 +46,9 @@ class FalHandle(BaseModel):
     cancel_url: str
 
 
+_NO_SUCH_REQUEST = "00000000-0000-0000-0000-000000000000"
+
+
 def _created_nothing(response: httpx.Response) -> bool:
     """fal-client's rule: 408, 409 and 429, and 502/503/504 from the ingress (no request id), create no job."""
     status = response.status_code
@@ -100,6 +103,17 @@ class FalProvider(HttpProvider):
                 f"queue unreachable ({type(exc).__name__})", provider=self.upstream.label
             ) from exc
         return f"queue reachable (HTTP {response.status_code})"
+
+    async def verify_key(self) -> str:
+        """A status request for a job that does not exist: fal checks the key before it looks."""
+        url = f"{self._queue_url}/fal-ai/whisper/requests/{_NO_SUCH_REQUEST}/status"
+        try:
+            response = await self._http.get(url, headers=self._headers())
+        except httpx.TransportError as exc:
+            raise transport_error(exc, self.upstream, sent_once=False) from exc
+        if response.status_code in (401, 403):
+            raise_for_status(response, self.upstream)
+        return f"accepted (a status request for no job answered HTTP {response.status_code}, not 401)"
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Key {self._key()}"}

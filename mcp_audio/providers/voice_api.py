@@ -84,6 +84,11 @@ class VoiceApiProvider(HttpProvider):
             )
         return f"healthy (HTTP {response.status_code})"
 
+    async def verify_key(self) -> str:
+        """The voice model list: authenticated by the gateway, free of charge."""
+        response = await self._call("GET", "/v1/models", params={"title": "mcp-audio-doctor"}, attempts=1)
+        return f"accepted (GET /v1/models answered HTTP {response.status_code})"
+
     # --- tasks --------------------------------------------------------------------------
 
     async def submit(self, request: UpstreamRequest) -> Submitted:
