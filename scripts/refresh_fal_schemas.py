@@ -494,14 +494,28 @@ def find_jsonschema(git: Git, wanted: dict[str, str], found: dict[str, Found]) -
             if not hits:
                 continue
             gen_path = path.replace("endpoint-schema-map.ts", "schemas.gen.ts")
-            code = git.show(commit, gen_path)
-            if code is None:
-                continue
-            names = sorted({n for _, i, o in hits for n in (i, o)})
-            values = node_eval(code, names, gen_path)
-            for fal_id, i, o in hits:
-                src = {"commit": commit, "date": date, "path": gen_path, "kind": "jsonschema", "id": fal_id}
-                record(found, wanted[fal_id.lower()], values, (i, o), src)
+            _record_hits(git, (commit, date), gen_path, "jsonschema", hits, wanted, found)
+
+
+def _record_hits(
+    git: Git,
+    at: tuple[str, str],
+    gen_path: str,
+    kind: str,
+    hits: list[tuple[str, str, str]],
+    wanted: dict[str, str],
+    found: dict[str, Found],
+) -> None:
+    """Evaluate the generated file's named schemas for `hits` (id, input name, output name) and record them."""
+    commit, date = at
+    code = git.show(commit, gen_path)
+    if code is None:
+        return
+    names = sorted({n for _, i, o in hits for n in (i, o)})
+    values = node_eval(code, names, gen_path)
+    for fal_id, i, o in hits:
+        src = {"commit": commit, "date": date, "path": gen_path, "kind": kind, "id": fal_id}
+        record(found, wanted[fal_id.lower()], values, (i, o), src)
 
 
 def find_zod(git: Git, wanted: dict[str, str], found: dict[str, Found]) -> None:
@@ -519,14 +533,7 @@ def find_zod(git: Git, wanted: dict[str, str], found: dict[str, Found]) -> None:
             if not hits:
                 continue
             gen_path = path.replace("endpoint-schema.ts", "zod.gen.ts")
-            code = git.show(commit, gen_path)
-            if code is None:
-                continue
-            names = sorted({n for _, i, o in hits for n in (i, o)})
-            values = node_eval(code, names, gen_path)
-            for fal_id, i, o in hits:
-                src = {"commit": commit, "date": date, "path": gen_path, "kind": "zod", "id": fal_id}
-                record(found, wanted[fal_id.lower()], values, (i, o), src)
+            _record_hits(git, (commit, date), gen_path, "zod", hits, wanted, found)
 
 
 def find_typescript(git: Git, wanted: dict[str, str], found: dict[str, Found]) -> None:
