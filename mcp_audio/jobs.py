@@ -49,6 +49,8 @@ log = logging.getLogger("mcp_audio.jobs")
 
 # A job without an upstream id this old was cut off mid-submit by a crash, not still submitting.
 SUBMIT_GRACE_S = 120.0
+# How often a waiter re-reads the row of a job another process follows (a local SQLite read).
+ROW_POLL_S = 0.25
 
 OnUpdate = Callable[[Job, str], Awaitable[None]]
 
@@ -263,7 +265,24 @@ class JobRunner:
             finally:
                 live.listeners.discard(send)
                 send.close()
+        elif timeout > 0:
+            await self._watch_row(job_id, timeout, on_update)
         return self._require(job_id)
+
+    async def _watch_row(self, job_id: str, timeout: float, on_update: OnUpdate | None) -> None:
+        """A job this process does not follow (another process on the same data dir does, or
+        nobody yet): wait on its row, so `get_job(wait_s)` waits instead of answering at once."""
+        seen: tuple[Any, ...] | None = None
+        with anyio.move_on_after(timeout):
+            while True:
+                job = self._require(job_id)
+                if job.finished or job_id in self._live:
+                    return
+                now = (job.state, job.queue_position, len(job.logs))
+                if seen is not None and now != seen and on_update is not None:
+                    await on_update(job, f"{job.state.capitalize()}" + (f": {job.logs[-1]}" if job.logs else ""))
+                seen = now
+                await anyio.sleep(ROW_POLL_S)
 
     async def cancel(self, job_id: str) -> Job:
         """Cancel upstream, stop following, and record the job as cancelled."""

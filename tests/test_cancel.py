@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 from mcp import Client
 
+from mcp_audio.results import JobResult
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import server
 
@@ -56,3 +59,23 @@ async def test_cancelling_a_finished_job_leaves_it_alone(client: Client, fake_fa
     result = await client.call_tool("cancel_job", {"job_id": done.structured_content["job_id"]})
     assert result.structured_content is not None and result.structured_content["status"] == "completed"
     assert "cancel" not in [r.kind for r in fake_fal.requests]
+
+
+async def test_get_job_waits_on_a_job_this_process_does_not_follow(settings: object) -> None:
+    from mcp_audio.store import JobStore
+
+    store = JobStore(settings.database_path)  # type: ignore[attr-defined]
+    job = store.create_job(
+        tool="lyria2_music", provider="fal", endpoint="fal-ai/lyria2", body={"prompt": "x"}, options={}
+    )
+    async with Client(server(settings)) as client:  # type: ignore[arg-type]
+        # Another process (here: this store) is still submitting it: nobody here follows it.
+        started = time.monotonic()
+        waiting = await client.call_tool("get_job", {"job_id": job.id, "wait_s": 1})
+        waited = time.monotonic() - started
+        store.complete(job.id, JobResult(files=[], output={"note": "done elsewhere"}))
+        done = await client.call_tool("get_job", {"job_id": job.id, "wait_s": 5})
+    store.close()
+    assert (waiting.structured_content or {})["status"] == "queued" and waited >= 0.9  # it waited, not answered at once
+    assert (done.structured_content or {})["status"] == "completed"
+    assert (done.structured_content or {})["output"] == {"note": "done elsewhere"}
