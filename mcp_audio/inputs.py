@@ -143,6 +143,7 @@ class InputResolver:
             value = body.get(spec.name)
             if not isinstance(value, str):
                 continue
+            _check_reference(spec.name, value, provider.max_upload_bytes)
             if spec.sent_as == "part":
                 parts[spec.name] = await self._read(spec, value, provider, roots)
                 del body[spec.name]
@@ -164,6 +165,14 @@ class InputResolver:
         )
 
     async def _read(self, spec: InputSpec, value: str, provider: Provider, roots: list[Path]) -> FileBytes:
+        try:
+            return await self._read_checked(spec, value, provider, roots)
+        except OSError as exc:  # e.g. a name too long for the file system, or no permission
+            raise InvalidArguments(
+                f"`{spec.name}`: '{value[:100]}' could not be read ({exc.strerror or exc})."
+            ) from exc
+
+    async def _read_checked(self, spec: InputSpec, value: str, provider: Provider, roots: list[Path]) -> FileBytes:
         limit = provider.max_upload_bytes
         upstream = provider.upstream.label
         if value.startswith("data:"):
@@ -191,6 +200,23 @@ class InputResolver:
         if lifetime > 0:
             self._store.save_upload(file.sha256, name, reference)
         return reference
+
+
+MAX_REFERENCE_CHARS = 4096  # a path or URL; file content itself comes as a data: URI
+
+
+def _check_reference(field: str, value: str, max_bytes: int) -> None:
+    """What no file input may be, whatever form it takes: refused before anything is read."""
+    if "\x00" in value:
+        raise InvalidArguments(f"`{field}`: contains a NUL character; give a file path, an https URL or a data: URI.")
+    if value.startswith("data:"):
+        if len(value) > max_bytes * 4 // 3 + 1024:  # base64 of the largest file this upstream takes
+            raise InvalidArguments(f"`{field}`: the data: URI is over {max_bytes / 2**20:.0f} MiB of file content.")
+    elif len(value) > MAX_REFERENCE_CHARS:
+        raise InvalidArguments(
+            f"`{field}`: is {len(value)} characters; a path or URL has at most {MAX_REFERENCE_CHARS} "
+            "(send file content as a data: URI)."
+        )
 
 
 def _check_size(field: str, where: str, size: int, max_bytes: int, upstream: str) -> None:

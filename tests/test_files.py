@@ -274,3 +274,26 @@ async def test_output_urls_are_fetched_only_from_https_or_configured_upstream_ho
     [entry] = (private.structured_content or {})["files"]
     assert entry["download_error"] == "not fetched: localhost resolves to a private or loopback address"
     assert fake_voice.requests_of("file") == []  # nothing was fetched from the other host
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("rec\x00.wav", "`audio_url`: contains a NUL character; give a file path, an https URL or a data: URI."),
+        (
+            "a" * 5000,
+            "`audio_url`: is 5000 characters; a path or URL has at most 4096 (send file content as a data: URI).",
+        ),
+        ("x" * 300 + "/" + "y" * 300 + ".wav", "could not be read (File name too long)."),
+    ],
+    ids=["nul", "over-long", "name-too-long"],
+)
+async def test_hostile_file_references_get_a_clear_error(
+    file_settings: Settings, fake_fal: FakeFal, value: str, expected: str
+) -> None:
+    async with Client(server(file_settings)) as client:
+        result = await client.call_tool("whisper_transcribe", {"audio_url": value})
+    assert result.is_error
+    assert text_of(result).startswith("Error executing tool whisper_transcribe: `audio_url`: ")
+    assert expected in text_of(result)
+    assert fake_fal.requests == []
