@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-JOB_STATES = ("queued", "running", "completed", "failed", "cancelled")
+JOB_STATES = ("queued", "running", "completed", "failed", "cancelled", "unknown")
 
 
 def _positive(text: str) -> int:

@@ -77,6 +77,12 @@ class ServerSettings(BaseSettings):
         description="the largest output file saved locally, in MB; a larger one stays at its upstream URL and "
         "its result says why",
     )
+    result_retention_s: float = Field(
+        3600,
+        gt=0,
+        description="how long after its start a job's result stays recoverable upstream (fal keeps results "
+        "about an hour): status and result outages are retried, across restarts, until then",
+    )
     inline_max_kb: int | None = Field(
         None, ge=1, description="also return audio outputs up to this size inline as MCP audio content"
     )

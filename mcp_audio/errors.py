@@ -22,7 +22,7 @@ so nothing above the providers sees an httpx exception.
 from __future__ import annotations
 
 # Ends the message of a request that was sent but got no usable answer: resending could bill twice.
-RESENDING_MAY_BILL = "It was not resent, since the request may have run (and been billed). Call the tool again."
+RESENDING_MAY_BILL = "It was not resent, since the request may have run (and been billed)."
 NOT_RESENT = "; " + RESENDING_MAY_BILL[0].lower() + RESENDING_MAY_BILL[1:]
 
 

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +29,15 @@ from anyio.streams.memory import MemoryObjectSendStream
 from pydantic import BaseModel, ValidationError
 
 from mcp_audio.catalog import Capability, Catalog, SavedVoice
-from mcp_audio.errors import InvalidArguments, JobNotFound, McpAudioError
+from mcp_audio.errors import (
+    ConfigError,
+    InvalidArguments,
+    JobNotFound,
+    McpAudioError,
+    UpstreamBadAnswer,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from mcp_audio.inputs import file_records
 from mcp_audio.outputs import OutputSaver
 from mcp_audio.pricing import SpendGuard, estimate_cost
@@ -37,18 +48,17 @@ from mcp_audio.providers.base import (
     Pacing,
     Provider,
     QueuedProvider,
+    Report,
     Update,
     UpstreamRequest,
 )
 from mcp_audio.providers.registry import UPSTREAMS
 from mcp_audio.redaction import redact, redact_json
 from mcp_audio.results import OutputFile, extract_result, value_at
-from mcp_audio.store import Job, JobStore
+from mcp_audio.store import Job, JobStore, iso_time
 
 log = logging.getLogger("mcp_audio.jobs")
 
-# A job without an upstream id this old was cut off mid-submit by a crash, not still submitting.
-SUBMIT_GRACE_S = 120.0
 # How often a waiter re-reads the row of a job another process follows (a local SQLite read).
 ROW_POLL_S = 0.25
 
@@ -61,6 +71,28 @@ class _Live:
 
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     listeners: set[MemoryObjectSendStream[tuple[Job, str]]] = field(default_factory=set)
+
+
+def process_owner() -> str:
+    """This process's name on the leases it holds: host, pid, and a nonce (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True only when the owner is known to be gone: a process on this host that no longer
+    exists. Elsewhere (another host, or Windows, where probing a pid is not harmless) only
+    the lease's expiry says so."""
+    host, _, rest = (owner or "").partition(":")
+    pid = rest.partition(":")[0]
+    if os.name != "posix" or host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
 
 
 class ProviderPool:
@@ -92,6 +124,8 @@ class JobRunner:
         spend: SpendGuard | None = None,
         saver: OutputSaver | None = None,
         download: bool = False,
+        pacing: Pacing | None = None,
+        retention_s: float = 3600.0,
     ) -> None:
         self._store = store
         self._catalog = catalog
@@ -102,16 +136,20 @@ class JobRunner:
         self._spend = spend or SpendGuard(None)
         self._saver = saver
         self._download = download and saver is not None
+        self._pacing = pacing or Pacing()
+        self._retention_s = retention_s
+        self.owner = process_owner()
 
     async def aclose(self) -> None:
+        self._store.release(self.owner)  # the next process takes our unfinished jobs at once
         await self.providers.aclose()
         if self._saver is not None:
             await self._saver.aclose()
 
-    # --- starting and resuming --------------------------------------------------------------
+    # --- starting, leasing and taking over ---------------------------------------------------
 
     async def start(self, capability: Capability, request: UpstreamRequest) -> Job:
-        """Persist a new job and start running it in the background."""
+        """Persist a new job (leased to this process) and start running it in the background."""
         cost = estimate_cost(capability.spec.price, request.body)
         self._spend.charge(capability.name, cost)  # raises SpendLimitExceeded before anything is sent
         job = self._store.create_job(
@@ -121,34 +159,67 @@ class JobRunner:
             endpoint=request.endpoint,
             body=file_records(request),
             options=request.options,
+            owner=self.owner,
+            lease_s=self._pacing.lease_s,
         )
         self._spawn(job.id, capability, request)
         return job
 
-    def resume_unfinished(self) -> int:
-        """Re-attach to every unfinished job left by an earlier run; returns how many."""
-        resumed = 0
-        for job in self._store.unfinished_jobs():
+    async def keep_leases(self) -> None:
+        """For the life of the server: renew the leases of the jobs followed here, stop following
+        any this process lost, and take over jobs nobody follows."""
+        while True:
+            held = self._store.renew(self.owner, list(self._live), self._pacing.lease_s)
+            for job_id, live in list(self._live.items()):
+                if job_id not in held:  # finished or cancelled elsewhere, or taken over: not ours now
+                    live.scope.cancel()
+            if adopted := self.adopt_unfollowed():
+                log.info("following %d unfinished job(s) nobody else follows", adopted)
+            await anyio.sleep(self._pacing.lease_s / 4)
+
+    def adopt_unfollowed(self) -> int:
+        """Lease and follow every unfinished job no live process follows; returns how many."""
+        orphans = self._store.unfinished_jobs(unleased_only=True)
+        orphans += [job for job in self._store.leased_by_others(self.owner) if owner_is_dead(job.lease_owner)]
+        adopted = 0
+        for job in orphans:
+            if job.id in self._live or not self.has_key(job.provider):
+                continue  # a process without the upstream's key leaves its jobs as they are
+            if not self._store.claim(job.id, self.owner, self._pacing.lease_s, taking_over=job.lease_owner):
+                continue  # another process was quicker
             capability = self._catalog.get(job.tool)
-            if job.id in self._live:
-                continue
             if capability is None:
-                self._store.fail(job.id, f"tool {job.tool} no longer exists in this server")
+                self._store.fail(job.id, f"tool {job.tool} no longer exists in this server", owner=self.owner)
             elif job.upstream_id is not None:
                 self._spawn(job.id, capability, None)
-                resumed += 1
-            elif capability.shape == "one_shot":
-                self._store.fail(
+                adopted += 1
+            else:
+                # Its process stopped while sending the request: it may have reached the upstream.
+                upstream = UPSTREAMS[job.provider]
+                self._store.mark_unknown(
                     job.id,
-                    "The server stopped during this one-request call, which cannot be resumed. Call the tool again.",
+                    f"The server stopped while sending this request to {upstream.label}, so whether it arrived "
+                    f"(and was billed) is unknown. {_UNKNOWN_ADVICE.format(where=upstream.where_to_check)}",
+                    owner=self.owner,
                 )
-            elif time.time() - job.created_at > SUBMIT_GRACE_S:
-                self._store.fail(
-                    job.id,
-                    "The server stopped before the upstream confirmed this job, so it was not resubmitted "
-                    "(that could bill twice). Call the tool again if no result arrived.",
-                )
-        return resumed
+        return adopted
+
+    def has_key(self, provider: str) -> bool:
+        try:
+            self.providers.get(provider).check_configured()
+        except ConfigError:
+            return False
+        return True
+
+    def waiting_note(self, job: Job) -> str | None:
+        """Why an unfinished job may not move while this process is asked about it."""
+        if job.finished or self.has_key(job.provider):
+            return None
+        env = UPSTREAMS[job.provider].key_env
+        return (
+            f"This server process has no {env}, so it leaves the job as it is: the job keeps running upstream "
+            f"and a server process with {env} set follows it to the end."
+        )
 
     def _spawn(self, job_id: str, capability: Capability, request: UpstreamRequest | None) -> None:
         self._live[job_id] = _Live()
@@ -189,7 +260,7 @@ class JobRunner:
                     )
                     self._notify(job, f"Submitted to {capability.upstream.label} (request {submitted.upstream_id})")
                 handle = _stored_handle(provider.handle_type, job)
-                output = await provider.follow(job.endpoint, handle, report, files)
+                output = await self._follow_through_outages(job, provider, handle, report, files)
             # Upstream JSON is data: a secret it echoes is never stored or returned.
             output = {k: v if isinstance(v, OutputFile) else redact_json(v, self._secrets) for k, v in output.items()}
             result = extract_result(capability, output)
@@ -198,12 +269,52 @@ class JobRunner:
                 self._notify(job, f"Saving {len(remote)} file(s) to {self._saver.output_dir}")
                 result.files = await self._saver.save_all(capability.name, job_id, result.files)
             result.saved_voice = self._save_voice(capability, job, output)
-            self._store.complete(job_id, result)
+            self._store.complete(job_id, result, owner=self.owner)
+        except UpstreamError as exc:
+            message = redact(str(exc), self._secrets)
+            if exc.may_have_run and job.upstream_id is None:  # sent, never confirmed: not resent, not followed
+                advice = _UNKNOWN_ADVICE.format(where=capability.upstream.where_to_check)
+                self._store.mark_unknown(job_id, f"{message} {advice}", owner=self.owner)
+            else:
+                self._store.fail(job_id, message, owner=self.owner)
         except McpAudioError as exc:
-            self._store.fail(job_id, redact(str(exc), self._secrets))
+            self._store.fail(job_id, redact(str(exc), self._secrets), owner=self.owner)
         except Exception:
             log.exception("job %s crashed", job_id)
-            self._store.fail(job_id, "internal error in mcp-audio (see the server log)")
+            self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner)
+
+    async def _follow_through_outages(
+        self, job: Job, provider: QueuedProvider, handle: BaseModel, report: Report, files: FileSink
+    ) -> dict[str, Any]:
+        """Follow a submitted job; an outage of its status or result (after the provider's own
+        retries) is retried with capped back-off for as long as the upstream keeps the result.
+        A restart continues from the stored handle, within the same window."""
+        upstream = UPSTREAMS[job.provider]
+        deadline = job.created_at + self._retention_s
+        delay = self._pacing.retry_max_s
+        while True:
+            try:
+                return await provider.follow(job.endpoint, handle, report, files)
+            except (UpstreamUnavailable, UpstreamBadAnswer) as exc:
+                left = deadline - time.time()
+                if left <= 0:
+                    raise UpstreamError(
+                        f"{exc} It kept failing until the end of the window in which {upstream.label} keeps "
+                        f"results ({self._retention_s / 60:g} min after the job started, "
+                        "MCP_AUDIO_RESULT_RETENTION_S), so the server stopped asking.",
+                        provider=upstream.label,
+                        status=exc.status,
+                    ) from exc
+                wait = min(delay, left)
+                detail = redact(exc.detail, self._secrets)[:160]
+                line = (
+                    f"{upstream.label} did not answer while following the job ({detail}); "
+                    f"asking again in {wait:.1f} s, until {iso_time(deadline)}"
+                )
+                log.info("job %s: %s", job.id, line)
+                self._on_update(job.id, Update(state="queued" if job.state == "queued" else "running", logs=[line]))
+                await anyio.sleep(wait)
+                delay = min(self._pacing.outage_retry_max_s, delay * 2)
 
     def _file_sink(self, capability: Capability, job_id: str) -> FileSink:
         """Where a provider puts bytes its upstream returned directly: the job's output files."""
@@ -251,38 +362,43 @@ class JobRunner:
     # --- what tools ask of the runner -------------------------------------------------------
 
     async def wait(self, job_id: str, timeout: float, on_update: OnUpdate | None = None) -> Job:
-        """Wait up to `timeout` seconds for a job to finish, forwarding its updates."""
-        live = self._live.get(job_id)
-        if live is not None and timeout > 0:
-            send, receive = anyio.create_memory_object_stream[tuple[Job, str]](64)
-            live.listeners.add(send)
-            try:
-                with anyio.move_on_after(timeout):
-                    async with receive:
-                        async for job, message in receive:
-                            if on_update is not None:
-                                await on_update(job, message)
-            finally:
-                live.listeners.discard(send)
-                send.close()
-        elif timeout > 0:
-            await self._watch_row(job_id, timeout, on_update)
+        """Wait up to `timeout` seconds for a job to finish, forwarding its updates, whether this
+        process follows it or another one does (then its row is watched)."""
+        with anyio.move_on_after(timeout):
+            while not self._require(job_id).finished:
+                live = self._live.get(job_id)
+                if live is not None:
+                    await self._listen(live, on_update)
+                else:
+                    await self._watch_row(job_id, on_update)
         return self._require(job_id)
 
-    async def _watch_row(self, job_id: str, timeout: float, on_update: OnUpdate | None) -> None:
-        """A job this process does not follow (another process on the same data dir does, or
-        nobody yet): wait on its row, so `get_job(wait_s)` waits instead of answering at once."""
+    async def _listen(self, live: _Live, on_update: OnUpdate | None) -> None:
+        """Forward a followed job's updates until its follower ends."""
+        send, receive = anyio.create_memory_object_stream[tuple[Job, str]](64)
+        live.listeners.add(send)
+        try:
+            async with receive:
+                async for job, message in receive:
+                    if on_update is not None:
+                        await on_update(job, message)
+        finally:
+            live.listeners.discard(send)
+            send.close()
+
+    async def _watch_row(self, job_id: str, on_update: OnUpdate | None) -> None:
+        """Watch the row of a job this process does not follow (another process on the data dir
+        does) until it finishes or this process takes it over."""
         seen: tuple[Any, ...] | None = None
-        with anyio.move_on_after(timeout):
-            while True:
-                job = self._require(job_id)
-                if job.finished or job_id in self._live:
-                    return
-                now = (job.state, job.queue_position, len(job.logs))
-                if seen is not None and now != seen and on_update is not None:
-                    await on_update(job, f"{job.state.capitalize()}" + (f": {job.logs[-1]}" if job.logs else ""))
-                seen = now
-                await anyio.sleep(ROW_POLL_S)
+        while True:
+            job = self._require(job_id)
+            if job.finished or job_id in self._live:
+                return
+            now = (job.state, job.queue_position, len(job.logs))
+            if seen is not None and now != seen and on_update is not None:
+                await on_update(job, f"{job.state.capitalize()}" + (f": {job.logs[-1]}" if job.logs else ""))
+            seen = now
+            await anyio.sleep(ROW_POLL_S)
 
     async def cancel(self, job_id: str) -> Job:
         """Cancel upstream, stop following, and record the job as cancelled."""
@@ -311,6 +427,10 @@ class JobRunner:
         if job is None:
             raise JobNotFound(not_found_message(job_id))
         return job
+
+
+# Ends the message of a job whose outcome is unknown: how the user finds out, and what then.
+_UNKNOWN_ADVICE = "To see whether it ran, check {where}; if it is not there, call the tool again."
 
 
 def _stored_handle(handle_type: type[BaseModel], job: Job) -> BaseModel:

@@ -71,7 +71,8 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         job = state.store.get_job(job_id)
         if job is None:
             raise ResourceNotFoundError(not_found_message(job_id))
-        return json.dumps(job_result(state.catalog, job).structured_content, indent=1)
+        result = job_result(state.catalog, job, note=state.runner.waiting_note(job))
+        return json.dumps(result.structured_content, indent=1)
 
     @server.resource(
         "files://{job_id}/{name}",

@@ -136,8 +136,10 @@ def _size(size: Any) -> str | None:
     return f"{size / 1024:.1f} kB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.1f} MB"
 
 
-def job_result(catalog: Catalog, job: Job, *, inline_max_kb: int | None = None) -> CallToolResult:
-    """The tool result for a job in any state."""
+def job_result(
+    catalog: Catalog, job: Job, *, inline_max_kb: int | None = None, note: str | None = None
+) -> CallToolResult:
+    """The tool result for a job in any state; `note` says why an unfinished job may not move."""
     body = job.summary()
     content: list[Any] = []
     if job.state == "completed" and job.result is not None:
@@ -160,8 +162,9 @@ def job_result(catalog: Catalog, job: Job, *, inline_max_kb: int | None = None) 
             if inline is not None:
                 content.append(inline)
         return CallToolResult(content=content, structured_content=body)
-    if job.state == "failed":
-        text = f"{job.tool} failed (job {job.id}): {job.error}"
+    if job.state in ("failed", "unknown"):
+        what = "failed" if job.state == "failed" else "has an unknown outcome"
+        text = f"{job.tool} {what} (job {job.id}): {job.error}"
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=body, is_error=True)
     if job.state == "cancelled":
         return CallToolResult(
@@ -173,6 +176,9 @@ def job_result(catalog: Catalog, job: Job, *, inline_max_kb: int | None = None) 
         f"{job.tool} is still {where} (job {job.id}). It keeps running: call get_job with "
         f'job_id="{job.id}" and wait_s=60 to wait for the result, or cancel_job to stop it.'
     )
+    if note:
+        body["note"] = note
+        text += " " + note
     return CallToolResult(
         content=[
             TextContent(type="text", text=text),

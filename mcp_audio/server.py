@@ -98,14 +98,16 @@ def build_server(
                     spend=SpendGuard(settings.max_spend_usd),
                     saver=saver,
                     download=settings.downloads_for(transport),
+                    pacing=pacing,
+                    retention_s=settings.result_retention_s,
                 )
                 pipeline = CallPipeline(store, runner)
                 runtime.state = AppState(
                     settings=settings, catalog=catalog, store=store, runner=runner, pipeline=pipeline
                 )
-                resumed = runner.resume_unfinished()
-                if resumed:
+                if resumed := runner.adopt_unfollowed():
                     log.info("re-attached to %d unfinished job(s)", resumed)
+                task_group.start_soon(runner.keep_leases, name="leases")
                 yield runtime.state
                 # Stopping: followers are cancelled, rows stay unfinished, the next start resumes them.
                 task_group.cancel_scope.cancel()
@@ -259,12 +261,13 @@ async def _await_job(
                         "could not cancel job %s upstream: %s", job_id, redact(str(exc), state.settings.secrets())
                     )
         raise
-    return job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb)
+    note = state.runner.waiting_note(job)
+    return job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb, note=note)
 
 
 # --- job tools ----------------------------------------------------------------------------
 
-JobStatusFilter = Literal["queued", "running", "completed", "failed", "cancelled", "unfinished", "any"]
+JobStatusFilter = Literal["queued", "running", "completed", "failed", "cancelled", "unknown", "unfinished", "any"]
 
 
 def _job_tools(runtime: Runtime, secrets: list[str]) -> list[Tool]:

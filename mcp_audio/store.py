@@ -20,8 +20,10 @@ from typing import Any, Literal
 from mcp_audio.catalog import SavedVoice
 from mcp_audio.results import JobResult
 
-JobState = Literal["queued", "running", "completed", "failed", "cancelled"]
-FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+# `unknown`: a request was sent but no answer said whether the upstream took it; it may have
+# run and billed, so it is never resent (see the README's delivery guarantees).
+JobState = Literal["queued", "running", "completed", "failed", "cancelled", "unknown"]
+FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled", "unknown"})
 LOG_TAIL = 20  # log lines kept per job
 
 
@@ -44,6 +46,8 @@ class Job:
     error: str | None = None
     finished_at: float | None = None
     estimated_cost_usd: float | None = None
+    lease_owner: str | None = None  # the process following the job, while its lease lasts
+    lease_expires: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -56,14 +60,14 @@ class Job:
             "tool": self.tool,
             "status": self.state,
             "endpoint": self.endpoint,
-            "created_at": _iso(self.created_at),
+            "created_at": iso_time(self.created_at),
         }
         if self.queue_position is not None and self.state == "queued":
             out["queue_position"] = self.queue_position
         if self.estimated_cost_usd is not None:
             out["estimated_cost_usd"] = self.estimated_cost_usd
         if self.finished_at is not None:
-            out["finished_at"] = _iso(self.finished_at)
+            out["finished_at"] = iso_time(self.finished_at)
             out["duration_s"] = round(self.finished_at - self.created_at, 2)
         if self.error:
             out["error"] = self.error
@@ -72,7 +76,7 @@ class Job:
         return out
 
 
-def _iso(ts: float) -> str:
+def iso_time(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
@@ -127,6 +131,14 @@ def m005_options(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs RENAME COLUMN local TO options")
 
 
+@migration
+def m006_leases(db: sqlite3.Connection) -> None:
+    # One follower per job across processes sharing the data dir: the owner renews its lease.
+    db.execute("ALTER TABLE jobs ADD COLUMN lease_owner TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN lease_expires REAL")
+
+
+_UNFINISHED = "state IN ('queued', 'running')"
 _JSON_COLUMNS = ("payload", "options", "handle", "logs", "result")
 
 
@@ -173,8 +185,10 @@ class JobStore:
         body: dict[str, Any],
         options: dict[str, Any],
         estimated_cost_usd: float | None = None,
+        owner: str | None = None,
+        lease_s: float = 0.0,
     ) -> Job:
-        """A new queued job, written before anything is sent upstream."""
+        """A new queued job, written before anything is sent upstream, leased to `owner`."""
         now = time.time()
         job = Job(
             id=uuid.uuid4().hex,
@@ -187,11 +201,13 @@ class JobStore:
             created_at=now,
             updated_at=now,
             estimated_cost_usd=estimated_cost_usd,
+            lease_owner=owner,
+            lease_expires=now + lease_s if owner else None,
         )
         with self._lock:
             self._db.execute(
                 "INSERT INTO jobs (id, tool, provider, endpoint, payload, options, state, created_at, updated_at,"
-                " estimated_cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " estimated_cost_usd, lease_owner, lease_expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     tool,
@@ -203,9 +219,50 @@ class JobStore:
                     now,
                     now,
                     estimated_cost_usd,
+                    job.lease_owner,
+                    job.lease_expires,
                 ),
             )
         return job
+
+    # --- leases: one follower per job across processes ---------------------------------------
+
+    def claim(self, job_id: str, owner: str, lease_s: float, *, taking_over: str | None = None) -> bool:
+        """Lease an unfinished job to `owner` if nobody holds a live lease on it (or the lease
+        is `taking_over`'s, an owner known to be dead). True if `owner` now holds it."""
+        now = time.time()
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE jobs SET lease_owner = ?, lease_expires = ? WHERE id = ? AND state IN ('queued', 'running')"
+                " AND (lease_owner IS NULL OR lease_owner = ? OR lease_owner = ? OR lease_expires < ?)",
+                (owner, now + lease_s, job_id, owner, taking_over, now),
+            )
+        return cursor.rowcount == 1
+
+    def renew(self, owner: str, job_ids: list[str], lease_s: float) -> set[str]:
+        """Extend `owner`'s leases on these jobs; returns the ids it still holds (unfinished)."""
+        if not job_ids:
+            return set()
+        marks = ", ".join("?" for _ in job_ids)
+        with self._lock:
+            self._db.execute(
+                f"UPDATE jobs SET lease_expires = ? WHERE lease_owner = ? AND id IN ({marks})"
+                " AND state IN ('queued', 'running')",
+                [time.time() + lease_s, owner, *job_ids],
+            )
+            rows = self._db.execute(
+                f"SELECT id FROM jobs WHERE lease_owner = ? AND id IN ({marks}) AND state IN ('queued', 'running')",
+                [owner, *job_ids],
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    def release(self, owner: str) -> None:
+        """A stopping process hands its unfinished jobs on at once (the next start or another
+        process takes them without waiting for the leases to expire)."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = ?", (owner,)
+            )
 
     # --- transitions: each names the change it makes -----------------------------------------
 
@@ -214,33 +271,45 @@ class JobStore:
         return self._set(job_id, upstream_id=upstream_id, handle=json.dumps(handle))
 
     def mark_running(self, job_id: str) -> Job:
-        return self._set(job_id, state="running")
+        return self._set(job_id, _UNFINISHED, state="running")
 
     def record_progress(self, job_id: str, state: JobState, queue_position: int | None, logs: list[str]) -> Job:
         """A queued/running update; `logs` are new lines (the last LOG_TAIL are kept)."""
         job = self.get_job(job_id)
         kept = ((job.logs if job else []) + logs)[-LOG_TAIL:]
-        return self._set(job_id, state=state, queue_position=queue_position, logs=json.dumps(kept))
+        return self._set(job_id, _UNFINISHED, state=state, queue_position=queue_position, logs=json.dumps(kept))
 
-    def complete(self, job_id: str, result: JobResult) -> Job:
-        return self._finish(job_id, "completed", result=result.model_dump_json(exclude_none=True), queue_position=None)
+    # The final transitions apply only to an unfinished job, and, given an `owner`, only while
+    # that owner holds the lease: a job is finished once, by whoever follows it.
 
-    def fail(self, job_id: str, error: str) -> Job:
-        return self._finish(job_id, "failed", error=error)
+    def complete(self, job_id: str, result: JobResult, *, owner: str | None = None) -> Job:
+        result_json = result.model_dump_json(exclude_none=True)
+        return self._finish(job_id, "completed", owner, result=result_json, queue_position=None)
+
+    def fail(self, job_id: str, error: str, *, owner: str | None = None) -> Job:
+        return self._finish(job_id, "failed", owner, error=error)
+
+    def mark_unknown(self, job_id: str, error: str, *, owner: str | None = None) -> Job:
+        """Sent, but whether the upstream took it is unknown: never resent, never followed."""
+        return self._finish(job_id, "unknown", owner, error=error)
 
     def cancel(self, job_id: str, reason: str) -> Job:
-        return self._finish(job_id, "cancelled", error=reason)
+        return self._finish(job_id, "cancelled", None, error=reason)
 
-    def _finish(self, job_id: str, state: JobState, **columns: Any) -> Job:
-        now = time.time()
-        return self._set(job_id, state=state, finished_at=now, **columns)
+    def _finish(self, job_id: str, state: JobState, owner: str | None, **columns: Any) -> Job:
+        where = _UNFINISHED + (" AND lease_owner = ?" if owner else "")
+        columns |= {"state": state, "finished_at": time.time(), "lease_owner": None, "lease_expires": None}
+        return self._set(job_id, where, [owner] if owner else [], **columns)
 
-    def _set(self, job_id: str, **columns: Any) -> Job:
-        # Column names come only from the transitions above, never from callers' data.
+    def _set(self, job_id: str, where: str = "1", where_args: list[Any] | None = None, **columns: Any) -> Job:
+        # Column names and conditions come only from the transitions above, never from callers' data.
         columns["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in columns)
         with self._lock:
-            self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", [*columns.values(), job_id])
+            self._db.execute(
+                f"UPDATE jobs SET {assignments} WHERE id = ? AND {where}",
+                [*columns.values(), job_id, *(where_args or [])],
+            )
         job = self.get_job(job_id)
         assert job is not None, job_id
         return job
@@ -260,10 +329,23 @@ class JobStore:
             rows = self._db.execute(query, [*args, limit]).fetchall()
         return [_job(row) for row in rows]
 
-    def unfinished_jobs(self) -> list[Job]:
+    def unfinished_jobs(self, *, unleased_only: bool = False) -> list[Job]:
+        """Unfinished jobs, oldest first; `unleased_only`: those no live lease holds."""
+        query = "SELECT * FROM jobs WHERE state IN ('queued', 'running')"
+        args: list[Any] = []
+        if unleased_only:
+            query += " AND (lease_owner IS NULL OR lease_expires < ?)"
+            args.append(time.time())
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY created_at", args).fetchall()
+        return [_job(row) for row in rows]
+
+    def leased_by_others(self, owner: str) -> list[Job]:
+        """Unfinished jobs another owner holds a live lease on (a dead owner's may be taken over)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at"
+                "SELECT * FROM jobs WHERE state IN ('queued', 'running') AND lease_owner != ? AND lease_expires >= ?",
+                (owner, time.time()),
             ).fetchall()
         return [_job(row) for row in rows]
 

@@ -44,6 +44,8 @@ FAST = Pacing(
     retry_initial_s=0.01,
     retry_max_s=0.05,
     stream_idle_check_s=2.0,
+    outage_retry_max_s=0.2,
+    lease_s=2.0,
 )
 
 Fake = TypeVar("Fake", bound=FakeUpstream[Any])

@@ -66,10 +66,16 @@ async def test_get_job_waits_on_a_job_this_process_does_not_follow(settings: obj
 
     store = JobStore(settings.database_path)  # type: ignore[attr-defined]
     job = store.create_job(
-        tool="lyria2_music", provider="fal", endpoint="fal-ai/lyria2", body={"prompt": "x"}, options={}
+        tool="lyria2_music",
+        provider="fal",
+        endpoint="fal-ai/lyria2",
+        body={"prompt": "x"},
+        options={},
+        owner="another-host:4242:feedbeef",
+        lease_s=60,
     )
     async with Client(server(settings)) as client:  # type: ignore[arg-type]
-        # Another process (here: this store) is still submitting it: nobody here follows it.
+        # Another process (here: this store) holds its lease, still submitting it: nobody here follows it.
         started = time.monotonic()
         waiting = await client.call_tool("get_job", {"job_id": job.id, "wait_s": 1})
         waited = time.monotonic() - started

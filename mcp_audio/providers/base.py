@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Pacing:
-    """How often providers poll and how patiently they retry. Tests use short ones."""
+    """How often providers poll, how patiently they and the runner retry, how long a job's
+    lease lasts. Tests use short ones."""
 
     poll_initial_s: float = 0.5
     poll_max_s: float = 5.0
@@ -41,6 +42,12 @@ class Pacing:
     # A status stream that sends no status for this long gets one status request: a stream that
     # only sends keep-alives must not hide a finished job.
     stream_idle_check_s: float = 30.0
+    # A status or result outage that outlasts the retries above is retried by the runner, with
+    # back-off from retry_max_s up to this, until the upstream's retention window closes.
+    outage_retry_max_s: float = 60.0
+    # A process holds a lease on each job it follows, renewing it every quarter of this; a job
+    # whose owner died is taken over once the lease runs out.
+    lease_s: float = 20.0
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,8 @@ class Upstream:
     fake_port: int  # default port of `python -m mcp_audio.sandbox.serve NAME`
     endpoints: tuple[str, ...] | None = None  # the endpoint ids it has, when it has a fixed set
     can_cancel: bool = True
+    # Where a user sees whether a request whose answer was lost ran (and was billed).
+    where_to_check: str = "the upstream account's usage page"
 
     def build(self, settings: Any, pacing: Pacing | None = None) -> Provider:
         """A provider configured from `settings` (key and URLs), created without I/O."""
@@ -111,6 +113,7 @@ FAL = Upstream(
     provider_class="mcp_audio.providers.fal:FalProvider",
     fake_class="mcp_audio.sandbox.fal_queue:FakeFal",
     fake_port=8799,
+    where_to_check="fal's request history at https://fal.ai/dashboard/requests",
 )
 
 VOICE_API = Upstream(
@@ -138,6 +141,7 @@ VOICE_API = Upstream(
     fake_port=8797,
     endpoints=("tts", "stt", "clone"),  # the task kinds: POST /v1/{kind}
     can_cancel=False,
+    where_to_check="the usage page of your Voice API subscription",
 )
 
 EIGEN = Upstream(
@@ -155,6 +159,7 @@ EIGEN = Upstream(
     provider_class="mcp_audio.providers.eigen:EigenProvider",
     fake_class="mcp_audio.sandbox.eigen:FakeEigen",
     fake_port=8798,
+    where_to_check="your Eigen AI account's usage page",
 )
 
 UPSTREAMS: dict[str, Upstream] = {upstream.name: upstream for upstream in (FAL, VOICE_API, EIGEN)}
