@@ -3,6 +3,7 @@ parsing and small valid audio. Each fake keeps its own routes, statuses and erro
 
 from __future__ import annotations
 
+import contextvars
 import io
 import math
 import threading
@@ -36,9 +37,15 @@ class Recorded(Protocol):
 R = TypeVar("R", bound=Recorded)
 
 
+# An injected status meaning: handle the request as usual (a submit creates its job), then drop
+# the connection halfway through the answer, as a reset or a dying proxy does.
+CUT = -1
+_cut_this_answer: contextvars.ContextVar[list[bool]] = contextvars.ContextVar("cut_this_answer")
+
+
 @dataclass(frozen=True)
 class Injection:
-    status: int  # 0: only the delay, then the normal answer
+    status: int  # 0: only the delay, then the normal answer; CUT: the normal answer, cut
     headers: dict[str, str]
     body: Any
     delay_s: float
@@ -74,7 +81,7 @@ class FakeUpstream(Generic[R]):
         self._lock = threading.RLock()
         self._kinds = frozenset(kinds)
         self.app = Starlette(
-            routes=[Route("/{path:path}", self._dispatch, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])]
+            routes=[Route("/{path:path}", self._answer, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])]
         )
         self.reset()
 
@@ -102,17 +109,23 @@ class FakeUpstream(Generic[R]):
         delay_s: float = 0.0,
     ) -> None:
         """Answer the next `times` requests of `kind` with `status`/`headers`/`body` (after
-        `delay_s`). Status 0 means: delay, then answer normally. Injections beat auth, like an
-        ingress or gateway failure would."""
+        `delay_s`). Status 0 means: delay, then answer normally; CUT: answer normally but drop
+        the connection halfway through. Injections beat auth, like an ingress or gateway failure would."""
         if kind not in self._kinds:
             raise ValueError(f"kind must be one of {sorted(self._kinds)}, not {kind!r}")
-        if body is None and status:
+        if body is None and status > 0:
             try:
                 body = {self.error_field: HTTPStatus(status).phrase}
             except ValueError:  # e.g. 499 is not in http.HTTPStatus
                 body = {self.error_field: f"HTTP {status}"}
         with self._lock:
             self._injections[kind].extend([Injection(status, dict(headers or {}), body, delay_s)] * times)
+
+    def clear_injections(self) -> None:
+        """Drop the injections not yet played (an outage ends); jobs and requests stay."""
+        with self._lock:
+            for queue in self._injections.values():
+                queue.clear()
 
     def put_file(self, name: str, data: bytes, content_type: str) -> str:
         """Serve `data` (no auth) at `{base_url}/files/{name}` and return that URL, e.g. as an
@@ -127,6 +140,15 @@ class FakeUpstream(Generic[R]):
 
     # ---- HTTP plumbing -----------------------------------------------------------------
 
+    async def _answer(self, request: Request) -> Response:
+        cut = [False]
+        _cut_this_answer.set(cut)
+        response = await self._dispatch(request)
+        if not cut[0]:
+            return response
+        body = bytes(getattr(response, "body", b"") or b"{}")
+        return TruncatedBody(body, response.headers.get("content-type", "application/json"), len(body) // 2)
+
     async def _dispatch(self, request: Request) -> Response:
         raise NotImplementedError
 
@@ -140,6 +162,9 @@ class FakeUpstream(Generic[R]):
         if injection is None:
             return None
         await anyio.sleep(injection.delay_s)
+        if injection.status == CUT:
+            _cut_this_answer.get()[0] = True
+            return None
         return self._injected(injection) if injection.status else None
 
     def _injected(self, injection: Injection) -> Response:
