@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -25,6 +25,26 @@ from mcp_audio.providers.registry import UPSTREAMS, Shape, Upstream
 ADVANCED = "advanced"
 # Unknown arguments are refused, and so are "Infinity" and "NaN": no upstream field takes them.
 _ARGUMENTS_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+# Limits for inputs whose manifest names none (manifests give the upstream's documented limit
+# where there is one): without them nothing caps a call (a 20 MB text would be sent and billed).
+DEFAULT_MAX_TEXT_CHARS = 10_000
+DEFAULT_MAX_ITEMS = 100
+
+
+def text_limit(spec: InputSpec) -> int | None:
+    """The most characters a string input takes. File inputs are limited when they are resolved
+    (a path, URL or data: URI, by the upstream's file size), enums by their values."""
+    if spec.type != "string" or spec.file is not None or spec.enum is not None:
+        return spec.max_length
+    return spec.max_length if spec.max_length is not None else DEFAULT_MAX_TEXT_CHARS
+
+
+def item_limit(spec: InputSpec) -> int | None:
+    """The most items an array input takes."""
+    if spec.type != "array":
+        return None
+    return spec.max_items if spec.max_items is not None else DEFAULT_MAX_ITEMS
 _PY_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
 
 
@@ -318,8 +338,10 @@ def _python_type(spec: InputSpec) -> Any:
     if spec.enum is not None:
         return Literal[tuple(spec.enum)]
     if spec.type == "array":
-        element = _PY_TYPES[spec.items or "string"]
-        return list[element]  # type: ignore[valid-type]
+        element: Any = _PY_TYPES[spec.items or "string"]
+        if element is str:  # each text item is capped like a text input
+            element = Annotated[str, Field(max_length=DEFAULT_MAX_TEXT_CHARS)]
+        return list[element]
     return _PY_TYPES[spec.type]
 
 
@@ -329,7 +351,7 @@ def _constraints(spec: InputSpec) -> dict[str, Any]:
         "le": spec.maximum,
         "gt": spec.exclusive_minimum,
         "min_length": spec.min_length if spec.type == "string" else spec.min_items,
-        "max_length": spec.max_length if spec.type == "string" else spec.max_items,
+        "max_length": text_limit(spec) if spec.type == "string" else item_limit(spec),
         "pattern": spec.pattern,
     }
     return {k: v for k, v in pairs.items() if v is not None}
@@ -364,15 +386,16 @@ def _json_schema(spec: ToolSpec) -> dict[str, Any]:
 
 
 def _json_property(s: InputSpec) -> dict[str, Any]:
+    """An input's schema: every bound validation enforces; advanced inputs (grouped to save
+    context) without their descriptions and defaults."""
     prop: dict[str, Any] = {"type": s.type}
     if s.type == "array":
         prop["items"] = {"type": s.items}
+        if s.items == "string":
+            prop["items"]["maxLength"] = DEFAULT_MAX_TEXT_CHARS
     if s.fields is not None:
         prop["properties"] = {member.name: _json_property(member) for member in s.fields}
         prop["additionalProperties"] = False
-    if s.advanced:
-        # Names and types only: the server still enforces enums and ranges, naming them on error.
-        return prop
     if s.enum is not None:
         prop["enum"] = s.enum
     for key, value in (
@@ -380,15 +403,16 @@ def _json_property(s: InputSpec) -> dict[str, Any]:
         ("maximum", s.maximum),
         ("exclusiveMinimum", s.exclusive_minimum),
         ("minLength", s.min_length),
-        ("maxLength", s.max_length),
+        ("maxLength", text_limit(s)),
         ("minItems", s.min_items),
-        ("maxItems", s.max_items),
+        ("maxItems", item_limit(s)),
         ("pattern", s.pattern),
         ("default", None if s.advanced else s.default),
     ):
         if value is not None:
             prop[key] = int(value) if isinstance(value, float) and value.is_integer() else value
-    prop["description"] = s.description
+    if not s.advanced:
+        prop["description"] = s.description
     return prop
 
 
@@ -445,7 +469,7 @@ def _allowed(spec: InputSpec) -> str:
         parts.append(f"<= {spec.maximum:g}")
     unit = "items" if spec.type == "array" else "characters"
     low = spec.min_length if spec.type != "array" else spec.min_items
-    high = spec.max_length if spec.type != "array" else spec.max_items
+    high = text_limit(spec) if spec.type != "array" else item_limit(spec)
     if low is not None:
         parts.append(f"at least {low} {unit}")
     if high is not None:

@@ -169,6 +169,8 @@ def _tools(tool: str | None, *, as_json: bool, as_markdown: bool) -> int:
 
 def _arguments_text(capability: Any) -> str:
     """A tool's arguments as a person reads them: name, type, required or default, allowed values."""
+    from mcp_audio.catalog import text_limit
+
     lines = [f"{capability.name}: {capability.spec.title}", capability.spec.description.strip(), "", "Arguments:"]
     for spec in capability.spec.inputs:
         kind = f"list of {spec.items}" if spec.type == "array" else spec.type
@@ -177,8 +179,8 @@ def _arguments_text(capability: Any) -> str:
             details.append("one of " + ", ".join(repr(value) for value in spec.enum))
         bounds = [(">=", spec.minimum), ("<=", spec.maximum), (">", spec.exclusive_minimum)]
         details.extend(f"{sign} {value:g}" for sign, value in bounds if value is not None)
-        if spec.max_length is not None:
-            details.append(f"at most {spec.max_length} characters")
+        if (limit := text_limit(spec)) is not None:
+            details.append(f"at most {limit} characters")
         if spec.file is not None:
             details.append(f"{spec.file} file: a local path, https URL or data: URI")
         where = "advanced." if spec.advanced else ""

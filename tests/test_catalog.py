@@ -65,7 +65,12 @@ def test_advanced_settings_are_flattened_into_the_upstream_body() -> None:
     tts = CATALOG.get("qwen3_tts")
     assert tts is not None
     assert "temperature" not in tts.input_schema["properties"]
-    assert tts.input_schema["properties"]["advanced"]["properties"]["temperature"] == {"type": "number"}
+    # Advanced inputs go without descriptions, but with every bound the server enforces.
+    assert tts.input_schema["properties"]["advanced"]["properties"]["temperature"] == {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1,
+    }
     prepared = tts.prepare({"text": "hi", "advanced": {"temperature": 0.5, "subtalker_top_k": 20}}, lambda name: None)
     assert prepared.body == {"text": "hi", "temperature": 0.5, "subtalker_top_k": 20}
 

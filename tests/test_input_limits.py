@@ -1,0 +1,56 @@
+"""Every input has a limit, the schema states it, and a refusal names the field and the limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from mcp_audio.catalog import DEFAULT_MAX_TEXT_CHARS, text_limit
+from mcp_audio.sandbox.fal_queue import FakeFal
+from tests.helpers import CATALOG, text_of
+
+pytestmark = pytest.mark.anyio
+
+
+def _walk(props: dict[str, Any], inputs: dict[str, Any], where: str) -> list[tuple[str, dict[str, Any], Any]]:
+    out = []
+    for name, prop in props.items():
+        spec = inputs.get(name)
+        if name == "advanced":
+            out += _walk(prop["properties"], inputs, where + "advanced.")
+        elif spec is not None:
+            out.append((where + name, prop, spec))
+            if spec.fields is not None:
+                out += _walk(prop["properties"], {m.name: m for m in spec.fields}, where + name + ".")
+    return out
+
+
+async def test_the_schema_states_every_enforced_bound(client: Client) -> None:
+    listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+    checked = 0
+    for capability in CATALOG.capabilities.values():
+        schema = listed[capability.name].input_schema
+        for where, prop, spec in _walk(schema["properties"], capability.inputs, f"{capability.name}."):
+            for attr, keyword in (("minimum", "minimum"), ("maximum", "maximum"), ("enum", "enum")):
+                if getattr(spec, attr) is not None:
+                    assert prop.get(keyword) == getattr(spec, attr), (where, keyword)
+            if spec.type == "string" and spec.file is None and spec.enum is None:
+                assert prop["maxLength"] == text_limit(spec) is not None, where  # no text goes uncapped
+                checked += 1
+            if spec.type == "array":
+                assert "maxItems" in prop, where
+    assert checked > 30
+
+
+async def test_an_over_long_text_is_refused_naming_the_field_and_the_limit(client: Client, fake_fal: FakeFal) -> None:
+    too_long = "a" * (DEFAULT_MAX_TEXT_CHARS + 1)
+    result = await client.call_tool("lyria2_music", {"prompt": "calm", "negative_prompt": too_long})
+    assert result.is_error
+    assert (
+        "`negative_prompt`: got 'aaaa" in text_of(result)
+        and f"string should have at most {DEFAULT_MAX_TEXT_CHARS} characters. Allowed: string, at most "
+        f"{DEFAULT_MAX_TEXT_CHARS} characters." in text_of(result)
+    )
+    assert fake_fal.requests_of("submit") == []
