@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import asynccontextmanager
 from email.utils import parsedate_to_datetime
 from functools import cache
 from typing import Any
@@ -47,8 +48,14 @@ def ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+# Each followed job holds one status stream open: httpx's default pool (100 connections) would
+# make the 101st job wait for another to finish before it is even watched.
+CONNECTION_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+
+
 def http_client(**kwargs: Any) -> httpx.AsyncClient:
     """An httpx client on the shared trust store; every client this server makes comes from here."""
+    kwargs.setdefault("limits", CONNECTION_LIMITS)
     return httpx.AsyncClient(verify=ssl_context(), **kwargs)
 
 
@@ -68,6 +75,17 @@ class HttpProvider:
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()
+
+    @asynccontextmanager
+    async def _long_held(self) -> AsyncIterator[httpx.AsyncClient]:
+        """A client for one long-held response (a status stream): its own small pool. httpcore
+        scans every pooled connection on each request, so hundreds of open streams in the
+        shared pool would make every other request slower."""
+        if not self._owns_http:
+            yield self._http
+            return
+        async with http_client(timeout=self._http.timeout) as client:
+            yield client
 
     def check_configured(self) -> None:
         self._key()

@@ -216,8 +216,8 @@ class FalProvider(HttpProvider):
     async def _read_stream(self, handle: FalHandle, watcher: _StatusWatcher, seen: Callable[[], None]) -> bool:
         url = f"{handle.status_url}/stream"
         try:
-            async with aconnect_sse(
-                self._http, "GET", url, params={"logs": "1"}, headers=self._headers(), timeout=self._stream_timeout
+            async with self._long_held() as http, aconnect_sse(
+                http, "GET", url, params={"logs": "1"}, headers=self._headers(), timeout=self._stream_timeout
             ) as source:
                 if source.response.status_code in (401, 403):
                     await self._call("GET", handle.status_url, attempts=1)  # raises AuthenticationFailed
@@ -257,8 +257,8 @@ class FalProvider(HttpProvider):
         """POST to fal.run and read its SSE: every event is an output so far; the last is final."""
         last: dict[str, Any] | None = None
         try:
-            async with aconnect_sse(
-                self._http,
+            async with self._long_held() as http, aconnect_sse(
+                http,
                 "POST",
                 f"{self._run_url}/{request.endpoint}",
                 json=request.body,
