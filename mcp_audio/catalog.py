@@ -118,6 +118,10 @@ class Capability:
                 body[name] = json.dumps(value, separators=(",", ":"))
         options = {k: v for k, v in given.items() if not self.inputs[k].upstream}
         endpoint = self._endpoint(options)
+        self._check_models(body, options)
+        for name, value in body.items():
+            if value is not None and value == self.inputs[name].null_value:
+                body[name] = None
         if self.spec.voice is not None and self.spec.voice.input in body:
             self._resolve_voice(body, find_voice, saved_names)
         if self.spec.saves_voice is not None and not options.get(self.spec.saves_voice.name_input, "x").strip():
@@ -126,6 +130,7 @@ class Capability:
 
     def tool_arguments(self, request: dict[str, Any]) -> dict[str, Any]:
         """Reshape an upstream request body into this tool's arguments (advanced settings nested)."""
+        request = {k: self.inputs[k].null_value if v is None and k in self.inputs else v for k, v in request.items()}
         advanced = {k: v for k, v in request.items() if k in self.inputs and self.inputs[k].advanced}
         shaped = {k: v for k, v in request.items() if k not in advanced}
         return shaped | ({ADVANCED: advanced} if advanced else {})
@@ -140,6 +145,18 @@ class Capability:
                 with contextlib.suppress(ValueError):
                     out[key] = json.loads(value)
         return out
+
+    def _check_models(self, body: dict[str, Any], options: dict[str, Any]) -> None:
+        """Refuse an input the chosen endpoint does not take (manifest `models`)."""
+        if self.spec.endpoint_input is None:
+            return
+        choice = options.get(self.spec.endpoint_input, self.inputs[self.spec.endpoint_input].default)
+        for name in body:
+            models = self.inputs[name].models
+            if models is not None and choice not in models:
+                raise InvalidArguments(
+                    f"`{name}`: {self.spec.endpoint_input} '{choice}' does not take it (only {', '.join(models)})."
+                )
 
     def _endpoint(self, options: dict[str, Any]) -> str:
         if self.spec.endpoint is not None:
@@ -168,7 +185,8 @@ class Capability:
                 # An explicit argument (e.g. a corrected reference_text) wins over the saved value.
                 if upstream_field not in payload and saved.fields.get(key) is not None:
                     payload[upstream_field] = saved.fields[key]
-        elif wanted not in presets and not voice_spec.any_id:
+        elif wanted not in presets and (not voice_spec.any_id or saved is not None):
+            # With `any_id`, a saved voice of another family is still refused: its name is no id.
             raise self._unknown_voice(wanted, saved, saved_names)
 
     def _voice_value(self, wanted: Any, find_voice: VoiceLookup, saved_names: NameLookup) -> Any:
@@ -181,7 +199,7 @@ class Capability:
         key = voice_spec.cloned.get(voice_spec.input)
         if saved is not None and saved.family == voice_spec.family and key and saved.fields.get(key) is not None:
             return saved.fields[key]
-        if voice_spec.any_id:
+        if voice_spec.any_id and saved is None:
             return wanted
         raise self._unknown_voice(wanted, saved, saved_names)
 
@@ -197,6 +215,8 @@ class Capability:
             if usable
             else f"a voice saved by a {voice_spec.family} clone tool (none saved yet)"
         )
+        if voice_spec.any_id:
+            options.append(f"a {voice_spec.family} voice id")
         return InvalidArguments(
             f"`{voice_spec.input}`: unknown voice '{_short(str(wanted))}'{where}. Allowed: {', or '.join(options)}."
         )

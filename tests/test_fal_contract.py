@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from mcp_audio.catalog import Capability, Catalog, load_catalog
-from mcp_audio.manifest import InputSpec
+from mcp_audio.manifest import InputSpec, ManifestFile
 from mcp_audio.sandbox import fal_contract
 from mcp_audio.sandbox.fal_contract import (
     known,
@@ -403,7 +404,8 @@ def _tool_differences(capability: Capability, endpoint: str, catalog: Catalog) -
         return ["endpoint: not in the fal schema snapshot"]
     root = fal_contract.input_schema(endpoint)
     out: list[str] = []
-    upstream = [s for s in spec.inputs if s.upstream]
+    choice = next((k for k, v in (spec.endpoints or {}).items() if v == endpoint), None)
+    upstream = [s for s in spec.inputs if s.upstream and (s.models is None or choice in s.models)]
     cloned = set(spec.voice.cloned) if spec.voice else set()
     presets: dict[str, list[str]] = {}
     if spec.voice is not None and spec.voice.family in catalog.voice_families:
@@ -468,13 +470,27 @@ def test_manifests_agree_with_fal_schemas() -> None:
     )
 
 
-def test_a_manifest_departing_from_fal_is_caught(tmp_path: Path) -> None:
-    text = (MANIFESTS / "lyria2.toml").read_text("utf-8")
-    (tmp_path / "lyria2.toml").write_text(text, "utf-8")
+def test_each_recorded_difference_is_listed_in_its_manifest_with_a_reason() -> None:
     recorded = json.loads(DIFFERENCES.read_text("utf-8"))
-    assert manifest_differences(tmp_path) == {k: v for k, v in recorded.items() if k == "lyria2_music"}
-    fixed = text.replace("required = true\n", "required = true\nmin_length = 1\nmax_length = 2000\n", 1)
+    listed: dict[str, dict[str, list[str]]] = {}
+    for path in sorted(MANIFESTS.glob("*.toml")):
+        manifest = ManifestFile.model_validate(tomllib.loads(path.read_text("utf-8")))
+        tools = {t.name for t in manifest.tools}
+        for item in manifest.differences:
+            assert item.tool in tools, f"{path.name}: differences name {item.tool!r}, not a tool of this file"
+            listed.setdefault(item.tool, {}).setdefault(item.endpoint, []).append(item.difference)
+    assert {t: {e: sorted(ds) for e, ds in es.items()} for t, es in listed.items()} == recorded
+
+
+def test_a_manifest_departing_from_fal_is_caught(tmp_path: Path) -> None:
+    fixed = (MANIFESTS / "lyria2.toml").read_text("utf-8")
     assert manifest_differences(_write(tmp_path, fixed)) == {}
+    unbounded = fixed.replace("min_length = 1\nmax_length = 2000\n", "", 1)
+    assert manifest_differences(_write(tmp_path, unbounded)) == {
+        "lyria2_music": {
+            "fal-ai/lyria2": ["input.prompt: maxLength null here, fal 2000", "input.prompt: minLength null here, fal 1"]
+        }
+    }
     wrong = fixed.replace('name = "seed"\ntype = "integer"', 'name = "seed"\ntype = "number"\nminimum = 0')
     wrong = wrong.replace('default = "low quality"', 'default = "blurry"\nenum = ["blurry", "noisy"]')
     wrong = wrong.replace('files = ["audio"]', 'files = ["audio", "waveform"]\nresult_text = "audio.url"')

@@ -1,0 +1,94 @@
+"""fal tools held to fal's published schemas, through a real MCP client against the contract-checked fake."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from mcp_audio.sandbox import fal_contract
+from mcp_audio.sandbox.fal_queue import FakeFal
+from tests.helpers import text_of
+
+pytestmark = pytest.mark.anyio
+
+
+def submitted(fake_fal: FakeFal) -> list[Any]:
+    return [r for r in fake_fal.requests if r.kind in ("submit", "run")]
+
+
+async def test_eleven_v3_takes_only_its_own_fields(client: Client, fake_fal: FakeFal) -> None:
+    for name, value in [("speed", 1.1), ("similarity_boost", 0.5), ("style", 0.2), ("previous_text", "Hi")]:
+        result = await client.call_tool(
+            "elevenlabs_tts", {"text": "Hello", "model": "eleven-v3", "advanced": {name: value}}
+        )
+        assert result.is_error
+        assert f"`{name}`: model 'eleven-v3' does not take it (only multilingual-v2, turbo-v2.5)." in text_of(result)
+    assert submitted(fake_fal) == []
+    ok = await client.call_tool(
+        "elevenlabs_tts", {"text": "Hello", "model": "eleven-v3", "advanced": {"stability": 0.3, "language_code": "en"}}
+    )
+    assert not ok.is_error, text_of(ok)
+    [sent] = submitted(fake_fal)
+    assert sent.path == "/fal-ai/elevenlabs/tts/eleven-v3"
+    assert sent.json == {"text": "Hello", "stability": 0.3, "language_code": "en"}
+    v2 = await client.call_tool("elevenlabs_tts", {"text": "Hello", "advanced": {"speed": 1.1, "style": 0.2}})
+    assert not v2.is_error, text_of(v2)
+    assert submitted(fake_fal)[-1].json == {"text": "Hello", "speed": 1.1, "style": 0.2}
+
+
+async def test_eleven_v3_text_over_fals_limit_is_refused_naming_text(client: Client, fake_fal: FakeFal) -> None:
+    result = await client.call_tool("elevenlabs_tts", {"text": "a" * 5001, "model": "eleven-v3"})
+    assert result.is_error
+    assert "text" in text_of(result) and "5000" in text_of(result)
+
+
+async def test_elevenlabs_tts_takes_any_voice_id(client: Client, fake_fal: FakeFal) -> None:
+    result = await client.call_tool("elevenlabs_tts", {"text": "Hello", "voice": "21m00Tcm4TlvDq8ikWAM"})
+    assert not result.is_error, text_of(result)
+    assert submitted(fake_fal)[-1].json == {"text": "Hello", "voice": "21m00Tcm4TlvDq8ikWAM"}
+
+
+async def test_scribe_v1_refuses_keyterms(client: Client, fake_fal: FakeFal) -> None:
+    args = {"audio_url": "https://example.com/a.mp3", "keyterms": ["fal.ai"]}
+    v1 = await client.call_tool("elevenlabs_transcribe", args | {"model": "scribe-v1"})
+    assert v1.is_error
+    assert "`keyterms`: model 'scribe-v1' does not take it (only scribe-v2)." in text_of(v1)
+    v2 = await client.call_tool("elevenlabs_transcribe", args)
+    assert not v2.is_error, text_of(v2)
+    assert submitted(fake_fal)[-1].json == args
+
+
+async def test_wizper_auto_is_sent_as_null_and_fal_default_is_english(client: Client, fake_fal: FakeFal) -> None:
+    audio = {"audio_url": "https://example.com/a.mp3"}
+    detected = await client.call_tool("wizper_transcribe", audio | {"language": "auto"})
+    assert not detected.is_error, text_of(detected)
+    assert submitted(fake_fal)[-1].json == audio | {"language": None}
+    french = await client.call_tool("wizper_transcribe", audio | {"language": "fr"})
+    assert not french.is_error, text_of(french)
+    assert submitted(fake_fal)[-1].json == audio | {"language": "fr"}
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert tools["wizper_transcribe"].input_schema["properties"]["language"]["default"] == "en"
+
+
+async def test_minimax_music_sends_its_audio_setting_object(client: Client, fake_fal: FakeFal) -> None:
+    setting = {"format": "flac", "sample_rate": 44100, "bitrate": 256000}
+    args = {
+        "prompt": "Indie folk, melancholic",
+        "lyrics_prompt": "[verse] walking alone",
+        "advanced": {"audio_setting": setting},
+    }
+    result = await client.call_tool("minimax_music", args)
+    assert not result.is_error, text_of(result)
+    assert submitted(fake_fal)[-1].json["audio_setting"] == setting
+    wrong = await client.call_tool("minimax_music", args | {"advanced": {"audio_setting": {"sample_rate": 12345}}})
+    assert wrong.is_error and "sample_rate" in text_of(wrong)
+
+
+async def test_sound_effects_v2_loops(client: Client, fake_fal: FakeFal) -> None:
+    result = await client.call_tool("elevenlabs_sound_effect", {"text": "rain on a tin roof", "loop": True})
+    assert not result.is_error, text_of(result)
+    [sent] = submitted(fake_fal)
+    assert sent.path == "/fal-ai/elevenlabs/sound-effects/v2" and sent.json["loop"] is True
+    assert fal_contract.validate_input("fal-ai/elevenlabs/sound-effects/v2", sent.json) == []
