@@ -3,7 +3,8 @@
 Serve `FakeFal().app` with `serve.serve_in_thread`, set `fake.base_url`, script endpoints,
 inject failures, then inspect `fake.requests` / `fake.jobs` / `fake.files`. A body sent to an
 endpoint of fal's published schemas (`fal_schemas.json`) is checked against its input schema
-and refused as fal refuses it: 422 with a `detail` list naming each field. Job state is a
+and refused as fal refuses it: 422 with a `detail` list naming each field; an endpoint the
+snapshot lacks is a 404 (unless scripted). Unscripted outputs follow the endpoint's output schema. Job state is a
 pure function of the clock (submit time + scripted queue/run durations), so nothing runs in
 the background. Deliberate simplifications:
 - a cancelled job completes at once with error_type `client_cancelled`; its result is 499;
@@ -251,9 +252,14 @@ class FakeFal(FakeUpstream[RecordedRequest]):
     # ---- queue -------------------------------------------------------------------------
 
     def _refused(self, endpoint_id: str, body: JSON) -> Response | None:
-        """fal's own answer to a body its published schema refuses: 422 with `detail` per field."""
+        """fal's own answer to a body its published schema refuses: 422 with `detail` per field;
+        404 for an endpoint fal does not have (unless a test scripted it)."""
         if not fal_contract.known(endpoint_id):
-            return None  # an endpoint fal's listing does not have: scripted tests of the fake itself
+            with self._lock:
+                scripted = endpoint_id in self._scripts
+            if scripted:
+                return None  # tests of the fake itself, on made-up endpoints
+            return JSONResponse({"detail": f"Application '{endpoint_id}' not found"}, 404)
         errors = fal_contract.validate_input(endpoint_id, body)
         return JSONResponse({"detail": errors}, 422) if errors else None
 
@@ -409,27 +415,20 @@ class FakeFal(FakeUpstream[RecordedRequest]):
             return job.output
 
     def _default_output(self, job: FakeJob, base: str) -> JSON:
+        """An output shaped by the endpoint's published output schema, its files stored here.
+
+        Endpoints the snapshot lacks (only reachable when scripted) get `{audio: File}`."""
         eid = job.endpoint_id
 
-        def file(name: str, data: bytes, content_type: str) -> JSON:
-            url = self._store(base, f"{job.request_id}/{name}", data, content_type)
-            return {"url": url, "content_type": content_type, "file_name": name, "file_size": len(data)}
+        def make_file(kind: fal_contract.FileKind, name: str) -> JSON:
+            data, content_type, ext = _sample_file(eid, kind, name)
+            file_name = f"{name}.{ext}"
+            url = self._store(base, f"{job.request_id}/{file_name}", data, content_type)
+            return {"url": url, "content_type": content_type, "file_name": file_name, "file_size": len(data)}
 
-        if eid.startswith("fal-ai/qwen-3-tts/clone-voice"):
-            return {
-                "speaker_embedding": file("speaker_embedding.safetensors", _safetensors(), "application/octet-stream")
-            }
-        if eid.split("/")[:2] in (["fal-ai", "whisper"], ["fal-ai", "wizper"]):
-            text = "Hello from the fake fal transcriber."
-            return {
-                "text": text,
-                "chunks": [{"timestamp": [0.0, 1.5], "text": text, "speaker": None}],
-                "inferred_languages": ["en"],
-                "diarization_segments": [],
-            }
-        if eid.startswith("fal-ai/elevenlabs/sound-effects"):
-            return {"audio": file("sound.mp3", silent_mp3(20), "audio/mpeg")}
-        return {"audio": file("audio.wav", sine_wav(rate=16_000), "audio/wav")}
+        if fal_contract.known(eid):
+            return fal_contract.sample_output(eid, make_file)
+        return {"audio": make_file("audio", "audio")}
 
     # ---- storage -----------------------------------------------------------------------
 
@@ -595,6 +594,23 @@ def _error_message(body: JSON) -> str:
 def _unique_name(file_name: str | None) -> str:
     base = (file_name or "").replace("\\", "/").rsplit("/", 1)[-1].strip() or "upload.bin"
     return f"{uuid.uuid4().hex[:16]}/{base}"
+
+
+def _sample_file(endpoint_id: str, kind: fal_contract.FileKind, name: str) -> tuple[bytes, str, str]:
+    """(bytes, content type, extension) of a plausible file for an output field."""
+    if kind == "video":
+        return _MP4, "video/mp4", "mp4"
+    if kind == "file":
+        if "embedding" in name:
+            return _safetensors(), "application/octet-stream", "safetensors"
+        return b"{}", "application/json", "json"
+    if endpoint_id.startswith("fal-ai/elevenlabs/sound-effects"):  # ElevenLabs answers MP3 by default
+        return silent_mp3(20), "audio/mpeg", "mp3"
+    return sine_wav(rate=16_000), "audio/wav", "wav"
+
+
+# The smallest MP4 header a player recognises (an `ftyp` box): enough for a download test.
+_MP4 = bytes.fromhex("0000001866747970") + b"isom" + bytes(4) + b"isomiso2"
 
 
 @lru_cache(maxsize=1)
