@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from pydantic import SecretStr
 
 from mcp_audio.sandbox import fal_contract
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.helpers import text_of
+from tests.helpers import make_wav, server, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -92,3 +93,31 @@ async def test_sound_effects_v2_loops(client: Client, fake_fal: FakeFal) -> None
     [sent] = submitted(fake_fal)
     assert sent.path == "/fal-ai/elevenlabs/sound-effects/v2" and sent.json["loop"] is True
     assert fal_contract.validate_input("fal-ai/elevenlabs/sound-effects/v2", sent.json) == []
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_rejected_key_during_upload_names_fal_key(
+    settings: Any, fake_fal: FakeFal, rec_dir: Any, status: int
+) -> None:
+    """fal-client tries the CDN (token) then falls back to a signed upload (initiate); when both
+    refuse the key, its FalClientHTTPError becomes the error that names FAL_KEY."""
+    (rec_dir / "me.wav").write_bytes(make_wav(1.0))
+    local = settings.model_copy(update={"allowed_dirs": str(rec_dir)})
+    fake_fal.inject("token", status, body={"detail": "No user found for Key ID and Secret"})
+    fake_fal.inject("upload", status, body={"detail": "No user found for Key ID and Secret"})
+    async with Client(server(local)) as client:
+        result = await client.call_tool("whisper_transcribe", {"audio_url": "me.wav"})
+    assert result.is_error
+    assert "FAL_KEY" in text_of(result) and "FalClientHTTPError" not in text_of(result)
+    assert [r.kind for r in fake_fal.requests] == ["token", "upload"]
+
+
+async def test_a_wrong_key_during_upload_names_fal_key(settings: Any, fake_fal: FakeFal, rec_dir: Any) -> None:
+    (rec_dir / "me.wav").write_bytes(make_wav(1.0))
+    wrong = settings.model_copy(update={"allowed_dirs": str(rec_dir), "fal_key": SecretStr("not-the-key")})
+    async with Client(server(wrong)) as client:
+        result = await client.call_tool("whisper_transcribe", {"audio_url": "me.wav"})
+    assert result.is_error
+    assert "FAL_KEY" in text_of(result), text_of(result)
+    assert "not-the-key" not in text_of(result)
+    assert [r.kind for r in fake_fal.requests] == ["token", "upload"]  # CDN, then the signed-upload fallback
