@@ -124,6 +124,7 @@ class Capability:
                 body[name] = None
         if self.spec.voice is not None and self.spec.voice.input in body:
             self._resolve_voice(body, find_voice, saved_names)
+        self._nest(body)
         if self.spec.saves_voice is not None and not options.get(self.spec.saves_voice.name_input, "x").strip():
             raise InvalidArguments(f"`{self.spec.saves_voice.name_input}`: must not be blank when given.")
         return PreparedCall(endpoint=endpoint, body=body, options=options)
@@ -131,6 +132,18 @@ class Capability:
     def tool_arguments(self, request: dict[str, Any]) -> dict[str, Any]:
         """Reshape an upstream request body into this tool's arguments (advanced settings nested)."""
         request = {k: self.inputs[k].null_value if v is None and k in self.inputs else v for k, v in request.items()}
+        for spec in self.spec.inputs:  # the reverse of _nest
+            if spec.upstream_name is not None:
+                *parents, leaf = spec.upstream_name.split(".")
+                node: Any = request
+                for part in parents:
+                    node = node.get(part) if isinstance(node, dict) else None
+                if isinstance(node, dict) and leaf in node:
+                    request = json.loads(json.dumps(request))  # a copy: the nested dicts change
+                    holder = request
+                    for part in parents:
+                        holder = holder[part]
+                    request[spec.name] = holder.pop(leaf)
         advanced = {k: v for k, v in request.items() if k in self.inputs and self.inputs[k].advanced}
         shaped = {k: v for k, v in request.items() if k not in advanced}
         return shaped | ({ADVANCED: advanced} if advanced else {})
@@ -145,6 +158,21 @@ class Capability:
                 with contextlib.suppress(ValueError):
                     out[key] = json.loads(value)
         return out
+
+    def _nest(self, body: dict[str, Any]) -> None:
+        """Move inputs with an `upstream_name` path into their object (voice -> voice_setting.voice_id)."""
+        for spec in self.spec.inputs:
+            if spec.upstream_name is None or spec.name not in body:
+                continue
+            *parents, leaf = spec.upstream_name.split(".")
+            node = body
+            for part in parents:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise InvalidArguments(f"`{spec.name}`: cannot be sent with `{part}` given as a non-object.")
+            if leaf in node:
+                raise InvalidArguments(f"`{spec.name}`: give it or `{spec.upstream_name}`, not both.")
+            node[leaf] = body.pop(spec.name)
 
     def _check_models(self, body: dict[str, Any], options: dict[str, Any]) -> None:
         """Refuse an input the chosen endpoint does not take (manifest `models`)."""
@@ -334,7 +362,8 @@ def _input_model(spec: ToolSpec) -> type[BaseModel]:
 def _python_type(spec: InputSpec) -> Any:
     if spec.fields is not None:
         members: dict[str, Any] = {member.name: _pydantic_field(member) for member in spec.fields}
-        return create_model(f"{spec.name}_fields", __config__=_ARGUMENTS_CONFIG, **members)
+        model = create_model(f"{spec.name}_fields", __config__=_ARGUMENTS_CONFIG, **members)
+        return list[model] if spec.type == "array" else model
     if spec.enum is not None:
         return Literal[tuple(spec.enum)]
     if spec.type == "array":
@@ -388,8 +417,12 @@ def _json_property(s: InputSpec) -> dict[str, Any]:
     if s.type == "array":
         prop["items"] = {"type": s.items}
     if s.fields is not None:
-        prop["properties"] = {member.name: _json_property(member) for member in s.fields}
-        prop["additionalProperties"] = False
+        members = prop["items"] if s.type == "array" else prop
+        members["properties"] = {member.name: _json_property(member) for member in s.fields}
+        required = [member.name for member in s.fields if member.required]
+        if required:
+            members["required"] = required
+        members["additionalProperties"] = False
     if s.advanced:
         # Names and types only: the server still enforces enums and ranges, naming them on error.
         return prop

@@ -48,8 +48,11 @@ class InputSpec(_Strict):
     uploaded_as: str | None = None
     min_duration_s: float | None = None  # checked for local files before upload (URLs are the upstream's)
     max_duration_s: float | None = None
-    fields: list[InputSpec] | None = None  # the members of an object input
+    fields: list[InputSpec] | None = None  # the members of an object input (or of each list element)
     encode: Literal["json"] | None = None  # "json": an object sent upstream as a JSON string (form fields)
+    # The upstream field this input fills when not one of the same name: a dot path into an
+    # object (MiniMax's voice is `voice_setting.voice_id`), so the agent sees a flat input.
+    upstream_name: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
     # Only these choices of the tool's endpoint input take it (e.g. eleven-v3 has no `speed`);
     # given with another choice, the call is refused naming the input. None: every endpoint.
     models: list[str] | None = None
@@ -67,8 +70,11 @@ class InputSpec(_Strict):
     def _consistent(self) -> InputSpec:
         if self.type == "array" and self.items is None:
             raise ValueError("an array input needs `items` (the element type)")
-        if (self.type == "object") != (self.fields is not None):
-            raise ValueError("an object input needs `fields`, and only an object input may have them")
+        objects = self.type == "object" or (self.type == "array" and self.items == "object")
+        if objects != (self.fields is not None):
+            raise ValueError(
+                "an object input (or a list of objects) needs `fields`, and only such an input may have them"
+            )
         if self.encode is not None and self.type != "object":
             raise ValueError("`encode` applies to object inputs only")
         if self.file is None and (self.sent_as != "url" or self.uploaded_as is not None):

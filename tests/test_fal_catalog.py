@@ -121,3 +121,70 @@ async def test_a_wrong_key_during_upload_names_fal_key(settings: Any, fake_fal: 
     assert "FAL_KEY" in text_of(result), text_of(result)
     assert "not-the-key" not in text_of(result)
     assert [r.kind for r in fake_fal.requests] == ["token", "upload"]  # CDN, then the signed-upload fallback
+
+
+async def test_dialogue_sends_its_lines_as_objects(client: Client, fake_fal: FakeFal) -> None:
+    lines = [{"text": "Hi there!", "voice": "Aria"}, {"text": "[laughs] Hello.", "voice": "21m00Tcm4TlvDq8ikWAM"}]
+    result = await client.call_tool("elevenlabs_dialogue", {"inputs": lines, "advanced": {"seed": 3}})
+    assert not result.is_error, text_of(result)
+    [sent] = submitted(fake_fal)
+    assert sent.json == {"inputs": lines, "seed": 3}
+    missing = await client.call_tool("elevenlabs_dialogue", {"inputs": [{"text": "Hi"}]})
+    assert missing.is_error and "voice" in text_of(missing)
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    items = tools["elevenlabs_dialogue"].input_schema["properties"]["inputs"]["items"]
+    assert items["required"] == ["text", "voice"] and items["additionalProperties"] is False
+
+
+async def test_minimax_voices_are_sent_in_voice_setting_and_clones_are_saved(client: Client, fake_fal: FakeFal) -> None:
+    preset = await client.call_tool("minimax_tts", {"prompt": "Hello", "advanced": {"voice_setting": {"speed": 1.2}}})
+    assert not preset.is_error, text_of(preset)
+    assert submitted(fake_fal)[-1].json == {"prompt": "Hello", "voice_setting": {"speed": 1.2}}
+    named = await client.call_tool("minimax_tts", {"prompt": "Hello", "voice": "Friendly_Person", "model": "turbo"})
+    assert not named.is_error, text_of(named)
+    sent = submitted(fake_fal)[-1]
+    assert sent.path == "/fal-ai/minimax/speech-2.8-turbo"
+    assert sent.json == {"prompt": "Hello", "voice_setting": {"voice_id": "Friendly_Person"}}
+    fake_fal.script("fal-ai/minimax/voice-design", output={"custom_voice_id": "voice-abc123", "audio": None})
+    design = await client.call_tool(
+        "minimax_design_voice", {"prompt": "A calm old sailor", "preview_text": "Ahoy.", "name": "sailor"}
+    )
+    assert not design.is_error, text_of(design)
+    spoken = await client.call_tool("minimax_tts", {"prompt": "Hello", "voice": "sailor"})
+    assert not spoken.is_error, text_of(spoken)
+    assert submitted(fake_fal)[-1].json == {"prompt": "Hello", "voice_setting": {"voice_id": "voice-abc123"}}
+    both = await client.call_tool(
+        "minimax_tts", {"prompt": "Hi", "voice": "sailor", "advanced": {"voice_setting": {"voice_id": "x"}}}
+    )
+    assert both.is_error  # voice_id is not a member of the advanced voice_setting
+
+
+async def test_stems_and_takes_come_back_as_files(client: Client, fake_fal: FakeFal) -> None:
+    stems = await client.call_tool("demucs_stems", {"audio_url": "https://example.com/song.mp3"})
+    assert not stems.is_error, text_of(stems)
+    assert stems.structured_content is not None
+    assert len(stems.structured_content["files"]) == 6
+    takes = await client.call_tool(
+        "mirelo_video_sound", {"video_url": "https://example.com/clip.mp4", "num_samples": 3}
+    )
+    assert not takes.is_error, text_of(takes)
+    assert takes.structured_content is not None and len(takes.structured_content["files"]) >= 1
+    split = await client.call_tool("sam_audio_separate", {"audio_url": "https://example.com/a.wav", "prompt": "dog"})
+    assert not split.is_error, text_of(split)
+    assert split.structured_content is not None and len(split.structured_content["files"]) == 2
+
+
+async def test_text_answers_reach_the_model(client: Client, fake_fal: FakeFal) -> None:
+    fake_fal.script("fal-ai/audio-understanding", output={"output": "A solo piano, slow and sad."})
+    answer = await client.call_tool(
+        "audio_understanding", {"audio_url": "https://example.com/a.mp3", "prompt": "What instrument?"}
+    )
+    assert not answer.is_error, text_of(answer)
+    assert "A solo piano, slow and sad." in text_of(answer)
+    transcript = await client.call_tool(
+        "nemotron_transcribe", {"audio_url": "https://example.com/a.mp3", "language": "fr-FR"}
+    )
+    assert not transcript.is_error, text_of(transcript)
+    assert submitted(fake_fal)[-1].json == {"audio_url": "https://example.com/a.mp3", "language": "fr-FR"}
+    wrong = await client.call_tool("nemotron_transcribe", {"audio_url": "https://example.com/a.mp3", "language": "fr"})
+    assert wrong.is_error and "language" in text_of(wrong)

@@ -328,6 +328,8 @@ def _input_differences(spec: InputSpec, prop: dict[str, Any], ctx: _Context, whe
     fal_default = schema.get("default", branch.get("default"))
     if spec.default is None and fal_default in ("", [], {}):
         fal_default = None  # an empty default is "not given": nothing for the tool to document
+    if spec.default is None and spec.fields is not None and isinstance(fal_default, dict):
+        fal_default = None  # an object's default is its members' defaults, compared one by one
     if not _same_value(spec.default, fal_default):
         out.append(f"{where}: default {_fmt(spec.default)} here, fal {_fmt(fal_default)}")
     if spec.type == "array" and spec.items is not None:
@@ -336,6 +338,13 @@ def _input_differences(spec: InputSpec, prop: dict[str, Any], ctx: _Context, whe
             kinds = set().union(*(_types(b) for b in _branches(items, root))) or set(_TYPES)
             if spec.items not in kinds and not (spec.items == "integer" and "number" in kinds):
                 out.append(f"{where}[]: items {spec.items}, fal takes {' or '.join(sorted(kinds))}")
+    if spec.type == "array" and spec.fields is not None:
+        items = resolve(branch.get("items", {}), root)
+        elements = next((b for b in _branches(items, root) if "properties" in b), None)
+        if elements is None:
+            out.append(f"{where}[]: objects here, fal declares no fields")
+        else:
+            out.extend(_fields_differences(spec.fields, elements, ctx, f"{where}[]"))
     if spec.type == "object" and spec.fields is not None:
         members = next((b for b in branches if "properties" in b), None)
         if members is None:
@@ -360,6 +369,22 @@ def _fields_differences(specs: list[InputSpec], schema: dict[str, Any], ctx: _Co
         elif not given[name].required:
             out.append(f"{where}.{name}: fal requires it; optional here")
     return out
+
+
+def _nested_differences(spec: InputSpec, root: dict[str, Any], ctx: _Context) -> list[str]:
+    """An input sent at a dot path (`upstream_name`) held to the field at that path."""
+    assert spec.upstream_name is not None
+    *parents, leaf = spec.upstream_name.split(".")
+    node: dict[str, Any] = root
+    for part in parents:
+        objects = [b for b in _branches(node, root) if "properties" in b]
+        if not objects or part not in objects[0]["properties"]:
+            return [f"input.{spec.upstream_name}: not a field of fal's input"]
+        node = objects[0]["properties"][part]
+    objects = [b for b in _branches(node, root) if "properties" in b]
+    if not objects or leaf not in objects[0]["properties"]:
+        return [f"input.{spec.upstream_name}: not a field of fal's input"]
+    return _input_differences(spec, objects[0]["properties"][leaf], ctx, f"input.{spec.upstream_name}")
 
 
 def _output_path_problem(path: str, root: dict[str, Any], want_file: bool) -> str | None:
@@ -411,9 +436,16 @@ def _tool_differences(capability: Capability, endpoint: str, catalog: Catalog) -
     if spec.voice is not None and spec.voice.family in catalog.voice_families:
         presets[spec.voice.input] = [p.name for p in catalog.voice_families[spec.voice.family].presets]
     ranges = fal_contract.source(endpoint)["kind"] != "typescript"
-    out.extend(_fields_differences(upstream, root, _Context(root, ranges, presets), "input"))
+    ctx = _Context(root, ranges, presets)
+    flat = [s for s in upstream if s.upstream_name is None]
+    out.extend(_fields_differences(flat, root, ctx, "input"))
+    for nested in (s for s in upstream if s.upstream_name is not None):
+        out.extend(_nested_differences(nested, root, ctx))
     properties = resolve(root, root).get("properties", {})
+    renamed = {s.name: s.upstream_name for s in upstream if s.upstream_name is not None}
     for field_name in sorted(cloned):
+        if field_name in renamed:
+            continue  # checked with its input, at its upstream path
         if field_name not in properties:
             out.append(f"voice.cloned: {field_name} is not a field of fal's input")
     # A field fal requires may come from a saved voice instead of an input.
