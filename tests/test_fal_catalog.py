@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from mcp_audio.providers.fal import FalProvider
 from mcp_audio.sandbox import fal_contract
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import make_wav, server, text_of
@@ -188,3 +190,29 @@ async def test_text_answers_reach_the_model(client: Client, fake_fal: FakeFal) -
     assert submitted(fake_fal)[-1].json == {"audio_url": "https://example.com/a.mp3", "language": "fr-FR"}
     wrong = await client.call_tool("nemotron_transcribe", {"audio_url": "https://example.com/a.mp3", "language": "fr"})
     assert wrong.is_error and "language" in text_of(wrong)
+
+
+async def test_a_recording_over_the_multipart_threshold_is_uploaded_in_parts(
+    settings: Any, fake_fal: FakeFal, rec_dir: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fal-client switches to multipart over 100 MiB; the threshold is lowered so the test stays small."""
+    import fal_client.client
+
+    monkeypatch.setattr(fal_client.client, "MULTIPART_THRESHOLD", 1 * 2**20)
+    monkeypatch.setattr(fal_client.client, "MULTIPART_CHUNK_SIZE", 2**20)
+    recording = make_wav(40.0)  # 1.2 MiB at 16 kHz mono: two parts
+    (rec_dir / "long.wav").write_bytes(recording)
+    local = settings.model_copy(update={"allowed_dirs": str(rec_dir)})
+    async with Client(server(local)) as client:
+        result = await client.call_tool("whisper_transcribe", {"audio_url": "long.wav"})
+    assert not result.is_error, text_of(result)
+    parts = [r for r in fake_fal.requests if r.kind == "multipart"]
+    assert [r.method for r in parts] == ["POST", "PUT", "PUT", "POST"]
+    assert sorted(len(r.body) for r in parts if r.method == "PUT") == [len(recording) - 2**20, 2**20]
+    [submit] = submitted(fake_fal)
+    assert httpx.get(submit.json["audio_url"]).content == recording
+
+
+def test_fal_takes_recordings_of_an_hour_and_more() -> None:
+    hour_of_wav = 48_000 * 2 * 2 * 3600  # 48 kHz, stereo, 16 bits
+    assert FalProvider.max_upload_bytes > hour_of_wav

@@ -314,3 +314,27 @@ def test_fal_client_upload_round_trip(fake: FakeFal) -> None:
         "/storage/upload/initiate",
         "/storage/upload/put/" + fallback.split("/files/")[1],
     ]
+
+
+def test_multipart_upload_checks_token_id_and_parts(fake: FakeFal, client: httpx.Client) -> None:
+    token = client.post("/storage/auth/token?storage_type=fal-cdn-v3", json={}).json()["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    assert client.post("/files/upload/multipart", headers={"Authorization": "Bearer nope"}).status_code == 401
+    created = client.post(
+        "/files/upload/multipart", headers={**auth, "X-Fal-File-Name": "long.wav", "Content-Type": "audio/wav"}
+    ).json()
+    root = created["access_url"].removeprefix(fake.base_url or "")
+    uid = created["uploadId"]
+    etags = [
+        client.put(f"{root}/multipart/{uid}/{n}", content=part, headers=auth).headers["etag"]
+        for n, part in ((2, b"world"), (1, b"hello "))
+    ]
+    assert all(etags)
+    gap = client.post(f"{root}/multipart/{uid}/complete", json={"parts": [{"partNumber": 1}]}, headers=auth)
+    assert gap.status_code == 400
+    parts = [{"partNumber": 1, "etag": etags[1]}, {"partNumber": 2, "etag": etags[0]}]
+    done = client.post(f"{root}/multipart/{uid}/complete", json={"parts": parts}, headers=auth)
+    assert done.status_code == 200
+    stored = httpx.get(created["access_url"])
+    assert stored.content == b"hello world" and stored.headers["content-type"] == "audio/wav"
+    assert client.put(f"{root}/multipart/{uid}/3", content=b"late", headers=auth).status_code == 404
