@@ -138,14 +138,32 @@ class Capability:
                 body[name] = json.dumps(value, separators=(",", ":"))
         options = {k: v for k, v in given.items() if not self.inputs[k].upstream}
         endpoint = self._endpoint(options)
+        self._check_models(body, options)
+        for name, value in body.items():
+            if value is not None and value == self.inputs[name].null_value:
+                body[name] = None
         if self.spec.voice is not None and self.spec.voice.input in body:
             self._resolve_voice(body, find_voice, saved_names)
+        self._nest(body)
         if self.spec.saves_voice is not None and not options.get(self.spec.saves_voice.name_input, "x").strip():
             raise InvalidArguments(f"`{self.spec.saves_voice.name_input}`: must not be blank when given.")
         return PreparedCall(endpoint=endpoint, body=body, options=options)
 
     def tool_arguments(self, request: dict[str, Any]) -> dict[str, Any]:
         """Reshape an upstream request body into this tool's arguments (advanced settings nested)."""
+        request = {k: self.inputs[k].null_value if v is None and k in self.inputs else v for k, v in request.items()}
+        for spec in self.spec.inputs:  # the reverse of _nest
+            if spec.upstream_name is not None:
+                *parents, leaf = spec.upstream_name.split(".")
+                node: Any = request
+                for part in parents:
+                    node = node.get(part) if isinstance(node, dict) else None
+                if isinstance(node, dict) and leaf in node:
+                    request = json.loads(json.dumps(request))  # a copy: the nested dicts change
+                    holder = request
+                    for part in parents:
+                        holder = holder[part]
+                    request[spec.name] = holder.pop(leaf)
         advanced = {k: v for k, v in request.items() if k in self.inputs and self.inputs[k].advanced}
         shaped = {k: v for k, v in request.items() if k not in advanced}
         return shaped | ({ADVANCED: advanced} if advanced else {})
@@ -160,6 +178,33 @@ class Capability:
                 with contextlib.suppress(ValueError):
                     out[key] = json.loads(value)
         return out
+
+    def _nest(self, body: dict[str, Any]) -> None:
+        """Move inputs with an `upstream_name` path into their object (voice -> voice_setting.voice_id)."""
+        for spec in self.spec.inputs:
+            if spec.upstream_name is None or spec.name not in body:
+                continue
+            *parents, leaf = spec.upstream_name.split(".")
+            node = body
+            for part in parents:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise InvalidArguments(f"`{spec.name}`: cannot be sent with `{part}` given as a non-object.")
+            if leaf in node:
+                raise InvalidArguments(f"`{spec.name}`: give it or `{spec.upstream_name}`, not both.")
+            node[leaf] = body.pop(spec.name)
+
+    def _check_models(self, body: dict[str, Any], options: dict[str, Any]) -> None:
+        """Refuse an input the chosen endpoint does not take (manifest `models`)."""
+        if self.spec.endpoint_input is None:
+            return
+        choice = options.get(self.spec.endpoint_input, self.inputs[self.spec.endpoint_input].default)
+        for name in body:
+            models = self.inputs[name].models
+            if models is not None and choice not in models:
+                raise InvalidArguments(
+                    f"`{name}`: {self.spec.endpoint_input} '{choice}' does not take it (only {', '.join(models)})."
+                )
 
     def _endpoint(self, options: dict[str, Any]) -> str:
         if self.spec.endpoint is not None:
@@ -188,7 +233,8 @@ class Capability:
                 # An explicit argument (e.g. a corrected reference_text) wins over the saved value.
                 if upstream_field not in payload and saved.fields.get(key) is not None:
                     payload[upstream_field] = saved.fields[key]
-        elif wanted not in presets and not voice_spec.any_id:
+        elif wanted not in presets and (not voice_spec.any_id or saved is not None):
+            # With `any_id`, a saved voice of another family is still refused: its name is no id.
             raise self._unknown_voice(wanted, saved, saved_names)
 
     def _voice_value(self, wanted: Any, find_voice: VoiceLookup, saved_names: NameLookup) -> Any:
@@ -201,7 +247,7 @@ class Capability:
         key = voice_spec.cloned.get(voice_spec.input)
         if saved is not None and saved.family == voice_spec.family and key and saved.fields.get(key) is not None:
             return saved.fields[key]
-        if voice_spec.any_id:
+        if voice_spec.any_id and saved is None:
             return wanted
         raise self._unknown_voice(wanted, saved, saved_names)
 
@@ -217,6 +263,8 @@ class Capability:
             if usable
             else f"a voice saved by a {voice_spec.family} clone tool (none saved yet)"
         )
+        if voice_spec.any_id:
+            options.append(f"a {voice_spec.family} voice id")
         return InvalidArguments(
             f"`{voice_spec.input}`: unknown voice '{_short(str(wanted))}'{where}. Allowed: {', or '.join(options)}."
         )
@@ -334,7 +382,8 @@ def _input_model(spec: ToolSpec) -> type[BaseModel]:
 def _python_type(spec: InputSpec) -> Any:
     if spec.fields is not None:
         members: dict[str, Any] = {member.name: _pydantic_field(member) for member in spec.fields}
-        return create_model(f"{spec.name}_fields", __config__=_ARGUMENTS_CONFIG, **members)
+        model = create_model(f"{spec.name}_fields", __config__=_ARGUMENTS_CONFIG, **members)
+        return list[model] if spec.type == "array" else model
     if spec.enum is not None:
         return Literal[tuple(spec.enum)]
     if spec.type == "array":
@@ -394,8 +443,12 @@ def _json_property(s: InputSpec) -> dict[str, Any]:
         if s.items == "string":
             prop["items"]["maxLength"] = DEFAULT_MAX_TEXT_CHARS
     if s.fields is not None:
-        prop["properties"] = {member.name: _json_property(member) for member in s.fields}
-        prop["additionalProperties"] = False
+        members = prop["items"] if s.type == "array" else prop
+        members["properties"] = {member.name: _json_property(member) for member in s.fields}
+        required = [member.name for member in s.fields if member.required]
+        if required:
+            members["required"] = required
+        members["additionalProperties"] = False
     if s.enum is not None:
         prop["enum"] = s.enum
     for key, value in (

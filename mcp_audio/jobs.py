@@ -71,6 +71,8 @@ class _Live:
 
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     listeners: set[MemoryObjectSendStream[tuple[Job, str]]] = field(default_factory=set)
+    # Set while cancel_job runs: the upstream's "cancelled" failure is not this job's failure.
+    cancelling: bool = False
 
 
 def process_owner() -> str:
@@ -270,18 +272,25 @@ class JobRunner:
                 result.files = await self._saver.save_all(capability.name, job_id, result.files)
             result.saved_voice = self._save_voice(capability, job, output)
             self._store.complete(job_id, result, owner=self.owner)
-        except UpstreamError as exc:
+        except McpAudioError as exc:
+            live = self._live[job_id]
+            while live.cancelling:  # the failure may be the cancel's doing: cancel() stops us if so
+                await anyio.sleep(0.05)
+            self._record_failure(job_id, capability, job, exc)
+        except Exception:
+            log.exception("job %s crashed", job_id)
+            self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner)
+
+    def _record_failure(self, job_id: str, capability: Capability, job: Job, exc: McpAudioError) -> None:
+        if isinstance(exc, UpstreamError):
             message = redact(str(exc), self._secrets)
             if exc.may_have_run and job.upstream_id is None:  # sent, never confirmed: not resent, not followed
                 advice = _UNKNOWN_ADVICE.format(where=capability.upstream.where_to_check)
                 self._store.mark_unknown(job_id, f"{message} {advice}", owner=self.owner)
             else:
                 self._store.fail(job_id, message, owner=self.owner)
-        except McpAudioError as exc:
+        else:
             self._store.fail(job_id, redact(str(exc), self._secrets), owner=self.owner)
-        except Exception:
-            log.exception("job %s crashed", job_id)
-            self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner)
 
     async def _follow_through_outages(
         self, job: Job, provider: QueuedProvider, handle: BaseModel, report: Report, files: FileSink
@@ -412,12 +421,18 @@ class JobRunner:
                 "will finish on its own (get_job returns its result)."
             )
         provider = self.providers.get(job.provider)
+        live = self._live.get(job_id)
         if job.upstream_id is not None and isinstance(provider, Cancels) and isinstance(provider, QueuedProvider):
-            accepted = await provider.cancel(job.endpoint, _stored_handle(provider.handle_type, job))
+            if live is not None:
+                live.cancelling = True
+            try:
+                accepted = await provider.cancel(job.endpoint, _stored_handle(provider.handle_type, job))
+            finally:
+                if live is not None:
+                    live.cancelling = False
             if not accepted:
                 # It finished upstream before the cancel arrived: let the follower collect it.
                 return await self.wait(job_id, timeout=30)
-        live = self._live.get(job_id)
         if live is not None:
             live.scope.cancel()  # a one-shot request is dropped here
         return self._store.cancel(job_id, "cancelled at the client's request")

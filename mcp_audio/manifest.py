@@ -48,8 +48,17 @@ class InputSpec(_Strict):
     uploaded_as: str | None = None
     min_duration_s: float | None = None  # checked for local files before upload (URLs are the upstream's)
     max_duration_s: float | None = None
-    fields: list[InputSpec] | None = None  # the members of an object input
+    fields: list[InputSpec] | None = None  # the members of an object input (or of each list element)
     encode: Literal["json"] | None = None  # "json": an object sent upstream as a JSON string (form fields)
+    # The upstream field this input fills when not one of the same name: a dot path into an
+    # object (MiniMax's voice is `voice_setting.voice_id`), so the agent sees a flat input.
+    upstream_name: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+    # Only these choices of the tool's endpoint input take it (e.g. eleven-v3 has no `speed`);
+    # given with another choice, the call is refused naming the input. None: every endpoint.
+    models: list[str] | None = None
+    # A value sent upstream as null: fal's Wizper detects the language only when `language` is
+    # null (its default is "en"), and a TOML manifest cannot write null.
+    null_value: str | None = None
 
     @model_validator(mode="after")
     def _advanced_is_upstream(self) -> InputSpec:
@@ -61,12 +70,17 @@ class InputSpec(_Strict):
     def _consistent(self) -> InputSpec:
         if self.type == "array" and self.items is None:
             raise ValueError("an array input needs `items` (the element type)")
-        if (self.type == "object") != (self.fields is not None):
-            raise ValueError("an object input needs `fields`, and only an object input may have them")
+        objects = self.type == "object" or (self.type == "array" and self.items == "object")
+        if objects != (self.fields is not None):
+            raise ValueError(
+                "an object input (or a list of objects) needs `fields`, and only such an input may have them"
+            )
         if self.encode is not None and self.type != "object":
             raise ValueError("`encode` applies to object inputs only")
         if self.file is None and (self.sent_as != "url" or self.uploaded_as is not None):
             raise ValueError("`sent_as` and `uploaded_as` apply to file inputs only")
+        if self.null_value is not None and self.type != "string":
+            raise ValueError("`null_value` applies to string inputs only")
         if self.required and self.default is not None:
             raise ValueError("a required input cannot have a default")
         if self.enum is not None and self.default is not None and self.default not in self.enum:
@@ -181,6 +195,10 @@ class ToolSpec(_Strict):
                 )
             if chooser.default is None and not chooser.required:
                 raise ValueError("the endpoint input needs a default or `required = true`")
+        for spec in self.inputs:
+            unknown = [m for m in spec.models or [] if m not in (self.endpoints or {})]
+            if unknown:
+                raise ValueError(f"input {spec.name!r}: models {unknown} are not keys of `endpoints`")
         price = self.price
         for ref in (
             self.voice.input if self.voice else None,
@@ -207,6 +225,19 @@ class Example(_Strict):
     output: dict[str, Any] | None = None  # the documented output, when the seed gives one
 
 
+class Difference(_Strict):
+    """A known departure of a tool from its upstream's published schema, kept on purpose.
+
+    `difference` is the text tests/test_fal_contract.py reports for it; `reason` says why the
+    tool does not follow the schema there.
+    """
+
+    tool: str
+    endpoint: str
+    difference: str
+    reason: str = Field(min_length=10)
+
+
 class ManifestFile(_Strict):
     """One file under manifests/: a model family of one upstream."""
 
@@ -215,3 +246,4 @@ class ManifestFile(_Strict):
     tools: list[ToolSpec]
     voices: dict[str, VoiceFamily] = Field(default_factory=dict)
     examples: list[Example] = Field(default_factory=list)
+    differences: list[Difference] = Field(default_factory=list)

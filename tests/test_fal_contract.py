@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from mcp_audio.catalog import Capability, Catalog, load_catalog
-from mcp_audio.manifest import InputSpec
+from mcp_audio.manifest import InputSpec, ManifestFile
 from mcp_audio.sandbox import fal_contract
 from mcp_audio.sandbox.fal_contract import (
     known,
@@ -327,6 +328,8 @@ def _input_differences(spec: InputSpec, prop: dict[str, Any], ctx: _Context, whe
     fal_default = schema.get("default", branch.get("default"))
     if spec.default is None and fal_default in ("", [], {}):
         fal_default = None  # an empty default is "not given": nothing for the tool to document
+    if spec.default is None and spec.fields is not None and isinstance(fal_default, dict):
+        fal_default = None  # an object's default is its members' defaults, compared one by one
     if not _same_value(spec.default, fal_default):
         out.append(f"{where}: default {_fmt(spec.default)} here, fal {_fmt(fal_default)}")
     if spec.type == "array" and spec.items is not None:
@@ -335,6 +338,13 @@ def _input_differences(spec: InputSpec, prop: dict[str, Any], ctx: _Context, whe
             kinds = set().union(*(_types(b) for b in _branches(items, root))) or set(_TYPES)
             if spec.items not in kinds and not (spec.items == "integer" and "number" in kinds):
                 out.append(f"{where}[]: items {spec.items}, fal takes {' or '.join(sorted(kinds))}")
+    if spec.type == "array" and spec.fields is not None:
+        items = resolve(branch.get("items", {}), root)
+        elements = next((b for b in _branches(items, root) if "properties" in b), None)
+        if elements is None:
+            out.append(f"{where}[]: objects here, fal declares no fields")
+        else:
+            out.extend(_fields_differences(spec.fields, elements, ctx, f"{where}[]"))
     if spec.type == "object" and spec.fields is not None:
         members = next((b for b in branches if "properties" in b), None)
         if members is None:
@@ -359,6 +369,22 @@ def _fields_differences(specs: list[InputSpec], schema: dict[str, Any], ctx: _Co
         elif not given[name].required:
             out.append(f"{where}.{name}: fal requires it; optional here")
     return out
+
+
+def _nested_differences(spec: InputSpec, root: dict[str, Any], ctx: _Context) -> list[str]:
+    """An input sent at a dot path (`upstream_name`) held to the field at that path."""
+    assert spec.upstream_name is not None
+    *parents, leaf = spec.upstream_name.split(".")
+    node: dict[str, Any] = root
+    for part in parents:
+        objects = [b for b in _branches(node, root) if "properties" in b]
+        if not objects or part not in objects[0]["properties"]:
+            return [f"input.{spec.upstream_name}: not a field of fal's input"]
+        node = objects[0]["properties"][part]
+    objects = [b for b in _branches(node, root) if "properties" in b]
+    if not objects or leaf not in objects[0]["properties"]:
+        return [f"input.{spec.upstream_name}: not a field of fal's input"]
+    return _input_differences(spec, objects[0]["properties"][leaf], ctx, f"input.{spec.upstream_name}")
 
 
 def _output_path_problem(path: str, root: dict[str, Any], want_file: bool) -> str | None:
@@ -403,15 +429,23 @@ def _tool_differences(capability: Capability, endpoint: str, catalog: Catalog) -
         return ["endpoint: not in the fal schema snapshot"]
     root = fal_contract.input_schema(endpoint)
     out: list[str] = []
-    upstream = [s for s in spec.inputs if s.upstream]
+    choice = next((k for k, v in (spec.endpoints or {}).items() if v == endpoint), None)
+    upstream = [s for s in spec.inputs if s.upstream and (s.models is None or choice in s.models)]
     cloned = set(spec.voice.cloned) if spec.voice else set()
     presets: dict[str, list[str]] = {}
     if spec.voice is not None and spec.voice.family in catalog.voice_families:
         presets[spec.voice.input] = [p.name for p in catalog.voice_families[spec.voice.family].presets]
     ranges = fal_contract.source(endpoint)["kind"] != "typescript"
-    out.extend(_fields_differences(upstream, root, _Context(root, ranges, presets), "input"))
+    ctx = _Context(root, ranges, presets)
+    flat = [s for s in upstream if s.upstream_name is None]
+    out.extend(_fields_differences(flat, root, ctx, "input"))
+    for nested in (s for s in upstream if s.upstream_name is not None):
+        out.extend(_nested_differences(nested, root, ctx))
     properties = resolve(root, root).get("properties", {})
+    renamed = {s.name: s.upstream_name for s in upstream if s.upstream_name is not None}
     for field_name in sorted(cloned):
+        if field_name in renamed:
+            continue  # checked with its input, at its upstream path
         if field_name not in properties:
             out.append(f"voice.cloned: {field_name} is not a field of fal's input")
     # A field fal requires may come from a saved voice instead of an input.
@@ -468,13 +502,27 @@ def test_manifests_agree_with_fal_schemas() -> None:
     )
 
 
-def test_a_manifest_departing_from_fal_is_caught(tmp_path: Path) -> None:
-    text = (MANIFESTS / "lyria2.toml").read_text("utf-8")
-    (tmp_path / "lyria2.toml").write_text(text, "utf-8")
+def test_each_recorded_difference_is_listed_in_its_manifest_with_a_reason() -> None:
     recorded = json.loads(DIFFERENCES.read_text("utf-8"))
-    assert manifest_differences(tmp_path) == {k: v for k, v in recorded.items() if k == "lyria2_music"}
-    fixed = text.replace("required = true\n", "required = true\nmin_length = 1\nmax_length = 2000\n", 1)
+    listed: dict[str, dict[str, list[str]]] = {}
+    for path in sorted(MANIFESTS.glob("*.toml")):
+        manifest = ManifestFile.model_validate(tomllib.loads(path.read_text("utf-8")))
+        tools = {t.name for t in manifest.tools}
+        for item in manifest.differences:
+            assert item.tool in tools, f"{path.name}: differences name {item.tool!r}, not a tool of this file"
+            listed.setdefault(item.tool, {}).setdefault(item.endpoint, []).append(item.difference)
+    assert {t: {e: sorted(ds) for e, ds in es.items()} for t, es in listed.items()} == recorded
+
+
+def test_a_manifest_departing_from_fal_is_caught(tmp_path: Path) -> None:
+    fixed = (MANIFESTS / "lyria2.toml").read_text("utf-8")
     assert manifest_differences(_write(tmp_path, fixed)) == {}
+    unbounded = fixed.replace("min_length = 1\nmax_length = 2000\n", "", 1)
+    assert manifest_differences(_write(tmp_path, unbounded)) == {
+        "lyria2_music": {
+            "fal-ai/lyria2": ["input.prompt: maxLength null here, fal 2000", "input.prompt: minLength null here, fal 1"]
+        }
+    }
     wrong = fixed.replace('name = "seed"\ntype = "integer"', 'name = "seed"\ntype = "number"\nminimum = 0')
     wrong = wrong.replace('default = "low quality"', 'default = "blurry"\nenum = ["blurry", "noisy"]')
     wrong = wrong.replace('files = ["audio"]', 'files = ["audio", "waveform"]\nresult_text = "audio.url"')

@@ -19,6 +19,7 @@ from httpx_sse import connect_sse
 
 from mcp_audio.providers.base import FileBytes
 from mcp_audio.providers.fal import FalProvider
+from mcp_audio.sandbox import fal_contract
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import FAL_KEY as KEY
 
@@ -238,8 +239,29 @@ def test_routing_and_url_prefixes(fake: FakeFal, client: httpx.Client) -> None:
     assert client.get(f"/fal-ai/qwen-3-tts/requests/{rid}/status").status_code == 200
     missing = client.get("/fal-ai/qwen-3-tts/requests/nope/status")
     assert (missing.status_code, missing.json()) == (404, {"detail": "Request not found"})
+    fake.script("workflows/me/my-flow/step")  # not in fal's schemas: only reachable when scripted
     wf = submit(client, "workflows/me/my-flow/step")
     assert f"/workflows/me/my-flow/requests/{wf['request_id']}/status" in wf["status_url"]
+
+
+def test_an_endpoint_fal_does_not_have_is_a_404(fake: FakeFal, client: httpx.Client) -> None:
+    for path in ("/fal-ai/no-such-model", "/run/fal-ai/no-such-model", "/fal-ai/elevenlabs/tts/eleven-v4"):
+        r = client.post(path, json={"text": "hi"})
+        assert r.status_code == 404, path
+        assert "not found" in r.json()["detail"]
+    assert fake.jobs == {}
+    assert client.post("/CASSETTEAI/music-generator", json={"prompt": "x", "duration": 10}).status_code == 200
+
+
+def test_default_outputs_follow_fals_output_schemas(fake: FakeFal, client: httpx.Client) -> None:
+    wizper = client.get(submit(client, "fal-ai/wizper", audio_url="u")["response_url"]).json()
+    assert wizper["languages"] == ["en"] and "inferred_languages" not in wizper
+    music = client.get(submit(client, "CassetteAI/music-generator", prompt="lofi", duration=10)["response_url"]).json()
+    assert set(music) == {"audio_file"}
+    assert httpx.get(music["audio_file"]["url"]).content[:4] == b"RIFF"
+    dubbed = client.get(submit(client, "fal-ai/elevenlabs/dubbing", video_url="u", target_lang="es")["response_url"])
+    assert dubbed.json()["video"]["content_type"] == "video/mp4"
+    assert fal_contract.output_problems("fal-ai/wizper", wizper) == []
 
 
 def test_outputs_default_scripted_and_put_file(fake: FakeFal, client: httpx.Client) -> None:
@@ -253,7 +275,7 @@ def test_outputs_default_scripted_and_put_file(fake: FakeFal, client: httpx.Clie
     clone = "fal-ai/qwen-3-tts/clone-voice/1.7b"
     emb = client.get(submit(client, clone, audio_url="u")["response_url"]).json()
     assert emb["speaker_embedding"]["file_name"] == "speaker_embedding.safetensors"
-    sfx = client.get(submit(client, "fal-ai/elevenlabs/sound-effects", text="boom")["response_url"])
+    sfx = client.get(submit(client, "fal-ai/elevenlabs/sound-effects/v2", text="boom")["response_url"])
     mp3 = httpx.get(sfx.json()["audio"]["url"])
     assert mp3.headers["content-type"] == "audio/mpeg" and mp3.content[:2] == b"\xff\xfb"
 
@@ -292,3 +314,27 @@ def test_fal_client_upload_round_trip(fake: FakeFal) -> None:
         "/storage/upload/initiate",
         "/storage/upload/put/" + fallback.split("/files/")[1],
     ]
+
+
+def test_multipart_upload_checks_token_id_and_parts(fake: FakeFal, client: httpx.Client) -> None:
+    token = client.post("/storage/auth/token?storage_type=fal-cdn-v3", json={}).json()["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    assert client.post("/files/upload/multipart", headers={"Authorization": "Bearer nope"}).status_code == 401
+    created = client.post(
+        "/files/upload/multipart", headers={**auth, "X-Fal-File-Name": "long.wav", "Content-Type": "audio/wav"}
+    ).json()
+    root = created["access_url"].removeprefix(fake.base_url or "")
+    uid = created["uploadId"]
+    etags = [
+        client.put(f"{root}/multipart/{uid}/{n}", content=part, headers=auth).headers["etag"]
+        for n, part in ((2, b"world"), (1, b"hello "))
+    ]
+    assert all(etags)
+    gap = client.post(f"{root}/multipart/{uid}/complete", json={"parts": [{"partNumber": 1}]}, headers=auth)
+    assert gap.status_code == 400
+    parts = [{"partNumber": 1, "etag": etags[1]}, {"partNumber": 2, "etag": etags[0]}]
+    done = client.post(f"{root}/multipart/{uid}/complete", json={"parts": parts}, headers=auth)
+    assert done.status_code == 200
+    stored = httpx.get(created["access_url"])
+    assert stored.content == b"hello world" and stored.headers["content-type"] == "audio/wav"
+    assert client.put(f"{root}/multipart/{uid}/3", content=b"late", headers=auth).status_code == 404

@@ -22,8 +22,9 @@ def _walk(props: dict[str, Any], inputs: dict[str, Any], where: str) -> list[tup
             out += _walk(prop["properties"], inputs, where + "advanced.")
         elif spec is not None:
             out.append((where + name, prop, spec))
-            if spec.fields is not None:
-                out += _walk(prop["properties"], {m.name: m for m in spec.fields}, where + name + ".")
+            if spec.fields is not None:  # an object, or a list of objects
+                members = prop["items"] if spec.type == "array" else prop
+                out += _walk(members["properties"], {m.name: m for m in spec.fields}, where + name + ".")
     return out
 
 

@@ -70,7 +70,9 @@ def queue_app_path(endpoint: str) -> str:
 class FalProvider(HttpProvider):
     upstream = FAL
     handle_type = FalHandle
-    max_upload_bytes = 100 * 2**20  # fal-client's single-request upload limit (larger needs multipart)
+    # Over 100 MiB fal-client uploads in 10 MiB parts (fal's multipart upload); fal publishes no
+    # maximum. 1 GiB holds 1.5 hours of 48 kHz stereo WAV, and the file is read into memory.
+    max_upload_bytes = 2**30
     upload_lifetime_s = 24 * 3600.0  # conservative: fal keeps uploads for days, we re-upload after one
 
     def __init__(

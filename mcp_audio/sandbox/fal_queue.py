@@ -3,13 +3,15 @@
 Serve `FakeFal().app` with `serve.serve_in_thread`, set `fake.base_url`, script endpoints,
 inject failures, then inspect `fake.requests` / `fake.jobs` / `fake.files`. A body sent to an
 endpoint of fal's published schemas (`fal_schemas.json`) is checked against its input schema
-and refused as fal refuses it: 422 with a `detail` list naming each field. Job state is a
+and refused as fal refuses it: 422 with a `detail` list naming each field; an endpoint the
+snapshot lacks is a 404 (unless scripted). Unscripted outputs follow the endpoint's output schema. Job state is a
 pure function of the clock (submit time + scripted queue/run durations), so nothing runs in
 the background. Deliberate simplifications:
 - a cancelled job completes at once with error_type `client_cancelled`; its result is 499;
 - `X-Fal-Request-Timeout` shorter than the scripted queue time fails the job at the deadline
   with 504 `request_timeout` and `X-Fal-Request-Timeout-Type: user`, as fal does;
-- multipart uploads (files > 100 MiB) are not implemented.
+- multipart uploads (fal-client's, for files over 100 MiB) keep their parts in memory and
+  check nothing but the token, the upload id and the part numbers.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from mcp_audio.sandbox._base import FakeUpstream, TruncatedBody, no_route, silen
 JSON = dict[str, Any]
 Output = JSON | Callable[[JSON], JSON] | None
 State = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
-KINDS = frozenset({"submit", "status", "stream", "result", "cancel", "token", "upload", "file", "run"})
+KINDS = frozenset({"submit", "status", "stream", "result", "cancel", "token", "upload", "multipart", "file", "run"})
 # fal.run (synchronous and streaming runs) is another host; the fake serves it under /run/.
 RUN_PREFIX = "/run/"
 _UNAUTHORIZED = {"detail": "No user found for Key ID and Secret"}
@@ -50,6 +52,8 @@ _CANCELLED: tuple[int, JSON, dict[str, str]] = (
 )
 # {app}/requests/{id}[/status[/stream]|/cancel]; {app} is owner/alias (or namespace/owner/alias).
 _QUEUE_PATH = re.compile(r"^/(?P<app>.+)/requests/(?P<rid>[^/]+)(?P<tail>/status/stream|/status|/cancel)?$")
+# {access_url}/multipart/{upload id}/{part number | complete}, access_url being /files/{name}
+_MULTIPART_PATH = re.compile(r"^/files/.+/multipart/(?P<uid>[0-9a-f]{32})/(?P<part>\d+|complete)$")
 _QUEUE_ROUTES = {
     "": ("GET", "result"),
     "/status": ("GET", "status"),
@@ -149,6 +153,7 @@ class FakeFal(FakeUpstream[RecordedRequest]):
         self._stream_mute = False
         self._tokens: set[str] = set()
         self._pending_uploads: dict[str, str] = {}  # signed-PUT name -> content type
+        self._multipart: dict[str, tuple[str, str, dict[int, bytes]]] = {}  # id -> name, type, parts
 
     # ---- test-side controls -------------------------------------------------------------
 
@@ -251,9 +256,14 @@ class FakeFal(FakeUpstream[RecordedRequest]):
     # ---- queue -------------------------------------------------------------------------
 
     def _refused(self, endpoint_id: str, body: JSON) -> Response | None:
-        """fal's own answer to a body its published schema refuses: 422 with `detail` per field."""
+        """fal's own answer to a body its published schema refuses: 422 with `detail` per field;
+        404 for an endpoint fal does not have (unless a test scripted it)."""
         if not fal_contract.known(endpoint_id):
-            return None  # an endpoint fal's listing does not have: scripted tests of the fake itself
+            with self._lock:
+                scripted = endpoint_id in self._scripts
+            if scripted:
+                return None  # tests of the fake itself, on made-up endpoints
+            return JSONResponse({"detail": f"Application '{endpoint_id}' not found"}, 404)
         errors = fal_contract.validate_input(endpoint_id, body)
         return JSONResponse({"detail": errors}, 422) if errors else None
 
@@ -409,27 +419,20 @@ class FakeFal(FakeUpstream[RecordedRequest]):
             return job.output
 
     def _default_output(self, job: FakeJob, base: str) -> JSON:
+        """An output shaped by the endpoint's published output schema, its files stored here.
+
+        Endpoints the snapshot lacks (only reachable when scripted) get `{audio: File}`."""
         eid = job.endpoint_id
 
-        def file(name: str, data: bytes, content_type: str) -> JSON:
-            url = self._store(base, f"{job.request_id}/{name}", data, content_type)
-            return {"url": url, "content_type": content_type, "file_name": name, "file_size": len(data)}
+        def make_file(kind: fal_contract.FileKind, name: str) -> JSON:
+            data, content_type, ext = _sample_file(eid, kind, name)
+            file_name = f"{name}.{ext}"
+            url = self._store(base, f"{job.request_id}/{file_name}", data, content_type)
+            return {"url": url, "content_type": content_type, "file_name": file_name, "file_size": len(data)}
 
-        if eid.startswith("fal-ai/qwen-3-tts/clone-voice"):
-            return {
-                "speaker_embedding": file("speaker_embedding.safetensors", _safetensors(), "application/octet-stream")
-            }
-        if eid.split("/")[:2] in (["fal-ai", "whisper"], ["fal-ai", "wizper"]):
-            text = "Hello from the fake fal transcriber."
-            return {
-                "text": text,
-                "chunks": [{"timestamp": [0.0, 1.5], "text": text, "speaker": None}],
-                "inferred_languages": ["en"],
-                "diarization_segments": [],
-            }
-        if eid.startswith("fal-ai/elevenlabs/sound-effects"):
-            return {"audio": file("sound.mp3", silent_mp3(20), "audio/mpeg")}
-        return {"audio": file("audio.wav", sine_wav(rate=16_000), "audio/wav")}
+        if fal_contract.known(eid):
+            return fal_contract.sample_output(eid, make_file)
+        return {"audio": make_file("audio", "audio")}
 
     # ---- storage -----------------------------------------------------------------------
 
@@ -444,11 +447,46 @@ class FakeFal(FakeUpstream[RecordedRequest]):
             {"token": token, "token_type": "Bearer", "base_url": base, "expires_at": expires.isoformat()}
         )
 
+    def _token_ok(self, request: Request) -> bool:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme == "Bearer" and token in self._tokens
+
+    def _on_multipart(self, request: Request, record: RecordedRequest, base: str) -> Response:
+        """fal_v3 multipart: create (POST /files/upload/multipart), PUT each part to
+        {access_url}/multipart/{id}/{n} (answered with an ETag), then POST .../complete."""
+        if not self._token_ok(request):
+            return JSONResponse({"detail": "Invalid or expired token"}, 401)
+        path = request.url.path
+        if path == "/files/upload/multipart":
+            name = _unique_name(request.headers.get("x-fal-file-name"))
+            upload_id = uuid.uuid4().hex
+            content_type = request.headers.get("content-type") or "application/octet-stream"
+            with self._lock:
+                self._multipart[upload_id] = (name, content_type, {})
+            return JSONResponse({"access_url": f"{base}/files/{quote(name)}", "uploadId": upload_id})
+        match = _MULTIPART_PATH.match(path)
+        with self._lock:
+            upload = self._multipart.get(match["uid"]) if match else None
+        if match is None or upload is None:
+            return JSONResponse({"detail": "Unknown upload"}, 404)
+        name, content_type, parts = upload
+        if match["part"] != "complete":
+            with self._lock:
+                parts[int(match["part"])] = record.body
+            return Response(status_code=200, headers={"ETag": f'"{len(record.body):x}-{match["part"]}"'})
+        listed = record.json.get("parts") if isinstance(record.json, dict) else None
+        numbers = sorted(int(p["partNumber"]) for p in listed or [] if isinstance(p, dict) and "partNumber" in p)
+        if not numbers or numbers != sorted(parts) or numbers != list(range(1, len(numbers) + 1)):
+            return JSONResponse({"detail": "Parts missing or out of order"}, 400)
+        with self._lock:
+            del self._multipart[match["uid"]]
+        self._store(base, name, b"".join(parts[n] for n in numbers), content_type)
+        return JSONResponse({"access_url": f"{base}/files/{quote(name)}"})
+
     def _on_upload(self, request: Request, record: RecordedRequest, base: str) -> Response:
         path, content_type = request.url.path, request.headers.get("content-type", "")
         if path == "/files/upload":  # fal_v3 CDN: single-part upload with a storage token
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if scheme != "Bearer" or token not in self._tokens:
+            if not self._token_ok(request):
                 return JSONResponse({"detail": "Invalid or expired token"}, 401)
             name = _unique_name(request.headers.get("x-fal-file-name"))
             return JSONResponse(
@@ -545,6 +583,8 @@ def _classify(method: str, path: str) -> tuple[str, str | None, bool]:
     submit so `POST /a/b/requests/x/status` is a 405, never a new job."""
     if method == "HEAD":
         method = "GET"
+    if (method == "POST" and path == "/files/upload/multipart") or _MULTIPART_PATH.match(path):
+        return ("multipart", None, False) if method in ("POST", "PUT") else ("unknown", None, True)
     if path == "/storage/auth/token":
         return ("token", None, False) if method == "POST" else ("unknown", None, True)
     if (method, path) in (("POST", "/files/upload"), ("POST", "/storage/upload/initiate")) or (
@@ -595,6 +635,23 @@ def _error_message(body: JSON) -> str:
 def _unique_name(file_name: str | None) -> str:
     base = (file_name or "").replace("\\", "/").rsplit("/", 1)[-1].strip() or "upload.bin"
     return f"{uuid.uuid4().hex[:16]}/{base}"
+
+
+def _sample_file(endpoint_id: str, kind: fal_contract.FileKind, name: str) -> tuple[bytes, str, str]:
+    """(bytes, content type, extension) of a plausible file for an output field."""
+    if kind == "video":
+        return _MP4, "video/mp4", "mp4"
+    if kind == "file":
+        if "embedding" in name:
+            return _safetensors(), "application/octet-stream", "safetensors"
+        return b"{}", "application/json", "json"
+    if endpoint_id.startswith("fal-ai/elevenlabs/sound-effects"):  # ElevenLabs answers MP3 by default
+        return silent_mp3(20), "audio/mpeg", "mp3"
+    return sine_wav(rate=16_000), "audio/wav", "wav"
+
+
+# The smallest MP4 header a player recognises (an `ftyp` box): enough for a download test.
+_MP4 = bytes.fromhex("0000001866747970") + b"isom" + bytes(4) + b"isomiso2"
 
 
 @lru_cache(maxsize=1)
