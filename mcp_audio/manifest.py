@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 InputType = Literal["string", "integer", "number", "boolean", "array", "object"]
-Kind = Literal["tts", "clone", "stt", "music", "sfx", "edit"]
+Kind = Literal["tts", "clone", "stt", "music", "sfx", "edit", "post"]
 PriceUnit = Literal["request", "1000_characters", "input_minute", "second", "output_second"]
 
 
@@ -41,15 +41,20 @@ class InputSpec(_Strict):
     upstream: bool = True  # False: used by the server itself (an endpoint choice, a voice name to save)
     advanced: bool = False  # grouped under one optional `advanced` object, without descriptions, to save context
     file: Literal["audio", "video", "media", "embedding"] | None = None  # a file the upstream reads
-    # How the upstream takes the file: a URL it fetches (a local file is uploaded first), or the
-    # bytes as a multipart part of the request.
-    sent_as: Literal["url", "part"] = "url"
+    # How the upstream takes the file: a URL it fetches (a local file is uploaded first), the
+    # bytes as a multipart part of the request, or (tools run in this process) a local path: a
+    # file inside the allowed folders or an earlier output as it is, anything else downloaded
+    # to a temporary file. An array input of strings with `file` set is a list of files.
+    sent_as: Literal["url", "part", "path"] = "url"
     # Where what an upload returns goes, when not in this input itself (e.g. Eigen's `voice_id`).
     uploaded_as: str | None = None
     min_duration_s: float | None = None  # checked for local files before upload (URLs are the upstream's)
     max_duration_s: float | None = None
     fields: list[InputSpec] | None = None  # the members of an object input
     encode: Literal["json"] | None = None  # "json": an object sent upstream as a JSON string (form fields)
+    # The id of a finished job of this server whose result the tool reads ("transcript": one
+    # with segment or word timings).
+    job: Literal["transcript"] | None = None
 
     @model_validator(mode="after")
     def _advanced_is_upstream(self) -> InputSpec:
@@ -67,6 +72,10 @@ class InputSpec(_Strict):
             raise ValueError("`encode` applies to object inputs only")
         if self.file is None and (self.sent_as != "url" or self.uploaded_as is not None):
             raise ValueError("`sent_as` and `uploaded_as` apply to file inputs only")
+        if self.file is not None and self.type == "array" and (self.items != "string" or self.sent_as != "path"):
+            raise ValueError('a list of files needs `items = "string"` and `sent_as = "path"`')
+        if self.job is not None and (self.type != "string" or self.file is not None):
+            raise ValueError("`job` applies to string inputs that are not files")
         if self.required and self.default is not None:
             raise ValueError("a required input cannot have a default")
         if self.enum is not None and self.default is not None and self.default not in self.enum:
