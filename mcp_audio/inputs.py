@@ -200,6 +200,9 @@ class InputResolver:
                     files.append(await self._local_file(spec, field, str(item), provider, roots))
                     made.append(files[-1])
                 local[spec.name] = files if isinstance(value, list) else files[0]
+                # The row keeps where each file came from, not a data: URI's content.
+                sources = [file.source for file in files]
+                body[spec.name] = sources if isinstance(value, list) else sources[0]
         except BaseException:
             for file in made:
                 if file.temporary:
@@ -234,7 +237,7 @@ class InputResolver:
                 raise InvalidArguments(
                     f"`{field}`: '{value[:100]}' could not be read ({exc.strerror or exc})."
                 ) from exc
-            return LocalFile(field=field, path=path, source=value)
+            return LocalFile(field=field, path=path, source=str(path))
         content_type = check_kind(field, file.source, file.data[:64], spec.file)
         handle, name = tempfile.mkstemp(prefix="mcp-audio-input-", suffix=extension_for(content_type))
         with os.fdopen(handle, "wb") as out:

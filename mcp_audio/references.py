@@ -8,6 +8,7 @@ or has no such output.
 
 from __future__ import annotations
 
+import mimetypes
 from typing import TYPE_CHECKING, Any
 
 from mcp_audio.errors import InvalidArguments
@@ -53,7 +54,7 @@ def referenced_output(store: JobStore, field: str, value: str) -> OutputFile:
     assert job.result is not None  # finished_job checked it
     files = job.result.files
     if not name:
-        item = next((f for f in files if (f.content_type or "").startswith("audio/")), None)
+        item = next((f for f in files if _is_audio(f)), None)
         if item is None:
             raise InvalidArguments(f"`{field}`: job {job.id} ({job.tool}) has no audio output.")
         return item
@@ -64,6 +65,12 @@ def referenced_output(store: JobStore, field: str, value: str) -> OutputFile:
             f"`{field}`: job {job.id} ({job.tool}) has no output file '{name[:100]}'; its files: {names}."
         )
     return found
+
+
+def _is_audio(item: OutputFile) -> bool:
+    """By its declared type, or (an upstream that declared none) by its name."""
+    content_type = item.content_type or mimetypes.guess_type(item.file_name or item.url)[0] or ""
+    return content_type.startswith("audio/")
 
 
 def transcript_of(store: JobStore, field: str, value: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The finishing tools (audio_join, audio_mix, audio_master, audio_trim, transcript_subtitles,
 audio_info) through a real MCP client: local, keyless, chained by files:// and jobs://
 references. Tests make their own audio with numpy and the `wave` module and measure results
-independently: PyAV decodes, pyloudnorm measures BS.1770 loudness, scipy oversamples true
+independently (with the engine tests' readers): PyAV decodes, pyloudnorm measures BS.1770 loudness, scipy oversamples true
 peaks, `srt` and `webvtt-py` parse subtitles."""
 
 from __future__ import annotations
@@ -10,23 +10,23 @@ import base64
 import hashlib
 import inspect
 import io
+import tempfile
 import wave
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
-import pyloudnorm
 import pytest
 import srt
 import webvtt
 from mcp import Client
-from scipy.signal import resample_poly
 
 from mcp_audio.config import ServerSettings, Settings
 from mcp_audio.post import ops
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import CATALOG, body_of, server, text_of
+from tests.test_post_engine import decode, true_peak_db
+from tests.test_post_engine import lufs as loudness
 
 pytestmark = pytest.mark.anyio
 RATE = 48000
@@ -55,32 +55,6 @@ def tone(seconds: float, freq: float = 440.0, amplitude: float = 0.3, rate: int 
 
 def noise(seconds: float, amplitude: float = 0.05, seed: int = 1) -> np.ndarray:
     return amplitude * np.random.default_rng(seed).standard_normal((2, int(seconds * RATE)))
-
-
-def decode(path: str | Path) -> tuple[np.ndarray, int]:
-    """All samples of a file as (channels, n) float64, and its rate (PyAV, no engine code);
-    MP4 cut to its edit-list duration, as players do."""
-    with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        rate = stream.codec_context.sample_rate
-        layout = "mono" if stream.codec_context.channels == 1 else "stereo"
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-        parts = [f.to_ndarray() for frame in container.decode(stream) for f in resampler.resample(frame)]
-        parts.extend(f.to_ndarray() for f in resampler.resample(None))
-        data = np.concatenate(parts, axis=1).astype(np.float64)
-        if "mp4" in container.format.name.split(","):
-            assert stream.duration is not None and stream.time_base is not None
-            data = data[:, : round(float(stream.duration * stream.time_base) * rate)]
-    return data, rate
-
-
-def loudness(data: np.ndarray, rate: int) -> float:
-    return float(pyloudnorm.Meter(rate).integrated_loudness(data.T))
-
-
-def true_peak_db(data: np.ndarray) -> float:
-    oversampled = resample_poly(data, 4, 1, axis=1)
-    return float(20 * np.log10(np.max(np.abs(oversampled))))
 
 
 def level_at(data: np.ndarray, rate: int, freq: float, start: float, end: float) -> float:
@@ -176,7 +150,7 @@ async def test_join_in_order_with_gaps_then_trim_a_saved_output_by_reference(pos
     ]
     body = await call(post, "audio_join", {"files": [str(p) for p in parts], "gap_s": 0.25, "format": "wav"})
     item = only_file(body)
-    data, rate = decode(item["path"])
+    data, rate = decode(Path(item["path"]))
     assert data.shape[1] == int(3.0 * RATE + 2 * 0.25 * RATE)
     assert item["path"].endswith(".wav") and item["content_type"] == "audio/wav"
     assert body["output"]["duration_s"] == pytest.approx(3.5, abs=1e-3)
@@ -186,7 +160,7 @@ async def test_join_in_order_with_gaps_then_trim_a_saved_output_by_reference(pos
     assert level_at(data, rate, 900, 3.05, 3.4) > 0.25
 
     trimmed = await call(post, "audio_trim", {"file": item["resource"], "start_s": 1.25, "end_s": 2.75})
-    cut, _ = decode(only_file(trimmed)["path"])
+    cut, _ = decode(Path(only_file(trimmed)["path"]))
     assert cut.shape[1] == int(1.5 * RATE)
     assert level_at(cut, rate, 600, 0.2, 1.3) > 0.25
     jobs = body_of(await post.call_tool("list_jobs", {}))["jobs"]
@@ -196,7 +170,7 @@ async def test_join_in_order_with_gaps_then_trim_a_saved_output_by_reference(pos
 async def test_join_crossfade_shortens_by_the_fades(post: Client, rec_dir: Path) -> None:
     a, b = write_wav(rec_dir / "a.wav", tone(2.0)), write_wav(rec_dir / "b.wav", tone(2.0, 660))
     body = await call(post, "audio_join", {"files": [str(a), str(b)], "crossfade_s": 0.5, "format": "flac"})
-    data, _ = decode(only_file(body)["path"])
+    data, _ = decode(Path(only_file(body)["path"]))
     assert data.shape[1] == int(3.5 * RATE)
 
 
@@ -226,7 +200,7 @@ async def test_mix_fits_the_bed_to_the_voice_and_ducks_it(post: Client, rec_dir:
     music = write_wav(rec_dir / "music.wav", tone(3.0, 220, 0.5))
     args = {"voice": str(voice), "music": str(music), "format": "wav", "fade_in_s": 1, "fade_out_s": 2}
     body = await call(post, "audio_mix", args | {"duck_db": 12, "music_gain_db": -6})
-    data, rate = decode(only_file(body)["path"])
+    data, rate = decode(Path(only_file(body)["path"]))
     assert data.shape[1] == int((1 + 8 + 2) * RATE)
     under_voice = level_at(data, rate, 220, 1 + 0.6, 1 + 1.8)
     in_pause = level_at(data, rate, 220, 1 + 2.8, 1 + 3.9)
@@ -261,7 +235,7 @@ async def test_master_hits_loudness_and_true_peak_on_the_encoded_file(
     body = await call(post, "audio_master", args)
     item = only_file(body)
     assert item["path"].endswith(suffix)
-    data, rate = decode(item["path"])
+    data, rate = decode(Path(item["path"]))
     assert loudness(data, rate) == pytest.approx(-16, abs=0.5)
     assert true_peak_db(data) < -1 + 0.1
     assert data.shape[1] / rate == pytest.approx(6.0, abs=0.005)  # gapless: the duration kept
@@ -273,7 +247,7 @@ async def test_master_trims_silence_to_at_most_0_6_s(post: Client, rec_dir: Path
     body = await call(
         post, "audio_master", {"file": str(write_wav(rec_dir / "padded.wav", signal)), "trim_silence": True}
     )
-    data, rate = decode(only_file(body)["path"])
+    data, rate = decode(Path(only_file(body)["path"]))
     assert 2.0 <= data.shape[1] / rate <= 2.0 + 2 * 0.6
 
 
@@ -306,7 +280,7 @@ async def test_a_fal_tts_output_masters_by_jobs_reference(
         speech = await call(client, "qwen3_tts", {"text": "Hello there."})
         body = await call(client, "audio_master", {"file": f"jobs://{speech['job_id']}", "format": "wav"})
         item = only_file(body)
-        data, rate = decode(item["path"])
+        data, rate = decode(Path(item["path"]))
         assert loudness(data, rate) == pytest.approx(-16, abs=0.5)
         assert data.shape[1] == 8000  # the fake's 0.5 s at 16 kHz, kept
         info = await call(client, "audio_info", {"file": f"jobs://{body['job_id']}"})
@@ -422,3 +396,34 @@ async def test_produce_episode_prompt_walks_the_whole_chain(post: Client) -> Non
     ]
     positions = [text.index(step) for step in steps]
     assert positions == sorted(positions) and "Tide pools" in text and "jobs://" in text
+
+
+async def test_a_remote_tool_takes_a_reference_to_a_local_output(
+    settings: ServerSettings, fake_fal: FakeFal, rec_dir: Path
+) -> None:
+    """The chain goes on past the finishing tools: whisper_transcribe gets the master by reference."""
+    chained = settings.model_copy(update={"download": "always", "allowed_dirs": str(rec_dir)})
+    source = write_wav(rec_dir / "episode.wav", noise(2.0))
+    async with Client(server(chained)) as client:
+        mastered = await call(client, "audio_master", {"file": str(source), "format": "flac"})
+        item = only_file(mastered)
+        await call(client, "whisper_transcribe", {"audio_url": item["resource"]})
+    [upload] = [r for r in fake_fal.requests if r.kind == "upload"]
+    assert upload.body == Path(item["path"]).read_bytes()
+    assert upload.headers["content-type"] == "audio/flac"
+
+
+async def test_temporary_inputs_are_removed_after_the_call(
+    post: Client, rec_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    buffer = io.BytesIO()
+    write_wav(rec_dir / "x.wav", tone(1.0))
+    buffer.write((rec_dir / "x.wav").read_bytes())
+    uri = "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode()
+    await call(post, "audio_join", {"files": [uri, str(rec_dir / "x.wav"), uri], "format": "mp3"})
+    message = await refused(post, "audio_join", {"files": [uri, "data:audio/wav;base64,AAAA"]})
+    assert "`files[1]`:" in message
+    assert list(scratch.iterdir()) == []
