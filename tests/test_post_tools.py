@@ -15,6 +15,7 @@ import wave
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 import pytest
 import srt
@@ -427,3 +428,25 @@ async def test_temporary_inputs_are_removed_after_the_call(
     message = await refused(post, "audio_join", {"files": [uri, "data:audio/wav;base64,AAAA"]})
     assert "`files[1]`:" in message
     assert list(scratch.iterdir()) == []
+
+
+async def test_a_cancelled_job_saves_nothing(
+    post_settings: ServerSettings, rec_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    source = write_wav(rec_dir / "long.wav", noise(90.0))
+    async with Client(server(post_settings.model_copy(update={"wait_s": 0.3}))) as client:
+        started = body_of(await client.call_tool("audio_master", {"file": str(source), "format": "mp3"}))
+        assert started["status"] == "running", started
+        cancelled = body_of(await client.call_tool("cancel_job", {"job_id": started["job_id"]}))
+        assert cancelled["status"] == "cancelled"
+        for _ in range(600):  # the render finishes in its thread, then its work folder goes
+            if not list(scratch.iterdir()):
+                break
+            await anyio.sleep(0.1)
+        assert list(scratch.iterdir()) == []
+        assert not post_settings.output_dir.exists() or list(post_settings.output_dir.iterdir()) == []
+        done = body_of(await client.call_tool("get_job", {"job_id": started["job_id"]}))
+        assert done["status"] == "cancelled"

@@ -69,9 +69,17 @@ class LocalPostProvider:
 
     async def run(self, request: UpstreamRequest, report: Report, files: FileSink) -> dict[str, Any]:
         await report(Update(state="running", logs=[f"{request.endpoint}: processing locally"]))
+        work = Path(tempfile.mkdtemp(prefix="mcp-audio-post-"))
         try:
-            return await anyio.to_thread.run_sync(_run, request, files)
+            output, made = await anyio.to_thread.run_sync(_run, request, work)
+            if made is not None:
+                # Saved only once the render is done and the job was not cancelled meanwhile (a
+                # cancel takes effect when the worker thread returns).
+                key, data, content_type = made
+                output[key] = await anyio.to_thread.run_sync(files, data, content_type)
+            return output
         finally:
+            shutil.rmtree(work, ignore_errors=True)
             for item in _local_files(request):
                 if item.temporary:
                     item.path.unlink(missing_ok=True)
@@ -86,59 +94,58 @@ def _local_files(request: UpstreamRequest) -> list[LocalFile]:
     return found
 
 
-def _run(request: UpstreamRequest, files: FileSink) -> dict[str, Any]:
-    """One call, in a worker thread."""
+# An output file to save: the output field, the file (or its bytes), its content type.
+Made = tuple[str, bytes | Path, str]
+
+
+def _run(request: UpstreamRequest, work: Path) -> tuple[dict[str, Any], Made | None]:
+    """One call, in a worker thread: the output fields, and the file to save (written in `work`)."""
     body, local = request.body, request.local
     if request.endpoint == "subtitles":
-        return _subtitles(body, local["job_id"], files)
+        return _subtitles(body, local["job_id"])
     from mcp_audio.post import ops
 
     if request.endpoint == "info":
         source = _probed(local["file"])
-        return ops.info(source.path, peaks=body.get("peaks", 100))
-    work = Path(tempfile.mkdtemp(prefix="mcp-audio-post-"))
-    try:
-        output = work / "output"
-        if request.endpoint == "join":
-            inputs = [_probed(item) for item in local["files"]]
-            rendered = ops.join(
-                [item.path for item in inputs],
-                output,
-                format=_format(body, inputs[0]),
-                **_given(body, "gap_s", "crossfade_s"),
-            )
-        elif request.endpoint == "mix":
-            voice, music = _probed(local["voice"]), _probed(local["music"])
-            rendered = ops.mix(
-                voice.path,
-                music.path,
-                output,
-                format=_format(body, voice),
-                **_given(body, "music_gain_db", "duck_db", "fade_in_s", "fade_out_s"),
-            )
-        elif request.endpoint == "master":
-            source = _probed(local["file"])
-            rendered = ops.master(
-                source.path,
-                output,
-                format=_format(body, source),
-                codec=CODECS[body["codec"]] if "codec" in body else None,
-                **_given(body, "loudness_lufs", "true_peak_db", "sample_rate", "trim_silence"),
-            )
-        elif request.endpoint == "trim":
-            source = _probed(local["file"])
-            rendered = ops.trim(
-                source.path, output, format=_format(body, source), **_given(body, "start_s", "end_s", "fade_s")
-            )
-        else:
-            raise McpAudioError(f"unknown local endpoint {request.endpoint!r}")
-        fields = {key: getattr(rendered, key) for key in _RENDERED_FIELDS}
-        if request.endpoint == "master":
-            fields |= {key: getattr(rendered, key) for key in _MASTER_FIELDS}
-        saved = files(rendered.path, CONTENT_TYPES[rendered.format])
-        return {"audio": saved, **fields}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        return ops.info(source.path, peaks=body.get("peaks", 100)), None
+    output = work / "output"
+    if request.endpoint == "join":
+        inputs = [_probed(item) for item in local["files"]]
+        rendered = ops.join(
+            [item.path for item in inputs],
+            output,
+            format=_format(body, inputs[0]),
+            **_given(body, "gap_s", "crossfade_s"),
+        )
+    elif request.endpoint == "mix":
+        voice, music = _probed(local["voice"]), _probed(local["music"])
+        rendered = ops.mix(
+            voice.path,
+            music.path,
+            output,
+            format=_format(body, voice),
+            **_given(body, "music_gain_db", "duck_db", "fade_in_s", "fade_out_s"),
+        )
+    elif request.endpoint == "master":
+        source = _probed(local["file"])
+        rendered = ops.master(
+            source.path,
+            output,
+            format=_format(body, source),
+            codec=CODECS[body["codec"]] if "codec" in body else None,
+            **_given(body, "loudness_lufs", "true_peak_db", "sample_rate", "trim_silence"),
+        )
+    elif request.endpoint == "trim":
+        source = _probed(local["file"])
+        rendered = ops.trim(
+            source.path, output, format=_format(body, source), **_given(body, "start_s", "end_s", "fade_s")
+        )
+    else:
+        raise McpAudioError(f"unknown local endpoint {request.endpoint!r}")
+    fields = {key: getattr(rendered, key) for key in _RENDERED_FIELDS}
+    if request.endpoint == "master":
+        fields |= {key: getattr(rendered, key) for key in _MASTER_FIELDS}
+    return fields, ("audio", rendered.path, CONTENT_TYPES[rendered.format])
 
 
 def _given(body: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -174,7 +181,7 @@ def _format(body: dict[str, Any], source: _Source) -> str:
     return source.format if source.format in CONTENT_TYPES else "wav"
 
 
-def _subtitles(body: dict[str, Any], transcript: dict[str, Any], files: FileSink) -> dict[str, Any]:
+def _subtitles(body: dict[str, Any], transcript: dict[str, Any]) -> tuple[dict[str, Any], Made]:
     from mcp_audio.post.errors import PostError
     from mcp_audio.post.subtitles import cues_from_transcript, to_srt, to_vtt
 
@@ -186,11 +193,10 @@ def _subtitles(body: dict[str, Any], transcript: dict[str, Any], files: FileSink
     if not cues:
         raise PostError("`job_id`: the transcript has no text to subtitle")
     text = to_srt(cues) if kind == "srt" else to_vtt(cues)
-    saved = files(text.encode("utf-8"), SUBTITLE_TYPES[kind])
-    return {
+    fields = {
         "subtitles": text,
-        "file": saved,
         "format": kind,
         "cues": len(cues),
         "speakers": sorted({cue.speaker for cue in cues if cue.speaker}),
     }
+    return fields, ("file", text.encode("utf-8"), SUBTITLE_TYPES[kind])
