@@ -189,6 +189,9 @@ async def test_info_reports_what_the_file_measures(post: Client, rec_dir: Path) 
     peaks = out["peaks"]
     assert len(peaks) == 60 and all(0 <= p <= 1 for p in peaks)
     assert max(peaks[:29]) == pytest.approx(0.1, abs=0.01) and min(peaks[31:]) == pytest.approx(0.8, abs=0.01)
+    # Clients that show only text see the measurements too (not the waveform).
+    text = text_of(await post.call_tool("get_job", {"job_id": body["job_id"]}))
+    assert f"loudness_lufs {out['loudness_lufs']:g}" in text and "duration_s 2" in text and "peaks" not in text
 
 
 # --- mix ------------------------------------------------------------------------------------
