@@ -453,3 +453,20 @@ async def test_a_cancelled_job_saves_nothing(
         assert not post_settings.output_dir.exists() or list(post_settings.output_dir.iterdir()) == []
         done = body_of(await client.call_tool("get_job", {"job_id": started["job_id"]}))
         assert done["status"] == "cancelled"
+
+
+async def test_a_url_input_is_downloaded_once_for_the_call(settings: ServerSettings, fake_fal: FakeFal) -> None:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes((tone(1.5) * 32767).astype("<i2").tobytes())
+    url = fake_fal.put_file("bed.wav", buffer.getvalue(), "audio/wav")
+    async with Client(server(settings.model_copy(update={"download": "always"}))) as client:
+        body = await call(client, "audio_trim", {"file": url, "start_s": 0.5})
+        missing = await refused(client, "audio_info", {"file": url + "-gone"})
+    data, _ = decode(Path(only_file(body)["path"]))
+    assert data.shape[1] == RATE
+    assert "`file`: downloading" in missing and "failed (HTTP 404)" in missing
+    assert [r.kind for r in fake_fal.requests] == ["file", "file"]  # two downloads; no upload, no submit
