@@ -37,15 +37,21 @@ POST_TOOLS = {"audio_join", "audio_mix", "audio_master", "audio_trim", "transcri
 # --- audio made here, measured here -----------------------------------------------------------
 
 
-def write_wav(path: Path, signal: np.ndarray, rate: int = RATE) -> Path:
-    """Write a (channels, n) or (n,) float signal as 16-bit PCM WAV with the standard library."""
+def wav_bytes(signal: np.ndarray, rate: int = RATE) -> bytes:
+    """A (channels, n) or (n,) float signal as 16-bit PCM WAV, written with the standard library."""
     data = np.atleast_2d(signal)
     pcm = (np.clip(data, -1, 1) * 32767).astype("<i2").T.copy()
-    with wave.open(str(path), "wb") as out:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
         out.setnchannels(data.shape[0])
         out.setsampwidth(2)
         out.setframerate(rate)
         out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def write_wav(path: Path, signal: np.ndarray, rate: int = RATE) -> Path:
+    path.write_bytes(wav_bytes(signal, rate))
     return path
 
 
@@ -257,13 +263,7 @@ async def test_master_trims_silence_to_at_most_0_6_s(post: Client, rec_dir: Path
 
 async def test_a_data_uri_input_sends_nothing_upstream(settings: ServerSettings, fake_fal: FakeFal) -> None:
     """Even with fal configured, a local tool's file input is not uploaded anywhere."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        out.writeframes((tone(1.0) * 32767).astype("<i2").tobytes())
-    uri = "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode()
+    uri = "data:audio/wav;base64," + base64.b64encode(wav_bytes(tone(1.0))).decode()
     async with Client(server(settings.model_copy(update={"download": "always"}))) as client:
         body = await call(client, "audio_info", {"file": uri})
         mastered = await call(client, "audio_master", {"file": uri, "format": "mp3"})
@@ -417,28 +417,25 @@ async def test_a_remote_tool_takes_a_reference_to_a_local_output(
     assert upload.headers["content-type"] == "audio/flac"
 
 
-async def test_temporary_inputs_are_removed_after_the_call(
-    post: Client, rec_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    buffer = io.BytesIO()
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The temporary folder, made this test's own so what is left in it can be seen."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+async def test_temporary_inputs_are_removed_after_the_call(post: Client, rec_dir: Path, scratch: Path) -> None:
     write_wav(rec_dir / "x.wav", tone(1.0))
-    buffer.write((rec_dir / "x.wav").read_bytes())
-    uri = "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode()
+    uri = "data:audio/wav;base64," + base64.b64encode((rec_dir / "x.wav").read_bytes()).decode()
     await call(post, "audio_join", {"files": [uri, str(rec_dir / "x.wav"), uri], "format": "mp3"})
     message = await refused(post, "audio_join", {"files": [uri, "data:audio/wav;base64,AAAA"]})
     assert "`files[1]`:" in message
     assert list(scratch.iterdir()) == []
 
 
-async def test_a_cancelled_job_saves_nothing(
-    post_settings: ServerSettings, rec_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+async def test_a_cancelled_job_saves_nothing(post_settings: ServerSettings, rec_dir: Path, scratch: Path) -> None:
     source = write_wav(rec_dir / "long.wav", noise(90.0))
     async with Client(server(post_settings.model_copy(update={"wait_s": 0.3}))) as client:
         started = body_of(await client.call_tool("audio_master", {"file": str(source), "format": "mp3"}))
@@ -456,13 +453,7 @@ async def test_a_cancelled_job_saves_nothing(
 
 
 async def test_a_url_input_is_downloaded_once_for_the_call(settings: ServerSettings, fake_fal: FakeFal) -> None:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        out.writeframes((tone(1.5) * 32767).astype("<i2").tobytes())
-    url = fake_fal.put_file("bed.wav", buffer.getvalue(), "audio/wav")
+    url = fake_fal.put_file("bed.wav", wav_bytes(tone(1.5)), "audio/wav")
     async with Client(server(settings.model_copy(update={"download": "always"}))) as client:
         body = await call(client, "audio_trim", {"file": url, "start_s": 0.5})
         missing = await refused(client, "audio_info", {"file": url + "-gone"})
