@@ -388,7 +388,7 @@ def _python_type(spec: InputSpec) -> Any:
         return Literal[tuple(spec.enum)]
     if spec.type == "array":
         element: Any = _PY_TYPES[spec.items or "string"]
-        if element is str:  # each text item is capped like a text input
+        if element is str and spec.file is None:  # each text item is capped like a text input
             element = Annotated[str, Field(max_length=DEFAULT_MAX_TEXT_CHARS)]
         return list[element]
     return _PY_TYPES[spec.type]
@@ -440,7 +440,7 @@ def _json_property(s: InputSpec) -> dict[str, Any]:
     prop: dict[str, Any] = {"type": s.type}
     if s.type == "array":
         prop["items"] = {"type": s.items}
-        if s.items == "string":
+        if s.items == "string" and s.file is None:
             prop["items"]["maxLength"] = DEFAULT_MAX_TEXT_CHARS
     if s.fields is not None:
         members = prop["items"] if s.type == "array" else prop
@@ -503,7 +503,7 @@ def describe_validation_error(capability: Capability, exc: ValidationError) -> s
 
 def _spec_at(capability: Capability, loc: Iterable[Any]) -> InputSpec | None:
     """The input (or object member) an error location names; `advanced` is only a group."""
-    names = [str(part) for part in loc if part != ADVANCED]
+    names = [str(part) for part in loc if part != ADVANCED and not isinstance(part, int)]  # ints: list positions
     spec = capability.inputs.get(names[0]) if names else None
     for member in names[1:]:
         spec = next((f for f in spec.fields or [] if f.name == member), None) if spec is not None else None

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mcp_audio.providers.registry import UPSTREAMS, Upstream
+from mcp_audio.providers.registry import REMOTE, Upstream
 
 # Toolsets group capability kinds the way users think of them (voice cloning belongs with speech).
 TOOLSETS: dict[str, tuple[str, ...]] = {
@@ -24,6 +24,7 @@ TOOLSETS: dict[str, tuple[str, ...]] = {
     "music": ("music",),
     "sfx": ("sfx",),
     "edit": ("edit",),
+    "post": ("post",),
 }
 
 
@@ -95,7 +96,7 @@ class ServerSettings(BaseSettings):
     toolsets: str = Field(
         "all",
         description="expose a subset: a comma list of `tts` (speech and voice cloning), `stt`, `music`, `sfx`, "
-        "`edit`; the job tools are always there",
+        "`edit`, `post` (join, mix, master, trim, info, subtitles: local, no key); the job tools are always there",
     )
 
     @field_validator("toolsets")
@@ -134,6 +135,8 @@ class ServerSettings(BaseSettings):
         return self.data_dir / "jobs.sqlite3"
 
     def key_of(self, upstream: Upstream) -> str | None:
+        if upstream.key_field is None:  # a local upstream needs none
+            return None
         secret: SecretStr | None = getattr(self, upstream.key_field)
         return secret.get_secret_value() if secret is not None and secret.get_secret_value() else None
 
@@ -144,7 +147,7 @@ class ServerSettings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction of anything we log or return."""
-        return [key for upstream in UPSTREAMS.values() if (key := self.key_of(upstream))]
+        return [key for upstream in REMOTE.values() if (key := self.key_of(upstream))]
 
 
 def _strip_slash(cls: Any, value: str) -> str:
@@ -153,7 +156,8 @@ def _strip_slash(cls: Any, value: str) -> str:
 
 def _upstream_fields() -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for upstream in UPSTREAMS.values():
+    for upstream in REMOTE.values():
+        assert upstream.key_field is not None and upstream.key_env is not None  # remote: keyed
         fields[upstream.key_field] = (
             SecretStr | None,
             Field(
@@ -170,7 +174,7 @@ def _upstream_fields() -> dict[str, Any]:
     return fields
 
 
-_URL_FIELDS = [url.field for upstream in UPSTREAMS.values() for url in upstream.urls]
+_URL_FIELDS = [url.field for upstream in REMOTE.values() for url in upstream.urls]
 
 Settings: type[ServerSettings] = create_model(
     "Settings",
@@ -183,8 +187,8 @@ Settings.__doc__ = "The server's settings, with each registered upstream's key a
 
 def env_name(field: str) -> str:
     """The environment variable of a Settings field."""
-    for upstream in UPSTREAMS.values():
-        if field == upstream.key_field:
+    for upstream in REMOTE.values():
+        if field == upstream.key_field and upstream.key_env is not None:
             return upstream.key_env
         for url in upstream.urls:
             if field == url.field:

@@ -28,6 +28,9 @@ class Check:
 async def run_checks(settings: ServerSettings) -> list[Check]:
     checks: list[Check] = []
     for name, upstream in UPSTREAMS.items():
+        if upstream.local:
+            checks.append(await _local_check(upstream, settings))
+            continue
         key_env, url = upstream.key_env, settings.url_of(upstream, upstream.urls[0].param)
         if settings.key_of(upstream) is None:
             checks.append(Check(f"{name} key", "skip", f"{key_env} is not set: its tools answer with an error"))
@@ -48,6 +51,17 @@ async def run_checks(settings: ServerSettings) -> list[Check]:
         checks.append(_writable(label, folder))
     secrets = settings.secrets()
     return [Check(check.name, check.status, redact(check.detail, secrets)) for check in checks]
+
+
+async def _local_check(upstream: Upstream, settings: ServerSettings) -> Check:
+    """An upstream in this process: can its engine load (no key, nothing reachable to check)."""
+    provider = upstream.build(settings)
+    try:
+        return Check(f"{upstream.name} tools", "pass", await provider.health())
+    except McpAudioError as exc:
+        return Check(f"{upstream.name} tools", "fail", str(exc))
+    finally:
+        await provider.aclose()
 
 
 async def _verify_key(provider: object, upstream: Upstream) -> Check:

@@ -14,6 +14,7 @@ import base64
 import binascii
 import mimetypes
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,8 @@ from urllib.parse import unquote_to_bytes, urlparse
 
 from mcp_audio.errors import InvalidArguments
 from mcp_audio.outputs import audio_properties, extension_for
-from mcp_audio.providers.base import FileBytes, Provider, Uploads, UpstreamRequest
+from mcp_audio.providers.base import FileBytes, LocalFile, Provider, Uploads, UpstreamRequest
+from mcp_audio.references import is_reference, referenced_output, transcript_of
 
 if TYPE_CHECKING:
     import httpx
@@ -62,16 +64,8 @@ def is_url(value: str) -> bool:
     return value.startswith(("https://", "http://"))
 
 
-def read_local_file(
-    field: str,
-    value: str,
-    roots: list[Path],
-    *,
-    kind: str,
-    max_bytes: int,
-    duration_range: tuple[float | None, float | None] = (None, None),
-) -> FileBytes:
-    """Resolve a local path inside the allowed roots and read it, or raise InvalidArguments."""
+def local_path(field: str, value: str, roots: list[Path], *, max_bytes: int) -> Path:
+    """Resolve a local path inside the allowed roots to a non-empty file, or raise InvalidArguments."""
     if not roots:
         raise InvalidArguments(f"`{field}`: local files are disabled (no allowed folders); pass an https:// URL.")
     real_roots = [root.expanduser().resolve() for root in roots]
@@ -93,21 +87,39 @@ def read_local_file(
         raise InvalidArguments(
             f"`{field}`: '{value}' is {size / 2**20:.1f} MiB; this upstream takes at most {max_bytes / 2**20:.0f} MiB."
         )
+    return real
+
+
+def read_local_file(
+    field: str,
+    value: str,
+    roots: list[Path],
+    *,
+    kind: str,
+    max_bytes: int,
+    duration_range: tuple[float | None, float | None] = (None, None),
+) -> FileBytes:
+    """Resolve a local path inside the allowed roots and read it, or raise InvalidArguments."""
+    real = local_path(field, value, roots, max_bytes=max_bytes)
     # O_NOFOLLOW: the resolved path must still be a plain file when opened, not a swapped-in link.
     fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     with os.fdopen(fd, "rb") as handle:
         data = handle.read()
-    content_type = sniff_content_type(data[:64])
-    if kind == "embedding":
-        content_type = "application/octet-stream"
-    elif content_type is None or not content_type.startswith(_MEDIA_KINDS[kind]):
+    content_type = "application/octet-stream" if kind == "embedding" else check_kind(field, value, data[:64], kind)
+    _check_duration(field, value, real, duration_range)
+    return FileBytes(name=real.name, data=data, content_type=content_type, source=str(real))
+
+
+def check_kind(field: str, shown: str, head: bytes, kind: str) -> str:
+    """The media type of a file from its first bytes, if it is of `kind`; else InvalidArguments."""
+    content_type = sniff_content_type(head)
+    if content_type is None or not content_type.startswith(_MEDIA_KINDS[kind]):
         expected = {"audio": "an audio", "video": "a video", "media": "an audio or video"}[kind]
         found = f"a {content_type} file" if content_type else "not a recognised audio or video format"
         raise InvalidArguments(
-            f"`{field}`: '{value}' is {found}; {expected} file is needed (wav, mp3, flac, ogg, m4a, mp4, webm)."
+            f"`{field}`: '{shown}' is {found}; {expected} file is needed (wav, mp3, flac, ogg, m4a, mp4, webm)."
         )
-    _check_duration(field, value, real, duration_range)
-    return FileBytes(name=real.name, data=data, content_type=content_type, source=str(real))
+    return content_type
 
 
 def _check_duration(field: str, value: str, path: Path, limits: tuple[float | None, float | None]) -> None:
@@ -139,9 +151,10 @@ class InputResolver:
     ) -> UpstreamRequest:
         body = dict(call.body)
         parts: dict[str, FileBytes] = {}
+        local = await self._resolve_local(capability, body, provider, roots)
         for spec in capability.file_inputs:
             value = body.get(spec.name)
-            if not isinstance(value, str):
+            if not isinstance(value, str) or spec.sent_as == "path":
                 continue
             _check_reference(spec.name, value, provider.max_upload_bytes)
             if spec.sent_as == "part":
@@ -162,7 +175,74 @@ class InputResolver:
             options=call.options,
             returns=capability.spec.returns,
             partial_path=capability.spec.partial_text,
+            local=local,
         )
+
+    async def _resolve_local(
+        self, capability: Capability, body: dict[str, Any], provider: Provider, roots: list[Path]
+    ) -> dict[str, Any]:
+        """A tool run in this process: its file inputs as local paths, its job inputs as results.
+
+        Nothing is uploaded. Temporary files written before a later input fails are removed."""
+        local: dict[str, Any] = {}
+        made: list[LocalFile] = []
+        try:
+            for spec in capability.spec.inputs:
+                value = body.get(spec.name)
+                if spec.job is not None and isinstance(value, str):
+                    local[spec.name] = transcript_of(self._store, spec.name, value)
+                if spec.sent_as != "path" or value is None:
+                    continue
+                items = value if isinstance(value, list) else [value]
+                files = []
+                for i, item in enumerate(items):
+                    field = f"{spec.name}[{i}]" if isinstance(value, list) else spec.name
+                    files.append(await self._local_file(spec, field, str(item), provider, roots))
+                    made.append(files[-1])
+                local[spec.name] = files if isinstance(value, list) else files[0]
+                # The row keeps where each file came from, not a data: URI's content.
+                sources = [file.source for file in files]
+                body[spec.name] = sources if isinstance(value, list) else sources[0]
+        except BaseException:
+            for file in made:
+                if file.temporary:
+                    file.path.unlink(missing_ok=True)
+            raise
+        return local
+
+    async def _local_file(
+        self, spec: InputSpec, field: str, value: str, provider: Provider, roots: list[Path]
+    ) -> LocalFile:
+        """A file input as a path: a local file or a saved output as it is, else a temporary copy."""
+        assert spec.file is not None
+        limit, label = provider.max_upload_bytes, "this server's local tools"
+        _check_reference(field, value, limit)
+        if is_reference(value):
+            item = referenced_output(self._store, field, value)
+            if item.path is not None and Path(item.path).is_file():
+                return LocalFile(field=field, path=Path(item.path), source=value)
+            if not is_url(item.url):
+                raise InvalidArguments(f"`{field}`: the file {value[:100]} names is no longer on disk.")
+            file = await download_input(self._http(), field, item.url, max_bytes=limit, upstream=label)
+        elif value.startswith("data:"):
+            file = decode_data_uri(field, value, max_bytes=limit, upstream=label)
+        elif is_url(value):
+            file = await download_input(self._http(), field, value, max_bytes=limit, upstream=label)
+        else:
+            try:
+                path = local_path(field, value, roots, max_bytes=limit)
+                with path.open("rb") as head:
+                    check_kind(field, value, head.read(64), spec.file)
+            except OSError as exc:
+                raise InvalidArguments(
+                    f"`{field}`: '{value[:100]}' could not be read ({exc.strerror or exc})."
+                ) from exc
+            return LocalFile(field=field, path=path, source=str(path))
+        content_type = check_kind(field, file.source, file.data[:64], spec.file)
+        handle, name = tempfile.mkstemp(prefix="mcp-audio-input-", suffix=extension_for(content_type))
+        with os.fdopen(handle, "wb") as out:
+            out.write(file.data)
+        return LocalFile(field=field, path=Path(name), source=file.source, temporary=True)
 
     async def _read(self, spec: InputSpec, value: str, provider: Provider, roots: list[Path]) -> FileBytes:
         try:
@@ -175,6 +255,17 @@ class InputResolver:
     async def _read_checked(self, spec: InputSpec, value: str, provider: Provider, roots: list[Path]) -> FileBytes:
         limit = provider.max_upload_bytes
         upstream = provider.upstream.label
+        if is_reference(value):  # an earlier output, sent to this upstream like a local file
+            assert spec.file is not None
+            local = await self._local_file(spec, spec.name, value, provider, roots)
+            try:
+                data = local.path.read_bytes()
+            finally:
+                if local.temporary:
+                    local.path.unlink(missing_ok=True)
+            _check_size(spec.name, value[:100], len(data), limit, upstream)
+            content_type = check_kind(spec.name, value, data[:64], spec.file)
+            return FileBytes(name=local.path.name, data=data, content_type=content_type, source=value)
         if value.startswith("data:"):
             return decode_data_uri(spec.name, value, max_bytes=limit, upstream=upstream)
         if is_url(value):

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -329,7 +330,7 @@ class JobRunner:
         """Where a provider puts bytes its upstream returned directly: the job's output files."""
         saved = itertools.count()
 
-        def save(data: bytes, content_type: str) -> OutputFile:
+        def save(data: bytes | Path, content_type: str) -> OutputFile:
             if self._saver is None:
                 raise McpAudioError("this server has no output folder to store returned audio in")
             return self._saver.save_bytes(capability.name, job_id, next(saved), data, content_type)

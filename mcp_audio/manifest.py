@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 InputType = Literal["string", "integer", "number", "boolean", "array", "object"]
-Kind = Literal["tts", "clone", "stt", "music", "sfx", "edit"]
+Kind = Literal["tts", "clone", "stt", "music", "sfx", "edit", "post"]
 PriceUnit = Literal["request", "1000_characters", "input_minute", "second", "output_second"]
 
 
@@ -41,9 +41,11 @@ class InputSpec(_Strict):
     upstream: bool = True  # False: used by the server itself (an endpoint choice, a voice name to save)
     advanced: bool = False  # grouped under one optional `advanced` object, without descriptions, to save context
     file: Literal["audio", "video", "media", "embedding"] | None = None  # a file the upstream reads
-    # How the upstream takes the file: a URL it fetches (a local file is uploaded first), or the
-    # bytes as a multipart part of the request.
-    sent_as: Literal["url", "part"] = "url"
+    # How the upstream takes the file: a URL it fetches (a local file is uploaded first), the
+    # bytes as a multipart part of the request, or (tools run in this process) a local path: a
+    # file inside the allowed folders or an earlier output as it is, anything else downloaded
+    # to a temporary file. An array input of strings with `file` set is a list of files.
+    sent_as: Literal["url", "part", "path"] = "url"
     # Where what an upload returns goes, when not in this input itself (e.g. Eigen's `voice_id`).
     uploaded_as: str | None = None
     min_duration_s: float | None = None  # checked for local files before upload (URLs are the upstream's)
@@ -59,6 +61,9 @@ class InputSpec(_Strict):
     # A value sent upstream as null: fal's Wizper detects the language only when `language` is
     # null (its default is "en"), and a TOML manifest cannot write null.
     null_value: str | None = None
+    # The id of a finished job of this server whose result the tool reads ("transcript": one
+    # with segment or word timings).
+    job: Literal["transcript"] | None = None
 
     @model_validator(mode="after")
     def _advanced_is_upstream(self) -> InputSpec:
@@ -81,6 +86,10 @@ class InputSpec(_Strict):
             raise ValueError("`sent_as` and `uploaded_as` apply to file inputs only")
         if self.null_value is not None and self.type != "string":
             raise ValueError("`null_value` applies to string inputs only")
+        if self.file is not None and self.type == "array" and (self.items != "string" or self.sent_as != "path"):
+            raise ValueError('a list of files needs `items = "string"` and `sent_as = "path"`')
+        if self.job is not None and (self.type != "string" or self.file is not None):
+            raise ValueError("`job` applies to string inputs that are not files")
         if self.required and self.default is not None:
             raise ValueError("a required input cannot have a default")
         if self.enum is not None and self.default is not None and self.default not in self.enum:

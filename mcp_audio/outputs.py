@@ -9,6 +9,7 @@ import logging
 import mimetypes
 import os
 import re
+import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +31,8 @@ _EXTENSIONS = {
     "audio/mp4": ".m4a",
     "audio/aac": ".aac",
     "video/mp4": ".mp4",
+    "application/x-subrip": ".srt",
+    "text/vtt": ".vtt",
     "application/octet-stream": ".bin",
 }
 
@@ -205,21 +208,36 @@ class OutputSaver:
             return item.model_copy(update={"download_error": f"{type(exc).__name__}: {str(exc)[:200]}"})
         return item.model_copy(update=local_details(target, job_id, size, sha256))
 
-    def save_bytes(self, tool: str, job_id: str, index: int, data: bytes, content_type: str) -> OutputFile:
-        """Store bytes an upstream returned directly (no URL), synchronously and atomically."""
+    def save_bytes(self, tool: str, job_id: str, index: int, data: bytes | Path, content_type: str) -> OutputFile:
+        """Store bytes an upstream returned directly (no URL), synchronously and atomically. A
+        Path is a finished file, moved (or copied, across file systems) without reading it whole."""
         target = self.output_dir / output_name(tool, job_id, index, content_type, None)
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.part")
         try:
-            with temporary.open("wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            if isinstance(data, Path):
+                shutil.move(data, temporary)
+            else:
+                with temporary.open("wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
             os.replace(temporary, target)
         finally:
             temporary.unlink(missing_ok=True)
-        details = local_details(target, job_id, len(data), hashlib.sha256(data).hexdigest())
+        size, digest = _measure(target)
+        details = local_details(target, job_id, size, digest)
         return OutputFile(url=target.as_uri(), content_type=content_type, **details)
+
+
+def _measure(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 of a file, read in 1 MiB pieces."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(2**20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
 
 
 def local_details(path: Path, job_id: str, size: int, sha256: str) -> dict[str, Any]:

@@ -8,8 +8,50 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
+# The finishing tools an episode needs, and the tools of each earlier step, in preference order.
+EPISODE_TOOLS = {"audio_join", "audio_mix", "audio_master", "transcript_subtitles"}
+SPEECH_TOOLS = ("qwen3_tts", "elevenlabs_tts", "voice_api_tts", "eigen_higgs_tts")
+MUSIC_TOOLS = ("lyria2_music", "cassetteai_music", "minimax_music", "ace_step_music")
+TRANSCRIBE_TOOLS = ("whisper_transcribe", "elevenlabs_transcribe", "wizper_transcribe")
+
+
+def _first(candidates: tuple[str, ...], tool_names: set[str], fallback: str) -> str:
+    return next((name for name in candidates if name in tool_names), fallback)
+
 
 def add_prompts(server: MCPServer[Any], tool_names: set[str]) -> None:
+    if tool_names >= EPISODE_TOOLS:
+        speech = _first(SPEECH_TOOLS, tool_names, "a text-to-speech tool")
+        music = _first(MUSIC_TOOLS, tool_names, "a music tool")
+        transcribe = _first(TRANSCRIBE_TOOLS, tool_names, "a transcription tool")
+
+        @server.prompt(
+            title="Produce an episode",
+            description="Script to a finished, mastered episode with a music bed and subtitles.",
+        )
+        def produce_episode(
+            topic: str = Field(description="What the episode is about, or its full script"),
+            minutes: float = Field(3, description="Target length in minutes"),
+            loudness_lufs: float = Field(-16, description="Loudness target (-16 podcasts, -23 broadcast)"),
+        ) -> str:
+            return (
+                f"Produce a finished audio episode of about {minutes:g} minutes on the topic below.\n"
+                "1. Script: write it (or use the one given) in parts of at most about 600 characters, "
+                "split at sentence boundaries; one speaker per part.\n"
+                f"2. Speech: call {speech} once per part, in order. If a call returns a job_id, wait with "
+                "get_job. Keep each part's job_id.\n"
+                "3. Join: call audio_join with files = the parts in order as jobs://{job_id} references "
+                "(gap_s 0.4 between parts).\n"
+                f"4. Music bed: call {music} once for a calm instrumental bed (no vocals).\n"
+                "5. Mix: call audio_mix with voice = jobs://{join job_id} and music = jobs://{music job_id}.\n"
+                f"6. Master: call audio_master with file = jobs://{{mix job_id}}, loudness_lufs {loudness_lufs:g}, "
+                "format mp3. Check that its result says on_target true.\n"
+                f"7. Subtitles: transcribe the master with {transcribe} (file = jobs://{{master job_id}}, with "
+                "word or segment timestamps), then call transcript_subtitles with that job_id (format srt).\n"
+                "Reply with the mastered file's path and URL, its duration and loudness, and the subtitle "
+                f"file.\n\nTopic or script:\n{topic}"
+            )
+
     if "qwen3_tts" in tool_names:
 
         @server.prompt(title="Narrate a script", description="Turn a script into narration with one voice.")

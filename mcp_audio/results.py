@@ -121,6 +121,14 @@ def summary_text(capability: Capability, job_id: str, result: JobResult) -> str:
             lines.append(f"  from {item.url}")
         elif item.download_error:
             lines.append(f"  (not saved locally: {item.download_error})")
+    if capability.spec.kind == "post":  # what the finishing tools measured, for clients that show only text
+        facts = [
+            f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+            for key, value in result.output.items()
+            if isinstance(value, int | float | str) and key != capability.spec.result_text
+        ]
+        if facts:
+            lines.append("Measured: " + ", ".join(facts))
     if capability.spec.result_text:
         text = value_at(result.output, capability.spec.result_text)
         if isinstance(text, str):

@@ -50,7 +50,9 @@ INSTRUCTIONS = (
     "Audio tools: speech (TTS, voice cloning), transcription, music, sound effects. Each call starts a "
     "job and waits for it; a long job returns a job_id instead: call get_job(job_id, wait_s) until it "
     "finishes. Audio/video inputs (*_url) take an https URL, a data: URI or a local file path inside the "
-    "user's shared folders. Results give file URLs and local paths. Saved cloned voices: voices://cloned."
+    "user's shared folders, or an earlier output: jobs://{job_id} or files://{job_id}/{name}. Results give "
+    "file URLs and local paths. Saved cloned voices: voices://cloned. Finishing (join, mix, master, trim, "
+    "subtitles) runs locally and is free."
 )
 
 
@@ -142,7 +144,7 @@ def build_server(
 # --- the in-chat player (MCP Apps) -----------------------------------------------------------
 
 # Tools whose results a person wants to hear: their results open the player where hosts render it.
-PLAYER_KINDS = frozenset({"tts", "music", "sfx", "edit"})
+PLAYER_KINDS = frozenset({"tts", "music", "sfx", "edit", "post"})
 # Where upstream audio files live, so the host's sandbox lets the player load them.
 MEDIA_DOMAINS = ("https://*.fal.media", "https://fal.media", "https://storage.googleapis.com")
 
@@ -210,12 +212,14 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
         fn_metadata=FuncMetadata(arg_model=_RawArguments),
         is_async=True,
         context_kwarg="ctx",
-        # Not read-only, not destructive (it creates new files), open-world (a paid upstream call).
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True),
+        # Not read-only, not destructive (it creates new files), open-world unless it runs locally.
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, open_world_hint=not capability.upstream.local
+        ),
         meta={
             "mcp-audio/provider": capability.provider,
             "mcp-audio/endpoints": spec.all_endpoints,
-            **_player_meta(spec.kind),
+            **_player_meta(spec.kind if spec.kind != "post" or "audio" in spec.files else "none"),
         },
     )
 

@@ -14,7 +14,7 @@ import pytest
 from mcp import Client
 
 from mcp_audio.config import ServerSettings, Settings
-from mcp_audio.providers.registry import UPSTREAMS
+from mcp_audio.providers.registry import REMOTE
 from mcp_audio.sandbox._base import FakeUpstream
 from mcp_audio.sandbox.eigen import FakeEigen
 from mcp_audio.sandbox.fal_queue import FakeFal
@@ -30,7 +30,7 @@ def anyio_backend() -> str:
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the developer's real keys or folders."""
-    keys = {upstream.key_env for upstream in UPSTREAMS.values()} | {"FAL_KEY_ID", "FAL_KEY_SECRET"}
+    keys = {upstream.key_env for upstream in REMOTE.values()} | {"FAL_KEY_ID", "FAL_KEY_SECRET"}
     for name in list(os.environ):
         if name.startswith("MCP_AUDIO_") or name in keys:
             monkeypatch.delenv(name, raising=False)
@@ -63,7 +63,7 @@ def fakes() -> Iterator[dict[str, FakeUpstream[Any]]]:
     with ExitStack() as stack:
         yield {
             name: stack.enter_context(contextmanager(served)(upstream.fake(KEYS[name], **FAKE_OPTIONS.get(name, {}))))
-            for name, upstream in UPSTREAMS.items()
+            for name, upstream in REMOTE.items()
         }
 
 

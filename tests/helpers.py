@@ -21,7 +21,7 @@ from mcp_types import TextContent
 from mcp_audio.catalog import Catalog, load_catalog
 from mcp_audio.config import ServerSettings
 from mcp_audio.providers.base import Pacing
-from mcp_audio.providers.registry import UPSTREAMS
+from mcp_audio.providers.registry import REMOTE
 from mcp_audio.sandbox._base import FakeUpstream
 from mcp_audio.sandbox.serve import serve_in_thread
 from mcp_audio.server import build_server
@@ -131,9 +131,9 @@ HANDSHAKE: list[dict[str, Any]] = [
 
 def env_for(settings: ServerSettings) -> dict[str, str]:
     """The environment a subprocess server needs to use these settings (keys included)."""
-    drop = {upstream.key_env for upstream in UPSTREAMS.values()}
+    drop = {upstream.key_env for upstream in REMOTE.values()}
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_AUDIO_") and k not in drop}
-    for upstream in UPSTREAMS.values():
+    for upstream in REMOTE.values():
         key = settings.key_of(upstream)
         if key is not None:
             env[upstream.key_env] = key

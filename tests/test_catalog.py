@@ -205,7 +205,7 @@ def test_a_tool_that_does_not_fit_its_upstream_fails_at_load(tmp_path: Path) -> 
     with pytest.raises(ManifestError) as caught:
         load_catalog(tmp_path)
     assert sorted(caught.value.problems) == [
-        "acme.toml: provider: unknown upstream 'acme'; known: fal, voice_api, eigen",
+        "acme.toml: provider: unknown upstream 'acme'; known: fal, voice_api, eigen, local",
         "audio_queued.toml: tools.0.returns: only one-shot tools answer with the audio itself",
         "fal_part.toml: tools.0.inputs.0.sent_as: fal takes no multipart file parts",
         "queued_eigen.toml: tools.0.shape: eigen offers 'one_shot', not 'queued'",

@@ -17,13 +17,13 @@ from mcp import Client, StdioServerParameters
 from mcp_audio.catalog import load_catalog
 from mcp_audio.cli import main
 from mcp_audio.config import ENV_NAMES, Settings, settings_markdown
-from mcp_audio.providers.registry import UPSTREAMS
+from mcp_audio.providers.registry import REMOTE
 from mcp_audio.resources import tools_markdown
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import FAL_KEY, env_for, text_of
 
 ROOT = Path(__file__).parent.parent
-KEY_ENVS = {upstream.key_env for upstream in UPSTREAMS.values()}
+KEY_ENVS = {upstream.key_env for upstream in REMOTE.values()}
 
 
 def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -83,7 +83,7 @@ def test_readme_settings_table_matches_the_settings_and_registry() -> None:
     for field, env_name in ENV_NAMES.items():
         assert f"`{env_name}`" in table.group(1), field
     assert set(ENV_NAMES) == set(Settings.model_fields)
-    for upstream in UPSTREAMS.values():  # every upstream's key and URLs come from the registry
+    for upstream in REMOTE.values():  # every upstream's key and URLs come from the registry
         assert ENV_NAMES[upstream.key_field] == upstream.key_env
         assert all(ENV_NAMES[url.field] == url.env for url in upstream.urls)
 
@@ -225,8 +225,9 @@ def test_doctor_sandbox_passes_with_no_key(
         monkeypatch.delenv(name, raising=False)
     assert main(["doctor", "--sandbox"]) == 0
     out = capsys.readouterr().out
-    assert out.count("PASS") == 10 and "FAIL" not in out
+    assert out.count("PASS") == 11 and "FAIL" not in out
     assert "PASS  fal key accepted" in out and "PASS  voice_api key accepted" in out
+    assert "PASS  local tools" in out and "no key needed" in out  # the finishing tools run here
     assert "SKIP  eigen key accepted" in out  # Eigen has no free authenticated request
 
 

@@ -27,7 +27,7 @@ from jsonschema import Draft7Validator  # type: ignore[import-untyped]
 
 import mcp_audio
 from mcp_audio.config import ENV_NAMES, Settings
-from mcp_audio.providers.registry import UPSTREAMS
+from mcp_audio.providers.registry import REMOTE
 
 ROOT = Path(__file__).parent.parent
 SERVER_JSON = ROOT / "server.json"
@@ -35,7 +35,7 @@ MCPB_MANIFEST = ROOT / "mcpb" / "manifest.json"
 BUILD_MCPB = ROOT / "scripts" / "build_mcpb.py"
 SCHEMA_URL = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"
 # The variables the providers read their keys from: what both packagings must offer.
-KEY_ENVS = {upstream.key_env for upstream in UPSTREAMS.values()}
+KEY_ENVS = {upstream.key_env for upstream in REMOTE.values()}
 MCPB_INSTALL = "npm install -g @anthropic-ai/mcpb@2.1.2 (or set MCPB_BIN)"
 UV_INSTALL = "pip install uv"
 

@@ -47,8 +47,10 @@ async def test_tools_that_return_audio_open_the_player(client: Client) -> None:
     linked = {tool.name for tool in tools if (tool.meta or {}).get("ui") == {"resourceUri": "ui://mcp-audio/player"}}
     kinds = {cap.name: cap.spec.kind for cap in CATALOG.capabilities.values()}
     expected = {name for name, kind in kinds.items() if kind in ("tts", "music", "sfx", "edit")} | {"get_job"}
-    assert linked == expected
+    finishing = {"audio_join", "audio_mix", "audio_master", "audio_trim"}  # local tools that make audio
+    assert linked == expected | finishing
     assert "whisper_transcribe" not in linked and "qwen3_tts_clone_voice" not in linked
+    assert "audio_info" not in linked and "transcript_subtitles" not in linked
     player = await client.read_resource("ui://mcp-audio/player")
     [content] = player.contents
     assert content.mime_type == "text/html;profile=mcp-app"

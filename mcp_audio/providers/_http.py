@@ -216,7 +216,7 @@ def raise_for_status(
         return
     label = upstream.label
     if status in (401, 403):
-        raise AuthenticationFailed(upstream.key_env, provider=label, status=status, attempts=attempts)
+        raise AuthenticationFailed(upstream.key_env or upstream.label, provider=label, status=status, attempts=attempts)
     detail = error_detail(response)
     if status in TRANSIENT_STATUSES:
         raise UpstreamUnavailable(

@@ -19,6 +19,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -70,6 +71,19 @@ class FileBytes:
 
 
 @dataclass(frozen=True)
+class LocalFile:
+    """A file input of a tool run in this process (`sent_as = "path"`), ready to read.
+
+    `source` is how the caller gave it (for messages); `temporary`: a download or data: URI
+    written for this call, deleted by the provider when the call ends."""
+
+    field: str  # the input it came from, e.g. "file" or "files[2]"
+    path: Path
+    source: str
+    temporary: bool = False
+
+
+@dataclass(frozen=True)
 class UpstreamRequest:
     """One validated call, ready for its upstream.
 
@@ -78,6 +92,8 @@ class UpstreamRequest:
     options: arguments only the server uses (an endpoint choice, a voice name to save).
     returns: what a one-shot answer holds ("json", or the "audio" bytes themselves).
     partial_path: in streaming one-shot runs, the event field with the partial text.
+    local: for tools run in this process, what the server looked up for them (by input name:
+        a LocalFile, a list of them, or a finished job's result output); not kept on the row.
     """
 
     endpoint: str
@@ -86,6 +102,7 @@ class UpstreamRequest:
     options: dict[str, Any] = field(default_factory=dict)
     returns: Literal["json", "audio"] = "json"
     partial_path: str | None = None
+    local: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,8 +124,9 @@ class Update:
 
 
 Report = Callable[[Update], Awaitable[None]]
-# Stores bytes an upstream returned directly (no URL) as an output file of the current job.
-FileSink = Callable[[bytes, str], "OutputFile"]
+# Stores bytes an upstream returned directly (no URL) as an output file of the current job; a
+# Path is a finished file moved there (local tools write their output to a temporary file).
+FileSink = Callable[[bytes | Path, str], "OutputFile"]
 
 
 class Provider(Protocol):

@@ -9,6 +9,8 @@ read this table.
 
 Adding an upstream: a provider module (implementing `base.QueuedProvider` or
 `base.OneShotProvider`), a fake under `mcp_audio/sandbox/`, its manifests, and one entry here.
+An upstream that runs in this process (`LOCAL`) has no key, no URLs and nothing to fake:
+`key_field` and `fake_class` are None, and whatever iterates keys or fakes skips it.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ class UrlSetting:
 class Upstream:
     name: str  # the manifests' `provider` value
     label: str  # how messages name it
-    key_field: str  # the Settings field holding the API key
-    key_env: str  # the key's environment variable
+    key_field: str | None  # the Settings field holding the API key (None: needs no key)
+    key_env: str | None  # the key's environment variable
     key_description: str
     key_needed_for: str  # ends the missing-key message: "this tool calls {key_needed_for}"
     urls: tuple[UrlSetting, ...]
@@ -53,7 +55,7 @@ class Upstream:
     uploads: bool
     reads_data_uris: bool  # a data: URI is a URL it fetches (else its bytes are uploaded or sent)
     provider_class: str  # "module:Class"
-    fake_class: str  # "module:Class", a FakeUpstream subclass
+    fake_class: str | None  # "module:Class", a FakeUpstream subclass (None: nothing to fake, it is local)
     fake_port: int  # default port of `python -m mcp_audio.sandbox.serve NAME`
     endpoints: tuple[str, ...] | None = None  # the endpoint ids it has, when it has a fixed set
     can_cancel: bool = True
@@ -63,12 +65,19 @@ class Upstream:
     def build(self, settings: Any, pacing: Pacing | None = None) -> Provider:
         """A provider configured from `settings` (key and URLs), created without I/O."""
         cls = _load(self.provider_class)
-        key = getattr(settings, self.key_field)
+        key = getattr(settings, self.key_field) if self.key_field else None
         urls = {url.param: getattr(settings, url.field) for url in self.urls}
         provider: Provider = cls(api_key=key.get_secret_value() if key else None, pacing=pacing, **urls)
         return provider
 
+    @property
+    def local(self) -> bool:
+        """Runs in this process: no key, no fake, nothing sent anywhere."""
+        return self.key_field is None
+
     def fake(self, valid_key: str, **options: Any) -> Any:
+        if self.fake_class is None:
+            raise ValueError(f"{self.label} runs locally: it has no fake")
         return _load(self.fake_class)(valid_key=valid_key, **options)
 
     def check_tool(self, shape: Shape, endpoints: list[str]) -> list[str]:
@@ -162,7 +171,29 @@ EIGEN = Upstream(
     where_to_check="your Eigen AI account's usage page",
 )
 
-UPSTREAMS: dict[str, Upstream] = {upstream.name: upstream for upstream in (FAL, VOICE_API, EIGEN)}
+# The finishing tools (join, mix, master, trim, info, subtitles): the audio engine of
+# `mcp_audio.post`, run in a worker thread of this process. File inputs reach it as local paths.
+LOCAL = Upstream(
+    name="local",
+    label="mcp-audio",
+    key_field=None,
+    key_env=None,
+    key_description="",
+    key_needed_for="",
+    urls=(),
+    shapes=("one_shot",),
+    takes_parts=False,
+    uploads=False,
+    reads_data_uris=False,
+    provider_class="mcp_audio.providers.local_post:LocalPostProvider",
+    fake_class=None,
+    fake_port=0,
+    endpoints=("join", "mix", "master", "trim", "info", "subtitles"),
+)
+
+UPSTREAMS: dict[str, Upstream] = {upstream.name: upstream for upstream in (FAL, VOICE_API, EIGEN, LOCAL)}
+# The upstreams reached over the network, each with a key and a loopback fake.
+REMOTE: dict[str, Upstream] = {name: upstream for name, upstream in UPSTREAMS.items() if not upstream.local}
 
 
 def upstream(name: str) -> Upstream:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from mcp_audio.config import ServerSettings
-from mcp_audio.providers.registry import UPSTREAMS
+from mcp_audio.providers.registry import REMOTE
 from mcp_audio.sandbox.serve import serve_in_thread
 
 log = logging.getLogger("mcp_audio.sandbox")
@@ -34,9 +34,10 @@ def sandboxed(settings: ServerSettings) -> Iterator[ServerSettings]:
             "data_dir": settings.data_dir / "sandbox",
             "output_dir": settings.output_dir / "sandbox",
         }
-        for name, upstream in UPSTREAMS.items():
+        for name, upstream in REMOTE.items():  # local tools need no fake
             fake = upstream.fake(SANDBOX_KEY)
             fake.base_url = stack.enter_context(serve_in_thread(fake.app))
+            assert upstream.key_field is not None  # remote upstreams are keyed
             update[upstream.key_field] = SecretStr(SANDBOX_KEY)
             for url in upstream.urls:
                 if (name, url.param) == ("voice_api", "host"):

@@ -18,7 +18,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from mcp_audio.providers.registry import UPSTREAMS
+from mcp_audio.providers.registry import REMOTE
 from mcp_audio.sandbox._base import FakeUpstream
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m mcp_audio.sandbox.serve",
         description="Serve a loopback fake upstream (no real models) until Ctrl-C; logs go to stderr.",
     )
-    names = [name.replace("_", "-") for name in UPSTREAMS]
+    names = [name.replace("_", "-") for name in REMOTE]
     fakes = parser.add_subparsers(dest="fake", required=True, metavar="{" + ",".join(names) + "}")
     subs: dict[str, argparse.ArgumentParser] = {}
-    for name, upstream in UPSTREAMS.items():
+    for name, upstream in REMOTE.items():
         about = f"the {upstream.label} API"
         sub = fakes.add_parser(name.replace("_", "-"), help=about, description=f"A loopback fake of {about}.")
         sub.add_argument("--host", default="127.0.0.1")
@@ -101,7 +101,7 @@ _FAKE_OPTIONS = {"fal": {"keepalive_s": "keepalive"}, "voice_api": {"host": "api
 def _fake(args: argparse.Namespace) -> FakeUpstream[Any]:
     name = args.fake.replace("-", "_")
     options = {option: getattr(args, flag) for option, flag in _FAKE_OPTIONS.get(name, {}).items()}
-    fake: FakeUpstream[Any] = UPSTREAMS[name].fake(args.key, **options)
+    fake: FakeUpstream[Any] = REMOTE[name].fake(args.key, **options)
     return fake
 
 

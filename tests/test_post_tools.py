@@ -1,0 +1,463 @@
+"""The finishing tools (audio_join, audio_mix, audio_master, audio_trim, transcript_subtitles,
+audio_info) through a real MCP client: local, keyless, chained by files:// and jobs://
+references. Tests make their own audio with numpy and the `wave` module and measure results
+independently (with the engine tests' readers): PyAV decodes, pyloudnorm measures BS.1770 loudness, scipy oversamples true
+peaks, `srt` and `webvtt-py` parse subtitles."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import inspect
+import io
+import tempfile
+import wave
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+import srt
+import webvtt
+from mcp import Client
+
+from mcp_audio.config import ServerSettings, Settings
+from mcp_audio.post import ops
+from mcp_audio.sandbox.fal_queue import FakeFal
+from tests.helpers import CATALOG, body_of, server, text_of
+from tests.test_post_engine import decode, true_peak_db
+from tests.test_post_engine import lufs as loudness
+
+pytestmark = pytest.mark.anyio
+RATE = 48000
+POST_TOOLS = {"audio_join", "audio_mix", "audio_master", "audio_trim", "transcript_subtitles", "audio_info"}
+
+
+# --- audio made here, measured here -----------------------------------------------------------
+
+
+def wav_bytes(signal: np.ndarray, rate: int = RATE) -> bytes:
+    """A (channels, n) or (n,) float signal as 16-bit PCM WAV, written with the standard library."""
+    data = np.atleast_2d(signal)
+    pcm = (np.clip(data, -1, 1) * 32767).astype("<i2").T.copy()
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(data.shape[0])
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def write_wav(path: Path, signal: np.ndarray, rate: int = RATE) -> Path:
+    path.write_bytes(wav_bytes(signal, rate))
+    return path
+
+
+def tone(seconds: float, freq: float = 440.0, amplitude: float = 0.3, rate: int = RATE) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return amplitude * np.sin(2 * np.pi * freq * t)
+
+
+def noise(seconds: float, amplitude: float = 0.05, seed: int = 1) -> np.ndarray:
+    return amplitude * np.random.default_rng(seed).standard_normal((2, int(seconds * RATE)))
+
+
+def level_at(data: np.ndarray, rate: int, freq: float, start: float, end: float) -> float:
+    """Amplitude of the `freq` component in [start, end) seconds, by projection."""
+    a, b = int(start * rate), int(end * rate)
+    t = np.arange(a, b) / rate
+    x = data[0, a:b]
+    return float(2 * np.hypot(np.mean(x * np.sin(2 * np.pi * freq * t)), np.mean(x * np.cos(2 * np.pi * freq * t))))
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def post_settings(tmp_path: Path, rec_dir: Path) -> ServerSettings:
+    """No key at all: the finishing tools need none."""
+    return Settings(
+        data_dir=tmp_path / "data", output_dir=tmp_path / "out", allowed_dirs=str(rec_dir), wait_s=60, download="always"
+    )
+
+
+@pytest.fixture
+async def post(post_settings: ServerSettings) -> Any:
+    async with Client(server(post_settings)) as connected:
+        yield connected
+
+
+async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text_of(result)
+    body = body_of(result)
+    assert body["status"] == "completed", body
+    return body
+
+
+async def refused(client: Client, tool: str, arguments: dict[str, Any]) -> str:
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, text_of(result)
+    return text_of(result)
+
+
+def only_file(body: dict[str, Any]) -> dict[str, Any]:
+    [item] = body["files"]
+    path = Path(item["path"])
+    assert path.is_file() and item["file_size"] == path.stat().st_size
+    assert item["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert item["resource"] == f"files://{body['job_id']}/{path.name}"
+    return dict(item)
+
+
+# --- the tools as the agent sees them -------------------------------------------------------
+
+
+async def test_post_tools_are_listed_local_free_and_keyless(post: Client) -> None:
+    tools = {tool.name: tool for tool in (await post.list_tools()).tools}
+    assert set(tools) >= POST_TOOLS
+    for name in POST_TOOLS:
+        tool = tools[name]
+        assert tool.annotations is not None and tool.annotations.open_world_hint is False, name
+        assert (tool.meta or {})["mcp-audio/provider"] == "local"
+    assert tools["audio_join"].input_schema["properties"]["files"]["type"] == "array"
+    assert CATALOG.capabilities["audio_master"].spec.price is not None
+    assert CATALOG.capabilities["audio_master"].spec.price.usd == 0
+
+
+def test_manifest_defaults_are_the_engines() -> None:
+    """The body holds only given arguments, so the engine's defaults must be the schema's."""
+    engine = {"join": ops.join, "mix": ops.mix, "master": ops.master, "trim": ops.trim}
+    checked = 0
+    for name in ("audio_join", "audio_mix", "audio_master", "audio_trim"):
+        capability = CATALOG.capabilities[name]
+        parameters = inspect.signature(engine[capability.spec.endpoint or ""]).parameters
+        for spec in capability.spec.inputs:
+            if spec.default is not None and spec.name in parameters:
+                assert parameters[spec.name].default == spec.default, (name, spec.name)
+                checked += 1
+    assert checked >= 10
+
+
+async def test_toolset_post_alone(post_settings: ServerSettings) -> None:
+    only = post_settings.model_copy(update={"toolsets": "post"})
+    async with Client(server(only)) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+    assert names == POST_TOOLS | {"get_job", "cancel_job", "list_jobs"}
+
+
+# --- join, trim, info -------------------------------------------------------------------------
+
+
+async def test_join_in_order_with_gaps_then_trim_a_saved_output_by_reference(post: Client, rec_dir: Path) -> None:
+    parts = [
+        write_wav(rec_dir / f"part{i}.wav", tone(s, f)) for i, (s, f) in enumerate([(1.0, 300), (1.5, 600), (0.5, 900)])
+    ]
+    body = await call(post, "audio_join", {"files": [str(p) for p in parts], "gap_s": 0.25, "format": "wav"})
+    item = only_file(body)
+    data, rate = decode(Path(item["path"]))
+    assert data.shape[1] == int(3.0 * RATE + 2 * 0.25 * RATE)
+    assert item["path"].endswith(".wav") and item["content_type"] == "audio/wav"
+    assert body["output"]["duration_s"] == pytest.approx(3.5, abs=1e-3)
+    # Order: 300 Hz first, 600 Hz in the middle, 900 Hz last.
+    assert level_at(data, rate, 300, 0.2, 0.8) > 0.25 > level_at(data, rate, 600, 0.2, 0.8)
+    assert level_at(data, rate, 600, 1.5, 2.5) > 0.25
+    assert level_at(data, rate, 900, 3.05, 3.4) > 0.25
+
+    trimmed = await call(post, "audio_trim", {"file": item["resource"], "start_s": 1.25, "end_s": 2.75})
+    cut, _ = decode(Path(only_file(trimmed)["path"]))
+    assert cut.shape[1] == int(1.5 * RATE)
+    assert level_at(cut, rate, 600, 0.2, 1.3) > 0.25
+    jobs = body_of(await post.call_tool("list_jobs", {}))["jobs"]
+    assert [job["tool"] for job in jobs[:2]] == ["audio_trim", "audio_join"]
+
+
+async def test_join_crossfade_shortens_by_the_fades(post: Client, rec_dir: Path) -> None:
+    a, b = write_wav(rec_dir / "a.wav", tone(2.0)), write_wav(rec_dir / "b.wav", tone(2.0, 660))
+    body = await call(post, "audio_join", {"files": [str(a), str(b)], "crossfade_s": 0.5, "format": "flac"})
+    data, _ = decode(Path(only_file(body)["path"]))
+    assert data.shape[1] == int(3.5 * RATE)
+
+
+async def test_info_reports_what_the_file_measures(post: Client, rec_dir: Path) -> None:
+    signal = np.concatenate([tone(1.0, amplitude=0.1), tone(1.0, amplitude=0.8)])
+    path = write_wav(rec_dir / "steps.wav", signal)
+    body = await call(post, "audio_info", {"file": str(path), "peaks": 60})
+    out = body["output"]
+    assert body["files"] == []
+    assert out["duration_s"] == pytest.approx(2.0, abs=1e-3)
+    assert (out["sample_rate"], out["channels"], out["format"]) == (RATE, 1, "wav")
+    data, rate = decode(path)
+    assert out["loudness_lufs"] == pytest.approx(loudness(data, rate), abs=0.3)
+    assert out["true_peak_db"] == pytest.approx(true_peak_db(data), abs=0.3)
+    peaks = out["peaks"]
+    assert len(peaks) == 60 and all(0 <= p <= 1 for p in peaks)
+    assert max(peaks[:29]) == pytest.approx(0.1, abs=0.01) and min(peaks[31:]) == pytest.approx(0.8, abs=0.01)
+    # Clients that show only text see the measurements too (not the waveform).
+    text = text_of(await post.call_tool("get_job", {"job_id": body["job_id"]}))
+    assert f"loudness_lufs {out['loudness_lufs']:g}" in text and "duration_s 2" in text and "peaks" not in text
+
+
+# --- mix ------------------------------------------------------------------------------------
+
+
+async def test_mix_fits_the_bed_to_the_voice_and_ducks_it(post: Client, rec_dir: Path) -> None:
+    # Voice: a 1 kHz tone for 2 s, silent 2 s, again 2 s, silent 2 s. Music: 3 s of 220 Hz, looped.
+    on, off = tone(2.0, 1000, 0.3), np.zeros(2 * RATE)
+    voice = write_wav(rec_dir / "voice.wav", np.concatenate([on, off, on, off]))
+    music = write_wav(rec_dir / "music.wav", tone(3.0, 220, 0.5))
+    args = {"voice": str(voice), "music": str(music), "format": "wav", "fade_in_s": 1, "fade_out_s": 2}
+    body = await call(post, "audio_mix", args | {"duck_db": 12, "music_gain_db": -6})
+    data, rate = decode(Path(only_file(body)["path"]))
+    assert data.shape[1] == int((1 + 8 + 2) * RATE)
+    under_voice = level_at(data, rate, 220, 1 + 0.6, 1 + 1.8)
+    in_pause = level_at(data, rate, 220, 1 + 2.8, 1 + 3.9)
+    assert in_pause == pytest.approx(0.5 * 10 ** (-6 / 20), rel=0.12)
+    assert 20 * np.log10(in_pause / under_voice) == pytest.approx(12, abs=3)
+    assert level_at(data, rate, 1000, 1.2, 2.8) == pytest.approx(0.3, rel=0.05)  # the voice unchanged
+    assert level_at(data, rate, 220, 0.0, 0.2) < in_pause / 2  # fading in
+    assert level_at(data, rate, 220, 10.8, 11.0) < in_pause / 3  # fading out
+
+
+# --- master ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "codec", "suffix"),
+    [
+        ("mp3", None, ".mp3"),
+        ("wav", None, ".wav"),
+        ("flac", None, ".flac"),
+        ("ogg", None, ".ogg"),
+        ("m4a", None, ".m4a"),
+        ("m4a", "alac", ".m4a"),
+    ],
+)
+async def test_master_hits_loudness_and_true_peak_on_the_encoded_file(
+    post: Client, rec_dir: Path, fmt: str, codec: str | None, suffix: str
+) -> None:
+    source = write_wav(rec_dir / "quiet.wav", noise(6.0, 0.02) + tone(6.0, 300, 0.02))
+    args: dict[str, Any] = {"file": str(source), "format": fmt, "loudness_lufs": -16, "true_peak_db": -1}
+    if codec:
+        args["codec"] = codec
+    body = await call(post, "audio_master", args)
+    item = only_file(body)
+    assert item["path"].endswith(suffix)
+    data, rate = decode(Path(item["path"]))
+    assert loudness(data, rate) == pytest.approx(-16, abs=0.5)
+    assert true_peak_db(data) < -1 + 0.1
+    assert data.shape[1] / rate == pytest.approx(6.0, abs=0.005)  # gapless: the duration kept
+    assert body["output"]["on_target"] is True
+
+
+async def test_master_trims_silence_to_at_most_0_6_s(post: Client, rec_dir: Path) -> None:
+    signal = np.concatenate([np.zeros(3 * RATE), tone(2.0, 500, 0.2), np.zeros(4 * RATE)])
+    body = await call(
+        post, "audio_master", {"file": str(write_wav(rec_dir / "padded.wav", signal)), "trim_silence": True}
+    )
+    data, rate = decode(Path(only_file(body)["path"]))
+    assert 2.0 <= data.shape[1] / rate <= 2.0 + 2 * 0.6
+
+
+async def test_a_data_uri_input_sends_nothing_upstream(settings: ServerSettings, fake_fal: FakeFal) -> None:
+    """Even with fal configured, a local tool's file input is not uploaded anywhere."""
+    uri = "data:audio/wav;base64," + base64.b64encode(wav_bytes(tone(1.0))).decode()
+    async with Client(server(settings.model_copy(update={"download": "always"}))) as client:
+        body = await call(client, "audio_info", {"file": uri})
+        mastered = await call(client, "audio_master", {"file": uri, "format": "mp3"})
+    assert body["output"]["duration_s"] == pytest.approx(1.0, abs=1e-3)
+    assert only_file(mastered)["path"].endswith(".mp3")
+    assert fake_fal.requests == []
+
+
+# --- chains with remote jobs and subtitles ---------------------------------------------------
+
+
+@pytest.mark.parametrize("download", ["always", "never"])
+async def test_a_fal_tts_output_masters_by_jobs_reference(
+    settings: ServerSettings, rec_dir: Path, download: str
+) -> None:
+    chained = settings.model_copy(update={"download": download, "allowed_dirs": str(rec_dir)})
+    async with Client(server(chained)) as client:
+        speech = await call(client, "qwen3_tts", {"text": "Hello there."})
+        body = await call(client, "audio_master", {"file": f"jobs://{speech['job_id']}", "format": "wav"})
+        item = only_file(body)
+        data, rate = decode(Path(item["path"]))
+        assert loudness(data, rate) == pytest.approx(-16, abs=0.5)
+        assert data.shape[1] == 8000  # the fake's 0.5 s at 16 kHz, kept
+        info = await call(client, "audio_info", {"file": f"jobs://{body['job_id']}"})
+        assert info["output"]["loudness_lufs"] == pytest.approx(-16, abs=0.5)
+
+
+WORDS = [
+    {"text": "Welcome", "start": 0.10, "end": 0.55, "type": "word", "speaker_id": "speaker_0"},
+    {"text": " ", "start": 0.55, "end": 0.60, "type": "spacing", "speaker_id": "speaker_0"},
+    {"text": "to", "start": 0.60, "end": 0.72, "type": "word", "speaker_id": "speaker_0"},
+    {"text": "the", "start": 0.74, "end": 0.85, "type": "word", "speaker_id": "speaker_0"},
+    {"text": "show.", "start": 0.86, "end": 1.30, "type": "word", "speaker_id": "speaker_0"},
+    {"text": "Thanks", "start": 1.50, "end": 1.90, "type": "word", "speaker_id": "speaker_1"},
+    {"text": "for", "start": 1.92, "end": 2.05, "type": "word", "speaker_id": "speaker_1"},
+    {"text": "having", "start": 2.07, "end": 2.40, "type": "word", "speaker_id": "speaker_1"},
+    {"text": "me.", "start": 2.42, "end": 2.80, "type": "word", "speaker_id": "speaker_1"},
+]
+
+
+async def test_subtitles_from_word_timings_with_speakers(client: Client, fake_fal: FakeFal) -> None:
+    fake_fal.script(
+        "fal-ai/elevenlabs/speech-to-text/scribe-v2",
+        output={"text": "Welcome to the show. Thanks for having me.", "language_code": "eng", "words": WORDS},
+    )
+    stt = await call(client, "elevenlabs_transcribe", {"audio_url": "https://example.com/a.mp3"})
+    body = await call(client, "transcript_subtitles", {"job_id": stt["job_id"], "format": "vtt", "max_chars": 42})
+    item = only_file(body)
+    assert item["path"].endswith(".vtt")
+    captions = webvtt.read(item["path"]).captions
+    # Each cue from its first word's start to its last word's end; a new cue where the speaker changes.
+    assert [(c.start, c.end) for c in captions] == [("00:00:00.100", "00:00:01.300"), ("00:00:01.500", "00:00:02.800")]
+    assert [" ".join(c.text.split()) for c in captions] == ["Welcome to the show.", "Thanks for having me."]
+    assert captions[0].voice == "speaker_0" and captions[1].voice == "speaker_1"
+    assert body["output"]["speakers"] == ["speaker_0", "speaker_1"]
+    assert all(len(line) <= 42 for c in captions for line in c.text.splitlines())
+
+
+async def test_subtitles_from_segment_timings_as_srt(client: Client, fake_fal: FakeFal) -> None:
+    segments = [
+        {"timestamp": [0.0, 2.5], "text": "The first sentence of the episode."},
+        {"timestamp": [2.5, 6.25], "text": "A second, somewhat longer sentence that needs two lines."},
+    ]
+    fake_fal.script("fal-ai/whisper", output={"text": "...", "chunks": segments})
+    stt = await call(client, "whisper_transcribe", {"audio_url": "https://example.com/a.mp3"})
+    body = await call(client, "transcript_subtitles", {"job_id": f"jobs://{stt['job_id']}"})
+    cues = list(srt.parse(body["output"]["subtitles"]))
+    assert [(c.start.total_seconds(), c.end.total_seconds()) for c in cues] == [(0.0, 2.5), (2.5, 6.25)]
+    assert " ".join(cues[1].content.split()) == segments[1]["text"]
+    assert all(len(line) <= 42 for c in cues for line in c.content.splitlines())
+    assert Path(only_file(body)["path"]).read_text("utf-8") == body["output"]["subtitles"]
+    assert "1\n00:00:00,000 --> 00:00:02,500" in text_of(await client.call_tool("get_job", {"job_id": body["job_id"]}))
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+async def test_bad_file_inputs_name_the_field(post: Client, rec_dir: Path, post_settings: ServerSettings) -> None:
+    (rec_dir / "notes.txt").write_text("not audio at all " * 10)
+    (rec_dir / "empty.wav").write_bytes(b"")
+    good = write_wav(rec_dir / "good.wav", tone(1.0))
+    outside = write_wav(post_settings.data_dir.parent / "outside.wav", tone(1.0))
+    assert "`file`: '" in (message := await refused(post, "audio_master", {"file": str(rec_dir / "notes.txt")}))
+    assert "not a recognised audio" in message
+    assert "`file`:" in (message := await refused(post, "audio_info", {"file": str(rec_dir / "empty.wav")}))
+    assert "empty" in message
+    assert "outside the folders" in await refused(post, "audio_info", {"file": str(outside)})
+    message = await refused(post, "audio_join", {"files": [str(good), str(rec_dir / "missing.wav")]})
+    assert "`files[1]`: no file at" in message
+    assert "`files`:" in await refused(post, "audio_join", {"files": []})
+    assert "`music`: required" in await refused(post, "audio_mix", {"voice": str(good)})
+    message = await refused(post, "audio_info", {"file": "jobs://nope"})
+    assert "`file`: no job with id 'nope'" in message
+    info = await call(post, "audio_info", {"file": str(good)})
+    message = await refused(post, "audio_master", {"file": f"jobs://{info['job_id']}"})
+    assert f"`file`: job {info['job_id']} (audio_info) has no audio output" in message
+    message = await refused(post, "audio_master", {"file": f"files://{info['job_id']}/x.wav"})
+    assert "has no output file 'x.wav'" in message
+    message = await refused(post, "transcript_subtitles", {"job_id": info["job_id"]})
+    assert "`job_id`:" in message and "no segment or word timings" in message
+    # Bytes that claim to be audio but do not decode fail the job, naming the field.
+    (rec_dir / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(100))
+    result = await post.call_tool("audio_trim", {"file": str(rec_dir / "broken.wav"), "end_s": 1})
+    assert result.is_error and "`file`: broken.wav" in text_of(result)
+    assert body_of(result)["status"] == "failed"
+
+
+async def test_a_reference_to_an_unfinished_job_says_to_wait(
+    settings: ServerSettings, fake_fal: FakeFal, rec_dir: Path
+) -> None:
+    fake_fal.script("fal-ai/qwen-3-tts/text-to-speech/1.7b", queue_s=30)
+    impatient = settings.model_copy(update={"wait_s": 0.2, "allowed_dirs": str(rec_dir)})
+    async with Client(server(impatient)) as client:
+        started = body_of(await client.call_tool("qwen3_tts", {"text": "Later."}))
+        assert started["status"] in ("queued", "running")
+        message = await refused(client, "audio_master", {"file": f"jobs://{started['job_id']}"})
+        assert f"`file`: job {started['job_id']} (qwen3_tts) is still" in message and "get_job" in message
+        await client.call_tool("cancel_job", {"job_id": started["job_id"]})
+
+
+async def test_produce_episode_prompt_walks_the_whole_chain(post: Client) -> None:
+    prompts = {prompt.name for prompt in (await post.list_prompts()).prompts}
+    assert "produce_episode" in prompts
+    result = await post.get_prompt("produce_episode", {"topic": "Tide pools", "minutes": "4"})
+    text = result.messages[0].content.text  # type: ignore[union-attr]
+    steps = [
+        "qwen3_tts",
+        "audio_join",
+        "lyria2_music",
+        "audio_mix",
+        "audio_master",
+        "whisper_transcribe",
+        "transcript_subtitles",
+    ]
+    positions = [text.index(step) for step in steps]
+    assert positions == sorted(positions) and "Tide pools" in text and "jobs://" in text
+
+
+async def test_a_remote_tool_takes_a_reference_to_a_local_output(
+    settings: ServerSettings, fake_fal: FakeFal, rec_dir: Path
+) -> None:
+    """The chain goes on past the finishing tools: whisper_transcribe gets the master by reference."""
+    chained = settings.model_copy(update={"download": "always", "allowed_dirs": str(rec_dir)})
+    source = write_wav(rec_dir / "episode.wav", noise(2.0))
+    async with Client(server(chained)) as client:
+        mastered = await call(client, "audio_master", {"file": str(source), "format": "flac"})
+        item = only_file(mastered)
+        await call(client, "whisper_transcribe", {"audio_url": item["resource"]})
+    [upload] = [r for r in fake_fal.requests if r.kind == "upload"]
+    assert upload.body == Path(item["path"]).read_bytes()
+    assert upload.headers["content-type"] == "audio/flac"
+
+
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The temporary folder, made this test's own so what is left in it can be seen."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+async def test_temporary_inputs_are_removed_after_the_call(post: Client, rec_dir: Path, scratch: Path) -> None:
+    write_wav(rec_dir / "x.wav", tone(1.0))
+    uri = "data:audio/wav;base64," + base64.b64encode((rec_dir / "x.wav").read_bytes()).decode()
+    await call(post, "audio_join", {"files": [uri, str(rec_dir / "x.wav"), uri], "format": "mp3"})
+    message = await refused(post, "audio_join", {"files": [uri, "data:audio/wav;base64,AAAA"]})
+    assert "`files[1]`:" in message
+    assert list(scratch.iterdir()) == []
+
+
+async def test_a_cancelled_job_saves_nothing(post_settings: ServerSettings, rec_dir: Path, scratch: Path) -> None:
+    source = write_wav(rec_dir / "long.wav", noise(90.0))
+    async with Client(server(post_settings.model_copy(update={"wait_s": 0.3}))) as client:
+        started = body_of(await client.call_tool("audio_master", {"file": str(source), "format": "mp3"}))
+        assert started["status"] == "running", started
+        cancelled = body_of(await client.call_tool("cancel_job", {"job_id": started["job_id"]}))
+        assert cancelled["status"] == "cancelled"
+        for _ in range(600):  # the render finishes in its thread, then its work folder goes
+            if not list(scratch.iterdir()):
+                break
+            await anyio.sleep(0.1)
+        assert list(scratch.iterdir()) == []
+        assert not post_settings.output_dir.exists() or list(post_settings.output_dir.iterdir()) == []
+        done = body_of(await client.call_tool("get_job", {"job_id": started["job_id"]}))
+        assert done["status"] == "cancelled"
+
+
+async def test_a_url_input_is_downloaded_once_for_the_call(settings: ServerSettings, fake_fal: FakeFal) -> None:
+    url = fake_fal.put_file("bed.wav", wav_bytes(tone(1.5)), "audio/wav")
+    async with Client(server(settings.model_copy(update={"download": "always"}))) as client:
+        body = await call(client, "audio_trim", {"file": url, "start_s": 0.5})
+        missing = await refused(client, "audio_info", {"file": url + "-gone"})
+    data, _ = decode(Path(only_file(body)["path"]))
+    assert data.shape[1] == RATE
+    assert "`file`: downloading" in missing and "failed (HTTP 404)" in missing
+    assert [r.kind for r in fake_fal.requests] == ["file", "file"]  # two downloads; no upload, no submit
