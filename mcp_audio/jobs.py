@@ -196,6 +196,12 @@ class JobRunner:
             elif job.upstream_id is not None:
                 self._spawn(job.id, capability, None)
                 adopted += 1
+            elif UPSTREAMS[job.provider].local:  # local work costs nothing: say so and let it be redone
+                self._store.fail(
+                    job.id,
+                    "The server stopped during this local job; nothing was saved. Call the tool again.",
+                    owner=self.owner,
+                )
             else:
                 # Its process stopped while sending the request: it may have reached the upstream.
                 upstream = UPSTREAMS[job.provider]

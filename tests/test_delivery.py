@@ -245,3 +245,20 @@ async def test_a_voice_api_submit_cut_after_the_task_was_created_ends_unknown(
         "tool again."
     )
     assert len(fake_voice.requests_of("tts_submit")) == 1 and len(fake_voice.tasks) == 1
+
+
+async def test_an_interrupted_local_job_fails_plainly_and_a_paid_one_ends_unknown(settings: ServerSettings) -> None:
+    store = JobStore(settings.database_path)
+    rows = {
+        provider: store.create_job(
+            tool=tool, provider=provider, endpoint=endpoint, body={}, options={}, owner="gone:1:x", lease_s=0
+        ).id
+        for provider, tool, endpoint in (("local", "audio_info", "info"), ("fal", "lyria2_music", "fal-ai/lyria2"))
+    }
+    store.close()
+    async with Client(server(settings)) as client:
+        local = body_of(await client.call_tool("get_job", {"job_id": rows["local"]}))
+        paid = body_of(await client.call_tool("get_job", {"job_id": rows["fal"]}))
+    assert local["status"] == "failed"
+    assert local["error"] == "The server stopped during this local job; nothing was saved. Call the tool again."
+    assert paid["status"] == "unknown" and paid["error"].endswith(FAL_CHECK)
