@@ -83,14 +83,59 @@ class ServerSettings(BaseSettings):
     max_spend_usd: float | None = Field(
         None,
         ge=0,
-        description="refuse a call whose estimated cost would take this server's running total (since it started) "
-        "past this many US dollars; calls whose cost cannot be estimated in advance are let through",
+        description="refuse a call whose estimated cost would take this server's running total (kept in the data "
+        "dir, across restarts) past this many US dollars; calls whose cost cannot be estimated in advance are let "
+        "through. Each HTTP token can have its own cap too (`tokens add --max-spend-usd`)",
     )
     toolsets: str = Field(
         "all",
         description="expose a subset: a comma list of `tts` (speech and voice cloning), `stt`, `music`, `sfx`, "
         "`edit`; the job tools are always there",
     )
+
+    public_url: str | None = Field(
+        None,
+        description="HTTP mode: the URL clients reach the server at, without `/mcp` (behind a reverse proxy, its "
+        "`https://` address); its host is allowed and it names the OAuth protected resource",
+        json_schema_extra=_shown("`http://HOST:PORT` of `serve --http`"),
+    )
+    allowed_hosts: str | None = Field(
+        None,
+        description="HTTP mode: comma list of `Host` header values accepted besides the public URL's, each `name` "
+        "or `name:port`; any other host gets 421",
+        json_schema_extra=_shown("loopback names on a loopback bind; else the public URL's host"),
+    )
+    allowed_origins: str | None = Field(
+        None,
+        description="HTTP mode: comma list of browser `Origin` values accepted, each `scheme://name[:port]`; a "
+        "request with any other Origin gets 403 (requests without one are not browsers and pass)",
+        json_schema_extra=_shown("loopback origins on a loopback bind; else the public URL's origin"),
+    )
+    oauth_issuer: str | None = Field(
+        None,
+        description="HTTP mode: the OAuth 2.1 authorization server whose JWT access tokens (RS256/ES256) are "
+        "accepted; its metadata gives the keys. `https://` (`http://` only on loopback)",
+    )
+    oauth_audience: str | None = Field(
+        None,
+        description="HTTP mode: the `aud` an OAuth access token must carry",
+        json_schema_extra=_shown("the public URL + `/mcp`"),
+    )
+    rate_limit_per_minute: int | None = Field(
+        None,
+        ge=1,
+        description="HTTP mode: the most tool calls one caller (token or OAuth user) may start per minute; more are "
+        "refused with a message saying when to retry",
+    )
+
+    @field_validator("public_url", "oauth_issuer")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, not {value[:80]!r}")
+        return value.strip()
 
     @field_validator("toolsets")
     @classmethod
