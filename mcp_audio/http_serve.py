@@ -10,6 +10,7 @@ asks the token file each time, so a token added or revoked applies without a res
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from mcp.server.transport_security import TransportSecurityMiddleware, Transport
 from pydantic import AnyHttpUrl
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -28,6 +30,8 @@ from mcp_audio.config import ServerSettings
 from mcp_audio.errors import ConfigError
 from mcp_audio.oauth import OAuthVerifier, check_issuer, is_loopback
 from mcp_audio.tokens import TokenFile
+
+log = logging.getLogger("mcp_audio.http")
 
 MCP_PATH = "/mcp"
 PRM_PATH = "/.well-known/oauth-protected-resource"
@@ -67,10 +71,11 @@ def plan_exposure(settings: ServerSettings, host: str, port: int, *, no_auth: bo
             "or pass --no-auth if something in front of the server authenticates callers"
         )
     hosts, origins = _allowed(settings, host, public_url, loopback)
-    if not hosts:
-        raise ConfigError(
-            f"serving on {host or 'every address'}, no Host header would be accepted: set MCP_AUDIO_PUBLIC_URL "
-            "(the URL clients use) or MCP_AUDIO_ALLOWED_HOSTS"
+    if hosts == LOOPBACK_HOSTS and not loopback:
+        log.warning(
+            "serving %s, but only loopback Host names are accepted: set MCP_AUDIO_PUBLIC_URL (the URL clients use) "
+            "or MCP_AUDIO_ALLOWED_HOSTS",
+            host or "every address",
         )
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
@@ -81,7 +86,9 @@ def plan_exposure(settings: ServerSettings, host: str, port: int, *, no_auth: bo
 def _allowed(settings: ServerSettings, host: str, public_url: str, loopback: bool) -> tuple[list[str], list[str]]:
     from urllib.parse import urlparse
 
-    hosts = list(LOOPBACK_HOSTS) if loopback else []
+    # Loopback names are no rebinding risk on any bind (the attack needs a name the attacker
+    # controls); loopback origins are web pages on this machine, trusted only on a loopback bind.
+    hosts = list(LOOPBACK_HOSTS)
     origins = list(LOOPBACK_ORIGINS) if loopback else []
     if settings.public_url is not None or host not in WILDCARD_BINDS:
         parsed = urlparse(public_url)
@@ -120,9 +127,14 @@ class HostGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            refusal = await self._check.validate_request(Request(scope, receive))
+            request = Request(scope, receive)
+            refusal = await self._check.validate_request(request)
             if refusal is not None:
-                await refusal(scope, receive, send)
+                which = "Host" if refusal.status_code == 421 else "Origin"
+                value = request.headers.get(which.lower(), "")[:200]
+                allowed = "MCP_AUDIO_ALLOWED_HOSTS" if which == "Host" else "MCP_AUDIO_ALLOWED_ORIGINS"
+                text = f"{which} {value!r} is not served here (the server's {allowed} or MCP_AUDIO_PUBLIC_URL)\n"
+                await PlainTextResponse(text, status_code=refusal.status_code)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
