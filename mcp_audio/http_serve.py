@@ -13,11 +13,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
+from mcp.server.auth.handlers.metadata import ProtectedResourceMetadataHandler
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
-from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
+from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.shared.auth import ProtectedResourceMetadata
 from pydantic import AnyHttpUrl
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
@@ -84,8 +87,6 @@ def plan_exposure(settings: ServerSettings, host: str, port: int, *, no_auth: bo
 
 
 def _allowed(settings: ServerSettings, host: str, public_url: str, loopback: bool) -> tuple[list[str], list[str]]:
-    from urllib.parse import urlparse
-
     # Loopback names are no rebinding risk on any bind (the attack needs a name the attacker
     # controls); loopback origins are web pages on this machine, trusted only on a loopback bind.
     hosts = list(LOOPBACK_HOSTS)
@@ -166,19 +167,25 @@ def http_app(server: Any, exposure: Exposure, *, extra_routes: list[Route] | Non
         streamable_http_path=MCP_PATH, transport_security=exposure.security, host="deployed"
     )
     if exposure.oauth is not None:
-        resource = AnyHttpUrl(exposure.resource_url)
-        issuer = AnyHttpUrl(exposure.oauth.issuer)
-        # RFC 9728: at the path-inserted URL (/.well-known/oauth-protected-resource/mcp), and at the
-        # bare one for clients that look there first.
-        routes = create_protected_resource_routes(resource_url=resource, authorization_servers=[issuer])
-        bare = routes[0]
-        app.router.routes.extend([*routes, Route(PRM_PATH, bare.endpoint, methods=["GET", "OPTIONS"])])
+        app.router.routes.extend(_metadata_routes(exposure.resource_url, exposure.oauth.issuer))
     app.router.routes.extend(extra_routes or [])
     gated: ASGIApp = AuthGate(app, exposure, (MCP_PATH, *(route.path for route in extra_routes or [])))
     gated = AuthContextMiddleware(gated)
     verifier = Verifier(exposure.tokens, exposure.oauth)
     gated = AuthenticationMiddleware(gated, backend=BearerAuthBackend(verifier))
     return HostGuard(gated, exposure.security)
+
+
+def _metadata_routes(resource: str, issuer: str) -> list[Route]:
+    """RFC 9728 metadata at the path-inserted URL (/.well-known/oauth-protected-resource/mcp), and
+    at the bare one for clients that look there first. Strings, not AnyHttpUrl: the issuer must
+    come out exactly as configured (no added trailing slash), since clients compare it exactly."""
+    metadata = ProtectedResourceMetadata.model_validate(
+        {"resource": resource, "authorization_servers": [issuer], "resource_name": "mcp-audio"}
+    )
+    endpoint = cors_middleware(ProtectedResourceMetadataHandler(metadata).handle, ["GET", "OPTIONS"])
+    path = urlparse(str(build_resource_metadata_url(AnyHttpUrl(resource)))).path
+    return [Route(where, endpoint=endpoint, methods=["GET", "OPTIONS"]) for where in (path, PRM_PATH)]
 
 
 def serve_http(settings: ServerSettings, server: Any, host: str, port: int, *, no_auth: bool) -> None:
