@@ -9,11 +9,12 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
 from mcp_audio.oauth import LEEWAY_S, OAuthVerifier
+from mcp_audio.store import LOCAL_PRINCIPAL
 from mcp_audio.tokens import PREFIX, TokenFile
 
 log = logging.getLogger("mcp_audio.auth")
 
-LOCAL = "local"  # stdio, and HTTP with authentication off: the one local user
+LOCAL = LOCAL_PRINCIPAL  # stdio, and HTTP with authentication off: the one local user
 OAUTH_PREFIX = "oauth:"
 TOKEN_ISSUER = "mcp-audio"  # the `iss` our own tokens are reported with, for the SDK's session binding
 

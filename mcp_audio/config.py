@@ -39,6 +39,26 @@ def _default_output_dir() -> Path:
     return (music if music.is_dir() else Path.home()) / "mcp-audio"
 
 
+# Folders never made readable by default, with everything in them (a working directory there
+# is not a project folder the user chose).
+SYSTEM_DIRS = tuple(
+    Path(name)
+    for name in (
+        "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/run", "/sbin", "/sys", "/usr",
+        "/var", "/opt", "/srv", "/System", "/Library", "/Applications", "/Volumes",
+        "C:/Windows", "C:/Program Files", "C:/Program Files (x86)", "C:/ProgramData",
+    )
+)  # fmt: skip
+
+
+def too_broad(folder: Path) -> bool:
+    """A file system root, the home folder or one above it, or a system folder."""
+    real = folder.resolve()
+    if real == Path(real.anchor) or Path.home().resolve().is_relative_to(real):
+        return True
+    return any(real.is_relative_to(path) for path in SYSTEM_DIRS)
+
+
 def _shown(default: str) -> dict[str, Any]:
     """How the README shows a default that is computed at run time."""
     return {"shown_default": default}
@@ -64,7 +84,10 @@ class ServerSettings(BaseSettings):
         None,
         description="folders local input files may be read from (separated by `:` or `,`), used when the client "
         "offers no MCP roots",
-        json_schema_extra=_shown("the working directory and the output folder"),
+        json_schema_extra=_shown(
+            "over stdio, the working directory (unless it is `/`, the home folder or a system folder) and the "
+            "output folder; over HTTP, none"
+        ),
     )
     download: Literal["always", "never"] | None = Field(
         None,
@@ -156,12 +179,17 @@ class ServerSettings(BaseSettings):
         chosen = TOOLSETS if "all" in names else {name: TOOLSETS[name] for name in names}
         return {kind for kinds in chosen.values() for kind in kinds}
 
-    def input_roots(self) -> list[Path]:
-        """Folders local input files may be read from when the client offers no MCP roots."""
-        if self.allowed_dirs is None:
-            return [Path.cwd(), self.output_dir]
-        parts = self.allowed_dirs.replace(",", os.pathsep).split(os.pathsep)
-        return [Path(part.strip()).expanduser() for part in parts if part.strip()]
+    def input_roots(self, transport: str = "stdio") -> list[Path]:
+        """Folders local input files may be read from when the client offers no MCP roots (and,
+        over HTTP, always: a remote client's roots name its own machine, never this one)."""
+        if self.allowed_dirs is not None:
+            parts = self.allowed_dirs.replace(",", os.pathsep).split(os.pathsep)
+            return [Path(part.strip()).expanduser() for part in parts if part.strip()]
+        if transport != "stdio":
+            return []  # over HTTP local paths are read only from MCP_AUDIO_ALLOWED_DIRS
+        cwd = Path.cwd()
+        # A desktop app may start us from / or the home folder: those never become readable.
+        return [self.output_dir] if too_broad(cwd) else [cwd, self.output_dir]
 
     def downloads_for(self, transport: str) -> bool:
         if self.download is not None:

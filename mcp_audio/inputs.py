@@ -73,7 +73,10 @@ def read_local_file(
 ) -> FileBytes:
     """Resolve a local path inside the allowed roots and read it, or raise InvalidArguments."""
     if not roots:
-        raise InvalidArguments(f"`{field}`: local files are disabled (no allowed folders); pass an https:// URL.")
+        raise InvalidArguments(
+            f"`{field}`: local files are disabled (no allowed folders: the server's MCP_AUDIO_ALLOWED_DIRS); "
+            "pass an https:// URL or a data: URI."
+        )
     real_roots = [root.expanduser().resolve() for root in roots]
     candidate = Path(value).expanduser()
     if not candidate.is_absolute():
@@ -82,7 +85,8 @@ def read_local_file(
     if not any(real.is_relative_to(root) for root in real_roots):
         raise InvalidArguments(
             f"`{field}`: '{value}' is outside the folders this server may read "
-            f"({', '.join(str(root) for root in real_roots)}). Move the file there, or pass an https:// URL."
+            f"({', '.join(str(root) for root in real_roots)}). Move the file there, pass an https:// URL, or add its "
+            "folder to the server's MCP_AUDIO_ALLOWED_DIRS."
         )
     if not real.is_file():
         raise InvalidArguments(f"`{field}`: no file at '{value}' (inside the allowed folders).")

@@ -43,7 +43,7 @@ from mcp_audio.providers.base import (
 from mcp_audio.providers.registry import UPSTREAMS
 from mcp_audio.redaction import redact, redact_json
 from mcp_audio.results import OutputFile, extract_result, value_at
-from mcp_audio.store import Job, JobStore
+from mcp_audio.store import LOCAL_PRINCIPAL, Job, JobStore
 
 log = logging.getLogger("mcp_audio.jobs")
 
@@ -110,11 +110,12 @@ class JobRunner:
 
     # --- starting and resuming --------------------------------------------------------------
 
-    async def start(self, capability: Capability, request: UpstreamRequest) -> Job:
-        """Persist a new job and start running it in the background."""
+    async def start(self, capability: Capability, request: UpstreamRequest, principal: str = LOCAL_PRINCIPAL) -> Job:
+        """Persist a new job of `principal`'s and start running it in the background."""
         cost = estimate_cost(capability.spec.price, request.body)
-        self._spend.charge(capability.name, cost)  # raises SpendLimitExceeded before anything is sent
+        self._spend.charge(capability.name, cost, principal)  # raises SpendLimitExceeded before anything is sent
         job = self._store.create_job(
+            principal=principal,
             estimated_cost_usd=cost,
             tool=capability.name,
             provider=capability.provider,

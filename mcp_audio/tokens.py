@@ -82,6 +82,12 @@ class TokenFile:
                 return entry
         return None
 
+    def cap_of(self, principal: str) -> float | None:
+        """A token principal's spend cap (None: no cap of its own)."""
+        name = principal.removeprefix("token:")
+        entry = self.get(name) if name != principal else None
+        return entry.max_spend_usd if entry else None
+
     def get(self, name: str) -> TokenEntry | None:
         self._refresh()
         return self._entries.get(name)
