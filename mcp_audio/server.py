@@ -39,6 +39,7 @@ from mcp_audio.pipeline import CallPipeline
 from mcp_audio.pricing import SpendGuard
 from mcp_audio.prompts import add_prompts
 from mcp_audio.providers.base import Pacing
+from mcp_audio.ratelimit import RateLimit
 from mcp_audio.redaction import redact
 from mcp_audio.resources import add_resources
 from mcp_audio.results import job_result
@@ -131,6 +132,7 @@ def build_server(
         lifespan=lifespan,
         tools=tools + _job_tools(runtime, secrets),
         extensions=[_player(settings)],
+        middleware=[RateLimit(settings.rate_limit_per_minute)] if settings.rate_limit_per_minute else None,
     )
     add_resources(server, runtime, catalog, exposed)
     add_prompts(server, {cap.name for cap in exposed})

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from mcp_audio.config import ServerSettings
 from mcp_audio.sandbox.serve import serve_in_thread
-from tests.helpers import text_of
+from tests.helpers import assert_secret_kept, text_of
 from tests.http_harness import INITIALIZE, MCP_HEADERS, add_token, free_port, http_server, mcp_client, run_cli
 
 pytestmark = pytest.mark.anyio
@@ -94,8 +94,21 @@ async def test_good_tokens_pass_and_the_principal_is_sub(settings: ServerSetting
         async with mcp_client(served.mcp, token) as client:
             result = await client.call_tool("elevenlabs_sound_effect", {"text": "rain", "duration_seconds": 3})
         assert not result.is_error, text_of(result)
-    assert token not in served.stderr
+    assert_secret_kept(token, settings, served.stderr, text_of(result))
     assert "/jwks" in issuer.requests  # discovered through the metadata
+
+
+async def test_two_oauth_users_have_their_own_jobs(settings: ServerSettings, issuer: Issuer) -> None:
+    with http_server(settings, extra_env=_env(issuer)) as served:
+        async with mcp_client(served.mcp, issuer.token(sub="ann")) as as_ann:
+            made = await as_ann.call_tool("elevenlabs_sound_effect", {"text": "wind", "duration_seconds": 3})
+            job_id = made.structured_content["job_id"]  # type: ignore[index]
+            assert not (await as_ann.call_tool("get_job", {"job_id": job_id})).is_error
+        async with mcp_client(served.mcp, issuer.token("ES256", sub="ben")) as as_ben:
+            theirs = await as_ben.call_tool("get_job", {"job_id": job_id})
+            listed = await as_ben.call_tool("list_jobs", {})
+    assert theirs.is_error and "No job with id" in text_of(theirs)
+    assert listed.structured_content == {"jobs": []}
 
 
 async def test_bad_tokens_get_401_naming_the_resource_metadata(settings: ServerSettings, issuer: Issuer) -> None:

@@ -161,3 +161,19 @@ async def test_rows_from_before_principals_belong_to_the_local_user(settings: Se
         voices = json.loads((await client.read_resource("voices://cloned")).contents[0].text)  # type: ignore[union-attr]
     assert [job["job_id"] for job in listed.structured_content["jobs"]] == ["old-job"]  # type: ignore[index]
     assert [voice["name"] for voice in voices] == ["oldvoice"]
+
+
+async def test_the_rate_limit_is_per_caller_and_says_when_to_retry(settings: ServerSettings) -> None:
+    alice, bob = add_token(settings, "alice"), add_token(settings, "bob")
+    with http_server(settings, extra_env={"MCP_AUDIO_RATE_LIMIT_PER_MINUTE": "3"}) as served:
+        async with mcp_client(served.mcp, alice) as as_alice:
+            allowed = [await as_alice.call_tool("list_jobs", {}) for _ in range(3)]
+            refused = await as_alice.call_tool("qwen3_tts", {"text": "one too many"})
+            assert (await as_alice.list_tools()).tools  # only tool calls count
+        async with mcp_client(served.mcp, bob) as as_bob:
+            theirs = await as_bob.call_tool("list_jobs", {})
+    assert not any(result.is_error for result in allowed)
+    assert refused.is_error
+    assert "this server allows 3 tool calls per minute per caller (MCP_AUDIO_RATE_LIMIT_PER_MINUTE)" in text_of(refused)
+    assert "try again in" in text_of(refused)
+    assert not theirs.is_error
