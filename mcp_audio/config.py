@@ -144,6 +144,12 @@ class ServerSettings(BaseSettings):
         description="HTTP mode: the `aud` an OAuth access token must carry",
         json_schema_extra=_shown("the public URL + `/mcp`"),
     )
+    max_upload_mb: float = Field(
+        100,
+        gt=0,
+        description="HTTP mode: the largest recording a caller may `POST` to `/uploads` (to use as a file input "
+        "by the `upload://` reference it answers), in MB",
+    )
     rate_limit_per_minute: int | None = Field(
         None,
         ge=1,
@@ -195,6 +201,10 @@ class ServerSettings(BaseSettings):
         if self.download is not None:
             return self.download == "always"
         return transport == "stdio"  # over HTTP the client is usually on another machine
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
 
     @property
     def database_path(self) -> Path:

@@ -24,20 +24,22 @@ from mcp.shared.auth import ProtectedResourceMetadata
 from pydantic import AnyHttpUrl
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcp_audio.auth import Verifier
+from mcp_audio.auth import Verifier, current_principal
 from mcp_audio.config import ServerSettings
 from mcp_audio.errors import ConfigError
 from mcp_audio.oauth import OAuthVerifier, check_issuer, is_loopback
 from mcp_audio.tokens import TokenFile
+from mcp_audio.uploads import NotMedia, TooLarge, Uploads
 
 log = logging.getLogger("mcp_audio.http")
 
 MCP_PATH = "/mcp"
 PRM_PATH = "/.well-known/oauth-protected-resource"
+UPLOAD_PATH = "/uploads"
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
@@ -188,8 +190,32 @@ def _metadata_routes(resource: str, issuer: str) -> list[Route]:
     return [Route(where, endpoint=endpoint, methods=["GET", "OPTIONS"]) for where in (path, PRM_PATH)]
 
 
+def upload_route(settings: ServerSettings) -> Route:
+    """`POST /uploads`: the body (a recording) kept for the caller, answered with its `upload://` reference."""
+    uploads = Uploads(settings.uploads_dir, int(settings.max_upload_mb * 2**20))
+    too_large = f"the file is over {settings.max_upload_mb:g} MB (MCP_AUDIO_MAX_UPLOAD_MB)"
+
+    async def upload(request: Request) -> JSONResponse:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > uploads.max_bytes:
+            return JSONResponse({"error": too_large}, status_code=413)
+        try:
+            answer = await uploads.receive(current_principal(), request.stream())
+        except TooLarge:
+            return JSONResponse({"error": too_large}, status_code=413)
+        except NotMedia:
+            return JSONResponse(
+                {"error": "the body is not an audio or video file this server reads (WAV, MP3, FLAC, OGG, M4A...)"},
+                status_code=415,
+            )
+        return JSONResponse(answer, status_code=201)
+
+    return Route(UPLOAD_PATH, upload, methods=["POST"])
+
+
 def serve_http(settings: ServerSettings, server: Any, host: str, port: int, *, no_auth: bool) -> None:
     import uvicorn
 
     exposure = plan_exposure(settings, host, port, no_auth=no_auth)
-    uvicorn.run(http_app(server, exposure), host=host, port=port, log_level="info")
+    app = http_app(server, exposure, extra_routes=[upload_route(settings)])
+    uvicorn.run(app, host=host, port=port, log_level="info")

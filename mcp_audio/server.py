@@ -46,6 +46,7 @@ from mcp_audio.results import job_result
 from mcp_audio.state import AppState, Runtime
 from mcp_audio.store import Job, JobStore
 from mcp_audio.tokens import TokenFile
+from mcp_audio.uploads import Uploads
 
 log = logging.getLogger("mcp_audio.server")
 
@@ -102,7 +103,8 @@ def build_server(
                     saver=saver,
                     download=settings.downloads_for(transport),
                 )
-                pipeline = CallPipeline(store, runner)
+                uploads = Uploads(settings.uploads_dir, int(settings.max_upload_mb * 2**20))
+                pipeline = CallPipeline(store, runner, uploads if transport == "http" else None)
                 runtime.state = AppState(
                     settings=settings, catalog=catalog, store=store, runner=runner, pipeline=pipeline
                 )
