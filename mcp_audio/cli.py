@@ -155,9 +155,12 @@ def _serve(settings: Any, *, http: bool, host: str, port: int, no_auth: bool = F
         return 0
     from mcp_audio.http_serve import plan_exposure, serve_http
 
-    plan_exposure(settings, host, port, no_auth=no_auth)  # refuses an unsafe bind before anything is built
+    exposure = plan_exposure(settings, host, port, no_auth=no_auth)  # refuses an unsafe bind before anything is built
     server = build_server(settings, transport="http")
-    print(f"mcp-audio: serving streamable HTTP at http://{host}:{port}/mcp", file=sys.stderr)
+    callers = [f"{len(exposure.tokens.entries())} token(s)"] + (
+        ["OAuth " + exposure.oauth.issuer] if exposure.oauth else []
+    )
+    print(f"mcp-audio: serving streamable HTTP at http://{host}:{port}/mcp ({', '.join(callers)})", file=sys.stderr)
     serve_http(settings, server, host, port, no_auth=no_auth)
     return 0
 
@@ -171,8 +174,14 @@ def _tokens(settings: Any, args: argparse.Namespace) -> int:
         print(f"mcp-audio: token for {args.name!r}; it is shown only now, store it:", file=sys.stderr)
         print(token)
     elif args.tokens_command == "list":
-        for entry in tokens.entries():
-            print(json.dumps(entry.summary()))
+        from mcp_audio.store import JobStore
+
+        store = JobStore(settings.database_path)
+        try:
+            for entry in tokens.entries():
+                print(json.dumps(entry.summary() | {"spent_usd": round(store.spent(entry.principal), 6)}))
+        finally:
+            store.close()
     else:
         tokens.revoke(args.name)
         print(f"mcp-audio: revoked {args.name!r}; a running server refuses it from its next request", file=sys.stderr)

@@ -19,7 +19,7 @@ from mcp_audio.config import ServerSettings
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.store import MIGRATIONS, JobStore
 from tests.helpers import FAL_KEY, assert_secret_kept, server, text_of
-from tests.http_harness import add_token, http_server, mcp_client
+from tests.http_harness import add_token, http_server, mcp_client, run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -120,6 +120,8 @@ async def test_a_callers_spend_cap_is_its_own_and_survives_a_restart(settings: S
         async with mcp_client(served.mcp, carol) as as_carol:
             after_restart = await as_carol.call_tool("qwen3_tts", text)
     assert after_restart.is_error and "spent so far: $0.0180" in text_of(after_restart)
+    listed = [json.loads(line) for line in run_cli(settings, "tokens", "list").stdout.splitlines()]
+    assert [(row["name"], row["spent_usd"]) for row in listed] == [("carol", 0.018), ("dave", 0.054)]
 
 
 async def test_the_server_spend_cap_counts_across_restarts(settings: ServerSettings) -> None:
