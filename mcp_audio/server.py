@@ -58,6 +58,13 @@ INSTRUCTIONS = (
 )
 
 
+# Over HTTP the server reads none of the caller's local paths (see docs/deploying-http.md).
+REMOTE_FILES = (
+    " This server is remote: it cannot read the user's local files. Pass a recording as an https URL, a "
+    "data: URI, or the upload:// reference that POST /uploads (same bearer token) returns for the file."
+)
+
+
 class _RawArguments(ArgModelBase):
     """Pass a capability call's arguments through untouched: the capability validates them."""
 
@@ -130,7 +137,7 @@ def build_server(
         name="mcp-audio",
         title="mcp-audio",
         version=__version__,
-        instructions=INSTRUCTIONS,
+        instructions=INSTRUCTIONS if transport == "stdio" else INSTRUCTIONS + REMOTE_FILES,
         lifespan=lifespan,
         tools=tools + _job_tools(runtime, secrets),
         extensions=[_player(settings)],

@@ -28,6 +28,8 @@ async def test_http_ignores_client_roots_and_reads_nothing_local_by_default(
     with http_server(settings) as served:
         async with mcp_client(served.mcp, mode="legacy", list_roots_callback=_whole_disk) as client:
             result = await client.call_tool("whisper_transcribe", {"audio_url": "/etc/passwd"})
+            instructions = client.instructions or ""
+    assert "cannot read the user's local files" in instructions and "POST /uploads" in instructions
     assert result.is_error
     assert "local files are disabled (no allowed folders: the server's MCP_AUDIO_ALLOWED_DIRS)" in text_of(result)
     assert [r.kind for r in fake_fal.requests] == []  # nothing uploaded
