@@ -82,8 +82,8 @@ class ServerSettings(BaseSettings):
     wait_s: float = Field(45.0, ge=0, le=3600, description="how long a tool call waits before returning a job handle")
     allowed_dirs: str | None = Field(
         None,
-        description="folders local input files may be read from (separated by `:` or `,`), used when the client "
-        "offers no MCP roots",
+        description="folders local input files may be read from (separated by `:` or `,`): over stdio when the "
+        "client offers no MCP roots; over HTTP the only ones (client roots are never trusted there)",
         json_schema_extra=_shown(
             "over stdio, the working directory (unless it is `/`, the home folder or a system folder) and the "
             "output folder; over HTTP, none"
