@@ -22,7 +22,7 @@ log = logging.getLogger("mcp_audio.oauth")
 ALGORITHMS = {"RS256": "RSA", "ES256": "EC"}  # alg -> the JWK key type it needs
 LEEWAY_S = 30  # clock skew allowed on exp and nbf
 KEYS_TTL_S = 600.0
-REFETCH_S = 30.0
+REFETCH_S = 5.0
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 

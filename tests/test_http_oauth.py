@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 import jwt
 import pytest
@@ -35,6 +36,10 @@ class Issuer:
     rsa: rsa.RSAPrivateKey
     ec: ec.EllipticCurvePrivateKey
     requests: list[str]
+    published: list[dict[str, Any]]  # JWKs the issuer publishes besides its own two
+
+    def publish(self, key: Any, kid: str) -> None:
+        self.published.append(_public_jwk(key, kid, "RS256"))
 
     def token(self, alg: str = "RS256", key: Any = None, kid: str | None = None, **claims: Any) -> str:
         now = int(time.time())
@@ -59,6 +64,7 @@ def issuer(request: pytest.FixtureRequest) -> Iterator[Issuer]:
         "ec": ec.generate_private_key(ec.SECP256R1()),
     }
     state: dict[str, str] = {}
+    published: list[dict[str, Any]] = []
 
     async def metadata(incoming: Request) -> JSONResponse:
         requests.append(incoming.url.path)
@@ -68,13 +74,19 @@ def issuer(request: pytest.FixtureRequest) -> Iterator[Issuer]:
     async def jwks(incoming: Request) -> JSONResponse:
         requests.append(incoming.url.path)
         return JSONResponse(
-            {"keys": [_public_jwk(keys["rsa"], "rs256", "RS256"), _public_jwk(keys["ec"], "es256", "ES256")]}
+            {
+                "keys": [
+                    _public_jwk(keys["rsa"], "rs256", "RS256"),
+                    _public_jwk(keys["ec"], "es256", "ES256"),
+                    *published,
+                ]
+            }
         )
 
     app = Starlette(routes=[Route(f"/.well-known/{request.param}", metadata), Route("/jwks", jwks)])
     with serve_in_thread(app) as url:
         state["url"] = url
-        yield Issuer(url, keys["rsa"], keys["ec"], requests)  # type: ignore[arg-type]
+        yield Issuer(url, keys["rsa"], keys["ec"], requests, published)  # type: ignore[arg-type]
 
 
 def _env(issuer: Issuer) -> dict[str, str]:
@@ -159,6 +171,21 @@ def _hs256_with(secret: bytes, issuer: Issuer, now: int) -> str:
     body = b64(json.dumps({"iss": issuer.url, "aud": AUDIENCE, "sub": "x", "exp": now + 600}).encode())
     signature = b64(hmac.new(secret, f"{header}.{body}".encode(), hashlib.sha256).digest())
     return f"{header}.{body}.{signature}"
+
+
+async def test_a_rotated_key_is_fetched_when_a_token_names_it(settings: ServerSettings, issuer: Issuer) -> None:
+    rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with http_server(settings, extra_env=_env(issuer)) as served:
+        assert _post(served.mcp, issuer.token()).status_code == 200  # keys fetched once
+        early = _post(served.mcp, issuer.token(key=rotated, kid="next"))
+        issuer.publish(rotated, "next")
+        deadline = time.monotonic() + 15
+        while _post(served.mcp, issuer.token(key=rotated, kid="next")).status_code != 200:
+            assert time.monotonic() < deadline, "the rotated key was never fetched"
+            await anyio.sleep(0.5)
+        fetches = issuer.requests.count("/jwks")
+    assert early.status_code == 401  # not published yet
+    assert fetches <= 4  # unknown key ids do not make every request a request to the issuer
 
 
 def test_protected_resource_metadata_names_the_issuer(settings: ServerSettings, issuer: Issuer) -> None:
