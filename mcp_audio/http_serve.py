@@ -68,6 +68,11 @@ def plan_exposure(settings: ServerSettings, host: str, port: int, *, no_auth: bo
     oauth = None
     if settings.oauth_issuer is not None:
         check_issuer(settings.oauth_issuer, host)
+        if settings.public_url is None and host in WILDCARD_BINDS:
+            raise ConfigError(
+                f"with MCP_AUDIO_OAUTH_ISSUER on {host or 'every address'}, set MCP_AUDIO_PUBLIC_URL: the URL "
+                "clients use names the protected resource (and the audience tokens must carry)"
+            )
         oauth = OAuthVerifier(settings.oauth_issuer, settings.oauth_audience or public_url + MCP_PATH)
     if not loopback and not no_auth and oauth is None and not tokens.any():
         raise ConfigError(

@@ -216,3 +216,9 @@ def test_an_http_issuer_is_refused_off_loopback(settings: ServerSettings, issuer
     done = run_cli(settings, *args, extra_env={"MCP_AUDIO_OAUTH_ISSUER": issuer_url})
     assert done.returncode == 1
     assert "MCP_AUDIO_OAUTH_ISSUER" in done.stderr and ("https://" in done.stderr or "http://" in done.stderr)
+
+
+def test_oauth_on_every_address_needs_the_public_url(settings: ServerSettings) -> None:
+    args = ["serve", "--http", "--host", "0.0.0.0", "--port", str(free_port())]
+    done = run_cli(settings, *args, extra_env={"MCP_AUDIO_OAUTH_ISSUER": "https://login.example.com"})
+    assert done.returncode == 1 and "set MCP_AUDIO_PUBLIC_URL" in done.stderr
