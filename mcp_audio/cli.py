@@ -52,7 +52,10 @@ def _run(command: str, args: argparse.Namespace, settings: Any) -> int:
             http=getattr(args, "http", False),
             host=getattr(args, "host", "127.0.0.1"),
             port=getattr(args, "port", 8765),
+            no_auth=getattr(args, "no_auth", False),
         )
+    if command == "tokens":
+        return _tokens(settings, args)
     if command == "tools":
         return _tools(args.tool, as_json=args.json, as_markdown=args.markdown)
     if command == "call":
@@ -76,6 +79,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8765, help="HTTP port")
     sandbox_help = "use built-in loopback fakes of every upstream: try it all with no key, nothing leaves the machine"
     serve.add_argument("--sandbox", action="store_true", help=sandbox_help)
+    serve.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve a non-loopback --host with no token and no OAuth issuer (only behind something that "
+        "authenticates callers)",
+    )
+    tokens = sub.add_parser("tokens", help="bearer tokens for HTTP mode: add, list, revoke")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True)
+    add = tokens_sub.add_parser("add", help="create a token for caller NAME; printed once, on the last line")
+    add.add_argument("name")
+    add.add_argument("--max-spend-usd", type=_dollars, default=None, help="this caller's spend cap (kept)")
+    tokens_sub.add_parser("list", help="the tokens' names, creation times and caps (never the tokens)")
+    revoke = tokens_sub.add_parser("revoke", help="revoke NAME's token; a running server refuses it at once")
+    revoke.add_argument("name")
     tools = sub.add_parser("tools", help="list the tools, their upstream endpoints and prices; or one tool's arguments")
     tools.add_argument("tool", nargs="?", help="show this tool's arguments: types, defaults, allowed values")
     tools.add_argument("--json", action="store_true", help="machine-readable output, with input schemas")
@@ -103,6 +120,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _dollars(text: str) -> float:
+    import math
+
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of US dollars, 0 or more, not {text}")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 < value < 65536:
@@ -121,15 +147,44 @@ def _configure_logging(secrets: list[str], verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-def _serve(settings: Any, *, http: bool, host: str, port: int) -> int:
+def _serve(settings: Any, *, http: bool, host: str, port: int, no_auth: bool = False) -> int:
     from mcp_audio.server import build_server
 
-    server = build_server(settings, transport="http" if http else "stdio")
-    if http:
-        print(f"mcp-audio: serving streamable HTTP at http://{host}:{port}/mcp", file=sys.stderr)
-        server.run("streamable-http", host=host, port=port)
+    if not http:
+        build_server(settings, transport="stdio").run("stdio")
+        return 0
+    from mcp_audio.http_serve import plan_exposure, serve_http
+
+    exposure = plan_exposure(settings, host, port, no_auth=no_auth)  # refuses an unsafe bind before anything is built
+    server = build_server(settings, transport="http")
+    callers = [f"{len(exposure.tokens.entries())} token(s)"] + (
+        ["OAuth " + exposure.oauth.issuer] if exposure.oauth else []
+    )
+    print(f"mcp-audio: serving streamable HTTP at http://{host}:{port}/mcp ({', '.join(callers)})", file=sys.stderr)
+    serve_http(settings, server, host, port, no_auth=no_auth)
+    return 0
+
+
+def _tokens(settings: Any, args: argparse.Namespace) -> int:
+    from mcp_audio.tokens import TokenFile
+
+    tokens = TokenFile(settings.data_dir)
+    if args.tokens_command == "add":
+        token = tokens.add(args.name, args.max_spend_usd)
+        print(f"mcp-audio: token for {args.name!r}; it is shown only now, store it:", file=sys.stderr)
+        print(token)
+    elif args.tokens_command == "list":
+        from mcp_audio.store import JobStore
+
+        store = JobStore(settings.database_path)
+        try:
+            for entry in tokens.entries():
+                print(json.dumps(entry.summary() | {"spent_usd": round(store.spent(entry.principal), 6)}))
+        finally:
+            store.close()
     else:
-        server.run("stdio")
+        tokens.revoke(args.name)
+        print(f"mcp-audio: revoked {args.name!r}; a running server refuses it from its next request", file=sys.stderr)
     return 0
 
 

@@ -24,6 +24,7 @@ from mcp_types import (
     SetLevelRequestParams,
 )
 
+from mcp_audio.auth import current_principal
 from mcp_audio.catalog import Catalog
 from mcp_audio.state import Runtime
 
@@ -70,13 +71,13 @@ def _candidates(
         return ["created_at", "score", "task_count"]
     if ref.uri.startswith(("jobs://", "files://")) and name == "job_id":
         state = runtime.state
-        return [job.id for job in state.store.list_jobs(limit=LIMIT)] if state else []
+        return [job.id for job in state.store.list_jobs(limit=LIMIT, principal=current_principal())] if state else []
     return []
 
 
 def _saved_voices(runtime: Runtime, family: str) -> list[str]:
     state = runtime.state
-    return state.store.voice_names(family) if state else []
+    return state.store.voice_names(family, current_principal()) if state else []
 
 
 def _enum_of(catalog: Catalog, tool: str, field: str) -> list[str]:

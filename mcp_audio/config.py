@@ -40,6 +40,26 @@ def _default_output_dir() -> Path:
     return (music if music.is_dir() else Path.home()) / "mcp-audio"
 
 
+# Folders never made readable by default, with everything in them (a working directory there
+# is not a project folder the user chose).
+SYSTEM_DIRS = tuple(
+    Path(name)
+    for name in (
+        "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/run", "/sbin", "/sys", "/usr",
+        "/var", "/opt", "/srv", "/System", "/Library", "/Applications", "/Volumes",
+        "C:/Windows", "C:/Program Files", "C:/Program Files (x86)", "C:/ProgramData",
+    )
+)  # fmt: skip
+
+
+def too_broad(folder: Path) -> bool:
+    """A file system root, the home folder or one above it, or a system folder."""
+    real = folder.resolve()
+    if real == Path(real.anchor) or Path.home().resolve().is_relative_to(real):
+        return True
+    return any(real.is_relative_to(path) for path in SYSTEM_DIRS)
+
+
 def _shown(default: str) -> dict[str, Any]:
     """How the README shows a default that is computed at run time."""
     return {"shown_default": default}
@@ -63,9 +83,12 @@ class ServerSettings(BaseSettings):
     wait_s: float = Field(45.0, ge=0, le=3600, description="how long a tool call waits before returning a job handle")
     allowed_dirs: str | None = Field(
         None,
-        description="folders local input files may be read from (separated by `:` or `,`), used when the client "
-        "offers no MCP roots",
-        json_schema_extra=_shown("the working directory and the output folder"),
+        description="folders local input files may be read from (separated by `:` or `,`): over stdio when the "
+        "client offers no MCP roots; over HTTP the only ones (client roots are never trusted there)",
+        json_schema_extra=_shown(
+            "over stdio, the working directory (unless it is `/`, the home folder or a system folder) and the "
+            "output folder; over HTTP, none"
+        ),
     )
     download: Literal["always", "never"] | None = Field(
         None,
@@ -90,14 +113,65 @@ class ServerSettings(BaseSettings):
     max_spend_usd: float | None = Field(
         None,
         ge=0,
-        description="refuse a call whose estimated cost would take this server's running total (since it started) "
-        "past this many US dollars; calls whose cost cannot be estimated in advance are let through",
+        description="refuse a call whose estimated cost would take this server's running total (kept in the data "
+        "dir, across restarts) past this many US dollars; calls whose cost cannot be estimated in advance are let "
+        "through. Each HTTP token can have its own cap too (`tokens add --max-spend-usd`)",
     )
     toolsets: str = Field(
         "all",
         description="expose a subset: a comma list of `tts` (speech and voice cloning), `stt`, `music`, `sfx`, "
         "`edit`, `post` (join, mix, master, trim, info, subtitles: local, no key); the job tools are always there",
     )
+
+    public_url: str | None = Field(
+        None,
+        description="HTTP mode: the URL clients reach the server at, without `/mcp` (behind a reverse proxy, its "
+        "`https://` address); its host is allowed and it names the OAuth protected resource",
+        json_schema_extra=_shown("`http://HOST:PORT` of `serve --http`"),
+    )
+    allowed_hosts: str | None = Field(
+        None,
+        description="HTTP mode: comma list of `Host` header values accepted besides the public URL's, each `name` "
+        "or `name:port`; any other host gets 421",
+        json_schema_extra=_shown("loopback names on a loopback bind; else the public URL's host"),
+    )
+    allowed_origins: str | None = Field(
+        None,
+        description="HTTP mode: comma list of browser `Origin` values accepted, each `scheme://name[:port]`; a "
+        "request with any other Origin gets 403 (requests without one are not browsers and pass)",
+        json_schema_extra=_shown("loopback origins on a loopback bind; else the public URL's origin"),
+    )
+    oauth_issuer: str | None = Field(
+        None,
+        description="HTTP mode: the OAuth 2.1 authorization server whose JWT access tokens (RS256/ES256) are "
+        "accepted; its metadata gives the keys. `https://` (`http://` only on loopback)",
+    )
+    oauth_audience: str | None = Field(
+        None,
+        description="HTTP mode: the `aud` an OAuth access token must carry",
+        json_schema_extra=_shown("the public URL + `/mcp`"),
+    )
+    max_upload_mb: float = Field(
+        100,
+        gt=0,
+        description="HTTP mode: the largest recording a caller may `POST` to `/uploads` (to use as a file input "
+        "by the `upload://` reference it answers), in MB",
+    )
+    rate_limit_per_minute: int | None = Field(
+        None,
+        ge=1,
+        description="HTTP mode: the most tool calls one caller (token or OAuth user) may start per minute; more are "
+        "refused with a message saying when to retry",
+    )
+
+    @field_validator("public_url", "oauth_issuer")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, not {value[:80]!r}")
+        return value.strip()
 
     @field_validator("toolsets")
     @classmethod
@@ -118,17 +192,26 @@ class ServerSettings(BaseSettings):
         chosen = TOOLSETS if "all" in names else {name: TOOLSETS[name] for name in names}
         return {kind for kinds in chosen.values() for kind in kinds}
 
-    def input_roots(self) -> list[Path]:
-        """Folders local input files may be read from when the client offers no MCP roots."""
-        if self.allowed_dirs is None:
-            return [Path.cwd(), self.output_dir]
-        parts = self.allowed_dirs.replace(",", os.pathsep).split(os.pathsep)
-        return [Path(part.strip()).expanduser() for part in parts if part.strip()]
+    def input_roots(self, transport: str = "stdio") -> list[Path]:
+        """Folders local input files may be read from when the client offers no MCP roots (and,
+        over HTTP, always: a remote client's roots name its own machine, never this one)."""
+        if self.allowed_dirs is not None:
+            parts = self.allowed_dirs.replace(",", os.pathsep).split(os.pathsep)
+            return [Path(part.strip()).expanduser() for part in parts if part.strip()]
+        if transport != "stdio":
+            return []  # over HTTP local paths are read only from MCP_AUDIO_ALLOWED_DIRS
+        cwd = Path.cwd()
+        # A desktop app may start us from / or the home folder: those never become readable.
+        return [self.output_dir] if too_broad(cwd) else [cwd, self.output_dir]
 
     def downloads_for(self, transport: str) -> bool:
         if self.download is not None:
             return self.download == "always"
         return transport == "stdio"  # over HTTP the client is usually on another machine
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
 
     @property
     def database_path(self) -> Path:

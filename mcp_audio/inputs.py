@@ -24,6 +24,7 @@ from mcp_audio.errors import InvalidArguments
 from mcp_audio.outputs import audio_properties, extension_for
 from mcp_audio.providers.base import FileBytes, LocalFile, Provider, Uploads, UpstreamRequest
 from mcp_audio.references import is_reference, referenced_output, transcript_of
+from mcp_audio.store import LOCAL_PRINCIPAL
 
 if TYPE_CHECKING:
     import httpx
@@ -67,7 +68,10 @@ def is_url(value: str) -> bool:
 def local_path(field: str, value: str, roots: list[Path], *, max_bytes: int) -> Path:
     """Resolve a local path inside the allowed roots to a non-empty file, or raise InvalidArguments."""
     if not roots:
-        raise InvalidArguments(f"`{field}`: local files are disabled (no allowed folders); pass an https:// URL.")
+        raise InvalidArguments(
+            f"`{field}`: local files are disabled (no allowed folders: the server's MCP_AUDIO_ALLOWED_DIRS); "
+            "pass an https:// URL or a data: URI."
+        )
     real_roots = [root.expanduser().resolve() for root in roots]
     candidate = Path(value).expanduser()
     if not candidate.is_absolute():
@@ -76,7 +80,8 @@ def local_path(field: str, value: str, roots: list[Path], *, max_bytes: int) -> 
     if not any(real.is_relative_to(root) for root in real_roots):
         raise InvalidArguments(
             f"`{field}`: '{value}' is outside the folders this server may read "
-            f"({', '.join(str(root) for root in real_roots)}). Move the file there, or pass an https:// URL."
+            f"({', '.join(str(root) for root in real_roots)}). Move the file there, pass an https:// URL, or add its "
+            "folder to the server's MCP_AUDIO_ALLOWED_DIRS."
         )
     if not real.is_file():
         raise InvalidArguments(f"`{field}`: no file at '{value}' (inside the allowed folders).")
@@ -142,9 +147,12 @@ def _check_duration(field: str, value: str, path: Path, limits: tuple[float | No
 class InputResolver:
     """Turns a validated call's file inputs into what its upstream takes (see the module doc)."""
 
-    def __init__(self, store: JobStore, http: Callable[[], httpx.AsyncClient]) -> None:
+    def __init__(
+        self, store: JobStore, http: Callable[[], httpx.AsyncClient], principal: str = LOCAL_PRINCIPAL
+    ) -> None:
         self._store = store
         self._http = http  # made only when a file input has to be downloaded
+        self._principal = principal  # whose earlier outputs `files://` and `jobs://` may name
 
     async def resolve(
         self, capability: Capability, call: PreparedCall, provider: Provider, roots: list[Path]
@@ -190,7 +198,7 @@ class InputResolver:
             for spec in capability.spec.inputs:
                 value = body.get(spec.name)
                 if spec.job is not None and isinstance(value, str):
-                    local[spec.name] = transcript_of(self._store, spec.name, value)
+                    local[spec.name] = transcript_of(self._store, spec.name, value, self._principal)
                 if spec.sent_as != "path" or value is None:
                     continue
                 items = value if isinstance(value, list) else [value]
@@ -218,7 +226,7 @@ class InputResolver:
         limit, label = provider.max_upload_bytes, "this server's local tools"
         _check_reference(field, value, limit)
         if is_reference(value):
-            item = referenced_output(self._store, field, value)
+            item = referenced_output(self._store, field, value, self._principal)
             if item.path is not None and Path(item.path).is_file():
                 return LocalFile(field=field, path=Path(item.path), source=value)
             if not is_url(item.url):

@@ -56,7 +56,7 @@ from mcp_audio.providers.base import (
 from mcp_audio.providers.registry import UPSTREAMS
 from mcp_audio.redaction import redact, redact_json
 from mcp_audio.results import OutputFile, extract_result, value_at
-from mcp_audio.store import Job, JobStore, iso_time
+from mcp_audio.store import LOCAL_PRINCIPAL, Job, JobStore, iso_time
 
 log = logging.getLogger("mcp_audio.jobs")
 
@@ -151,11 +151,12 @@ class JobRunner:
 
     # --- starting, leasing and taking over ---------------------------------------------------
 
-    async def start(self, capability: Capability, request: UpstreamRequest) -> Job:
-        """Persist a new job (leased to this process) and start running it in the background."""
+    async def start(self, capability: Capability, request: UpstreamRequest, principal: str = LOCAL_PRINCIPAL) -> Job:
+        """Persist a new job of `principal`'s, leased to this process, and start running it in the background."""
         cost = estimate_cost(capability.spec.price, request.body)
-        self._spend.charge(capability.name, cost)  # raises SpendLimitExceeded before anything is sent
+        self._spend.charge(capability.name, cost, principal)  # raises SpendLimitExceeded before anything is sent
         job = self._store.create_job(
+            principal=principal,
             estimated_cost_usd=cost,
             tool=capability.name,
             provider=capability.provider,

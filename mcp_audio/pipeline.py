@@ -10,26 +10,49 @@ from typing import TYPE_CHECKING, Any
 from mcp_audio.catalog import Capability
 from mcp_audio.inputs import InputResolver
 from mcp_audio.jobs import JobRunner
-from mcp_audio.store import Job, JobStore
+from mcp_audio.store import LOCAL_PRINCIPAL, Job, JobStore
+from mcp_audio.uploads import SCHEME, Uploads
 
 if TYPE_CHECKING:
     import httpx
 
 
 class CallPipeline:
-    def __init__(self, store: JobStore, runner: JobRunner) -> None:
+    def __init__(self, store: JobStore, runner: JobRunner, uploads: Uploads | None = None) -> None:
         self._store = store
         self._runner = runner
+        self._uploads = uploads
         self._http: httpx.AsyncClient | None = None  # for file inputs given as URLs, made on first use
 
-    async def start(self, capability: Capability, arguments: dict[str, Any], roots: list[Path]) -> Job:
+    async def start(
+        self, capability: Capability, arguments: dict[str, Any], roots: list[Path], principal: str = LOCAL_PRINCIPAL
+    ) -> Job:
         """Raises InvalidArguments, ConfigError, SpendLimitExceeded or UpstreamError (an upload)
-        before any job exists; afterwards every failure is recorded on the job."""
-        call = capability.prepare(arguments, self._store.find_voice, self._store.voice_names)
+        before any job exists; afterwards every failure is recorded on the job. Saved voices are
+        `principal`'s own: another's can't be used, nor seen in an error's list."""
+        call = capability.prepare(
+            arguments,
+            lambda name: self._store.find_voice(name, principal),
+            lambda family: self._store.voice_names(family, principal),
+        )
         provider = self._runner.providers.get(capability.provider)
         provider.check_configured()  # a missing key fails before any file is read or uploaded
-        request = await InputResolver(self._store, self._client).resolve(capability, call, provider, roots)
-        return await self._runner.start(capability, request)
+        roots = self._with_uploads(capability, call.body, roots, principal)
+        request = await InputResolver(self._store, self._client, principal).resolve(capability, call, provider, roots)
+        return await self._runner.start(capability, request, principal)
+
+    def _with_uploads(
+        self, capability: Capability, body: dict[str, Any], roots: list[Path], principal: str
+    ) -> list[Path]:
+        """`upload://ID` file inputs become the caller's uploaded files (its own folder only)."""
+        if self._uploads is None:
+            return roots
+        for spec in capability.file_inputs:
+            value = body.get(spec.name)
+            if isinstance(value, str) and value.startswith(SCHEME):
+                body[spec.name] = str(self._uploads.resolve(principal, spec.name, value))
+                roots = [*roots, self._uploads.folder(principal)]
+        return roots
 
     def _client(self) -> httpx.AsyncClient:
         import httpx

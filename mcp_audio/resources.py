@@ -10,6 +10,7 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
+from mcp_audio.auth import current_principal
 from mcp_audio.catalog import Capability, Catalog
 from mcp_audio.errors import McpAudioError
 from mcp_audio.jobs import not_found_message
@@ -46,7 +47,7 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         description="Voices saved by clone tools, usable by name as `voice` in the matching TTS tool.",
     )
     def cloned_voices() -> str:
-        voices = runtime.get().store.list_voices()
+        voices = runtime.get().store.list_voices(current_principal())
         return json.dumps([{"name": v.name, "family": v.family, "provider": v.provider} for v in voices], indent=1)
 
     @server.resource(
@@ -54,10 +55,11 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         name="jobs-recent",
         title="Recent jobs",
         mime_type="application/json",
-        description="The 20 most recent jobs, newest first.",
+        description="Your 20 most recent jobs, newest first.",
     )
     def recent_jobs() -> str:
-        return json.dumps([job.summary() for job in runtime.get().store.list_jobs(limit=20)], indent=1)
+        jobs = runtime.get().store.list_jobs(limit=20, principal=current_principal())
+        return json.dumps([job.summary() for job in jobs], indent=1)
 
     @server.resource(
         "jobs://{job_id}",
@@ -68,7 +70,7 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
     )
     def job_resource(job_id: str) -> str:
         state = runtime.get()
-        job = state.store.get_job(job_id)
+        job = state.store.get_job(job_id, current_principal())  # another's job: as if there were none
         if job is None:
             raise ResourceNotFoundError(not_found_message(job_id))
         result = job_result(state.catalog, job, note=state.runner.waiting_note(job))
@@ -82,7 +84,7 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         description="The bytes of an output file this server saved, for clients on another machine.",
     )
     def saved_file(job_id: str, name: str) -> bytes:
-        job = runtime.get().store.get_job(job_id)
+        job = runtime.get().store.get_job(job_id, current_principal())
         files = job.result.files if job and job.result else []
         # Only paths the job itself recorded are served: the name is a key, never a path.
         path = next((f.path for f in files if f.file_name == name and f.path), None)

@@ -28,6 +28,7 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from mcp_audio import __version__
 from mcp_audio.apps import PLAYER_URI, player_html
+from mcp_audio.auth import current_principal
 from mcp_audio.catalog import Capability, Catalog, load_catalog
 from mcp_audio.completions import add_completions, add_protocol_details
 from mcp_audio.config import ServerSettings
@@ -38,11 +39,14 @@ from mcp_audio.pipeline import CallPipeline
 from mcp_audio.pricing import SpendGuard
 from mcp_audio.prompts import add_prompts
 from mcp_audio.providers.base import Pacing
+from mcp_audio.ratelimit import RateLimit
 from mcp_audio.redaction import redact
 from mcp_audio.resources import add_resources
 from mcp_audio.results import job_result
 from mcp_audio.state import AppState, Runtime
 from mcp_audio.store import Job, JobStore
+from mcp_audio.tokens import TokenFile
+from mcp_audio.uploads import Uploads
 
 log = logging.getLogger("mcp_audio.server")
 
@@ -53,6 +57,13 @@ INSTRUCTIONS = (
     "user's shared folders, or an earlier output: jobs://{job_id} or files://{job_id}/{name}. Results give "
     "file URLs and local paths. Saved cloned voices: voices://cloned. Finishing (join, mix, master, trim, "
     "subtitles) runs locally and is free."
+)
+
+
+# Over HTTP the server reads none of the caller's local paths (see the README, "Deploying over HTTP").
+REMOTE_FILES = (
+    " This server is remote: it cannot read the user's local files. Pass a recording as an https URL, a "
+    "data: URI, or the upload:// reference that POST /uploads (same bearer token) returns for the file."
 )
 
 
@@ -97,13 +108,14 @@ def build_server(
                     ProviderPool(settings, pacing),
                     task_group,
                     secrets=secrets,
-                    spend=SpendGuard(settings.max_spend_usd),
+                    spend=SpendGuard(settings.max_spend_usd, store, TokenFile(settings.data_dir).cap_of),
                     saver=saver,
                     download=settings.downloads_for(transport),
                     pacing=pacing,
                     retention_s=settings.result_retention_s,
                 )
-                pipeline = CallPipeline(store, runner)
+                uploads = Uploads(settings.uploads_dir, int(settings.max_upload_mb * 2**20))
+                pipeline = CallPipeline(store, runner, uploads if transport == "http" else None)
                 runtime.state = AppState(
                     settings=settings, catalog=catalog, store=store, runner=runner, pipeline=pipeline
                 )
@@ -124,15 +136,16 @@ def build_server(
 
     # Toolsets limit what is offered; jobs of any tool still resume, so the full catalog stays.
     exposed = [cap for cap in catalog.capabilities.values() if cap.spec.kind in settings.enabled_kinds]
-    tools = [_capability_tool(cap, runtime, secrets) for cap in exposed]
+    tools = [_capability_tool(cap, runtime, secrets, transport) for cap in exposed]
     server: MCPServer[AppState] = MCPServer(
         name="mcp-audio",
         title="mcp-audio",
         version=__version__,
-        instructions=INSTRUCTIONS,
+        instructions=INSTRUCTIONS if transport == "stdio" else INSTRUCTIONS + REMOTE_FILES,
         lifespan=lifespan,
         tools=tools + _job_tools(runtime, secrets),
         extensions=[_player(settings)],
+        middleware=[RateLimit(settings.rate_limit_per_minute)] if settings.rate_limit_per_minute else None,
     )
     add_resources(server, runtime, catalog, exposed)
     add_prompts(server, {cap.name for cap in exposed})
@@ -191,14 +204,16 @@ def _player_meta(kind: str) -> dict[str, Any]:
 # --- capability tools ---------------------------------------------------------------------
 
 
-def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str]) -> Tool:
+def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str], transport: str) -> Tool:
     spec = capability.spec
 
     async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult:
         state = runtime.get()
         try:
-            roots = await client_roots(ctx) if capability.file_inputs else None
-            job = await state.pipeline.start(capability, arguments, roots or state.settings.input_roots())
+            # Over HTTP the client's roots name folders of its own machine: never trusted here.
+            trusts_roots = capability.file_inputs and transport == "stdio"
+            roots = (await client_roots(ctx) if trusts_roots else None) or state.settings.input_roots(transport)
+            job = await state.pipeline.start(capability, arguments, roots, current_principal())
         except McpAudioError as exc:
             raise ToolError(redact(str(exc), secrets)) from exc
         return await _await_job(ctx, state, job.id, state.settings.wait_s, cancel_on_abort=True)
@@ -283,12 +298,14 @@ def _job_tools(runtime: Runtime, secrets: list[str]) -> list[Tool]:
         wait_s: float = Field(0, ge=0, le=600, description="Seconds to wait for it to finish"),
     ) -> CallToolResult:
         state = runtime.get()
-        if state.store.get_job(job_id) is None:
+        if state.store.get_job(job_id, current_principal()) is None:  # another's job: as if there were none
             raise ToolError(not_found_message(job_id))
         return await _await_job(ctx, state, job_id, wait_s, cancel_on_abort=False)
 
     async def cancel_job(job_id: str = Field(description="The job_id to cancel", max_length=64)) -> CallToolResult:
         state = runtime.get()
+        if state.store.get_job(job_id, current_principal()) is None:
+            raise ToolError(not_found_message(job_id))
         try:
             job = await state.runner.cancel(job_id)
         except McpAudioError as exc:
@@ -301,7 +318,9 @@ def _job_tools(runtime: Runtime, secrets: list[str]) -> list[Tool]:
     ) -> CallToolResult:
         state = runtime.get()
         states = {"any": None, "unfinished": ["queued", "running"]}.get(status, [status])
-        jobs = [job.summary() for job in state.store.list_jobs(states=states, limit=limit)]
+        jobs = [
+            job.summary() for job in state.store.list_jobs(states=states, limit=limit, principal=current_principal())
+        ]
         lines = [f"{j['job_id']} {j['tool']} {j['status']} {j['created_at']}" for j in jobs] or ["No jobs."]
         return CallToolResult(
             content=[TextContent(type="text", text="\n".join(lines))], structured_content={"jobs": jobs}

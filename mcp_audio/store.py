@@ -25,6 +25,7 @@ from mcp_audio.results import JobResult
 JobState = Literal["queued", "running", "completed", "failed", "cancelled", "unknown"]
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled", "unknown"})
 LOG_TAIL = 20  # log lines kept per job
+LOCAL_PRINCIPAL = "local"  # stdio, and HTTP without authentication: the one local user
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Job:
     estimated_cost_usd: float | None = None
     lease_owner: str | None = None  # the process following the job, while its lease lasts
     lease_expires: float | None = None
+    principal: str = LOCAL_PRINCIPAL  # who started it: only they see it
 
     @property
     def finished(self) -> bool:
@@ -138,6 +140,26 @@ def m006_leases(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN lease_expires REAL")
 
 
+@migration
+def m007_principals(db: sqlite3.Connection) -> None:
+    # Each caller (HTTP token or OAuth user) has its own jobs, saved voices and spend; rows from
+    # before belong to the local user.
+    db.execute(f"ALTER TABLE jobs ADD COLUMN principal TEXT NOT NULL DEFAULT '{LOCAL_PRINCIPAL}'")
+    db.execute("CREATE INDEX jobs_principal ON jobs(principal, created_at)")
+    db.execute(
+        """CREATE TABLE voices_by_principal (
+            principal TEXT NOT NULL, name TEXT NOT NULL, family TEXT NOT NULL, provider TEXT NOT NULL,
+            fields TEXT NOT NULL, job_id TEXT, created_at REAL NOT NULL, PRIMARY KEY (principal, name))"""
+    )
+    db.execute(
+        "INSERT INTO voices_by_principal SELECT ?, name, family, provider, fields, job_id, created_at FROM voices",
+        (LOCAL_PRINCIPAL,),
+    )
+    db.execute("DROP TABLE voices")
+    db.execute("ALTER TABLE voices_by_principal RENAME TO voices")
+    db.execute("CREATE TABLE spend (principal TEXT PRIMARY KEY, spent_usd REAL NOT NULL)")
+
+
 _UNFINISHED = "state IN ('queued', 'running')"
 _JSON_COLUMNS = ("payload", "options", "handle", "logs", "result")
 
@@ -187,6 +209,7 @@ class JobStore:
         estimated_cost_usd: float | None = None,
         owner: str | None = None,
         lease_s: float = 0.0,
+        principal: str = LOCAL_PRINCIPAL,
     ) -> Job:
         """A new queued job, written before anything is sent upstream, leased to `owner`."""
         now = time.time()
@@ -203,11 +226,13 @@ class JobStore:
             estimated_cost_usd=estimated_cost_usd,
             lease_owner=owner,
             lease_expires=now + lease_s if owner else None,
+            principal=principal,
         )
         with self._lock:
             self._db.execute(
                 "INSERT INTO jobs (id, tool, provider, endpoint, payload, options, state, created_at, updated_at,"
-                " estimated_cost_usd, lease_owner, lease_expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " estimated_cost_usd, lease_owner, lease_expires, principal)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     tool,
@@ -221,6 +246,7 @@ class JobStore:
                     estimated_cost_usd,
                     job.lease_owner,
                     job.lease_expires,
+                    principal,
                 ),
             )
         return job
@@ -314,16 +340,26 @@ class JobStore:
         assert job is not None, job_id
         return job
 
-    def get_job(self, job_id: str) -> Job | None:
+    def get_job(self, job_id: str, principal: str | None = None) -> Job | None:
+        """The job; with `principal`, only if it is theirs (another's job is as if it did not exist)."""
+        query, args = "SELECT * FROM jobs WHERE id = ?", [job_id]
+        if principal is not None:
+            query, args = query + " AND principal = ?", [*args, principal]
         with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = self._db.execute(query, args).fetchone()
         return _job(row) if row else None
 
-    def list_jobs(self, *, states: list[str] | None = None, limit: int = 20) -> list[Job]:
-        query, args = "SELECT * FROM jobs", []
+    def list_jobs(self, *, states: list[str] | None = None, limit: int = 20, principal: str | None = None) -> list[Job]:
+        """Newest first; with `principal`, only theirs."""
+        query, conditions, args = "SELECT * FROM jobs", [], []
         if states:
-            query += f" WHERE state IN ({', '.join('?' for _ in states)})"
+            conditions.append(f"state IN ({', '.join('?' for _ in states)})")
             args.extend(states)
+        if principal is not None:
+            conditions.append("principal = ?")
+            args.append(principal)
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
         query += " ORDER BY created_at DESC LIMIT ?"
         with self._lock:
             rows = self._db.execute(query, [*args, limit]).fetchall()
@@ -365,26 +401,75 @@ class JobStore:
 
     # --- voices -------------------------------------------------------------------------
 
-    def save_voice(self, voice: SavedVoice, *, job_id: str | None = None) -> None:
+    def save_voice(self, voice: SavedVoice, *, job_id: str | None = None, principal: str | None = None) -> None:
+        """Saved for `principal`, by default the principal of the job that made it: a name is
+        per principal, so nobody overwrites another's voice."""
         with self._lock:
+            if principal is None and job_id is not None:
+                row = self._db.execute("SELECT principal FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                principal = row[0] if row else None
             self._db.execute(
-                "INSERT OR REPLACE INTO voices (name, family, provider, fields, job_id, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (voice.name, voice.family, voice.provider, json.dumps(voice.fields), job_id, time.time()),
+                "INSERT OR REPLACE INTO voices (principal, name, family, provider, fields, job_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    principal or LOCAL_PRINCIPAL,
+                    voice.name,
+                    voice.family,
+                    voice.provider,
+                    json.dumps(voice.fields),
+                    job_id,
+                    time.time(),
+                ),
             )
 
-    def find_voice(self, name: str) -> SavedVoice | None:
+    def find_voice(self, name: str, principal: str = LOCAL_PRINCIPAL) -> SavedVoice | None:
         with self._lock:
-            row = self._db.execute("SELECT * FROM voices WHERE name = ?", (name,)).fetchone()
+            row = self._db.execute(
+                "SELECT * FROM voices WHERE principal = ? AND name = ?", (principal, name)
+            ).fetchone()
         return _voice(row) if row else None
 
-    def voice_names(self, family: str) -> list[str]:
-        return [voice.name for voice in self.list_voices() if voice.family == family]
+    def voice_names(self, family: str, principal: str = LOCAL_PRINCIPAL) -> list[str]:
+        return [voice.name for voice in self.list_voices(principal) if voice.family == family]
 
-    def list_voices(self) -> list[SavedVoice]:
+    def list_voices(self, principal: str = LOCAL_PRINCIPAL) -> list[SavedVoice]:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM voices ORDER BY name").fetchall()
+            rows = self._db.execute("SELECT * FROM voices WHERE principal = ? ORDER BY name", (principal,)).fetchall()
         return [_voice(row) for row in rows]
+
+    # --- spend: running totals per principal, kept across restarts -----------------------------
+
+    def charge(
+        self, principal: str, cost: float, *, limit_usd: float | None, server_limit_usd: float | None
+    ) -> tuple[bool, float, float]:
+        """Add `cost` to `principal`'s total unless that would pass its limit or the server's total
+        pass the server's; in one transaction, so concurrent calls (other processes too) cannot
+        both slip under a limit. Returns (charged, principal's total, server's total), before."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                mine = self._db.execute("SELECT spent_usd FROM spend WHERE principal = ?", (principal,)).fetchone()
+                spent = float(mine[0]) if mine else 0.0
+                server = float(self._db.execute("SELECT COALESCE(SUM(spent_usd), 0) FROM spend").fetchone()[0])
+                over = (limit_usd is not None and spent + cost > limit_usd + 1e-9) or (
+                    server_limit_usd is not None and server + cost > server_limit_usd + 1e-9
+                )
+                if not over:
+                    self._db.execute(
+                        "INSERT INTO spend VALUES (?, ?)"
+                        " ON CONFLICT(principal) DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd",
+                        (principal, cost),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return not over, spent, server
+
+    def spent(self, principal: str) -> float:
+        with self._lock:
+            row = self._db.execute("SELECT spent_usd FROM spend WHERE principal = ?", (principal,)).fetchone()
+        return float(row[0]) if row else 0.0
 
 
 def _job(row: sqlite3.Row) -> Job:

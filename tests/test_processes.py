@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 
-import anyio
 import pytest
 from mcp import Client
 
@@ -22,6 +19,7 @@ from tests.helpers import (
     stop,
     text_of,
 )
+from tests.http_harness import http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -63,37 +61,11 @@ def test_stdio_stdout_carries_only_protocol_messages(settings: Settings) -> None
     assert FAL_KEY not in "".join(lines) + errors
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_streamable_http_end_to_end(settings: Settings, fake_fal: FakeFal) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mcp_audio", "serve", "--http", "--port", str(port)],
-        env=env_for(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "HTTP server did not start"
-                await anyio.sleep(0.1)
-        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+    with http_server(settings) as served:
+        async with Client(served.mcp) as client:
             result = await client.call_tool("elevenlabs_sound_effect", {"text": "thunder", "duration_seconds": 3})
             resource = await client.read_resource("audio://catalog")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        stop(proc)
     assert not result.is_error, text_of(result)
     assert result.structured_content is not None and result.structured_content["status"] == "completed"
     assert "lyria2_music" in resource.contents[0].text  # type: ignore[union-attr]

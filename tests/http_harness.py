@@ -1,0 +1,113 @@
+"""Real `mcp-audio serve --http` processes for the HTTP deployment tests, an MCP client that
+sends a bearer token, and the `mcp-audio tokens` command."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from mcp_audio.config import ServerSettings
+from tests.helpers import env_for, stop
+
+# What an MCP client POSTs first (2025 era), for raw HTTP checks.
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_cli(
+    settings: ServerSettings, *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mcp_audio", *args],
+        env=env_for(settings) | (extra_env or {}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def add_token(settings: ServerSettings, name: str, *extra: str) -> str:
+    done = run_cli(settings, "tokens", "add", name, *extra)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+@dataclass
+class Served:
+    url: str  # base URL, without /mcp
+    proc: subprocess.Popen[str]
+    stderr: str = ""  # what the server logged, once it stopped
+
+    @property
+    def mcp(self) -> str:
+        return self.url + "/mcp"
+
+    def log(self) -> str:
+        """The server's stderr (it must have exited)."""
+        return self.proc.stderr.read() if self.proc.stderr else ""
+
+
+@contextmanager
+def http_server(
+    settings: ServerSettings, *args: str, extra_env: dict[str, str] | None = None, host: str = "127.0.0.1"
+) -> Iterator[Served]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mcp_audio", "serve", "--http", "--host", host, "--port", str(port), *args],
+        env=env_for(settings) | (extra_env or {}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    served = Served(f"http://127.0.0.1:{port}", proc)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.poll() is None, served.log()
+                assert time.monotonic() < deadline, "HTTP server did not start"
+                time.sleep(0.05)
+        yield served
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        served.stderr = served.log()
+        stop(proc)
+
+
+@asynccontextmanager
+async def mcp_client(url: str, token: str | None = None, **client_options: Any) -> AsyncIterator[Client]:
+    """The SDK's client over streamable HTTP, sending `Authorization: Bearer <token>`."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=120.0))
+    async with http, Client(streamable_http_client(url, http_client=http), **client_options) as client:
+        yield client
