@@ -82,6 +82,12 @@ def server_env(fake_url: str, data_dir: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class PeakRss:
     """Samples a process's resident set every 50 ms (and reads the kernel's high-water mark)."""
 
@@ -135,10 +141,15 @@ async def direct_jobs(fake_url: str, n: int) -> float:
 
 
 async def through_server(mcp_url: str, n: int, rss: PeakRss) -> tuple[float, int]:
+    import httpx2
     from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
 
     completed = 0
-    async with Client(mcp_url) as client:
+    # Each pending tool call holds its response stream open: the client's default pool of 100
+    # connections would run the calls 100 at a time (the direct driver has no cap either).
+    http = httpx2.AsyncClient(limits=httpx2.Limits(max_connections=None), timeout=httpx2.Timeout(30, read=300))
+    async with http, Client(streamable_http_client(mcp_url, http_client=http)) as client:
 
         async def one(i: int) -> None:
             nonlocal completed
@@ -178,7 +189,11 @@ def bench_concurrency(n: int, job_s: float) -> None:
             rss.sample()
             idle_mb = rss.peak_kb / 1024
             direct = anyio.run(direct_jobs, fake_url, n)
+            server_cpu, client_cpu, fake_cpu = cpu_seconds(server.pid), cpu_seconds(os.getpid()), cpu_seconds(fake.pid)
             served, completed = anyio.run(through_server, f"http://127.0.0.1:{mcp_port}/mcp", n, rss)
+            server_cpu = cpu_seconds(server.pid) - server_cpu
+            client_cpu = cpu_seconds(os.getpid()) - client_cpu
+            fake_cpu = cpu_seconds(fake.pid) - fake_cpu
             direct_again = anyio.run(direct_jobs, fake_url, n)  # machine noise shows as a spread
         finally:
             server.terminate()
@@ -190,6 +205,8 @@ def bench_concurrency(n: int, job_s: float) -> None:
     print(f"  direct over HTTP      {direct:7.2f} s, again {direct_again:7.2f} s")
     print(f"  through one server    {served:7.2f} s  ({completed}/{n} completed)")
     print(f"  ratio                 {served / best_direct:7.2f}   (goal <= 1.25)")
+    print(f"  server CPU            {server_cpu:7.2f} s, {server_cpu / n * 1000:.1f} ms per job")
+    print(f"  CPU in the same phase: MCP client {client_cpu:.2f} s, fal fake {fake_cpu:.2f} s")
     print(f"  server RSS            {idle_mb:7.1f} MB idle, {rss.peak_kb / 1024:7.1f} MB peak   (goal <= 200 MB)")
 
 

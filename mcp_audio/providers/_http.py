@@ -48,8 +48,9 @@ def ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-# Each followed job holds one status stream open: httpx's default pool (100 connections) would
-# make the 101st job wait for another to finish before it is even watched.
+# Short requests share one pool with no cap (a cap makes them queue, and httpcore then scans the
+# queue on every event: measured slower); long-held responses (status streams) get their own
+# clients (`HttpProvider._long_held`), so the shared pool stays small in practice.
 CONNECTION_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
 
 
