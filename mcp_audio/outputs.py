@@ -53,6 +53,18 @@ def output_name(tool: str, job_id: str, index: int, content_type: str | None, so
     return f"{stamp}-{tool}-{job_id[:8]}{suffix}{ext}"
 
 
+DOWNLOAD_ATTEMPTS = 3
+
+
+def _worth_retrying(exc: Exception) -> bool:
+    """A transfer that broke, or a server error; not a 4xx, a refusal or a local disk problem."""
+    import httpx
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code >= 500
+    return isinstance(exc, httpx.TransportError)
+
+
 class DownloadRefused(Exception):
     """An output file that is not saved: too large, not what it claims to be, or from a host we do not fetch from."""
 
@@ -191,22 +203,30 @@ class OutputSaver:
         return [item if item.saved else await self.save(tool, job_id, index, item) for index, item in enumerate(files)]
 
     async def save(self, tool: str, job_id: str, index: int, item: OutputFile) -> OutputFile:
-        name = output_name(tool, job_id, index, item.content_type, item.file_name)
-        target = self.output_dir / name
+        """Download one output (a broken transfer or a 5xx is tried again: the URL stays valid)."""
+        import anyio
         import httpx
 
-        try:
-            async with self._client().stream("GET", item.url) as response:
-                response.raise_for_status()
-                size, sha256 = await write_atomically(
-                    target, response.aiter_bytes(), max_bytes=self.max_bytes, declared=item.content_type
-                )
-        except DownloadRefused as exc:
-            return item.model_copy(update={"download_error": str(exc)})
-        except (httpx.HTTPError, OSError) as exc:
-            # The upstream URL still works; the agent learns the copy failed and why.
-            return item.model_copy(update={"download_error": f"{type(exc).__name__}: {str(exc)[:200]}"})
-        return item.model_copy(update=local_details(target, job_id, size, sha256))
+        name = output_name(tool, job_id, index, item.content_type, item.file_name)
+        target = self.output_dir / name
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            try:
+                async with self._client().stream("GET", item.url) as response:
+                    response.raise_for_status()
+                    size, sha256 = await write_atomically(
+                        target, response.aiter_bytes(), max_bytes=self.max_bytes, declared=item.content_type
+                    )
+                return item.model_copy(update=local_details(target, job_id, size, sha256))
+            except DownloadRefused as exc:
+                return item.model_copy(update={"download_error": str(exc)})
+            except (httpx.HTTPError, OSError) as exc:
+                if attempt < DOWNLOAD_ATTEMPTS and _worth_retrying(exc):
+                    log.info("download of %s broke (%s); trying again", name, type(exc).__name__)
+                    await anyio.sleep(0.5 * attempt)
+                    continue
+                # The upstream URL still works; the agent learns the copy failed and why.
+                return item.model_copy(update={"download_error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+        raise AssertionError("unreachable")
 
     def save_bytes(self, tool: str, job_id: str, index: int, data: bytes | Path, content_type: str) -> OutputFile:
         """Store bytes an upstream returned directly (no URL), synchronously and atomically. A

@@ -16,6 +16,7 @@ from mcp_types import AudioContent, ListRootsResult, ResourceLink, Root
 from mcp_audio.config import Settings
 from mcp_audio.errors import InvalidArguments
 from mcp_audio.inputs import read_local_file, sniff_content_type
+from mcp_audio.sandbox._base import CUT
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
 from tests.helpers import make_flac, make_mp3, make_wav, server, text_of
@@ -166,13 +167,27 @@ async def test_outputs_are_saved_with_hash_and_audio_properties(
     assert base64.b64decode(blob.contents[0].blob) == data  # type: ignore[union-attr]
 
 
-async def test_interrupted_download_leaves_no_file_under_the_final_name(
+async def test_an_interrupted_download_is_fetched_again_whole(file_settings: Settings, fake_fal: FakeFal) -> None:
+    data = make_wav(3.0)
+    url = fake_fal.put_file("gen/cut.wav", data, "audio/wav")
+    fake_fal.script("fal-ai/lyria2", output={"audio": {"url": url, "content_type": "audio/wav"}})
+    fake_fal.break_file_after(len(data) // 3)
+    async with Client(server(file_settings)) as client:
+        result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+    [entry] = (result.structured_content or {})["files"]
+    assert "download_error" not in entry, entry
+    assert Path(entry["path"]).read_bytes() == data
+    assert len(fake_fal.requests_of("file")) == 2
+    assert [p.name for p in file_settings.output_dir.iterdir()] == [Path(entry["path"]).name]  # no .part left
+
+
+async def test_a_download_that_keeps_breaking_leaves_no_file_under_the_final_name(
     file_settings: Settings, fake_fal: FakeFal
 ) -> None:
     data = make_wav(3.0)
     url = fake_fal.put_file("gen/cut.wav", data, "audio/wav")
     fake_fal.script("fal-ai/lyria2", output={"audio": {"url": url, "content_type": "audio/wav"}})
-    fake_fal.break_file_after(len(data) // 3)
+    fake_fal.inject("file", CUT, times=3)
     async with Client(server(file_settings)) as client:
         result = await client.call_tool("lyria2_music", {"prompt": "calm"})
     assert not result.is_error, text_of(result)  # the job succeeded; only the local copy failed
@@ -181,6 +196,7 @@ async def test_interrupted_download_leaves_no_file_under_the_final_name(
     [entry] = body["files"]
     assert entry["url"] == url and "path" not in entry
     assert entry["download_error"].startswith("RemoteProtocolError")
+    assert len(fake_fal.requests_of("file")) == 3  # tried three times, then left at its URL
     assert "not saved locally" in text_of(result)
     leftovers = list(file_settings.output_dir.iterdir()) if file_settings.output_dir.exists() else []
     assert leftovers == []
