@@ -32,7 +32,7 @@ from mcp_audio.auth import current_principal
 from mcp_audio.catalog import Capability, Catalog, load_catalog
 from mcp_audio.completions import add_completions, add_protocol_details
 from mcp_audio.config import ServerSettings
-from mcp_audio.errors import McpAudioError
+from mcp_audio.errors import McpAudioError, UpstreamError
 from mcp_audio.jobs import JobRunner, ProviderPool, not_found_message
 from mcp_audio.outputs import OutputSaver
 from mcp_audio.pipeline import CallPipeline
@@ -308,6 +308,11 @@ def _job_tools(runtime: Runtime, secrets: list[str]) -> list[Tool]:
             raise ToolError(not_found_message(job_id))
         try:
             job = await state.runner.cancel(job_id)
+        except UpstreamError as exc:  # the job was not cancelled: it runs on, and is still followed
+            raise ToolError(
+                f"Job {job_id} was not cancelled: {redact(str(exc), secrets)} It keeps running upstream: call "
+                "cancel_job again later, or get_job to wait for its result."
+            ) from exc
         except McpAudioError as exc:
             raise ToolError(redact(str(exc), secrets)) from exc
         return job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb)

@@ -262,3 +262,21 @@ async def test_an_interrupted_local_job_fails_plainly_and_a_paid_one_ends_unknow
     assert local["status"] == "failed"
     assert local["error"] == "The server stopped during this local job; nothing was saved. Call the tool again."
     assert paid["status"] == "unknown" and paid["error"].endswith(FAL_CHECK)
+
+
+async def test_a_cancel_fal_does_not_answer_leaves_the_job_running_and_says_so(
+    settings: ServerSettings, fake_fal: FakeFal
+) -> None:
+    fake_fal.script("fal-ai/lyria2", run_s=1.5)
+    async with Client(server(settings.model_copy(update={"wait_s": 0.2}))) as client:
+        job_id = body_of(await client.call_tool("lyria2_music", {"prompt": "calm"}))["job_id"]
+        fake_fal.inject("cancel", 503, times=2, body={"detail": "unavailable"})
+        refused = await client.call_tool("cancel_job", {"job_id": job_id})
+        done = body_of(await client.call_tool("get_job", {"job_id": job_id, "wait_s": 20}))
+    assert refused.is_error
+    assert text_of(refused).endswith(
+        f"Job {job_id} was not cancelled: fal is unavailable (HTTP 503): unavailable. Retries were exhausted; try "
+        "again later. It keeps running upstream: call cancel_job again later, or get_job to wait for its result."
+    )
+    assert done["status"] == "completed"  # not recorded as cancelled: it ran on, and its result is kept
+    assert submits(fake_fal) == 1
