@@ -34,6 +34,7 @@ from mcp_audio.completions import add_completions, add_protocol_details
 from mcp_audio.config import ServerSettings
 from mcp_audio.errors import McpAudioError
 from mcp_audio.jobs import JobRunner, ProviderPool, not_found_message
+from mcp_audio.output_schema import capability_schema, job_list_schema, job_schema
 from mcp_audio.outputs import OutputSaver
 from mcp_audio.pipeline import CallPipeline
 from mcp_audio.pricing import SpendGuard
@@ -224,7 +225,7 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
         title=spec.title,
         description=spec.description,
         parameters=capability.input_schema,
-        fn_metadata=FuncMetadata(arg_model=_RawArguments),
+        fn_metadata=FuncMetadata(arg_model=_RawArguments, output_schema=capability_schema(capability)),
         is_async=True,
         context_kwarg="ctx",
         # Not read-only, not destructive (it creates new files), open-world unless it runs locally.
@@ -347,12 +348,12 @@ def _job_tools(runtime: Runtime, secrets: list[str]) -> list[Tool]:
             annotations=read_only,
         ),
     ]
-    for tool in tools:
-        _refuse_unknown_arguments(tool)
+    for tool, schema in zip(tools, (job_schema(typed=True), job_schema(typed=True), job_list_schema()), strict=True):
+        _refuse_unknown_arguments(tool, schema)
     return tools
 
 
-def _refuse_unknown_arguments(tool: Tool) -> None:
+def _refuse_unknown_arguments(tool: Tool, output_schema: dict[str, Any]) -> None:
     """The SDK ignores arguments a function does not take; a typo'd `job_id` must not pass silently.
     The tool validates its own arguments, so refusals name the field and the reason, as the
     capability tools' do."""
@@ -372,7 +373,7 @@ def _refuse_unknown_arguments(tool: Tool) -> None:
         return await function(**values)
 
     tool.fn, tool.context_kwarg = validated, "ctx"
-    tool.fn_metadata = FuncMetadata(arg_model=_RawArguments)
+    tool.fn_metadata = FuncMetadata(arg_model=_RawArguments, output_schema=output_schema)
     tool.parameters = _without_titles(tool.parameters) | {"additionalProperties": False}
 
 
