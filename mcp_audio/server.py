@@ -24,7 +24,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcp_audio import __version__
 from mcp_audio.apps import PLAYER_URI, player_html
@@ -37,7 +37,7 @@ from mcp_audio.jobs import JobRunner, ProviderPool, not_found_message
 from mcp_audio.output_schema import capability_schema, job_list_schema, job_schema
 from mcp_audio.outputs import OutputSaver
 from mcp_audio.pipeline import CallPipeline
-from mcp_audio.pricing import SpendGuard
+from mcp_audio.pricing import Confirm, SpendGuard, dollars
 from mcp_audio.prompts import add_prompts
 from mcp_audio.providers.base import Pacing
 from mcp_audio.ratelimit import RateLimit
@@ -214,7 +214,8 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
             # Over HTTP the client's roots name folders of its own machine: never trusted here.
             trusts_roots = capability.file_inputs and transport == "stdio"
             roots = (await client_roots(ctx) if trusts_roots else None) or state.settings.input_roots(transport)
-            job = await state.pipeline.start(capability, arguments, roots, current_principal())
+            confirm = cost_confirmation(ctx, state.settings.confirm_above_usd)
+            job = await state.pipeline.start(capability, arguments, roots, current_principal(), confirm)
         except McpAudioError as exc:
             raise ToolError(redact(str(exc), secrets)) from exc
         return await _await_job(ctx, state, job.id, state.settings.wait_s, cancel_on_abort=True)
@@ -238,6 +239,39 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
             **_player_meta(spec.kind if spec.kind != "post" or "audio" in spec.files else "none"),
         },
     )
+
+
+class _CostApproval(BaseModel):
+    start: bool = Field(True, description="Start it at this price")
+
+
+def cost_confirmation(ctx: Context, above_usd: float | None) -> Confirm | None:
+    """Asks the user, by form elicitation, before a call estimated above `above_usd` dollars
+    starts; None where the client cannot be asked (no form elicitation, or no channel for a
+    server request, as in the 2026 era): the spend caps alone apply then."""
+    session = ctx.request_context.session
+    capabilities = session.client_capabilities
+    elicitation = capabilities.elicitation if capabilities else None
+    if above_usd is None or elicitation is None or not session.can_send_request:
+        return None
+    if elicitation.form is None and elicitation.url is not None:  # a client of URL elicitation only
+        return None
+
+    async def confirm(tool: str, cost: float) -> bool:
+        if cost <= above_usd + 1e-9:
+            return True
+        message = (
+            f"{tool} will cost about {dollars(cost)} (estimated from the provider's published price; "
+            f"MCP_AUDIO_CONFIRM_ABOVE_USD={above_usd:g}). Start it?"
+        )
+        try:
+            answer = await ctx.elicit(message, _CostApproval)
+        except Exception as exc:  # a client that fails the request: not an approval
+            log.info("cost confirmation for %s failed (%s); not started", tool, exc)
+            return False
+        return answer.action == "accept" and answer.data.start
+
+    return confirm
 
 
 async def client_roots(ctx: Context) -> list[Path] | None:
