@@ -46,6 +46,7 @@ from mcp_audio.resources import add_resources
 from mcp_audio.results import job_result
 from mcp_audio.state import AppState, Runtime
 from mcp_audio.store import Job, JobStore
+from mcp_audio.tasks import Tasks, started_as_task
 from mcp_audio.tokens import TokenFile
 from mcp_audio.uploads import Uploads
 
@@ -123,11 +124,13 @@ def build_server(
                 if resumed := runner.adopt_unfollowed():
                     log.info("re-attached to %d unfinished job(s)", resumed)
                 task_group.start_soon(runner.keep_leases, name="leases")
+                tasks.attach(task_group)
                 yield runtime.state
                 # Stopping: followers are cancelled, rows stay unfinished, the next start resumes them.
                 task_group.cancel_scope.cancel()
         finally:
             runtime.state = None
+            tasks.attach(None)
             with anyio.CancelScope(shield=True):
                 if pipeline is not None:
                     await pipeline.aclose()
@@ -137,6 +140,7 @@ def build_server(
 
     # Toolsets limit what is offered; jobs of any tool still resume, so the full catalog stays.
     exposed = [cap for cap in catalog.capabilities.values() if cap.spec.kind in settings.enabled_kinds]
+    tasks = Tasks(runtime, [cap.name for cap in exposed], settings.secrets)
     tools = [_capability_tool(cap, runtime, secrets, transport) for cap in exposed]
     server: MCPServer[AppState] = MCPServer(
         name="mcp-audio",
@@ -152,6 +156,7 @@ def build_server(
     add_prompts(server, {cap.name for cap in exposed})
     add_completions(server, runtime, catalog)
     add_protocol_details(server)
+    tasks.install(server._lowlevel_server)  # the SDK's MCPServer has no handler registration of its own
     return server
 
 
@@ -218,6 +223,8 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
             job = await state.pipeline.start(capability, arguments, roots, current_principal(), confirm)
         except McpAudioError as exc:
             raise ToolError(redact(str(exc), secrets)) from exc
+        if started_as_task(job):  # a task-augmented call: the client follows the task
+            return job_result(state.catalog, job)
         return await _await_job(ctx, state, job.id, state.settings.wait_s, cancel_on_abort=True)
 
     return Tool(

@@ -1,0 +1,216 @@
+"""MCP tasks (protocol 2025-11-25): a task-augmented `tools/call` answers at once with a task,
+which the client follows with tasks/get, tasks/result, tasks/list and tasks/cancel.
+
+A task is a job: the task id is the job id, and its state is read from the job store, so a
+task survives restarts and is followed by whichever process follows the job. The SDK keeps
+tasks types-only, so this module adds them itself: SDK middleware advertises
+`capabilities.tasks` on initialize, marks capability tools `execution.taskSupport: "optional"`
+in tools/list, and answers a call that carries `task` with a CreateTaskResult (after the tool
+started the job and returned without waiting); the tasks/* methods are request handlers.
+Other protocol versions see none of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from anyio.abc import TaskGroup
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.lowlevel.server import Server
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    CancelTaskRequestParams,
+    GetTaskPayloadRequestParams,
+    GetTaskRequestParams,
+    PaginatedRequestParams,
+)
+
+from mcp_audio.auth import current_principal
+from mcp_audio.errors import McpAudioError
+from mcp_audio.jobs import not_found_message
+from mcp_audio.redaction import redact
+from mcp_audio.results import job_result
+from mcp_audio.state import Runtime
+from mcp_audio.store import Job, iso_time
+
+log = logging.getLogger("mcp_audio.tasks")
+
+VERSION = "2025-11-25"  # the protocol revision with tasks in its core
+RELATED_TASK = "io.modelcontextprotocol/related-task"
+POLL_INTERVAL_MS = 2000
+LIST_LIMIT = 200
+CAPABILITY: dict[str, Any] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+# Job states as task statuses: an outcome we cannot know is a failure to the requestor.
+STATUS = {
+    "queued": "working",
+    "running": "working",
+    "completed": "completed",
+    "failed": "failed",
+    "unknown": "failed",
+    "cancelled": "cancelled",
+}
+
+
+@dataclass
+class _TaskCall:
+    """A task-augmented tools/call in progress: the tool fills in the job it started."""
+
+    job_id: str | None = None
+
+
+_CALL: ContextVar[_TaskCall | None] = ContextVar("mcp_audio_task_call", default=None)
+
+
+def started_as_task(job: Job) -> bool:
+    """A capability tool calls this once its job exists: True when the call is task-augmented,
+    and the tool returns at once (the client receives the task instead of its result)."""
+    call = _CALL.get()
+    if call is None:
+        return False
+    call.job_id = job.id
+    return True
+
+
+def task_of(job: Job) -> dict[str, Any]:
+    """The job as a Task (ttl null: job rows are kept until removed by hand)."""
+    task: dict[str, Any] = {
+        "taskId": job.id,
+        "status": STATUS[job.state],
+        "createdAt": iso_time(job.created_at),
+        "lastUpdatedAt": iso_time(job.updated_at),
+        "ttl": None,
+        "pollInterval": POLL_INTERVAL_MS,
+    }
+    message = job.error if job.finished else (job.logs[-1] if job.logs else None)
+    if job.state == "queued" and job.queue_position is not None:
+        message = f"In queue (position {job.queue_position})"
+    if message:
+        task["statusMessage"] = message[:500]
+    return task
+
+
+class Tasks:
+    """The tasks of one server: middleware for initialize, tools/list and tools/call, and the
+    tasks/* handlers. `task_tools` are the tools that may run as tasks (the capability tools)."""
+
+    def __init__(self, runtime: Runtime, task_tools: Iterable[str], secrets: Callable[[], list[str]]) -> None:
+        self._runtime = runtime
+        self._tools = frozenset(task_tools)
+        self._secrets = secrets
+        self._group: TaskGroup | None = None  # the server's, for status notifications
+
+    def attach(self, group: TaskGroup | None) -> None:
+        self._group = group
+
+    def install(self, server: Server[Any]) -> None:
+        server.middleware.append(self)
+        server.add_request_handler("tasks/get", GetTaskRequestParams, self._get)
+        server.add_request_handler("tasks/result", GetTaskPayloadRequestParams, self._result)
+        server.add_request_handler("tasks/list", PaginatedRequestParams, self._list)
+        server.add_request_handler("tasks/cancel", CancelTaskRequestParams, self._cancel)
+
+    # --- middleware -------------------------------------------------------------------------
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method == "initialize":
+            result = await call_next(ctx)
+            if isinstance(result, dict) and result.get("protocolVersion") == VERSION:
+                result["capabilities"]["tasks"] = CAPABILITY
+            return result
+        if ctx.protocol_version != VERSION:
+            return await call_next(ctx)
+        if ctx.method == "tools/list":
+            result = await call_next(ctx)
+            for tool in result.get("tools", []) if isinstance(result, dict) else []:
+                if tool.get("name") in self._tools:
+                    tool["execution"] = {"taskSupport": "optional"}
+            return result
+        params = ctx.params or {}
+        if ctx.method != "tools/call" or params.get("task") is None:
+            return await call_next(ctx)
+        if params.get("name") not in self._tools:
+            raise MCPError(METHOD_NOT_FOUND, f"Tool '{str(params.get('name'))[:64]}' does not run as a task")
+        call = _TaskCall()
+        token = _CALL.set(call)
+        try:
+            result = await call_next(ctx)
+        finally:
+            _CALL.reset(token)
+        if call.job_id is None:  # refused before any job existed: the tool error, as a plain call gets it
+            return result
+        job = self._job(call.job_id)
+        self._notify_when_finished(ctx, job.id)
+        return {"task": task_of(job)}
+
+    # --- tasks/* ------------------------------------------------------------------------------
+
+    async def _get(self, ctx: ServerRequestContext[Any, Any], params: GetTaskRequestParams) -> dict[str, Any]:
+        self._require_version(ctx)
+        return task_of(self._job(params.task_id))
+
+    async def _result(self, ctx: ServerRequestContext[Any, Any], params: GetTaskPayloadRequestParams) -> dict[str, Any]:
+        """Waits for the end, then answers what the tools/call would have (an error result too)."""
+        self._require_version(ctx)
+        state = self._runtime.get()
+        job = self._job(params.task_id)
+        while not job.finished:
+            job = await state.runner.wait(job.id, 600)
+        result = job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb)
+        body: dict[str, Any] = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        body["_meta"] = {**body.get("_meta", {}), RELATED_TASK: {"taskId": job.id}}
+        return body
+
+    async def _list(self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams) -> dict[str, Any]:
+        self._require_version(ctx)
+        if params.cursor is not None:  # one page holds the newest LIST_LIMIT: there is no second
+            raise MCPError(INVALID_PARAMS, "Unknown cursor: tasks/list answers in one page")
+        jobs = self._runtime.get().store.list_jobs(limit=LIST_LIMIT, principal=current_principal())
+        return {"tasks": [task_of(job) for job in jobs]}
+
+    async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: CancelTaskRequestParams) -> dict[str, Any]:
+        self._require_version(ctx)
+        job = self._job(params.task_id)
+        if job.finished:
+            raise MCPError(INVALID_PARAMS, f"Cannot cancel task {job.id}: it is already {STATUS[job.state]}")
+        try:
+            job = await self._runtime.get().runner.cancel(job.id)
+        except McpAudioError as exc:  # an upstream that cannot cancel: the task runs on
+            raise MCPError(INVALID_PARAMS, redact(str(exc), self._secrets())) from exc
+        return task_of(job)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _require_version(self, ctx: ServerRequestContext[Any, Any]) -> None:
+        if ctx.protocol_version != VERSION:
+            raise MCPError(METHOD_NOT_FOUND, "Method not found", ctx.method)
+
+    def _job(self, task_id: str) -> Job:
+        job = self._runtime.get().store.get_job(task_id, current_principal())
+        if job is None:  # another caller's job is as if there were none
+            raise MCPError(INVALID_PARAMS, not_found_message(task_id).replace("No job", "No task", 1))
+        return job
+
+    def _notify_when_finished(self, ctx: ServerRequestContext[Any, Any], job_id: str) -> None:
+        """Sends notifications/tasks/status when the task ends (the requestor may poll instead)."""
+        if self._group is None:
+            return
+        # The SDK has no typed status notification (tasks are types-only there), and the call's
+        # response is long sent when the task ends: the connection's own channel carries it.
+        outbound, runner = ctx.session._connection.outbound, self._runtime.get().runner
+
+        async def watch() -> None:
+            job = await runner.wait(job_id, 0)
+            while not job.finished:
+                job = await runner.wait(job_id, 600)
+            try:
+                await outbound.notify("notifications/tasks/status", task_of(job))
+            except Exception as exc:  # the client went away: it polls when it comes back
+                log.debug("task %s: status notification not delivered (%s)", job_id, exc)
+
+        self._group.start_soon(watch, name=f"task-status-{job_id}")

@@ -1,0 +1,195 @@
+"""MCP tasks (2025-11-25), spoken as raw JSON-RPC per the spec: the capability, taskSupport on
+capability tools, a task-augmented tools/call answered at once with a task backed by the job
+store (task id == job id), tasks/get, tasks/result (with the related-task _meta), tasks/list,
+tasks/cancel (upstream too), and the status notification. Other protocol versions see none."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+from mcp.shared.memory import create_client_server_memory_streams
+from mcp.shared.message import SessionMessage
+from mcp_types.jsonrpc import JSONRPCError, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
+
+from mcp_audio.config import ServerSettings
+from mcp_audio.sandbox.fal_queue import FakeFal
+from tests.helpers import server
+
+pytestmark = pytest.mark.anyio
+
+TASKS = "2025-11-25"
+
+
+class Peer:
+    """A client that writes JSON-RPC messages itself and keeps every notification it receives."""
+
+    def __init__(self, read: Any, write: Any) -> None:
+        self._read, self._write = read, write
+        self._ids = itertools.count(1)
+        self.notifications: list[dict[str, Any]] = []
+
+    async def send(self, message: Any) -> None:
+        await self._write.send(SessionMessage(message))
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The response: {"result": ...} or {"error": ...}."""
+        request_id = next(self._ids)
+        await self.send(JSONRPCRequest(jsonrpc="2.0", id=request_id, method=method, params=params))
+        with anyio.fail_after(20):
+            while True:
+                item = await self._read.receive()
+                assert not isinstance(item, Exception), item
+                message = item.message
+                if isinstance(message, JSONRPCNotification):
+                    self.notifications.append(message.model_dump(by_alias=True, exclude_none=True))
+                elif isinstance(message, JSONRPCResponse) and message.id == request_id:
+                    return {"result": message.result}
+                elif isinstance(message, JSONRPCError) and message.id == request_id:
+                    return {"error": message.error.model_dump(by_alias=True, exclude_none=True)}
+                elif isinstance(message, JSONRPCRequest):  # a server request (e.g. elicitation): refused
+                    raise AssertionError(f"unexpected server request {message.method}")
+
+    async def result(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        answer = await self.request(method, params)
+        assert "result" in answer, answer
+        result: dict[str, Any] = answer["result"]
+        return result
+
+    async def drain(self, seconds: float) -> None:
+        """Collect notifications for a while."""
+        with anyio.move_on_after(seconds):
+            while True:
+                item = await self._read.receive()
+                if isinstance(item, SessionMessage) and isinstance(item.message, JSONRPCNotification):
+                    self.notifications.append(item.message.model_dump(by_alias=True, exclude_none=True))
+
+
+@asynccontextmanager
+async def connected(mcp: MCPServer[Any], version: str = TASKS) -> AsyncIterator[tuple[Peer, dict[str, Any]]]:
+    """A raw peer after the initialize handshake at `version`; with the initialize result."""
+    lowlevel = mcp._lowlevel_server
+    async with create_client_server_memory_streams() as (client, served), anyio.create_task_group() as group:
+        group.start_soon(lambda: lowlevel.run(served[0], served[1], lowlevel.create_initialization_options()))
+        peer = Peer(*client)
+        initialized = await peer.result(
+            "initialize",
+            {
+                "protocolVersion": version,
+                "capabilities": {"tasks": {"list": {}, "cancel": {}}},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
+        )
+        await peer.send(JSONRPCNotification(jsonrpc="2.0", method="notifications/initialized"))
+        yield peer, initialized
+        group.cancel_scope.cancel()
+
+
+def task_call(tool: str, arguments: dict[str, Any], ttl: int = 60000) -> dict[str, Any]:
+    return {"name": tool, "arguments": arguments, "task": {"ttl": ttl}}
+
+
+async def test_capability_and_task_support_are_advertised(settings: ServerSettings) -> None:
+    async with connected(server(settings)) as (peer, initialized):
+        tools = {tool["name"]: tool for tool in (await peer.result("tools/list"))["tools"]}
+    assert initialized["protocolVersion"] == TASKS
+    assert initialized["capabilities"]["tasks"] == {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+    assert tools["lyria2_music"]["execution"] == {"taskSupport": "optional"}
+    assert tools["audio_join"]["execution"] == {"taskSupport": "optional"}
+    assert all("execution" not in tools[name] for name in ("get_job", "cancel_job", "list_jobs"))
+
+
+async def test_other_versions_see_no_tasks(settings: ServerSettings) -> None:
+    async with connected(server(settings), "2025-06-18") as (peer, initialized):
+        tools = (await peer.result("tools/list"))["tools"]
+        got = await peer.request("tasks/get", {"taskId": "x"})
+        plain = await peer.result("tools/call", task_call("audio_info", {"audio_url": "/nowhere.wav"}))
+    assert "tasks" not in initialized["capabilities"]
+    assert all("execution" not in tool for tool in tools)
+    assert got["error"]["code"] == -32601
+    assert "task" not in plain and plain["isError"] is True  # `task` is not of this version: a plain call
+
+
+async def test_the_2026_era_sees_no_2025_tasks(settings: ServerSettings) -> None:
+    async with Client(server(settings)) as client:
+        tools = (await client.list_tools()).tools
+    assert all(tool.execution is None for tool in tools)
+
+
+async def test_a_task_augmented_call_runs_as_a_job_to_its_result(settings: ServerSettings, fake_fal: FakeFal) -> None:
+    fake_fal.script("fal-ai/lyria2", queue_s=0.3, run_s=0.3, logs=["rendering"])
+    async with connected(server(settings)) as (peer, _):
+        with anyio.fail_after(3):  # at once, not after the job
+            created = await peer.result("tools/call", task_call("lyria2_music", {"prompt": "calm"}))
+        task = created["task"]
+        assert task["status"] == "working" and task["ttl"] is None
+        assert {"taskId", "createdAt", "lastUpdatedAt", "pollInterval"} <= set(task)
+        # The task is the job: same id, seen by the job tools.
+        job = await peer.result("tools/call", {"name": "get_job", "arguments": {"job_id": task["taskId"]}})
+        assert job["structuredContent"]["job_id"] == task["taskId"]
+        polled = await peer.result("tasks/get", {"taskId": task["taskId"]})
+        assert polled["taskId"] == task["taskId"] and polled["status"] in ("working", "completed")
+        final = await peer.result("tasks/result", {"taskId": task["taskId"]})
+        assert final["_meta"]["io.modelcontextprotocol/related-task"] == {"taskId": task["taskId"]}
+        assert final["structuredContent"]["status"] == "completed" and final["structuredContent"]["files"]
+        assert not final.get("isError")
+        done = await peer.result("tasks/get", {"taskId": task["taskId"]})
+        assert done["status"] == "completed"
+        listed = await peer.result("tasks/list")
+        await peer.drain(0.5)
+    assert [t["taskId"] for t in listed["tasks"]] == [task["taskId"]]
+    statuses = [n["params"] for n in peer.notifications if n["method"] == "notifications/tasks/status"]
+    assert statuses and statuses[-1]["taskId"] == task["taskId"] and statuses[-1]["status"] == "completed"
+    assert len(fake_fal.requests_of("submit")) == 1
+
+
+async def test_a_failed_task_answers_the_tool_error(settings: ServerSettings, fake_fal: FakeFal) -> None:
+    fake_fal.script("fal-ai/lyria2", error=(422, {"detail": [{"loc": ["body", "prompt"], "msg": "too calm"}]}))
+    async with connected(server(settings)) as (peer, _):
+        task = (await peer.result("tools/call", task_call("lyria2_music", {"prompt": "calm"})))["task"]
+        final = await peer.result("tasks/result", {"taskId": task["taskId"]})
+        got = await peer.result("tasks/get", {"taskId": task["taskId"]})
+    assert final["isError"] is True and final["structuredContent"]["status"] == "failed"
+    assert final["_meta"]["io.modelcontextprotocol/related-task"] == {"taskId": task["taskId"]}
+    assert got["status"] == "failed" and "too calm" in got["statusMessage"]
+
+
+async def test_cancel_cancels_upstream_and_a_finished_task_cannot_be_cancelled(
+    settings: ServerSettings, fake_fal: FakeFal
+) -> None:
+    fake_fal.script("fal-ai/lyria2", queue_s=30)
+    async with connected(server(settings)) as (peer, _):
+        task = (await peer.result("tools/call", task_call("lyria2_music", {"prompt": "calm"})))["task"]
+        with anyio.fail_after(5):
+            while not fake_fal.requests_of("submit"):
+                await anyio.sleep(0.02)
+        cancelled = await peer.result("tasks/cancel", {"taskId": task["taskId"]})
+        again = await peer.request("tasks/cancel", {"taskId": task["taskId"]})
+        final = await peer.result("tasks/result", {"taskId": task["taskId"]})
+    assert cancelled["status"] == "cancelled" and cancelled["taskId"] == task["taskId"]
+    assert fake_fal.requests_of("cancel"), "the upstream job was cancelled too"
+    assert again["error"]["code"] == -32602 and "already cancelled" in again["error"]["message"]
+    assert final["structuredContent"]["status"] == "cancelled"
+
+
+async def test_unknown_tasks_and_tools_that_do_not_run_as_tasks(settings: ServerSettings) -> None:
+    async with connected(server(settings)) as (peer, _):
+        missing = await peer.request("tasks/get", {"taskId": "nope"})
+        result_missing = await peer.request("tasks/result", {"taskId": "nope"})
+        job_tool = await peer.request("tools/call", task_call("list_jobs", {}))
+        refused = await peer.result("tools/call", task_call("lyria2_music", {"prompt": "calm", "colour": "red"}))
+        listed = await peer.result("tasks/list")
+        cursor = await peer.request("tasks/list", {"cursor": "2"})
+    assert missing["error"]["code"] == -32602 and "No task with id 'nope'" in missing["error"]["message"]
+    assert result_missing["error"]["code"] == -32602
+    assert job_tool["error"]["code"] == -32601
+    # Refused before any job existed: the tool's own error, no task.
+    assert refused["isError"] is True and "`colour`: unknown argument" in refused["content"][0]["text"]
+    assert listed == {"tasks": []}
+    assert cursor["error"]["code"] == -32602
