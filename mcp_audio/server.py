@@ -149,7 +149,7 @@ def build_server(
         instructions=INSTRUCTIONS if transport == "stdio" else INSTRUCTIONS + REMOTE_FILES,
         lifespan=lifespan,
         tools=tools + _job_tools(runtime, secrets),
-        extensions=[_player(settings)],
+        extensions=[_player(settings), tasks.extension()],
         middleware=[RateLimit(settings.rate_limit_per_minute)] if settings.rate_limit_per_minute else None,
     )
     add_resources(server, runtime, catalog, exposed)

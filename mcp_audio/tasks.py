@@ -1,5 +1,8 @@
-"""MCP tasks (protocol 2025-11-25): a task-augmented `tools/call` answers at once with a task,
-which the client follows with tasks/get, tasks/result, tasks/list and tasks/cancel.
+"""MCP tasks: in protocol 2025-11-25, a task-augmented `tools/call` answers at once with a task,
+which the client follows with tasks/get, tasks/result, tasks/list and tasks/cancel; in
+2026-07-28, the tasks extension (`io.modelcontextprotocol/tasks`): a call of a client that
+declares it, still unfinished after MCP_AUDIO_WAIT_S, answers with a task instead of a job
+handle, followed with tasks/get (the result inline), tasks/update and tasks/cancel.
 
 A task is a job: the task id is the job id, and its state is read from the job store, so a
 task survives restarts and is followed by whichever process follows the job. The SDK keeps
@@ -7,7 +10,8 @@ tasks types-only, so this module adds them itself: SDK middleware advertises
 `capabilities.tasks` on initialize, marks capability tools `execution.taskSupport: "optional"`
 in tools/list, and answers a call that carries `task` with a CreateTaskResult (after the tool
 started the job and returned without waiting); the tasks/* methods are request handlers.
-Other protocol versions see none of it.
+The 2026 extension is the SDK's Extension, which intercepts tools/call. Other protocol
+versions see none of it.
 """
 
 from __future__ import annotations
@@ -20,16 +24,21 @@ from typing import Any
 
 from anyio.abc import TaskGroup
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.extension import Extension
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
+    CallToolRequestParams,
+    CallToolResult,
     CancelTaskRequestParams,
     GetTaskPayloadRequestParams,
     GetTaskRequestParams,
     PaginatedRequestParams,
+    RequestParams,
 )
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcp_audio.auth import current_principal
 from mcp_audio.errors import McpAudioError
@@ -42,6 +51,8 @@ from mcp_audio.store import Job, iso_time
 log = logging.getLogger("mcp_audio.tasks")
 
 VERSION = "2025-11-25"  # the protocol revision with tasks in its core
+EXTENSION = "io.modelcontextprotocol/tasks"  # tasks from 2026-07-28 on
+MISSING_CAPABILITY = -32021
 RELATED_TASK = "io.modelcontextprotocol/related-task"
 POLL_INTERVAL_MS = 2000
 LIST_LIMIT = 200
@@ -77,15 +88,17 @@ def started_as_task(job: Job) -> bool:
     return True
 
 
-def task_of(job: Job) -> dict[str, Any]:
-    """The job as a Task (ttl null: job rows are kept until removed by hand)."""
+def task_of(job: Job, *, modern: bool = False) -> dict[str, Any]:
+    """The job as a Task (ttl null: job rows are kept until removed by hand). In the 2026
+    extension a tool result with isError is `completed` (`failed` is for JSON-RPC errors)."""
+    status = STATUS[job.state]
     task: dict[str, Any] = {
         "taskId": job.id,
-        "status": STATUS[job.state],
+        "status": "completed" if modern and status == "failed" else status,
         "createdAt": iso_time(job.created_at),
         "lastUpdatedAt": iso_time(job.updated_at),
-        "ttl": None,
-        "pollInterval": POLL_INTERVAL_MS,
+        "ttlMs" if modern else "ttl": None,
+        "pollIntervalMs" if modern else "pollInterval": POLL_INTERVAL_MS,
     }
     message = job.error if job.finished else (job.logs[-1] if job.logs else None)
     if job.state == "queued" and job.queue_position is not None:
@@ -108,12 +121,17 @@ class Tasks:
     def attach(self, group: TaskGroup | None) -> None:
         self._group = group
 
+    def extension(self) -> Extension:
+        """The 2026-07-28 tasks extension, for MCPServer(extensions=...)."""
+        return _TasksExtension(self)
+
     def install(self, server: Server[Any]) -> None:
         server.middleware.append(self)
         server.add_request_handler("tasks/get", GetTaskRequestParams, self._get)
         server.add_request_handler("tasks/result", GetTaskPayloadRequestParams, self._result)
         server.add_request_handler("tasks/list", PaginatedRequestParams, self._list)
         server.add_request_handler("tasks/cancel", CancelTaskRequestParams, self._cancel)
+        server.add_request_handler("tasks/update", RequestParams, self._update)
 
     # --- middleware -------------------------------------------------------------------------
 
@@ -151,8 +169,20 @@ class Tasks:
     # --- tasks/* ------------------------------------------------------------------------------
 
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: GetTaskRequestParams) -> dict[str, Any]:
-        self._require_version(ctx)
+        if self._require_version(ctx, modern_too=True):
+            job = self._job(params.task_id)
+            task = task_of(job, modern=True)
+            if job.finished and job.state != "cancelled":  # the DetailedTask: the result inline
+                task["result"] = self._call_result(job)
+            return task
         return task_of(self._job(params.task_id))
+
+    async def _update(self, ctx: ServerRequestContext[Any, Any], params: RequestParams) -> dict[str, Any]:
+        """2026: our tasks never wait for input, so there is nothing to update; acknowledged."""
+        self._require_version(ctx, modern_too=True, legacy=False)
+        task_id = (ctx.params or {}).get("taskId")
+        self._job(str(task_id))
+        return {}
 
     async def _result(self, ctx: ServerRequestContext[Any, Any], params: GetTaskPayloadRequestParams) -> dict[str, Any]:
         """Waits for the end, then answers what the tools/call would have (an error result too)."""
@@ -161,9 +191,16 @@ class Tasks:
         job = self._job(params.task_id)
         while not job.finished:
             job = await state.runner.wait(job.id, 600)
+        body = self._call_result(job)
+        body["_meta"] = {**body.get("_meta", {}), RELATED_TASK: {"taskId": job.id}}
+        return body
+
+    def _call_result(self, job: Job) -> dict[str, Any]:
+        """What the tools/call of a finished job answers, as JSON."""
+        state = self._runtime.get()
         result = job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb)
         body: dict[str, Any] = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-        body["_meta"] = {**body.get("_meta", {}), RELATED_TASK: {"taskId": job.id}}
+        body.pop("resultType", None)  # the call's own envelope, not the task's
         return body
 
     async def _list(self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams) -> dict[str, Any]:
@@ -174,21 +211,40 @@ class Tasks:
         return {"tasks": [task_of(job) for job in jobs]}
 
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: CancelTaskRequestParams) -> dict[str, Any]:
-        self._require_version(ctx)
+        modern = self._require_version(ctx, modern_too=True)
         job = self._job(params.task_id)
+        if job.finished and modern:  # 2026: an acknowledgement; the task stays as it ended
+            return {}
         if job.finished:
             raise MCPError(INVALID_PARAMS, f"Cannot cancel task {job.id}: it is already {STATUS[job.state]}")
         try:
             job = await self._runtime.get().runner.cancel(job.id)
         except McpAudioError as exc:  # an upstream that cannot cancel: the task runs on
             raise MCPError(INVALID_PARAMS, redact(str(exc), self._secrets())) from exc
-        return task_of(job)
+        return {} if modern else task_of(job)
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _require_version(self, ctx: ServerRequestContext[Any, Any]) -> None:
-        if ctx.protocol_version != VERSION:
+    def _require_version(
+        self, ctx: ServerRequestContext[Any, Any], *, modern_too: bool = False, legacy: bool = True
+    ) -> bool:
+        """True for a 2026 request (which must declare the extension), False for a 2025-11-25
+        one; any other version does not have the method."""
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and modern_too:
+            if not declares_extension(ctx):
+                raise MCPError(
+                    MISSING_CAPABILITY,
+                    "Missing required client capability",
+                    {"requiredCapabilities": {"extensions": {EXTENSION: {}}}},
+                )
+            return True
+        if ctx.protocol_version != VERSION or not legacy:
             raise MCPError(METHOD_NOT_FOUND, "Method not found", ctx.method)
+        return False
+
+    def offers_task(self, ctx: ServerRequestContext[Any, Any], tool: str) -> bool:
+        """Whether a 2026 call may be answered with a task."""
+        return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and tool in self._tools and declares_extension(ctx)
 
     def _job(self, task_id: str) -> Job:
         job = self._runtime.get().store.get_job(task_id, current_principal())
@@ -214,3 +270,29 @@ class Tasks:
                 log.debug("task %s: status notification not delivered (%s)", job_id, exc)
 
         self._group.start_soon(watch, name=f"task-status-{job_id}")
+
+
+def declares_extension(ctx: ServerRequestContext[Any, Any]) -> bool:
+    capabilities = ctx.session.client_capabilities
+    return capabilities is not None and EXTENSION in (capabilities.extensions or {})
+
+
+class _TasksExtension(Extension):
+    """2026-07-28: a call still unfinished when the tool stops waiting becomes a task."""
+
+    identifier = EXTENSION
+
+    def __init__(self, tasks: Tasks) -> None:
+        self._tasks = tasks
+
+    async def intercept_tool_call(
+        self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        result = await call_next(ctx)
+        if not isinstance(result, CallToolResult) or not self._tasks.offers_task(ctx, params.name):
+            return result
+        body = result.structured_content or {}
+        if result.is_error or body.get("status") not in ("queued", "running"):
+            return result
+        job = self._tasks._job(str(body["job_id"]))
+        return {"resultType": "task", **task_of(job, modern=True)}

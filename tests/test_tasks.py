@@ -193,3 +193,88 @@ async def test_unknown_tasks_and_tools_that_do_not_run_as_tasks(settings: Server
     assert refused["isError"] is True and "`colour`: unknown argument" in refused["content"][0]["text"]
     assert listed == {"tasks": []}
     assert cursor["error"]["code"] == -32602
+
+
+# --- the 2026-07-28 tasks extension -------------------------------------------------------------
+
+MODERN = "2026-07-28"
+EXTENSION = "io.modelcontextprotocol/tasks"
+
+
+def modern(params: dict[str, Any] | None = None, *, declares: bool = True) -> dict[str, Any]:
+    """Params of a 2026-era request: the version and capabilities ride in `_meta`."""
+    capabilities: dict[str, Any] = {"extensions": {EXTENSION: {}}} if declares else {}
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"},
+    }
+    return {**(params or {}), "_meta": meta}
+
+
+@asynccontextmanager
+async def modern_peer(mcp: MCPServer[Any]) -> AsyncIterator[Peer]:
+    lowlevel = mcp._lowlevel_server
+    async with create_client_server_memory_streams() as (client, served), anyio.create_task_group() as group:
+        group.start_soon(lambda: lowlevel.run(served[0], served[1], lowlevel.create_initialization_options()))
+        yield Peer(*client)
+        group.cancel_scope.cancel()
+
+
+async def test_2026_a_call_unfinished_after_wait_s_becomes_a_task(settings: ServerSettings, fake_fal: FakeFal) -> None:
+    fake_fal.script("fal-ai/lyria2", queue_s=0.6, run_s=0.2)
+    async with modern_peer(server(settings.model_copy(update={"wait_s": 0.1}))) as peer:
+        discovered = await peer.result("server/discover", modern())
+        created = await peer.result("tools/call", modern({"name": "lyria2_music", "arguments": {"prompt": "calm"}}))
+        assert created["resultType"] == "task" and created["status"] == "working"
+        assert created["ttlMs"] is None and created["pollIntervalMs"] > 0
+        task_id = created["taskId"]
+        with anyio.fail_after(10):
+            while (got := await peer.result("tasks/get", modern({"taskId": task_id})))["status"] == "working":
+                await anyio.sleep(0.1)
+        ack = await peer.result("tasks/cancel", modern({"taskId": task_id}))
+        update = await peer.result("tasks/update", modern({"taskId": task_id, "inputResponses": {}}))
+        unknown = await peer.request("tasks/get", modern({"taskId": "nope"}))
+        undeclared = await peer.request("tasks/get", modern({"taskId": task_id}, declares=False))
+        no_list = await peer.request("tasks/list", modern())
+        plain = await peer.result(
+            "tools/call", modern({"name": "lyria2_music", "arguments": {"prompt": "calm"}}, declares=False)
+        )
+    assert EXTENSION in discovered["capabilities"]["extensions"]
+    assert got["status"] == "completed" and got["resultType"] == "complete"
+    assert got["result"]["structuredContent"]["job_id"] == task_id
+    assert got["result"]["structuredContent"]["status"] == "completed"
+    assert ack["resultType"] == "complete" and update["resultType"] == "complete"
+    assert unknown["error"]["code"] == -32602
+    assert undeclared["error"]["code"] == -32021
+    assert undeclared["error"]["data"] == {"requiredCapabilities": {"extensions": {EXTENSION: {}}}}
+    assert no_list["error"]["code"] == -32601
+    # A client without the extension never gets a task: the job handle, as ever.
+    assert plain.get("resultType") != "task" and plain["structuredContent"]["status"] in ("queued", "running")
+
+
+async def test_2026_a_fast_call_answers_its_result_and_a_tool_error_completes(
+    settings: ServerSettings, fake_fal: FakeFal
+) -> None:
+    fake_fal.script("fal-ai/lyria2", queue_s=0.5, error=(422, {"detail": [{"loc": ["body", "prompt"], "msg": "no"}]}))
+    async with modern_peer(server(settings.model_copy(update={"wait_s": 0.1}))) as peer:
+        quick = await peer.result("tools/call", modern({"name": "qwen3_tts", "arguments": {"text": "Hi."}}))
+        created = await peer.result("tools/call", modern({"name": "lyria2_music", "arguments": {"prompt": "calm"}}))
+        with anyio.fail_after(10):
+            while (got := await peer.result("tasks/get", modern({"taskId": created["taskId"]})))["status"] == "working":
+                await anyio.sleep(0.1)
+    assert quick["resultType"] == "complete" and quick["structuredContent"]["status"] == "completed"
+    # A tool result with isError is a completed task (failed is for JSON-RPC errors).
+    assert got["status"] == "completed" and got["result"]["isError"] is True
+    assert got["result"]["structuredContent"]["status"] == "failed"
+
+
+async def test_2026_cancel_stops_the_job_upstream(settings: ServerSettings, fake_fal: FakeFal) -> None:
+    fake_fal.script("fal-ai/lyria2", queue_s=30)
+    async with modern_peer(server(settings.model_copy(update={"wait_s": 0.1}))) as peer:
+        created = await peer.result("tools/call", modern({"name": "lyria2_music", "arguments": {"prompt": "calm"}}))
+        ack = await peer.result("tasks/cancel", modern({"taskId": created["taskId"]}))
+        got = await peer.result("tasks/get", modern({"taskId": created["taskId"]}))
+    assert ack["resultType"] == "complete" and set(ack) <= {"resultType", "_meta"}  # an empty acknowledgement
+    assert got["status"] == "cancelled" and "result" not in got
+    assert fake_fal.requests_of("cancel")
