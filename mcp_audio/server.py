@@ -23,8 +23,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from mcp_types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
+from pydantic import ConfigDict, Field, ValidationError
 
 from mcp_audio import __version__
 from mcp_audio.apps import PLAYER_URI, player_html
@@ -32,12 +32,13 @@ from mcp_audio.auth import current_principal
 from mcp_audio.catalog import Capability, Catalog, load_catalog
 from mcp_audio.completions import add_completions, add_protocol_details
 from mcp_audio.config import ServerSettings
+from mcp_audio.confirmation import NeedsApproval, cost_confirmation
 from mcp_audio.errors import McpAudioError
 from mcp_audio.jobs import JobRunner, ProviderPool, not_found_message
 from mcp_audio.output_schema import capability_schema, job_list_schema, job_schema
 from mcp_audio.outputs import OutputSaver
 from mcp_audio.pipeline import CallPipeline
-from mcp_audio.pricing import Confirm, SpendGuard, dollars
+from mcp_audio.pricing import SpendGuard
 from mcp_audio.prompts import add_prompts
 from mcp_audio.providers.base import Pacing
 from mcp_audio.ratelimit import RateLimit
@@ -213,7 +214,7 @@ def _player_meta(kind: str) -> dict[str, Any]:
 def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str], transport: str) -> Tool:
     spec = capability.spec
 
-    async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult:
+    async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult | InputRequiredResult:
         state = runtime.get()
         try:
             # Over HTTP the client's roots name folders of its own machine: never trusted here.
@@ -221,6 +222,8 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
             roots = (await client_roots(ctx) if trusts_roots else None) or state.settings.input_roots(transport)
             confirm = cost_confirmation(ctx, state.settings.confirm_above_usd)
             job = await state.pipeline.start(capability, arguments, roots, current_principal(), confirm)
+        except NeedsApproval as needed:  # 2026 era: the question goes back; the client retries with the answer
+            return needed.question()
         except McpAudioError as exc:
             raise ToolError(redact(str(exc), secrets)) from exc
         if started_as_task(job):  # a task-augmented call: the client follows the task
@@ -246,39 +249,6 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
             **_player_meta(spec.kind if spec.kind != "post" or "audio" in spec.files else "none"),
         },
     )
-
-
-class _CostApproval(BaseModel):
-    start: bool = Field(True, description="Start it at this price")
-
-
-def cost_confirmation(ctx: Context, above_usd: float | None) -> Confirm | None:
-    """Asks the user, by form elicitation, before a call estimated above `above_usd` dollars
-    starts; None where the client cannot be asked (no form elicitation, or no channel for a
-    server request, as in the 2026 era): the spend caps alone apply then."""
-    session = ctx.request_context.session
-    capabilities = session.client_capabilities
-    elicitation = capabilities.elicitation if capabilities else None
-    if above_usd is None or elicitation is None or not session.can_send_request:
-        return None
-    if elicitation.form is None and elicitation.url is not None:  # a client of URL elicitation only
-        return None
-
-    async def confirm(tool: str, cost: float) -> bool:
-        if cost <= above_usd + 1e-9:
-            return True
-        message = (
-            f"{tool} will cost about {dollars(cost)} (estimated from the provider's published price; "
-            f"MCP_AUDIO_CONFIRM_ABOVE_USD={above_usd:g}). Start it?"
-        )
-        try:
-            answer = await ctx.elicit(message, _CostApproval)
-        except Exception as exc:  # a client that fails the request: not an approval
-            log.info("cost confirmation for %s failed (%s); not started", tool, exc)
-            return False
-        return answer.action == "accept" and answer.data.start
-
-    return confirm
 
 
 async def client_roots(ctx: Context) -> list[Path] | None:

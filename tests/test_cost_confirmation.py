@@ -1,6 +1,8 @@
 """MCP_AUDIO_CONFIRM_ABOVE_USD: a call estimated above it asks the user by form elicitation (the
-message states the price); declined or dismissed, nothing is submitted and the result says it
-was not started; accepted, it runs once. A client without elicitation is not asked."""
+message states the price): an elicitation/create request in the 2025 era, a multi round-trip
+InputRequiredResult in the 2026 era (the SDK client answers both through its callback).
+Declined or dismissed, nothing is submitted and the result says it was not started; accepted,
+it runs once. A client without elicitation is not asked."""
 
 from __future__ import annotations
 
@@ -37,9 +39,13 @@ def submits(fake_fal: FakeFal) -> int:
     return len(fake_fal.requests_of("submit"))
 
 
-async def test_accepted_price_runs_once(settings: ServerSettings, fake_fal: FakeFal) -> None:
+ERAS = pytest.mark.parametrize("mode", ["legacy", "auto"], ids=["2025-era", "2026-era"])
+
+
+@ERAS
+async def test_accepted_price_runs_once(settings: ServerSettings, fake_fal: FakeFal, mode: str) -> None:
     user = User("accept", {"start": True})
-    async with Client(server(settings), mode="legacy", elicitation_callback=user) as client:
+    async with Client(server(settings), mode=mode, elicitation_callback=user) as client:
         result = await client.call_tool(DESIGN, DESIGN_ARGS)
     assert body_of(result)["status"] == "completed", text_of(result)
     [question] = user.asked
@@ -48,12 +54,13 @@ async def test_accepted_price_runs_once(settings: ServerSettings, fake_fal: Fake
     assert submits(fake_fal) == 1
 
 
+@ERAS
 @pytest.mark.parametrize(("action", "content"), [("decline", None), ("cancel", None), ("accept", {"start": False})])
 async def test_declined_price_submits_nothing(
-    settings: ServerSettings, fake_fal: FakeFal, action: str, content: dict[str, Any] | None
+    settings: ServerSettings, fake_fal: FakeFal, action: str, content: dict[str, Any] | None, mode: str
 ) -> None:
     user = User(action, content)
-    async with Client(server(settings), mode="legacy", elicitation_callback=user) as client:
+    async with Client(server(settings), mode=mode, elicitation_callback=user) as client:
         result = await client.call_tool(DESIGN, DESIGN_ARGS)
         listed = body_of(await client.call_tool("list_jobs", {}))
     assert result.is_error
@@ -65,9 +72,12 @@ async def test_declined_price_submits_nothing(
     assert submits(fake_fal) == 0 and listed["jobs"] == []
 
 
-async def test_a_call_at_or_below_the_threshold_is_not_asked(settings: ServerSettings, fake_fal: FakeFal) -> None:
+@ERAS
+async def test_a_call_at_or_below_the_threshold_is_not_asked(
+    settings: ServerSettings, fake_fal: FakeFal, mode: str
+) -> None:
     user = User("decline")
-    async with Client(server(settings), mode="legacy", elicitation_callback=user) as client:
+    async with Client(server(settings), mode=mode, elicitation_callback=user) as client:
         result = await client.call_tool("qwen3_tts", {"text": "Hello."})  # $0.00054
     assert body_of(result)["status"] == "completed", text_of(result)
     assert user.asked == [] and submits(fake_fal) == 1
@@ -88,7 +98,7 @@ async def test_the_threshold_is_a_setting_and_small_prices_keep_their_digits(
 async def test_a_client_without_elicitation_is_not_asked(
     settings: ServerSettings, fake_fal: FakeFal, mode: str
 ) -> None:
-    async with Client(server(settings), mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(server(settings), mode=mode) as client:
         result = await client.call_tool(DESIGN, DESIGN_ARGS)
     assert body_of(result)["status"] == "completed", text_of(result)
     assert submits(fake_fal) == 1
