@@ -6,11 +6,13 @@ tasks/cancel (upstream too), and the status notification. Other protocol version
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
@@ -21,6 +23,7 @@ from mcp_types.jsonrpc import JSONRPCError, JSONRPCNotification, JSONRPCRequest,
 from mcp_audio.config import ServerSettings
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import server
+from tests.http_harness import MCP_HEADERS, add_token, http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -278,3 +281,61 @@ async def test_2026_cancel_stops_the_job_upstream(settings: ServerSettings, fake
     assert ack["resultType"] == "complete" and set(ack) <= {"resultType", "_meta"}  # an empty acknowledgement
     assert got["status"] == "cancelled" and "result" not in got
     assert fake_fal.requests_of("cancel")
+
+
+# --- over HTTP, per caller -------------------------------------------------------------------
+
+
+class HttpPeer:
+    """A 2025-11-25 client speaking raw JSON-RPC over streamable HTTP with a bearer token."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+        self.session: str | None = None
+        self._ids = itertools.count(1)
+
+    def post(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        headers = MCP_HEADERS | {"Authorization": f"Bearer {self.token}", "MCP-Protocol-Version": TASKS}
+        if self.session:
+            headers["Mcp-Session-Id"] = self.session
+        response = httpx.post(self.url, json=message, headers=headers, timeout=30)
+        assert response.status_code in (200, 202), response.text
+        self.session = response.headers.get("mcp-session-id", self.session)
+        if "id" not in message:
+            return None
+        lines = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
+        answers = [json.loads(line) for line in lines or [response.text]]
+        [answer] = [item for item in answers if item.get("id") == message["id"]]
+        return dict(answer)
+
+    def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        answer = self.post({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or {}})
+        assert answer is not None
+        return answer
+
+    def start(self) -> dict[str, Any]:
+        init = {"protocolVersion": TASKS, "capabilities": {"tasks": {}}, "clientInfo": {"name": "raw", "version": "0"}}
+        initialized = self.request("initialize", init)
+        self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return initialized
+
+
+async def test_over_http_a_callers_tasks_are_its_own(settings: ServerSettings, fake_fal: FakeFal) -> None:
+    fake_fal.script("fal-ai/lyria2", queue_s=30)
+    alice, bob = add_token(settings, "alice"), add_token(settings, "bob")
+    with http_server(settings) as served:
+        as_alice, as_bob = HttpPeer(served.mcp, alice), HttpPeer(served.mcp, bob)
+        assert as_alice.start()["result"]["capabilities"]["tasks"]["requests"] == {"tools": {"call": {}}}
+        as_bob.start()
+        created = as_alice.request("tools/call", task_call("lyria2_music", {"prompt": "calm"}))["result"]["task"]
+        seen_by_bob = {
+            method: as_bob.request(method, {"taskId": created["taskId"]})
+            for method in ("tasks/get", "tasks/result", "tasks/cancel")
+        }
+        bobs_list = as_bob.request("tasks/list")["result"]
+        alices = as_alice.request("tasks/get", {"taskId": created["taskId"]})["result"]
+        cancelled = as_alice.request("tasks/cancel", {"taskId": created["taskId"]})["result"]
+    for method, answer in seen_by_bob.items():
+        assert answer["error"]["code"] == -32602 and "No task with id" in answer["error"]["message"], method
+    assert bobs_list == {"tasks": []}
+    assert alices["status"] == "working" and cancelled["status"] == "cancelled"
