@@ -188,7 +188,7 @@ async def test_unknown_tasks_and_tools_that_do_not_run_as_tasks(settings: Server
         job_tool = await peer.request("tools/call", task_call("list_jobs", {}))
         refused = await peer.result("tools/call", task_call("lyria2_music", {"prompt": "calm", "colour": "red"}))
         listed = await peer.result("tasks/list")
-        cursor = await peer.request("tasks/list", {"cursor": "2"})
+        cursor = await peer.request("tasks/list", {"cursor": "page two"})
     assert missing["error"]["code"] == -32602 and "No task with id 'nope'" in missing["error"]["message"]
     assert result_missing["error"]["code"] == -32602
     assert job_tool["error"]["code"] == -32601
@@ -318,6 +318,18 @@ class HttpPeer:
         initialized = self.request("initialize", init)
         self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
         return initialized
+
+
+async def test_tasks_list_pages_with_a_cursor(settings: ServerSettings) -> None:
+    async with connected(server(settings)) as (peer, _):
+        made = [
+            (await peer.result("tools/call", task_call("qwen3_tts", {"text": f"Take {n}."})))["task"]["taskId"]
+            for n in range(101)  # one more than a page
+        ]
+        first = await peer.result("tasks/list")
+        second = await peer.result("tasks/list", {"cursor": first["nextCursor"]})
+    assert len(first["tasks"]) == 100 and len(second["tasks"]) == 1 and "nextCursor" not in second
+    assert [task["taskId"] for task in first["tasks"] + second["tasks"]] == made[::-1]
 
 
 async def test_over_http_a_callers_tasks_are_its_own(settings: ServerSettings, fake_fal: FakeFal) -> None:
