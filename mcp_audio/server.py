@@ -367,7 +367,8 @@ def _job_tools(runtime: Runtime, secrets: list[str]) -> list[Tool]:
 def _refuse_unknown_arguments(tool: Tool, output_schema: dict[str, Any]) -> None:
     """The SDK ignores arguments a function does not take; a typo'd `job_id` must not pass silently.
     The tool validates its own arguments, so refusals name the field and the reason, as the
-    capability tools' do."""
+    capability tools' do. It also gets its `output_schema` (the SDK derives none from a
+    CallToolResult return)."""
     name, allowed, function = tool.name, list(tool.parameters.get("properties", {})), tool.fn
     context_name = tool.context_kwarg
 

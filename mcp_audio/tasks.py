@@ -16,6 +16,7 @@ versions see none of it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
@@ -192,7 +193,7 @@ class Tasks:
         while not job.finished:
             job = await state.runner.wait(job.id, 600)
         body = self._call_result(job)
-        body["_meta"] = {**body.get("_meta", {}), RELATED_TASK: {"taskId": job.id}}
+        body["_meta"] = {**body.get("_meta", {}), **_related(job.id)}
         return body
 
     def _call_result(self, job: Job) -> dict[str, Any]:
@@ -260,23 +261,37 @@ class Tasks:
         return job
 
     def _notify_when_finished(self, ctx: ServerRequestContext[Any, Any], job_id: str) -> None:
-        """Sends notifications/tasks/status when the task ends (the requestor may poll instead)."""
+        """Forwards the job's progress to the call's progressToken (valid for the task's life),
+        and sends notifications/tasks/status when the task ends (the requestor may poll instead)."""
         if self._group is None:
             return
         # The SDK has no typed status notification (tasks are types-only there), and the call's
-        # response is long sent when the task ends: the connection's own channel carries it.
+        # response is long sent: the connection's own channel carries these.
         outbound, runner = ctx.session._connection.outbound, self._runtime.get().runner
+        token = (ctx.meta or {}).get("progress_token")
+        counter = itertools.count(1)
+
+        async def progress(job: Job, message: str) -> None:
+            if token is not None:
+                await outbound.notify(
+                    "notifications/progress",
+                    {"progressToken": token, "progress": next(counter), "message": message, "_meta": _related(job_id)},
+                )
 
         async def watch() -> None:
-            job = await runner.wait(job_id, 0)
-            while not job.finished:
-                job = await runner.wait(job_id, 600)
             try:
+                job = await runner.wait(job_id, 0)
+                while not job.finished:
+                    job = await runner.wait(job_id, 600, progress)
                 await outbound.notify("notifications/tasks/status", task_of(job))
             except Exception as exc:  # the client went away: it polls when it comes back
-                log.debug("task %s: status notification not delivered (%s)", job_id, exc)
+                log.debug("task %s: notification not delivered (%s)", job_id, exc)
 
         self._group.start_soon(watch, name=f"task-status-{job_id}")
+
+
+def _related(task_id: str) -> dict[str, Any]:
+    return {RELATED_TASK: {"taskId": task_id}}
 
 
 def declares_extension(ctx: ServerRequestContext[Any, Any]) -> bool:

@@ -129,7 +129,8 @@ async def test_a_task_augmented_call_runs_as_a_job_to_its_result(settings: Serve
     fake_fal.script("fal-ai/lyria2", queue_s=0.3, run_s=0.3, logs=["rendering"])
     async with connected(server(settings)) as (peer, _):
         with anyio.fail_after(3):  # at once, not after the job
-            created = await peer.result("tools/call", task_call("lyria2_music", {"prompt": "calm"}))
+            call = task_call("lyria2_music", {"prompt": "calm"}) | {"_meta": {"progressToken": "p-1"}}
+            created = await peer.result("tools/call", call)
         task = created["task"]
         assert task["status"] == "working" and task["ttl"] is None
         assert {"taskId", "createdAt", "lastUpdatedAt", "pollInterval"} <= set(task)
@@ -147,6 +148,10 @@ async def test_a_task_augmented_call_runs_as_a_job_to_its_result(settings: Serve
         listed = await peer.result("tasks/list")
         await peer.drain(0.5)
     assert [t["taskId"] for t in listed["tasks"]] == [task["taskId"]]
+    progress = [n["params"] for n in peer.notifications if n["method"] == "notifications/progress"]
+    assert progress and all(p["progressToken"] == "p-1" for p in progress)
+    assert all(p["_meta"]["io.modelcontextprotocol/related-task"] == {"taskId": task["taskId"]} for p in progress)
+    assert any("rendering" in p.get("message", "") for p in progress)
     statuses = [n["params"] for n in peer.notifications if n["method"] == "notifications/tasks/status"]
     assert statuses and statuses[-1]["taskId"] == task["taskId"] and statuses[-1]["status"] == "completed"
     assert len(fake_fal.requests_of("submit")) == 1
