@@ -37,6 +37,8 @@ class Peer:
         self._read, self._write = read, write
         self._ids = itertools.count(1)
         self.notifications: list[dict[str, Any]] = []
+        self.elicitation: dict[str, Any] | None = None  # the answer to an elicitation/create, if any
+        self.asked: list[dict[str, Any]] = []
 
     async def send(self, message: Any) -> None:
         await self._write.send(SessionMessage(message))
@@ -56,8 +58,10 @@ class Peer:
                     return {"result": message.result}
                 elif isinstance(message, JSONRPCError) and message.id == request_id:
                     return {"error": message.error.model_dump(by_alias=True, exclude_none=True)}
-                elif isinstance(message, JSONRPCRequest):  # a server request (e.g. elicitation): refused
-                    raise AssertionError(f"unexpected server request {message.method}")
+                elif isinstance(message, JSONRPCRequest):  # a server request: only elicitation is expected
+                    assert message.method == "elicitation/create" and self.elicitation is not None, message
+                    self.asked.append(dict(message.params or {}))
+                    await self.send(JSONRPCResponse(jsonrpc="2.0", id=message.id, result=self.elicitation))
 
     async def result(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         answer = await self.request(method, params)
@@ -75,7 +79,9 @@ class Peer:
 
 
 @asynccontextmanager
-async def connected(mcp: MCPServer[Any], version: str = TASKS) -> AsyncIterator[tuple[Peer, dict[str, Any]]]:
+async def connected(
+    mcp: MCPServer[Any], version: str = TASKS, capabilities: dict[str, Any] | None = None
+) -> AsyncIterator[tuple[Peer, dict[str, Any]]]:
     """A raw peer after the initialize handshake at `version`; with the initialize result."""
     lowlevel = mcp._lowlevel_server
     async with create_client_server_memory_streams() as (client, served), anyio.create_task_group() as group:
@@ -85,7 +91,7 @@ async def connected(mcp: MCPServer[Any], version: str = TASKS) -> AsyncIterator[
             "initialize",
             {
                 "protocolVersion": version,
-                "capabilities": {"tasks": {"list": {}, "cancel": {}}},
+                "capabilities": capabilities or {"tasks": {"list": {}, "cancel": {}}},
                 "clientInfo": {"name": "raw", "version": "0"},
             },
         )
@@ -323,6 +329,27 @@ class HttpPeer:
         initialized = self.request("initialize", init)
         self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
         return initialized
+
+
+@pytest.mark.parametrize("action", ["accept", "decline"])
+async def test_a_priced_task_asks_before_the_task_exists(
+    settings: ServerSettings, fake_fal: FakeFal, action: str
+) -> None:
+    async with connected(server(settings), capabilities={"tasks": {}, "elicitation": {"form": {}}}) as (peer, _):
+        peer.elicitation = {"action": action, "content": {"start": True}} if action == "accept" else {"action": action}
+        answer = await peer.result(
+            "tools/call", task_call("minimax_design_voice", {"prompt": "warm", "preview_text": "Hi"})
+        )
+        listed = await peer.result("tasks/list")
+    [question] = peer.asked
+    assert "$3.00" in question["message"]
+    if action == "accept":
+        assert answer["task"]["status"] == "working" and [t["taskId"] for t in listed["tasks"]] == [
+            answer["task"]["taskId"]
+        ]
+    else:
+        assert "task" not in answer and answer["isError"] is True and "was not started" in answer["content"][0]["text"]
+        assert listed == {"tasks": []} and not fake_fal.requests_of("submit")
 
 
 async def test_tasks_list_pages_with_a_cursor(settings: ServerSettings) -> None:
