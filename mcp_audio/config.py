@@ -117,6 +117,13 @@ class ServerSettings(BaseSettings):
         "dir, across restarts) past this many US dollars; calls whose cost cannot be estimated in advance are let "
         "through. Each HTTP token can have its own cap too (`tokens add --max-spend-usd`)",
     )
+    confirm_above_usd: float = Field(
+        0.25,
+        ge=0,
+        description="ask the user (MCP form elicitation, where the client offers it) before starting a call whose "
+        "estimated cost is above this many US dollars (0: every paid call); declined, nothing is sent. Clients "
+        "without elicitation are not asked (the spend caps still apply)",
+    )
     toolsets: str = Field(
         "all",
         description="expose a subset: a comma list of `tts` (speech and voice cloning), `stt`, `music`, `sfx`, "

@@ -41,7 +41,7 @@ from mcp_audio.errors import (
 )
 from mcp_audio.inputs import file_records
 from mcp_audio.outputs import OutputSaver
-from mcp_audio.pricing import SpendGuard, estimate_cost
+from mcp_audio.pricing import Confirm, NotConfirmed, SpendGuard, estimate_cost
 from mcp_audio.providers.base import (
     Cancels,
     FileSink,
@@ -151,9 +151,18 @@ class JobRunner:
 
     # --- starting, leasing and taking over ---------------------------------------------------
 
-    async def start(self, capability: Capability, request: UpstreamRequest, principal: str = LOCAL_PRINCIPAL) -> Job:
-        """Persist a new job of `principal`'s, leased to this process, and start running it in the background."""
+    async def start(
+        self,
+        capability: Capability,
+        request: UpstreamRequest,
+        principal: str = LOCAL_PRINCIPAL,
+        confirm: Confirm | None = None,
+    ) -> Job:
+        """Persist a new job of `principal`'s, leased to this process, and start running it in the
+        background. `confirm` may ask the user about the estimated cost first (NotConfirmed: no job)."""
         cost = estimate_cost(capability.spec.price, request.body)
+        if confirm is not None and cost is not None and not await confirm(capability.name, cost):
+            raise NotConfirmed(capability.name, cost)
         self._spend.charge(capability.name, cost, principal)  # raises SpendLimitExceeded before anything is sent
         job = self._store.create_job(
             principal=principal,

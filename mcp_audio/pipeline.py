@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from mcp_audio.catalog import Capability
 from mcp_audio.inputs import InputResolver
 from mcp_audio.jobs import JobRunner
+from mcp_audio.pricing import Confirm
 from mcp_audio.store import LOCAL_PRINCIPAL, Job, JobStore
 from mcp_audio.uploads import SCHEME, Uploads
 
@@ -25,11 +26,17 @@ class CallPipeline:
         self._http: httpx.AsyncClient | None = None  # for file inputs given as URLs, made on first use
 
     async def start(
-        self, capability: Capability, arguments: dict[str, Any], roots: list[Path], principal: str = LOCAL_PRINCIPAL
+        self,
+        capability: Capability,
+        arguments: dict[str, Any],
+        roots: list[Path],
+        principal: str = LOCAL_PRINCIPAL,
+        confirm: Confirm | None = None,
     ) -> Job:
         """Raises InvalidArguments, ConfigError, SpendLimitExceeded or UpstreamError (an upload)
         before any job exists; afterwards every failure is recorded on the job. Saved voices are
-        `principal`'s own: another's can't be used, nor seen in an error's list."""
+        `principal`'s own: another's can't be used, nor seen in an error's list. `confirm` may ask
+        the user about the estimated cost (NotConfirmed)."""
         call = capability.prepare(
             arguments,
             lambda name: self._store.find_voice(name, principal),
@@ -39,7 +46,7 @@ class CallPipeline:
         provider.check_configured()  # a missing key fails before any file is read or uploaded
         roots = self._with_uploads(capability, call.body, roots, principal)
         request = await InputResolver(self._store, self._client, principal).resolve(capability, call, provider, roots)
-        return await self._runner.start(capability, request, principal)
+        return await self._runner.start(capability, request, principal, confirm)
 
     def _with_uploads(
         self, capability: Capability, body: dict[str, Any], roots: list[Path], principal: str

@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from mcp_audio.errors import SpendLimitExceeded
+from mcp_audio.errors import McpAudioError, SpendLimitExceeded
 from mcp_audio.manifest import Price
 
 if TYPE_CHECKING:
     from mcp_audio.store import JobStore
+
+
+# Asks the user whether a call may run at its estimated cost (tool, US dollars); False: it may not.
+Confirm = Callable[[str, float], Awaitable[bool]]
+
+
+class NotConfirmed(McpAudioError):
+    """The user declined (or dismissed) the price of a call: nothing was started."""
+
+    def __init__(self, tool: str, cost: float) -> None:
+        super().__init__(
+            f"{tool} was not started: the user did not accept its estimated cost of {dollars(cost)}. Nothing was sent "
+            "upstream and nothing was charged; ask the user before calling it again."
+        )
+
+
+def dollars(cost: float) -> str:
+    """A price as people read it: cents, or more digits when a cent would hide it."""
+    return f"${cost:.2f}" if cost >= 0.01 and abs(cost - round(cost, 2)) < 1e-9 else f"${cost:.4f}"
 
 
 def estimate_cost(price: Price | None, payload: dict[str, Any]) -> float | None:

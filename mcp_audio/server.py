@@ -23,7 +23,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
 from pydantic import ConfigDict, Field, ValidationError
 
 from mcp_audio import __version__
@@ -32,8 +32,10 @@ from mcp_audio.auth import current_principal
 from mcp_audio.catalog import Capability, Catalog, load_catalog
 from mcp_audio.completions import add_completions, add_protocol_details
 from mcp_audio.config import ServerSettings
+from mcp_audio.confirmation import NeedsApproval, cost_confirmation
 from mcp_audio.errors import McpAudioError, UpstreamError
 from mcp_audio.jobs import JobRunner, ProviderPool, not_found_message
+from mcp_audio.output_schema import capability_schema, job_list_schema, job_schema
 from mcp_audio.outputs import OutputSaver
 from mcp_audio.pipeline import CallPipeline
 from mcp_audio.pricing import SpendGuard
@@ -45,6 +47,7 @@ from mcp_audio.resources import add_resources
 from mcp_audio.results import job_result
 from mcp_audio.state import AppState, Runtime
 from mcp_audio.store import Job, JobStore
+from mcp_audio.tasks import Tasks, started_as_task
 from mcp_audio.tokens import TokenFile
 from mcp_audio.uploads import Uploads
 
@@ -122,11 +125,13 @@ def build_server(
                 if resumed := runner.adopt_unfollowed():
                     log.info("re-attached to %d unfinished job(s)", resumed)
                 task_group.start_soon(runner.keep_leases, name="leases")
+                tasks.attach(task_group)
                 yield runtime.state
                 # Stopping: followers are cancelled, rows stay unfinished, the next start resumes them.
                 task_group.cancel_scope.cancel()
         finally:
             runtime.state = None
+            tasks.attach(None)
             with anyio.CancelScope(shield=True):
                 if pipeline is not None:
                     await pipeline.aclose()
@@ -136,6 +141,7 @@ def build_server(
 
     # Toolsets limit what is offered; jobs of any tool still resume, so the full catalog stays.
     exposed = [cap for cap in catalog.capabilities.values() if cap.spec.kind in settings.enabled_kinds]
+    tasks = Tasks(runtime, [cap.name for cap in exposed], settings.secrets)
     tools = [_capability_tool(cap, runtime, secrets, transport) for cap in exposed]
     server: MCPServer[AppState] = MCPServer(
         name="mcp-audio",
@@ -144,13 +150,14 @@ def build_server(
         instructions=INSTRUCTIONS if transport == "stdio" else INSTRUCTIONS + REMOTE_FILES,
         lifespan=lifespan,
         tools=tools + _job_tools(runtime, secrets),
-        extensions=[_player(settings)],
+        extensions=[_player(settings), tasks.extension()],
         middleware=[RateLimit(settings.rate_limit_per_minute)] if settings.rate_limit_per_minute else None,
     )
     add_resources(server, runtime, catalog, exposed)
     add_prompts(server, {cap.name for cap in exposed})
     add_completions(server, runtime, catalog)
     add_protocol_details(server)
+    tasks.install(server._lowlevel_server)  # the SDK's MCPServer has no handler registration of its own
     return server
 
 
@@ -207,15 +214,20 @@ def _player_meta(kind: str) -> dict[str, Any]:
 def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str], transport: str) -> Tool:
     spec = capability.spec
 
-    async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult:
+    async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult | InputRequiredResult:
         state = runtime.get()
         try:
             # Over HTTP the client's roots name folders of its own machine: never trusted here.
             trusts_roots = capability.file_inputs and transport == "stdio"
             roots = (await client_roots(ctx) if trusts_roots else None) or state.settings.input_roots(transport)
-            job = await state.pipeline.start(capability, arguments, roots, current_principal())
+            confirm = cost_confirmation(ctx, state.settings.confirm_above_usd)
+            job = await state.pipeline.start(capability, arguments, roots, current_principal(), confirm)
+        except NeedsApproval as needed:  # 2026 era: the question goes back; the client retries with the answer
+            return needed.question()
         except McpAudioError as exc:
             raise ToolError(redact(str(exc), secrets)) from exc
+        if started_as_task(job):  # a task-augmented call: the client follows the task
+            return job_result(state.catalog, job)
         return await _await_job(ctx, state, job.id, state.settings.wait_s, cancel_on_abort=True)
 
     return Tool(
@@ -224,7 +236,7 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
         title=spec.title,
         description=spec.description,
         parameters=capability.input_schema,
-        fn_metadata=FuncMetadata(arg_model=_RawArguments),
+        fn_metadata=FuncMetadata(arg_model=_RawArguments, output_schema=capability_schema(capability)),
         is_async=True,
         context_kwarg="ctx",
         # Not read-only, not destructive (it creates new files), open-world unless it runs locally.
@@ -352,15 +364,16 @@ def _job_tools(runtime: Runtime, secrets: list[str]) -> list[Tool]:
             annotations=read_only,
         ),
     ]
-    for tool in tools:
-        _refuse_unknown_arguments(tool)
+    for tool, schema in zip(tools, (job_schema(typed=True), job_schema(typed=True), job_list_schema()), strict=True):
+        _refuse_unknown_arguments(tool, schema)
     return tools
 
 
-def _refuse_unknown_arguments(tool: Tool) -> None:
+def _refuse_unknown_arguments(tool: Tool, output_schema: dict[str, Any]) -> None:
     """The SDK ignores arguments a function does not take; a typo'd `job_id` must not pass silently.
     The tool validates its own arguments, so refusals name the field and the reason, as the
-    capability tools' do."""
+    capability tools' do. It also gets its `output_schema` (the SDK derives none from a
+    CallToolResult return)."""
     name, allowed, function = tool.name, list(tool.parameters.get("properties", {})), tool.fn
     context_name = tool.context_kwarg
 
@@ -377,7 +390,7 @@ def _refuse_unknown_arguments(tool: Tool) -> None:
         return await function(**values)
 
     tool.fn, tool.context_kwarg = validated, "ctx"
-    tool.fn_metadata = FuncMetadata(arg_model=_RawArguments)
+    tool.fn_metadata = FuncMetadata(arg_model=_RawArguments, output_schema=output_schema)
     tool.parameters = _without_titles(tool.parameters) | {"additionalProperties": False}
 
 

@@ -1,0 +1,241 @@
+"""Every tool's outputSchema, and every structured result against it (checked here with
+jsonschema, and by the SDK client, which validates each non-error result it receives): finished
+results of every tool of every upstream (fal, Voice API, Eigen, the local finishing tools), job
+handles while queued, and failed, unknown and cancelled jobs."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import struct
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from mcp import Client
+
+from mcp_audio.catalog import Capability
+from mcp_audio.config import ServerSettings, Settings
+from mcp_audio.manifest import InputSpec
+from mcp_audio.sandbox._base import CUT
+from mcp_audio.sandbox.eigen import FakeEigen
+from mcp_audio.sandbox.fal_queue import FakeFal
+from mcp_audio.sandbox.voice_api import FakeVoiceApi
+from tests.helpers import CATALOG, EIGEN_KEY, FAL_KEY, VOICE_HOST, VOICE_KEY, body_of, server, text_of
+
+pytestmark = pytest.mark.anyio
+
+# Tools whose finished result another test needs first (a transcript for subtitles).
+TRANSCRIBER = "whisper_transcribe"
+# Inputs with a pattern: a value that matches it.
+PATTERNED = {"lyrics": {"diffrhythm_song": "[00:00.00]la la\n[00:02.00]la", "yue_song": "[verse]\nla la\n[chorus]\nla"}}
+
+
+def tone_wav(seconds: float, rate: int = 16000) -> bytes:
+    """A 440 Hz tone (the finishing tools refuse silence)."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        samples = (int(8000 * math.sin(2 * math.pi * 440 * n / rate)) for n in range(int(seconds * rate)))
+        out.writeframes(b"".join(struct.pack("<h", sample) for sample in samples))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def every_settings(
+    tmp_path: Path, rec_dir: Path, fake_fal: FakeFal, fake_voice: FakeVoiceApi, fake_eigen: FakeEigen
+) -> ServerSettings:
+    """Every upstream configured at once, local files allowed from rec_dir."""
+    fal = fake_fal.base_url
+    assert fal is not None and fake_voice.base_url is not None and fake_eigen.base_url is not None
+    return Settings(
+        fal_key=FAL_KEY,
+        fal_queue_url=fal,
+        fal_run_url=fal + "/run",
+        fal_rest_url=fal,
+        fal_cdn_url=fal,
+        voice_api_key=VOICE_KEY,
+        voice_api_url=fake_voice.base_url,
+        voice_api_host=VOICE_HOST,
+        eigen_api_key=EIGEN_KEY,
+        eigen_url=fake_eigen.base_url,
+        allowed_dirs=str(rec_dir),
+        download="never",
+        data_dir=tmp_path / "data",
+        output_dir=tmp_path / "out",
+        wait_s=30,
+    )
+
+
+@pytest.fixture
+async def every(every_settings: ServerSettings) -> AsyncIterator[Client]:
+    async with Client(server(every_settings)) as connected:
+        yield connected
+
+
+async def schemas(client: Client) -> dict[str, dict[str, Any]]:
+    listed = (await client.list_tools()).tools
+    missing = [tool.name for tool in listed if tool.output_schema is None]
+    assert not missing, f"tools without an outputSchema: {missing}"
+    return {tool.name: tool.output_schema for tool in listed if tool.output_schema is not None}
+
+
+def check(schema: dict[str, Any], body: Any) -> None:
+    jsonschema.Draft202012Validator(schema).validate(body)
+
+
+# --- the arguments of a minimal call of any tool --------------------------------------------
+
+
+def value_for(spec: InputSpec, tool: str, rec_dir: Path, transcript_job: str | None) -> Any:
+    if spec.job is not None:
+        return transcript_job
+    if spec.file == "video":  # fal reads URLs itself
+        return "https://example.com/clip.mp4"
+    if spec.file is not None:
+        seconds = max(spec.min_duration_s or 0, 2.0) + 1
+        recording = rec_dir / f"clip-{seconds:g}.wav"
+        if not recording.exists():
+            recording.write_bytes(tone_wav(seconds))
+        return [str(recording), str(recording)] if spec.type == "array" else str(recording)
+    if spec.pattern is not None:
+        return PATTERNED[spec.name][tool]
+    if spec.default is not None:
+        return spec.default
+    if spec.enum:
+        return spec.enum[0]
+    if spec.fields is not None:
+        item = {m.name: value_for(m, tool, rec_dir, transcript_job) for m in spec.fields if m.required}
+        return [item] if spec.type == "array" else item
+    if spec.type in ("integer", "number"):
+        bound = spec.minimum if spec.minimum is not None else spec.maximum
+        number = bound if bound is not None else (spec.exclusive_minimum or 0) + 1
+        return int(number) if spec.type == "integer" else float(number)
+    if spec.type == "boolean":
+        return False
+    if spec.type == "array":
+        return ["calm"] * max(spec.min_items or 1, 1)
+    return "Hello there." if (spec.min_length or 0) <= 12 else "Hello there. " * (spec.min_length or 1)
+
+
+def minimal_arguments(capability: Capability, rec_dir: Path, transcript_job: str | None = None) -> dict[str, Any]:
+    arguments = {
+        spec.name: value_for(spec, capability.name, rec_dir, transcript_job)
+        for spec in capability.spec.inputs
+        if spec.required and not spec.advanced
+    }
+    if capability.spec.saves_voice is not None:  # a clone tool: save under a name
+        arguments[capability.spec.saves_voice.name_input] = f"voice_{capability.name}"[:40]
+    return arguments
+
+
+# --- the schemas ----------------------------------------------------------------------------
+
+
+async def test_every_tool_has_a_valid_compact_output_schema(every: Client) -> None:
+    found = await schemas(every)
+    assert set(found) == set(CATALOG.capabilities) | {"get_job", "cancel_job", "list_jobs"}
+    for name, schema in found.items():
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert schema["type"] == "object", name
+        assert "description" not in json.dumps(schema), name  # they are in every conversation: kept short
+    assert found["whisper_transcribe"]["properties"]["output"]["properties"] == {"text": {"type": ["string", "null"]}}
+    assert "saved_voice" in found["qwen3_tts_clone_voice"]["properties"]
+    assert "saved_voice" not in found["qwen3_tts"]["properties"]
+    assert found["get_job"]["properties"]["status"]["enum"] == [
+        "queued",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+        "unknown",
+    ]
+
+
+# --- finished results of every tool ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("wait_s", [30, 0], ids=["finished", "handle-first"])
+async def test_every_tools_results_match_its_schema(
+    every_settings: ServerSettings, rec_dir: Path, wait_s: float
+) -> None:
+    """Each tool's answer (with wait_s 0: the job handle), then the job through get_job once it
+    finished, against the tool's schema and get_job's."""
+    order = sorted(CATALOG.capabilities, key=lambda name: name != TRANSCRIBER)  # the transcript first
+    transcript: str | None = None
+    problems: list[str] = []
+    handles = 0
+    async with Client(server(every_settings.model_copy(update={"wait_s": wait_s}))) as client:
+        found = await schemas(client)
+        for name in order:
+            capability = CATALOG.capabilities[name]
+            result = await client.call_tool(name, minimal_arguments(capability, rec_dir, transcript))
+            if result.structured_content is None:
+                problems.append(f"{name}: {text_of(result)[:300]}")
+                continue
+            first = body_of(result)
+            check(found[name], first)
+            handles += first["status"] in ("queued", "running")
+            done = body_of(await client.call_tool("get_job", {"job_id": first["job_id"], "wait_s": 30}))
+            if done["status"] != "completed":
+                problems.append(f"{name}: {done}")
+                continue
+            check(found["get_job"], done)
+            check(found[name], done)
+            assert done["files"] or not capability.spec.files or capability.spec.kind == "stt", name
+            if name == TRANSCRIBER:
+                transcript = done["job_id"]
+        listed = body_of(await client.call_tool("list_jobs", {"limit": 200}))
+    assert not problems, "\n".join(problems)
+    check(found["list_jobs"], listed)
+    assert len(listed["jobs"]) == len(CATALOG.capabilities)
+    if wait_s == 0:  # most calls answered before their job ended: handles were checked
+        assert handles > len(CATALOG.capabilities) // 2, handles
+
+
+# --- handles, failures, cancellations -------------------------------------------------------
+
+
+async def test_a_job_handle_and_its_cancellation_match_the_schemas(
+    every_settings: ServerSettings, fake_fal: FakeFal
+) -> None:
+    fake_fal.script("fal-ai/lyria2", queue_s=30, queue_positions=3)
+    async with Client(server(every_settings.model_copy(update={"wait_s": 0.2}))) as client:
+        found = await schemas(client)
+        handle = body_of(await client.call_tool("lyria2_music", {"prompt": "calm"}))
+        assert handle["status"] in ("queued", "running") and handle["resource"].startswith("jobs://")
+        check(found["lyria2_music"], handle)
+        polled = body_of(await client.call_tool("get_job", {"job_id": handle["job_id"], "wait_s": 0}))
+        check(found["get_job"], polled)
+        unfinished = body_of(await client.call_tool("list_jobs", {"status": "unfinished"}))
+        check(found["list_jobs"], unfinished)
+        cancelled = body_of(await client.call_tool("cancel_job", {"job_id": handle["job_id"]}))
+        assert cancelled["status"] == "cancelled"
+        check(found["cancel_job"], cancelled)
+        check(found["lyria2_music"], cancelled)
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(400, "failed"), (500, "unknown")])
+async def test_failed_and_unknown_jobs_match_the_schemas(
+    every: Client, fake_eigen: FakeEigen, status: int, outcome: str
+) -> None:
+    found = await schemas(every)
+    fake_eigen.inject("tts", status, times=10, headers={"Retry-After": "0"}, body={"detail": "no"})
+    result = await every.call_tool("eigen_higgs_tts", {"text": "Hello."})
+    assert result.is_error and body_of(result)["status"] == outcome
+    check(found["eigen_higgs_tts"], body_of(result))
+    check(found["get_job"], body_of(await every.call_tool("get_job", {"job_id": body_of(result)["job_id"]})))
+
+
+async def test_a_cut_fal_submit_ends_unknown_and_matches(every: Client, fake_fal: FakeFal) -> None:
+    found = await schemas(every)
+    fake_fal.inject("submit", CUT)
+    result = await every.call_tool("lyria2_music", {"prompt": "calm"})
+    assert body_of(result)["status"] == "unknown"
+    check(found["lyria2_music"], body_of(result))
