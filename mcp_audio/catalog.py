@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,10 +20,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from mcp_audio.errors import InvalidArguments, ManifestError
-from mcp_audio.manifest import Example, InputSpec, ManifestFile, ToolSpec, VoiceFamily
+from mcp_audio.manifest import ADVANCED_GROUP, Example, InputSpec, ManifestFile, ToolSpec, VoiceFamily
 from mcp_audio.providers.registry import UPSTREAMS, Shape, Upstream
 
-ADVANCED = "advanced"
+log = logging.getLogger("mcp_audio.catalog")
+
+ADVANCED = ADVANCED_GROUP
 # Unknown arguments are refused, and so are "Infinity" and "NaN": no upstream field takes them.
 _ARGUMENTS_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -45,6 +48,8 @@ def item_limit(spec: InputSpec) -> int | None:
     if spec.type != "array":
         return None
     return spec.max_items if spec.max_items is not None else DEFAULT_MAX_ITEMS
+
+
 _PY_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
 
 
@@ -126,6 +131,7 @@ class Capability:
         Only the arguments the caller gave are sent: the upstream applies its own defaults, so
         a documented request body passes through unchanged.
         """
+        arguments = self._renamed(arguments)
         try:
             model = self.input_model.model_validate(self._unquote_json(arguments))
         except ValidationError as exc:
@@ -167,6 +173,22 @@ class Capability:
         advanced = {k: v for k, v in request.items() if k in self.inputs and self.inputs[k].advanced}
         shaped = {k: v for k, v in request.items() if k not in advanced}
         return shaped | ({ADVANCED: advanced} if advanced else {})
+
+    def _renamed(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Deprecated argument names (manifest `old_names`) as their new names, for one release."""
+        out = dict(arguments)
+        for spec in self.spec.inputs:
+            for old in spec.old_names:
+                if old not in out:
+                    continue
+                if spec.name in out:
+                    raise InvalidArguments(
+                        f"`{old}` and `{spec.name}`: the same argument twice (`{old}` is its old name); "
+                        f"give only `{spec.name}`."
+                    )
+                log.info("%s: deprecated argument name `%s` used; it is now `%s`", self.name, old, spec.name)
+                out[spec.name] = out.pop(old)
+        return out
 
     def _unquote_json(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Some clients send lists and objects as JSON text; accept them as what they encode."""
