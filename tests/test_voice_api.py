@@ -338,6 +338,6 @@ async def test_the_voice_api_listing_is_the_live_model_list(client: Client, fake
     listed = json.loads((await client.read_resource("voices://voice-api")).contents[0].text)  # type: ignore[union-attr]
     assert [model["id"] for model in listed] == ["m-warm-narrator", "m-bright-host", "m-calm-guide"]
     resources = {r.name: str(r.uri) for r in (await client.list_resources()).resources}
-    assert "voices://voice-api" not in resources.values()  # no static copy shadowing the live list
+    assert resources["voices-voice-api"] == "voices://voice-api"  # listed: the live list above, no static copy
     names = [r.name for r in (await client.list_resources()).resources]
     assert len(names) == len(set(names))
