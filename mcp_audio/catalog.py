@@ -440,14 +440,11 @@ def _pydantic_field(spec: InputSpec) -> tuple[Any, Any]:
 def _json_schema(spec: ToolSpec) -> dict[str, Any]:
     """A compact JSON schema (no titles, no $defs): it is sent into every conversation."""
     properties = {s.name: _json_property(s) for s in spec.inputs if not s.advanced}
-    advanced = {s.name: _json_property(s) for s in spec.inputs if s.advanced}
+    advanced = {s.name: _json_property(s, bare=True) for s in spec.inputs if s.advanced}
     if advanced:
-        properties[ADVANCED] = {
-            "type": "object",
-            "properties": advanced,
-            "additionalProperties": False,
-            "description": "Optional tuning; checked on call",
-        }
+        # Bare, to save context: no description (its name says it), and no additionalProperties
+        # (its members are listed; another is refused by name, with the allowed ones).
+        properties[ADVANCED] = {"type": "object", "properties": advanced}
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     required = [s.name for s in spec.inputs if s.required]
     if required:
@@ -456,21 +453,23 @@ def _json_schema(spec: ToolSpec) -> dict[str, Any]:
     return schema
 
 
-def _json_property(s: InputSpec) -> dict[str, Any]:
-    """An input's schema: every bound validation enforces; advanced inputs (grouped to save
-    context) without their descriptions and defaults."""
-    prop: dict[str, Any] = {"type": s.type}
+def _json_property(s: InputSpec, *, bare: bool = False) -> dict[str, Any]:
+    """An input's schema: every bound validation enforces; `bare` (advanced inputs, grouped to
+    save context, and their members) without descriptions and defaults."""
+    # A bare enum's values say its type (advanced members are the ones an agent rarely reads).
+    prop: dict[str, Any] = {} if bare and s.enum is not None else {"type": s.type}
     if s.type == "array":
         prop["items"] = {"type": s.items}
         if s.items == "string" and s.file is None:
             prop["items"]["maxLength"] = DEFAULT_MAX_TEXT_CHARS
     if s.fields is not None:
         members = prop["items"] if s.type == "array" else prop
-        members["properties"] = {member.name: _json_property(member) for member in s.fields}
+        members["properties"] = {member.name: _json_property(member, bare=bare) for member in s.fields}
         required = [member.name for member in s.fields if member.required]
         if required:
             members["required"] = required
-        members["additionalProperties"] = False
+        if not bare:
+            members["additionalProperties"] = False
     if s.enum is not None:
         prop["enum"] = s.enum
     for key, value in (
@@ -482,11 +481,11 @@ def _json_property(s: InputSpec) -> dict[str, Any]:
         ("minItems", s.min_items),
         ("maxItems", item_limit(s)),
         ("pattern", s.pattern),
-        ("default", None if s.advanced else s.default),
+        ("default", None if bare or s.default is False else s.default),  # a flag left out is off
     ):
         if value is not None:
             prop[key] = int(value) if isinstance(value, float) and value.is_integer() else value
-    if not s.advanced:
+    if not bare and s.description:
         prop["description"] = s.description
     return prop
 

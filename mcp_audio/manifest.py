@@ -25,7 +25,9 @@ class InputSpec(_Strict):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     type: InputType
-    description: str
+    # Left out where the name says it all in its tool (`text` of a TTS tool): tools/list is paid
+    # for in every conversation.
+    description: str = ""
     required: bool = False
     default: Any = None
     enum: list[Any] | None = None

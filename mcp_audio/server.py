@@ -227,15 +227,13 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
         fn_metadata=FuncMetadata(arg_model=_RawArguments),
         is_async=True,
         context_kwarg="ctx",
-        # Not read-only, not destructive (it creates new files), open-world unless it runs locally.
+        # Not destructive (it creates new files), open-world unless it runs locally; the spec's
+        # defaults (not read-only, open-world) go unsaid: tools/list is paid for in every conversation,
+        # and a tool's provider and endpoints are in audio://catalog.
         annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, open_world_hint=not capability.upstream.local
+            destructive_hint=False, open_world_hint=False if capability.upstream.local else None
         ),
-        meta={
-            "mcp-audio/provider": capability.provider,
-            "mcp-audio/endpoints": spec.all_endpoints,
-            **_player_meta(spec.kind if spec.kind != "post" or "audio" in spec.files else "none"),
-        },
+        meta=_player_meta(spec.kind if spec.kind != "post" or "audio" in spec.files else "none") or None,
     )
 
 

@@ -402,14 +402,12 @@ async def test_tools_list_shows_the_eigen_tools_without_sse(eigen_client: Client
     eigen = {name: tool for name, tool in tools.items() if name.startswith("eigen_")}
     assert set(eigen) == {*TTS_TOOLS, "eigen_transcribe", "eigen_upload_voice"}
     for tool in eigen.values():
-        assert tool.meta is not None and tool.meta["mcp-audio/provider"] == "eigen"
         assert "stream" not in json.dumps(tool.input_schema)
     higgs = eigen["eigen_higgs_tts"].input_schema
     assert higgs["required"] == ["text"]
     assert higgs["properties"]["advanced"]["properties"]["voice_settings"] == {
         "type": "object",
-        "properties": {"speed": {"type": "number", "description": "Default 1.0"}},
-        "additionalProperties": False,
+        "properties": {"speed": {"type": "number"}},  # advanced members are bare, to save context
     }
     upload = eigen["eigen_upload_voice"].input_schema
     assert upload["required"] == ["voice_reference_url", "model"]
