@@ -46,6 +46,7 @@ from mcp_audio.results import job_result
 from mcp_audio.state import AppState, Runtime
 from mcp_audio.store import Job, JobStore
 from mcp_audio.tokens import TokenFile
+from mcp_audio.toolsets import DYNAMIC, add_dynamic_toolsets
 from mcp_audio.uploads import Uploads
 
 log = logging.getLogger("mcp_audio.server")
@@ -147,6 +148,8 @@ def build_server(
         extensions=[_player(settings)],
         middleware=[RateLimit(settings.rate_limit_per_minute)] if settings.rate_limit_per_minute else None,
     )
+    if settings.toolsets == DYNAMIC:  # tools/list starts small; families are enabled at run time (toolsets.py)
+        add_dynamic_toolsets(server, exposed)
     add_resources(server, runtime, catalog, exposed)
     add_prompts(server, {cap.name for cap in exposed})
     add_completions(server, runtime, catalog)
