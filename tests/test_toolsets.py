@@ -16,6 +16,7 @@ from mcp_types import ToolListChangedNotification
 from mcp_audio.config import Settings
 from mcp_audio.toolsets import DynamicToolsets
 from tests.helpers import CATALOG, make_wav, server, text_of
+from tests.http_harness import add_token, http_server, mcp_client
 
 pytestmark = pytest.mark.anyio
 
@@ -92,6 +93,18 @@ async def test_a_tool_not_listed_yet_can_still_be_called(dynamic: Settings, rec_
     async with Client(server(dynamic)) as client:
         result = await client.call_tool("audio_info", {"audio_url": str(rec_dir / "a.wav")})
     assert not result.is_error, text_of(result)
+
+
+async def test_over_http_each_caller_enables_its_own_families(settings: Settings) -> None:
+    alice, bob = add_token(settings, "alice"), add_token(settings, "bob")
+    with http_server(settings, extra_env={"MCP_AUDIO_TOOLSETS": "dynamic"}) as served:
+        async with mcp_client(served.mcp, alice) as as_alice:
+            await as_alice.call_tool("enable_toolset", {"toolset": "post"})
+            alice_tools = names(await as_alice.list_tools())
+        async with mcp_client(served.mcp, bob) as as_bob:
+            bob_tools = names(await as_bob.list_tools())
+    assert "audio_join" in alice_tools and "whisper_transcribe" not in alice_tools
+    assert bob_tools == JOB_TOOLS | {"enable_toolset"}
 
 
 def test_families_are_kept_apart_per_caller() -> None:
