@@ -34,6 +34,8 @@ async def main() -> None:
     for toolset in TOOLSETS:
         subset = await tool_sizes(toolset)
         print(f"MCP_AUDIO_TOOLSETS={toolset}: {len(subset)} tools (incl. 3 job tools), ~{sum(subset.values())} tokens")
+    start = await tool_sizes("dynamic")
+    print(f"MCP_AUDIO_TOOLSETS=dynamic: {len(start)} tools at the start, ~{sum(start.values())} tokens")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,10 +20,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from mcp_audio.errors import InvalidArguments, ManifestError
-from mcp_audio.manifest import Example, InputSpec, ManifestFile, ToolSpec, VoiceFamily
+from mcp_audio.manifest import ADVANCED_GROUP, Example, InputSpec, ManifestFile, ToolSpec, VoiceFamily
 from mcp_audio.providers.registry import UPSTREAMS, Shape, Upstream
 
-ADVANCED = "advanced"
+log = logging.getLogger("mcp_audio.catalog")
+
+ADVANCED = ADVANCED_GROUP
 # Unknown arguments are refused, and so are "Infinity" and "NaN": no upstream field takes them.
 _ARGUMENTS_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -45,6 +48,8 @@ def item_limit(spec: InputSpec) -> int | None:
     if spec.type != "array":
         return None
     return spec.max_items if spec.max_items is not None else DEFAULT_MAX_ITEMS
+
+
 _PY_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
 
 
@@ -126,6 +131,7 @@ class Capability:
         Only the arguments the caller gave are sent: the upstream applies its own defaults, so
         a documented request body passes through unchanged.
         """
+        arguments = self._renamed(arguments)
         try:
             model = self.input_model.model_validate(self._unquote_json(arguments))
         except ValidationError as exc:
@@ -167,6 +173,22 @@ class Capability:
         advanced = {k: v for k, v in request.items() if k in self.inputs and self.inputs[k].advanced}
         shaped = {k: v for k, v in request.items() if k not in advanced}
         return shaped | ({ADVANCED: advanced} if advanced else {})
+
+    def _renamed(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Deprecated argument names (manifest `old_names`) as their new names, for one release."""
+        out = dict(arguments)
+        for spec in self.spec.inputs:
+            for old in spec.old_names:
+                if old not in out:
+                    continue
+                if spec.name in out:
+                    raise InvalidArguments(
+                        f"`{old}` and `{spec.name}`: the same argument twice (`{old}` is its old name); "
+                        f"give only `{spec.name}`."
+                    )
+                log.info("%s: deprecated argument name `%s` used; it is now `%s`", self.name, old, spec.name)
+                out[spec.name] = out.pop(old)
+        return out
 
     def _unquote_json(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Some clients send lists and objects as JSON text; accept them as what they encode."""
@@ -418,14 +440,11 @@ def _pydantic_field(spec: InputSpec) -> tuple[Any, Any]:
 def _json_schema(spec: ToolSpec) -> dict[str, Any]:
     """A compact JSON schema (no titles, no $defs): it is sent into every conversation."""
     properties = {s.name: _json_property(s) for s in spec.inputs if not s.advanced}
-    advanced = {s.name: _json_property(s) for s in spec.inputs if s.advanced}
+    advanced = {s.name: _json_property(s, bare=True) for s in spec.inputs if s.advanced}
     if advanced:
-        properties[ADVANCED] = {
-            "type": "object",
-            "properties": advanced,
-            "additionalProperties": False,
-            "description": "Optional tuning; checked on call",
-        }
+        # Bare, to save context: no description (its name says it), and no additionalProperties
+        # (its members are listed; another is refused by name, with the allowed ones).
+        properties[ADVANCED] = {"properties": advanced}  # an object by its properties: no type, to save bytes
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     required = [s.name for s in spec.inputs if s.required]
     if required:
@@ -434,21 +453,23 @@ def _json_schema(spec: ToolSpec) -> dict[str, Any]:
     return schema
 
 
-def _json_property(s: InputSpec) -> dict[str, Any]:
-    """An input's schema: every bound validation enforces; advanced inputs (grouped to save
-    context) without their descriptions and defaults."""
-    prop: dict[str, Any] = {"type": s.type}
+def _json_property(s: InputSpec, *, bare: bool = False) -> dict[str, Any]:
+    """An input's schema: every bound validation enforces; `bare` (advanced inputs, grouped to
+    save context, and their members) without descriptions and defaults."""
+    # An enum's values say its type.
+    prop: dict[str, Any] = {} if s.enum is not None else {"type": s.type}
     if s.type == "array":
         prop["items"] = {"type": s.items}
         if s.items == "string" and s.file is None:
             prop["items"]["maxLength"] = DEFAULT_MAX_TEXT_CHARS
     if s.fields is not None:
         members = prop["items"] if s.type == "array" else prop
-        members["properties"] = {member.name: _json_property(member) for member in s.fields}
+        members["properties"] = {member.name: _json_property(member, bare=bare) for member in s.fields}
         required = [member.name for member in s.fields if member.required]
         if required:
             members["required"] = required
-        members["additionalProperties"] = False
+        if not bare:
+            members["additionalProperties"] = False
     if s.enum is not None:
         prop["enum"] = s.enum
     for key, value in (
@@ -460,11 +481,11 @@ def _json_property(s: InputSpec) -> dict[str, Any]:
         ("minItems", s.min_items),
         ("maxItems", item_limit(s)),
         ("pattern", s.pattern),
-        ("default", None if s.advanced else s.default),
+        ("default", None if bare or s.default is False else s.default),  # a flag left out is off
     ):
         if value is not None:
             prop[key] = int(value) if isinstance(value, float) and value.is_integer() else value
-    if not s.advanced:
+    if not bare and s.description:
         prop["description"] = s.description
     return prop
 

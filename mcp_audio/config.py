@@ -127,7 +127,8 @@ class ServerSettings(BaseSettings):
     toolsets: str = Field(
         "all",
         description="expose a subset: a comma list of `tts` (speech and voice cloning), `stt`, `music`, `sfx`, "
-        "`edit`, `post` (join, mix, master, trim, info, subtitles: local, no key); the job tools are always there",
+        "`edit`, `post` (join, mix, master, trim, info, subtitles: local, no key); the job tools are always there. "
+        "`dynamic`: tools/list starts with the job tools and `enable_toolset`, which adds a family at run time",
     )
 
     public_url: str | None = Field(
@@ -184,11 +185,11 @@ class ServerSettings(BaseSettings):
     @classmethod
     def _known_toolsets(cls, value: str) -> str:
         names = {name.strip() for name in value.split(",") if name.strip()}
-        unknown = names - {*TOOLSETS, "all"}
-        if unknown or not names:
+        unknown = names - {*TOOLSETS, "all", "dynamic"}
+        if unknown or not names or ("dynamic" in names and len(names) > 1):
             raise ValueError(
                 f"unknown toolset(s) {sorted(unknown) or value!r}; "
-                f"allowed: all, or a comma list of {', '.join(TOOLSETS)}"
+                f"allowed: all, dynamic, or a comma list of {', '.join(TOOLSETS)}"
             )
         return ",".join(sorted(names))
 
@@ -196,7 +197,8 @@ class ServerSettings(BaseSettings):
     def enabled_kinds(self) -> set[str]:
         """Capability kinds of the enabled toolsets."""
         names = set(self.toolsets.split(","))
-        chosen = TOOLSETS if "all" in names else {name: TOOLSETS[name] for name in names}
+        # dynamic: every tool is served, tools/list shows the enabled families (mcp_audio/toolsets.py)
+        chosen = TOOLSETS if names & {"all", "dynamic"} else {name: TOOLSETS[name] for name in names}
         return {kind for kinds in chosen.values() for kind in kinds}
 
     def input_roots(self, transport: str = "stdio") -> list[Path]:

@@ -1,10 +1,13 @@
-"""`mcp-audio doctor`: is each upstream configured and reachable, are the folders writable.
+"""`mcp-audio doctor`: is each upstream configured and reachable (every URL it is configured
+with), are the data and output folders writable and the allowed folders readable.
 
-Keys are reported as set or missing, never shown.
+Keys are reported as set or missing, never shown, and sent only where the upstream's own
+checks send them (its first URL); its other URLs get a plain request, which any answer passes.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +17,7 @@ import anyio
 from mcp_audio.config import ServerSettings
 from mcp_audio.errors import AuthenticationFailed, McpAudioError
 from mcp_audio.providers.base import VerifiesKey
-from mcp_audio.providers.registry import UPSTREAMS, Upstream
+from mcp_audio.providers.registry import UPSTREAMS, Upstream, UrlSetting
 from mcp_audio.redaction import redact
 
 
@@ -47,8 +50,10 @@ async def run_checks(settings: ServerSettings) -> list[Check]:
             checks.append(Check(f"{name} upstream", "fail", f"{url}: {message}"))
         finally:
             await provider.aclose()
+        checks.extend([await _reachable(upstream, setting, settings) for setting in upstream.urls[1:]])
     for label, folder in (("data folder", settings.data_dir), ("output folder", settings.output_dir)):
         checks.append(_writable(label, folder))
+    checks.extend(_allowed_folders(settings))
     secrets = settings.secrets()
     return [Check(check.name, check.status, redact(check.detail, secrets)) for check in checks]
 
@@ -77,6 +82,46 @@ async def _verify_key(provider: object, upstream: Upstream) -> Check:
     except (McpAudioError, TimeoutError) as exc:
         return Check(label, "fail", f"{upstream.key_env} could not be checked: {exc or 'no answer within 15 s'}")
     return Check(label, "pass", f"{upstream.key_env} {detail}")
+
+
+async def _reachable(upstream: Upstream, setting: UrlSetting, settings: ServerSettings) -> Check:
+    """A further base URL of an upstream (fal's run, REST and CDN hosts): does anything answer."""
+    import httpx
+
+    from mcp_audio.providers._http import http_client
+
+    value = settings.url_of(upstream, setting.param)
+    if not setting.param.endswith("url"):  # a host name sent as a header, not a URL
+        return Check(f"{upstream.name} {setting.param}", "pass", f"{setting.env} is {value}")
+    label = f"{upstream.name} {setting.param.removesuffix('_url')} URL"
+    if not value.startswith(("https://", "http://")):
+        return Check(label, "fail", f"{setting.env}={value}: not an http(s) URL")
+    try:
+        async with http_client(timeout=httpx.Timeout(URL_TIMEOUT_S)) as http:
+            response = await http.get(value)
+    except httpx.HTTPError as exc:
+        return Check(label, "fail", f"{setting.env}={value}: could not be reached ({type(exc).__name__})")
+    return Check(label, "pass", f"{setting.env}={value}: reachable (HTTP {response.status_code})")
+
+
+URL_TIMEOUT_S = 10.0
+
+
+def _allowed_folders(settings: ServerSettings) -> list[Check]:
+    """The folders local file inputs are read from: each must be a readable folder."""
+    roots = settings.input_roots("stdio")
+    source = "MCP_AUDIO_ALLOWED_DIRS" if settings.allowed_dirs is not None else "default; over HTTP none"
+    if not roots:
+        return [Check("allowed folders", "skip", f"none ({source}): local file inputs are refused")]
+    checks = []
+    for root in roots:
+        if not root.is_dir():
+            checks.append(Check("allowed folder", "fail", f"{root} ({source}): no such folder"))
+        elif not os.access(root, os.R_OK | os.X_OK):
+            checks.append(Check("allowed folder", "fail", f"{root} ({source}): not readable"))
+        else:
+            checks.append(Check("allowed folder", "pass", f"{root} ({source}) is readable"))
+    return checks
 
 
 def _writable(label: str, folder: Path) -> Check:

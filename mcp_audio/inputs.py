@@ -160,21 +160,23 @@ class InputResolver:
         body = dict(call.body)
         parts: dict[str, FileBytes] = {}
         local = await self._resolve_local(capability, body, provider, roots)
+        # The body is keyed by upstream field names (`sent_name`); messages name the tool's argument.
         for spec in capability.file_inputs:
-            value = body.get(spec.name)
+            key = spec.sent_name
+            value = body.get(key)
             if not isinstance(value, str) or spec.sent_as == "path":
                 continue
             _check_reference(spec.name, value, provider.max_upload_bytes)
             if spec.sent_as == "part":
-                parts[spec.name] = await self._read(spec, value, provider, roots)
-                del body[spec.name]
+                parts[key] = await self._read(spec, value, provider, roots)
+                del body[key]
             elif not is_url(value) and not (value.startswith("data:") and capability.upstream.reads_data_uris):
                 file = await self._read(spec, value, provider, roots)
                 reference = await self._upload(call.endpoint, file, provider)
-                target = spec.uploaded_as or spec.name
-                if target != spec.name and target in body:
-                    raise InvalidArguments(f"`{spec.name}`: give a file or `{target}`, not both.")
-                del body[spec.name]
+                target = capability.inputs[spec.uploaded_as].sent_name if spec.uploaded_as else key
+                if target != key and target in body:
+                    raise InvalidArguments(f"`{spec.name}`: give a file or `{spec.uploaded_as}`, not both.")
+                del body[key]
                 body[target] = reference
         return UpstreamRequest(
             endpoint=call.endpoint,
@@ -196,9 +198,10 @@ class InputResolver:
         made: list[LocalFile] = []
         try:
             for spec in capability.spec.inputs:
-                value = body.get(spec.name)
+                key = spec.sent_name
+                value = body.get(key)
                 if spec.job is not None and isinstance(value, str):
-                    local[spec.name] = transcript_of(self._store, spec.name, value, self._principal)
+                    local[key] = transcript_of(self._store, spec.name, value, self._principal)
                 if spec.sent_as != "path" or value is None:
                     continue
                 items = value if isinstance(value, list) else [value]
@@ -207,10 +210,10 @@ class InputResolver:
                     field = f"{spec.name}[{i}]" if isinstance(value, list) else spec.name
                     files.append(await self._local_file(spec, field, str(item), provider, roots))
                     made.append(files[-1])
-                local[spec.name] = files if isinstance(value, list) else files[0]
+                local[key] = files if isinstance(value, list) else files[0]
                 # The row keeps where each file came from, not a data: URI's content.
                 sources = [file.source for file in files]
-                body[spec.name] = sources if isinstance(value, list) else sources[0]
+                body[key] = sources if isinstance(value, list) else sources[0]
         except BaseException:
             for file in made:
                 if file.temporary:
@@ -274,8 +277,8 @@ class InputResolver:
             _check_size(spec.name, value[:100], len(data), limit, upstream)
             content_type = check_kind(spec.name, value, data[:64], spec.file)
             return FileBytes(name=local.path.name, data=data, content_type=content_type, source=value)
-        if value.startswith("data:"):
-            return decode_data_uri(spec.name, value, max_bytes=limit, upstream=upstream)
+        if value.startswith("data:"):  # named after the upstream field, as before an argument's rename
+            return decode_data_uri(spec.name, value, max_bytes=limit, upstream=upstream, stem=spec.sent_name)
         if is_url(value):
             return await download_input(self._http(), spec.name, value, max_bytes=limit, upstream=upstream)
         assert spec.file is not None
@@ -327,7 +330,8 @@ def _check_size(field: str, where: str, size: int, max_bytes: int, upstream: str
         )
 
 
-def decode_data_uri(field: str, uri: str, *, max_bytes: int, upstream: str) -> FileBytes:
+def decode_data_uri(field: str, uri: str, *, max_bytes: int, upstream: str, stem: str | None = None) -> FileBytes:
+    """The file a data: URI holds, named `stem` (default: the field) with its type's extension."""
     header, comma, payload = uri.removeprefix("data:").partition(",")
     if not comma:
         raise InvalidArguments(f"`{field}`: not a valid data: URI (no comma before the data).")
@@ -338,7 +342,8 @@ def decode_data_uri(field: str, uri: str, *, max_bytes: int, upstream: str) -> F
         raise InvalidArguments(f"`{field}`: the data: URI's base64 is invalid ({exc}).") from exc
     _check_size(field, "the data: URI", len(data), max_bytes, upstream)
     content_type = params[0].lower() or _content_type(data, "")
-    return FileBytes(name=f"{field}{extension_for(content_type)}", data=data, content_type=content_type, source="data:")
+    name = f"{stem or field}{extension_for(content_type)}"
+    return FileBytes(name=name, data=data, content_type=content_type, source="data:")
 
 
 async def download_input(http: httpx.AsyncClient, field: str, url: str, *, max_bytes: int, upstream: str) -> FileBytes:

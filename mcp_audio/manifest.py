@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 InputType = Literal["string", "integer", "number", "boolean", "array", "object"]
 Kind = Literal["tts", "clone", "stt", "music", "sfx", "edit", "post"]
+ADVANCED_GROUP = "advanced"  # the optional object holding the inputs marked `advanced = true`
 PriceUnit = Literal["request", "1000_characters", "input_minute", "second", "output_second"]
 
 
@@ -24,7 +25,9 @@ class InputSpec(_Strict):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     type: InputType
-    description: str
+    # Left out where the name says it all in its tool (`text` of a TTS tool): tools/list is paid
+    # for in every conversation.
+    description: str = ""
     required: bool = False
     default: Any = None
     enum: list[Any] | None = None
@@ -52,9 +55,14 @@ class InputSpec(_Strict):
     max_duration_s: float | None = None
     fields: list[InputSpec] | None = None  # the members of an object input (or of each list element)
     encode: Literal["json"] | None = None  # "json": an object sent upstream as a JSON string (form fields)
-    # The upstream field this input fills when not one of the same name: a dot path into an
-    # object (MiniMax's voice is `voice_setting.voice_id`), so the agent sees a flat input.
-    upstream_name: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+    # The upstream field this input fills when not one of the same name: another name (a file
+    # input named `audio_url` like every file input, sent as Eigen's multipart part `file`), or a
+    # dot path into an object (MiniMax's voice is `voice_setting.voice_id`), so the agent sees a
+    # flat input.
+    upstream_name: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+    # Deprecated names of this input, still accepted for one release after a rename (not in the
+    # schema; a call giving an old and the new name is refused naming both).
+    old_names: list[str] = Field(default_factory=list)
     # Only these choices of the tool's endpoint input take it (e.g. eleven-v3 has no `speed`);
     # given with another choice, the call is refused naming the input. None: every endpoint.
     models: list[str] | None = None
@@ -65,10 +73,17 @@ class InputSpec(_Strict):
     # with segment or word timings).
     job: Literal["transcript"] | None = None
 
+    @property
+    def sent_name(self) -> str:
+        """The key of this input in the upstream request: a file input's field or multipart part."""
+        return self.upstream_name or self.name
+
     @model_validator(mode="after")
     def _advanced_is_upstream(self) -> InputSpec:
         if self.advanced and (self.required or not self.upstream):
             raise ValueError("an advanced input must be optional and sent upstream")
+        if self.advanced and self.old_names:
+            raise ValueError("`old_names` apply to inputs outside `advanced` only")
         return self
 
     @model_validator(mode="after")
@@ -88,6 +103,8 @@ class InputSpec(_Strict):
             raise ValueError("`null_value` applies to string inputs only")
         if self.file is not None and self.type == "array" and (self.items != "string" or self.sent_as != "path"):
             raise ValueError('a list of files needs `items = "string"` and `sent_as = "path"`')
+        if self.file is not None and self.upstream_name is not None and "." in self.upstream_name:
+            raise ValueError("a file input's `upstream_name` is a field name, not a dot path")
         if self.job is not None and (self.type != "string" or self.file is not None):
             raise ValueError("`job` applies to string inputs that are not files")
         if self.required and self.default is not None:
@@ -188,10 +205,16 @@ class ToolSpec(_Strict):
     @model_validator(mode="after")
     def _endpoints_and_inputs(self) -> ToolSpec:
         names = [spec.name for spec in self.inputs]
-        if "advanced" in names:
+        if ADVANCED_GROUP in names:
             raise ValueError("`advanced` is reserved for the group of inputs marked `advanced = true`")
         if len(names) != len(set(names)):
             raise ValueError(f"duplicate input names in {names}")
+        old = [old for spec in self.inputs for old in spec.old_names]
+        if len(old) != len(set(old)) or set(old) & set(names) or ADVANCED_GROUP in old:
+            raise ValueError(f"old names {old} must differ from each other and from the inputs {names}")
+        sent = [spec.sent_name for spec in self.inputs if spec.upstream]
+        if len(sent) != len(set(sent)):
+            raise ValueError(f"two inputs are sent upstream as the same field: {sent}")
         if (self.endpoint is None) == (self.endpoints is None):
             raise ValueError("give exactly one of `endpoint` or `endpoints` (with `endpoint_input`)")
         if self.endpoints is not None:

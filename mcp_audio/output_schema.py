@@ -30,13 +30,18 @@ def job_schema(
     a clone tool's `saved_voice`. `typed` also types `job_id` and lists the statuses (on the
     three job tools; the many capability tools leave it to `required`, to stay short)."""
     properties: dict[str, Any] = {"job_id": _STRING, "status": STATUS} if typed else {}
-    if files:
+    if files and typed:  # every capability tool's files have the one shape the README gives
         properties["files"] = {"type": "array", "items": _FILE}
     if output_fields:
-        properties["output"] = {"type": "object", "properties": output_fields}
+        properties["output"] = {"properties": output_fields}
     if saves_voice:
         properties["saved_voice"] = _STRING
-    return {"type": "object", "properties": properties, "required": ["job_id", "status"]}
+    # The many capability tools state only what their manifest adds (the README gives the job
+    # shape); the three job tools type it in full. Each byte here is in every conversation.
+    schema: dict[str, Any] = {"type": "object", "required": ["job_id", "status"]} if typed else {"type": "object"}
+    if properties:
+        schema["properties"] = properties
+    return schema
 
 
 def capability_schema(capability: Capability) -> dict[str, Any]:

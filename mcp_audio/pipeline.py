@@ -55,9 +55,9 @@ class CallPipeline:
         if self._uploads is None:
             return roots
         for spec in capability.file_inputs:
-            value = body.get(spec.name)
+            value = body.get(spec.sent_name)  # the body is keyed by upstream field names
             if isinstance(value, str) and value.startswith(SCHEME):
-                body[spec.name] = str(self._uploads.resolve(principal, spec.name, value))
+                body[spec.sent_name] = str(self._uploads.resolve(principal, spec.name, value))
                 roots = [*roots, self._uploads.folder(principal)]
         return roots
 

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import mimetypes
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp_types import ReadResourceResult
 
 from mcp_audio.auth import current_principal
 from mcp_audio.catalog import Capability, Catalog
 from mcp_audio.errors import McpAudioError
 from mcp_audio.jobs import not_found_message
+from mcp_audio.manifest import VoiceFamily
 from mcp_audio.providers.base import VoiceCatalog
 from mcp_audio.redaction import redact
-from mcp_audio.results import job_result
+from mcp_audio.results import OutputFile, job_result
 from mcp_audio.state import AppState, Runtime
 
 
@@ -37,7 +42,7 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
     for family_name, family in catalog.voice_families.items():
         if live and family_name == VOICE_API_FAMILY:
             continue  # its voices are the upstream's live list: a static copy would shadow it
-        _add_voice_family(server, family_name, family.model_dump())
+        _add_voice_family(server, family_name, family, _voice_users(exposed, family_name))
 
     @server.resource(
         "voices://cloned",
@@ -81,26 +86,72 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         name="saved-file",
         title="Saved output file",
         mime_type="application/octet-stream",
-        description="The bytes of an output file this server saved, for clients on another machine.",
+        description="The bytes of an output file this server saved, for clients on another machine; "
+        "read with the file's own type (audio/wav, audio/mpeg, ...).",
     )
     def saved_file(job_id: str, name: str) -> bytes:
-        job = runtime.get().store.get_job(job_id, current_principal())
-        files = job.result.files if job and job.result else []
-        # Only paths the job itself recorded are served: the name is a key, never a path.
-        path = next((f.path for f in files if f.file_name == name and f.path), None)
-        if path is None:
+        item = _saved(runtime, job_id, name)
+        if item is None or item.path is None:
             raise ResourceNotFoundError(f"No saved file '{name[:100]}' for job '{job_id[:64]}'")
-        return Path(path).read_bytes()
+        return Path(item.path).read_bytes()
+
+    # A template declares one type for all its resources; each file's read gets its own.
+    server.middleware.append(_SavedFileTypes(runtime))
 
 
+def _saved(runtime: Runtime, job_id: str, name: str) -> OutputFile | None:
+    """A file the caller's job saved. Only paths the job itself recorded are served: the name is
+    a key, never a path."""
+    job = runtime.get().store.get_job(job_id, current_principal())
+    files = job.result.files if job and job.result else []
+    return next((f for f in files if f.file_name == name and f.path), None)
+
+
+class _SavedFileTypes:
+    """Middleware: a `files://` read answers with the saved file's content type."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        uri = str((ctx.params or {}).get("uri", ""))
+        if ctx.method != "resources/read" or not uri.startswith(SAVED_FILES):
+            return result
+        job_id, _, name = uri.removeprefix(SAVED_FILES).partition("/")
+        item = _saved(self._runtime, unquote(job_id), unquote(name))
+        content_type = (item.content_type if item is not None else None) or mimetypes.guess_type(name)[0]
+        if content_type is None:
+            return result
+        if isinstance(result, ReadResourceResult):
+            contents = [content.model_copy(update={"mime_type": content_type}) for content in result.contents]
+            return result.model_copy(update={"contents": contents})
+        if isinstance(result, dict) and isinstance(result.get("contents"), list):  # the result as sent
+            return result | {"contents": [c | {"mimeType": content_type} for c in result["contents"]]}
+        return result
+
+
+SAVED_FILES = "files://"
 VOICE_API_FAMILY = "voice-api"
 
 
 def _add_voice_api_models(server: MCPServer[AppState], runtime: Runtime) -> None:
+    # Listed as a resource (resources/list shows no templates) and as a template for filters.
     @server.resource(
-        "voices://voice-api{?title,language,tag,sort}",
+        "voices://voice-api",
         name="voices-voice-api",
         title="Voice API voice models",
+        mime_type="application/json",
+        description="The Voice API's voice models (live, GET /v1/models), for voice_api_tts model_ids. "
+        "Cached for 5 minutes.",
+    )
+    async def all_voice_api_models() -> str:
+        return await voice_api_models()
+
+    @server.resource(
+        "voices://voice-api{?title,language,tag,sort}",
+        name="voices-voice-api-search",
+        title="Voice API voice models, filtered",
         mime_type="application/json",
         description="Voice models for voice_api_tts model_ids (GET /v1/models): filter by title (fuzzy), "
         "language, tag, sort. Cached for 5 minutes.",
@@ -119,16 +170,32 @@ def _add_voice_api_models(server: MCPServer[AppState], runtime: Runtime) -> None
         return json.dumps(models, indent=1)
 
 
-def _add_voice_family(server: MCPServer[AppState], name: str, family: dict[str, Any]) -> None:
+def _voice_users(exposed: list[Capability], family: str) -> list[str]:
+    """ "`voice` of qwen3_tts": each offered tool's argument that takes this family's voices."""
+    return [
+        f"`{cap.spec.voice.input}` of {cap.name}"
+        for cap in exposed
+        if cap.spec.voice and cap.spec.voice.family == family
+    ]
+
+
+def _add_voice_family(server: MCPServer[AppState], name: str, family: VoiceFamily, users: list[str]) -> None:
+    where = f" for {', '.join(users)}" if users else ""
+    if family.presets:
+        description = f"{len(family.presets)} preset voices{where}: each one's name and notes."
+    else:
+        description = f"No presets: voices saved by clone tools (voices://cloned) go by name{where}."
+    body = family.model_dump()
+
     @server.resource(
         f"voices://{name}",
         name=f"voices-{name}",
-        title=family["title"],
+        title=family.title,
         mime_type="application/json",
-        description=f"{family['title']}: each preset's name and notes, for the `voice` argument.",
+        description=description,
     )
     def voices() -> str:
-        return json.dumps(family, indent=1)
+        return json.dumps(body, indent=1)
 
 
 def catalog_entries(capabilities: Iterable[Capability]) -> list[dict[str, Any]]:

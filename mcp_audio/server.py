@@ -49,6 +49,7 @@ from mcp_audio.state import AppState, Runtime
 from mcp_audio.store import Job, JobStore
 from mcp_audio.tasks import Tasks, started_as_task
 from mcp_audio.tokens import TokenFile
+from mcp_audio.toolsets import DYNAMIC, add_dynamic_toolsets
 from mcp_audio.uploads import Uploads
 
 log = logging.getLogger("mcp_audio.server")
@@ -153,6 +154,8 @@ def build_server(
         extensions=[_player(settings), tasks.extension()],
         middleware=[RateLimit(settings.rate_limit_per_minute)] if settings.rate_limit_per_minute else None,
     )
+    if settings.toolsets == DYNAMIC:  # tools/list starts small; families are enabled at run time (toolsets.py)
+        add_dynamic_toolsets(server, exposed)
     add_resources(server, runtime, catalog, exposed)
     add_prompts(server, {cap.name for cap in exposed})
     add_completions(server, runtime, catalog)
@@ -239,15 +242,14 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
         fn_metadata=FuncMetadata(arg_model=_RawArguments, output_schema=capability_schema(capability)),
         is_async=True,
         context_kwarg="ctx",
-        # Not read-only, not destructive (it creates new files), open-world unless it runs locally.
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, open_world_hint=not capability.upstream.local
-        ),
-        meta={
-            "mcp-audio/provider": capability.provider,
-            "mcp-audio/endpoints": spec.all_endpoints,
-            **_player_meta(spec.kind if spec.kind != "post" or "audio" in spec.files else "none"),
-        },
+        # The spec's defaults go unsaid (tools/list is paid for in every conversation; a tool's
+        # provider and endpoints are in audio://catalog): an upstream tool is open-world and, as
+        # it spends money, left to hosts' confirmation of destructive tools. A local one is
+        # closed-world and not destructive (it only writes new files).
+        annotations=ToolAnnotations(destructive_hint=False, open_world_hint=False)
+        if capability.upstream.local
+        else None,
+        meta=_player_meta(spec.kind if spec.kind != "post" or "audio" in spec.files else "none") or None,
     )
 
 

@@ -135,9 +135,9 @@ async def test_file_parts_are_named_as_the_api_names_them(
     clip, sample = make_wav(5.0), make_wav(3.0, rate=22050)
     (rec_dir / "prompt.wav").write_bytes(clip)
     (rec_dir / "sample.wav").write_bytes(sample)
-    chatter = await eigen_client.call_tool("eigen_chatterbox_tts", {"text": "Hi.", "audio_prompt_file": "prompt.wav"})
+    chatter = await eigen_client.call_tool("eigen_chatterbox_tts", {"text": "Hi.", "audio_prompt_url": "prompt.wav"})
     higgs = await eigen_client.call_tool(
-        "eigen_higgs_tts", {"text": "Hi.", "voice_reference_file": str(rec_dir / "sample.wav")}
+        "eigen_higgs_tts", {"text": "Hi.", "voice_reference_url": str(rec_dir / "sample.wav")}
     )
     assert not chatter.is_error, text_of(chatter)
     assert not higgs.is_error, text_of(higgs)
@@ -208,7 +208,7 @@ async def test_local_recording_is_transcribed_from_its_exact_bytes(
 ) -> None:
     recording = make_wav(2.0)
     (rec_dir / "talk.wav").write_bytes(recording)
-    result = await eigen_client.call_tool("eigen_transcribe", {"file": "talk.wav", "language": "de"})
+    result = await eigen_client.call_tool("eigen_transcribe", {"audio_url": "talk.wav", "language": "de"})
     body = body_of(result)
     assert "Transcript:\nHello from the fake Eigen transcriber." in text_of(result)
     assert body["files"] == []
@@ -225,7 +225,7 @@ async def test_local_recording_is_transcribed_from_its_exact_bytes(
 
 async def test_plain_text_transcripts(eigen_client: Client, fake_eigen: FakeEigen, rec_dir: Path) -> None:
     (rec_dir / "talk.wav").write_bytes(make_wav(1.0))
-    result = await eigen_client.call_tool("eigen_transcribe", {"file": "talk.wav", "response_format": "text"})
+    result = await eigen_client.call_tool("eigen_transcribe", {"audio_url": "talk.wav", "response_format": "text"})
     assert body_of(result)["output"] == {"text": "Hello from the fake Eigen transcriber."}
     assert fake_eigen.requests[0].form == {"model": "whisper_v3_turbo", "response_format": "text"}
 
@@ -236,8 +236,8 @@ async def test_url_and_data_uri_inputs_are_sent_as_bytes_without_the_key(
     recording = make_wav(1.0)
     url = fake_eigen.put_file("clips/talk.wav", recording, "audio/wav")
     data_uri = "data:audio/wav;base64," + base64.b64encode(recording).decode()
-    by_url = await eigen_client.call_tool("eigen_transcribe", {"file": url})
-    by_data = await eigen_client.call_tool("eigen_transcribe", {"file": data_uri})
+    by_url = await eigen_client.call_tool("eigen_transcribe", {"audio_url": url})
+    by_data = await eigen_client.call_tool("eigen_transcribe", {"audio_url": data_uri})
     assert not by_url.is_error, text_of(by_url)
     assert not by_data.is_error, text_of(by_data)
     fetch, first, second = fake_eigen.requests
@@ -274,7 +274,7 @@ async def test_uploaded_voice_is_saved_and_used_by_name_in_every_tts_tool(
     sample = make_wav(6.0)
     (rec_dir / "me.wav").write_bytes(sample)
     upload = await eigen_client.call_tool(
-        "eigen_upload_voice", {"voice_reference_file": "me.wav", "model": "chatterbox", "name": "me"}
+        "eigen_upload_voice", {"voice_reference_url": "me.wav", "model": "chatterbox", "name": "me"}
     )
     body = body_of(upload)
     [voice_id] = fake_eigen.voices
@@ -298,9 +298,9 @@ async def test_chatterbox_prompt_over_30_s_is_refused_before_any_request(
     eigen_client: Client, fake_eigen: FakeEigen, rec_dir: Path
 ) -> None:
     (rec_dir / "long.wav").write_bytes(make_wav(31.0))
-    result = await eigen_client.call_tool("eigen_chatterbox_tts", {"text": "Hi.", "audio_prompt_file": "long.wav"})
+    result = await eigen_client.call_tool("eigen_chatterbox_tts", {"text": "Hi.", "audio_prompt_url": "long.wav"})
     assert result.is_error
-    assert "`audio_prompt_file`: 'long.wav' is 31.0 s long; this input needs at most 30 s." in text_of(result)
+    assert "`audio_prompt_url`: 'long.wav' is 31.0 s long; this input needs at most 30 s." in text_of(result)
     assert fake_eigen.requests == []
 
 
@@ -317,7 +317,7 @@ async def test_a_voice_saved_by_another_upstream_is_refused_naming_the_usable_on
         refused = await client.call_tool("eigen_chatterbox_tts", {"text": "Hi.", "voice": "ann"})
         (rec_dir / "me.wav").write_bytes(make_wav(3.0))
         await client.call_tool(
-            "eigen_upload_voice", {"voice_reference_file": "me.wav", "model": "chatterbox", "name": "mine"}
+            "eigen_upload_voice", {"voice_reference_url": "me.wav", "model": "chatterbox", "name": "mine"}
         )
         again = await client.call_tool("eigen_chatterbox_tts", {"text": "Hi.", "voice": "ann"})
     assert refused.is_error and again.is_error
@@ -402,17 +402,15 @@ async def test_tools_list_shows_the_eigen_tools_without_sse(eigen_client: Client
     eigen = {name: tool for name, tool in tools.items() if name.startswith("eigen_")}
     assert set(eigen) == {*TTS_TOOLS, "eigen_transcribe", "eigen_upload_voice"}
     for tool in eigen.values():
-        assert tool.meta is not None and tool.meta["mcp-audio/provider"] == "eigen"
         assert "stream" not in json.dumps(tool.input_schema)
     higgs = eigen["eigen_higgs_tts"].input_schema
     assert higgs["required"] == ["text"]
     assert higgs["properties"]["advanced"]["properties"]["voice_settings"] == {
         "type": "object",
-        "properties": {"speed": {"type": "number", "description": "Default 1.0"}},
-        "additionalProperties": False,
+        "properties": {"speed": {"type": "number"}},  # advanced members are bare, to save context
     }
     upload = eigen["eigen_upload_voice"].input_schema
-    assert upload["required"] == ["voice_reference_file", "model"]
+    assert upload["required"] == ["voice_reference_url", "model"]
     presets = json.loads((await eigen_client.read_resource("voices://eigen-higgs")).contents[0].text)  # type: ignore[union-attr]
     assert [preset["name"] for preset in presets["presets"]] == ["Linda", "Jack"]
 

@@ -121,8 +121,7 @@ async def test_post_tools_are_listed_local_free_and_keyless(post: Client) -> Non
     for name in POST_TOOLS:
         tool = tools[name]
         assert tool.annotations is not None and tool.annotations.open_world_hint is False, name
-        assert (tool.meta or {})["mcp-audio/provider"] == "local"
-    assert tools["audio_join"].input_schema["properties"]["files"]["type"] == "array"
+    assert tools["audio_join"].input_schema["properties"]["audio_urls"]["type"] == "array"
     assert CATALOG.capabilities["audio_master"].spec.price is not None
     assert CATALOG.capabilities["audio_master"].spec.price.usd == 0
 
@@ -155,7 +154,7 @@ async def test_join_in_order_with_gaps_then_trim_a_saved_output_by_reference(pos
     parts = [
         write_wav(rec_dir / f"part{i}.wav", tone(s, f)) for i, (s, f) in enumerate([(1.0, 300), (1.5, 600), (0.5, 900)])
     ]
-    body = await call(post, "audio_join", {"files": [str(p) for p in parts], "gap_s": 0.25, "format": "wav"})
+    body = await call(post, "audio_join", {"audio_urls": [str(p) for p in parts], "gap_s": 0.25, "format": "wav"})
     item = only_file(body)
     data, rate = decode(Path(item["path"]))
     assert data.shape[1] == int(3.0 * RATE + 2 * 0.25 * RATE)
@@ -166,7 +165,7 @@ async def test_join_in_order_with_gaps_then_trim_a_saved_output_by_reference(pos
     assert level_at(data, rate, 600, 1.5, 2.5) > 0.25
     assert level_at(data, rate, 900, 3.05, 3.4) > 0.25
 
-    trimmed = await call(post, "audio_trim", {"file": item["resource"], "start_s": 1.25, "end_s": 2.75})
+    trimmed = await call(post, "audio_trim", {"audio_url": item["resource"], "start_s": 1.25, "end_s": 2.75})
     cut, _ = decode(Path(only_file(trimmed)["path"]))
     assert cut.shape[1] == int(1.5 * RATE)
     assert level_at(cut, rate, 600, 0.2, 1.3) > 0.25
@@ -176,7 +175,7 @@ async def test_join_in_order_with_gaps_then_trim_a_saved_output_by_reference(pos
 
 async def test_join_crossfade_shortens_by_the_fades(post: Client, rec_dir: Path) -> None:
     a, b = write_wav(rec_dir / "a.wav", tone(2.0)), write_wav(rec_dir / "b.wav", tone(2.0, 660))
-    body = await call(post, "audio_join", {"files": [str(a), str(b)], "crossfade_s": 0.5, "format": "flac"})
+    body = await call(post, "audio_join", {"audio_urls": [str(a), str(b)], "crossfade_s": 0.5, "format": "flac"})
     data, _ = decode(Path(only_file(body)["path"]))
     assert data.shape[1] == int(3.5 * RATE)
 
@@ -184,7 +183,7 @@ async def test_join_crossfade_shortens_by_the_fades(post: Client, rec_dir: Path)
 async def test_info_reports_what_the_file_measures(post: Client, rec_dir: Path) -> None:
     signal = np.concatenate([tone(1.0, amplitude=0.1), tone(1.0, amplitude=0.8)])
     path = write_wav(rec_dir / "steps.wav", signal)
-    body = await call(post, "audio_info", {"file": str(path), "peaks": 60})
+    body = await call(post, "audio_info", {"audio_url": str(path), "peaks": 60})
     out = body["output"]
     assert body["files"] == []
     assert out["duration_s"] == pytest.approx(2.0, abs=1e-3)
@@ -208,7 +207,7 @@ async def test_mix_fits_the_bed_to_the_voice_and_ducks_it(post: Client, rec_dir:
     on, off = tone(2.0, 1000, 0.3), np.zeros(2 * RATE)
     voice = write_wav(rec_dir / "voice.wav", np.concatenate([on, off, on, off]))
     music = write_wav(rec_dir / "music.wav", tone(3.0, 220, 0.5))
-    args = {"voice": str(voice), "music": str(music), "format": "wav", "fade_in_s": 1, "fade_out_s": 2}
+    args = {"voice_url": str(voice), "music_url": str(music), "format": "wav", "fade_in_s": 1, "fade_out_s": 2}
     body = await call(post, "audio_mix", args | {"duck_db": 12, "music_gain_db": -6})
     data, rate = decode(Path(only_file(body)["path"]))
     assert data.shape[1] == int((1 + 8 + 2) * RATE)
@@ -239,7 +238,7 @@ async def test_master_hits_loudness_and_true_peak_on_the_encoded_file(
     post: Client, rec_dir: Path, fmt: str, codec: str | None, suffix: str
 ) -> None:
     source = write_wav(rec_dir / "quiet.wav", noise(6.0, 0.02) + tone(6.0, 300, 0.02))
-    args: dict[str, Any] = {"file": str(source), "format": fmt, "loudness_lufs": -16, "true_peak_db": -1}
+    args: dict[str, Any] = {"audio_url": str(source), "format": fmt, "loudness_lufs": -16, "true_peak_db": -1}
     if codec:
         args["codec"] = codec
     body = await call(post, "audio_master", args)
@@ -255,7 +254,7 @@ async def test_master_hits_loudness_and_true_peak_on_the_encoded_file(
 async def test_master_trims_silence_to_at_most_0_6_s(post: Client, rec_dir: Path) -> None:
     signal = np.concatenate([np.zeros(3 * RATE), tone(2.0, 500, 0.2), np.zeros(4 * RATE)])
     body = await call(
-        post, "audio_master", {"file": str(write_wav(rec_dir / "padded.wav", signal)), "trim_silence": True}
+        post, "audio_master", {"audio_url": str(write_wav(rec_dir / "padded.wav", signal)), "trim_silence": True}
     )
     data, rate = decode(Path(only_file(body)["path"]))
     assert 2.0 <= data.shape[1] / rate <= 2.0 + 2 * 0.6
@@ -265,8 +264,8 @@ async def test_a_data_uri_input_sends_nothing_upstream(settings: ServerSettings,
     """Even with fal configured, a local tool's file input is not uploaded anywhere."""
     uri = "data:audio/wav;base64," + base64.b64encode(wav_bytes(tone(1.0))).decode()
     async with Client(server(settings.model_copy(update={"download": "always"}))) as client:
-        body = await call(client, "audio_info", {"file": uri})
-        mastered = await call(client, "audio_master", {"file": uri, "format": "mp3"})
+        body = await call(client, "audio_info", {"audio_url": uri})
+        mastered = await call(client, "audio_master", {"audio_url": uri, "format": "mp3"})
     assert body["output"]["duration_s"] == pytest.approx(1.0, abs=1e-3)
     assert only_file(mastered)["path"].endswith(".mp3")
     assert fake_fal.requests == []
@@ -282,12 +281,12 @@ async def test_a_fal_tts_output_masters_by_jobs_reference(
     chained = settings.model_copy(update={"download": download, "allowed_dirs": str(rec_dir)})
     async with Client(server(chained)) as client:
         speech = await call(client, "qwen3_tts", {"text": "Hello there."})
-        body = await call(client, "audio_master", {"file": f"jobs://{speech['job_id']}", "format": "wav"})
+        body = await call(client, "audio_master", {"audio_url": f"jobs://{speech['job_id']}", "format": "wav"})
         item = only_file(body)
         data, rate = decode(Path(item["path"]))
         assert loudness(data, rate) == pytest.approx(-16, abs=0.5)
         assert data.shape[1] == 8000  # the fake's 0.5 s at 16 kHz, kept
-        info = await call(client, "audio_info", {"file": f"jobs://{body['job_id']}"})
+        info = await call(client, "audio_info", {"audio_url": f"jobs://{body['job_id']}"})
         assert info["output"]["loudness_lufs"] == pytest.approx(-16, abs=0.5)
 
 
@@ -346,28 +345,30 @@ async def test_bad_file_inputs_name_the_field(post: Client, rec_dir: Path, post_
     (rec_dir / "empty.wav").write_bytes(b"")
     good = write_wav(rec_dir / "good.wav", tone(1.0))
     outside = write_wav(post_settings.data_dir.parent / "outside.wav", tone(1.0))
-    assert "`file`: '" in (message := await refused(post, "audio_master", {"file": str(rec_dir / "notes.txt")}))
+    assert "`audio_url`: '" in (
+        message := await refused(post, "audio_master", {"audio_url": str(rec_dir / "notes.txt")})
+    )
     assert "not a recognised audio" in message
-    assert "`file`:" in (message := await refused(post, "audio_info", {"file": str(rec_dir / "empty.wav")}))
+    assert "`audio_url`:" in (message := await refused(post, "audio_info", {"audio_url": str(rec_dir / "empty.wav")}))
     assert "empty" in message
-    assert "outside the folders" in await refused(post, "audio_info", {"file": str(outside)})
-    message = await refused(post, "audio_join", {"files": [str(good), str(rec_dir / "missing.wav")]})
-    assert "`files[1]`: no file at" in message
-    assert "`files`:" in await refused(post, "audio_join", {"files": []})
-    assert "`music`: required" in await refused(post, "audio_mix", {"voice": str(good)})
-    message = await refused(post, "audio_info", {"file": "jobs://nope"})
-    assert "`file`: no job with id 'nope'" in message
-    info = await call(post, "audio_info", {"file": str(good)})
-    message = await refused(post, "audio_master", {"file": f"jobs://{info['job_id']}"})
-    assert f"`file`: job {info['job_id']} (audio_info) has no audio output" in message
-    message = await refused(post, "audio_master", {"file": f"files://{info['job_id']}/x.wav"})
+    assert "outside the folders" in await refused(post, "audio_info", {"audio_url": str(outside)})
+    message = await refused(post, "audio_join", {"audio_urls": [str(good), str(rec_dir / "missing.wav")]})
+    assert "`audio_urls[1]`: no file at" in message
+    assert "`audio_urls`:" in await refused(post, "audio_join", {"audio_urls": []})
+    assert "`music_url`: required" in await refused(post, "audio_mix", {"voice_url": str(good)})
+    message = await refused(post, "audio_info", {"audio_url": "jobs://nope"})
+    assert "`audio_url`: no job with id 'nope'" in message
+    info = await call(post, "audio_info", {"audio_url": str(good)})
+    message = await refused(post, "audio_master", {"audio_url": f"jobs://{info['job_id']}"})
+    assert f"`audio_url`: job {info['job_id']} (audio_info) has no audio output" in message
+    message = await refused(post, "audio_master", {"audio_url": f"files://{info['job_id']}/x.wav"})
     assert "has no output file 'x.wav'" in message
     message = await refused(post, "transcript_subtitles", {"job_id": info["job_id"]})
     assert "`job_id`:" in message and "no segment or word timings" in message
     # Bytes that claim to be audio but do not decode fail the job, naming the field.
     (rec_dir / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(100))
-    result = await post.call_tool("audio_trim", {"file": str(rec_dir / "broken.wav"), "end_s": 1})
-    assert result.is_error and "`file`: broken.wav" in text_of(result)
+    result = await post.call_tool("audio_trim", {"audio_url": str(rec_dir / "broken.wav"), "end_s": 1})
+    assert result.is_error and "`audio_url`: broken.wav" in text_of(result)
     assert body_of(result)["status"] == "failed"
 
 
@@ -379,8 +380,8 @@ async def test_a_reference_to_an_unfinished_job_says_to_wait(
     async with Client(server(impatient)) as client:
         started = body_of(await client.call_tool("qwen3_tts", {"text": "Later."}))
         assert started["status"] in ("queued", "running")
-        message = await refused(client, "audio_master", {"file": f"jobs://{started['job_id']}"})
-        assert f"`file`: job {started['job_id']} (qwen3_tts) is still" in message and "get_job" in message
+        message = await refused(client, "audio_master", {"audio_url": f"jobs://{started['job_id']}"})
+        assert f"`audio_url`: job {started['job_id']} (qwen3_tts) is still" in message and "get_job" in message
         await client.call_tool("cancel_job", {"job_id": started["job_id"]})
 
 
@@ -409,7 +410,7 @@ async def test_a_remote_tool_takes_a_reference_to_a_local_output(
     chained = settings.model_copy(update={"download": "always", "allowed_dirs": str(rec_dir)})
     source = write_wav(rec_dir / "episode.wav", noise(2.0))
     async with Client(server(chained)) as client:
-        mastered = await call(client, "audio_master", {"file": str(source), "format": "flac"})
+        mastered = await call(client, "audio_master", {"audio_url": str(source), "format": "flac"})
         item = only_file(mastered)
         await call(client, "whisper_transcribe", {"audio_url": item["resource"]})
     [upload] = [r for r in fake_fal.requests if r.kind == "upload"]
@@ -429,16 +430,16 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def test_temporary_inputs_are_removed_after_the_call(post: Client, rec_dir: Path, scratch: Path) -> None:
     write_wav(rec_dir / "x.wav", tone(1.0))
     uri = "data:audio/wav;base64," + base64.b64encode((rec_dir / "x.wav").read_bytes()).decode()
-    await call(post, "audio_join", {"files": [uri, str(rec_dir / "x.wav"), uri], "format": "mp3"})
-    message = await refused(post, "audio_join", {"files": [uri, "data:audio/wav;base64,AAAA"]})
-    assert "`files[1]`:" in message
+    await call(post, "audio_join", {"audio_urls": [uri, str(rec_dir / "x.wav"), uri], "format": "mp3"})
+    message = await refused(post, "audio_join", {"audio_urls": [uri, "data:audio/wav;base64,AAAA"]})
+    assert "`audio_urls[1]`:" in message
     assert list(scratch.iterdir()) == []
 
 
 async def test_a_cancelled_job_saves_nothing(post_settings: ServerSettings, rec_dir: Path, scratch: Path) -> None:
     source = write_wav(rec_dir / "long.wav", noise(90.0))
     async with Client(server(post_settings.model_copy(update={"wait_s": 0.3}))) as client:
-        started = body_of(await client.call_tool("audio_master", {"file": str(source), "format": "mp3"}))
+        started = body_of(await client.call_tool("audio_master", {"audio_url": str(source), "format": "mp3"}))
         assert started["status"] == "running", started
         cancelled = body_of(await client.call_tool("cancel_job", {"job_id": started["job_id"]}))
         assert cancelled["status"] == "cancelled"
@@ -455,9 +456,9 @@ async def test_a_cancelled_job_saves_nothing(post_settings: ServerSettings, rec_
 async def test_a_url_input_is_downloaded_once_for_the_call(settings: ServerSettings, fake_fal: FakeFal) -> None:
     url = fake_fal.put_file("bed.wav", wav_bytes(tone(1.5)), "audio/wav")
     async with Client(server(settings.model_copy(update={"download": "always"}))) as client:
-        body = await call(client, "audio_trim", {"file": url, "start_s": 0.5})
-        missing = await refused(client, "audio_info", {"file": url + "-gone"})
+        body = await call(client, "audio_trim", {"audio_url": url, "start_s": 0.5})
+        missing = await refused(client, "audio_info", {"audio_url": url + "-gone"})
     data, _ = decode(Path(only_file(body)["path"]))
     assert data.shape[1] == RATE
-    assert "`file`: downloading" in missing and "failed (HTTP 404)" in missing
+    assert "`audio_url`: downloading" in missing and "failed (HTTP 404)" in missing
     assert [r.kind for r in fake_fal.requests] == ["file", "file"]  # two downloads; no upload, no submit

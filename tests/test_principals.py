@@ -52,8 +52,8 @@ async def _probe(client: Client, job_id: str, file_name: str) -> dict[str, str]:
         "list_jobs": json.dumps(listed.structured_content),
         "jobs://recent": recent,
         "completion": json.dumps(completion.completion.values),
-        "jobs:// input": await _answer(client.call_tool("audio_info", {"file": f"jobs://{job_id}"})),
-        "files:// input": await _answer(client.call_tool("audio_info", {"file": f"files://{job_id}/{file_name}"})),
+        "jobs:// input": await _answer(client.call_tool("audio_info", {"audio_url": f"jobs://{job_id}"})),
+        "files:// input": await _answer(client.call_tool("audio_info", {"audio_url": f"files://{job_id}/{file_name}"})),
     }
 
 

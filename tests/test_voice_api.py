@@ -95,7 +95,7 @@ async def test_failed_task_reports_the_upstream_message(
 ) -> None:
     fake_voice.script("stt", phases=[("processing", 50, 0.1)], error="Audio stream could not be decoded")
     (rec_dir / "bad.wav").write_bytes(make_wav(1.0))
-    result = await client.call_tool("voice_api_transcribe", {"audio": str(rec_dir / "bad.wav")})
+    result = await client.call_tool("voice_api_transcribe", {"audio_url": str(rec_dir / "bad.wav")})
     assert result.is_error
     [task_id] = fake_voice.tasks
     assert text_of(result) == (
@@ -113,7 +113,9 @@ async def test_transcribe_local_file_in_both_result_modes(
     wav = make_wav(2.0)
     (rec_dir / "meeting.wav").write_bytes(wav)
 
-    detailed = await client.call_tool("voice_api_transcribe", {"audio": str(rec_dir / "meeting.wav"), "language": "en"})
+    detailed = await client.call_tool(
+        "voice_api_transcribe", {"audio_url": str(rec_dir / "meeting.wav"), "language": "en"}
+    )
     assert not detailed.is_error, text_of(detailed)
     [submit] = fake_voice.requests_of("stt_submit")
     assert submit.headers["content-type"].startswith("multipart/form-data; boundary=")
@@ -128,7 +130,9 @@ async def test_transcribe_local_file_in_both_result_modes(
     ]
     assert f"Transcript:\n{TRANSCRIPT}" in text_of(detailed)
 
-    plain = await client.call_tool("voice_api_transcribe", {"audio": str(rec_dir / "meeting.wav"), "plain_text": True})
+    plain = await client.call_tool(
+        "voice_api_transcribe", {"audio_url": str(rec_dir / "meeting.wav"), "plain_text": True}
+    )
     assert not plain.is_error, text_of(plain)
     second = fake_voice.requests_of("stt_submit")[1]
     assert second.form == {} and [p.data for p in second.parts] == [wav]
@@ -143,7 +147,7 @@ async def test_url_and_data_uri_inputs_are_sent_as_bytes(voice_settings: Setting
     data_uri = "data:audio/wav;base64," + base64.b64encode(wav).decode()
     async with Client(server(voice_settings)) as client:
         for audio in (url, data_uri):
-            result = await client.call_tool("voice_api_transcribe", {"audio": audio})
+            result = await client.call_tool("voice_api_transcribe", {"audio_url": audio})
             assert not result.is_error, text_of(result)
     first, second = fake_voice.requests_of("stt_submit")
     assert first.parts == [Part("audio", "interview.mp3", "audio/mpeg", mp3)]
@@ -161,7 +165,7 @@ async def test_clone_from_local_clip_then_speak_with_the_saved_name(
     clip = make_wav(12.0)
     (rec_dir / "me.wav").write_bytes(clip)
     cloned = await client.call_tool(
-        "voice_api_clone_voice", {"audio": str(rec_dir / "me.wav"), "title": "My narrator", "name": "narrator"}
+        "voice_api_clone_voice", {"audio_url": str(rec_dir / "me.wav"), "title": "My narrator", "name": "narrator"}
     )
     assert not cloned.is_error, text_of(cloned)
     [submit] = fake_voice.requests_of("clone_submit")
@@ -187,10 +191,10 @@ async def test_short_reference_clip_is_refused_before_any_request(
     client: Client, fake_voice: FakeVoiceApi, rec_dir: Path
 ) -> None:
     (rec_dir / "short.wav").write_bytes(make_wav(5.0))
-    result = await client.call_tool("voice_api_clone_voice", {"audio": str(rec_dir / "short.wav"), "name": "x"})
+    result = await client.call_tool("voice_api_clone_voice", {"audio_url": str(rec_dir / "short.wav"), "name": "x"})
     assert result.is_error
     assert text_of(result) == (
-        f"Error executing tool voice_api_clone_voice: `audio`: '{rec_dir / 'short.wav'}' is 5.0 s long; "
+        f"Error executing tool voice_api_clone_voice: `audio_url`: '{rec_dir / 'short.wav'}' is 5.0 s long; "
         "this input needs 10-90 s."
     )
     assert fake_voice.requests == []
@@ -334,6 +338,6 @@ async def test_the_voice_api_listing_is_the_live_model_list(client: Client, fake
     listed = json.loads((await client.read_resource("voices://voice-api")).contents[0].text)  # type: ignore[union-attr]
     assert [model["id"] for model in listed] == ["m-warm-narrator", "m-bright-host", "m-calm-guide"]
     resources = {r.name: str(r.uri) for r in (await client.list_resources()).resources}
-    assert "voices://voice-api" not in resources.values()  # no static copy shadowing the live list
+    assert resources["voices-voice-api"] == "voices://voice-api"  # listed: the live list above, no static copy
     names = [r.name for r in (await client.list_resources()).resources]
     assert len(names) == len(set(names))

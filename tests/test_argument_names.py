@@ -1,0 +1,130 @@
+"""File arguments share one naming convention (`*_url`, as the server's instructions say), the
+names they had before still work for one release, and neither changes what an upstream gets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from mcp_audio.config import Settings
+from mcp_audio.sandbox.eigen import FakeEigen
+from mcp_audio.sandbox.voice_api import FakeVoiceApi
+from mcp_audio.server import INSTRUCTIONS
+from tests.helpers import CATALOG, KEYS, VOICE_HOST, body_of, make_wav, server, text_of
+
+pytestmark = pytest.mark.anyio
+
+# Every rename: tool, new argument, old argument (= the upstream's field, unchanged on the wire).
+RENAMED = [
+    ("voice_api_transcribe", "audio_url", "audio"),
+    ("voice_api_clone_voice", "audio_url", "audio"),
+    ("eigen_transcribe", "audio_url", "file"),
+    ("eigen_upload_voice", "voice_reference_url", "voice_reference_file"),
+    ("eigen_higgs_tts", "voice_reference_url", "voice_reference_file"),
+    ("eigen_chatterbox_tts", "audio_prompt_url", "audio_prompt_file"),
+    ("audio_join", "audio_urls", "files"),
+    ("audio_mix", "voice_url", "voice"),
+    ("audio_mix", "music_url", "music"),
+    ("audio_master", "audio_url", "file"),
+    ("audio_trim", "audio_url", "file"),
+    ("audio_info", "audio_url", "file"),
+]
+
+
+@pytest.fixture(params=["auto", "legacy"], ids=["2026-era", "2025-era"])
+async def client(
+    request: pytest.FixtureRequest, tmp_path: Path, rec_dir: Path, fake_voice: FakeVoiceApi, fake_eigen: FakeEigen
+) -> AsyncIterator[Client]:
+    settings = Settings(
+        voice_api_key=KEYS["voice_api"],
+        voice_api_url=fake_voice.base_url,
+        voice_api_host=VOICE_HOST,
+        eigen_api_key=KEYS["eigen"],
+        eigen_url=fake_eigen.base_url,
+        allowed_dirs=str(rec_dir),
+        data_dir=tmp_path / "data",
+        output_dir=tmp_path / "out",
+        wait_s=10,
+    )
+    async with Client(server(settings), mode=request.param) as connected:
+        yield connected
+
+
+async def test_every_file_argument_is_named_like_the_instructions_say(client: Client) -> None:
+    assert "(*_url)" in INSTRUCTIONS
+    listed = {tool.name: tool.input_schema for tool in (await client.list_tools()).tools}
+    names = []
+    for capability in CATALOG.capabilities.values():
+        for spec in capability.file_inputs:
+            names.append(spec.name)
+            assert spec.name.endswith("_urls" if spec.type == "array" else "_url"), (capability.name, spec.name)
+            properties = listed[capability.name]["properties"]
+            shown = properties["advanced"]["properties"] if spec.advanced else properties
+            assert spec.name in shown
+    assert len(names) > 30
+    for tool, new, old in RENAMED:
+        schema = listed[tool]
+        assert new in schema["properties"] and old not in schema["properties"], tool  # old names are not shown
+        assert old in CATALOG.capabilities[tool].inputs[new].old_names
+
+
+async def test_the_new_name_sends_the_same_multipart_part(
+    client: Client, fake_voice: FakeVoiceApi, fake_eigen: FakeEigen, rec_dir: Path
+) -> None:
+    wav = make_wav(1.0)
+    (rec_dir / "talk.wav").write_bytes(wav)
+    voice = await client.call_tool("voice_api_transcribe", {"audio_url": str(rec_dir / "talk.wav")})
+    eigen = await client.call_tool("eigen_transcribe", {"audio_url": str(rec_dir / "talk.wav")})
+    assert not voice.is_error, text_of(voice)
+    assert not eigen.is_error, text_of(eigen)
+    [submit] = fake_voice.requests_of("stt_submit")
+    assert [(p.name, p.filename, p.data) for p in submit.parts if p.filename] == [("audio", "talk.wav", wav)]
+    [request] = fake_eigen.requests
+    assert list(request.files) == ["file"] and request.files["file"].data == wav
+
+
+async def test_an_old_name_still_works_and_is_sent_the_same_way(
+    client: Client, fake_voice: FakeVoiceApi, fake_eigen: FakeEigen, rec_dir: Path
+) -> None:
+    wav = make_wav(1.0)
+    (rec_dir / "talk.wav").write_bytes(wav)
+    voice = await client.call_tool("voice_api_transcribe", {"audio": str(rec_dir / "talk.wav")})
+    eigen = await client.call_tool("eigen_transcribe", {"file": str(rec_dir / "talk.wav")})
+    joined = await client.call_tool("audio_join", {"files": [str(rec_dir / "talk.wav")] * 2, "format": "wav"})
+    for result in (voice, eigen, joined):
+        assert not result.is_error, text_of(result)
+    [submit] = fake_voice.requests_of("stt_submit")
+    assert [(p.name, p.data) for p in submit.parts if p.filename] == [("audio", wav)]
+    assert fake_eigen.requests[0].files["file"].data == wav
+    assert body_of(joined)["output"]["duration_s"] == pytest.approx(2.3, abs=0.05)  # 2 x 1 s + the 0.3 s gap
+
+
+async def test_an_old_and_a_new_name_together_are_refused_naming_both(
+    client: Client, fake_voice: FakeVoiceApi, fake_eigen: FakeEigen, rec_dir: Path
+) -> None:
+    (rec_dir / "talk.wav").write_bytes(make_wav(1.0))
+    path = str(rec_dir / "talk.wav")
+    for tool, new, old in RENAMED:
+        value: str | list[str] = [path] if new.endswith("_urls") else path
+        result = await client.call_tool(tool, {new: value, old: value})
+        assert result.is_error, tool
+        assert f"`{old}` and `{new}`: the same argument twice (`{old}` is its old name); give only `{new}`." in (
+            text_of(result)
+        ), tool
+    assert fake_voice.requests == [] and fake_eigen.requests == []
+
+
+async def test_a_refused_unknown_argument_lists_only_the_new_names(client: Client) -> None:
+    result = await client.call_tool("audio_info", {"fil": "x.wav"})
+    assert result.is_error
+    assert "`fil`: unknown argument. Allowed arguments: audio_url, peaks." in text_of(result)
+
+
+async def test_the_episode_prompt_uses_the_new_names(client: Client) -> None:
+    result = await client.get_prompt("produce_episode", {"topic": "Tide pools"})
+    text = result.messages[0].content.text  # type: ignore[union-attr]
+    for phrase in ("audio_urls = ", "voice_url = jobs://", "music_url = jobs://", "audio_url = jobs://{master"):
+        assert phrase in text, phrase
