@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -123,6 +124,19 @@ class ServerSettings(BaseSettings):
         "`edit`, `post` (join, mix, master, trim, info, subtitles: local, no key); the job tools are always there",
     )
 
+    database_url: SecretStr | None = Field(
+        None,
+        description="a `postgresql://user:password@host/db` URL: jobs, voices and spend go there instead of the "
+        "data dir's SQLite file, shared by every replica behind a load balancer (needs `psycopg[binary]`)",
+    )
+    lease_s: float = Field(
+        20.0,
+        ge=1,
+        le=3600,
+        description="how long a job stays leased to the replica following it without a renewal (renewed every "
+        "quarter of it): another replica takes a job over this long after its follower died",
+    )
+
     public_url: str | None = Field(
         None,
         description="HTTP mode: the URL clients reach the server at, without `/mcp` (behind a reverse proxy, its "
@@ -230,7 +244,9 @@ class ServerSettings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction of anything we log or return."""
-        return [key for upstream in REMOTE.values() if (key := self.key_of(upstream))]
+        keys = [key for upstream in REMOTE.values() if (key := self.key_of(upstream))]
+        password = urlparse(self.database_url.get_secret_value()).password if self.database_url else None
+        return keys + ([password] if password else [])
 
 
 def _strip_slash(cls: Any, value: str) -> str:

@@ -60,9 +60,6 @@ from mcp_audio.store import LOCAL_PRINCIPAL, Job, JobStore, iso_time
 
 log = logging.getLogger("mcp_audio.jobs")
 
-# How often a waiter re-reads the row of a job another process follows (a local SQLite read).
-ROW_POLL_S = 0.25
-
 OnUpdate = Callable[[Job, str], Awaitable[None]]
 
 
@@ -172,6 +169,7 @@ class JobRunner:
     async def keep_leases(self) -> None:
         """For the life of the server: renew the leases of the jobs followed here, stop following
         any this process lost, and take over jobs nobody follows."""
+        self._tg.start_soon(self._store.listen, name="store-listen")  # other replicas' changes wake waiters
         while True:
             held = self._store.renew(self.owner, list(self._live), self._pacing.lease_s)
             for job_id, live in list(self._live.items()):
@@ -404,7 +402,7 @@ class JobRunner:
             send.close()
 
     async def _watch_row(self, job_id: str, on_update: OnUpdate | None) -> None:
-        """Watch the row of a job this process does not follow (another process on the data dir
+        """Watch the row of a job this process does not follow (another process on the database
         does) until it finishes or this process takes it over."""
         seen: tuple[Any, ...] | None = None
         while True:
@@ -415,7 +413,7 @@ class JobRunner:
             if seen is not None and now != seen and on_update is not None:
                 await on_update(job, f"{job.state.capitalize()}" + (f": {job.logs[-1]}" if job.logs else ""))
             seen = now
-            await anyio.sleep(ROW_POLL_S)
+            await self._store.changed(job_id)  # a push from the database, or a short poll
 
     async def cancel(self, job_id: str) -> Job:
         """Cancel upstream, stop following, and record the job as cancelled."""

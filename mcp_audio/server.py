@@ -44,7 +44,7 @@ from mcp_audio.redaction import redact
 from mcp_audio.resources import add_resources
 from mcp_audio.results import job_result
 from mcp_audio.state import AppState, Runtime
-from mcp_audio.store import Job, JobStore
+from mcp_audio.store import Job, open_store
 from mcp_audio.tokens import TokenFile
 from mcp_audio.uploads import Uploads
 
@@ -85,12 +85,13 @@ def build_server(
 ) -> MCPServer[AppState]:
     """The MCP server. `pacing` sets the providers' poll and retry intervals (tests shorten them)."""
     catalog = catalog or load_catalog()
+    pacing = pacing or Pacing(lease_s=settings.lease_s)  # MCP_AUDIO_LEASE_S (tests pass their own pacing)
     runtime = Runtime()
     secrets = settings.secrets()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        store = JobStore(settings.database_path)
+        store = open_store(settings)  # SQLite, or PostgreSQL with MCP_AUDIO_DATABASE_URL
         saver = OutputSaver(
             settings.output_dir,
             max_bytes=int(settings.max_download_mb * 2**20),

@@ -17,7 +17,7 @@ from mcp_types import ResourceLink, ResourceTemplateReference
 from mcp_audio.catalog import SavedVoice
 from mcp_audio.config import ServerSettings
 from mcp_audio.sandbox.fal_queue import FakeFal
-from mcp_audio.store import MIGRATIONS, JobStore
+from mcp_audio.store import MIGRATIONS, SqliteJobStore
 from tests.helpers import FAL_KEY, assert_secret_kept, server, text_of
 from tests.http_harness import add_token, http_server, mcp_client, run_cli
 
@@ -151,7 +151,7 @@ async def test_rows_from_before_principals_belong_to_the_local_user(settings: Se
     db.execute("INSERT INTO voices VALUES ('oldvoice', 'qwen3-tts', 'fal', '{}', NULL, 1)")
     db.close()
 
-    store = JobStore(path)
+    store = SqliteJobStore(path)
     try:
         assert store.get_job("old-job", "local") is not None and store.get_job("old-job", "token:x") is None
         assert store.find_voice("oldvoice") == SavedVoice(
