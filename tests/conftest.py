@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from pydantic import SecretStr
 
 from mcp_audio.config import ServerSettings, Settings
 from mcp_audio.providers.registry import REMOTE
@@ -19,6 +20,8 @@ from mcp_audio.sandbox._base import FakeUpstream
 from mcp_audio.sandbox.eigen import FakeEigen
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
+from tests.pg_harness import HOW_TO_RUN, PgServer, find_bin_dir
+from tests.pg_harness import pg_server as start_pg_server
 from tests.helpers import EIGEN_KEY, FAL_KEY, KEYS, VOICE_HOST, VOICE_KEY, served, server
 
 
@@ -148,3 +151,39 @@ async def client(request: pytest.FixtureRequest, settings: ServerSettings) -> As
     """A real MCP client connected in-process, in the modern era and the initialize era."""
     async with Client(server(settings), mode=request.param) as connected:
         yield connected
+
+
+# --- the job store on both backends ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One real PostgreSQL server for the session (per xdist worker); skips if it is not installed,
+    unless CI is set, where these tests must run."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail(HOW_TO_RUN)
+        pytest.skip(HOW_TO_RUN)
+    with start_pg_server(bin_dir) as started:
+        yield started
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """A fresh, migrated PostgreSQL database of its own for this test."""
+    return pg_server.fresh_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """Each backend in turn: None (the data dir's SQLite file) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+def on_backend(settings: ServerSettings, database_url: str | None) -> ServerSettings:
+    """These settings with the store on the given backend."""
+    return settings.model_copy(update={"database_url": SecretStr(database_url) if database_url else None})

@@ -147,6 +147,8 @@ def env_for(settings: ServerSettings) -> dict[str, str]:
     )
     if settings.allowed_dirs is not None:
         env["MCP_AUDIO_ALLOWED_DIRS"] = settings.allowed_dirs
+    if settings.database_url is not None:
+        env["MCP_AUDIO_DATABASE_URL"] = settings.database_url.get_secret_value()
     return env
 
 

@@ -17,9 +17,16 @@ from mcp_audio.sandbox._base import CUT
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
 from mcp_audio.store import open_store
+from tests.conftest import on_backend
 from tests.helpers import body_of, env_for, server, start_tool_call, stop, text_of
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def settings(settings: ServerSettings, database_url: str | None) -> ServerSettings:
+    """Every delivery guarantee holds on both stores: the data dir's SQLite file and PostgreSQL."""
+    return on_backend(settings, database_url)
 
 FAL_CHECK = (
     "To see whether it ran, check fal's request history at https://fal.ai/dashboard/requests; if it is not there, "
