@@ -20,9 +20,9 @@ from mcp_audio.sandbox._base import FakeUpstream
 from mcp_audio.sandbox.eigen import FakeEigen
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
+from tests.helpers import EIGEN_KEY, FAL_KEY, KEYS, VOICE_HOST, VOICE_KEY, served, server
 from tests.pg_harness import HOW_TO_RUN, PgServer, find_bin_dir
 from tests.pg_harness import pg_server as start_pg_server
-from tests.helpers import EIGEN_KEY, FAL_KEY, KEYS, VOICE_HOST, VOICE_KEY, served, server
 
 
 @pytest.fixture

@@ -174,7 +174,7 @@ def test_replicas_starting_at_once_migrate_once(pg_server: PgServer) -> None:
     def start() -> None:
         try:
             opened.append(PostgresJobStore(url))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(5)]
