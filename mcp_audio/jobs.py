@@ -273,6 +273,8 @@ class JobRunner:
             output = {k: v if isinstance(v, OutputFile) else redact_json(v, self._secrets) for k, v in output.items()}
             result = extract_result(capability, output)
             remote = [item for item in result.files if not item.saved]
+            if not self._store.renew(self.owner, [job_id], self._pacing.lease_s):
+                return  # this process stopped answering and another took the job over: it saves the files
             if self._download and self._saver is not None and remote:
                 self._notify(job, f"Saving {len(remote)} file(s) to {self._saver.output_dir}")
                 result.files = await self._saver.save_all(capability.name, job_id, result.files)
