@@ -129,6 +129,11 @@ class ServerSettings(BaseSettings):
         description="a `postgresql://user:password@host/db` URL: jobs, voices and spend go there instead of the "
         "data dir's SQLite file, shared by every replica behind a load balancer (needs `psycopg[binary]`)",
     )
+    fal_jwks_url: str = Field(
+        "https://rest.alpha.fal.ai/.well-known/jwks.json",
+        description="the key set fal signs webhooks with; with `MCP_AUDIO_PUBLIC_URL` set, fal jobs are submitted "
+        "with a webhook to `{MCP_AUDIO_PUBLIC_URL}/webhooks/fal`, and a delivery no key verifies is refused",
+    )
     lease_s: float = Field(
         20.0,
         ge=1,

@@ -168,14 +168,18 @@ class AuthGate:
         await self.app(scope, receive, send)
 
 
-def http_app(server: Any, exposure: Exposure, *, extra_routes: list[Route] | None = None) -> ASGIApp:
-    """The deployable ASGI app around an MCPServer built for transport="http"."""
+def http_app(
+    server: Any, exposure: Exposure, *, extra_routes: list[Route] | None = None, open_routes: list[Route] | None = None
+) -> ASGIApp:
+    """The deployable ASGI app around an MCPServer built for transport="http". `extra_routes`
+    need a caller's token like /mcp; `open_routes` authenticate their callers themselves (webhooks)."""
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH, transport_security=exposure.security, host="deployed"
     )
     if exposure.oauth is not None:
         app.router.routes.extend(_metadata_routes(exposure.resource_url, exposure.oauth.issuer))
     app.router.routes.extend(extra_routes or [])
+    app.router.routes.extend(open_routes or [])
     gated: ASGIApp = AuthGate(app, exposure, (MCP_PATH, *(route.path for route in extra_routes or [])))
     gated = AuthContextMiddleware(gated)
     verifier = Verifier(exposure.tokens, exposure.oauth)
@@ -221,6 +225,10 @@ def upload_route(settings: ServerSettings) -> Route:
 def serve_http(settings: ServerSettings, server: Any, host: str, port: int, *, no_auth: bool) -> None:
     import uvicorn
 
+    from mcp_audio.webhooks import fal_webhook_route
+
     exposure = plan_exposure(settings, host, port, no_auth=no_auth)
-    app = http_app(server, exposure, extra_routes=[upload_route(settings)])
+    # fal's webhooks, when submits announce them (MCP_AUDIO_PUBLIC_URL): signed by fal, not by a token.
+    webhooks = [fal_webhook_route(settings)] if settings.public_url else []
+    app = http_app(server, exposure, extra_routes=[upload_route(settings)], open_routes=webhooks)
     uvicorn.run(app, host=host, port=port, log_level="info")

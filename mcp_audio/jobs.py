@@ -45,6 +45,7 @@ from mcp_audio.pricing import SpendGuard, estimate_cost
 from mcp_audio.providers.base import (
     Cancels,
     FileSink,
+    Hears,
     OneShotProvider,
     Pacing,
     Provider,
@@ -268,7 +269,10 @@ class JobRunner:
                     )
                     self._notify(job, f"Submitted to {capability.upstream.label} (request {submitted.upstream_id})")
                 handle = _stored_handle(provider.handle_type, job)
-                output = await self._follow_through_outages(job, provider, handle, report, files)
+                heard = await self._hear_or_check(job, provider, handle) if isinstance(provider, Hears) else None
+                if heard is None:  # no webhook, or one that said "done" without the output
+                    heard = await self._follow_through_outages(job, provider, handle, report, files)
+                output = heard
             # Upstream JSON is data: a secret it echoes is never stored or returned.
             output = {k: v if isinstance(v, OutputFile) else redact_json(v, self._secrets) for k, v in output.items()}
             result = extract_result(capability, output)
@@ -332,6 +336,28 @@ class JobRunner:
                 self._on_update(job.id, Update(state="queued" if job.state == "queued" else "running", logs=[line]))
                 await anyio.sleep(wait)
                 delay = min(self._pacing.outage_retry_max_s, delay * 2)
+
+    async def _hear_or_check(self, job: Job, provider: Hears, handle: BaseModel) -> dict[str, Any] | None:
+        """A job submitted with a webhook: wait, holding no stream, for its delivery (stored in
+        the row by whichever replica received it), with a slow status check in case it never
+        comes. The output it carried; None when the job should be followed the usual way."""
+        if not provider.hears(handle):
+            return None
+        check_at = time.monotonic() + self._pacing.webhook_check_s
+        while True:
+            delivery = self._require(job.id).webhook
+            if delivery is not None:
+                return provider.webhook_output(delivery)
+            if time.monotonic() >= check_at:
+                try:
+                    if await provider.is_finished(job.endpoint, handle):
+                        log.info("job %s finished without its webhook; fetching its result", job.id)
+                        return None
+                except (UpstreamUnavailable, UpstreamBadAnswer) as exc:
+                    log.info("job %s: status check failed (%s); checking again later", job.id, exc.detail)
+                check_at = time.monotonic() + self._pacing.webhook_check_s
+            with anyio.move_on_after(max(0.0, check_at - time.monotonic())):
+                await self._store.changed(job.id)
 
     def _file_sink(self, capability: Capability, job_id: str) -> FileSink:
         """Where a provider puts bytes its upstream returned directly: the job's output files."""

@@ -46,6 +46,7 @@ FAST = Pacing(
     stream_idle_check_s=2.0,
     outage_retry_max_s=0.2,
     lease_s=2.0,
+    webhook_check_s=0.5,
 )
 
 Fake = TypeVar("Fake", bound=FakeUpstream[Any])

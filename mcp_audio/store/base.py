@@ -51,6 +51,7 @@ class Job:
     lease_owner: str | None = None  # the process following the job, while its lease lasts
     lease_expires: float | None = None
     principal: str = LOCAL_PRINCIPAL  # who started it: only they see it
+    webhook: dict[str, Any] | None = None  # the upstream's verified webhook delivery, until the follower uses it
 
     @property
     def finished(self) -> bool:
@@ -84,7 +85,7 @@ def iso_time(ts: float) -> str:
 
 
 _UNFINISHED = "state IN ('queued', 'running')"
-_JSON_COLUMNS = ("payload", "options", "handle", "logs", "result")
+_JSON_COLUMNS = ("payload", "options", "handle", "logs", "result", "webhook")
 
 
 class JobStore:
@@ -266,6 +267,24 @@ class JobStore:
         job = self.get_job(job_id)
         assert job is not None, job_id
         return job
+
+    def record_webhook(
+        self, provider: str, upstream_id: str, delivery: dict[str, Any]
+    ) -> Literal["recorded", "seen", "unknown"]:
+        """Keep a verified webhook delivery on its unfinished job for the follower, wherever it
+        runs: "recorded"; "seen" when the job already has one or is finished (fal repeats
+        deliveries: nothing changes); "unknown" when no job has that upstream id (yet)."""
+        changed = self._execute(
+            f"UPDATE jobs SET webhook = ?, updated_at = ? WHERE provider = ? AND upstream_id = ? AND {_UNFINISHED}"
+            " AND webhook IS NULL",
+            (json.dumps(delivery), time.time(), provider, upstream_id),
+        )
+        rows = self._fetch("SELECT id FROM jobs WHERE provider = ? AND upstream_id = ?", (provider, upstream_id))
+        if changed:
+            for row in rows:
+                self._changed(row["id"])
+            return "recorded"
+        return "seen" if rows else "unknown"
 
     def get_job(self, job_id: str, principal: str | None = None) -> Job | None:
         """The job; with `principal`, only if it is theirs (another's job is as if it did not exist)."""

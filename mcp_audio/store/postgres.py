@@ -66,6 +66,13 @@ def pg001_schema(db: psycopg.Connection[Any]) -> None:
     db.execute("CREATE TABLE spend (principal TEXT PRIMARY KEY, spent_usd DOUBLE PRECISION NOT NULL)")
 
 
+@migration
+def pg002_webhooks(db: psycopg.Connection[Any]) -> None:
+    # An upstream's webhook, received by any replica, waits here for the job's follower.
+    db.execute("ALTER TABLE jobs ADD COLUMN webhook TEXT")
+    db.execute("CREATE INDEX jobs_upstream ON jobs(provider, upstream_id)")
+
+
 def _marks(sql: str) -> str:
     # The shared SQL uses `?`; psycopg takes `%s` (the shared SQL has no `%` or `?` of its own).
     return sql.replace("?", "%s")

@@ -93,6 +93,13 @@ def m007_principals(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE spend (principal TEXT PRIMARY KEY, spent_usd REAL NOT NULL)")
 
 
+@migration
+def m008_webhooks(db: sqlite3.Connection) -> None:
+    # An upstream's webhook, received by any process, waits here for the job's follower.
+    db.execute("ALTER TABLE jobs ADD COLUMN webhook TEXT")
+    db.execute("CREATE INDEX jobs_upstream ON jobs(provider, upstream_id)")
+
+
 class SqliteJobStore(JobStore):
     """The store in one SQLite file (WAL: readers do not block the writer)."""
 
