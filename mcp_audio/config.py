@@ -134,6 +134,12 @@ class ServerSettings(BaseSettings):
         description="the key set fal signs webhooks with; with `MCP_AUDIO_PUBLIC_URL` set, fal jobs are submitted "
         "with a webhook to `{MCP_AUDIO_PUBLIC_URL}/webhooks/fal`, and a delivery no key verifies is refused",
     )
+    http_stateless: bool = Field(
+        False,
+        description="HTTP mode: keep no 2025-era MCP sessions either (2026-era requests never have one), so behind a "
+        "load balancer any replica answers any request without sticky sessions; server-initiated messages outside "
+        "a request (resource subscriptions) are then not available to 2025-era clients",
+    )
     lease_s: float = Field(
         20.0,
         ge=1,

@@ -131,6 +131,10 @@ class JobStore:
         before its first await, so a change after the caller's last read is never missed."""
         await anyio.sleep(self.poll_s)
 
+    def ping(self) -> None:
+        """Raises if the database cannot be reached (the health check)."""
+        self._fetch("SELECT 1 AS ok")
+
     # --- jobs ---------------------------------------------------------------------------
 
     def create_job(
