@@ -140,6 +140,19 @@ class ServerSettings(BaseSettings):
         "load balancer any replica answers any request without sticky sessions; server-initiated messages outside "
         "a request (resource subscriptions) are then not available to 2025-era clients",
     )
+    output_url: str | None = Field(
+        None,
+        description="`s3://bucket/prefix`: saved output files go to this S3-compatible bucket instead of the output "
+        "folder (every replica serves them; results carry presigned URLs; credentials from the usual AWS_* "
+        "settings; needs `boto3`); files are then saved over HTTP too unless MCP_AUDIO_DOWNLOAD=never",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="the endpoint of an S3-compatible store other than AWS (MinIO, R2...), for MCP_AUDIO_OUTPUT_URL",
+    )
+    s3_url_expires_s: int = Field(
+        604800, ge=1, le=604800, description="how long the presigned URL of a file in the bucket works, in seconds"
+    )
     lease_s: float = Field(
         20.0,
         ge=1,
@@ -232,7 +245,8 @@ class ServerSettings(BaseSettings):
     def downloads_for(self, transport: str) -> bool:
         if self.download is not None:
             return self.download == "always"
-        return transport == "stdio"  # over HTTP the client is usually on another machine
+        # Over HTTP the client is usually on another machine, unless a bucket is there to hold the files.
+        return transport == "stdio" or self.output_url is not None
 
     @property
     def uploads_dir(self) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -17,6 +16,7 @@ from mcp_audio.jobs import not_found_message
 from mcp_audio.providers.base import VoiceCatalog
 from mcp_audio.redaction import redact
 from mcp_audio.results import job_result
+from mcp_audio.s3_outputs import read_saved
 from mcp_audio.state import AppState, Runtime
 
 
@@ -90,7 +90,7 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         path = next((f.path for f in files if f.file_name == name and f.path), None)
         if path is None:
             raise ResourceNotFoundError(f"No saved file '{name[:100]}' for job '{job_id[:64]}'")
-        return Path(path).read_bytes()
+        return read_saved(path, runtime.get().settings)  # a local file, or an object in the output bucket
 
 
 VOICE_API_FAMILY = "voice-api"

@@ -34,7 +34,6 @@ from mcp_audio.completions import add_completions, add_protocol_details
 from mcp_audio.config import ServerSettings
 from mcp_audio.errors import McpAudioError
 from mcp_audio.jobs import JobRunner, ProviderPool, not_found_message
-from mcp_audio.outputs import OutputSaver
 from mcp_audio.pipeline import CallPipeline
 from mcp_audio.pricing import SpendGuard
 from mcp_audio.prompts import add_prompts
@@ -43,6 +42,7 @@ from mcp_audio.ratelimit import RateLimit
 from mcp_audio.redaction import redact
 from mcp_audio.resources import add_resources
 from mcp_audio.results import job_result
+from mcp_audio.s3_outputs import open_saver
 from mcp_audio.state import AppState, Runtime
 from mcp_audio.store import Job, open_store
 from mcp_audio.tokens import TokenFile
@@ -92,8 +92,8 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         store = open_store(settings)  # SQLite, or PostgreSQL with MCP_AUDIO_DATABASE_URL
-        saver = OutputSaver(
-            settings.output_dir,
+        saver = open_saver(  # the output folder, or the bucket of MCP_AUDIO_OUTPUT_URL
+            settings,
             max_bytes=int(settings.max_download_mb * 2**20),
             trusted_origins=_upstream_origins(settings),
         )

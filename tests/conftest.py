@@ -187,3 +187,39 @@ def database_url(request: pytest.FixtureRequest) -> str | None:
 def on_backend(settings: ServerSettings, database_url: str | None) -> ServerSettings:
     """These settings with the store on the given backend."""
     return settings.model_copy(update={"database_url": SecretStr(database_url) if database_url else None})
+
+
+# --- an S3-compatible loopback server (moto in server mode) ---------------------------------
+
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test-access-key",
+    "AWS_SECRET_ACCESS_KEY": "test-secret",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 on loopback for the session; its URL (MCP_AUDIO_S3_ENDPOINT_URL)."""
+    server_module = pytest.importorskip("moto.server", reason="S3 tests need moto: pip install 'moto[server]'")
+    from tests.http_harness import free_port
+
+    port = free_port()
+    moto = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        moto.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    """A new, empty bucket for this test, with credentials in the environment; its name."""
+    import boto3
+
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"test-{abs(hash(request.node.nodeid)) % 10**10}-{os.getpid()}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    return bucket
