@@ -70,8 +70,9 @@ def stop(*procs: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
-async def run_jobs(urls: list[str], n: int, wait: bool = True) -> tuple[float, int, list[str]]:
-    """n calls spread over the replicas, all at once; (wall time, completed, job ids)."""
+async def run_jobs(urls: list[str], n: int) -> tuple[float, int, list[str]]:
+    """n calls spread over the replicas, all at once; (wall time, completed, job ids). A call
+    that did not complete is printed with what it answered."""
     from mcp import Client
 
     completed, ids = 0, []
@@ -90,6 +91,9 @@ async def run_jobs(urls: list[str], n: int, wait: bool = True) -> tuple[float, i
                         body = result.structured_content or {}
                         ids.append(str(body.get("job_id")))
                         completed += body.get("status") == "completed"
+                        if body.get("status") != "completed":
+                            text = " ".join(getattr(item, "text", "") for item in result.content)
+                            print(f"  job {i}: {body.get('status')}: {text[:300]}", file=sys.stderr)
 
                     for i in share:
                         jobs.start_soon(one, i)
