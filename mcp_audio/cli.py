@@ -166,9 +166,9 @@ def _serve(settings: Any, *, http: bool, host: str, port: int, no_auth: bool = F
 
 
 def _tokens(settings: Any, args: argparse.Namespace) -> int:
-    from mcp_audio.tokens import TokenFile
+    from mcp_audio.tokens import open_tokens
 
-    tokens = TokenFile(settings.data_dir)
+    tokens = open_tokens(settings)
     if args.tokens_command == "add":
         token = tokens.add(args.name, args.max_spend_usd)
         print(f"mcp-audio: token for {args.name!r}; it is shown only now, store it:", file=sys.stderr)

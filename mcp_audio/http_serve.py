@@ -33,7 +33,7 @@ from mcp_audio.config import ServerSettings
 from mcp_audio.errors import ConfigError
 from mcp_audio.health import HEALTH_PATH
 from mcp_audio.oauth import OAuthVerifier, check_issuer, is_loopback
-from mcp_audio.tokens import TokenFile
+from mcp_audio.tokens import TokenFile, open_tokens
 from mcp_audio.uploads import NotMedia, TooLarge, Uploads
 
 log = logging.getLogger("mcp_audio.http")
@@ -65,7 +65,7 @@ def plan_exposure(settings: ServerSettings, host: str, port: int, *, no_auth: bo
     loopback = is_loopback(host)
     shown_host = f"[{host}]" if ":" in host else host
     public_url = (settings.public_url or f"http://{shown_host}:{port}").rstrip("/")
-    tokens = TokenFile(settings.data_dir)
+    tokens = open_tokens(settings)  # the data dir's file, or the shared database's table
     oauth = None
     if settings.oauth_issuer is not None:
         check_issuer(settings.oauth_issuer, host)

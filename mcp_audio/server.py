@@ -45,7 +45,7 @@ from mcp_audio.results import job_result
 from mcp_audio.s3_outputs import open_saver
 from mcp_audio.state import AppState, Runtime
 from mcp_audio.store import Job, open_store
-from mcp_audio.tokens import TokenFile
+from mcp_audio.tokens import open_tokens
 from mcp_audio.uploads import Uploads
 
 log = logging.getLogger("mcp_audio.server")
@@ -109,7 +109,7 @@ def build_server(
                     ProviderPool(settings, pacing),
                     task_group,
                     secrets=secrets,
-                    spend=SpendGuard(settings.max_spend_usd, store, TokenFile(settings.data_dir).cap_of),
+                    spend=SpendGuard(settings.max_spend_usd, store, open_tokens(settings, store).cap_of),
                     saver=saver,
                     download=settings.downloads_for(transport),
                     pacing=pacing,

@@ -10,17 +10,20 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from mcp_audio.config import ServerSettings
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.store import open_store
+from mcp_audio.tokens import TokenTable
 from tests.conftest import on_backend
 from tests.helpers import body_of, text_of
-from tests.http_harness import Served, http_server, mcp_client
+from tests.http_harness import INITIALIZE, MCP_HEADERS, Served, add_token, http_server, mcp_client, run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -147,3 +150,24 @@ async def test_jobs_across_three_replicas_are_each_followed_once_and_waited_for_
     assert len(request_ids(fake_fal)) == 6
     assert_followed_once(fake_fal, shared)
 
+
+async def test_a_token_added_once_is_accepted_by_every_replica_until_it_is_revoked(
+    shared: ServerSettings, tmp_path: Path
+) -> None:
+    token = add_token(shared, "team")  # `mcp-audio tokens add` with MCP_AUDIO_DATABASE_URL: into the database
+    add_token(shared, "other")  # (with no token left, a loopback server would need none)
+    elsewhere = shared.model_copy(update={"data_dir": tmp_path / "another-machine"})  # no shared data dir
+
+    async def status(replica: Served, bearer: str | None) -> int:
+        headers = MCP_HEADERS | ({"Authorization": f"Bearer {bearer}"} if bearer else {})
+        async with httpx.AsyncClient(trust_env=False) as http:
+            return (await http.post(replica.mcp, json=INITIALIZE, headers=headers)).status_code
+
+    with replicas(shared, 1) as (one,), replicas(elsewhere, 1) as (two,):
+        accepted = [await status(one, token), await status(two, token)]
+        anonymous = [await status(one, None), await status(two, None)]
+        assert run_cli(shared, "tokens", "revoke", "team").returncode == 0
+        await anyio.sleep(TokenTable.REREAD_S + 0.5)
+        revoked = [await status(one, token), await status(two, token)]
+    assert accepted == [200, 200] and anonymous == [401, 401] and revoked == [401, 401]
+    assert not (shared.data_dir / "tokens.json").exists() and not (elsewhere.data_dir / "tokens.json").exists()

@@ -73,6 +73,15 @@ def pg002_webhooks(db: psycopg.Connection[Any]) -> None:
     db.execute("CREATE INDEX jobs_upstream ON jobs(provider, upstream_id)")
 
 
+@migration
+def pg003_tokens(db: psycopg.Connection[Any]) -> None:
+    # HTTP bearer tokens (hashed), shared by every replica (SQLite deployments keep tokens.json).
+    db.execute(
+        "CREATE TABLE tokens (name TEXT PRIMARY KEY, sha256 TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,"
+        " max_spend_usd DOUBLE PRECISION)"
+    )
+
+
 def _marks(sql: str) -> str:
     # The shared SQL uses `?`; psycopg takes `%s` (the shared SQL has no `%` or `?` of its own).
     return sql.replace("?", "%s")
@@ -130,6 +139,20 @@ class PostgresJobStore(JobStore):
                         self._db.execute("INSERT INTO _migrations VALUES (%s, %s)", (name, time.time()))
             finally:
                 self._db.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+    # --- tokens (tokens.TokenTable) --------------------------------------------------------------
+
+    def token_rows(self) -> list[Mapping[str, Any]]:
+        return self._fetch("SELECT name, sha256, created_at, max_spend_usd FROM tokens ORDER BY name")
+
+    def insert_token(self, row: Mapping[str, Any]) -> None:
+        self._execute(
+            "INSERT INTO tokens (name, sha256, created_at, max_spend_usd) VALUES (?, ?, ?, ?)",
+            (row["name"], row["sha256"], row["created_at"], row["max_spend_usd"]),
+        )
+
+    def delete_token(self, name: str) -> None:
+        self._execute("DELETE FROM tokens WHERE name = ?", (name,))
 
     # --- push: NOTIFY on every change, LISTEN for the life of the server ------------------------
 
