@@ -126,8 +126,9 @@ class ServerSettings(BaseSettings):
 
     database_url: SecretStr | None = Field(
         None,
-        description="a `postgresql://user:password@host/db` URL: jobs, voices and spend go there instead of the "
-        "data dir's SQLite file, shared by every replica behind a load balancer (needs `psycopg[binary]`)",
+        description="a `postgresql://user:password@host/db` URL: jobs, voices, tokens and spend go there instead of "
+        "the data dir's SQLite file and token file, shared by every replica behind a load balancer (needs "
+        "`psycopg[binary]`)",
     )
     fal_jwks_url: str = Field(
         "https://rest.alpha.fal.ai/.well-known/jwks.json",
