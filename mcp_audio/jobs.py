@@ -172,12 +172,15 @@ class JobRunner:
         any this process lost, and take over jobs nobody follows."""
         self._tg.start_soon(self._store.listen, name="store-listen")  # other replicas' changes wake waiters
         while True:
-            held = self._store.renew(self.owner, list(self._live), self._pacing.lease_s)
-            for job_id, live in list(self._live.items()):
-                if job_id not in held:  # finished or cancelled elsewhere, or taken over: not ours now
-                    live.scope.cancel()
-            if adopted := self.adopt_unfollowed():
-                log.info("following %d unfinished job(s) nobody else follows", adopted)
+            try:
+                held = self._store.renew(self.owner, list(self._live), self._pacing.lease_s)
+                for job_id, live in list(self._live.items()):
+                    if job_id not in held:  # finished or cancelled elsewhere, or taken over: not ours now
+                        live.scope.cancel()
+                if adopted := self.adopt_unfollowed():
+                    log.info("following %d unfinished job(s) nobody else follows", adopted)
+            except Exception as exc:  # the database is away for a moment: the server keeps serving, retries
+                log.warning("could not renew or adopt job leases (%s: %s); trying again", type(exc).__name__, exc)
             await anyio.sleep(self._pacing.lease_s / 4)
 
     def adopt_unfollowed(self) -> int:

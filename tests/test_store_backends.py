@@ -190,3 +190,16 @@ def test_replicas_starting_at_once_migrate_once(pg_server: PgServer) -> None:
     new_job(opened[0])
     for store in opened:
         store.close()
+
+
+def test_a_lost_postgresql_connection_is_replaced_on_the_next_call(pg_url: str, pg_server: PgServer) -> None:
+    store = PostgresJobStore(pg_url)
+    job = new_job(store)
+    database = pg_url.split("/")[3].split("?")[0]
+    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:  # as a restart or failover does
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s", (database,)
+        ).fetchone()
+    assert killed is not None and killed[0] >= 1
+    assert store.get_job(job.id) == job  # reconnected, once, transparently
+    store.close()

@@ -95,6 +95,7 @@ class PostgresJobStore(JobStore):
         self._url = url
         self._db = self._connect()
         self._waiters: dict[str, set[anyio.Event]] = {}
+        self._in_transaction = False
         self._migrate()
 
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
@@ -105,9 +106,16 @@ class PostgresJobStore(JobStore):
 
     def _run(self, sql: str, args: Sequence[Any]) -> psycopg.Cursor[dict[str, Any]]:
         with self._lock:
-            if self._db.broken:  # the connection was lost (a database restart): the next call reconnects
+            try:
+                return self._db.execute(_marks(sql), list(args))
+            except psycopg.OperationalError:
+                # The connection was lost (a database restart, a failover, an idle timeout): once,
+                # on a new one. Outside a transaction, so nothing half-done is repeated.
+                if not self._db.broken or self._in_transaction:
+                    raise
+                log.warning("the database connection was lost; reconnecting")
                 self._db = self._connect()
-            return self._db.execute(_marks(sql), list(args))
+                return self._db.execute(_marks(sql), list(args))
 
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         return self._run(sql, args).rowcount
@@ -118,9 +126,13 @@ class PostgresJobStore(JobStore):
     @contextmanager
     def _write_transaction(self) -> Iterator[None]:
         with self._lock, self._db.transaction():
-            # Writers of spend queue here, across replicas, until this transaction ends.
-            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (SPEND_LOCK,))
-            yield
+            self._in_transaction = True  # a lost connection here fails the transaction, never half-repeats it
+            try:
+                # Writers of spend queue here, across replicas, until this transaction ends.
+                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (SPEND_LOCK,))
+                yield
+            finally:
+                self._in_transaction = False
 
     def _migrate(self) -> None:
         with self._lock:
