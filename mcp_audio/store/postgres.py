@@ -195,7 +195,7 @@ class PostgresJobStore(JobStore):
                     async for note in conn.notifies():
                         for event in self._waiters.get(note.payload, ()):
                             event.set()
-            except psycopg.Error as exc:
+            except Exception as exc:  # psycopg's or the network's: keep serving, with the fallback poll
                 log.warning("listening for job changes failed (%s); waiters poll every %g s", exc, self.poll_s)
             await anyio.sleep(delay)
             delay = min(delay * 2, 30.0)
