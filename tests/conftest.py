@@ -3,6 +3,7 @@ before each test), settings pointing at them, and MCP clients in both protocol e
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -161,10 +162,13 @@ def pg_server() -> Iterator[PgServer]:
     """One real PostgreSQL server for the session (per xdist worker); skips if it is not installed,
     unless CI is set, where these tests must run."""
     bin_dir = find_bin_dir()
-    if bin_dir is None:
+    missing = HOW_TO_RUN if bin_dir is None else None
+    if importlib.util.find_spec("psycopg") is None:
+        missing = "PostgreSQL tests skipped: psycopg is not installed; run `pip install 'psycopg[binary]'`"
+    if missing is not None or bin_dir is None:
         if os.environ.get("CI"):
-            pytest.fail(HOW_TO_RUN)
-        pytest.skip(HOW_TO_RUN)
+            pytest.fail(missing or HOW_TO_RUN)
+        pytest.skip(missing or HOW_TO_RUN)
     with start_pg_server(bin_dir) as started:
         yield started
 

@@ -10,7 +10,6 @@ from contextlib import ExitStack, asynccontextmanager, contextmanager
 
 import httpx
 import httpx2
-import psycopg
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -93,6 +92,8 @@ async def test_without_stateless_a_2025_era_session_lives_on_one_replica(shared:
 async def test_healthz_answers_any_host_and_says_when_the_database_is_gone(
     settings: ServerSettings, pg_server: PgServer
 ) -> None:
+    import psycopg
+
     url = pg_server.fresh_database()
     with http_server(on_backend(settings, url)) as served:
         async with httpx.AsyncClient(trust_env=False) as http:

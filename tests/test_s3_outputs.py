@@ -4,7 +4,6 @@ replica, with nothing left in a local folder."""
 
 from __future__ import annotations
 
-import boto3
 import httpx
 import pytest
 from mcp import Client
@@ -17,6 +16,7 @@ from tests.conftest import on_backend
 from tests.helpers import body_of, server, text_of
 
 pytestmark = pytest.mark.anyio
+boto3 = pytest.importorskip("boto3", reason="S3 tests need boto3 and moto: pip install boto3 'moto[server]'")
 
 
 @pytest.fixture

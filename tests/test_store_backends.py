@@ -7,15 +7,12 @@ import time
 from collections.abc import Iterator
 
 import anyio
-import psycopg
 import pytest
 
 from mcp_audio.catalog import SavedVoice
 from mcp_audio.config import ServerSettings
 from mcp_audio.results import JobResult
 from mcp_audio.store import Job, JobStore, open_store
-from mcp_audio.store.postgres import MIGRATIONS as PG_MIGRATIONS
-from mcp_audio.store.postgres import PostgresJobStore
 from tests.conftest import on_backend
 from tests.pg_harness import PgServer
 
@@ -165,6 +162,11 @@ async def test_a_waiter_wakes_when_another_process_changes_the_row(store: JobSto
 
 
 def test_replicas_starting_at_once_migrate_once(pg_server: PgServer) -> None:
+    import psycopg
+
+    from mcp_audio.store.postgres import MIGRATIONS as PG_MIGRATIONS
+    from mcp_audio.store.postgres import PostgresJobStore
+
     name = f"bare_{time.monotonic_ns()}"
     with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')  # empty: no schema yet
@@ -193,6 +195,10 @@ def test_replicas_starting_at_once_migrate_once(pg_server: PgServer) -> None:
 
 
 def test_a_lost_postgresql_connection_is_replaced_on_the_next_call(pg_url: str, pg_server: PgServer) -> None:
+    import psycopg
+
+    from mcp_audio.store.postgres import PostgresJobStore
+
     store = PostgresJobStore(pg_url)
     job = new_job(store)
     database = pg_url.split("/")[3].split("?")[0]
