@@ -234,7 +234,7 @@ async def soak_round(fake: Any, settings: Any, pacing: Any, fault: str, jobs: in
     from mcp import Client
 
     from mcp_audio.server import build_server
-    from mcp_audio.store import JobStore
+    from mcp_audio.store import open_store
 
     fake.reset()
     fake.script(ENDPOINT, run_s=0.5)
@@ -255,7 +255,7 @@ async def soak_round(fake: Any, settings: Any, pacing: Any, fault: str, jobs: in
         async with anyio.create_task_group() as tg:
             for i in range(jobs):
                 tg.start_soon(one, i)
-    store = JobStore(settings.database_path)
+    store = open_store(settings)
     rows = {job.body.get("prompt"): job for job in store.list_jobs(limit=10_000)}
     store.close()
     created: dict[str, int] = {}

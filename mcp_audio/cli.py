@@ -166,17 +166,17 @@ def _serve(settings: Any, *, http: bool, host: str, port: int, no_auth: bool = F
 
 
 def _tokens(settings: Any, args: argparse.Namespace) -> int:
-    from mcp_audio.tokens import TokenFile
+    from mcp_audio.tokens import open_tokens
 
-    tokens = TokenFile(settings.data_dir)
+    tokens = open_tokens(settings)
     if args.tokens_command == "add":
         token = tokens.add(args.name, args.max_spend_usd)
         print(f"mcp-audio: token for {args.name!r}; it is shown only now, store it:", file=sys.stderr)
         print(token)
     elif args.tokens_command == "list":
-        from mcp_audio.store import JobStore
+        from mcp_audio.store import open_store
 
-        store = JobStore(settings.database_path)
+        store = open_store(settings)
         try:
             for entry in tokens.entries():
                 print(json.dumps(entry.summary() | {"spent_usd": round(store.spent(entry.principal), 6)}))
@@ -301,9 +301,9 @@ def _doctor(settings: Any) -> int:
 
 
 def _jobs(settings: Any, status: str | None, limit: int) -> int:
-    from mcp_audio.store import JobStore
+    from mcp_audio.store import open_store
 
-    store = JobStore(settings.database_path)
+    store = open_store(settings)
     try:
         for job in store.list_jobs(states=[status] if status else None, limit=limit):
             print(json.dumps(job.summary()))

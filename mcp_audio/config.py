@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -131,6 +132,44 @@ class ServerSettings(BaseSettings):
         "`dynamic`: tools/list starts with the job tools and `enable_toolset`, which adds a family at run time",
     )
 
+    database_url: SecretStr | None = Field(
+        None,
+        description="a `postgresql://user:password@host/db` URL: jobs, voices, tokens and spend go there instead of "
+        "the data dir's SQLite file and token file, shared by every replica behind a load balancer (needs "
+        "`psycopg[binary]`)",
+    )
+    fal_jwks_url: str = Field(
+        "https://rest.alpha.fal.ai/.well-known/jwks.json",
+        description="the key set fal signs webhooks with; with `MCP_AUDIO_PUBLIC_URL` set, fal jobs are submitted "
+        "with a webhook to `{MCP_AUDIO_PUBLIC_URL}/webhooks/fal`, and a delivery no key verifies is refused",
+    )
+    http_stateless: bool = Field(
+        False,
+        description="HTTP mode: keep no 2025-era MCP sessions either (2026-era requests never have one), so behind a "
+        "load balancer any replica answers any request without sticky sessions; server-initiated messages outside "
+        "a request (resource subscriptions) are then not available to 2025-era clients",
+    )
+    output_url: str | None = Field(
+        None,
+        description="`s3://bucket/prefix`: saved output files go to this S3-compatible bucket instead of the output "
+        "folder (every replica serves them; results carry presigned URLs; credentials from the usual AWS_* "
+        "settings; needs `boto3`); files are then saved over HTTP too unless MCP_AUDIO_DOWNLOAD=never",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="the endpoint of an S3-compatible store other than AWS (MinIO, R2...), for MCP_AUDIO_OUTPUT_URL",
+    )
+    s3_url_expires_s: int = Field(
+        604800, ge=1, le=604800, description="how long the presigned URL of a file in the bucket works, in seconds"
+    )
+    lease_s: float = Field(
+        20.0,
+        ge=1,
+        le=3600,
+        description="how long a job stays leased to the replica following it without a renewal (renewed every "
+        "quarter of it): another replica takes a job over this long after its follower died",
+    )
+
     public_url: str | None = Field(
         None,
         description="HTTP mode: the URL clients reach the server at, without `/mcp` (behind a reverse proxy, its "
@@ -216,7 +255,8 @@ class ServerSettings(BaseSettings):
     def downloads_for(self, transport: str) -> bool:
         if self.download is not None:
             return self.download == "always"
-        return transport == "stdio"  # over HTTP the client is usually on another machine
+        # Over HTTP the client is usually on another machine, unless a bucket is there to hold the files.
+        return transport == "stdio" or self.output_url is not None
 
     @property
     def uploads_dir(self) -> Path:
@@ -239,7 +279,9 @@ class ServerSettings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction of anything we log or return."""
-        return [key for upstream in REMOTE.values() if (key := self.key_of(upstream))]
+        keys = [key for upstream in REMOTE.values() if (key := self.key_of(upstream))]
+        password = urlparse(self.database_url.get_secret_value()).password if self.database_url else None
+        return keys + ([password] if password else [])
 
 
 def _strip_slash(cls: Any, value: str) -> str:

@@ -31,8 +31,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mcp_audio.auth import Verifier, current_principal
 from mcp_audio.config import ServerSettings
 from mcp_audio.errors import ConfigError
+from mcp_audio.health import HEALTH_PATH
 from mcp_audio.oauth import OAuthVerifier, check_issuer, is_loopback
-from mcp_audio.tokens import TokenFile
+from mcp_audio.tokens import TokenFile, open_tokens
 from mcp_audio.uploads import NotMedia, TooLarge, Uploads
 
 log = logging.getLogger("mcp_audio.http")
@@ -64,7 +65,7 @@ def plan_exposure(settings: ServerSettings, host: str, port: int, *, no_auth: bo
     loopback = is_loopback(host)
     shown_host = f"[{host}]" if ":" in host else host
     public_url = (settings.public_url or f"http://{shown_host}:{port}").rstrip("/")
-    tokens = TokenFile(settings.data_dir)
+    tokens = open_tokens(settings)  # the data dir's file, or the shared database's table
     oauth = None
     if settings.oauth_issuer is not None:
         check_issuer(settings.oauth_issuer, host)
@@ -134,7 +135,8 @@ class HostGuard:
         self._check = TransportSecurityMiddleware(security)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        # A load balancer's health check names the replica by its own address; the answer holds no data.
+        if scope["type"] == "http" and scope["path"] != HEALTH_PATH:
             request = Request(scope, receive)
             refusal = await self._check.validate_request(request)
             if refusal is not None:
@@ -168,14 +170,25 @@ class AuthGate:
         await self.app(scope, receive, send)
 
 
-def http_app(server: Any, exposure: Exposure, *, extra_routes: list[Route] | None = None) -> ASGIApp:
-    """The deployable ASGI app around an MCPServer built for transport="http"."""
+def http_app(
+    server: Any,
+    exposure: Exposure,
+    *,
+    extra_routes: list[Route] | None = None,
+    open_routes: list[Route] | None = None,
+    stateless: bool = False,
+) -> ASGIApp:
+    """The deployable ASGI app around an MCPServer built for transport="http". `extra_routes`
+    need a caller's token like /mcp; `open_routes` need none (webhooks check their signature, the
+    health check tells nothing). `stateless`: 2025-era sessions are not kept either, so any
+    replica answers any request (2026-era requests are stateless anyway)."""
     app = server.streamable_http_app(
-        streamable_http_path=MCP_PATH, transport_security=exposure.security, host="deployed"
+        streamable_http_path=MCP_PATH, transport_security=exposure.security, host="deployed", stateless_http=stateless
     )
     if exposure.oauth is not None:
         app.router.routes.extend(_metadata_routes(exposure.resource_url, exposure.oauth.issuer))
     app.router.routes.extend(extra_routes or [])
+    app.router.routes.extend(open_routes or [])
     gated: ASGIApp = AuthGate(app, exposure, (MCP_PATH, *(route.path for route in extra_routes or [])))
     gated = AuthContextMiddleware(gated)
     verifier = Verifier(exposure.tokens, exposure.oauth)
@@ -221,6 +234,17 @@ def upload_route(settings: ServerSettings) -> Route:
 def serve_http(settings: ServerSettings, server: Any, host: str, port: int, *, no_auth: bool) -> None:
     import uvicorn
 
+    from mcp_audio.health import health_route
+    from mcp_audio.webhooks import fal_webhook_route
+
     exposure = plan_exposure(settings, host, port, no_auth=no_auth)
-    app = http_app(server, exposure, extra_routes=[upload_route(settings)])
+    # fal's webhooks, when submits announce them (MCP_AUDIO_PUBLIC_URL): signed by fal, not by a token.
+    webhooks = [fal_webhook_route(settings)] if settings.public_url else []
+    app = http_app(
+        server,
+        exposure,
+        extra_routes=[upload_route(settings)],
+        open_routes=[health_route(settings), *webhooks],
+        stateless=settings.http_stateless,
+    )
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -45,6 +45,7 @@ from mcp_audio.pricing import Confirm, NotConfirmed, SpendGuard, estimate_cost
 from mcp_audio.providers.base import (
     Cancels,
     FileSink,
+    Hears,
     OneShotProvider,
     Pacing,
     Provider,
@@ -59,9 +60,6 @@ from mcp_audio.results import OutputFile, extract_result, value_at
 from mcp_audio.store import LOCAL_PRINCIPAL, Job, JobStore, iso_time
 
 log = logging.getLogger("mcp_audio.jobs")
-
-# How often a waiter re-reads the row of a job another process follows (a local SQLite read).
-ROW_POLL_S = 0.25
 
 OnUpdate = Callable[[Job, str], Awaitable[None]]
 
@@ -181,13 +179,17 @@ class JobRunner:
     async def keep_leases(self) -> None:
         """For the life of the server: renew the leases of the jobs followed here, stop following
         any this process lost, and take over jobs nobody follows."""
+        self._tg.start_soon(self._store.listen, name="store-listen")  # other replicas' changes wake waiters
         while True:
-            held = self._store.renew(self.owner, list(self._live), self._pacing.lease_s)
-            for job_id, live in list(self._live.items()):
-                if job_id not in held:  # finished or cancelled elsewhere, or taken over: not ours now
-                    live.scope.cancel()
-            if adopted := self.adopt_unfollowed():
-                log.info("following %d unfinished job(s) nobody else follows", adopted)
+            try:
+                held = self._store.renew(self.owner, list(self._live), self._pacing.lease_s)
+                for job_id, live in list(self._live.items()):
+                    if job_id not in held:  # finished or cancelled elsewhere, or taken over: not ours now
+                        live.scope.cancel()
+                if adopted := self.adopt_unfollowed():
+                    log.info("following %d unfinished job(s) nobody else follows", adopted)
+            except Exception as exc:  # the database is away for a moment: the server keeps serving, retries
+                log.warning("could not renew or adopt job leases (%s: %s); trying again", type(exc).__name__, exc)
             await anyio.sleep(self._pacing.lease_s / 4)
 
     def adopt_unfollowed(self) -> int:
@@ -279,11 +281,16 @@ class JobRunner:
                     )
                     self._notify(job, f"Submitted to {capability.upstream.label} (request {submitted.upstream_id})")
                 handle = _stored_handle(provider.handle_type, job)
-                output = await self._follow_through_outages(job, provider, handle, report, files)
+                heard = await self._hear_or_check(job, provider, handle) if isinstance(provider, Hears) else None
+                if heard is None:  # no webhook, or one that said "done" without the output
+                    heard = await self._follow_through_outages(job, provider, handle, report, files)
+                output = heard
             # Upstream JSON is data: a secret it echoes is never stored or returned.
             output = {k: v if isinstance(v, OutputFile) else redact_json(v, self._secrets) for k, v in output.items()}
             result = extract_result(capability, output)
             remote = [item for item in result.files if not item.saved]
+            if not self._store.renew(self.owner, [job_id], self._pacing.lease_s):
+                return  # this process stopped answering and another took the job over: it saves the files
             if self._download and self._saver is not None and remote:
                 self._notify(job, f"Saving {len(remote)} file(s) to {self._saver.output_dir}")
                 result.files = await self._saver.save_all(capability.name, job_id, result.files)
@@ -341,6 +348,28 @@ class JobRunner:
                 self._on_update(job.id, Update(state="queued" if job.state == "queued" else "running", logs=[line]))
                 await anyio.sleep(wait)
                 delay = min(self._pacing.outage_retry_max_s, delay * 2)
+
+    async def _hear_or_check(self, job: Job, provider: Hears, handle: BaseModel) -> dict[str, Any] | None:
+        """A job submitted with a webhook: wait, holding no stream, for its delivery (stored in
+        the row by whichever replica received it), with a slow status check in case it never
+        comes. The output it carried; None when the job should be followed the usual way."""
+        if not provider.hears(handle):
+            return None
+        check_at = time.monotonic() + self._pacing.webhook_check_s
+        while True:
+            delivery = self._require(job.id).webhook
+            if delivery is not None:
+                return provider.webhook_output(delivery)
+            if time.monotonic() >= check_at:
+                try:
+                    if await provider.is_finished(job.endpoint, handle):
+                        log.info("job %s finished without its webhook; fetching its result", job.id)
+                        return None
+                except (UpstreamUnavailable, UpstreamBadAnswer) as exc:
+                    log.info("job %s: status check failed (%s); checking again later", job.id, exc.detail)
+                check_at = time.monotonic() + self._pacing.webhook_check_s
+            with anyio.move_on_after(max(0.0, check_at - time.monotonic())):
+                await self._store.changed(job.id)
 
     def _file_sink(self, capability: Capability, job_id: str) -> FileSink:
         """Where a provider puts bytes its upstream returned directly: the job's output files."""
@@ -413,7 +442,7 @@ class JobRunner:
             send.close()
 
     async def _watch_row(self, job_id: str, on_update: OnUpdate | None) -> None:
-        """Watch the row of a job this process does not follow (another process on the data dir
+        """Watch the row of a job this process does not follow (another process on the database
         does) until it finishes or this process takes it over."""
         seen: tuple[Any, ...] | None = None
         while True:
@@ -424,7 +453,7 @@ class JobRunner:
             if seen is not None and now != seen and on_update is not None:
                 await on_update(job, f"{job.state.capitalize()}" + (f": {job.logs[-1]}" if job.logs else ""))
             seen = now
-            await anyio.sleep(ROW_POLL_S)
+            await self._store.changed(job_id)  # a push from the database, or a short poll
 
     async def cancel(self, job_id: str) -> Job:
         """Cancel upstream, stop following, and record the job as cancelled."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import mimetypes
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -22,6 +21,7 @@ from mcp_audio.manifest import VoiceFamily
 from mcp_audio.providers.base import VoiceCatalog
 from mcp_audio.redaction import redact
 from mcp_audio.results import OutputFile, job_result
+from mcp_audio.s3_outputs import read_saved
 from mcp_audio.state import AppState, Runtime
 
 
@@ -93,7 +93,7 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         item = _saved(runtime, job_id, name)
         if item is None or item.path is None:
             raise ResourceNotFoundError(f"No saved file '{name[:100]}' for job '{job_id[:64]}'")
-        return Path(item.path).read_bytes()
+        return read_saved(item.path, runtime.get().settings)  # a local file, or an object in the output bucket
 
     # A template declares one type for all its resources; each file's read gets its own.
     server.middleware.append(_SavedFileTypes(runtime))

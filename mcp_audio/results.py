@@ -203,6 +203,8 @@ def _inline_audio(item: OutputFile, inline_max_kb: int | None) -> AudioContent |
     content_type = item.content_type or ""
     if inline_max_kb is None or item.path is None or not content_type.startswith("audio/"):
         return None
+    if not Path(item.path).is_file():  # kept in an output bucket (s3://): its URL is in the result
+        return None
     if (item.file_size or 0) > inline_max_kb * 1024:
         return None
     data = base64.b64encode(Path(item.path).read_bytes()).decode()

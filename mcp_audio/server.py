@@ -36,7 +36,6 @@ from mcp_audio.confirmation import NeedsApproval, cost_confirmation
 from mcp_audio.errors import McpAudioError, UpstreamError
 from mcp_audio.jobs import JobRunner, ProviderPool, not_found_message
 from mcp_audio.output_schema import capability_schema, job_list_schema, job_schema
-from mcp_audio.outputs import OutputSaver
 from mcp_audio.pipeline import CallPipeline
 from mcp_audio.pricing import SpendGuard
 from mcp_audio.prompts import add_prompts
@@ -45,10 +44,11 @@ from mcp_audio.ratelimit import RateLimit
 from mcp_audio.redaction import redact
 from mcp_audio.resources import add_resources
 from mcp_audio.results import job_result
+from mcp_audio.s3_outputs import open_saver
 from mcp_audio.state import AppState, Runtime
-from mcp_audio.store import Job, JobStore
+from mcp_audio.store import Job, open_store
 from mcp_audio.tasks import Tasks, started_as_task
-from mcp_audio.tokens import TokenFile
+from mcp_audio.tokens import open_tokens
 from mcp_audio.toolsets import DYNAMIC, add_dynamic_toolsets
 from mcp_audio.uploads import Uploads
 
@@ -89,14 +89,15 @@ def build_server(
 ) -> MCPServer[AppState]:
     """The MCP server. `pacing` sets the providers' poll and retry intervals (tests shorten them)."""
     catalog = catalog or load_catalog()
+    pacing = pacing or Pacing(lease_s=settings.lease_s)  # MCP_AUDIO_LEASE_S (tests pass their own pacing)
     runtime = Runtime()
     secrets = settings.secrets()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        store = JobStore(settings.database_path)
-        saver = OutputSaver(
-            settings.output_dir,
+        store = open_store(settings)  # SQLite, or PostgreSQL with MCP_AUDIO_DATABASE_URL
+        saver = open_saver(  # the output folder, or the bucket of MCP_AUDIO_OUTPUT_URL
+            settings,
             max_bytes=int(settings.max_download_mb * 2**20),
             trusted_origins=_upstream_origins(settings),
         )
@@ -112,7 +113,7 @@ def build_server(
                     ProviderPool(settings, pacing),
                     task_group,
                     secrets=secrets,
-                    spend=SpendGuard(settings.max_spend_usd, store, TokenFile(settings.data_dir).cap_of),
+                    spend=SpendGuard(settings.max_spend_usd, store, open_tokens(settings, store).cap_of),
                     saver=saver,
                     download=settings.downloads_for(transport),
                     pacing=pacing,

@@ -1,4 +1,5 @@
-"""Bearer tokens for HTTP mode: `mcp-audio tokens add|list|revoke`, stored hashed in the data dir.
+"""Bearer tokens for HTTP mode: `mcp-audio tokens add|list|revoke`, stored hashed in the data dir
+(or, with MCP_AUDIO_DATABASE_URL, in the PostgreSQL database every replica shares).
 
 A token is 32 random bytes, so a plain SHA-256 of it is as hard to reverse as the token is to
 guess; no slow hash is needed. The file is rewritten whole (write, then rename) and a running
@@ -16,9 +17,14 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_audio.errors import ConfigError, InvalidArguments
+
+if TYPE_CHECKING:
+    from mcp_audio.config import ServerSettings
+    from mcp_audio.store import JobStore
+    from mcp_audio.store.postgres import PostgresJobStore
 
 PREFIX = "mcpa_"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -144,3 +150,44 @@ class TokenFile:
             out.write(text)
         os.replace(temporary, self.path)
         self._seen = None
+
+
+class TokenTable(TokenFile):
+    """The tokens in the shared PostgreSQL database: a token added or revoked on one replica
+    applies on every replica, re-read at most every REREAD_S."""
+
+    REREAD_S = 1.0
+
+    def __init__(self, store: PostgresJobStore) -> None:
+        self.path = Path("database:tokens")  # how messages name where the tokens are
+        self._store = store
+        self._entries = {}
+        self._read_at: float | None = None
+
+    def _refresh(self) -> None:
+        if self._read_at is not None and time.monotonic() - self._read_at < self.REREAD_S:
+            return
+        self._entries = {row["name"]: TokenEntry(**row) for row in self._store.token_rows()}
+        self._read_at = time.monotonic()
+
+    def _write(self, entries: list[TokenEntry]) -> None:
+        wanted = {entry.name: entry for entry in entries}
+        stored = {row["name"] for row in self._store.token_rows()}
+        for name, entry in wanted.items():
+            if name not in stored:
+                self._store.insert_token(asdict(entry))
+        for name in stored - wanted.keys():
+            self._store.delete_token(name)
+        self._read_at = None
+
+
+def open_tokens(settings: ServerSettings, store: JobStore | None = None) -> TokenFile:
+    """The data dir's token file, or the database's token table when MCP_AUDIO_DATABASE_URL is set
+    (through `store`, the server's open one, else a connection of its own for the process)."""
+    if settings.database_url is None:
+        return TokenFile(settings.data_dir)
+    from mcp_audio.store.postgres import PostgresJobStore
+
+    if not isinstance(store, PostgresJobStore):
+        store = PostgresJobStore(settings.database_url.get_secret_value())
+    return TokenTable(store)

@@ -3,6 +3,7 @@ before each test), settings pointing at them, and MCP clients in both protocol e
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from pydantic import SecretStr
 
 from mcp_audio.config import ServerSettings, Settings
 from mcp_audio.providers.registry import REMOTE
@@ -20,6 +22,8 @@ from mcp_audio.sandbox.eigen import FakeEigen
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
 from tests.helpers import EIGEN_KEY, FAL_KEY, KEYS, VOICE_HOST, VOICE_KEY, served, server
+from tests.pg_harness import HOW_TO_RUN, PgServer, find_bin_dir
+from tests.pg_harness import pg_server as start_pg_server
 
 
 @pytest.fixture
@@ -148,3 +152,78 @@ async def client(request: pytest.FixtureRequest, settings: ServerSettings) -> As
     """A real MCP client connected in-process, in the modern era and the initialize era."""
     async with Client(server(settings), mode=request.param) as connected:
         yield connected
+
+
+# --- the job store on both backends ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One real PostgreSQL server for the session (per xdist worker); skips if it is not installed,
+    unless CI is set, where these tests must run."""
+    bin_dir = find_bin_dir()
+    missing = HOW_TO_RUN if bin_dir is None else None
+    if importlib.util.find_spec("psycopg") is None:
+        missing = "PostgreSQL tests skipped: psycopg is not installed; run `pip install 'psycopg[binary]'`"
+    if missing is not None or bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail(missing or HOW_TO_RUN)
+        pytest.skip(missing or HOW_TO_RUN)
+    with start_pg_server(bin_dir) as started:
+        yield started
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """A fresh, migrated PostgreSQL database of its own for this test."""
+    return pg_server.fresh_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """Each backend in turn: None (the data dir's SQLite file) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+def on_backend(settings: ServerSettings, database_url: str | None) -> ServerSettings:
+    """These settings with the store on the given backend."""
+    return settings.model_copy(update={"database_url": SecretStr(database_url) if database_url else None})
+
+
+# --- an S3-compatible loopback server (moto in server mode) ---------------------------------
+
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test-access-key",
+    "AWS_SECRET_ACCESS_KEY": "test-secret",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 on loopback for the session; its URL (MCP_AUDIO_S3_ENDPOINT_URL)."""
+    server_module = pytest.importorskip("moto.server", reason="S3 tests need moto: pip install 'moto[server]'")
+    from tests.http_harness import free_port
+
+    port = free_port()
+    moto = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        moto.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    """A new, empty bucket for this test, with credentials in the environment; its name."""
+    import boto3
+
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"test-{abs(hash(request.node.nodeid)) % 10**10}-{os.getpid()}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    return bucket

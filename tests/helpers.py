@@ -46,6 +46,7 @@ FAST = Pacing(
     stream_idle_check_s=2.0,
     outage_retry_max_s=0.2,
     lease_s=2.0,
+    webhook_check_s=0.5,
 )
 
 Fake = TypeVar("Fake", bound=FakeUpstream[Any])
@@ -147,6 +148,8 @@ def env_for(settings: ServerSettings) -> dict[str, str]:
     )
     if settings.allowed_dirs is not None:
         env["MCP_AUDIO_ALLOWED_DIRS"] = settings.allowed_dirs
+    if settings.database_url is not None:
+        env["MCP_AUDIO_DATABASE_URL"] = settings.database_url.get_secret_value()
     return env
 
 

@@ -70,9 +70,13 @@ class Served:
 
 @contextmanager
 def http_server(
-    settings: ServerSettings, *args: str, extra_env: dict[str, str] | None = None, host: str = "127.0.0.1"
+    settings: ServerSettings,
+    *args: str,
+    extra_env: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
 ) -> Iterator[Served]:
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mcp_audio", "serve", "--http", "--host", host, "--port", str(port), *args],
         env=env_for(settings) | (extra_env or {}),

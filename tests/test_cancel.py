@@ -68,9 +68,9 @@ async def test_cancelling_a_finished_job_leaves_it_alone(client: Client, fake_fa
 
 
 async def test_get_job_waits_on_a_job_this_process_does_not_follow(settings: object) -> None:
-    from mcp_audio.store import JobStore
+    from mcp_audio.store import open_store
 
-    store = JobStore(settings.database_path)  # type: ignore[attr-defined]
+    store = open_store(settings)  # type: ignore[arg-type]
     job = store.create_job(
         tool="lyria2_music",
         provider="fal",

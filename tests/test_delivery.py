@@ -16,10 +16,17 @@ from mcp_audio.config import ServerSettings
 from mcp_audio.sandbox._base import CUT
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
-from mcp_audio.store import JobStore
+from mcp_audio.store import open_store
+from tests.conftest import on_backend
 from tests.helpers import body_of, env_for, server, start_tool_call, stop, text_of
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def settings(settings: ServerSettings, database_url: str | None) -> ServerSettings:
+    """Every delivery guarantee holds on both stores: the data dir's SQLite file and PostgreSQL."""
+    return on_backend(settings, database_url)
 
 FAL_CHECK = (
     "To see whether it ran, check fal's request history at https://fal.ai/dashboard/requests; if it is not there, "
@@ -32,7 +39,7 @@ def submits(fake: FakeFal) -> int:
 
 
 def row_of(settings: ServerSettings, job_id: str) -> dict[str, object]:
-    store = JobStore(settings.database_path)
+    store = open_store(settings)
     try:
         job = store.get_job(job_id)
         assert job is not None
@@ -181,7 +188,7 @@ async def test_a_job_whose_owner_stopped_answering_is_taken_over_when_its_lease_
     async with Client(server(quick)) as client:
         job_id = body_of(await client.call_tool("lyria2_music", {"prompt": "calm"}))["job_id"]
         # A process on another host takes the lease over, then dies: nobody renews it.
-        store = JobStore(settings.database_path)
+        store = open_store(settings)
         owner = store.get_job(job_id).lease_owner  # type: ignore[union-attr]
         assert store.claim(job_id, "another-host:4242:deadbeef", 1.5, taking_over=owner)
         expires = time.time() + 1.5
@@ -248,7 +255,7 @@ async def test_a_voice_api_submit_cut_after_the_task_was_created_ends_unknown(
 
 
 async def test_an_interrupted_local_job_fails_plainly_and_a_paid_one_ends_unknown(settings: ServerSettings) -> None:
-    store = JobStore(settings.database_path)
+    store = open_store(settings)
     rows = {
         provider: store.create_job(
             tool=tool, provider=provider, endpoint=endpoint, body={}, options={}, owner="gone:1:x", lease_s=0

@@ -10,7 +10,7 @@ from mcp import Client
 
 from mcp_audio.config import Settings
 from mcp_audio.sandbox.fal_queue import FakeFal
-from mcp_audio.store import JobStore
+from mcp_audio.store import open_store
 from tests.helpers import FAL_KEY, assert_secret_kept, server, text_of
 
 pytestmark = pytest.mark.anyio
@@ -116,7 +116,7 @@ async def test_key_never_reaches_logs(caplog: Any, client: Client, fake_fal: Fak
 async def test_a_stored_handle_that_does_not_validate_fails_the_job_clearly(
     settings: Settings, fake_fal: FakeFal
 ) -> None:
-    store = JobStore(settings.database_path)
+    store = open_store(settings)
     job = store.create_job(
         tool="lyria2_music", provider="fal", endpoint="fal-ai/lyria2", body={"prompt": "x"}, options={}
     )

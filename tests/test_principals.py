@@ -17,11 +17,18 @@ from mcp_types import ResourceLink, ResourceTemplateReference
 from mcp_audio.catalog import SavedVoice
 from mcp_audio.config import ServerSettings
 from mcp_audio.sandbox.fal_queue import FakeFal
-from mcp_audio.store import MIGRATIONS, JobStore
+from mcp_audio.store import MIGRATIONS, SqliteJobStore
+from tests.conftest import on_backend
 from tests.helpers import FAL_KEY, assert_secret_kept, server, text_of
 from tests.http_harness import add_token, http_server, mcp_client, run_cli
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def settings(settings: ServerSettings, database_url: str | None) -> ServerSettings:
+    """Principals and spend are kept apart on both stores: SQLite and PostgreSQL."""
+    return on_backend(settings, database_url)
 
 CLONE = {"audio_url": "https://example.com/me.mp3", "reference_text": "This is my voice.", "name": "narrator"}
 
@@ -137,6 +144,8 @@ async def test_the_server_spend_cap_counts_across_restarts(settings: ServerSetti
 
 
 async def test_rows_from_before_principals_belong_to_the_local_user(settings: ServerSettings) -> None:
+    if settings.database_url is not None:
+        pytest.skip("SQLite's rows from before principals: a PostgreSQL database starts with principals")
     path = settings.database_path
     path.parent.mkdir(parents=True)
     db = sqlite3.connect(path, isolation_level=None)
@@ -151,7 +160,7 @@ async def test_rows_from_before_principals_belong_to_the_local_user(settings: Se
     db.execute("INSERT INTO voices VALUES ('oldvoice', 'qwen3-tts', 'fal', '{}', NULL, 1)")
     db.close()
 
-    store = JobStore(path)
+    store = SqliteJobStore(path)
     try:
         assert store.get_job("old-job", "local") is not None and store.get_job("old-job", "token:x") is None
         assert store.find_voice("oldvoice") == SavedVoice(

@@ -13,7 +13,7 @@ from mcp_types import PromptReference, ResourceTemplateReference
 
 from mcp_audio.catalog import SavedVoice
 from mcp_audio.config import Settings
-from mcp_audio.store import JobStore
+from mcp_audio.store import open_store
 from tests.helpers import server
 
 pytestmark = pytest.mark.anyio
@@ -21,7 +21,7 @@ VOICE_API_MODELS = "voices://voice-api{?title,language,tag,sort}"
 
 
 async def test_completions_match_the_typed_prefix_ignoring_case_without_any_key(settings: Settings) -> None:
-    store = JobStore(settings.database_path)
+    store = open_store(settings)
     store.save_voice(SavedVoice(name="Storyteller", family="qwen3-tts", provider="fal", fields={}))
     store.close()
     keyless = settings.model_copy(update={"fal_key": None})

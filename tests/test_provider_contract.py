@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from mcp_audio.config import ServerSettings
 from mcp_audio.providers.registry import UPSTREAMS, Upstream
+from tests.conftest import on_backend
 from tests.helpers import (
     KEYS,
     assert_secret_kept,
@@ -138,9 +139,10 @@ async def test_429_is_retried_after_retry_after_with_one_upstream_job(
 
 @pytest.mark.parametrize("case", QUEUED, ids=ids(QUEUED))
 async def test_kill_9_mid_job_then_restart_finishes_it_without_resubmitting(
-    request: pytest.FixtureRequest, case: Case, tmp_path: Path
+    request: pytest.FixtureRequest, case: Case, tmp_path: Path, database_url: str | None
 ) -> None:
     fake, settings = arrange(request, case)
+    settings = on_backend(settings, database_url)  # on SQLite and on PostgreSQL
     if case.upstream.name == "fal":
         fake.script("fal-ai/lyria2", queue_s=0.3, run_s=1.5)
     else:

@@ -49,6 +49,9 @@ class Pacing:
     # A process holds a lease on each job it follows, renewing it every quarter of this; a job
     # whose owner died is taken over once the lease runs out.
     lease_s: float = 20.0
+    # A job submitted with a webhook holds no status stream: one status request this often
+    # finishes it if its webhook never arrives.
+    webhook_check_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,24 @@ class Uploads(Protocol):
 class Cancels(Protocol):
     async def cancel(self, endpoint: str, handle: Any) -> bool:
         """Ask the upstream to cancel; False when it had already finished."""
+        ...
+
+
+@runtime_checkable
+class Hears(Protocol):
+    """A queued provider whose upstream can announce a job's end with a webhook (see webhooks.py)."""
+
+    def hears(self, handle: Any) -> bool:
+        """True if this job was submitted with a webhook."""
+        ...
+
+    def webhook_output(self, delivery: dict[str, Any]) -> dict[str, Any] | None:
+        """The job's output from a verified delivery; raises UpstreamJobFailed for a failed job;
+        None when the delivery carries no output (then it is fetched)."""
+        ...
+
+    async def is_finished(self, endpoint: str, handle: Any) -> bool:
+        """One status request: has the job finished (either way)?"""
         ...
 
 

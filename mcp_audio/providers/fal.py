@@ -44,6 +44,7 @@ class FalHandle(BaseModel):
     status_url: str
     response_url: str
     cancel_url: str
+    webhook: bool = False  # submitted with fal_webhook: the end is announced, no stream is held
 
 
 _NO_SUCH_REQUEST = "00000000-0000-0000-0000-000000000000"
@@ -85,8 +86,10 @@ class FalProvider(HttpProvider):
         cdn_url: str = "https://v3.fal.media",
         http: httpx.AsyncClient | None = None,
         pacing: Pacing | None = None,
+        webhook_url: str | None = None,
     ) -> None:
         super().__init__(api_key, http, httpx.Timeout(30.0, connect=10.0), pacing)
+        self._webhook_url = webhook_url
         self._queue_url = queue_url.rstrip("/")
         self._run_url = run_url.rstrip("/")
         self._storage = _FalStorage(rest_url.rstrip("/"), cdn_url.rstrip("/"))
@@ -132,6 +135,7 @@ class FalProvider(HttpProvider):
             "POST",
             f"{self._queue_url}/{endpoint}",
             json=request.body,
+            params={"fal_webhook": self._webhook_url} if self._webhook_url else None,
             idempotent=False,
             proves_nothing_ran=_created_nothing,
             accept=_created_anyway,
@@ -161,8 +165,26 @@ class FalProvider(HttpProvider):
             status_url=data.get("status_url") or f"{base}/status",
             response_url=data.get("response_url") or base,
             cancel_url=data.get("cancel_url") or f"{base}/cancel",
+            webhook=self._webhook_url is not None,
         )
         return Submitted(upstream_id=request_id, handle=handle)
+
+    # --- webhooks: the delivery was verified and stored by webhooks.py ------------------------
+
+    def hears(self, handle: FalHandle) -> bool:
+        return handle.webhook
+
+    def webhook_output(self, delivery: dict[str, Any]) -> dict[str, Any] | None:
+        payload = delivery.get("payload")
+        if delivery.get("status") != "OK":
+            detail = delivery.get("error") or (describe_error_body(payload) if payload else "") or "no detail"
+            raise UpstreamJobFailed(f"fal job failed: {str(detail)[:500]}", provider=self.upstream.label)
+        # A payload fal could not attach comes as null with `payload_error`: fetch the result then.
+        return payload if isinstance(payload, dict) else None
+
+    async def is_finished(self, endpoint: str, handle: FalHandle) -> bool:
+        response = await self._call("GET", handle.status_url)
+        return json_object(response, self.upstream, "a status request").get("status") == "COMPLETED"
 
     async def follow(self, endpoint: str, handle: FalHandle, report: Report, files: FileSink) -> dict[str, Any]:
         watcher = _StatusWatcher(report)

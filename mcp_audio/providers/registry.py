@@ -61,12 +61,16 @@ class Upstream:
     can_cancel: bool = True
     # Where a user sees whether a request whose answer was lost ran (and was billed).
     where_to_check: str = "the upstream account's usage page"
+    # Where this server receives the upstream's webhooks (with MCP_AUDIO_PUBLIC_URL set; None: it sends none).
+    webhook_path: str | None = None
 
     def build(self, settings: Any, pacing: Pacing | None = None) -> Provider:
         """A provider configured from `settings` (key and URLs), created without I/O."""
         cls = _load(self.provider_class)
         key = getattr(settings, self.key_field) if self.key_field else None
         urls = {url.param: getattr(settings, url.field) for url in self.urls}
+        if self.webhook_path and getattr(settings, "public_url", None):
+            urls["webhook_url"] = settings.public_url.rstrip("/") + self.webhook_path
         provider: Provider = cls(api_key=key.get_secret_value() if key else None, pacing=pacing, **urls)
         return provider
 
@@ -123,6 +127,7 @@ FAL = Upstream(
     fake_class="mcp_audio.sandbox.fal_queue:FakeFal",
     fake_port=8799,
     where_to_check="fal's request history at https://fal.ai/dashboard/requests",
+    webhook_path="/webhooks/fal",
 )
 
 VOICE_API = Upstream(

@@ -16,11 +16,13 @@ the background. Deliberate simplifications:
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
 import struct
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -41,7 +43,11 @@ from mcp_audio.sandbox._base import FakeUpstream, TruncatedBody, no_route, silen
 JSON = dict[str, Any]
 Output = JSON | Callable[[JSON], JSON] | None
 State = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
-KINDS = frozenset({"submit", "status", "stream", "result", "cancel", "token", "upload", "multipart", "file", "run"})
+KINDS = frozenset(
+    {"submit", "status", "stream", "result", "cancel", "token", "upload", "multipart", "file", "run", "jwks"}
+)
+JWKS_PATH = "/.well-known/jwks.json"  # fal's webhook keys (on rest.alpha.fal.ai)
+WEBHOOK_USER = "fake-fal-user"
 # fal.run (synchronous and streaming runs) is another host; the fake serves it under /run/.
 RUN_PREFIX = "/run/"
 _UNAUTHORIZED = {"detail": "No user found for Key ID and Secret"}
@@ -98,6 +104,7 @@ class FakeJob:
     submitted_wall: float = field(default_factory=time.time)
     cancelled_at: float | None = None
     output: JSON | None = None  # computed on first observation of completion
+    webhook_url: str | None = None  # the submit's fal_webhook
 
     @property
     def cancelled(self) -> bool:
@@ -141,7 +148,12 @@ class FakeFal(FakeUpstream[RecordedRequest]):
     """In-memory fal queue + storage. Thread-safe: driven from tests, served from uvicorn."""
 
     def __init__(self, valid_key: str = "test-key", keepalive_s: float = 15.0) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         self.keepalive_s = keepalive_s
+        # Webhooks are signed with the first; the key set also lists an unrelated one, as fal's has several.
+        self.signing_key = Ed25519PrivateKey.generate()
+        self._listed_keys = [Ed25519PrivateKey.generate().public_key(), self.signing_key.public_key()]
         super().__init__(KINDS, valid_key)
 
     def _reset_state(self) -> None:
@@ -154,6 +166,8 @@ class FakeFal(FakeUpstream[RecordedRequest]):
         self._tokens: set[str] = set()
         self._pending_uploads: dict[str, str] = {}  # signed-PUT name -> content type
         self._multipart: dict[str, tuple[str, str, dict[int, bytes]]] = {}  # id -> name, type, parts
+        self.send_webhooks = True  # False: a submit's fal_webhook is never called (lost deliveries)
+        self.webhooks: list[tuple[str, int]] = []  # (request id, the receiver's HTTP status) per delivery
 
     # ---- test-side controls -------------------------------------------------------------
 
@@ -201,6 +215,72 @@ class FakeFal(FakeUpstream[RecordedRequest]):
         """The next status stream drops the connection (no final chunk) after n data events."""
         with self._lock:
             self._stream_break = n_events
+
+    # ---- webhooks: fal POSTs a job's outcome to the submit's fal_webhook, signed ------------
+
+    def signed_headers(self, request_id: str, body: bytes, *, key: Any = None, timestamp: int | None = None) -> JSON:
+        """fal's signature headers for `body` (tests forge with another `key` or an old `timestamp`)."""
+        from mcp_audio.webhooks import signed_message
+
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        signature = (key or self.signing_key).sign(signed_message(request_id, WEBHOOK_USER, stamp, body))
+        return {
+            "Content-Type": "application/json",
+            "X-Fal-Webhook-Request-Id": request_id,
+            "X-Fal-Webhook-User-Id": WEBHOOK_USER,
+            "X-Fal-Webhook-Timestamp": stamp,
+            "X-Fal-Webhook-Signature": signature.hex(),
+        }
+
+    def webhook_body(self, request_id: str) -> bytes:
+        """What fal POSTs for a finished job: its output, or its error."""
+        job = self.jobs[request_id]
+        failure = job.failure()
+        if failure is not None:
+            _, body, _ = failure
+            outcome: JSON = {"status": "ERROR", "error": _error_message(body), "payload": body}
+        else:
+            outcome = {"status": "OK", "payload": self._ensure_output(job, self.base_url or "")}
+        return json.dumps({"request_id": request_id, "gateway_request_id": request_id, **outcome}).encode()
+
+    def deliver_webhook(self, request_id: str) -> int:
+        """POST the job's webhook to its submit's fal_webhook now; the receiver's HTTP status."""
+        import httpx
+
+        url = self.jobs[request_id].webhook_url
+        assert url is not None, "the job was submitted without fal_webhook"
+        body = self.webhook_body(request_id)
+        headers = self.signed_headers(request_id, body)
+        try:
+            with httpx.Client(trust_env=False, timeout=10) as http:
+                status = http.post(url, content=body, headers=headers).status_code
+        except httpx.HTTPError:
+            status = 0
+        with self._lock:
+            self.webhooks.append((request_id, status))
+        return status
+
+    def _schedule_webhook(self, job: FakeJob) -> None:
+        def deliver() -> None:
+            with self._lock:
+                current = self.jobs.get(job.request_id) is job and self.send_webhooks
+            if current:
+                self.deliver_webhook(job.request_id)
+
+        timer = threading.Timer(job.script.queue_s + job.script.run_s + 0.05, deliver)
+        timer.daemon = True
+        timer.start()
+
+    def jwks(self) -> JSON:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        raw = [key.public_bytes(Encoding.Raw, PublicFormat.Raw) for key in self._listed_keys]
+        # One without padding, one with: fal's set has been seen both ways.
+        x = [base64.urlsafe_b64encode(raw[0]).decode().rstrip("="), base64.urlsafe_b64encode(raw[1]).decode()]
+        return {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": f"k{n}", "x": value} for n, value in enumerate(x)]}
+
+    def _on_jwks(self, request: Request, record: RecordedRequest, base: str) -> Response:
+        return JSONResponse(self.jwks())
 
     def requests_for(self, request_id: str) -> list[RecordedRequest]:
         with self._lock:
@@ -293,10 +373,13 @@ class FakeFal(FakeUpstream[RecordedRequest]):
                     ),
                 )
             job = FakeJob(str(uuid.uuid4()), endpoint_id, _app_prefix(endpoint_id), record.json, script, record.headers)
+            job.webhook_url = record.query.get("fal_webhook")
             self.jobs[job.request_id] = job
             record.request_id = job.request_id
             _, position = job.phase()
             failed, self._fail_after_create = self._fail_after_create, None
+        if job.webhook_url:
+            self._schedule_webhook(job)
         if failed is not None:
             return JSONResponse(
                 {"detail": "upstream connect error"}, failed, headers={"X-Fal-Request-Id": job.request_id}
@@ -585,6 +668,8 @@ def _classify(method: str, path: str) -> tuple[str, str | None, bool]:
         method = "GET"
     if (method == "POST" and path == "/files/upload/multipart") or _MULTIPART_PATH.match(path):
         return ("multipart", None, False) if method in ("POST", "PUT") else ("unknown", None, True)
+    if path == JWKS_PATH:
+        return ("jwks", None, False) if method == "GET" else ("unknown", None, True)
     if path == "/storage/auth/token":
         return ("token", None, False) if method == "POST" else ("unknown", None, True)
     if (method, path) in (("POST", "/files/upload"), ("POST", "/storage/upload/initiate")) or (

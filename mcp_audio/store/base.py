@@ -1,4 +1,4 @@
-"""SQLite persistence: jobs and saved voices, with ordered, named migrations.
+"""The job store's interface and the SQL both backends share: jobs, leases, uploads, voices, spend.
 
 A job row is written before the upstream submit and updated as the job moves, so a restart
 (even kill -9) finds every job the upstream may be running. Rows never hold API keys: the
@@ -8,14 +8,15 @@ request body is the tool's arguments, and provider handles are URLs and ids.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
+
+import anyio
 
 from mcp_audio.catalog import SavedVoice
 from mcp_audio.results import JobResult
@@ -50,6 +51,7 @@ class Job:
     lease_owner: str | None = None  # the process following the job, while its lease lasts
     lease_expires: float | None = None
     principal: str = LOCAL_PRINCIPAL  # who started it: only they see it
+    webhook: dict[str, Any] | None = None  # the upstream's verified webhook delivery, until the follower uses it
 
     @property
     def finished(self) -> bool:
@@ -82,119 +84,56 @@ def iso_time(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: list[tuple[str, Migration]] = []
-
-
-def migration(fn: Migration) -> Migration:
-    MIGRATIONS.append((fn.__name__, fn))
-    return fn
-
-
-@migration
-def m001_jobs(db: sqlite3.Connection) -> None:
-    db.execute(
-        """CREATE TABLE jobs (
-            id TEXT PRIMARY KEY, tool TEXT NOT NULL, provider TEXT NOT NULL, endpoint TEXT NOT NULL,
-            payload TEXT NOT NULL, local TEXT NOT NULL, state TEXT NOT NULL,
-            upstream_id TEXT, handle TEXT NOT NULL DEFAULT '{}', queue_position INTEGER,
-            logs TEXT NOT NULL DEFAULT '[]', result TEXT, error TEXT,
-            created_at REAL NOT NULL, updated_at REAL NOT NULL, finished_at REAL)"""
-    )
-    db.execute("CREATE INDEX jobs_state ON jobs(state)")
-    db.execute("CREATE INDEX jobs_created ON jobs(created_at)")
-
-
-@migration
-def m002_voices(db: sqlite3.Connection) -> None:
-    db.execute(
-        """CREATE TABLE voices (
-            name TEXT PRIMARY KEY, family TEXT NOT NULL, provider TEXT NOT NULL,
-            fields TEXT NOT NULL, job_id TEXT, created_at REAL NOT NULL)"""
-    )
-
-
-@migration
-def m003_job_cost(db: sqlite3.Connection) -> None:
-    db.execute("ALTER TABLE jobs ADD COLUMN estimated_cost_usd REAL")
-
-
-@migration
-def m004_uploads(db: sqlite3.Connection) -> None:
-    db.execute(
-        "CREATE TABLE uploads (sha256 TEXT NOT NULL, provider TEXT NOT NULL, url TEXT NOT NULL,"
-        " created_at REAL NOT NULL, PRIMARY KEY (sha256, provider))"
-    )
-
-
-@migration
-def m005_options(db: sqlite3.Connection) -> None:
-    # `local` held the server-only arguments; the name read as "local files".
-    db.execute("ALTER TABLE jobs RENAME COLUMN local TO options")
-
-
-@migration
-def m006_leases(db: sqlite3.Connection) -> None:
-    # One follower per job across processes sharing the data dir: the owner renews its lease.
-    db.execute("ALTER TABLE jobs ADD COLUMN lease_owner TEXT")
-    db.execute("ALTER TABLE jobs ADD COLUMN lease_expires REAL")
-
-
-@migration
-def m007_principals(db: sqlite3.Connection) -> None:
-    # Each caller (HTTP token or OAuth user) has its own jobs, saved voices and spend; rows from
-    # before belong to the local user.
-    db.execute(f"ALTER TABLE jobs ADD COLUMN principal TEXT NOT NULL DEFAULT '{LOCAL_PRINCIPAL}'")
-    db.execute("CREATE INDEX jobs_principal ON jobs(principal, created_at)")
-    db.execute(
-        """CREATE TABLE voices_by_principal (
-            principal TEXT NOT NULL, name TEXT NOT NULL, family TEXT NOT NULL, provider TEXT NOT NULL,
-            fields TEXT NOT NULL, job_id TEXT, created_at REAL NOT NULL, PRIMARY KEY (principal, name))"""
-    )
-    db.execute(
-        "INSERT INTO voices_by_principal SELECT ?, name, family, provider, fields, job_id, created_at FROM voices",
-        (LOCAL_PRINCIPAL,),
-    )
-    db.execute("DROP TABLE voices")
-    db.execute("ALTER TABLE voices_by_principal RENAME TO voices")
-    db.execute("CREATE TABLE spend (principal TEXT PRIMARY KEY, spent_usd REAL NOT NULL)")
-
-
 _UNFINISHED = "state IN ('queued', 'running')"
-_JSON_COLUMNS = ("payload", "options", "handle", "logs", "result")
+_JSON_COLUMNS = ("payload", "options", "handle", "logs", "result", "webhook")
 
 
 class JobStore:
-    """Jobs and voices in one SQLite file. Calls are short; a lock serialises threads."""
+    """Jobs, leases, uploads, voices and spend. The SQL here is what SQLite and PostgreSQL share,
+    written with `?` marks; each backend (store/sqlite.py, store/postgres.py) runs it on its
+    connection and keeps its own dialect: schema and migrations, write transactions, push.
+    Calls are short; a lock serialises threads on the one connection."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # check_same_thread=False: the CLI and anyio worker threads may share the store.
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._lock = threading.Lock()
-        self._migrate()
+    # How long a waiter sleeps between reads of a row another process follows, when nothing
+    # pushes a change sooner (SQLite: a local read, so short; PostgreSQL: a fallback to NOTIFY).
+    poll_s: float = 0.25
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()  # re-entered by statements inside a write transaction
+
+    # --- what each backend provides ----------------------------------------------------------
 
     def close(self) -> None:
-        self._db.close()
+        raise NotImplementedError
 
-    def _migrate(self) -> None:
-        with self._lock:
-            self._db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
-            done = {row[0] for row in self._db.execute("SELECT name FROM _migrations")}
-            for name, fn in MIGRATIONS:
-                if name in done:
-                    continue
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    fn(self._db)
-                    self._db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
+    def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        raise NotImplementedError
+
+    def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
+        raise NotImplementedError
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[None]:
+        """One transaction that no other writer of the same tables interleaves with."""
+        raise NotImplementedError
+        yield
+
+    def _changed(self, job_id: str) -> None:
+        """A job's row changed: tell other processes' waiters, if the backend can push."""
+
+    async def listen(self) -> None:
+        """For the life of the server: deliver other processes' changes to `changed` waiters
+        (a backend without push returns at once and waiters poll)."""
+
+    async def changed(self, job_id: str) -> None:
+        """Return when the job's row may have changed, or after `poll_s`. The waiter registers
+        before its first await, so a change after the caller's last read is never missed."""
+        await anyio.sleep(self.poll_s)
+
+    def ping(self) -> None:
+        """Raises if the database cannot be reached (the health check)."""
+        self._fetch("SELECT 1 AS ok")
 
     # --- jobs ---------------------------------------------------------------------------
 
@@ -228,27 +167,26 @@ class JobStore:
             lease_expires=now + lease_s if owner else None,
             principal=principal,
         )
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO jobs (id, tool, provider, endpoint, payload, options, state, created_at, updated_at,"
-                " estimated_cost_usd, lease_owner, lease_expires, principal)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.id,
-                    tool,
-                    provider,
-                    endpoint,
-                    json.dumps(body),
-                    json.dumps(options),
-                    job.state,
-                    now,
-                    now,
-                    estimated_cost_usd,
-                    job.lease_owner,
-                    job.lease_expires,
-                    principal,
-                ),
-            )
+        self._execute(
+            "INSERT INTO jobs (id, tool, provider, endpoint, payload, options, state, created_at, updated_at,"
+            " estimated_cost_usd, lease_owner, lease_expires, principal)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job.id,
+                tool,
+                provider,
+                endpoint,
+                json.dumps(body),
+                json.dumps(options),
+                job.state,
+                now,
+                now,
+                estimated_cost_usd,
+                job.lease_owner,
+                job.lease_expires,
+                principal,
+            ),
+        )
         return job
 
     # --- leases: one follower per job across processes ---------------------------------------
@@ -257,38 +195,31 @@ class JobStore:
         """Lease an unfinished job to `owner` if nobody holds a live lease on it (or the lease
         is `taking_over`'s, an owner known to be dead). True if `owner` now holds it."""
         now = time.time()
-        with self._lock:
-            cursor = self._db.execute(
-                "UPDATE jobs SET lease_owner = ?, lease_expires = ? WHERE id = ? AND state IN ('queued', 'running')"
-                " AND (lease_owner IS NULL OR lease_owner = ? OR lease_owner = ? OR lease_expires < ?)",
-                (owner, now + lease_s, job_id, owner, taking_over, now),
-            )
-        return cursor.rowcount == 1
+        changed = self._execute(
+            f"UPDATE jobs SET lease_owner = ?, lease_expires = ? WHERE id = ? AND {_UNFINISHED}"
+            " AND (lease_owner IS NULL OR lease_owner = ? OR lease_owner = ? OR lease_expires < ?)",
+            (owner, now + lease_s, job_id, owner, taking_over, now),
+        )
+        return changed == 1
 
     def renew(self, owner: str, job_ids: list[str], lease_s: float) -> set[str]:
         """Extend `owner`'s leases on these jobs; returns the ids it still holds (unfinished)."""
         if not job_ids:
             return set()
         marks = ", ".join("?" for _ in job_ids)
-        with self._lock:
-            self._db.execute(
-                f"UPDATE jobs SET lease_expires = ? WHERE lease_owner = ? AND id IN ({marks})"
-                " AND state IN ('queued', 'running')",
-                [time.time() + lease_s, owner, *job_ids],
-            )
-            rows = self._db.execute(
-                f"SELECT id FROM jobs WHERE lease_owner = ? AND id IN ({marks}) AND state IN ('queued', 'running')",
-                [owner, *job_ids],
-            ).fetchall()
-        return {row[0] for row in rows}
+        self._execute(
+            f"UPDATE jobs SET lease_expires = ? WHERE lease_owner = ? AND id IN ({marks}) AND {_UNFINISHED}",
+            [time.time() + lease_s, owner, *job_ids],
+        )
+        rows = self._fetch(
+            f"SELECT id FROM jobs WHERE lease_owner = ? AND id IN ({marks}) AND {_UNFINISHED}", [owner, *job_ids]
+        )
+        return {row["id"] for row in rows}
 
     def release(self, owner: str) -> None:
         """A stopping process hands its unfinished jobs on at once (the next start or another
         process takes them without waiting for the leases to expire)."""
-        with self._lock:
-            self._db.execute(
-                "UPDATE jobs SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = ?", (owner,)
-            )
+        self._execute("UPDATE jobs SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = ?", (owner,))
 
     # --- transitions: each names the change it makes -----------------------------------------
 
@@ -327,27 +258,45 @@ class JobStore:
         columns |= {"state": state, "finished_at": time.time(), "lease_owner": None, "lease_expires": None}
         return self._set(job_id, where, [owner] if owner else [], **columns)
 
-    def _set(self, job_id: str, where: str = "1", where_args: list[Any] | None = None, **columns: Any) -> Job:
+    def _set(self, job_id: str, where: str = "TRUE", where_args: list[Any] | None = None, **columns: Any) -> Job:
         # Column names and conditions come only from the transitions above, never from callers' data.
         columns["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in columns)
-        with self._lock:
-            self._db.execute(
-                f"UPDATE jobs SET {assignments} WHERE id = ? AND {where}",
-                [*columns.values(), job_id, *(where_args or [])],
-            )
+        changed = self._execute(
+            f"UPDATE jobs SET {assignments} WHERE id = ? AND {where}",
+            [*columns.values(), job_id, *(where_args or [])],
+        )
+        if changed:
+            self._changed(job_id)
         job = self.get_job(job_id)
         assert job is not None, job_id
         return job
+
+    def record_webhook(
+        self, provider: str, upstream_id: str, delivery: dict[str, Any]
+    ) -> Literal["recorded", "seen", "unknown"]:
+        """Keep a verified webhook delivery on its unfinished job for the follower, wherever it
+        runs: "recorded"; "seen" when the job already has one or is finished (fal repeats
+        deliveries: nothing changes); "unknown" when no job has that upstream id (yet)."""
+        changed = self._execute(
+            f"UPDATE jobs SET webhook = ?, updated_at = ? WHERE provider = ? AND upstream_id = ? AND {_UNFINISHED}"
+            " AND webhook IS NULL",
+            (json.dumps(delivery), time.time(), provider, upstream_id),
+        )
+        rows = self._fetch("SELECT id FROM jobs WHERE provider = ? AND upstream_id = ?", (provider, upstream_id))
+        if changed:
+            for row in rows:
+                self._changed(row["id"])
+            return "recorded"
+        return "seen" if rows else "unknown"
 
     def get_job(self, job_id: str, principal: str | None = None) -> Job | None:
         """The job; with `principal`, only if it is theirs (another's job is as if it did not exist)."""
         query, args = "SELECT * FROM jobs WHERE id = ?", [job_id]
         if principal is not None:
             query, args = query + " AND principal = ?", [*args, principal]
-        with self._lock:
-            row = self._db.execute(query, args).fetchone()
-        return _job(row) if row else None
+        rows = self._fetch(query, args)
+        return _job(rows[0]) if rows else None
 
     def list_jobs(self, *, states: list[str] | None = None, limit: int = 20, principal: str | None = None) -> list[Job]:
         """Newest first; with `principal`, only theirs."""
@@ -361,80 +310,73 @@ class JobStore:
         if conditions:
             query += " WHERE " + " AND ".join(conditions)
         query += " ORDER BY created_at DESC LIMIT ?"
-        with self._lock:
-            rows = self._db.execute(query, [*args, limit]).fetchall()
-        return [_job(row) for row in rows]
+        return [_job(row) for row in self._fetch(query, [*args, limit])]
 
     def unfinished_jobs(self, *, unleased_only: bool = False) -> list[Job]:
         """Unfinished jobs, oldest first; `unleased_only`: those no live lease holds."""
-        query = "SELECT * FROM jobs WHERE state IN ('queued', 'running')"
+        query = f"SELECT * FROM jobs WHERE {_UNFINISHED}"
         args: list[Any] = []
         if unleased_only:
             query += " AND (lease_owner IS NULL OR lease_expires < ?)"
             args.append(time.time())
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY created_at", args).fetchall()
-        return [_job(row) for row in rows]
+        return [_job(row) for row in self._fetch(query + " ORDER BY created_at", args)]
 
     def leased_by_others(self, owner: str) -> list[Job]:
         """Unfinished jobs another owner holds a live lease on (a dead owner's may be taken over)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM jobs WHERE state IN ('queued', 'running') AND lease_owner != ? AND lease_expires >= ?",
-                (owner, time.time()),
-            ).fetchall()
+        rows = self._fetch(
+            f"SELECT * FROM jobs WHERE {_UNFINISHED} AND lease_owner != ? AND lease_expires >= ?", (owner, time.time())
+        )
         return [_job(row) for row in rows]
 
     # --- uploads: the same bytes are not uploaded twice while the upstream keeps them ---------
 
     def find_upload(self, sha256: str, provider: str, max_age_s: float) -> str | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT url FROM uploads WHERE sha256 = ? AND provider = ? AND created_at > ?",
-                (sha256, provider, time.time() - max_age_s),
-            ).fetchone()
-        return str(row[0]) if row else None
+        rows = self._fetch(
+            "SELECT url FROM uploads WHERE sha256 = ? AND provider = ? AND created_at > ?",
+            (sha256, provider, time.time() - max_age_s),
+        )
+        return str(rows[0]["url"]) if rows else None
 
     def save_upload(self, sha256: str, provider: str, url: str) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?)", (sha256, provider, url, time.time()))
+        self._execute(
+            "INSERT INTO uploads (sha256, provider, url, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (sha256, provider)"
+            " DO UPDATE SET url = excluded.url, created_at = excluded.created_at",
+            (sha256, provider, url, time.time()),
+        )
 
     # --- voices -------------------------------------------------------------------------
 
     def save_voice(self, voice: SavedVoice, *, job_id: str | None = None, principal: str | None = None) -> None:
         """Saved for `principal`, by default the principal of the job that made it: a name is
         per principal, so nobody overwrites another's voice."""
-        with self._lock:
-            if principal is None and job_id is not None:
-                row = self._db.execute("SELECT principal FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                principal = row[0] if row else None
-            self._db.execute(
-                "INSERT OR REPLACE INTO voices (principal, name, family, provider, fields, job_id, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    principal or LOCAL_PRINCIPAL,
-                    voice.name,
-                    voice.family,
-                    voice.provider,
-                    json.dumps(voice.fields),
-                    job_id,
-                    time.time(),
-                ),
-            )
+        if principal is None and job_id is not None:
+            rows = self._fetch("SELECT principal FROM jobs WHERE id = ?", (job_id,))
+            principal = rows[0]["principal"] if rows else None
+        self._execute(
+            "INSERT INTO voices (principal, name, family, provider, fields, job_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (principal, name) DO UPDATE SET family = excluded.family,"
+            " provider = excluded.provider, fields = excluded.fields, job_id = excluded.job_id,"
+            " created_at = excluded.created_at",
+            (
+                principal or LOCAL_PRINCIPAL,
+                voice.name,
+                voice.family,
+                voice.provider,
+                json.dumps(voice.fields),
+                job_id,
+                time.time(),
+            ),
+        )
 
     def find_voice(self, name: str, principal: str = LOCAL_PRINCIPAL) -> SavedVoice | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM voices WHERE principal = ? AND name = ?", (principal, name)
-            ).fetchone()
-        return _voice(row) if row else None
+        rows = self._fetch("SELECT * FROM voices WHERE principal = ? AND name = ?", (principal, name))
+        return _voice(rows[0]) if rows else None
 
     def voice_names(self, family: str, principal: str = LOCAL_PRINCIPAL) -> list[str]:
         return [voice.name for voice in self.list_voices(principal) if voice.family == family]
 
     def list_voices(self, principal: str = LOCAL_PRINCIPAL) -> list[SavedVoice]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM voices WHERE principal = ? ORDER BY name", (principal,)).fetchall()
+        rows = self._fetch("SELECT * FROM voices WHERE principal = ? ORDER BY name", (principal,))
         return [_voice(row) for row in rows]
 
     # --- spend: running totals per principal, kept across restarts -----------------------------
@@ -445,34 +387,27 @@ class JobStore:
         """Add `cost` to `principal`'s total unless that would pass its limit or the server's total
         pass the server's; in one transaction, so concurrent calls (other processes too) cannot
         both slip under a limit. Returns (charged, principal's total, server's total), before."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                mine = self._db.execute("SELECT spent_usd FROM spend WHERE principal = ?", (principal,)).fetchone()
-                spent = float(mine[0]) if mine else 0.0
-                server = float(self._db.execute("SELECT COALESCE(SUM(spent_usd), 0) FROM spend").fetchone()[0])
-                over = (limit_usd is not None and spent + cost > limit_usd + 1e-9) or (
-                    server_limit_usd is not None and server + cost > server_limit_usd + 1e-9
+        with self._write_transaction():
+            mine = self._fetch("SELECT spent_usd FROM spend WHERE principal = ?", (principal,))
+            spent = float(mine[0]["spent_usd"]) if mine else 0.0
+            server = float(self._fetch("SELECT COALESCE(SUM(spent_usd), 0) AS total FROM spend")[0]["total"])
+            over = (limit_usd is not None and spent + cost > limit_usd + 1e-9) or (
+                server_limit_usd is not None and server + cost > server_limit_usd + 1e-9
+            )
+            if not over:
+                self._execute(
+                    "INSERT INTO spend (principal, spent_usd) VALUES (?, ?)"
+                    " ON CONFLICT (principal) DO UPDATE SET spent_usd = spend.spent_usd + excluded.spent_usd",
+                    (principal, cost),
                 )
-                if not over:
-                    self._db.execute(
-                        "INSERT INTO spend VALUES (?, ?)"
-                        " ON CONFLICT(principal) DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd",
-                        (principal, cost),
-                    )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
         return not over, spent, server
 
     def spent(self, principal: str) -> float:
-        with self._lock:
-            row = self._db.execute("SELECT spent_usd FROM spend WHERE principal = ?", (principal,)).fetchone()
-        return float(row[0]) if row else 0.0
+        rows = self._fetch("SELECT spent_usd FROM spend WHERE principal = ?", (principal,))
+        return float(rows[0]["spent_usd"]) if rows else 0.0
 
 
-def _job(row: sqlite3.Row) -> Job:
+def _job(row: Mapping[str, Any]) -> Job:
     data = dict(row)
     for name in _JSON_COLUMNS:
         if data[name] is not None:
@@ -484,7 +419,7 @@ def _job(row: sqlite3.Row) -> Job:
     return Job(**data)
 
 
-def _voice(row: sqlite3.Row) -> SavedVoice:
+def _voice(row: Mapping[str, Any]) -> SavedVoice:
     return SavedVoice(
         name=row["name"], family=row["family"], provider=row["provider"], fields=json.loads(row["fields"])
     )

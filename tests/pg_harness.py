@@ -1,0 +1,94 @@
+"""A real PostgreSQL server for the tests: the distribution's `postgresql` package, one server
+per test session (per xdist worker) in a temporary directory, on a unix socket only, and a
+fresh database per test, copied from a migrated template (CREATE DATABASE ... TEMPLATE)."""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+HOW_TO_RUN = "PostgreSQL tests skipped: no initdb found; run `apt-get install -y postgresql` to run them"
+TEMPLATE = "mcp_audio_template"
+RUN_AS = "postgres"  # the server refuses to run as root
+
+
+def find_bin_dir() -> Path | None:
+    """Where initdb and pg_ctl are: the distribution's /usr/lib/postgresql/N/bin, or PATH."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    initdb = found[-1] if found else shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+class PgServer:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.socket_dir = root / "socket"
+        self._names = itertools.count()
+
+    def url(self, database: str) -> str:
+        return f"postgresql://{RUN_AS}@/{database}?host={self.socket_dir}"
+
+    def fresh_database(self) -> str:
+        """A new database with the schema already migrated; its URL."""
+        import psycopg
+
+        name = f"t{os.getpid()}_{next(self._names)}"
+        with psycopg.connect(self.url("postgres"), autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE {TEMPLATE}')
+        return self.url(name)
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return command
+    return ["runuser", "-u", RUN_AS, "--", *command]
+
+
+@contextmanager
+def pg_server(bin_dir: Path) -> Iterator[PgServer]:
+    root = Path(tempfile.mkdtemp(prefix="mcp-audio-pg-"))
+    server = PgServer(root)
+    data = root / "data"
+    server.socket_dir.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, RUN_AS)
+        shutil.chown(server.socket_dir, RUN_AS)
+    log = root / "server.log"
+    run = lambda *args: subprocess.run(  # noqa: E731
+        _as_server_user([str(bin_dir / args[0]), *args[1:]]), check=True, capture_output=True, text=True, timeout=60
+    )
+    try:
+        run("initdb", "-D", str(data), "-U", RUN_AS, "--auth=trust", "-E", "UTF8", "--no-sync")
+        # Durability is not what tests check: no fsync keeps a session's many databases fast.
+        options = (
+            f"-k {server.socket_dir} -c listen_addresses='' -c fsync=off -c synchronous_commit=off"
+            " -c full_page_writes=off -c max_connections=300"
+        )
+        run("pg_ctl", "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "30", "start")
+        try:
+            _make_template(server)
+            yield server
+        finally:
+            run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
+    except subprocess.CalledProcessError as exc:
+        text = log.read_text() if log.exists() else ""
+        raise RuntimeError(f"PostgreSQL did not start: {exc.stderr}\n{text}") from exc
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _make_template(server: PgServer) -> None:
+    import psycopg
+
+    from mcp_audio.store.postgres import PostgresJobStore
+
+    with psycopg.connect(server.url("postgres"), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {TEMPLATE}")
+    PostgresJobStore(server.url(TEMPLATE)).close()  # migrated once; each test's copy starts here

@@ -1,0 +1,173 @@
+"""Several `mcp-audio serve --http` replicas on one PostgreSQL database, against the fal fake:
+a job started on one is finished by another when its follower dies or stops answering, no job
+is followed by two replicas at once, each result and output is fetched once, and get_job on
+any replica returns as soon as the job finishes elsewhere."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from mcp_audio.config import ServerSettings
+from mcp_audio.sandbox.fal_queue import FakeFal
+from mcp_audio.store import open_store
+from mcp_audio.tokens import TokenTable
+from tests.conftest import on_backend
+from tests.helpers import body_of, text_of
+from tests.http_harness import INITIALIZE, MCP_HEADERS, Served, add_token, http_server, mcp_client, run_cli
+
+pytestmark = pytest.mark.anyio
+
+LEASE_S = 3.0  # MCP_AUDIO_LEASE_S: renewed every 0.75 s, lost 3 s after its holder stopped
+
+
+@pytest.fixture
+def shared(settings: ServerSettings, pg_url: str) -> ServerSettings:
+    """What every replica is given: one PostgreSQL database, a short wait, outputs saved."""
+    return on_backend(settings, pg_url).model_copy(update={"wait_s": 0.5, "download": "always"})
+
+
+@contextmanager
+def replicas(settings: ServerSettings, count: int) -> Iterator[list[Served]]:
+    with ExitStack() as stack:
+        yield [
+            stack.enter_context(http_server(settings, extra_env={"MCP_AUDIO_LEASE_S": str(LEASE_S)}))
+            for _ in range(count)
+        ]
+
+
+async def call(replica: Served, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    async with mcp_client(replica.mcp) as client:
+        result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text_of(result)
+    return body_of(result)
+
+
+def fetches(fake: FakeFal, request_id: str) -> list[str]:
+    """What fal saw for one request, by kind (submit, stream, status, result, file)."""
+    return [r.kind for r in fake.requests if r.request_id == request_id]
+
+
+def request_ids(fake: FakeFal) -> list[str]:
+    return [r.request_id for r in fake.requests_of("submit") if r.request_id]
+
+
+def assert_followed_once(fake: FakeFal, settings: ServerSettings) -> None:
+    """Each job submitted once, its status stream opened once, its result and file fetched once."""
+    ids = request_ids(fake)
+    for request_id in ids:
+        seen = fetches(fake, request_id)
+        assert seen.count("stream") == 1 and seen.count("result") == 1 and seen.count("file") == 1, seen
+    assert_stored_once(fake, settings)
+
+
+def assert_stored_once(fake: FakeFal, settings: ServerSettings) -> None:
+    ids = request_ids(fake)
+    for request_id in ids:
+        assert fetches(fake, request_id).count("file") == 1
+    assert len(list(settings.output_dir.iterdir())) == len(ids)  # each output stored once
+
+
+async def test_a_job_started_on_one_replica_finishes_on_another_after_kill_9(
+    shared: ServerSettings, fake_fal: FakeFal
+) -> None:
+    fake_fal.script("fal-ai/lyria2", run_s=3.0)
+    with replicas(shared, 2) as (first, second):
+        started = await call(first, "lyria2_music", {"prompt": "calm"})
+        assert started["status"] in ("queued", "running")
+        os.kill(first.proc.pid, signal.SIGKILL)  # no clean-up: its lease stays on the dead process
+        killed = time.monotonic()
+        done = await call(second, "get_job", {"job_id": started["job_id"], "wait_s": 30})
+        took = time.monotonic() - killed
+    assert done["status"] == "completed" and done["files"], done
+    assert took < LEASE_S + 5, took  # taken over on its own, well within the lease
+    assert len(request_ids(fake_fal)) == 1  # never resubmitted
+    seen = fetches(fake_fal, request_ids(fake_fal)[0])
+    assert seen.count("result") == 1 and seen.count("file") == 1, seen
+    assert len(list(shared.output_dir.iterdir())) == 1
+
+
+async def test_a_replica_that_stopped_answering_loses_its_job_when_the_lease_expires(
+    shared: ServerSettings, fake_fal: FakeFal
+) -> None:
+    # SIGSTOP: the process still exists, so only the lease's expiry frees its job, as for a
+    # replica on another host, whose pid cannot be probed.
+    fake_fal.script("fal-ai/lyria2", run_s=1.0)
+    with replicas(shared, 3) as (first, _second, third):
+        started = await call(first, "lyria2_music", {"prompt": "calm"})
+        os.kill(first.proc.pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            done = await call(third, "get_job", {"job_id": started["job_id"], "wait_s": 30})
+            took = time.monotonic() - stopped
+            store = open_store(shared)
+            row = store.get_job(started["job_id"])
+            store.close()
+        finally:
+            os.kill(first.proc.pid, signal.SIGCONT)
+        await anyio.sleep(LEASE_S / 2)  # the first replica wakes, finds its lease gone, lets the job be
+        again = await call(first, "get_job", {"job_id": started["job_id"], "wait_s": 5})
+    assert done["status"] == "completed" and again["status"] == "completed" and again["files"] == done["files"]
+    assert took >= LEASE_S - 1.0, took  # not taken from a live lease
+    assert row is not None and row.lease_owner is None
+    # The stopped replica's stream was open when it stopped; the job's output is still saved once.
+    assert_stored_once(fake_fal, shared)
+
+
+async def test_jobs_across_three_replicas_are_each_followed_once_and_waited_for_anywhere(
+    shared: ServerSettings, fake_fal: FakeFal
+) -> None:
+    fake_fal.script("fal-ai/lyria2", run_s=2.0)
+    with replicas(shared, 3) as group:
+        started = [await call(group[n % 3], "lyria2_music", {"prompt": f"calm {n}"}) for n in range(6)]
+        returned: dict[tuple[str, int], tuple[float, float]] = {}
+
+        async def wait_on(job_id: str, n: int) -> None:
+            called = time.time()
+            done = await call(group[n], "get_job", {"job_id": job_id, "wait_s": 30})
+            assert done["status"] == "completed", done
+            returned[(job_id, n)] = (called, time.time())
+
+        async with anyio.create_task_group() as tg:
+            for job in started:
+                for n in range(3):
+                    tg.start_soon(wait_on, job["job_id"], n)
+        store = open_store(shared)
+        finished = {job["job_id"]: store.get_job(job["job_id"]).finished_at for job in started}  # type: ignore[union-attr]
+        store.close()
+    # A replica that does not follow the job is woken by the database's push, not a slow poll.
+    lags = [at - max(called, finished[job_id]) for (job_id, _), (called, at) in returned.items()]  # type: ignore[type-var]
+    assert max(lags) < 3.0, sorted(lags)  # the fallback poll is every 5 s
+    assert len(request_ids(fake_fal)) == 6
+    assert_followed_once(fake_fal, shared)
+
+
+async def test_a_token_added_once_is_accepted_by_every_replica_until_it_is_revoked(
+    shared: ServerSettings, tmp_path: Path
+) -> None:
+    token = add_token(shared, "team")  # `mcp-audio tokens add` with MCP_AUDIO_DATABASE_URL: into the database
+    add_token(shared, "other")  # (with no token left, a loopback server would need none)
+    elsewhere = shared.model_copy(update={"data_dir": tmp_path / "another-machine"})  # no shared data dir
+
+    async def status(replica: Served, bearer: str | None) -> int:
+        headers = MCP_HEADERS | ({"Authorization": f"Bearer {bearer}"} if bearer else {})
+        async with httpx.AsyncClient(trust_env=False) as http:
+            return (await http.post(replica.mcp, json=INITIALIZE, headers=headers)).status_code
+
+    with replicas(shared, 1) as (one,), replicas(elsewhere, 1) as (two,):
+        accepted = [await status(one, token), await status(two, token)]
+        anonymous = [await status(one, None), await status(two, None)]
+        assert run_cli(shared, "tokens", "revoke", "team").returncode == 0
+        await anyio.sleep(TokenTable.REREAD_S + 0.5)
+        revoked = [await status(one, token), await status(two, token)]
+    assert accepted == [200, 200] and anonymous == [401, 401] and revoked == [401, 401]
+    assert not (shared.data_dir / "tokens.json").exists() and not (elsewhere.data_dir / "tokens.json").exists()

@@ -1,0 +1,94 @@
+"""Outputs in an S3-compatible bucket (moto in server mode): each saved file is stored once in
+the bucket, results carry presigned URLs, and `files://` is served from the bucket by any
+replica, with nothing left in a local folder."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from mcp import Client
+
+from mcp_audio.config import ServerSettings
+from mcp_audio.errors import ConfigError
+from mcp_audio.s3_outputs import parse_s3_url
+from mcp_audio.sandbox.fal_queue import FakeFal
+from tests.conftest import on_backend
+from tests.helpers import body_of, server, text_of
+
+pytestmark = pytest.mark.anyio
+boto3 = pytest.importorskip("boto3", reason="S3 tests need boto3 and moto: pip install boto3 'moto[server]'")
+
+
+@pytest.fixture
+def bucketed(settings: ServerSettings, s3_endpoint: str, s3_bucket: str) -> ServerSettings:
+    return settings.model_copy(
+        update={"output_url": f"s3://{s3_bucket}/team/audio", "s3_endpoint_url": s3_endpoint, "download": None}
+    )
+
+
+def objects(endpoint: str, bucket: str) -> dict[str, bytes]:
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {item["Key"]: s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() for item in listed}
+
+
+async def test_a_saved_output_goes_to_the_bucket_with_a_presigned_url(
+    bucketed: ServerSettings, fake_fal: FakeFal, s3_endpoint: str, s3_bucket: str
+) -> None:
+    async with Client(server(bucketed, transport="http")) as client:  # over HTTP too: a bucket holds them
+        result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+        assert not result.is_error, text_of(result)
+        [item] = body_of(result)["files"]
+        served = await client.read_resource(item["resource"])
+    stored = objects(s3_endpoint, s3_bucket)
+    [(key, data)] = stored.items()
+    assert key == f"team/audio/{item['file_name']}" and item["path"] == f"s3://{s3_bucket}/{key}"
+    fal_copy = next(data for name, (data, _) in fake_fal.files.items() if name.endswith(".wav"))
+    assert data == fal_copy and item["file_size"] == len(data)
+    assert "X-Amz-Signature=" in item["url"] and item["url"].startswith(f"{s3_endpoint}/{s3_bucket}/team/audio/")
+    async with httpx.AsyncClient(trust_env=False) as http:
+        assert (await http.get(item["url"])).content == data
+    assert served.contents[0].blob  # type: ignore[union-attr]
+    import base64
+
+    assert base64.b64decode(served.contents[0].blob) == data  # type: ignore[union-attr]
+    assert not bucketed.output_dir.exists() or not any(bucketed.output_dir.iterdir())
+    assert not any((bucketed.data_dir / "staging").iterdir())  # nothing kept locally
+
+
+async def test_files_are_served_by_a_replica_that_did_not_save_them(
+    bucketed: ServerSettings, fake_fal: FakeFal, pg_url: str, tmp_path: object
+) -> None:
+    first = on_backend(bucketed, pg_url)
+    second = first.model_copy(update={"data_dir": first.data_dir.parent / "other-data"})  # another machine's disk
+    async with Client(server(first, transport="http")) as one:
+        [item] = body_of(await one.call_tool("lyria2_music", {"prompt": "calm"}))["files"]
+    async with Client(server(second, transport="http")) as other:
+        served = await other.read_resource(item["resource"])
+        job = body_of(await other.call_tool("get_job", {"job_id": item["resource"].split("/")[2]}))
+    assert served.contents[0].blob  # type: ignore[union-attr]
+    assert job["files"][0]["path"] == item["path"]
+    assert [r.kind for r in fake_fal.requests].count("file") == 1  # downloaded once, by the first
+
+
+async def test_an_unreachable_bucket_leaves_the_upstream_url_and_says_why(
+    settings: ServerSettings, fake_fal: FakeFal, s3_endpoint: str, s3_bucket: str
+) -> None:
+    missing = settings.model_copy(
+        update={"output_url": "s3://no-such-bucket/x", "s3_endpoint_url": s3_endpoint, "download": "always"}
+    )
+    async with Client(server(missing)) as client:
+        result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+    [item] = body_of(result)["files"]
+    assert "path" not in item and item["url"].startswith(fake_fal.base_url or "-")
+    assert item["download_error"] == (
+        "not stored in the output bucket no-such-bucket (MCP_AUDIO_OUTPUT_URL): NoSuchBucket"
+    )
+
+
+def test_an_output_url_that_is_not_s3_is_refused_naming_the_setting() -> None:
+    assert parse_s3_url("s3://bucket/a/b/") == ("bucket", "a/b")
+    assert parse_s3_url("s3://bucket") == ("bucket", "")
+    for wrong in ("https://bucket/x", "s3:///x", "s3://b/x?y=1"):
+        with pytest.raises(ConfigError, match=r"MCP_AUDIO_OUTPUT_URL .* is not `s3://bucket/prefix`"):
+            parse_s3_url(wrong)
