@@ -188,7 +188,11 @@ class PostgresJobStore(JobStore):
         delay = 0.5
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                # Shielded: a stop that lands mid-connect would drop a connection psycopg opened
+                # but had not handed over yet, leaving it open (a ResourceWarning, a leaked socket).
+                with anyio.CancelScope(shield=True), anyio.fail_after(10):
+                    conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     delay = 0.5
                     self._wake_all()  # anything missed while not listening
