@@ -22,7 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -140,16 +141,23 @@ async def direct_jobs(fake_url: str, n: int) -> float:
         return time.perf_counter() - started
 
 
-async def through_server(mcp_url: str, n: int, rss: PeakRss) -> tuple[float, int]:
+@asynccontextmanager
+async def uncapped_client(mcp_url: str) -> AsyncIterator[Any]:
+    """An MCP client over streamable HTTP whose connection pool has no cap. Each pending tool
+    call holds its response stream open: the SDK's default pool of 100 connections would run
+    the calls 100 at a time (the direct driver has no cap either)."""
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
-    completed = 0
-    # Each pending tool call holds its response stream open: the client's default pool of 100
-    # connections would run the calls 100 at a time (the direct driver has no cap either).
     http = httpx2.AsyncClient(limits=httpx2.Limits(max_connections=None), timeout=httpx2.Timeout(30, read=300))
     async with http, Client(streamable_http_client(mcp_url, http_client=http)) as client:
+        yield client
+
+
+async def through_server(mcp_url: str, n: int, rss: PeakRss) -> tuple[float, int]:
+    completed = 0
+    async with uncapped_client(mcp_url) as client:
 
         async def one(i: int) -> None:
             nonlocal completed

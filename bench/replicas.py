@@ -30,7 +30,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from delivery import ENDPOINT, FAKE_PROCESS, KEY, free_port, server_env, wait_for_port
+from delivery import ENDPOINT, FAKE_PROCESS, KEY, free_port, server_env, uncapped_client, wait_for_port
 
 from tests.pg_harness import find_bin_dir, pg_server
 
@@ -73,8 +73,6 @@ def stop(*procs: subprocess.Popen[Any]) -> None:
 async def run_jobs(urls: list[str], n: int, report: bool = True) -> tuple[float, int, list[str]]:
     """n calls spread over the replicas, all at once; (wall time, completed, job ids). With
     `report`, a call that did not complete is printed with what it answered."""
-    from mcp import Client
-
     completed, ids = 0, []
     started = time.perf_counter()
     async with anyio.create_task_group() as tg:
@@ -83,7 +81,7 @@ async def run_jobs(urls: list[str], n: int, report: bool = True) -> tuple[float,
 
             async def drive(url: str = url, share: range = share) -> None:
                 nonlocal completed
-                async with Client(url) as client, anyio.create_task_group() as jobs:
+                async with uncapped_client(url) as client, anyio.create_task_group() as jobs:
 
                     async def one(i: int) -> None:
                         nonlocal completed

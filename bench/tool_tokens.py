@@ -19,11 +19,8 @@ async def tool_sizes(toolsets: str) -> dict[str, int]:
     with tempfile.TemporaryDirectory() as tmp:
         async with Client(build_server(Settings(data_dir=tmp, toolsets=toolsets))) as client:
             tools = (await client.list_tools()).tools
-    return {
-        tool.name: len(json.dumps(tool.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":")))
-        // 4
-        for tool in tools
-    }
+    dumped = {tool.name: tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools}
+    return {name: len(json.dumps(tool, separators=(",", ":"))) // 4 for name, tool in dumped.items()}
 
 
 async def main() -> None:

@@ -51,7 +51,10 @@ def ssl_context() -> ssl.SSLContext:
 # Short requests share one pool with no cap (a cap makes them queue, and httpcore then scans the
 # queue on every event: measured slower); long-held responses (status streams) get their own
 # clients (`HttpProvider._long_held`), so the shared pool stays small in practice.
-CONNECTION_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+# An idle connection is dropped after 4 s, before a server with the common 5 s keep-alive
+# (uvicorn's, many proxies') closes it: a submit sent on a connection the server is closing at
+# that instant gets no answer, and would have to end "unknown".
+CONNECTION_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=4.0)
 
 
 def http_client(**kwargs: Any) -> httpx.AsyncClient:
