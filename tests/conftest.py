@@ -227,3 +227,37 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest
     bucket = f"test-{abs(hash(request.node.nodeid)) % 10**10}-{os.getpid()}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     return bucket
+
+
+@pytest.fixture
+def every_settings(
+    tmp_path: Path, rec_dir: Path, fake_fal: FakeFal, fake_voice: FakeVoiceApi, fake_eigen: FakeEigen
+) -> ServerSettings:
+    """Every upstream configured at once, local files allowed from rec_dir."""
+    fal = fake_fal.base_url
+    assert fal is not None and fake_voice.base_url is not None and fake_eigen.base_url is not None
+    return Settings(
+        fal_key=FAL_KEY,
+        fal_queue_url=fal,
+        fal_run_url=fal + "/run",
+        fal_rest_url=fal,
+        fal_cdn_url=fal,
+        voice_api_key=VOICE_KEY,
+        voice_api_url=fake_voice.base_url,
+        voice_api_host=VOICE_HOST,
+        eigen_api_key=EIGEN_KEY,
+        eigen_url=fake_eigen.base_url,
+        allowed_dirs=str(rec_dir),
+        download="never",  # seed outputs point at real hosts; tests that save turn it on
+        data_dir=tmp_path / "data",
+        output_dir=tmp_path / "out",
+        wait_s=30,
+    )
+
+
+@pytest.fixture(params=["auto", "legacy"], ids=["2026-era", "2025-era"])
+async def every_client(request: pytest.FixtureRequest, every_settings: ServerSettings) -> AsyncIterator[Client]:
+    """A client of both protocol eras on a server with every upstream configured (downloads on)."""
+    saving = every_settings.model_copy(update={"download": "always", "wait_s": 10})
+    async with Client(server(saving), mode=request.param) as connected:
+        yield connected

@@ -19,13 +19,12 @@ import pytest
 from mcp import Client
 
 from mcp_audio.catalog import Capability
-from mcp_audio.config import ServerSettings, Settings
+from mcp_audio.config import ServerSettings
 from mcp_audio.manifest import InputSpec
 from mcp_audio.sandbox._base import CUT
 from mcp_audio.sandbox.eigen import FakeEigen
 from mcp_audio.sandbox.fal_queue import FakeFal
-from mcp_audio.sandbox.voice_api import FakeVoiceApi
-from tests.helpers import CATALOG, EIGEN_KEY, FAL_KEY, VOICE_HOST, VOICE_KEY, body_of, server, text_of
+from tests.helpers import CATALOG, body_of, server, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -45,32 +44,6 @@ def tone_wav(seconds: float, rate: int = 16000) -> bytes:
         samples = (int(8000 * math.sin(2 * math.pi * 440 * n / rate)) for n in range(int(seconds * rate)))
         out.writeframes(b"".join(struct.pack("<h", sample) for sample in samples))
     return buffer.getvalue()
-
-
-@pytest.fixture
-def every_settings(
-    tmp_path: Path, rec_dir: Path, fake_fal: FakeFal, fake_voice: FakeVoiceApi, fake_eigen: FakeEigen
-) -> ServerSettings:
-    """Every upstream configured at once, local files allowed from rec_dir."""
-    fal = fake_fal.base_url
-    assert fal is not None and fake_voice.base_url is not None and fake_eigen.base_url is not None
-    return Settings(
-        fal_key=FAL_KEY,
-        fal_queue_url=fal,
-        fal_run_url=fal + "/run",
-        fal_rest_url=fal,
-        fal_cdn_url=fal,
-        voice_api_key=VOICE_KEY,
-        voice_api_url=fake_voice.base_url,
-        voice_api_host=VOICE_HOST,
-        eigen_api_key=EIGEN_KEY,
-        eigen_url=fake_eigen.base_url,
-        allowed_dirs=str(rec_dir),
-        download="never",
-        data_dir=tmp_path / "data",
-        output_dir=tmp_path / "out",
-        wait_s=30,
-    )
 
 
 @pytest.fixture

@@ -5,35 +5,21 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
 
-from mcp_audio.config import Settings
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
-from tests.helpers import CATALOG, KEYS, VOICE_HOST, body_of, make_wav, server, text_of
+from tests.helpers import CATALOG, body_of, make_wav, text_of
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["auto", "legacy"], ids=["2026-era", "2025-era"])
-async def client(
-    request: pytest.FixtureRequest, tmp_path: Path, rec_dir: Path, fake_voice: FakeVoiceApi
-) -> AsyncIterator[Client]:
-    settings = Settings(
-        voice_api_key=KEYS["voice_api"],
-        voice_api_url=fake_voice.base_url,
-        voice_api_host=VOICE_HOST,
-        allowed_dirs=str(rec_dir),
-        data_dir=tmp_path / "data",
-        output_dir=tmp_path / "out",
-        wait_s=10,
-    )
-    async with Client(server(settings), mode=request.param) as connected:
-        yield connected
+@pytest.fixture
+def client(every_client: Client) -> Client:
+    return every_client
 
 
 async def test_every_resource_has_its_own_name_and_description(client: Client) -> None:
