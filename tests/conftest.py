@@ -4,6 +4,7 @@ before each test), settings pointing at them, and MCP clients in both protocol e
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +22,7 @@ from mcp_audio.sandbox._base import FakeUpstream
 from mcp_audio.sandbox.eigen import FakeEigen
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
-from tests.helpers import EIGEN_KEY, FAL_KEY, KEYS, VOICE_HOST, VOICE_KEY, served, server
+from tests.helpers import EIGEN_KEY, FAL_KEY, KEYS, VOICE_HOST, VOICE_KEY, env_for, served, server
 from tests.pg_harness import HOW_TO_RUN, PgServer, find_bin_dir
 from tests.pg_harness import pg_server as start_pg_server
 
@@ -261,3 +262,15 @@ async def every_client(request: pytest.FixtureRequest, every_settings: ServerSet
     saving = every_settings.model_copy(update={"download": "always", "wait_s": 10})
     async with Client(server(saving), mode=request.param) as connected:
         yield connected
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The environment of `settings`, and the root logger put back after the CLI configured it."""
+    for name, value in env_for(settings).items():
+        monkeypatch.setenv(name, value)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield settings
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -115,16 +113,6 @@ def test_doctor_reports_each_upstream_and_folder_without_showing_keys(settings: 
 # --- the same commands in-process (main(argv)), as a user's shell would run them ---------------
 
 
-@pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """The environment of `settings`, and the root logger put back after the CLI configured it."""
-    for name, value in env_for(settings).items():
-        monkeypatch.setenv(name, value)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield settings
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_main_tools_in_every_format(cli_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,8 +3,6 @@ a user's shell runs it (main(argv) with the environment set)."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,21 +10,11 @@ import pytest
 from mcp_audio.cli import main
 from mcp_audio.config import Settings
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.helpers import FAL_KEY, env_for
+from tests.helpers import FAL_KEY
 
 DISCARD = "http://127.0.0.1:9"  # nothing listens on the discard port
 
 
-@pytest.fixture
-def doctor_env(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Settings]:
-    """The fal fake's environment (all four fal URLs), the root logger put back afterwards."""
-    for name, value in env_for(settings).items():
-        monkeypatch.setenv(name, value)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield settings
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def lines_of(out: str) -> dict[str, str]:
@@ -40,11 +28,11 @@ def lines_of(out: str) -> dict[str, str]:
 
 
 def test_every_fal_url_is_checked_and_each_failure_names_its_variable(
-    doctor_env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cli_env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["doctor"]) == 0
     checks = lines_of(capsys.readouterr().out)
-    base = doctor_env.fal_queue_url
+    base = cli_env.fal_queue_url
     assert checks["fal run URL"] == f"PASS MCP_AUDIO_FAL_RUN_URL={base}/run: reachable (HTTP 404)"
     assert checks["fal rest URL"] == f"PASS MCP_AUDIO_FAL_REST_URL={base}: reachable (HTTP 404)"
     assert checks["fal cdn URL"] == f"PASS MCP_AUDIO_FAL_CDN_URL={base}: reachable (HTTP 404)"
@@ -61,7 +49,7 @@ def test_every_fal_url_is_checked_and_each_failure_names_its_variable(
 
 
 def test_the_further_urls_get_no_key(
-    doctor_env: Settings, fake_fal: FakeFal, capsys: pytest.CaptureFixture[str]
+    cli_env: Settings, fake_fal: FakeFal, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["doctor"]) == 0
     capsys.readouterr()
@@ -71,7 +59,7 @@ def test_the_further_urls_get_no_key(
 
 
 def test_folders_data_output_and_each_allowed_one(
-    doctor_env: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_env: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -81,8 +69,8 @@ def test_folders_data_output_and_each_allowed_one(
     out = capsys.readouterr().out
     assert f"PASS allowed folder {shared} (MCP_AUDIO_ALLOWED_DIRS) is readable" in squeezed(out)
     assert f"FAIL allowed folder {missing} (MCP_AUDIO_ALLOWED_DIRS): no such folder" in squeezed(out)
-    assert f"PASS data folder {doctor_env.data_dir} is writable" in squeezed(out)
-    assert f"PASS output folder {doctor_env.output_dir} is writable" in squeezed(out)
+    assert f"PASS data folder {cli_env.data_dir} is writable" in squeezed(out)
+    assert f"PASS output folder {cli_env.output_dir} is writable" in squeezed(out)
     monkeypatch.setenv("MCP_AUDIO_ALLOWED_DIRS", "")
     assert main(["doctor"]) == 0
     expected = "SKIP allowed folders none (MCP_AUDIO_ALLOWED_DIRS): local file inputs are refused"
