@@ -195,7 +195,9 @@ class JobRunner:
     def adopt_unfollowed(self) -> int:
         """Lease and follow every unfinished job no live process follows; returns how many."""
         orphans = self._store.unfinished_jobs(unleased_only=True)
-        orphans += [job for job in self._store.leased_by_others(self.owner) if owner_is_dead(job.lease_owner)]
+        dead = {owner for owner in self._store.lease_holders(self.owner) if owner_is_dead(owner)}
+        if dead:  # probed once per owner; only their jobs are read
+            orphans += self._store.leased_by_others(self.owner, only=dead)
         adopted = 0
         for job in orphans:
             if job.id in self._live or not self.has_key(job.provider):
@@ -306,15 +308,13 @@ class JobRunner:
             self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner)
 
     def _record_failure(self, job_id: str, capability: Capability, job: Job, exc: McpAudioError) -> None:
-        if isinstance(exc, UpstreamError):
-            message = redact(str(exc), self._secrets)
-            if exc.may_have_run and job.upstream_id is None:  # sent, never confirmed: not resent, not followed
-                advice = _UNKNOWN_ADVICE.format(where=capability.upstream.where_to_check)
-                self._store.mark_unknown(job_id, f"{message} {advice}", owner=self.owner)
-            else:
-                self._store.fail(job_id, message, owner=self.owner)
+        message = redact(str(exc), self._secrets)
+        if isinstance(exc, UpstreamError) and exc.may_have_run and job.upstream_id is None:
+            # Sent, never confirmed: not resent, not followed.
+            advice = _UNKNOWN_ADVICE.format(where=capability.upstream.where_to_check)
+            self._store.mark_unknown(job_id, f"{message} {advice}", owner=self.owner)
         else:
-            self._store.fail(job_id, redact(str(exc), self._secrets), owner=self.owner)
+            self._store.fail(job_id, message, owner=self.owner)
 
     async def _follow_through_outages(
         self, job: Job, provider: QueuedProvider, handle: BaseModel, report: Report, files: FileSink
@@ -383,11 +383,10 @@ class JobRunner:
         return save
 
     def _on_update(self, job_id: str, update: Update) -> None:
-        job = self._require(job_id)
-        if job.finished:  # a late update after cancel_job
-            return
         logs = [redact(line, self._secrets) for line in update.logs]
         job = self._store.record_progress(job_id, update.state, update.queue_position, logs)
+        if job.finished:  # a late update after cancel_job: the store left the row as it was
+            return
         if update.partial is not None:
             message = f"Partial: {update.partial[-300:]}"
         elif update.state == "queued":

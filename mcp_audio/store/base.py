@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -321,12 +321,24 @@ class JobStore:
             args.append(time.time())
         return [_job(row) for row in self._fetch(query + " ORDER BY created_at", args)]
 
-    def leased_by_others(self, owner: str) -> list[Job]:
-        """Unfinished jobs another owner holds a live lease on (a dead owner's may be taken over)."""
+    def lease_holders(self, owner: str) -> set[str]:
+        """The other owners holding a live lease on an unfinished job (a cheap query: the runner
+        asks every few seconds which of them died, without reading their jobs)."""
         rows = self._fetch(
-            f"SELECT * FROM jobs WHERE {_UNFINISHED} AND lease_owner != ? AND lease_expires >= ?", (owner, time.time())
+            f"SELECT DISTINCT lease_owner FROM jobs WHERE {_UNFINISHED} AND lease_owner != ? AND lease_expires >= ?",
+            (owner, time.time()),
         )
-        return [_job(row) for row in rows]
+        return {str(row["lease_owner"]) for row in rows}
+
+    def leased_by_others(self, owner: str, *, only: Collection[str] | None = None) -> list[Job]:
+        """Unfinished jobs another owner holds a live lease on (a dead owner's may be taken over);
+        `only`: those of these owners."""
+        query = f"SELECT * FROM jobs WHERE {_UNFINISHED} AND lease_owner != ? AND lease_expires >= ?"
+        args: list[Any] = [owner, time.time()]
+        if only is not None:
+            query += f" AND lease_owner IN ({', '.join('?' for _ in only)})"
+            args.extend(only)
+        return [_job(row) for row in self._fetch(query, args)]
 
     # --- uploads: the same bytes are not uploaded twice while the upstream keeps them ---------
 
