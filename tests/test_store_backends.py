@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -209,3 +210,24 @@ def test_a_lost_postgresql_connection_is_replaced_on_the_next_call(pg_url: str, 
     assert killed is not None and killed[0] >= 1
     assert store.get_job(job.id) == job  # reconnected, once, transparently
     store.close()
+
+
+@pytest.mark.anyio
+async def test_a_stopped_listener_closes_its_connection_whenever_it_is_stopped(pg_url: str) -> None:
+    import psycopg
+
+    from mcp_audio.store.postgres import PostgresJobStore
+
+    store = PostgresJobStore(pg_url)
+    delays = random.Random(7)
+    for _ in range(30):  # stopped while connecting, while sending LISTEN, while waiting for a change
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.listen)
+            await anyio.sleep(delays.uniform(0, 0.04))
+            tg.cancel_scope.cancel()
+    store.close()
+    listening = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        with anyio.fail_after(5):
+            while admin.execute(listening).fetchone() != (0,):  # a closed backend takes a moment to go
+                await anyio.sleep(0.05)

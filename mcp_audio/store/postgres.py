@@ -192,13 +192,17 @@ class PostgresJobStore(JobStore):
                 # but had not handed over yet, leaving it open (a ResourceWarning, a leaked socket).
                 with anyio.CancelScope(shield=True), anyio.fail_after(10):
                     conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-                async with conn:
+                try:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     delay = 0.5
                     self._wake_all()  # anything missed while not listening
                     async for note in conn.notifies():
                         for event in self._waiters.get(note.payload, ()):
                             event.set()
+                finally:
+                    # Not `async with conn`: its exit first awaits a rollback, which a stop
+                    # cancels, so the connection was never closed. close() itself does not wait.
+                    await conn.close()
             except Exception as exc:  # psycopg's or the network's: keep serving, with the fallback poll
                 log.warning("listening for job changes failed (%s); waiters poll every %g s", exc, self.poll_s)
             await anyio.sleep(delay)
