@@ -10,7 +10,9 @@ import base64
 import hashlib
 import inspect
 import io
+import re
 import tempfile
+import time
 import wave
 from pathlib import Path
 from typing import Any
@@ -462,3 +464,53 @@ async def test_a_url_input_is_downloaded_once_for_the_call(settings: ServerSetti
     assert data.shape[1] == RATE
     assert "`audio_url`: downloading" in missing and "failed (HTTP 404)" in missing
     assert [r.kind for r in fake_fal.requests] == ["file", "file"]  # two downloads; no upload, no submit
+
+
+# --- long renders: progress, and a cancel that stops the work -------------------------------
+
+
+async def test_a_long_render_reports_each_pass_as_it_goes(post: Client, rec_dir: Path) -> None:
+    source = write_wav(rec_dir / "long.wav", noise(90.0, 0.02) + tone(90.0, 300, 0.02))
+    seen: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message or "")
+
+    result = await post.call_tool(
+        "audio_master", {"audio_url": str(source), "format": "flac"}, progress_callback=on_progress
+    )
+    assert not result.is_error, text_of(result)
+    steps = [re.fullmatch(r"Running: master: pass (\d), (\d+)% of 90 s", m) for m in seen]
+    passes = [(int(s[1]), int(s[2])) for s in steps if s]
+    assert len(passes) >= 3, seen  # the test server reads progress every 0.02 s
+    assert passes == sorted(passes), passes  # pass by pass, each in rising tenths
+    assert {p for p, _ in passes} <= {1, 2, 3, 4}
+
+
+async def test_cancel_job_stops_a_local_render_at_once_and_saves_nothing(
+    post_settings: ServerSettings, rec_dir: Path
+) -> None:
+    # Ten minutes mastered to MP3 take over ten seconds here; a cancel must not wait for that.
+    source = rec_dir / "ten-minutes.wav"
+    with wave.open(str(source), "wb") as out:  # written a minute at a time: memory stays small
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(44100)
+        for _ in range(10):
+            out.writeframes((tone(60.0, 300, 0.1, rate=44100) * 32767).astype("<i2").tobytes())
+    async with Client(server(post_settings.model_copy(update={"wait_s": 0}))) as client:
+        handle = body_of(await client.call_tool("audio_master", {"audio_url": str(source), "format": "mp3"}))
+        job_id = handle["job_id"]
+        with anyio.fail_after(30):
+            while not any("master: pass" in line for line in handle.get("logs", [])):
+                await anyio.sleep(0.05)
+                handle = body_of(await client.call_tool("get_job", {"job_id": job_id}))
+        cancelled = body_of(await client.call_tool("cancel_job", {"job_id": job_id}))
+        assert cancelled["status"] == "cancelled"
+        after = body_of(await client.call_tool("get_job", {"job_id": job_id}))
+        stopping = time.monotonic()
+    # Leaving the client stops the server, which waits for its worker threads: the render
+    # stopped at its next block, so that is quick (without the stop it took the whole render).
+    assert time.monotonic() - stopping < 3.0
+    assert after["status"] == "cancelled" and not after.get("files")
+    assert not list(post_settings.output_dir.rglob("*.mp3"))

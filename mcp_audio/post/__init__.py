@@ -2,10 +2,11 @@
 
 Pure functions over files, streaming in blocks so memory stays flat with the file's length.
 Nothing here is imported at server start: `engine`, `loudness`, `dsp` and `ops` import PyAV
-and numpy at module level, so import them only where a tool runs. `subtitles` and `errors`
-are plain Python.
+and numpy at module level, so import them only where a tool runs. `subtitles`, `errors` and
+`progress` are plain Python.
 
     ops.join / ops.mix / ops.master / ops.trim / ops.info   file in, file out (or a dict)
     subtitles.cues_from_transcript / to_srt / to_vtt          transcripts to subtitle text
     errors.PostError                                          every bad input, with a message
+    progress.RenderProgress / running                         how far a render is; stop it
 """

@@ -15,7 +15,7 @@ import os
 import queue
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mcp_audio.post.errors import PostError
+from mcp_audio.post.progress import tracked
 
 Block = NDArray[np.float32]
 
@@ -180,12 +181,14 @@ def iter_blocks(
     max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
 ) -> Iterator[Block]:
     """Decode `path` into float32 blocks, in a worker thread a few blocks ahead (see
-    `decode_blocks` for the details)."""
-    return prefetch(
+    `decode_blocks` for the details), counted as one pass of the running render, if any (which
+    raises RenderStopped here once it is stopped)."""
+    blocks = prefetch(
         decode_blocks(
             path, sample_rate=sample_rate, channels=channels, block_size=block_size, max_duration_s=max_duration_s
         )
     )
+    return tracked(blocks, sample_rate, lambda: probe(path, max_duration_s=None).duration_s)
 
 
 def decode_blocks(
@@ -262,7 +265,7 @@ def decode_blocks(
         container.close()
 
 
-def prefetch(items: Iterator[T], depth: int = 4) -> Iterator[T]:
+def prefetch(items: Iterator[T], depth: int = 4) -> Generator[T]:
     """Run `items` in a worker thread, `depth` items ahead (decoding overlaps the caller's work:
     FFmpeg and numpy release the GIL). Exceptions reach the caller; closing the generator
     early stops the worker."""

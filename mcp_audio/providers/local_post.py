@@ -12,6 +12,7 @@ as the manifest's, which a test checks) apply to the rest.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,8 +21,11 @@ from typing import Any
 import anyio.to_thread
 
 from mcp_audio.errors import McpAudioError
+from mcp_audio.post.progress import RenderProgress, RenderStopped, running
 from mcp_audio.providers.base import FileSink, LocalFile, Pacing, Report, Update, UpstreamRequest
 from mcp_audio.providers.registry import LOCAL
+
+log = logging.getLogger("mcp_audio.post")
 
 CONTENT_TYPES = {
     "mp3": "audio/mpeg",
@@ -51,7 +55,8 @@ class LocalPostProvider:
     max_upload_bytes = 1024 * 2**20  # a data: URI or download is held in memory once, then written
 
     def __init__(self, api_key: str | None = None, pacing: Pacing | None = None) -> None:
-        del api_key, pacing  # nothing to authenticate, nothing to poll
+        del api_key  # nothing to authenticate
+        self._poll_s = (pacing or Pacing()).poll_initial_s  # how often a render's progress is read
 
     def check_configured(self) -> None:
         """Needs no key; the engine's libraries come with the package."""
@@ -70,11 +75,18 @@ class LocalPostProvider:
     async def run(self, request: UpstreamRequest, report: Report, files: FileSink) -> dict[str, Any]:
         await report(Update(state="running", logs=[f"{request.endpoint}: processing locally"]))
         work = Path(tempfile.mkdtemp(prefix="mcp-audio-post-"))
+        progress = RenderProgress()
         try:
-            output, made = await anyio.to_thread.run_sync(_run, request, work)
-            if made is not None:
-                # Saved only once the render is done and the job was not cancelled meanwhile (a
-                # cancel takes effect when the worker thread returns).
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._report_progress, request.endpoint, progress, report)
+                outcome = await anyio.to_thread.run_sync(_run_tracked, request, work, progress)
+                tg.cancel_scope.cancel()
+            if isinstance(outcome, RenderStopped):  # stopped by a cancel, which leaving the group raised
+                raise McpAudioError("the render was stopped before it finished")
+            if isinstance(outcome, Exception):
+                raise outcome
+            output, made = outcome
+            if made is not None:  # saved only once the render is done and the job was not cancelled
                 key, data, content_type = made
                 output[key] = await anyio.to_thread.run_sync(files, data, content_type)
             return output
@@ -83,6 +95,32 @@ class LocalPostProvider:
             for item in _local_files(request):
                 if item.temporary:
                     item.path.unlink(missing_ok=True)
+
+    async def _report_progress(self, endpoint: str, progress: RenderProgress, report: Report) -> None:
+        """A log line at each tenth of each pass; when cancelled (the job, or the server stops),
+        stops the render at its next block, since the worker thread cannot be cancelled."""
+        shown = None
+        try:
+            while True:
+                await anyio.sleep(self._poll_s)
+                if (now := progress.describe()) not in (None, shown):
+                    shown = now
+                    try:
+                        await report(Update(state="running", logs=[f"{endpoint}: {now}"]))
+                    except Exception as exc:  # a progress line is not worth the render
+                        log.warning("progress of %s not recorded (%s: %s)", endpoint, type(exc).__name__, exc)
+        finally:
+            progress.stop()
+
+
+def _run_tracked(request: UpstreamRequest, work: Path, progress: RenderProgress) -> Outcome | Exception:
+    """`_run`, its error returned rather than raised: raised inside the task group, it would
+    reach the runner wrapped in an ExceptionGroup instead of as the PostError it is."""
+    with running(progress):
+        try:
+            return _run(request, work)
+        except Exception as exc:
+            return exc
 
 
 def _local_files(request: UpstreamRequest) -> list[LocalFile]:
@@ -96,9 +134,10 @@ def _local_files(request: UpstreamRequest) -> list[LocalFile]:
 
 # An output file to save: the output field, the file (or its bytes), its content type.
 Made = tuple[str, bytes | Path, str]
+Outcome = tuple[dict[str, Any], Made | None]  # the output fields, and the file to save
 
 
-def _run(request: UpstreamRequest, work: Path) -> tuple[dict[str, Any], Made | None]:
+def _run(request: UpstreamRequest, work: Path) -> Outcome:
     """One call, in a worker thread: the output fields, and the file to save (written in `work`)."""
     body, local = request.body, request.local
     if request.endpoint == "subtitles":
