@@ -153,7 +153,11 @@ def build_server(
         lifespan=lifespan,
         tools=tools + _job_tools(runtime, secrets),
         extensions=[_player(settings), tasks.extension()],
-        middleware=[RateLimit(settings.rate_limit_per_minute)] if settings.rate_limit_per_minute else None,
+        middleware=(
+            [RateLimit(settings.rate_limit_per_minute, lambda: runtime.get().store)]
+            if settings.rate_limit_per_minute
+            else None
+        ),
     )
     if settings.toolsets == DYNAMIC:  # tools/list starts small; families are enabled at run time (toolsets.py)
         add_dynamic_toolsets(server, exposed)

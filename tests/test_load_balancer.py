@@ -43,8 +43,10 @@ class RoundRobin(httpx2.AsyncBaseTransport):
 
 
 @contextmanager
-def replicas(settings: ServerSettings, count: int, *, stateless: bool) -> Iterator[list[Served]]:
-    env = {"MCP_AUDIO_HTTP_STATELESS": "true" if stateless else "false"}
+def replicas(
+    settings: ServerSettings, count: int, *, stateless: bool, env: dict[str, str] | None = None
+) -> Iterator[list[Served]]:
+    env = {"MCP_AUDIO_HTTP_STATELESS": "true" if stateless else "false", **(env or {})}
     with ExitStack() as stack:
         yield [stack.enter_context(http_server(settings, extra_env=env)) for _ in range(count)]
 
@@ -106,3 +108,14 @@ async def test_healthz_answers_any_host_and_says_when_the_database_is_gone(
     assert ok.status_code == 200 and ok.json() == {"status": "ok", "database": "postgresql"}
     assert refused.status_code == 421  # the guard still covers everything else
     assert gone.status_code == 503 and gone.json()["status"] == "unavailable"
+
+
+async def test_the_rate_limit_counts_a_callers_calls_on_every_replica(shared: ServerSettings) -> None:
+    with replicas(shared, 2, stateless=True, env={"MCP_AUDIO_RATE_LIMIT_PER_MINUTE": "3"}) as group:
+        async with balanced(group, "auto") as (client, transport):
+            allowed = [await client.call_tool("list_jobs", {}) for _ in range(3)]
+            refused = await client.call_tool("list_jobs", {})
+    assert not any(result.is_error for result in allowed)
+    assert refused.is_error, text_of(refused)
+    assert "allows 3 tool calls per minute per caller (MCP_AUDIO_RATE_LIMIT_PER_MINUTE)" in text_of(refused)
+    assert len(set(transport.sent)) == 2  # the four calls went to both replicas

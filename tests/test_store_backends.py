@@ -231,3 +231,19 @@ async def test_a_stopped_listener_closes_its_connection_whenever_it_is_stopped(p
         with anyio.fail_after(5):
             while admin.execute(listening).fetchone() != (0,):  # a closed backend takes a moment to go
                 await anyio.sleep(0.05)
+
+
+def test_the_rate_limit_window_is_shared_by_every_store_on_one_database(
+    store: JobStore, backend: ServerSettings
+) -> None:
+    other = open_store(backend)  # another process, or another replica
+    try:
+        assert store.count_call("alice", 3, 60.0, now=1000.0) is None
+        assert other.count_call("alice", 3, 60.0, now=1010.0) is None
+        assert store.count_call("alice", 3, 60.0, now=1020.0) is None
+        assert other.count_call("alice", 3, 60.0, now=1030.0) == pytest.approx(30.0)  # the first leaves at 1060
+        assert store.count_call("bob", 3, 60.0, now=1030.0) is None  # each caller has its own window
+        assert store.count_call("alice", 3, 60.0, now=1060.5) is None  # the refused call was not counted
+        assert other.count_call("alice", 3, 60.0, now=1061.0) == pytest.approx(9.0)  # the one at 1010 leaves at 1070
+    finally:
+        other.close()

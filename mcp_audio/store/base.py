@@ -418,6 +418,22 @@ class JobStore:
         rows = self._fetch("SELECT spent_usd FROM spend WHERE principal = ?", (principal,))
         return float(rows[0]["spent_usd"]) if rows else 0.0
 
+    # --- the rate limit: each principal's calls in a sliding window, shared by every process ---
+
+    def count_call(self, principal: str, limit: int, window_s: float, now: float) -> float | None:
+        """Count a call by `principal` at `now` (epoch seconds) unless it made `limit` calls in
+        the `window_s` before: then return the seconds until it may call again, counting nothing.
+        One transaction, so processes calling at once cannot both slip under the limit."""
+        with self._write_transaction():
+            self._execute("DELETE FROM calls WHERE at <= ?", (now - window_s,))
+            recent = self._fetch(
+                "SELECT at FROM calls WHERE principal = ? ORDER BY at DESC LIMIT ?", (principal, limit)
+            )
+            if len(recent) >= limit:  # free again when the oldest of the last `limit` calls leaves the window
+                return max(0.0, float(recent[-1]["at"]) + window_s - now)
+            self._execute("INSERT INTO calls (principal, at) VALUES (?, ?)", (principal, now))
+        return None
+
 
 def _job(row: Mapping[str, Any]) -> Job:
     data = dict(row)

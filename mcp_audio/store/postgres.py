@@ -82,6 +82,14 @@ def pg003_tokens(db: psycopg.Connection[Any]) -> None:
     )
 
 
+@migration
+def pg004_calls(db: psycopg.Connection[Any]) -> None:
+    # The tool calls of the last minute, per principal: the rate limit every replica shares.
+    db.execute("CREATE TABLE calls (principal TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)")
+    db.execute("CREATE INDEX calls_at ON calls(at)")
+    db.execute("CREATE INDEX calls_principal ON calls(principal, at)")
+
+
 def _marks(sql: str) -> str:
     # The shared SQL uses `?`; psycopg takes `%s` (the shared SQL has no `%` or `?` of its own).
     return sql.replace("?", "%s")
@@ -128,7 +136,8 @@ class PostgresJobStore(JobStore):
         with self._lock, self._db.transaction():
             self._in_transaction = True  # a lost connection here fails the transaction, never half-repeats it
             try:
-                # Writers of spend queue here, across replicas, until this transaction ends.
+                # Writers of spend and of the rate limit queue here, across replicas, until this
+                # transaction ends.
                 self._db.execute("SELECT pg_advisory_xact_lock(%s)", (SPEND_LOCK,))
                 yield
             finally:

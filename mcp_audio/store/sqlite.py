@@ -100,6 +100,14 @@ def m008_webhooks(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX jobs_upstream ON jobs(provider, upstream_id)")
 
 
+@migration
+def m009_calls(db: sqlite3.Connection) -> None:
+    # The tool calls of the last minute, per principal: the rate limit every process shares.
+    db.execute("CREATE TABLE calls (principal TEXT NOT NULL, at REAL NOT NULL)")
+    db.execute("CREATE INDEX calls_at ON calls(at)")
+    db.execute("CREATE INDEX calls_principal ON calls(principal, at)")
+
+
 class SqliteJobStore(JobStore):
     """The store in one SQLite file (WAL: readers do not block the writer)."""
 
