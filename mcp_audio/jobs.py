@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 from pydantic import BaseModel, ValidationError
@@ -72,6 +73,10 @@ class _Live:
     listeners: set[MemoryObjectSendStream[tuple[Job, str]]] = field(default_factory=set)
     # Set while cancel_job runs: the upstream's "cancelled" failure is not this job's failure.
     cancelling: bool = False
+    # Set once the submit has its answer (or failed): a cancel that came while the request was on
+    # its way waits for this, to cancel the upstream job the request may have created.
+    submitting: bool = False
+    submitted: anyio.Event = field(default_factory=anyio.Event)
 
 
 def process_owner() -> str:
@@ -277,11 +282,8 @@ class JobRunner:
                 assert isinstance(provider, QueuedProvider)
                 if job.upstream_id is None:
                     assert request is not None
-                    submitted = await provider.submit(request)
-                    job = self._store.record_submission(
-                        job_id, submitted.upstream_id, submitted.handle.model_dump(mode="json")
-                    )
-                    self._notify(job, f"Submitted to {capability.upstream.label} (request {submitted.upstream_id})")
+                    job = await self._submit(job, provider, request)
+                    self._notify(job, f"Submitted to {capability.upstream.label} (request {job.upstream_id})")
                 handle = _stored_handle(provider.handle_type, job)
                 heard = await self._hear_or_check(job, provider, handle) if isinstance(provider, Hears) else None
                 if heard is None:  # no webhook, or one that said "done" without the output
@@ -306,6 +308,24 @@ class JobRunner:
         except Exception:
             log.exception("job %s crashed", job_id)
             self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner)
+
+    async def _submit(self, job: Job, provider: QueuedProvider, request: UpstreamRequest) -> Job:
+        """Send the request once and record the upstream's id. Shielded: a cancel or a stop that
+        cut the request short could leave a paid upstream job nobody knows the id of, so they wait
+        for the answer (the provider's timeouts bound it); cancel_job then cancels it upstream."""
+        live = self._live[job.id]
+        await anyio.lowlevel.checkpoint()  # cancelled before anything was sent: send nothing
+        live.submitting = True
+        try:
+            with anyio.CancelScope(shield=True):
+                submitted = await provider.submit(request)
+                job = self._store.record_submission(
+                    job.id, submitted.upstream_id, submitted.handle.model_dump(mode="json")
+                )
+        finally:
+            live.submitting = False
+            live.submitted.set()
+        return job
 
     def _record_failure(self, job_id: str, capability: Capability, job: Job, exc: McpAudioError) -> None:
         message = redact(str(exc), self._secrets)
@@ -467,6 +487,11 @@ class JobRunner:
             )
         provider = self.providers.get(job.provider)
         live = self._live.get(job_id)
+        if live is not None and live.submitting:  # the request may be upstream already: learn its id first
+            await live.submitted.wait()
+            job = self._require(job_id)
+            if job.finished:
+                return job
         if job.upstream_id is not None and isinstance(provider, Cancels) and isinstance(provider, QueuedProvider):
             if live is not None:
                 live.cancelling = True

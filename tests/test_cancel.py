@@ -59,6 +59,24 @@ async def test_cancel_job_tool_cancels_upstream_and_records_it(settings: object,
     assert next(iter(fake_fal.jobs.values())).cancelled
 
 
+async def test_a_cancel_while_the_submit_is_on_its_way_cancels_the_job_it_created(
+    settings: object, fake_fal: FakeFal
+) -> None:
+    # fal takes 1 s to answer the submit: cutting the request then would leave a paid fal job
+    # that nobody knows the id of. The cancel waits for the id and cancels that job.
+    fake_fal.inject("submit", 0, delay_s=1.0)
+    fake_fal.script("fal-ai/lyria2", run_s=30)
+    async with Client(server(settings.model_copy(update={"wait_s": 0.1}))) as client:  # type: ignore[attr-defined]
+        handle = await client.call_tool("lyria2_music", {"prompt": "slow to arrive"})
+        job_id = (handle.structured_content or {})["job_id"]
+        assert [r.kind for r in fake_fal.requests] == ["submit"]  # on its way, not answered yet
+        result = await client.call_tool("cancel_job", {"job_id": job_id})
+    assert (result.structured_content or {})["status"] == "cancelled", result
+    [job] = fake_fal.jobs.values()
+    assert job.cancelled
+    assert [r.kind for r in fake_fal.requests].count("cancel") == 1
+
+
 async def test_cancelling_a_finished_job_leaves_it_alone(client: Client, fake_fal: FakeFal) -> None:
     done = await client.call_tool("elevenlabs_sound_effect", {"text": "door creak"})
     assert done.structured_content is not None
