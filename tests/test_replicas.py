@@ -126,27 +126,28 @@ async def test_a_replica_that_stopped_answering_loses_its_job_when_the_lease_exp
 async def test_jobs_across_three_replicas_are_each_followed_once_and_waited_for_anywhere(
     shared: ServerSettings, fake_fal: FakeFal
 ) -> None:
-    fake_fal.script("fal-ai/lyria2", run_s=2.0)
+    fake_fal.script("fal-ai/lyria2", run_s=4.0)  # still running when the last is started and all are waited on
     with replicas(shared, 3) as group:
         started = [await call(group[n % 3], "lyria2_music", {"prompt": f"calm {n}"}) for n in range(6)]
-        returned: dict[tuple[str, int], tuple[float, float]] = {}
+        returned: dict[tuple[str, int], float] = {}
 
         async def wait_on(job_id: str, n: int) -> None:
-            called = time.time()
             done = await call(group[n], "get_job", {"job_id": job_id, "wait_s": 30})
             assert done["status"] == "completed", done
-            returned[(job_id, n)] = (called, time.time())
+            returned[(job_id, n)] = time.monotonic()
 
         async with anyio.create_task_group() as tg:
             for job in started:
                 for n in range(3):
                     tg.start_soon(wait_on, job["job_id"], n)
-        store = open_store(shared)
-        finished = {job["job_id"]: store.get_job(job["job_id"]).finished_at for job in started}  # type: ignore[union-attr]
-        store.close()
-    # A replica that does not follow the job is woken by the database's push, not a slow poll.
-    lags = [at - max(called, finished[job_id]) for (job_id, _), (called, at) in returned.items()]  # type: ignore[type-var]
-    assert max(lags) < 3.0, sorted(lags)  # the fallback poll is every 5 s
+    # A replica that does not follow a job is woken by the database's push, not by its fallback
+    # poll (every 5 s): it answers about when the follower's own waiter does. Compared with that
+    # waiter rather than with the clock, since a loaded machine delays every answer alike.
+    behind = []
+    for n, job in enumerate(started):  # job n was started on, and is followed by, replica n % 3
+        follower = returned[(job["job_id"], n % 3)]
+        behind += [returned[(job["job_id"], other)] - follower for other in range(3) if other != n % 3]
+    assert max(behind) < 2.5, sorted(behind)
     assert len(request_ids(fake_fal)) == 6
     assert_followed_once(fake_fal, shared)
 

@@ -270,8 +270,9 @@ async def test_2026_a_call_unfinished_after_wait_s_becomes_a_task(settings: Serv
 async def test_2026_a_fast_call_answers_its_result_and_a_tool_error_completes(
     settings: ServerSettings, fake_fal: FakeFal
 ) -> None:
-    fake_fal.script("fal-ai/lyria2", queue_s=0.5, error=(422, {"detail": [{"loc": ["body", "prompt"], "msg": "no"}]}))
-    async with modern_peer(server(settings.model_copy(update={"wait_s": 0.1}))) as peer:
+    fake_fal.script("fal-ai/lyria2", queue_s=3.0, error=(422, {"detail": [{"loc": ["body", "prompt"], "msg": "no"}]}))
+    # 1.5 s: time for a quick call in a cold process (its first upstream client is made then).
+    async with modern_peer(server(settings.model_copy(update={"wait_s": 1.5}))) as peer:
         quick = await peer.result("tools/call", modern({"name": "qwen3_tts", "arguments": {"text": "Hi."}}))
         created = await peer.result("tools/call", modern({"name": "lyria2_music", "arguments": {"prompt": "calm"}}))
         with anyio.fail_after(10):
