@@ -30,11 +30,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_audio.auth import Verifier, current_principal
 from mcp_audio.config import ServerSettings
-from mcp_audio.errors import ConfigError
+from mcp_audio.errors import ConfigError, McpAudioError
 from mcp_audio.health import HEALTH_PATH
 from mcp_audio.oauth import OAuthVerifier, check_issuer, is_loopback
 from mcp_audio.tokens import TokenFile, open_tokens
-from mcp_audio.uploads import NotMedia, TooLarge, Uploads
+from mcp_audio.uploads import NotMedia, TooLarge, open_uploads
 
 log = logging.getLogger("mcp_audio.http")
 
@@ -210,7 +210,7 @@ def _metadata_routes(resource: str, issuer: str) -> list[Route]:
 
 def upload_route(settings: ServerSettings) -> Route:
     """`POST /uploads`: the body (a recording) kept for the caller, answered with its `upload://` reference."""
-    uploads = Uploads(settings.uploads_dir, int(settings.max_upload_mb * 2**20))
+    uploads = open_uploads(settings)
     too_large = f"the file is over {settings.max_upload_mb:g} MB (MCP_AUDIO_MAX_UPLOAD_MB)"
 
     async def upload(request: Request) -> JSONResponse:
@@ -221,6 +221,8 @@ def upload_route(settings: ServerSettings) -> Route:
             answer = await uploads.receive(current_principal(), request.stream())
         except TooLarge:
             return JSONResponse({"error": too_large}, status_code=413)
+        except McpAudioError as exc:  # the output bucket could not take it
+            return JSONResponse({"error": str(exc)}, status_code=503)
         except NotMedia:
             return JSONResponse(
                 {"error": "the body is not an audio or video file this server reads (WAV, MP3, FLAC, OGG, M4A...)"},

@@ -44,11 +44,11 @@ class CallPipeline:
         )
         provider = self._runner.providers.get(capability.provider)
         provider.check_configured()  # a missing key fails before any file is read or uploaded
-        roots = self._with_uploads(capability, call.body, roots, principal)
+        roots = await self._with_uploads(capability, call.body, roots, principal)
         request = await InputResolver(self._store, self._client, principal).resolve(capability, call, provider, roots)
         return await self._runner.start(capability, request, principal, confirm)
 
-    def _with_uploads(
+    async def _with_uploads(
         self, capability: Capability, body: dict[str, Any], roots: list[Path], principal: str
     ) -> list[Path]:
         """`upload://ID` file inputs become the caller's uploaded files (its own folder only)."""
@@ -57,7 +57,7 @@ class CallPipeline:
         for spec in capability.file_inputs:
             value = body.get(spec.sent_name)  # the body is keyed by upstream field names
             if isinstance(value, str) and value.startswith(SCHEME):
-                body[spec.sent_name] = str(self._uploads.resolve(principal, spec.name, value))
+                body[spec.sent_name] = str(await self._uploads.resolve(principal, spec.name, value))
                 roots = [*roots, self._uploads.folder(principal)]
         return roots
 

@@ -1,5 +1,5 @@
 """Output files in an S3-compatible bucket (`MCP_AUDIO_OUTPUT_URL=s3://bucket/prefix`), where
-every replica can serve them.
+every replica can serve them (and remote callers' uploads, which every replica can use: uploads.py).
 
 A file is downloaded (or written) to a staging folder as usual (atomic, size, SHA-256, audio
 properties), then put in the bucket under `{prefix}/{name}` and removed locally. Its result
@@ -75,6 +75,20 @@ class Bucket:
         )
         return url
 
+    def fetch(self, key: str, dest: Path) -> float | None:
+        """Download `key` to `dest`; its time of upload (epoch s), or None if there is no such object."""
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+        client = self.client()
+        try:
+            head = client.head_object(Bucket=self.name, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        client.download_file(self.name, key, str(dest))
+        return float(head["LastModified"].timestamp())
+
     def read(self, uri: str) -> bytes:
         """The bytes of `s3://bucket/key`, which must be in this bucket."""
         parsed = urlparse(uri)
@@ -116,7 +130,7 @@ class S3OutputSaver(OutputSaver):
                     "file_uri": None,
                     "resource": None,
                     "download_error": f"not stored in the output bucket {self.bucket.name} (MCP_AUDIO_OUTPUT_URL): "
-                    + _failure(exc),
+                    + failure_code(exc),
                 }
             )
         finally:
@@ -125,17 +139,24 @@ class S3OutputSaver(OutputSaver):
         return item.model_copy(update={"url": self.bucket.presign(key), "path": uri, "file_uri": uri})
 
 
-def _failure(exc: Exception) -> str:
+def failure_code(exc: Exception) -> str:
     """What the agent is told: S3's error code (botocore's message also names local paths)."""
     code = re.search(r"An error occurred \((\w+)\)", str(exc))
     return code[1] if code else type(exc).__name__
 
 
+def bucket_of(settings: ServerSettings) -> Bucket | None:
+    """The bucket MCP_AUDIO_OUTPUT_URL names, if any."""
+    if not settings.output_url:
+        return None
+    return Bucket(settings.output_url, endpoint_url=settings.s3_endpoint_url, expires_s=settings.s3_url_expires_s)
+
+
 def open_saver(settings: ServerSettings, **options: Any) -> OutputSaver:
     """The output folder's saver, or the bucket's when MCP_AUDIO_OUTPUT_URL names one."""
-    if not settings.output_url:
+    bucket = bucket_of(settings)
+    if bucket is None:
         return OutputSaver(settings.output_dir, **options)
-    bucket = Bucket(settings.output_url, endpoint_url=settings.s3_endpoint_url, expires_s=settings.s3_url_expires_s)
     return S3OutputSaver(bucket, settings.data_dir / "staging", **options)
 
 

@@ -50,7 +50,7 @@ from mcp_audio.store import Job, open_store
 from mcp_audio.tasks import Tasks, started_as_task
 from mcp_audio.tokens import open_tokens
 from mcp_audio.toolsets import DYNAMIC, add_dynamic_toolsets
-from mcp_audio.uploads import Uploads
+from mcp_audio.uploads import open_uploads
 
 log = logging.getLogger("mcp_audio.server")
 
@@ -119,8 +119,7 @@ def build_server(
                     pacing=pacing,
                     retention_s=settings.result_retention_s,
                 )
-                uploads = Uploads(settings.uploads_dir, int(settings.max_upload_mb * 2**20))
-                pipeline = CallPipeline(store, runner, uploads if transport == "http" else None)
+                pipeline = CallPipeline(store, runner, open_uploads(settings) if transport == "http" else None)
                 runtime.state = AppState(
                     settings=settings, catalog=catalog, store=store, runner=runner, pipeline=pipeline
                 )

@@ -13,7 +13,8 @@ from mcp_audio.errors import ConfigError
 from mcp_audio.s3_outputs import parse_s3_url
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.conftest import on_backend
-from tests.helpers import body_of, server, text_of
+from tests.helpers import body_of, make_wav, server, text_of
+from tests.http_harness import add_token, http_server, mcp_client
 
 pytestmark = pytest.mark.anyio
 boto3 = pytest.importorskip("boto3", reason="S3 tests need boto3 and moto: pip install boto3 'moto[server]'")
@@ -92,3 +93,46 @@ def test_an_output_url_that_is_not_s3_is_refused_naming_the_setting() -> None:
     for wrong in ("https://bucket/x", "s3:///x", "s3://b/x?y=1"):
         with pytest.raises(ConfigError, match=r"MCP_AUDIO_OUTPUT_URL .* is not `s3://bucket/prefix`"):
             parse_s3_url(wrong)
+
+
+async def test_an_upload_one_replica_received_is_a_file_input_on_another(
+    bucketed: ServerSettings, pg_url: str, s3_endpoint: str, s3_bucket: str
+) -> None:
+    first = on_backend(bucketed, pg_url)  # tokens in the database: both replicas know them
+    second = first.model_copy(update={"data_dir": first.data_dir.parent / "other-data"})  # another machine's disk
+    alice, bob = add_token(first, "alice"), add_token(first, "bob")
+    bucket_env = {"MCP_AUDIO_OUTPUT_URL": str(first.output_url), "MCP_AUDIO_S3_ENDPOINT_URL": s3_endpoint}
+    wav = make_wav(2.0)
+    with http_server(first, extra_env=bucket_env) as one, http_server(second, extra_env=bucket_env) as two:
+        stored = httpx.post(one.url + "/uploads", content=wav, headers={"Authorization": f"Bearer {alice}"})
+        assert stored.status_code == 201, stored.text
+        reference = stored.json()["file"]
+        async with mcp_client(two.mcp, alice) as as_alice:
+            measured = await as_alice.call_tool("audio_info", {"audio_url": reference})
+            again = await as_alice.call_tool("audio_info", {"audio_url": reference})  # now from its own copy
+        async with mcp_client(two.mcp, bob) as as_bob:
+            stolen = await as_bob.call_tool("audio_info", {"audio_url": reference})
+    assert not measured.is_error, text_of(measured)
+    assert body_of(measured)["output"]["duration_s"] == pytest.approx(2.0, abs=0.01)
+    assert not again.is_error, text_of(again)
+    assert stolen.is_error and "POST the file to /uploads again" in text_of(stolen)
+    [(key, data)] = [(key, data) for key, data in objects(s3_endpoint, s3_bucket).items() if "/uploads/" in key]
+    assert key.startswith("team/audio/uploads/") and key.endswith(reference.removeprefix("upload://"))
+    assert data == wav
+    assert [p.name for p in (second.data_dir / "uploads").rglob("*") if p.is_file()] == [key.rsplit("/", 1)[1]]
+
+
+def test_an_upload_the_bucket_refuses_is_answered_503_and_nothing_is_kept(
+    settings: ServerSettings, s3_endpoint: str, s3_bucket: str
+) -> None:
+    token = add_token(settings, "alice")
+    bucket_env = {"MCP_AUDIO_OUTPUT_URL": "s3://no-such-bucket/x", "MCP_AUDIO_S3_ENDPOINT_URL": s3_endpoint}
+    with http_server(settings, extra_env=bucket_env) as served:
+        refused = httpx.post(
+            served.url + "/uploads", content=make_wav(1.0), headers={"Authorization": f"Bearer {token}"}
+        )
+    assert refused.status_code == 503
+    assert refused.json()["error"] == (
+        "could not store the upload in the bucket no-such-bucket (MCP_AUDIO_OUTPUT_URL): NoSuchBucket; try again later"
+    )
+    assert [path for path in (settings.data_dir / "uploads").rglob("*") if path.is_file()] == []
