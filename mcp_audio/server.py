@@ -34,6 +34,7 @@ from mcp_audio.completions import add_completions, add_protocol_details
 from mcp_audio.config import ServerSettings
 from mcp_audio.confirmation import NeedsApproval, cost_confirmation
 from mcp_audio.errors import McpAudioError, UpstreamError
+from mcp_audio.job_events import JobEventBus
 from mcp_audio.jobs import JobRunner, ProviderPool, not_found_message
 from mcp_audio.output_schema import capability_schema, job_list_schema, job_schema
 from mcp_audio.pipeline import CallPipeline
@@ -91,11 +92,13 @@ def build_server(
     catalog = catalog or load_catalog()
     pacing = pacing or Pacing(lease_s=settings.lease_s)  # MCP_AUDIO_LEASE_S (tests pass their own pacing)
     runtime = Runtime()
+    job_events = JobEventBus()  # subscriptions/listen streams: list changes, and jobs:// updates
     secrets = settings.secrets()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         store = open_store(settings)  # SQLite, or PostgreSQL with MCP_AUDIO_DATABASE_URL
+        store.watch(lambda job_id: job_events.job_changed(store, job_id))  # jobs:// subscriptions
         saver = open_saver(  # the output folder, or the bucket of MCP_AUDIO_OUTPUT_URL
             settings,
             max_bytes=int(settings.max_download_mb * 2**20),
@@ -157,6 +160,7 @@ def build_server(
             if settings.rate_limit_per_minute
             else None
         ),
+        subscriptions=job_events,
     )
     if settings.toolsets == DYNAMIC:  # tools/list starts small; families are enabled at run time (toolsets.py)
         add_dynamic_toolsets(server, exposed)

@@ -8,10 +8,11 @@ request body is the tool's arguments, and provider handles are URLs and ids.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,6 +21,8 @@ import anyio
 
 from mcp_audio.catalog import SavedVoice
 from mcp_audio.results import JobResult
+
+log = logging.getLogger("mcp_audio.store")
 
 # `unknown`: a request was sent but no answer said whether the upstream took it; it may have
 # run and billed, so it is never resent (see the README's delivery guarantees).
@@ -100,6 +103,7 @@ class JobStore:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()  # re-entered by statements inside a write transaction
+        self._watchers: list[Callable[[str], None]] = []
 
     # --- what each backend provides ----------------------------------------------------------
 
@@ -120,7 +124,21 @@ class JobStore:
         yield
 
     def _changed(self, job_id: str) -> None:
-        """A job's row changed: tell other processes' waiters, if the backend can push."""
+        """A job's row changed: tell other processes' waiters, if the backend can push (this
+        one cannot: only the changes made through this store are announced)."""
+        self._announce(job_id)
+
+    def watch(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(job_id)`, on the event loop, after each change of a job row made
+        through this store, and (PostgreSQL) each one another process announces."""
+        self._watchers.append(callback)
+
+    def _announce(self, job_id: str) -> None:
+        for callback in self._watchers:
+            try:
+                callback(job_id)
+            except Exception:  # a watcher's failure is not the write's
+                log.exception("a watcher of job %s failed", job_id)
 
     async def listen(self) -> None:
         """For the life of the server: deliver other processes' changes to `changed` waiters

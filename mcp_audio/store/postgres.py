@@ -178,6 +178,7 @@ class PostgresJobStore(JobStore):
     # --- push: NOTIFY on every change, LISTEN for the life of the server ------------------------
 
     def _changed(self, job_id: str) -> None:
+        # Announced to this process's watchers when the notification comes back, like everyone's.
         self._execute("SELECT pg_notify(?, ?)", (CHANNEL, job_id))
 
     async def changed(self, job_id: str) -> None:
@@ -208,6 +209,7 @@ class PostgresJobStore(JobStore):
                     async for note in conn.notifies():
                         for event in self._waiters.get(note.payload, ()):
                             event.set()
+                        self._announce(note.payload)
                 finally:
                     # Not `async with conn`: its exit first awaits a rollback, which a stop
                     # cancels, so the connection was never closed. close() itself does not wait.
