@@ -58,7 +58,10 @@ _PROMPTS = {
     "prompts-get-embedded-resource": "test_prompt_with_embedded_resource",
     "prompts-get-with-image": "test_prompt_with_image",
 }
-_NO_SUBSCRIBE = "the server offers no resources/subscribe (capabilities.resources.subscribe is false)"
+_NO_SUBSCRIBE = (
+    "2025-era sessions get no resources/subscribe (capabilities.resources.subscribe is false there); "
+    "2026-era clients subscribe to jobs:// on subscriptions/listen"
+)
 # Scenario -> why it does not apply to this server. Listed whatever the suite says: two of
 # them "pass" only because calling a tool that does not exist is answered with an error text.
 NOT_APPLICABLE = {
