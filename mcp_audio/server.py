@@ -130,12 +130,14 @@ def build_server(
                     log.info("re-attached to %d unfinished job(s)", resumed)
                 task_group.start_soon(runner.keep_leases, name="leases")
                 tasks.attach(task_group)
+                job_events.attach(task_group)
                 yield runtime.state
                 # Stopping: followers are cancelled, rows stay unfinished, the next start resumes them.
                 task_group.cancel_scope.cancel()
         finally:
             runtime.state = None
             tasks.attach(None)
+            job_events.attach(None)
             with anyio.CancelScope(shield=True):
                 if pipeline is not None:
                     await pipeline.aclose()
@@ -169,6 +171,8 @@ def build_server(
     add_completions(server, runtime, catalog)
     add_protocol_details(server)
     tasks.install(server._lowlevel_server)  # the SDK's MCPServer has no handler registration of its own
+    if not (transport == "http" and settings.http_stateless):  # a stateless session is gone after its request
+        job_events.install_legacy(server._lowlevel_server)
     return server
 
 

@@ -58,18 +58,12 @@ _PROMPTS = {
     "prompts-get-embedded-resource": "test_prompt_with_embedded_resource",
     "prompts-get-with-image": "test_prompt_with_image",
 }
-_NO_SUBSCRIBE = (
-    "2025-era sessions get no resources/subscribe (capabilities.resources.subscribe is false there); "
-    "2026-era clients subscribe to jobs:// on subscriptions/listen"
-)
 # Scenario -> why it does not apply to this server. Listed whatever the suite says: two of
 # them "pass" only because calling a tool that does not exist is answered with an error text.
 NOT_APPLICABLE = {
     **{name: _FIXTURE.format(what=f"tool `{tool}`") for name, tool in _TOOLS.items()},
     **{name: _FIXTURE.format(what=f"resource `{uri}`") for name, uri in _RESOURCES.items()},
     **{name: _FIXTURE.format(what=f"prompt `{prompt}`") for name, prompt in _PROMPTS.items()},
-    "resources-subscribe": _NO_SUBSCRIBE,
-    "resources-unsubscribe": _NO_SUBSCRIBE,
     "server-sse-polling": "needs the suite's fixture tool `test_reconnection` and SSE resumption (an event store), "
     "which the server does not keep: a long job is followed through get_job or MCP tasks instead",
 }
