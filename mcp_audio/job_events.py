@@ -42,7 +42,7 @@ class JobEventBus:
     def __init__(self) -> None:
         self._listeners: dict[object, tuple[str, Listener]] = {}
         # 2025 era: each connection's caller and subscribed URIs (gone with the connection).
-        self._sessions: weakref.WeakKeyDictionary[Any, tuple[str, set[str]]] = weakref.WeakKeyDictionary()
+        self._connections: weakref.WeakKeyDictionary[Any, tuple[str, set[str]]] = weakref.WeakKeyDictionary()
         self._group: TaskGroup | None = None  # the server's, to send to 2025-era sessions
 
     def attach(self, group: TaskGroup | None) -> None:
@@ -54,15 +54,15 @@ class JobEventBus:
         server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe)
 
     async def _subscribe(self, ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
-        _, uris = self._sessions.setdefault(_connection(ctx), (current_principal(), set()))
+        _, uris = self._connections.setdefault(_connection(ctx), (current_principal(), set()))
         if len(uris) >= MAX_PER_SESSION and str(params.uri) not in uris:
             raise MCPError(INVALID_PARAMS, f"a session may hold at most {MAX_PER_SESSION} resource subscriptions")
         uris.add(str(params.uri))
         return EmptyResult()
 
     async def _unsubscribe(self, ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams) -> EmptyResult:
-        if (connection := _connection(ctx)) in self._sessions:
-            self._sessions[connection][1].discard(str(params.uri))
+        if (connection := _connection(ctx)) in self._connections:
+            self._connections[connection][1].discard(str(params.uri))
         return EmptyResult()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -84,15 +84,15 @@ class JobEventBus:
         """A job's row changed (here, or in another replica): tell its caller's streams. The row
         is read only when some stream is open."""
         uri = f"jobs://{job_id}"
-        sessions = [session for session, (_, uris) in list(self._sessions.items()) if uri in uris]
-        if not self._listeners and not sessions:
+        connections = [connection for connection, (_, uris) in list(self._connections.items()) if uri in uris]
+        if not self._listeners and not connections:
             return
         job = store.get_job(job_id)
         if job is None:
             return
         self._deliver(ResourceUpdated(uri=uri), principal=job.principal)
-        for connection in sessions:
-            if self._sessions.get(connection, ("",))[0] == job.principal and self._group is not None:
+        for connection in connections:
+            if self._connections.get(connection, ("",))[0] == job.principal and self._group is not None:
                 # The SDK's send never raises: a closed connection drops it (and is collected).
                 self._group.start_soon(connection.send_resource_updated, uri)
 
