@@ -17,7 +17,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_audio.config import ServerSettings
-from tests.helpers import env_for, stop
+from tests.helpers import body_of, env_for, stop, text_of
 
 # What an MCP client POSTs first (2025 era), for raw HTTP checks.
 INITIALIZE = {
@@ -115,3 +115,12 @@ async def mcp_client(url: str, token: str | None = None, **client_options: Any) 
     http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=120.0))
     async with http, Client(streamable_http_client(url, http_client=http), **client_options) as client:
         yield client
+
+
+async def call_ok(replica: Served, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """One tool call on its own session to a `serve --http` process: the structured result,
+    which must not be an error."""
+    async with mcp_client(replica.mcp) as client:
+        result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text_of(result)
+    return body_of(result)

@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -22,8 +21,7 @@ from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.store import open_store
 from mcp_audio.tokens import TokenTable
 from tests.conftest import on_backend
-from tests.helpers import body_of, text_of
-from tests.http_harness import INITIALIZE, MCP_HEADERS, Served, add_token, http_server, mcp_client, run_cli
+from tests.http_harness import INITIALIZE, MCP_HEADERS, Served, add_token, call_ok, http_server, run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -45,16 +43,9 @@ def replicas(settings: ServerSettings, count: int) -> Iterator[list[Served]]:
         ]
 
 
-async def call(replica: Served, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    async with mcp_client(replica.mcp) as client:
-        result = await client.call_tool(tool, arguments)
-    assert not result.is_error, text_of(result)
-    return body_of(result)
-
-
 def fetches(fake: FakeFal, request_id: str) -> list[str]:
     """What fal saw for one request, by kind (submit, stream, status, result, file)."""
-    return [r.kind for r in fake.requests if r.request_id == request_id]
+    return [r.kind for r in fake.requests_for(request_id)]
 
 
 def request_ids(fake: FakeFal) -> list[str]:
@@ -82,11 +73,11 @@ async def test_a_job_started_on_one_replica_finishes_on_another_after_kill_9(
 ) -> None:
     fake_fal.script("fal-ai/lyria2", run_s=3.0)
     with replicas(shared, 2) as (first, second):
-        started = await call(first, "lyria2_music", {"prompt": "calm"})
+        started = await call_ok(first, "lyria2_music", {"prompt": "calm"})
         assert started["status"] in ("queued", "running")
         os.kill(first.proc.pid, signal.SIGKILL)  # no clean-up: its lease stays on the dead process
         killed = time.monotonic()
-        done = await call(second, "get_job", {"job_id": started["job_id"], "wait_s": 30})
+        done = await call_ok(second, "get_job", {"job_id": started["job_id"], "wait_s": 30})
         took = time.monotonic() - killed
     assert done["status"] == "completed" and done["files"], done
     assert took < LEASE_S + 5, took  # taken over on its own, well within the lease
@@ -103,11 +94,11 @@ async def test_a_replica_that_stopped_answering_loses_its_job_when_the_lease_exp
     # replica on another host, whose pid cannot be probed.
     fake_fal.script("fal-ai/lyria2", run_s=1.0)
     with replicas(shared, 3) as (first, _second, third):
-        started = await call(first, "lyria2_music", {"prompt": "calm"})
+        started = await call_ok(first, "lyria2_music", {"prompt": "calm"})
         os.kill(first.proc.pid, signal.SIGSTOP)
         stopped = time.monotonic()
         try:
-            done = await call(third, "get_job", {"job_id": started["job_id"], "wait_s": 30})
+            done = await call_ok(third, "get_job", {"job_id": started["job_id"], "wait_s": 30})
             took = time.monotonic() - stopped
             store = open_store(shared)
             row = store.get_job(started["job_id"])
@@ -115,7 +106,7 @@ async def test_a_replica_that_stopped_answering_loses_its_job_when_the_lease_exp
         finally:
             os.kill(first.proc.pid, signal.SIGCONT)
         await anyio.sleep(LEASE_S / 2)  # the first replica wakes, finds its lease gone, lets the job be
-        again = await call(first, "get_job", {"job_id": started["job_id"], "wait_s": 5})
+        again = await call_ok(first, "get_job", {"job_id": started["job_id"], "wait_s": 5})
     assert done["status"] == "completed" and again["status"] == "completed" and again["files"] == done["files"]
     assert took >= LEASE_S - 1.0, took  # not taken from a live lease
     assert row is not None and row.lease_owner is None
@@ -128,11 +119,11 @@ async def test_jobs_across_three_replicas_are_each_followed_once_and_waited_for_
 ) -> None:
     fake_fal.script("fal-ai/lyria2", run_s=4.0)  # still running when the last is started and all are waited on
     with replicas(shared, 3) as group:
-        started = [await call(group[n % 3], "lyria2_music", {"prompt": f"calm {n}"}) for n in range(6)]
+        started = [await call_ok(group[n % 3], "lyria2_music", {"prompt": f"calm {n}"}) for n in range(6)]
         returned: dict[tuple[str, int], float] = {}
 
         async def wait_on(job_id: str, n: int) -> None:
-            done = await call(group[n], "get_job", {"job_id": job_id, "wait_s": 30})
+            done = await call_ok(group[n], "get_job", {"job_id": job_id, "wait_s": 30})
             assert done["status"] == "completed", done
             returned[(job_id, n)] = time.monotonic()
 

@@ -21,7 +21,7 @@ from mcp_audio.store import open_store
 from mcp_audio.webhooks import FAL_PATH, _b64url
 from tests.conftest import on_backend
 from tests.helpers import body_of, server, text_of
-from tests.http_harness import Served, free_port, http_server, mcp_client
+from tests.http_harness import Served, call_ok, free_port, http_server, mcp_client
 
 pytestmark = pytest.mark.anyio
 
@@ -46,13 +46,6 @@ def replica(
         yield served
 
 
-async def call(replica: Served, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    async with mcp_client(replica.mcp) as client:
-        result = await client.call_tool(tool, arguments)
-    assert not result.is_error, text_of(result)
-    return body_of(result)
-
-
 def kinds(fake: FakeFal, request_id: str) -> list[str]:
     return [r.kind for r in fake.requests_for(request_id)]
 
@@ -70,7 +63,7 @@ async def test_a_signed_webhook_finishes_the_job_without_a_status_stream(
 ) -> None:
     fake_fal.script("fal-ai/lyria2", run_s=0.5)
     with replica(hooked, fake_fal) as served:
-        done = await call(served, "lyria2_music", {"prompt": "calm"})
+        done = await call_ok(served, "lyria2_music", {"prompt": "calm"})
     [submit] = fake_fal.requests_of("submit")
     assert submit.query["fal_webhook"] == f"{served.url}{FAL_PATH}"
     assert done["status"] == "completed" and done["files"][0]["path"], done
@@ -86,7 +79,7 @@ async def test_forged_stale_tampered_or_unsigned_deliveries_get_401_and_change_n
     fake_fal.send_webhooks = False  # this test delivers them itself
     quick = hooked.model_copy(update={"wait_s": 0.1})
     with replica(quick, fake_fal) as served:
-        started = await call(served, "lyria2_music", {"prompt": "calm"})
+        started = await call_ok(served, "lyria2_music", {"prompt": "calm"})
         [submit] = fake_fal.requests_of("submit")
         request_id = submit.request_id or ""
         while fake_fal.jobs[request_id].state != "COMPLETED":
@@ -111,7 +104,7 @@ async def test_forged_stale_tampered_or_unsigned_deliveries_get_401_and_change_n
             untouched = row(quick, started["job_id"])
             assert untouched.state in ("queued", "running") and untouched.webhook is None
             assert (await http.post(url, content=body, headers=good)).json() == {"job": "recorded"}
-            done = await call(served, "get_job", {"job_id": started["job_id"], "wait_s": 10})
+            done = await call_ok(served, "get_job", {"job_id": started["job_id"], "wait_s": 10})
             finished = row(quick, started["job_id"])
             again = await http.post(url, content=body, headers=fake_fal.signed_headers(request_id, body))
     assert done["status"] == "completed", done
@@ -142,7 +135,7 @@ async def test_a_webhook_received_by_another_replica_finishes_the_job_where_it_i
         replica(shared, fake_fal, public=f"http://127.0.0.1:{receiver_port}") as follower,
     ):
         started = time.monotonic()
-        done = await call(follower, "lyria2_music", {"prompt": "calm"})
+        done = await call_ok(follower, "lyria2_music", {"prompt": "calm"})
         took = time.monotonic() - started
     [submit] = fake_fal.requests_of("submit")
     assert submit.query["fal_webhook"] == f"http://127.0.0.1:{receiver_port}{FAL_PATH}"
