@@ -75,8 +75,9 @@ class Bucket:
         )
         return url
 
-    def fetch(self, key: str, dest: Path) -> float | None:
-        """Download `key` to `dest`; its time of upload (epoch s), or None if there is no such object."""
+    def fetch(self, key: str, dest: Path, *, uploaded_after: float) -> float | None:
+        """Download `key` to `dest`; its time of upload (epoch s), or None (nothing downloaded) if
+        there is no such object or it was put there before `uploaded_after`."""
         from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
         client = self.client()
@@ -86,8 +87,11 @@ class Bucket:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
+        uploaded_at = float(head["LastModified"].timestamp())
+        if uploaded_at < uploaded_after:
+            return None
         client.download_file(self.name, key, str(dest))
-        return float(head["LastModified"].timestamp())
+        return uploaded_at
 
     def read(self, uri: str) -> bytes:
         """The bytes of `s3://bucket/key`, which must be in this bucket."""

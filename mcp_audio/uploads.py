@@ -117,8 +117,10 @@ class Uploads:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{upload_id}.{uuid.uuid4().hex[:8]}.part")
         try:
-            uploaded_at = self.bucket.fetch(self._key(principal, upload_id), partial)
-            if uploaded_at is None or uploaded_at < time.time() - KEEP_S:
+            uploaded_at = self.bucket.fetch(
+                self._key(principal, upload_id), partial, uploaded_after=time.time() - KEEP_S
+            )
+            if uploaded_at is None:  # not there, or expired
                 return False
             os.utime(partial, (uploaded_at, uploaded_at))  # it expires when the upload does
             os.replace(partial, path)
