@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mcp_audio.results import JobResult
+from mcp_audio.core.results import JobResult
 from mcp_audio.store import JobStore
 from mcp_audio.store.sqlite import SqliteJobStore
 from tests.pg_harness import find_bin_dir, pg_server

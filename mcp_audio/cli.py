@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from mcp_audio.config import ENV_NAMES, Settings
-    from mcp_audio.errors import McpAudioError
+    from mcp_audio.core.errors import McpAudioError
 
     try:
         settings = Settings()
@@ -137,7 +137,7 @@ def _port(text: str) -> int:
 
 
 def _configure_logging(secrets: list[str], verbose: bool) -> None:
-    from mcp_audio.redaction import RedactingFilter
+    from mcp_audio.core.redaction import RedactingFilter
 
     handler = logging.StreamHandler(sys.stderr)  # never stdout: it is the protocol channel
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -153,7 +153,7 @@ def _serve(settings: Any, *, http: bool, host: str, port: int, no_auth: bool = F
     if not http:
         build_server(settings, transport="stdio").run("stdio")
         return 0
-    from mcp_audio.http_serve import plan_exposure, serve_http
+    from mcp_audio.deploy.app import plan_exposure, serve_http
 
     exposure = plan_exposure(settings, host, port, no_auth=no_auth)  # refuses an unsafe bind before anything is built
     server = build_server(settings, transport="http")
@@ -166,7 +166,7 @@ def _serve(settings: Any, *, http: bool, host: str, port: int, no_auth: bool = F
 
 
 def _tokens(settings: Any, args: argparse.Namespace) -> int:
-    from mcp_audio.tokens import open_tokens
+    from mcp_audio.store.tokens import open_tokens
 
     tokens = open_tokens(settings)
     if args.tokens_command == "add":
@@ -190,8 +190,8 @@ def _tokens(settings: Any, args: argparse.Namespace) -> int:
 
 def _tools(tool: str | None, *, as_json: bool, as_markdown: bool) -> int:
     from mcp_audio.catalog import load_catalog
-    from mcp_audio.errors import InvalidArguments
-    from mcp_audio.resources import catalog_entries, tools_markdown
+    from mcp_audio.core.errors import InvalidArguments
+    from mcp_audio.server.resources import catalog_entries, tools_markdown
 
     catalog = load_catalog()
     chosen = list(catalog.capabilities.values())
@@ -246,7 +246,7 @@ def _arguments_text(capability: Any) -> str:
 def _call(settings: Any, tool: str, raw_arguments: str, wait: float | None) -> int:
     import anyio
 
-    from mcp_audio.errors import InvalidArguments
+    from mcp_audio.core.errors import InvalidArguments
 
     try:
         arguments = json.loads(raw_arguments)
@@ -301,12 +301,13 @@ def _doctor(settings: Any) -> int:
 
 
 def _jobs(settings: Any, status: str | None, limit: int) -> int:
+    from mcp_audio.server.render import job_summary
     from mcp_audio.store import open_store
 
     store = open_store(settings)
     try:
         for job in store.list_jobs(states=[status] if status else None, limit=limit):
-            print(json.dumps(job.summary()))
+            print(json.dumps(job_summary(job)))
     finally:
         store.close()
     return 0

@@ -2,7 +2,7 @@
 no module reads os.environ on its own.
 
 The server's own knobs are the fields of `ServerSettings`; each upstream's key and URL
-settings come from the provider registry (`providers/registry.py`) and are added to it as
+settings come from the upstream table (`core/upstreams.py`) and are added to it as
 fields of `Settings`, so an upstream is declared in one place.
 """
 
@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mcp_audio.providers.registry import REMOTE, Upstream
+from mcp_audio.core.upstreams import REMOTE, Upstream
 
 # Toolsets group capability kinds the way users think of them (voice cloning belongs with speech).
 TOOLSETS: dict[str, tuple[str, ...]] = {
@@ -236,7 +236,7 @@ class ServerSettings(BaseSettings):
     def enabled_kinds(self) -> set[str]:
         """Capability kinds of the enabled toolsets."""
         names = set(self.toolsets.split(","))
-        # dynamic: every tool is served, tools/list shows the enabled families (mcp_audio/toolsets.py)
+        # dynamic: every tool is served, tools/list shows the enabled families (mcp_audio/server/toolsets.py)
         chosen = TOOLSETS if names & {"all", "dynamic"} else {name: TOOLSETS[name] for name in names}
         return {kind for kinds in chosen.values() for kind in kinds}
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import anyio
 
 from mcp_audio.config import ServerSettings
-from mcp_audio.errors import AuthenticationFailed, McpAudioError
+from mcp_audio.core.errors import AuthenticationFailed, McpAudioError
+from mcp_audio.core.redaction import redact
+from mcp_audio.core.upstreams import UPSTREAMS, Upstream, UrlSetting
 from mcp_audio.providers.base import VerifiesKey
-from mcp_audio.providers.registry import UPSTREAMS, Upstream, UrlSetting
-from mcp_audio.redaction import redact
+from mcp_audio.providers.pool import build_provider
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ async def run_checks(settings: ServerSettings) -> list[Check]:
             checks.append(Check(f"{name} key", "skip", f"{key_env} is not set: its tools answer with an error"))
             continue
         checks.append(Check(f"{name} key", "pass", f"{key_env} is set"))
-        provider = upstream.build(settings)
+        provider = build_provider(upstream, settings)
         try:
             with anyio.fail_after(15):
                 detail = await provider.health()
@@ -60,7 +61,7 @@ async def run_checks(settings: ServerSettings) -> list[Check]:
 
 async def _local_check(upstream: Upstream, settings: ServerSettings) -> Check:
     """An upstream in this process: can its engine load (no key, nothing reachable to check)."""
-    provider = upstream.build(settings)
+    provider = build_provider(upstream, settings)
     try:
         return Check(f"{upstream.name} tools", "pass", await provider.health())
     except McpAudioError as exc:
@@ -88,7 +89,7 @@ async def _reachable(upstream: Upstream, setting: UrlSetting, settings: ServerSe
     """A further base URL of an upstream (fal's run, REST and CDN hosts): does anything answer."""
     import httpx
 
-    from mcp_audio.providers._http import http_client
+    from mcp_audio.net import http_client
 
     value = settings.url_of(upstream, setting.param)
     if not setting.param.endswith("url"):  # a host name sent as a header, not a URL

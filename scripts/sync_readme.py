@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mcp_audio.catalog import load_catalog
 from mcp_audio.config import settings_markdown
-from mcp_audio.resources import tools_markdown
+from mcp_audio.server.resources import tools_markdown
 
 README = Path(__file__).parent.parent / "README.md"
 text = README.read_text()

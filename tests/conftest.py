@@ -17,10 +17,11 @@ from mcp import Client
 from pydantic import SecretStr
 
 from mcp_audio.config import ServerSettings, Settings
-from mcp_audio.providers.registry import REMOTE
+from mcp_audio.core.upstreams import REMOTE
 from mcp_audio.sandbox._base import FakeUpstream
 from mcp_audio.sandbox.eigen import FakeEigen
 from mcp_audio.sandbox.fal_queue import FakeFal
+from mcp_audio.sandbox.serve import fake_for
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
 from tests.helpers import EIGEN_KEY, FAL_KEY, KEYS, VOICE_HOST, VOICE_KEY, env_for, served, server
 from tests.pg_harness import HOW_TO_RUN, PgServer, find_bin_dir
@@ -67,7 +68,7 @@ def fakes() -> Iterator[dict[str, FakeUpstream[Any]]]:
     """Every registered upstream's fake, served on loopback once for the whole session."""
     with ExitStack() as stack:
         yield {
-            name: stack.enter_context(contextmanager(served)(upstream.fake(KEYS[name], **FAKE_OPTIONS.get(name, {}))))
+            name: stack.enter_context(contextmanager(served)(fake_for(upstream, KEYS[name], **FAKE_OPTIONS.get(name, {}))))
             for name, upstream in REMOTE.items()
         }
 

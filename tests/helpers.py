@@ -20,8 +20,8 @@ from mcp_types import TextContent
 
 from mcp_audio.catalog import Catalog, load_catalog
 from mcp_audio.config import ServerSettings
+from mcp_audio.core.upstreams import REMOTE
 from mcp_audio.providers.base import Pacing
-from mcp_audio.providers.registry import REMOTE
 from mcp_audio.sandbox._base import FakeUpstream
 from mcp_audio.sandbox.serve import serve_in_thread
 from mcp_audio.server import build_server

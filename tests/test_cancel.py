@@ -8,7 +8,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from mcp_audio.results import JobResult
+from mcp_audio.core.results import JobResult
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import server
 

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from mcp_audio.catalog import load_catalog
-from mcp_audio.errors import InvalidArguments, ManifestError
+from mcp_audio.core.errors import InvalidArguments, ManifestError
 from tests.helpers import CORE_TOOLS
 
 CATALOG = load_catalog()

@@ -15,9 +15,9 @@ from mcp import Client, StdioServerParameters
 from mcp_audio.catalog import load_catalog
 from mcp_audio.cli import main
 from mcp_audio.config import ENV_NAMES, Settings, settings_markdown
-from mcp_audio.providers.registry import REMOTE
-from mcp_audio.resources import tools_markdown
+from mcp_audio.core.upstreams import REMOTE
 from mcp_audio.sandbox.fal_queue import FakeFal
+from mcp_audio.server.resources import tools_markdown
 from tests.helpers import FAL_KEY, env_for, text_of
 
 ROOT = Path(__file__).parent.parent

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from mcp_audio.catalog import Capability, Catalog, load_catalog
-from mcp_audio.manifest import InputSpec, ManifestFile
+from mcp_audio.core.manifest import InputSpec, ManifestFile
 from mcp_audio.sandbox import fal_contract
 from mcp_audio.sandbox.fal_contract import (
     known,

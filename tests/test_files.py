@@ -14,8 +14,8 @@ from mcp import Client
 from mcp_types import AudioContent, ListRootsResult, ResourceLink, Root
 
 from mcp_audio.config import Settings
-from mcp_audio.errors import InvalidArguments
-from mcp_audio.inputs import read_local_file, sniff_content_type
+from mcp_audio.core.errors import InvalidArguments
+from mcp_audio.files.inputs import read_local_file, sniff_content_type
 from mcp_audio.sandbox._base import CUT
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.voice_api import FakeVoiceApi

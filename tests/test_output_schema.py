@@ -20,7 +20,7 @@ from mcp import Client
 
 from mcp_audio.catalog import Capability
 from mcp_audio.config import ServerSettings
-from mcp_audio.manifest import InputSpec
+from mcp_audio.core.manifest import InputSpec
 from mcp_audio.sandbox._base import CUT
 from mcp_audio.sandbox.eigen import FakeEigen
 from mcp_audio.sandbox.fal_queue import FakeFal

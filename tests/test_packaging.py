@@ -27,7 +27,7 @@ from jsonschema import Draft7Validator  # type: ignore[import-untyped]
 
 import mcp_audio
 from mcp_audio.config import ENV_NAMES, Settings
-from mcp_audio.providers.registry import REMOTE
+from mcp_audio.core.upstreams import REMOTE
 
 ROOT = Path(__file__).parent.parent
 SERVER_JSON = ROOT / "server.json"

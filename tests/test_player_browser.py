@@ -1,4 +1,4 @@
-"""The in-chat player (mcp_audio/apps/player.html) in a real headless Chromium, inside a test host page
+"""The in-chat player (mcp_audio/server/player/player.html) in a real headless Chromium, inside a test host page
 that speaks the MCP Apps postMessage protocol (SEP-1865) and serves small WAV files from loopback."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="player browser tests need playwright: pip install playwright"
 )
 
-from mcp_audio.apps import player_html  # noqa: E402
+from mcp_audio.server.player import player_html  # noqa: E402
 
 HOST_PAGE = Path(__file__).with_name("player_host.html")
 SCREENSHOT = os.environ.get("PLAYER_SCREENSHOT")  # also write the two-takes screenshot here when set

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mcp_audio.apps import MIME_TYPE, PLAYER_URI, player_html
+from mcp_audio.server.player import MIME_TYPE, PLAYER_URI, player_html
 
 
 def test_player_is_one_self_contained_html_file() -> None:

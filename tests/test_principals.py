@@ -14,8 +14,8 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import ResourceLink, ResourceTemplateReference
 
-from mcp_audio.catalog import SavedVoice
 from mcp_audio.config import ServerSettings
+from mcp_audio.core.voices import SavedVoice
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.store import MIGRATIONS, SqliteJobStore
 from tests.conftest import on_backend

@@ -11,8 +11,8 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import PromptReference, ResourceTemplateReference
 
-from mcp_audio.catalog import SavedVoice
 from mcp_audio.config import Settings
+from mcp_audio.core.voices import SavedVoice
 from mcp_audio.store import open_store
 from tests.helpers import server
 

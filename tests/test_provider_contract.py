@@ -15,7 +15,7 @@ from mcp import Client
 from pydantic import SecretStr
 
 from mcp_audio.config import ServerSettings
-from mcp_audio.providers.registry import UPSTREAMS, Upstream
+from mcp_audio.core.upstreams import UPSTREAMS, Upstream
 from tests.conftest import on_backend
 from tests.helpers import (
     KEYS,

@@ -19,7 +19,7 @@ import pytest
 from mcp_audio.config import ServerSettings
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.store import open_store
-from mcp_audio.tokens import TokenTable
+from mcp_audio.store.tokens import TokenTable
 from tests.conftest import on_backend
 from tests.http_harness import INITIALIZE, MCP_HEADERS, Served, add_token, call_ok, http_server, run_cli
 

@@ -9,8 +9,8 @@ import pytest
 from mcp import Client
 
 from mcp_audio.config import ServerSettings
-from mcp_audio.errors import ConfigError
-from mcp_audio.s3_outputs import parse_s3_url
+from mcp_audio.core.errors import ConfigError
+from mcp_audio.files.s3 import parse_s3_url
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.conftest import on_backend
 from tests.helpers import body_of, make_wav, server, text_of

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-from mcp_audio.catalog import SavedVoice
 from mcp_audio.config import ServerSettings
-from mcp_audio.results import JobResult
+from mcp_audio.core.results import JobResult
+from mcp_audio.core.voices import SavedVoice
 from mcp_audio.store import Job, JobStore, open_store
 from tests.conftest import on_backend
 from tests.pg_harness import PgServer

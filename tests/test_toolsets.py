@@ -14,7 +14,7 @@ from mcp import Client
 from mcp_types import ToolListChangedNotification
 
 from mcp_audio.config import Settings
-from mcp_audio.toolsets import DynamicToolsets
+from mcp_audio.server.toolsets import DynamicToolsets
 from tests.helpers import CATALOG, make_wav, server, text_of
 from tests.http_harness import add_token, http_server, mcp_client
 

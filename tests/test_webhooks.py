@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mcp import Client
 
 from mcp_audio.config import ServerSettings
+from mcp_audio.deploy.webhooks import FAL_PATH, _b64url
 from mcp_audio.sandbox.fal_queue import JWKS_PATH, FakeFal
 from mcp_audio.store import open_store
-from mcp_audio.webhooks import FAL_PATH, _b64url
 from tests.conftest import on_backend
 from tests.helpers import body_of, server, text_of
 from tests.http_harness import Served, call_ok, free_port, http_server, mcp_client

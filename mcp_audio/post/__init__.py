@@ -10,3 +10,5 @@ and numpy at module level, so import them only where a tool runs. `subtitles`, `
     errors.PostError                                          every bad input, with a message
     progress.RenderProgress / running                         how far a render is; stop it
 """
+
+__all__ = ["engine", "errors", "loudness", "ops", "progress", "subtitles"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mcp_audio.errors import McpAudioError
+from mcp_audio.core.errors import McpAudioError
 
 
 class PostError(McpAudioError, ValueError):

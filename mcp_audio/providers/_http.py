@@ -10,26 +10,25 @@ with `may_have_run` set, so no layer above resends it.
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from email.utils import parsedate_to_datetime
-from functools import cache
 from typing import Any
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, retry_if_result, stop_after_attempt
 
-from mcp_audio.errors import (
+from mcp_audio.core.errors import (
     AuthenticationFailed,
     ConfigError,
     UpstreamBadAnswer,
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from mcp_audio.core.upstreams import Upstream
+from mcp_audio.net import http_client
 from mcp_audio.providers.base import Pacing
-from mcp_audio.providers.registry import Upstream
 
 log = logging.getLogger("mcp_audio.http")
 
@@ -40,27 +39,6 @@ SAFE_SUBMIT_STATUSES = frozenset({429, 502, 503, 504})
 # Transport errors raised before the request reached the upstream: safe to resend anything.
 NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 MAX_RETRY_AFTER_S = 60.0
-
-
-@cache
-def ssl_context() -> ssl.SSLContext:
-    """The trust store (certifi, or SSL_CERT_FILE), built once: each build costs tens of milliseconds."""
-    return httpx.create_ssl_context()
-
-
-# Short requests share one pool with no cap (a cap makes them queue, and httpcore then scans the
-# queue on every event: measured slower); long-held responses (status streams) get their own
-# clients (`HttpProvider._long_held`), so the shared pool stays small in practice.
-# An idle connection is dropped after 4 s, before a server with the common 5 s keep-alive
-# (uvicorn's, many proxies') closes it: a submit sent on a connection the server is closing at
-# that instant gets no answer, and would have to end "unknown".
-CONNECTION_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=4.0)
-
-
-def http_client(**kwargs: Any) -> httpx.AsyncClient:
-    """An httpx client on the shared trust store; every client this server makes comes from here."""
-    kwargs.setdefault("limits", CONNECTION_LIMITS)
-    return httpx.AsyncClient(verify=ssl_context(), **kwargs)
 
 
 class HttpProvider:

@@ -9,7 +9,7 @@ progress, a provider only its wire protocol. Two shapes:
   streaming HTTP response); nothing upstream can be re-attached to later.
 
 A provider may also make a local file readable by its upstream (`Uploads`) and cancel a
-queued job (`Cancels`). The registry (`registry.py`) says which shapes each upstream offers;
+queued job (`Cancels`). The upstream table (`core/upstreams.py`) says which shapes each upstream offers;
 the runner picks the one the tool's manifest names.
 """
 
@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from mcp_audio.providers.registry import Upstream
-    from mcp_audio.results import OutputFile
+    from mcp_audio.core.results import OutputFile
+    from mcp_audio.core.upstreams import Upstream
 
 
 @dataclass(frozen=True)

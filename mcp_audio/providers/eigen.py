@@ -14,23 +14,16 @@ from typing import Any
 
 import httpx
 
-from mcp_audio.errors import UpstreamBadAnswer, UpstreamJobFailed, UpstreamUnavailable
-from mcp_audio.inputs import sniff_content_type
+from mcp_audio.core.errors import UpstreamBadAnswer, UpstreamJobFailed, UpstreamUnavailable
+from mcp_audio.core.media import FORMAT_TYPES, sniff_content_type
+from mcp_audio.core.upstreams import EIGEN
 from mcp_audio.providers._http import HttpProvider, describe_error_body, form_value, media_type
 from mcp_audio.providers.base import FileBytes, FileSink, Pacing, Report, Update, UpstreamRequest
-from mcp_audio.providers.registry import EIGEN
 
 log = logging.getLogger("mcp_audio.eigen")
 UPLOAD = "upload"  # the endpoint id of POST /api/v1/generate/upload; every other id is a `model`
 # What qwen3-tts `response_format` values are, for a response without a usable Content-Type.
-_FORMAT_TYPES = {
-    "wav": "audio/wav",
-    "mp3": "audio/mpeg",
-    "flac": "audio/flac",
-    "aac": "audio/aac",
-    "opus": "audio/ogg",
-    "pcm": "audio/pcm",
-}
+_FORMAT_TYPES = FORMAT_TYPES
 
 
 class EigenProvider(HttpProvider):

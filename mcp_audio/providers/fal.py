@@ -19,18 +19,18 @@ import httpx
 from httpx_sse import SSEError, aconnect_sse
 from pydantic import BaseModel, ConfigDict
 
-from mcp_audio.errors import UpstreamError, UpstreamJobFailed, UpstreamUnavailable
+from mcp_audio.core.errors import UpstreamError, UpstreamJobFailed, UpstreamUnavailable
+from mcp_audio.core.upstreams import FAL
+from mcp_audio.net import ssl_context
 from mcp_audio.providers._http import (
     HttpProvider,
     describe_error_body,
     error_detail,
     json_object,
     raise_for_status,
-    ssl_context,
     transport_error,
 )
 from mcp_audio.providers.base import FileBytes, FileSink, Pacing, Report, Submitted, Update, UpstreamRequest
-from mcp_audio.providers.registry import FAL
 
 log = logging.getLogger("mcp_audio.fal")
 

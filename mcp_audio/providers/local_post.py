@@ -20,10 +20,10 @@ from typing import Any
 
 import anyio.to_thread
 
-from mcp_audio.errors import McpAudioError
+from mcp_audio.core.errors import McpAudioError
+from mcp_audio.core.upstreams import LOCAL
 from mcp_audio.post.progress import RenderProgress, RenderStopped, running
 from mcp_audio.providers.base import FileSink, LocalFile, Pacing, Report, Update, UpstreamRequest
-from mcp_audio.providers.registry import LOCAL
 
 log = logging.getLogger("mcp_audio.post")
 

@@ -23,10 +23,10 @@ import anyio
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from mcp_audio.errors import UpstreamBadAnswer, UpstreamJobFailed, UpstreamUnavailable
+from mcp_audio.core.errors import UpstreamBadAnswer, UpstreamJobFailed, UpstreamUnavailable
+from mcp_audio.core.upstreams import VOICE_API
 from mcp_audio.providers._http import HttpProvider, error_detail, form_value, json_object, media_type
 from mcp_audio.providers.base import FileSink, Pacing, Report, Submitted, Update, UpstreamRequest
-from mcp_audio.providers.registry import VOICE_API
 
 log = logging.getLogger("mcp_audio.voice_api")
 FAILED_STATUSES = frozenset({"failed", "error", "cancelled", "canceled"})

@@ -220,7 +220,7 @@ class FakeFal(FakeUpstream[RecordedRequest]):
 
     def signed_headers(self, request_id: str, body: bytes, *, key: Any = None, timestamp: int | None = None) -> JSON:
         """fal's signature headers for `body` (tests forge with another `key` or an old `timestamp`)."""
-        from mcp_audio.webhooks import signed_message
+        from mcp_audio.deploy.webhooks import signed_message
 
         stamp = str(int(time.time()) if timestamp is None else timestamp)
         signature = (key or self.signing_key).sign(signed_message(request_id, WEBHOOK_USER, stamp, body))

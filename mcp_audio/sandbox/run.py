@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from mcp_audio.config import ServerSettings
-from mcp_audio.providers.registry import REMOTE
-from mcp_audio.sandbox.serve import serve_in_thread
+from mcp_audio.core.upstreams import REMOTE
+from mcp_audio.sandbox.serve import fake_for, serve_in_thread
 
 log = logging.getLogger("mcp_audio.sandbox")
 SANDBOX_KEY = "sandbox-key-not-a-secret"
@@ -35,7 +35,7 @@ def sandboxed(settings: ServerSettings) -> Iterator[ServerSettings]:
             "output_dir": settings.output_dir / "sandbox",
         }
         for name, upstream in REMOTE.items():  # local tools need no fake
-            fake = upstream.fake(SANDBOX_KEY)
+            fake = fake_for(upstream, SANDBOX_KEY)
             fake.base_url = stack.enter_context(serve_in_thread(fake.app))
             assert upstream.key_field is not None  # remote upstreams are keyed
             update[upstream.key_field] = SecretStr(SANDBOX_KEY)

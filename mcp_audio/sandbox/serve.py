@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import logging
 import socket
 import sys
@@ -18,10 +19,19 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from mcp_audio.providers.registry import REMOTE
+from mcp_audio.core.upstreams import REMOTE, Upstream
 from mcp_audio.sandbox._base import FakeUpstream
 
 log = logging.getLogger(__name__)
+
+
+def fake_for(upstream: Upstream, valid_key: str, **options: Any) -> Any:
+    """A new loopback fake of `upstream` that accepts `valid_key` (a `FakeUpstream` subclass, whose own
+    attributes, such as the Voice API fake's `host`, its callers use)."""
+    if upstream.fake_class is None:
+        raise ValueError(f"{upstream.label} runs locally: it has no fake")
+    module, _, name = upstream.fake_class.partition(":")
+    return getattr(importlib.import_module(module), name)(valid_key=valid_key, **options)
 
 
 @contextmanager
@@ -101,7 +111,7 @@ _FAKE_OPTIONS = {"fal": {"keepalive_s": "keepalive"}, "voice_api": {"host": "api
 def _fake(args: argparse.Namespace) -> FakeUpstream[Any]:
     name = args.fake.replace("-", "_")
     options = {option: getattr(args, flag) for option, flag in _FAKE_OPTIONS.get(name, {}).items()}
-    fake: FakeUpstream[Any] = REMOTE[name].fake(args.key, **options)
+    fake: FakeUpstream[Any] = fake_for(REMOTE[name], args.key, **options)
     return fake
 
 

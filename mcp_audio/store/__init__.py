@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mcp_audio.store.base import FINISHED, LOCAL_PRINCIPAL, LOG_TAIL, Job, JobState, JobStore, iso_time
+from mcp_audio.core.job import FINISHED, LOCAL_PRINCIPAL, LOG_TAIL, Job, JobState, iso_time
+from mcp_audio.store.base import JobStore
 from mcp_audio.store.sqlite import MIGRATIONS, SqliteJobStore
 
 if TYPE_CHECKING:

@@ -14,78 +14,15 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
 
-from mcp_audio.catalog import SavedVoice
-from mcp_audio.results import JobResult
+from mcp_audio.core.job import LOCAL_PRINCIPAL, LOG_TAIL, Job, JobState
+from mcp_audio.core.results import JobResult
+from mcp_audio.core.voices import SavedVoice
 
 log = logging.getLogger("mcp_audio.store")
-
-# `unknown`: a request was sent but no answer said whether the upstream took it; it may have
-# run and billed, so it is never resent (see the README's delivery guarantees).
-JobState = Literal["queued", "running", "completed", "failed", "cancelled", "unknown"]
-FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled", "unknown"})
-LOG_TAIL = 20  # log lines kept per job
-LOCAL_PRINCIPAL = "local"  # stdio, and HTTP without authentication: the one local user
-
-
-@dataclass
-class Job:
-    id: str
-    tool: str
-    provider: str
-    endpoint: str
-    body: dict[str, Any]  # what the upstream was sent (multipart files as a record of them)
-    options: dict[str, Any]  # the call's server-only arguments
-    state: JobState
-    created_at: float
-    updated_at: float
-    upstream_id: str | None = None
-    handle: dict[str, Any] = field(default_factory=dict)
-    queue_position: int | None = None
-    logs: list[str] = field(default_factory=list)
-    result: JobResult | None = None
-    error: str | None = None
-    finished_at: float | None = None
-    estimated_cost_usd: float | None = None
-    lease_owner: str | None = None  # the process following the job, while its lease lasts
-    lease_expires: float | None = None
-    principal: str = LOCAL_PRINCIPAL  # who started it: only they see it
-    webhook: dict[str, Any] | None = None  # the upstream's verified webhook delivery, until the follower uses it
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINISHED
-
-    def summary(self) -> dict[str, Any]:
-        """The job as an agent sees it (no request body: it may be long and the agent sent it)."""
-        out: dict[str, Any] = {
-            "job_id": self.id,
-            "tool": self.tool,
-            "status": self.state,
-            "endpoint": self.endpoint,
-            "created_at": iso_time(self.created_at),
-        }
-        if self.queue_position is not None and self.state == "queued":
-            out["queue_position"] = self.queue_position
-        if self.estimated_cost_usd is not None:
-            out["estimated_cost_usd"] = self.estimated_cost_usd
-        if self.finished_at is not None:
-            out["finished_at"] = iso_time(self.finished_at)
-            out["duration_s"] = round(self.finished_at - self.created_at, 2)
-        if self.error:
-            out["error"] = self.error
-        if self.logs and not self.finished:
-            out["logs"] = self.logs[-5:]
-        return out
-
-
-def iso_time(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
 
 _UNFINISHED = "state IN ('queued', 'running')"
 _JSON_COLUMNS = ("payload", "options", "handle", "logs", "result", "webhook")

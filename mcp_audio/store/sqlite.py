@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mcp_audio.store.base import LOCAL_PRINCIPAL, JobStore
+from mcp_audio.core.job import LOCAL_PRINCIPAL
+from mcp_audio.store.base import JobStore
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = []

@@ -1,0 +1,124 @@
+"""Read every manifest, check it and its cross-references, and build the catalog of capabilities.
+All problems are reported at once, each with its file and field."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from mcp_audio.catalog.capability import Capability
+from mcp_audio.catalog.messages import loc_text
+from mcp_audio.catalog.schema import json_schema
+from mcp_audio.core.errors import ManifestError
+from mcp_audio.core.manifest import Example, ManifestFile, ToolSpec, VoiceFamily
+from mcp_audio.core.upstreams import UPSTREAMS, Upstream
+
+__all__ = ["Catalog", "load_catalog", "manifests_dir"]
+
+
+def manifests_dir() -> Path:
+    """Manifests ship inside the wheel (mcp_audio/manifests); a checkout keeps them at the top."""
+    packaged = Path(__file__).parent.parent.parent / "manifests"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent.parent / "manifests"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every capability, voice family and documented example, keyed by name."""
+
+    capabilities: dict[str, Capability]
+    voice_families: dict[str, VoiceFamily]
+    examples: list[Example]
+
+    def get(self, name: str) -> Capability | None:
+        return self.capabilities.get(name)
+
+
+def load_catalog(directory: Path | None = None) -> Catalog:
+    """Read and validate every manifest; report all problems at once, each with file and field."""
+    directory = directory or manifests_dir()
+    problems: list[str] = []
+    files: list[tuple[str, ManifestFile]] = []
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            manifest = ManifestFile.model_validate(tomllib.loads(path.read_text("utf-8")))
+        except tomllib.TOMLDecodeError as exc:
+            problems.append(f"{path.name}: not valid TOML: {exc}")
+            continue
+        except ValidationError as exc:
+            problems.extend(f"{path.name}: {loc_text(err['loc'])}: {err['msg']}" for err in exc.errors())
+            continue
+        if manifest.provider not in UPSTREAMS:
+            problems.append(
+                f"{path.name}: provider: unknown upstream {manifest.provider!r}; known: {', '.join(UPSTREAMS)}"
+            )
+            continue
+        files.append((path.name, manifest))
+    if not files and not problems:
+        problems.append(f"{directory}: no manifest files (*.toml) found")
+    capabilities: dict[str, Capability] = {}
+    voice_families: dict[str, VoiceFamily] = {}
+    examples: list[Example] = []
+    for file_name, manifest in files:
+        voice_families.update(manifest.voices)
+        examples.extend(manifest.examples)
+        for spec in manifest.tools:
+            if spec.name in capabilities:
+                problems.append(f"{file_name}: tools.{spec.name}: tool name already used by another manifest")
+                continue
+            capabilities[spec.name] = _build_capability(spec, manifest)
+    for file_name, manifest in files:
+        problems.extend(_cross_check(file_name, manifest, capabilities, voice_families))
+    if problems:
+        raise ManifestError(problems)
+    return Catalog(capabilities=capabilities, voice_families=voice_families, examples=examples)
+
+
+def _cross_check(
+    file_name: str, manifest: ManifestFile, capabilities: dict[str, Capability], families: dict[str, VoiceFamily]
+) -> Iterable[str]:
+    upstream = UPSTREAMS[manifest.provider]
+    for i, spec in enumerate(manifest.tools):
+        capability = capabilities.get(spec.name)
+        if capability is None:
+            continue
+        where = f"{file_name}: tools.{i}"
+        yield from (f"{where}.{problem}" for problem in upstream.check_tool(capability.shape, spec.all_endpoints))
+        yield from _check_file_inputs(where, spec, upstream)
+        if spec.returns != "json" and capability.shape != "one_shot":
+            yield f"{where}.returns: only one-shot tools answer with the audio itself"
+        if spec.partial_text is not None and capability.shape != "one_shot":
+            yield f"{where}.partial_text: only one-shot tools stream partial results"
+        if spec.voice is not None and spec.voice.family not in families:
+            yield f"{file_name}: tools.{spec.name}.voice.family: no voice family {spec.voice.family!r} in any manifest"
+    for i, example in enumerate(manifest.examples):
+        capability = capabilities.get(example.tool)
+        if capability is None:
+            yield f"{file_name}: examples.{i}.tool: no tool named {example.tool!r}"
+        elif example.endpoint not in capability.spec.all_endpoints:
+            yield f"{file_name}: examples.{i}.endpoint: {example.endpoint!r} is not an endpoint of {example.tool}"
+
+
+def _check_file_inputs(where: str, spec: ToolSpec, upstream: Upstream) -> Iterable[str]:
+    names = [s.name for s in spec.inputs]
+    for j, item in enumerate(spec.inputs):
+        if item.sent_as == "part" and not upstream.takes_parts:
+            yield f"{where}.inputs.{j}.sent_as: {upstream.label} takes no multipart file parts"
+        if item.file is not None and item.sent_as == "url" and not upstream.uploads:
+            yield f'{where}.inputs.{j}.sent_as: {upstream.label} cannot upload local files; use sent_as = "part"'
+        if item.uploaded_as is not None and item.uploaded_as not in names:
+            yield f"{where}.inputs.{j}.uploaded_as: {item.uploaded_as!r} is not one of the inputs"
+
+
+def _build_capability(spec: ToolSpec, manifest: ManifestFile) -> Capability:
+    family = manifest.voices.get(spec.voice.family) if spec.voice else None
+    return Capability(
+        spec=spec,
+        upstream=UPSTREAMS[manifest.provider],
+        voice_family=family,
+        input_schema=json_schema(spec),
+    )

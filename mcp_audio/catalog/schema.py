@@ -1,0 +1,147 @@
+"""One tool's argument rules, twice from the same InputSpec list: the JSON schema the agent reads
+and the pydantic model that checks a call. Derived together, they cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from mcp_audio.core.manifest import ADVANCED_GROUP, InputSpec, ToolSpec
+
+__all__ = [
+    "ADVANCED",
+    "DEFAULT_MAX_ITEMS",
+    "DEFAULT_MAX_TEXT_CHARS",
+    "input_model",
+    "item_limit",
+    "json_schema",
+    "text_limit",
+]
+
+ADVANCED = ADVANCED_GROUP
+# Unknown arguments are refused, and so are "Infinity" and "NaN": no upstream field takes them.
+_ARGUMENTS_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+# Limits for inputs whose manifest names none (manifests give the upstream's documented limit
+# where there is one): without them nothing caps a call (a 20 MB text would be sent and billed).
+DEFAULT_MAX_TEXT_CHARS = 10_000
+DEFAULT_MAX_ITEMS = 100
+
+
+def text_limit(spec: InputSpec) -> int | None:
+    """The most characters a string input takes. File inputs are limited when they are resolved
+    (a path, URL or data: URI, by the upstream's file size), enums by their values."""
+    if spec.type != "string" or spec.file is not None or spec.enum is not None:
+        return spec.max_length
+    return spec.max_length if spec.max_length is not None else DEFAULT_MAX_TEXT_CHARS
+
+
+def item_limit(spec: InputSpec) -> int | None:
+    """The most items an array input takes."""
+    if spec.type != "array":
+        return None
+    return spec.max_items if spec.max_items is not None else DEFAULT_MAX_ITEMS
+
+
+_PY_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+
+
+def input_model(spec: ToolSpec) -> type[BaseModel]:
+    strict_config = _ARGUMENTS_CONFIG
+    fields: dict[str, Any] = {s.name: _pydantic_field(s) for s in spec.inputs if not s.advanced}
+    advanced = {s.name: _pydantic_field(s) for s in spec.inputs if s.advanced}
+    if advanced:
+        group = create_model(f"{spec.name}_advanced", __config__=strict_config, **advanced)  # type: ignore[call-overload]
+        fields[ADVANCED] = (group, Field(default=None))
+    model: type[BaseModel] = create_model(f"{spec.name}_arguments", __config__=strict_config, **fields)
+    return model
+
+
+def _python_type(spec: InputSpec) -> Any:
+    if spec.fields is not None:
+        members: dict[str, Any] = {member.name: _pydantic_field(member) for member in spec.fields}
+        model = create_model(f"{spec.name}_fields", __config__=_ARGUMENTS_CONFIG, **members)
+        return list[model] if spec.type == "array" else model
+    if spec.enum is not None:
+        return Literal[tuple(spec.enum)]
+    if spec.type == "array":
+        element: Any = _PY_TYPES[spec.items or "string"]
+        if element is str and spec.file is None:  # each text item is capped like a text input
+            element = Annotated[str, Field(max_length=DEFAULT_MAX_TEXT_CHARS)]
+        return list[element]
+    return _PY_TYPES[spec.type]
+
+
+def _constraints(spec: InputSpec) -> dict[str, Any]:
+    pairs = {
+        "ge": spec.minimum,
+        "le": spec.maximum,
+        "gt": spec.exclusive_minimum,
+        "min_length": spec.min_length if spec.type == "string" else spec.min_items,
+        "max_length": text_limit(spec) if spec.type == "string" else item_limit(spec),
+        "pattern": spec.pattern,
+    }
+    return {k: v for k, v in pairs.items() if v is not None}
+
+
+def _pydantic_field(spec: InputSpec) -> tuple[Any, Any]:
+    py_type = _python_type(spec)
+    if spec.required:
+        return (py_type, Field(..., **_constraints(spec)))
+    # Optional inputs default to None without allowing an explicit null: the upstream never sees
+    # a key the caller did not give, and null is not a value any upstream field accepts.
+    return (py_type, Field(default=spec.default, **_constraints(spec)))
+
+
+def json_schema(spec: ToolSpec) -> dict[str, Any]:
+    """A compact JSON schema (no titles, no $defs): it is sent into every conversation."""
+    properties = {s.name: _json_property(s) for s in spec.inputs if not s.advanced}
+    advanced = {s.name: _json_property(s, bare=True) for s in spec.inputs if s.advanced}
+    if advanced:
+        # Bare, to save context: no description (its name says it), and no additionalProperties
+        # (its members are listed; another is refused by name, with the allowed ones).
+        properties[ADVANCED] = {"properties": advanced}  # an object by its properties: no type, to save bytes
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    required = [s.name for s in spec.inputs if s.required]
+    if required:
+        schema["required"] = required
+    schema["additionalProperties"] = False
+    return schema
+
+
+def _json_property(s: InputSpec, *, bare: bool = False) -> dict[str, Any]:
+    """An input's schema: every bound validation enforces; `bare` (advanced inputs, grouped to
+    save context, and their members) without descriptions and defaults."""
+    # An enum's values say its type.
+    prop: dict[str, Any] = {} if s.enum is not None else {"type": s.type}
+    if s.type == "array":
+        prop["items"] = {"type": s.items}
+        if s.items == "string" and s.file is None:
+            prop["items"]["maxLength"] = DEFAULT_MAX_TEXT_CHARS
+    if s.fields is not None:
+        members = prop["items"] if s.type == "array" else prop
+        members["properties"] = {member.name: _json_property(member, bare=bare) for member in s.fields}
+        required = [member.name for member in s.fields if member.required]
+        if required:
+            members["required"] = required
+        if not bare:
+            members["additionalProperties"] = False
+    if s.enum is not None:
+        prop["enum"] = s.enum
+    for key, value in (
+        ("minimum", s.minimum),
+        ("maximum", s.maximum),
+        ("exclusiveMinimum", s.exclusive_minimum),
+        ("minLength", s.min_length),
+        ("maxLength", text_limit(s)),
+        ("minItems", s.min_items),
+        ("maxItems", item_limit(s)),
+        ("pattern", s.pattern),
+        ("default", None if bare or s.default is False else s.default),  # a flag left out is off
+    ):
+        if value is not None:
+            prop[key] = int(value) if isinstance(value, float) and value.is_integer() else value
+    if not bare and s.description:
+        prop["description"] = s.description
+    return prop

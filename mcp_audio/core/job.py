@@ -1,0 +1,51 @@
+"""A job as the store keeps it: its state, its request, its result, who owns it and who follows it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mcp_audio.core.results import JobResult
+
+__all__ = ["FINISHED", "LOCAL_PRINCIPAL", "LOG_TAIL", "Job", "JobState", "iso_time"]
+
+# `unknown`: a request was sent but no answer said whether the upstream took it; it may have
+# run and billed, so it is never resent (see the README's delivery guarantees).
+JobState = Literal["queued", "running", "completed", "failed", "cancelled", "unknown"]
+FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled", "unknown"})
+LOG_TAIL = 20  # log lines kept per job
+LOCAL_PRINCIPAL = "local"  # stdio, and HTTP without authentication: the one local user
+
+
+@dataclass
+class Job:
+    id: str
+    tool: str
+    provider: str
+    endpoint: str
+    body: dict[str, Any]  # what the upstream was sent (multipart files as a record of them)
+    options: dict[str, Any]  # the call's server-only arguments
+    state: JobState
+    created_at: float
+    updated_at: float
+    upstream_id: str | None = None
+    handle: dict[str, Any] = field(default_factory=dict)
+    queue_position: int | None = None
+    logs: list[str] = field(default_factory=list)
+    result: JobResult | None = None
+    error: str | None = None
+    finished_at: float | None = None
+    estimated_cost_usd: float | None = None
+    lease_owner: str | None = None  # the process following the job, while its lease lasts
+    lease_expires: float | None = None
+    principal: str = LOCAL_PRINCIPAL  # who started it: only they see it
+    webhook: dict[str, Any] | None = None  # the upstream's verified webhook delivery, until the follower uses it
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+
+def iso_time(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -1,0 +1,249 @@
+"""Output files: saved under the output folder with a name a person can find, written to a
+temporary file and renamed (a crash never leaves a half file under the final name), with
+size, SHA-256 and audio properties recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mcp_audio.core.media import extension_for, sniff_content_type
+from mcp_audio.core.results import OutputFile
+
+if TYPE_CHECKING:
+    import httpx  # imported when the first file is saved: it costs start-up time
+
+log = logging.getLogger("mcp_audio.outputs")
+
+def output_name(tool: str, job_id: str, index: int, content_type: str | None, source_name: str | None) -> str:
+    """`{YYYYmmdd-HHMMSS}-{tool}-{short job id}[-n].{ext}`: sortable, unique, says what made it."""
+    ext = Path(source_name or "").suffix.lower()
+    if not re.fullmatch(r"\.[a-z0-9]{1,8}", ext):
+        ext = extension_for(content_type)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    suffix = f"-{index + 1}" if index else ""
+    return f"{stamp}-{tool}-{job_id[:8]}{suffix}{ext}"
+
+
+DOWNLOAD_ATTEMPTS = 3
+
+
+def _worth_retrying(exc: Exception) -> bool:
+    """A transfer that broke, or a server error; not a 4xx, a refusal or a local disk problem."""
+    import httpx
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code >= 500
+    return isinstance(exc, httpx.TransportError)
+
+
+class DownloadRefused(Exception):
+    """An output file that is not saved: too large, not what it claims to be, or from a host we do not fetch from."""
+
+
+async def check_download_url(url: str, trusted_origins: frozenset[str]) -> None:
+    """Output URLs are data from the upstream: fetch only https URLs on public addresses, or
+    URLs on an upstream host this server is configured for (proxies, the loopback sandbox)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    import anyio
+
+    parts = urlsplit(url)
+    if f"{parts.scheme}://{parts.netloc}".lower() in trusted_origins:
+        return
+    if parts.scheme != "https" or not parts.hostname:
+        raise DownloadRefused(f"not fetched: {url[:100]} is neither https nor on a configured upstream host")
+    try:
+        addresses = await anyio.getaddrinfo(parts.hostname, parts.port or 443)
+    except OSError as exc:
+        raise DownloadRefused(f"not fetched: {parts.hostname} does not resolve ({exc})") from exc
+    for *_, sockaddr in addresses:
+        address = ipaddress.ip_address(sockaddr[0])
+        if not address.is_global:
+            raise DownloadRefused(f"not fetched: {parts.hostname} resolves to a private or loopback address")
+
+
+def _check_head(head: bytes, declared: str | None) -> None:
+    """A file declared as audio or video must start like one: an HTML error page is not a WAV."""
+    if declared and declared.startswith(("audio/", "video/")) and sniff_content_type(head) is None:
+        raise DownloadRefused(
+            f"the file is declared {declared} but its bytes are not audio or video (it starts {head[:16]!r})"
+        )
+
+
+async def write_atomically(
+    target: Path, chunks: AsyncIterator[bytes], *, max_bytes: int | None = None, declared: str | None = None
+) -> tuple[int, str]:
+    """Stream chunks to `target` via a hidden temporary file; returns (size, sha256).
+
+    Refuses (DownloadRefused) a body over `max_bytes`, or one whose first bytes do not fit the
+    `declared` audio/video type; nothing is left under either name then."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.part")
+    digest, size = hashlib.sha256(), 0
+    try:
+        with temporary.open("wb") as handle:
+            async for chunk in chunks:
+                if size == 0 and chunk:
+                    _check_head(chunk[:64], declared)
+                if max_bytes is not None and size + len(chunk) > max_bytes:
+                    raise DownloadRefused(f"the file is over {max_bytes / 2**20:g} MB (MCP_AUDIO_MAX_DOWNLOAD_MB)")
+                handle.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return size, digest.hexdigest()
+
+
+def audio_properties(path: Path) -> dict[str, Any]:
+    """Duration, sample rate and channels read from the file itself (mutagen), where it can tell."""
+    try:
+        import mutagen  # imported on first saved file: not needed to start the server
+
+        info = getattr(mutagen.File(path), "info", None)
+    except Exception as exc:  # a file mutagen cannot parse is still a valid output
+        log.info("could not read audio properties of %s: %s", path.name, exc)
+        return {}
+    if info is None:
+        return {}
+    props = {
+        "duration_s": round(float(info.length), 3) if getattr(info, "length", None) else None,
+        "sample_rate": getattr(info, "sample_rate", None),
+        "channels": getattr(info, "channels", None),
+    }
+    return {key: value for key, value in props.items() if value}
+
+
+class OutputSaver:
+    """Downloads a job's output files into the output folder."""
+
+    def __init__(
+        self,
+        output_dir: Path,
+        http: httpx.AsyncClient | None = None,
+        *,
+        max_bytes: int | None = None,
+        trusted_origins: frozenset[str] = frozenset(),
+    ) -> None:
+        self.output_dir = output_dir
+        self.max_bytes = max_bytes
+        self.trusted_origins = trusted_origins
+        self._owns_http = http is None
+        self._http = http
+
+    async def aclose(self) -> None:
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
+
+    def _client(self) -> httpx.AsyncClient:
+        import httpx
+
+        from mcp_audio.net import http_client
+
+        async def each_hop(request: httpx.Request) -> None:  # redirects are checked too
+            await check_download_url(str(request.url), self.trusted_origins)
+
+        if self._http is None:
+            self._http = http_client(
+                timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True, event_hooks={"request": [each_hop]}
+            )
+        return self._http
+
+    def remove_leftovers(self, idle_s: float = 600.0) -> int:
+        """Delete `.part` files no download has written to for `idle_s` (a killed process's
+        leftovers; another live process's download keeps touching its own). Returns how many."""
+        removed = 0
+        for part in self.output_dir.glob(".*.part") if self.output_dir.is_dir() else ():
+            try:
+                if time.time() - part.stat().st_mtime > idle_s:
+                    part.unlink()
+                    removed += 1
+            except OSError as exc:  # gone already, or not ours to remove
+                log.info("could not remove %s: %s", part.name, exc)
+        return removed
+
+    async def save_all(self, tool: str, job_id: str, files: list[OutputFile]) -> list[OutputFile]:
+        """Each output file with its local copy (or why there is none)."""
+        return [item if item.saved else await self.save(tool, job_id, index, item) for index, item in enumerate(files)]
+
+    async def save(self, tool: str, job_id: str, index: int, item: OutputFile) -> OutputFile:
+        """Download one output (a broken transfer or a 5xx is tried again: the URL stays valid)."""
+        import anyio
+        import httpx
+
+        name = output_name(tool, job_id, index, item.content_type, item.file_name)
+        target = self.output_dir / name
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            try:
+                async with self._client().stream("GET", item.url) as response:
+                    response.raise_for_status()
+                    size, sha256 = await write_atomically(
+                        target, response.aiter_bytes(), max_bytes=self.max_bytes, declared=item.content_type
+                    )
+                return item.model_copy(update=local_details(target, job_id, size, sha256))
+            except DownloadRefused as exc:
+                return item.model_copy(update={"download_error": str(exc)})
+            except (httpx.HTTPError, OSError) as exc:
+                if attempt < DOWNLOAD_ATTEMPTS and _worth_retrying(exc):
+                    log.info("download of %s broke (%s); trying again", name, type(exc).__name__)
+                    await anyio.sleep(0.5 * attempt)
+                    continue
+                # The upstream URL still works; the agent learns the copy failed and why.
+                return item.model_copy(update={"download_error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+        raise AssertionError("unreachable")
+
+    def save_bytes(self, tool: str, job_id: str, index: int, data: bytes | Path, content_type: str) -> OutputFile:
+        """Store bytes an upstream returned directly (no URL), synchronously and atomically. A
+        Path is a finished file, moved (or copied, across file systems) without reading it whole."""
+        target = self.output_dir / output_name(tool, job_id, index, content_type, None)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.part")
+        try:
+            if isinstance(data, Path):
+                shutil.move(data, temporary)
+            else:
+                with temporary.open("wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
+        size, digest = _measure(target)
+        details = local_details(target, job_id, size, digest)
+        return OutputFile(url=target.as_uri(), content_type=content_type, **details)
+
+
+def _measure(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 of a file, read in 1 MiB pieces."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(2**20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def local_details(path: Path, job_id: str, size: int, sha256: str) -> dict[str, Any]:
+    return {
+        "file_name": path.name,
+        "path": str(path.resolve()),
+        "file_uri": path.resolve().as_uri(),
+        "resource": f"files://{job_id}/{path.name}",
+        "file_size": size,
+        "sha256": sha256,
+        **audio_properties(path),
+    }

@@ -1,0 +1,158 @@
+"""Recordings a remote caller sends to the server (`POST /uploads` in HTTP mode), usable as a
+file input by the reference the upload answered (`upload://ID`), by that caller only.
+
+Over HTTP the server reads no local path of the caller's choosing; this is how a caller's own
+file gets in without an https URL or a data: URI. Each principal has its own folder (named by
+a hash, so no name reaches the file system), and uploads are removed after KEEP_S. With an
+output bucket (MCP_AUDIO_OUTPUT_URL=s3://...) each upload is also put in the bucket under
+`{prefix}/uploads/`, so that a replica which did not receive it fetches it from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from mcp_audio.core.errors import InvalidArguments, McpAudioError
+from mcp_audio.core.media import sniff_content_type
+
+if TYPE_CHECKING:
+    from mcp_audio.config import ServerSettings
+    from mcp_audio.files.s3 import Bucket
+
+SCHEME = "upload://"
+KEEP_S = 24 * 3600.0
+_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class TooLarge(Exception):
+    pass
+
+
+class NotMedia(Exception):
+    pass
+
+
+class Uploads:
+    def __init__(self, root: Path, max_bytes: int, bucket: Bucket | None = None) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self.bucket = bucket
+
+    def folder(self, principal: str) -> Path:
+        return self.root / self._owner(principal)
+
+    @staticmethod
+    def _owner(principal: str) -> str:
+        return hashlib.sha256(principal.encode()).hexdigest()[:32]
+
+    def _key(self, principal: str, upload_id: str) -> str:
+        assert self.bucket is not None
+        return self.bucket.key_for(f"uploads/{self._owner(principal)}/{upload_id}")
+
+    async def receive(self, principal: str, chunks: AsyncIterator[bytes]) -> dict[str, Any]:
+        """Store a body as `principal`'s upload; raises TooLarge or NotMedia (nothing is kept)."""
+        folder = self.folder(principal)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.remove_expired(principal)
+        upload_id = uuid.uuid4().hex
+        partial = folder / f".{upload_id}.part"
+        digest, size, head = hashlib.sha256(), 0, b""
+        try:
+            with partial.open("wb") as out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise TooLarge
+                    if len(head) < 64:
+                        head += chunk[: 64 - len(head)]
+                    digest.update(chunk)
+                    out.write(chunk)
+            content_type = sniff_content_type(head)
+            if content_type is None:
+                raise NotMedia
+            if self.bucket is not None:  # for the other replicas
+                key = self._key(principal, upload_id)
+                try:
+                    await anyio.to_thread.run_sync(self.bucket.put, partial, key, content_type)
+                except Exception as exc:  # boto3's errors: the bucket is unreachable or refuses us
+                    raise _bucket_failure("store the upload in", self.bucket, exc) from exc
+            os.replace(partial, folder / upload_id)
+        finally:
+            partial.unlink(missing_ok=True)
+        return {
+            "file": SCHEME + upload_id,
+            "bytes": size,
+            "content_type": content_type,
+            "sha256": digest.hexdigest(),
+            "expires_in_s": int(KEEP_S),
+        }
+
+    async def resolve(self, principal: str, field: str, reference: str) -> Path:
+        """The file of one of `principal`'s uploads; another's, or an expired one, is unknown.
+        One another replica received is fetched from the bucket, once."""
+        upload_id = reference.removeprefix(SCHEME)
+        path = self.folder(principal) / upload_id
+        if _ID.fullmatch(upload_id):
+            if path.is_file() and not _expired(path):
+                return path
+            if self.bucket is not None and await anyio.to_thread.run_sync(self._fetch, principal, upload_id, path):
+                return path
+        raise InvalidArguments(
+            f"`{field}`: no upload {reference[:80]!r} (uploads are kept {KEEP_S / 3600:g} h); "
+            "POST the file to /uploads again"
+        )
+
+    def _fetch(self, principal: str, upload_id: str, path: Path) -> bool:
+        """Copy an upload from the bucket; False if it is not there or has expired."""
+        assert self.bucket is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{upload_id}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            uploaded_at = self.bucket.fetch(
+                self._key(principal, upload_id), partial, uploaded_after=time.time() - KEEP_S
+            )
+            if uploaded_at is None:  # not there, or expired
+                return False
+            os.utime(partial, (uploaded_at, uploaded_at))  # it expires when the upload does
+            os.replace(partial, path)
+            return True
+        except Exception as exc:  # boto3's errors: the bucket is unreachable or refuses us
+            raise _bucket_failure("read the upload from", self.bucket, exc) from exc
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def remove_expired(self, principal: str) -> None:
+        for path in self.folder(principal).glob("*"):
+            if _expired(path):
+                path.unlink(missing_ok=True)
+
+
+def _bucket_failure(action: str, bucket: Bucket, exc: Exception) -> McpAudioError:
+    from mcp_audio.files.s3 import failure_code
+
+    return McpAudioError(
+        f"could not {action} the bucket {bucket.name} (MCP_AUDIO_OUTPUT_URL): {failure_code(exc)}; try again later"
+    )
+
+
+def _expired(path: Path) -> bool:
+    try:
+        return path.stat().st_mtime < time.time() - KEEP_S
+    except FileNotFoundError:
+        return True
+
+
+def open_uploads(settings: ServerSettings) -> Uploads:
+    """The uploads of this server: in the data dir, and in the output bucket if there is one."""
+    from mcp_audio.files.s3 import bucket_of
+
+    return Uploads(settings.uploads_dir, int(settings.max_upload_mb * 2**20), bucket_of(settings))

@@ -1,0 +1,521 @@
+"""JobRunner: moves each job through its states, in the background, surviving restarts.
+
+    queued --submit--> queued/running --follow--> completed | failed
+       \\___________________ cancel_job _________________/--> cancelled
+
+The row is written before anything is sent upstream. Each job is followed by a task in the
+server's task group, so it outlives the tool call that started it; a tool call only *waits* on
+it. The runner picks how to run a job by its tool's shape: a queued job is submitted once and
+followed through its stored handle (so the next start re-attaches to it); a one-shot job is
+one request whose answer is the output. When the server stops, followers are cancelled
+without touching their rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+from pydantic import BaseModel, ValidationError
+
+from mcp_audio.catalog import Capability, Catalog
+from mcp_audio.core.errors import (
+    ConfigError,
+    InvalidArguments,
+    JobNotFound,
+    McpAudioError,
+    UpstreamBadAnswer,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from mcp_audio.core.pricing import Confirm, NotConfirmed, estimate_cost
+from mcp_audio.core.redaction import redact, redact_json
+from mcp_audio.core.results import OutputFile, extract_result, value_at
+from mcp_audio.core.upstreams import UPSTREAMS
+from mcp_audio.core.voices import SavedVoice
+from mcp_audio.files.inputs import file_records
+from mcp_audio.files.outputs import OutputSaver
+from mcp_audio.jobs.spend import SpendGuard
+from mcp_audio.providers.base import (
+    Cancels,
+    FileSink,
+    Hears,
+    OneShotProvider,
+    Pacing,
+    QueuedProvider,
+    Report,
+    Update,
+    UpstreamRequest,
+)
+from mcp_audio.providers.pool import ProviderPool
+from mcp_audio.store import LOCAL_PRINCIPAL, Job, JobStore, iso_time
+
+log = logging.getLogger("mcp_audio.jobs")
+
+OnUpdate = Callable[[Job, str], Awaitable[None]]
+
+
+@dataclass
+class _Live:
+    """A job being followed by this process."""
+
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    listeners: set[MemoryObjectSendStream[tuple[Job, str]]] = field(default_factory=set)
+    # Set while cancel_job runs: the upstream's "cancelled" failure is not this job's failure.
+    cancelling: bool = False
+    # Set once the submit has its answer (or failed): a cancel that came while the request was on
+    # its way waits for this, to cancel the upstream job the request may have created.
+    submitting: bool = False
+    submitted: anyio.Event = field(default_factory=anyio.Event)
+
+
+def process_owner() -> str:
+    """This process's name on the leases it holds: host, pid, and a nonce (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True only when the owner is known to be gone: a process on this host that no longer
+    exists. Elsewhere (another host, or Windows, where probing a pid is not harmless) only
+    the lease's expiry says so."""
+    host, _, rest = (owner or "").partition(":")
+    pid = rest.partition(":")[0]
+    if os.name != "posix" or host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+class JobRunner:
+    def __init__(
+        self,
+        store: JobStore,
+        catalog: Catalog,
+        providers: ProviderPool,
+        task_group: TaskGroup,
+        secrets: Iterable[str] = (),
+        spend: SpendGuard | None = None,
+        saver: OutputSaver | None = None,
+        download: bool = False,
+        pacing: Pacing | None = None,
+        retention_s: float = 3600.0,
+    ) -> None:
+        self._store = store
+        self._catalog = catalog
+        self.providers = providers
+        self._tg = task_group
+        self._secrets = list(secrets)
+        self._live: dict[str, _Live] = {}
+        self._spend = spend or SpendGuard(None)
+        self._saver = saver
+        self._download = download and saver is not None
+        self._pacing = pacing or Pacing()
+        self._retention_s = retention_s
+        self.owner = process_owner()
+
+    async def aclose(self) -> None:
+        self._store.release(self.owner)  # the next process takes our unfinished jobs at once
+        await self.providers.aclose()
+        if self._saver is not None:
+            await self._saver.aclose()
+
+    # --- starting, leasing and taking over ---------------------------------------------------
+
+    async def start(
+        self,
+        capability: Capability,
+        request: UpstreamRequest,
+        principal: str = LOCAL_PRINCIPAL,
+        confirm: Confirm | None = None,
+    ) -> Job:
+        """Persist a new job of `principal`'s, leased to this process, and start running it in the
+        background. `confirm` may ask the user about the estimated cost first (NotConfirmed: no job)."""
+        cost = estimate_cost(capability.spec.price, request.body)
+        if confirm is not None and cost is not None and not await confirm(capability.name, cost):
+            raise NotConfirmed(capability.name, cost)
+        self._spend.charge(capability.name, cost, principal)  # raises SpendLimitExceeded before anything is sent
+        job = self._store.create_job(
+            principal=principal,
+            estimated_cost_usd=cost,
+            tool=capability.name,
+            provider=capability.provider,
+            endpoint=request.endpoint,
+            body=file_records(request),
+            options=request.options,
+            owner=self.owner,
+            lease_s=self._pacing.lease_s,
+        )
+        self._spawn(job.id, capability, request)
+        return job
+
+    async def keep_leases(self) -> None:
+        """For the life of the server: renew the leases of the jobs followed here, stop following
+        any this process lost, and take over jobs nobody follows."""
+        self._tg.start_soon(self._store.listen, name="store-listen")  # other replicas' changes wake waiters
+        while True:
+            try:
+                held = self._store.renew(self.owner, list(self._live), self._pacing.lease_s)
+                for job_id, live in list(self._live.items()):
+                    if job_id not in held:  # finished or cancelled elsewhere, or taken over: not ours now
+                        live.scope.cancel()
+                if adopted := self.adopt_unfollowed():
+                    log.info("following %d unfinished job(s) nobody else follows", adopted)
+            except Exception as exc:  # the database is away for a moment: the server keeps serving, retries
+                log.warning("could not renew or adopt job leases (%s: %s); trying again", type(exc).__name__, exc)
+            await anyio.sleep(self._pacing.lease_s / 4)
+
+    def adopt_unfollowed(self) -> int:
+        """Lease and follow every unfinished job no live process follows; returns how many."""
+        orphans = self._store.unfinished_jobs(unleased_only=True)
+        dead = {owner for owner in self._store.lease_holders(self.owner) if owner_is_dead(owner)}
+        if dead:  # probed once per owner; only their jobs are read
+            orphans += self._store.leased_by_others(self.owner, only=dead)
+        adopted = 0
+        for job in orphans:
+            if job.id in self._live or not self.has_key(job.provider):
+                continue  # a process without the upstream's key leaves its jobs as they are
+            if not self._store.claim(job.id, self.owner, self._pacing.lease_s, taking_over=job.lease_owner):
+                continue  # another process was quicker
+            capability = self._catalog.get(job.tool)
+            if capability is None:
+                self._store.fail(job.id, f"tool {job.tool} no longer exists in this server", owner=self.owner)
+            elif job.upstream_id is not None:
+                self._spawn(job.id, capability, None)
+                adopted += 1
+            elif UPSTREAMS[job.provider].local:  # local work costs nothing: say so and let it be redone
+                self._store.fail(
+                    job.id,
+                    "The server stopped during this local job; nothing was saved. Call the tool again.",
+                    owner=self.owner,
+                )
+            else:
+                # Its process stopped while sending the request: it may have reached the upstream.
+                upstream = UPSTREAMS[job.provider]
+                self._store.mark_unknown(
+                    job.id,
+                    f"The server stopped while sending this request to {upstream.label}, so whether it arrived "
+                    f"(and was billed) is unknown. {_UNKNOWN_ADVICE.format(where=upstream.where_to_check)}",
+                    owner=self.owner,
+                )
+        return adopted
+
+    def has_key(self, provider: str) -> bool:
+        try:
+            self.providers.get(provider).check_configured()
+        except ConfigError:
+            return False
+        return True
+
+    def waiting_note(self, job: Job) -> str | None:
+        """Why an unfinished job may not move while this process is asked about it."""
+        if job.finished or self.has_key(job.provider):
+            return None
+        env = UPSTREAMS[job.provider].key_env
+        return (
+            f"This server process has no {env}, so it leaves the job as it is: the job keeps running upstream "
+            f"and a server process with {env} set follows it to the end."
+        )
+
+    def _spawn(self, job_id: str, capability: Capability, request: UpstreamRequest | None) -> None:
+        self._live[job_id] = _Live()
+        self._tg.start_soon(self._follow, job_id, capability, request, name=f"job-{job_id}")
+
+    # --- the life of one job ----------------------------------------------------------------
+
+    async def _follow(self, job_id: str, capability: Capability, request: UpstreamRequest | None) -> None:
+        live = self._live[job_id]
+        try:
+            with live.scope:
+                await self._run(job_id, capability, request)
+        finally:
+            self._live.pop(job_id, None)
+            for listener in live.listeners:
+                listener.close()  # ends every waiter's loop; they read the final row themselves
+
+    async def _run(self, job_id: str, capability: Capability, request: UpstreamRequest | None) -> None:
+        job = self._require(job_id)
+        provider = self.providers.get(job.provider)
+        files = self._file_sink(capability, job_id)
+
+        async def report(update: Update) -> None:
+            self._on_update(job_id, update)
+
+        try:
+            if capability.shape == "one_shot":
+                assert isinstance(provider, OneShotProvider) and request is not None
+                self._store.mark_running(job_id)
+                output = await provider.run(request, report, files)
+            else:
+                assert isinstance(provider, QueuedProvider)
+                if job.upstream_id is None:
+                    assert request is not None
+                    job = await self._submit(job, provider, request)
+                    self._notify(job, f"Submitted to {capability.upstream.label} (request {job.upstream_id})")
+                handle = _stored_handle(provider.handle_type, job)
+                heard = await self._hear_or_check(job, provider, handle) if isinstance(provider, Hears) else None
+                if heard is None:  # no webhook, or one that said "done" without the output
+                    heard = await self._follow_through_outages(job, provider, handle, report, files)
+                output = heard
+            # Upstream JSON is data: a secret it echoes is never stored or returned.
+            output = {k: v if isinstance(v, OutputFile) else redact_json(v, self._secrets) for k, v in output.items()}
+            result = extract_result(capability.spec.files, output)
+            remote = [item for item in result.files if not item.saved]
+            if not self._store.renew(self.owner, [job_id], self._pacing.lease_s):
+                return  # this process stopped answering and another took the job over: it saves the files
+            if self._download and self._saver is not None and remote:
+                self._notify(job, f"Saving {len(remote)} file(s) to {self._saver.output_dir}")
+                result.files = await self._saver.save_all(capability.name, job_id, result.files)
+            result.saved_voice = self._save_voice(capability, job, output)
+            self._store.complete(job_id, result, owner=self.owner)
+        except McpAudioError as exc:
+            live = self._live[job_id]
+            while live.cancelling:  # the failure may be the cancel's doing: cancel() stops us if so
+                await anyio.sleep(0.05)
+            self._record_failure(job_id, capability, job, exc)
+        except Exception:
+            log.exception("job %s crashed", job_id)
+            self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner)
+
+    async def _submit(self, job: Job, provider: QueuedProvider, request: UpstreamRequest) -> Job:
+        """Send the request once and record the upstream's id. Shielded: a cancel or a stop that
+        cut the request short could leave a paid upstream job nobody knows the id of, so they wait
+        for the answer (the provider's timeouts bound it); cancel_job then cancels it upstream."""
+        live = self._live[job.id]
+        await anyio.lowlevel.checkpoint()  # cancelled before anything was sent: send nothing
+        live.submitting = True
+        try:
+            with anyio.CancelScope(shield=True):
+                submitted = await provider.submit(request)
+                job = self._store.record_submission(
+                    job.id, submitted.upstream_id, submitted.handle.model_dump(mode="json")
+                )
+        finally:
+            live.submitting = False
+            live.submitted.set()
+        return job
+
+    def _record_failure(self, job_id: str, capability: Capability, job: Job, exc: McpAudioError) -> None:
+        message = redact(str(exc), self._secrets)
+        if isinstance(exc, UpstreamError) and exc.may_have_run and job.upstream_id is None:
+            # Sent, never confirmed: not resent, not followed.
+            advice = _UNKNOWN_ADVICE.format(where=capability.upstream.where_to_check)
+            self._store.mark_unknown(job_id, f"{message} {advice}", owner=self.owner)
+        else:
+            self._store.fail(job_id, message, owner=self.owner)
+
+    async def _follow_through_outages(
+        self, job: Job, provider: QueuedProvider, handle: BaseModel, report: Report, files: FileSink
+    ) -> dict[str, Any]:
+        """Follow a submitted job; an outage of its status or result (after the provider's own
+        retries) is retried with capped back-off for as long as the upstream keeps the result.
+        A restart continues from the stored handle, within the same window."""
+        upstream = UPSTREAMS[job.provider]
+        deadline = job.created_at + self._retention_s
+        delay = self._pacing.retry_max_s
+        while True:
+            try:
+                return await provider.follow(job.endpoint, handle, report, files)
+            except (UpstreamUnavailable, UpstreamBadAnswer) as exc:
+                left = deadline - time.time()
+                if left <= 0:
+                    raise UpstreamError(
+                        f"{exc} It kept failing until the end of the window in which {upstream.label} keeps "
+                        f"results ({self._retention_s / 60:g} min after the job started, "
+                        "MCP_AUDIO_RESULT_RETENTION_S), so the server stopped asking.",
+                        provider=upstream.label,
+                        status=exc.status,
+                    ) from exc
+                wait = min(delay, left)
+                detail = redact(exc.detail, self._secrets)[:160]
+                line = (
+                    f"{upstream.label} did not answer while following the job ({detail}); "
+                    f"asking again in {wait:.1f} s, until {iso_time(deadline)}"
+                )
+                log.info("job %s: %s", job.id, line)
+                self._on_update(job.id, Update(state="queued" if job.state == "queued" else "running", logs=[line]))
+                await anyio.sleep(wait)
+                delay = min(self._pacing.outage_retry_max_s, delay * 2)
+
+    async def _hear_or_check(self, job: Job, provider: Hears, handle: BaseModel) -> dict[str, Any] | None:
+        """A job submitted with a webhook: wait, holding no stream, for its delivery (stored in
+        the row by whichever replica received it), with a slow status check in case it never
+        comes. The output it carried; None when the job should be followed the usual way."""
+        if not provider.hears(handle):
+            return None
+        check_at = time.monotonic() + self._pacing.webhook_check_s
+        while True:
+            delivery = self._require(job.id).webhook
+            if delivery is not None:
+                return provider.webhook_output(delivery)
+            if time.monotonic() >= check_at:
+                try:
+                    if await provider.is_finished(job.endpoint, handle):
+                        log.info("job %s finished without its webhook; fetching its result", job.id)
+                        return None
+                except (UpstreamUnavailable, UpstreamBadAnswer) as exc:
+                    log.info("job %s: status check failed (%s); checking again later", job.id, exc.detail)
+                check_at = time.monotonic() + self._pacing.webhook_check_s
+            with anyio.move_on_after(max(0.0, check_at - time.monotonic())):
+                await self._store.changed(job.id)
+
+    def _file_sink(self, capability: Capability, job_id: str) -> FileSink:
+        """Where a provider puts bytes its upstream returned directly: the job's output files."""
+        saved = itertools.count()
+
+        def save(data: bytes | Path, content_type: str) -> OutputFile:
+            if self._saver is None:
+                raise McpAudioError("this server has no output folder to store returned audio in")
+            return self._saver.save_bytes(capability.name, job_id, next(saved), data, content_type)
+
+        return save
+
+    def _on_update(self, job_id: str, update: Update) -> None:
+        logs = [redact(line, self._secrets) for line in update.logs]
+        job = self._store.record_progress(job_id, update.state, update.queue_position, logs)
+        if job.finished:  # a late update after cancel_job: the store left the row as it was
+            return
+        if update.partial is not None:
+            message = f"Partial: {update.partial[-300:]}"
+        elif update.state == "queued":
+            message = "In queue" + (f" (position {update.queue_position})" if update.queue_position is not None else "")
+        else:
+            message = "Running" + (f": {job.logs[-1]}" if update.logs else "")
+        self._notify(job, message)
+
+    def _save_voice(self, capability: Capability, job: Job, output: dict[str, Any]) -> str | None:
+        spec = capability.spec.saves_voice
+        name = job.options.get(spec.name_input) if spec else None
+        if spec is None or not name:
+            return None
+        sources = {"output": output, "input": job.body | job.options}
+        fields = {key: value_at(sources, path) for key, path in spec.fields.items()}
+        self._store.save_voice(
+            SavedVoice(name=name, family=spec.family, provider=capability.provider, fields=fields), job_id=job.id
+        )
+        return str(name)
+
+    def _notify(self, job: Job, message: str) -> None:
+        live = self._live.get(job.id)
+        for listener in list(live.listeners if live else ()):
+            if _has_room(listener):  # a slow waiter misses intermediate updates, never blocks the job
+                listener.send_nowait((job, message))
+
+    # --- what tools ask of the runner -------------------------------------------------------
+
+    async def wait(self, job_id: str, timeout: float, on_update: OnUpdate | None = None) -> Job:
+        """Wait up to `timeout` seconds for a job to finish, forwarding its updates, whether this
+        process follows it or another one does (then its row is watched)."""
+        with anyio.move_on_after(timeout):
+            while not self._require(job_id).finished:
+                live = self._live.get(job_id)
+                if live is not None:
+                    await self._listen(live, on_update)
+                else:
+                    await self._watch_row(job_id, on_update)
+        return self._require(job_id)
+
+    async def _listen(self, live: _Live, on_update: OnUpdate | None) -> None:
+        """Forward a followed job's updates until its follower ends."""
+        send, receive = anyio.create_memory_object_stream[tuple[Job, str]](64)
+        live.listeners.add(send)
+        try:
+            async with receive:
+                async for job, message in receive:
+                    if on_update is not None:
+                        await on_update(job, message)
+        finally:
+            live.listeners.discard(send)
+            send.close()
+
+    async def _watch_row(self, job_id: str, on_update: OnUpdate | None) -> None:
+        """Watch the row of a job this process does not follow (another process on the database
+        does) until it finishes or this process takes it over."""
+        seen: tuple[Any, ...] | None = None
+        while True:
+            job = self._require(job_id)
+            if job.finished or job_id in self._live:
+                return
+            now = (job.state, job.queue_position, len(job.logs))
+            if seen is not None and now != seen and on_update is not None:
+                await on_update(job, f"{job.state.capitalize()}" + (f": {job.logs[-1]}" if job.logs else ""))
+            seen = now
+            await self._store.changed(job_id)  # a push from the database, or a short poll
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel upstream, stop following, and record the job as cancelled."""
+        job = self._require(job_id)
+        if job.finished:
+            return job
+        upstream = UPSTREAMS[job.provider]
+        if not upstream.can_cancel:
+            raise InvalidArguments(
+                f"The {upstream.label} cannot cancel tasks; task {job.upstream_id} keeps running upstream and it "
+                "will finish on its own (get_job returns its result)."
+            )
+        provider = self.providers.get(job.provider)
+        live = self._live.get(job_id)
+        if live is not None and live.submitting:  # the request may be upstream already: learn its id first
+            await live.submitted.wait()
+            job = self._require(job_id)
+            if job.finished:
+                return job
+        if job.upstream_id is not None and isinstance(provider, Cancels) and isinstance(provider, QueuedProvider):
+            if live is not None:
+                live.cancelling = True
+            try:
+                accepted = await provider.cancel(job.endpoint, _stored_handle(provider.handle_type, job))
+            finally:
+                if live is not None:
+                    live.cancelling = False
+            if not accepted:
+                # It finished upstream before the cancel arrived: let the follower collect it.
+                return await self.wait(job_id, timeout=30)
+        if live is not None:
+            live.scope.cancel()  # a one-shot request is dropped here
+        return self._store.cancel(job_id, "cancelled at the client's request")
+
+    def _require(self, job_id: str) -> Job:
+        job = self._store.get_job(job_id)
+        if job is None:
+            raise JobNotFound(not_found_message(job_id))
+        return job
+
+
+# Ends the message of a job whose outcome is unknown: how the user finds out, and what then.
+_UNKNOWN_ADVICE = "To see whether it ran, check {where}; if it is not there, call the tool again."
+
+
+def _stored_handle(handle_type: type[BaseModel], job: Job) -> BaseModel:
+    try:
+        return handle_type.model_validate(job.handle)
+    except ValidationError as exc:
+        raise McpAudioError(
+            f"job {job.id}'s stored upstream handle is not valid ({exc.error_count()} problem(s)); it cannot be "
+            f"followed. Upstream request id: {job.upstream_id}."
+        ) from exc
+
+
+def not_found_message(job_id: str) -> str:
+    return f"No job with id '{job_id[:64]}'. List recent jobs with list_jobs or read jobs://recent."
+
+
+def _has_room(stream: MemoryObjectSendStream[Any]) -> bool:
+    stats = stream.statistics()
+    return stats.current_buffer_used < stats.max_buffer_size and stats.open_receive_streams > 0

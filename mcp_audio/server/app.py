@@ -1,0 +1,378 @@
+"""Build the MCP server from the catalog: one tool per capability, job tools, resources.
+
+Capability tools carry the manifest's compact JSON schema and validate with the capability's
+own model, so an agent gets messages that name the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import anyio
+from mcp.server.apps import Apps, ResourceCsp
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp_types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
+from pydantic import ConfigDict, Field, ValidationError
+
+from mcp_audio import __version__
+from mcp_audio.catalog import Capability, Catalog, load_catalog
+from mcp_audio.config import ServerSettings
+from mcp_audio.core.errors import McpAudioError, UpstreamError
+from mcp_audio.core.redaction import redact
+from mcp_audio.jobs import not_found_message, open_engine
+from mcp_audio.providers.base import Pacing
+from mcp_audio.server.completions import add_completions, add_protocol_details
+from mcp_audio.server.confirmation import NeedsApproval, cost_confirmation
+from mcp_audio.server.job_events import JobEventBus
+from mcp_audio.server.output_schema import capability_schema, job_list_schema, job_schema
+from mcp_audio.server.player import PLAYER_URI, player_html
+from mcp_audio.server.principal import current_principal
+from mcp_audio.server.prompts import add_prompts
+from mcp_audio.server.ratelimit import RateLimit
+from mcp_audio.server.render import job_result, job_summary
+from mcp_audio.server.resources import add_resources
+from mcp_audio.server.state import AppState, Runtime
+from mcp_audio.server.tasks import Tasks, started_as_task
+from mcp_audio.server.toolsets import DYNAMIC, add_dynamic_toolsets
+from mcp_audio.store import Job
+
+log = logging.getLogger("mcp_audio.server")
+
+INSTRUCTIONS = (
+    "Audio tools: speech (TTS, voice cloning), transcription, music, sound effects. Each call starts a "
+    "job and waits for it; a long job returns a job_id instead: call get_job(job_id, wait_s) until it "
+    "finishes. Audio/video inputs (*_url) take an https URL, a data: URI or a local file path inside the "
+    "user's shared folders, or an earlier output: jobs://{job_id} or files://{job_id}/{name}. Results give "
+    "file URLs and local paths. Saved cloned voices: voices://cloned. Finishing (join, mix, master, trim, "
+    "subtitles) runs locally and is free."
+)
+
+
+# Over HTTP the server reads none of the caller's local paths (see the README, "Deploying over HTTP").
+REMOTE_FILES = (
+    " This server is remote: it cannot read the user's local files. Pass a recording as an https URL, a "
+    "data: URI, or the upload:// reference that POST /uploads (same bearer token) returns for the file."
+)
+
+
+class _RawArguments(ArgModelBase):
+    """Pass a capability call's arguments through untouched: the capability validates them."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def model_dump_one_level(self) -> dict[str, Any]:
+        return {"arguments": dict(self.model_extra or {})}
+
+
+def build_server(
+    settings: ServerSettings,
+    catalog: Catalog | None = None,
+    *,
+    transport: Literal["stdio", "http"] = "stdio",
+    pacing: Pacing | None = None,
+) -> MCPServer[AppState]:
+    """The MCP server. `pacing` sets the providers' poll and retry intervals (tests shorten them)."""
+    catalog = catalog or load_catalog()
+    pacing = pacing or Pacing(lease_s=settings.lease_s)  # MCP_AUDIO_LEASE_S (tests pass their own pacing)
+    runtime = Runtime()
+    job_events = JobEventBus()  # subscriptions/listen streams: list changes, and jobs:// updates
+    secrets = settings.secrets()
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        async with open_engine(
+            settings, catalog, transport=transport, pacing=pacing, on_job_change=job_events.job_changed
+        ) as engine:
+            runtime.state = AppState(
+                settings=settings, catalog=catalog, store=engine.store, runner=engine.runner, pipeline=engine.pipeline
+            )
+            tasks.attach(engine.task_group)
+            job_events.attach(engine.task_group)
+            try:
+                yield runtime.state
+            finally:
+                runtime.state = None
+                tasks.attach(None)
+                job_events.attach(None)
+
+    # Toolsets limit what is offered; jobs of any tool still resume, so the full catalog stays.
+    exposed = [cap for cap in catalog.capabilities.values() if cap.spec.kind in settings.enabled_kinds]
+    tasks = Tasks(runtime, [cap.name for cap in exposed], settings.secrets)
+    tools = [_capability_tool(cap, runtime, secrets, transport) for cap in exposed]
+    server: MCPServer[AppState] = MCPServer(
+        name="mcp-audio",
+        title="mcp-audio",
+        version=__version__,
+        instructions=INSTRUCTIONS if transport == "stdio" else INSTRUCTIONS + REMOTE_FILES,
+        lifespan=lifespan,
+        tools=tools + _job_tools(runtime, secrets),
+        extensions=[_player(settings), tasks.extension()],
+        middleware=(
+            [RateLimit(settings.rate_limit_per_minute, lambda: runtime.get().store)]
+            if settings.rate_limit_per_minute
+            else None
+        ),
+        subscriptions=job_events,
+    )
+    if settings.toolsets == DYNAMIC:  # tools/list starts small; families are enabled at run time (toolsets.py)
+        add_dynamic_toolsets(server, exposed)
+    add_resources(server, runtime, catalog, exposed)
+    add_prompts(server, {cap.name for cap in exposed})
+    add_completions(server, runtime, catalog)
+    add_protocol_details(server)
+    tasks.install(server._lowlevel_server)  # the SDK's MCPServer has no handler registration of its own
+    if not (transport == "http" and settings.http_stateless):  # a stateless session is gone after its request
+        job_events.install_legacy(server._lowlevel_server)
+    return server
+
+
+# --- the in-chat player (MCP Apps) -----------------------------------------------------------
+
+# Tools whose results a person wants to hear: their results open the player where hosts render it.
+PLAYER_KINDS = frozenset({"tts", "music", "sfx", "edit", "post"})
+# Where upstream audio files live, so the host's sandbox lets the player load them.
+MEDIA_DOMAINS = ("https://*.fal.media", "https://fal.media", "https://storage.googleapis.com")
+
+
+def _player(settings: ServerSettings) -> Apps:
+    """The MCP Apps extension with the player resource (`ui://mcp-audio/player`)."""
+    from mcp_audio.core.upstreams import FAL
+
+    configured = {_origin(settings.url_of(FAL, url.param)) for url in FAL.urls}
+    apps = Apps()
+    apps.add_html_resource(
+        PLAYER_URI,
+        player_html(),
+        name="player",
+        title="Audio player",
+        description="Plays a job's audio files side by side, with waveform, cost and a transcript in time.",
+        csp=ResourceCsp(resource_domains=sorted({*MEDIA_DOMAINS, *configured})),
+    )
+    return apps
+
+
+def _origin(url: str) -> str:
+    parsed = urlparse(url)
+    return f"{parsed.scheme}://{parsed.netloc}"
+
+
+def _player_meta(kind: str) -> dict[str, Any]:
+    """The nested `_meta` that `Apps.tool(resource_uri=...)` stamps on a tool bound to the player."""
+    return {"ui": {"resourceUri": PLAYER_URI}} if kind in PLAYER_KINDS else {}
+
+
+# --- capability tools ---------------------------------------------------------------------
+
+
+def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str], transport: str) -> Tool:
+    spec = capability.spec
+
+    async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult | InputRequiredResult:
+        state = runtime.get()
+        try:
+            # Over HTTP the client's roots name folders of its own machine: never trusted here.
+            trusts_roots = capability.file_inputs and transport == "stdio"
+            roots = (await client_roots(ctx) if trusts_roots else None) or state.settings.input_roots(transport)
+            confirm = cost_confirmation(ctx, state.settings.confirm_above_usd)
+            job = await state.pipeline.start(capability, arguments, roots, current_principal(), confirm)
+        except NeedsApproval as needed:  # 2026 era: the question goes back; the client retries with the answer
+            return needed.question()
+        except McpAudioError as exc:
+            raise ToolError(redact(str(exc), secrets)) from exc
+        if started_as_task(job):  # a task-augmented call: the client follows the task
+            return job_result(state.catalog, job)
+        return await _await_job(ctx, state, job.id, state.settings.wait_s, cancel_on_abort=True)
+
+    return Tool(
+        fn=run,
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        parameters=capability.input_schema,
+        fn_metadata=FuncMetadata(arg_model=_RawArguments, output_schema=capability_schema(capability)),
+        is_async=True,
+        context_kwarg="ctx",
+        # The spec's defaults go unsaid (tools/list is paid for in every conversation; a tool's
+        # provider and endpoints are in audio://catalog): an upstream tool is open-world and, as
+        # it spends money, left to hosts' confirmation of destructive tools. A local one is
+        # closed-world and not destructive (it only writes new files).
+        annotations=ToolAnnotations(destructive_hint=False, open_world_hint=False)
+        if capability.upstream.local
+        else None,
+        meta=_player_meta(spec.kind if spec.kind != "post" or "audio" in spec.files else "none") or None,
+    )
+
+
+async def client_roots(ctx: Context) -> list[Path] | None:
+    """The folders the client shares (MCP roots), when it offers them; None otherwise."""
+    try:
+        capabilities = ctx.request_context.session.client_capabilities
+        if capabilities is None or capabilities.roots is None:
+            return None
+        with warnings.catch_warnings():
+            # Roots are deprecated in the 2026 era, but the desktop and IDE clients of the 2025
+            # era that share folders this way are the ones we serve.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            result = await ctx.request_context.session.list_roots()
+    except Exception as exc:  # an era or transport without roots: fall back to the settings
+        log.info("client roots unavailable (%s); using MCP_AUDIO_ALLOWED_DIRS", exc)
+        return None
+    paths = [
+        Path(url2pathname(urlparse(str(root.uri)).path)) for root in result.roots if str(root.uri).startswith("file:")
+    ]
+    return paths or None
+
+
+async def _await_job(
+    ctx: Context, state: AppState, job_id: str, wait_s: float, *, cancel_on_abort: bool
+) -> CallToolResult:
+    counter = itertools.count(1)
+
+    async def forward(job: Job, message: str) -> None:
+        await ctx.report_progress(next(counter), None, message)
+
+    try:
+        job = await state.runner.wait(job_id, wait_s, forward)
+    except anyio.get_cancelled_exc_class():
+        if cancel_on_abort:
+            # The client cancelled the call that started the job: cancel it upstream too.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(15):
+                try:
+                    await state.runner.cancel(job_id)
+                except McpAudioError as exc:  # e.g. an upstream that cannot cancel: the job runs on
+                    log.warning(
+                        "could not cancel job %s upstream: %s", job_id, redact(str(exc), state.settings.secrets())
+                    )
+        raise
+    note = state.runner.waiting_note(job)
+    return job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb, note=note)
+
+
+# --- job tools ----------------------------------------------------------------------------
+
+JobStatusFilter = Literal["queued", "running", "completed", "failed", "cancelled", "unknown", "unfinished", "any"]
+
+
+def _job_tools(runtime: Runtime, secrets: list[str]) -> list[Tool]:
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+    async def get_job(
+        ctx: Context,
+        job_id: str = Field(description="The job_id a tool returned", max_length=64),
+        wait_s: float = Field(0, ge=0, le=600, description="Seconds to wait for it to finish"),
+    ) -> CallToolResult:
+        state = runtime.get()
+        if state.store.get_job(job_id, current_principal()) is None:  # another's job: as if there were none
+            raise ToolError(not_found_message(job_id))
+        return await _await_job(ctx, state, job_id, wait_s, cancel_on_abort=False)
+
+    async def cancel_job(job_id: str = Field(description="The job_id to cancel", max_length=64)) -> CallToolResult:
+        state = runtime.get()
+        if state.store.get_job(job_id, current_principal()) is None:
+            raise ToolError(not_found_message(job_id))
+        try:
+            job = await state.runner.cancel(job_id)
+        except UpstreamError as exc:  # the job was not cancelled: it runs on, and is still followed
+            raise ToolError(
+                f"Job {job_id} was not cancelled: {redact(str(exc), secrets)} It keeps running upstream: call "
+                "cancel_job again later, or get_job to wait for its result."
+            ) from exc
+        except McpAudioError as exc:
+            raise ToolError(redact(str(exc), secrets)) from exc
+        return job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb)
+
+    async def list_jobs(
+        status: JobStatusFilter = Field("any", description="unfinished = queued or running"),
+        limit: int = Field(20, ge=1, le=200),
+    ) -> CallToolResult:
+        state = runtime.get()
+        states = {"any": None, "unfinished": ["queued", "running"]}.get(status, [status])
+        jobs = [
+            job_summary(job) for job in state.store.list_jobs(states=states, limit=limit, principal=current_principal())
+        ]
+        lines = [f"{j['job_id']} {j['tool']} {j['status']} {j['created_at']}" for j in jobs] or ["No jobs."]
+        return CallToolResult(
+            content=[TextContent(type="text", text="\n".join(lines))], structured_content={"jobs": jobs}
+        )
+
+    tools = [
+        Tool.from_function(
+            get_job,
+            title="Get a job's status or result",
+            description="Status or result of an audio job another tool started; wait_s waits for it (with progress).",
+            annotations=read_only,
+            meta=_player_meta("tts"),  # a finished job's audio plays in the player too
+        ),
+        Tool.from_function(
+            cancel_job,
+            title="Cancel a job",
+            description="Cancel a queued or running audio job, upstream too. A finished job is left as it is.",
+            annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=True),
+        ),
+        Tool.from_function(
+            list_jobs,
+            title="List recent jobs",
+            description="Recent audio jobs, newest first, optionally filtered by status.",
+            annotations=read_only,
+        ),
+    ]
+    for tool, schema in zip(tools, (job_schema(typed=True), job_schema(typed=True), job_list_schema()), strict=True):
+        _refuse_unknown_arguments(tool, schema)
+    return tools
+
+
+def _refuse_unknown_arguments(tool: Tool, output_schema: dict[str, Any]) -> None:
+    """The SDK ignores arguments a function does not take; a typo'd `job_id` must not pass silently.
+    The tool validates its own arguments, so refusals name the field and the reason, as the
+    capability tools' do. It also gets its `output_schema` (the SDK derives none from a
+    CallToolResult return)."""
+    name, allowed, function = tool.name, list(tool.parameters.get("properties", {})), tool.fn
+    context_name = tool.context_kwarg
+
+    class Strict(tool.fn_metadata.arg_model):  # type: ignore[name-defined,misc]
+        model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    async def validated(arguments: dict[str, Any], ctx: Context) -> Any:
+        try:
+            values = Strict.model_validate(arguments).model_dump_one_level()
+        except ValidationError as exc:
+            raise ToolError(_argument_problems(name, allowed, exc)) from exc
+        if context_name is not None:
+            values[context_name] = ctx
+        return await function(**values)
+
+    tool.fn, tool.context_kwarg = validated, "ctx"
+    tool.fn_metadata = FuncMetadata(arg_model=_RawArguments, output_schema=output_schema)
+    tool.parameters = _without_titles(tool.parameters) | {"additionalProperties": False}
+
+
+def _argument_problems(tool: str, allowed: list[str], exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"`{field}`: unknown argument. Allowed arguments: {', '.join(allowed)}.")
+        else:
+            reason = err["msg"][:1].lower() + err["msg"][1:]
+            lines.append(f"`{field}`: got {repr(err.get('input'))[:80]}; {reason}.")
+    return f"Invalid arguments for {tool}:\n" + "\n".join(f"- {line}" for line in lines)
+
+
+def _without_titles(schema: dict[str, Any]) -> dict[str, Any]:
+    """Pydantic titles repeat the names; every byte of tools/list is paid for in each conversation."""
+    compact = {k: v for k, v in schema.items() if k != "title"}
+    if "properties" in compact:
+        compact["properties"] = {name: _without_titles(prop) for name, prop in compact["properties"].items()}
+    return compact

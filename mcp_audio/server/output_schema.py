@@ -1,0 +1,59 @@
+"""The `outputSchema` of every tool: what its structured result holds, in one compact shape.
+
+A tool result is a job in some state (a handle while queued or running, an error when failed,
+unknown or cancelled, files and output fields when completed), so every schema requires only
+`job_id` and `status` and types the rest where present. The shape is shared and carries no
+descriptions: each byte of tools/list is sent into every conversation. Extra keys stay allowed
+(`endpoint`, `created_at`, `logs`...), as the schema lists what a client plans on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, get_args
+
+from mcp_audio.core.results import OutputFile
+from mcp_audio.store import JobState
+
+if TYPE_CHECKING:
+    from mcp_audio.catalog import Capability
+
+_STRING = {"type": "string"}
+STATUS = {"enum": list(get_args(JobState))}
+# An output file: its URL always; the local copy (path, files:// resource) when it was saved.
+_FILE = {"required": [name for name, field in OutputFile.model_fields.items() if field.is_required()]}
+
+
+def job_schema(
+    output_fields: dict[str, Any] | None = None, *, files: bool = True, saves_voice: bool = False, typed: bool = False
+) -> dict[str, Any]:
+    """A job's structured result: `files` when it makes files, the known members of `output`,
+    a clone tool's `saved_voice`. `typed` also types `job_id` and lists the statuses (on the
+    three job tools; the many capability tools leave it to `required`, to stay short)."""
+    properties: dict[str, Any] = {"job_id": _STRING, "status": STATUS} if typed else {}
+    if files and typed:  # every capability tool's files have the one shape the README gives
+        properties["files"] = {"type": "array", "items": _FILE}
+    if output_fields:
+        properties["output"] = {"properties": output_fields}
+    if saves_voice:
+        properties["saved_voice"] = _STRING
+    # The many capability tools state only what their manifest adds (the README gives the job
+    # shape); the three job tools type it in full. Each byte here is in every conversation.
+    schema: dict[str, Any] = {"type": "object", "required": ["job_id", "status"]} if typed else {"type": "object"}
+    if properties:
+        schema["properties"] = properties
+    return schema
+
+
+def capability_schema(capability: Capability) -> dict[str, Any]:
+    """From the manifest's output mapping: files as output files, the result text as a string
+    (or null: an upstream may send none), a clone tool's saved voice name."""
+    spec = capability.spec
+    text = spec.result_text
+    fields: dict[str, Any] | None = {text: {"type": ["string", "null"]}} if text and "." not in text else None
+    return job_schema(fields, files=bool(spec.files), saves_voice=spec.saves_voice is not None)
+
+
+def job_list_schema() -> dict[str, Any]:
+    """list_jobs: one summary per job."""
+    summary = {"type": "object", "properties": {"job_id": _STRING, "status": STATUS}, "required": ["job_id", "status"]}
+    return {"type": "object", "properties": {"jobs": {"type": "array", "items": summary}}, "required": ["jobs"]}

@@ -1,0 +1,223 @@
+"""MCP resources: the catalog, voices, jobs and saved files; and the README's tool table."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote
+
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp_types import ReadResourceResult
+
+from mcp_audio.catalog import Capability, Catalog
+from mcp_audio.core.errors import McpAudioError
+from mcp_audio.core.manifest import VoiceFamily
+from mcp_audio.core.redaction import redact
+from mcp_audio.core.results import OutputFile
+from mcp_audio.files.s3 import read_saved
+from mcp_audio.jobs import not_found_message
+from mcp_audio.providers.base import VoiceCatalog
+from mcp_audio.server.principal import current_principal
+from mcp_audio.server.render import job_result, job_summary
+from mcp_audio.server.state import AppState, Runtime
+
+
+def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalog, exposed: list[Capability]) -> None:
+    @server.resource(
+        "audio://catalog",
+        name="catalog",
+        title="Audio model catalog",
+        mime_type="application/json",
+        description="Every audio tool: provider, upstream endpoints, kind and price.",
+    )
+    def catalog_resource() -> str:
+        return json.dumps(catalog_entries(exposed), indent=1)
+
+    live = any(cap.provider == "voice_api" for cap in exposed)
+    if live:
+        _add_voice_api_models(server, runtime)
+    for family_name, family in catalog.voice_families.items():
+        if live and family_name == VOICE_API_FAMILY:
+            continue  # its voices are the upstream's live list: a static copy would shadow it
+        _add_voice_family(server, family_name, family, _voice_users(exposed, family_name))
+
+    @server.resource(
+        "voices://cloned",
+        name="voices-cloned",
+        title="Saved cloned voices",
+        mime_type="application/json",
+        description="Voices saved by clone tools, usable by name as `voice` in the matching TTS tool.",
+    )
+    def cloned_voices() -> str:
+        voices = runtime.get().store.list_voices(current_principal())
+        return json.dumps([{"name": v.name, "family": v.family, "provider": v.provider} for v in voices], indent=1)
+
+    @server.resource(
+        "jobs://recent",
+        name="jobs-recent",
+        title="Recent jobs",
+        mime_type="application/json",
+        description="Your 20 most recent jobs, newest first.",
+    )
+    def recent_jobs() -> str:
+        jobs = runtime.get().store.list_jobs(limit=20, principal=current_principal())
+        return json.dumps([job_summary(job) for job in jobs], indent=1)
+
+    @server.resource(
+        "jobs://{job_id}",
+        name="job",
+        title="Job",
+        mime_type="application/json",
+        description="One job: status, progress, outputs or error.",
+    )
+    def job_resource(job_id: str) -> str:
+        state = runtime.get()
+        job = state.store.get_job(job_id, current_principal())  # another's job: as if there were none
+        if job is None:
+            raise ResourceNotFoundError(not_found_message(job_id))
+        result = job_result(state.catalog, job, note=state.runner.waiting_note(job))
+        return json.dumps(result.structured_content, indent=1)
+
+    @server.resource(
+        "files://{job_id}/{name}",
+        name="saved-file",
+        title="Saved output file",
+        mime_type="application/octet-stream",
+        description="The bytes of an output file this server saved, for clients on another machine; "
+        "read with the file's own type (audio/wav, audio/mpeg, ...).",
+    )
+    def saved_file(job_id: str, name: str) -> bytes:
+        item = _saved(runtime, job_id, name)
+        if item is None or item.path is None:
+            raise ResourceNotFoundError(f"No saved file '{name[:100]}' for job '{job_id[:64]}'")
+        return read_saved(item.path, runtime.get().settings)  # a local file, or an object in the output bucket
+
+    # A template declares one type for all its resources; each file's read gets its own.
+    server.middleware.append(_SavedFileTypes(runtime))
+
+
+def _saved(runtime: Runtime, job_id: str, name: str) -> OutputFile | None:
+    """A file the caller's job saved. Only paths the job itself recorded are served: the name is
+    a key, never a path."""
+    job = runtime.get().store.get_job(job_id, current_principal())
+    files = job.result.files if job and job.result else []
+    return next((f for f in files if f.file_name == name and f.path), None)
+
+
+class _SavedFileTypes:
+    """Middleware: a `files://` read answers with the saved file's content type."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        uri = str((ctx.params or {}).get("uri", ""))
+        if ctx.method != "resources/read" or not uri.startswith(SAVED_FILES):
+            return result
+        job_id, _, name = uri.removeprefix(SAVED_FILES).partition("/")
+        item = _saved(self._runtime, unquote(job_id), unquote(name))
+        content_type = (item.content_type if item is not None else None) or mimetypes.guess_type(name)[0]
+        if content_type is None:
+            return result
+        if isinstance(result, ReadResourceResult):
+            contents = [content.model_copy(update={"mime_type": content_type}) for content in result.contents]
+            return result.model_copy(update={"contents": contents})
+        if isinstance(result, dict) and isinstance(result.get("contents"), list):  # the result as sent
+            return result | {"contents": [c | {"mimeType": content_type} for c in result["contents"]]}
+        return result
+
+
+SAVED_FILES = "files://"
+VOICE_API_FAMILY = "voice-api"
+
+
+def _add_voice_api_models(server: MCPServer[AppState], runtime: Runtime) -> None:
+    # Listed as a resource (resources/list shows no templates) and as a template for filters.
+    @server.resource(
+        "voices://voice-api",
+        name="voices-voice-api",
+        title="Voice API voice models",
+        mime_type="application/json",
+        description="The Voice API's voice models (live, GET /v1/models), for voice_api_tts model_ids. "
+        "Cached for 5 minutes.",
+    )
+    async def all_voice_api_models() -> str:
+        return await voice_api_models()
+
+    @server.resource(
+        "voices://voice-api{?title,language,tag,sort}",
+        name="voices-voice-api-search",
+        title="Voice API voice models, filtered",
+        mime_type="application/json",
+        description="Voice models for voice_api_tts model_ids (GET /v1/models): filter by title (fuzzy), "
+        "language, tag, sort. Cached for 5 minutes.",
+    )
+    async def voice_api_models(title: str = "", language: str = "", tag: str = "", sort: str = "") -> str:
+        state = runtime.get()
+        provider = state.runner.providers.get("voice_api")
+        assert isinstance(provider, VoiceCatalog)
+        try:
+            provider.check_configured()
+            models = await provider.list_models(
+                title=title or None, language=language or None, tag=tag or None, sort=sort or None
+            )
+        except McpAudioError as exc:
+            raise ResourceError(redact(str(exc), state.settings.secrets())) from exc
+        return json.dumps(models, indent=1)
+
+
+def _voice_users(exposed: list[Capability], family: str) -> list[str]:
+    """ "`voice` of qwen3_tts": each offered tool's argument that takes this family's voices."""
+    return [
+        f"`{cap.spec.voice.input}` of {cap.name}"
+        for cap in exposed
+        if cap.spec.voice and cap.spec.voice.family == family
+    ]
+
+
+def _add_voice_family(server: MCPServer[AppState], name: str, family: VoiceFamily, users: list[str]) -> None:
+    where = f" for {', '.join(users)}" if users else ""
+    if family.presets:
+        description = f"{len(family.presets)} preset voices{where}: each one's name and notes."
+    else:
+        description = f"No presets: voices saved by clone tools (voices://cloned) go by name{where}."
+    body = family.model_dump()
+
+    @server.resource(
+        f"voices://{name}",
+        name=f"voices-{name}",
+        title=family.title,
+        mime_type="application/json",
+        description=description,
+    )
+    def voices() -> str:
+        return json.dumps(body, indent=1)
+
+
+def catalog_entries(capabilities: Iterable[Capability]) -> list[dict[str, Any]]:
+    return [
+        {
+            "tool": cap.name,
+            "title": cap.spec.title,
+            "kind": cap.spec.kind,
+            "provider": cap.provider,
+            "endpoints": cap.spec.all_endpoints,
+            "price": cap.spec.price.model_dump(exclude_none=True) if cap.spec.price else None,
+        }
+        for cap in capabilities
+    ]
+
+
+def tools_markdown(catalog: Catalog) -> str:
+    """The README's tool table, generated from the manifests (a test keeps the README in sync)."""
+    lines = ["| Tool | Kind | What it does | Upstream endpoint(s) | Price |", "|---|---|---|---|---|"]
+    for cap in catalog.capabilities.values():
+        price_text = cap.spec.price.describe() if cap.spec.price else "-"
+        endpoints = "<br>".join(f"`{e}`" for e in cap.spec.all_endpoints)
+        lines.append(f"| `{cap.name}` | {cap.spec.kind} | {cap.spec.title} | {endpoints} | {price_text} |")
+    return "\n".join(lines) + "\n"
