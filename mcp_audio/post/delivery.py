@@ -16,7 +16,8 @@ Definitions (all on the decoded samples of the file as written, every channel po
   10 ms hop whose RMS is above `SOUND_DB`;
 - noise floor: the 10th percentile of the RMS of 50 ms windows between the chapter's first and
   last sound: the pauses between words and sentences. Measured there, and not over the whole
-  chapter, so that silent padding at the edges cannot hide a noisy recording.
+  chapter, so that silent padding at the edges cannot hide a noisy recording. It assumes the
+  pauses are at least a tenth of the speech (true of read speech): unbroken sound reports its level.
 """
 
 from __future__ import annotations
