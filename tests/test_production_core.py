@@ -17,12 +17,7 @@ import srt
 import webvtt
 from mutagen import id3, mp3, mp4
 
-from mcp_audio.post import delivery as dl
-from mcp_audio.post import ops
-from mcp_audio.post.chapters import embed_chapters, read_chapters
-from mcp_audio.post.errors import PostError
-from mcp_audio.post.subtitles import cues_from_transcript, to_srt, to_vtt
-from mcp_audio.script import (
+from mcp_audio.core.script import (
     MAX_LEXICON_ENTRIES,
     NARRATOR,
     ChapterMark,
@@ -38,6 +33,11 @@ from mcp_audio.script import (
     sentence_spans,
     subtitle_segments,
 )
+from mcp_audio.post import delivery as dl
+from mcp_audio.post import ops
+from mcp_audio.post.chapters import embed_chapters, read_chapters
+from mcp_audio.post.errors import PostError
+from mcp_audio.post.subtitles import cues_from_transcript, to_srt, to_vtt
 from tests.test_post_engine import decode, lufs, speechlike, true_peak_db, write_wav
 
 # mutagen is untyped: its readers as Any, once

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import av
 import av.error
 
+from mcp_audio.core.script import ChapterMark, check_chapter_marks
 from mcp_audio.post.engine import probe
 from mcp_audio.post.errors import PostError
-from mcp_audio.script import ChapterMark, check_chapter_marks
 
 if TYPE_CHECKING:
     from av.container.core import Chapter

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from mcp_audio.core.script import ChapterMark
 from mcp_audio.post import ops
 from mcp_audio.post.dsp import Limiter
 from mcp_audio.post.engine import (
@@ -46,7 +47,6 @@ from mcp_audio.post.engine import (
 )
 from mcp_audio.post.errors import PostError
 from mcp_audio.post.loudness import LoudnessMeter
-from mcp_audio.script import ChapterMark
 
 HOP_S = 0.01
 """Hop for head/tail room tone (10 ms)."""

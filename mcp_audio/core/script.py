@@ -22,7 +22,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcp_audio.errors import InvalidArguments
+from mcp_audio.core.errors import InvalidArguments
 
 MAX_SCRIPT_CHARS = 200_000
 """Longest script accepted (characters): about four hours of speech at 14 characters a second."""
