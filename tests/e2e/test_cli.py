@@ -20,7 +20,7 @@ from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.server.resources import tools_markdown
 from tests.helpers import FAL_KEY, env_for, text_of
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 KEY_ENVS = {upstream.key_env for upstream in REMOTE.values()}
 
 

@@ -29,7 +29,7 @@ import mcp_audio
 from mcp_audio.config import ENV_NAMES, Settings
 from mcp_audio.core.upstreams import REMOTE
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 SERVER_JSON = ROOT / "server.json"
 MCPB_MANIFEST = ROOT / "mcpb" / "manifest.json"
 BUILD_MCPB = ROOT / "scripts" / "build_mcpb.py"

@@ -4,8 +4,6 @@ meter) and 4x oversampling with scipy for true peak."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -384,12 +382,6 @@ def test_peak_summary_merges_without_losing_the_maxima() -> None:
     peaks = summary.peaks(50)
     assert len(peaks) == 50 and max(peaks) == pytest.approx(0.99)
     assert int(np.argmax(peaks)) == 77_777 * 50 // 100_003
-
-
-def test_importing_the_server_does_not_load_the_audio_stack() -> None:
-    code = "import sys, mcp_audio.server, mcp_audio.post, mcp_audio.post.subtitles; print(sorted(m for m in ('av', 'numpy') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
 
 
 def test_join_crossfade_is_shortened_for_an_input_shorter_than_it(tmp_path: Path) -> None:

@@ -196,8 +196,8 @@ def test_output_problems_name_the_path() -> None:
 # one that was fixed, so the file is always the current list. After fixing a manifest (or on
 # purpose keeping a difference) rewrite it with: python -m tests.test_fal_contract --write
 
-DIFFERENCES = Path(__file__).parent / "data" / "fal_manifest_differences.json"
-MANIFESTS = Path(__file__).parent.parent / "manifests"
+DIFFERENCES = Path(__file__).parent.parent / "data" / "fal_manifest_differences.json"
+MANIFESTS = Path(__file__).parent.parent.parent / "manifests"
 _TYPES = {"string", "integer", "number", "boolean", "array", "object", "null"}
 
 
@@ -580,7 +580,7 @@ if __name__ == "__main__":
 
 @functools.cache
 def _refresh_module() -> Any:
-    path = Path(__file__).parent.parent / "scripts" / "refresh_fal_schemas.py"
+    path = Path(__file__).parent.parent.parent / "scripts" / "refresh_fal_schemas.py"
     spec = importlib.util.spec_from_file_location("refresh_fal_schemas", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
