@@ -448,6 +448,13 @@ def _tool_differences(capability: Capability, endpoint: str, catalog: Catalog) -
             continue  # checked with its input, at its upstream path
         if field_name not in properties:
             out.append(f"voice.cloned: {field_name} is not a field of fal's input")
+    # A field fal requires may be filled by an input of another name (`upstream_name`, e.g. `text` sent as `prompt`).
+    for renamed_input in upstream:
+        missing = f"input.{renamed_input.upstream_name}: fal requires it; the tool has no such field"
+        if missing in out:
+            out.remove(missing)
+            if not renamed_input.required:
+                out.append(f"input.{renamed_input.upstream_name}: fal requires it; optional here")
     # A field fal requires may come from a saved voice instead of an input.
     out = [d for d in out if not any(d.startswith(f"input.{f}: fal requires it; the tool has") for f in cloned)]
     oroot = fal_contract.output_schema(endpoint)
