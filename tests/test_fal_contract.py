@@ -204,6 +204,9 @@ _TYPES = {"string", "integer", "number", "boolean", "array", "object", "null"}
 def _branches(schema: dict[str, Any], root: dict[str, Any]) -> list[dict[str, Any]]:
     """The alternatives a field accepts (anyOf/oneOf flattened, $refs followed), `null` dropped."""
     schema = resolve(schema, root)
+    if len(schema.get("allOf", [])) == 1:  # {"allOf": [{"$ref": ...}], "description": ...}: the one schema
+        rest = {k: v for k, v in schema.items() if k != "allOf"}
+        return _branches({**rest, **resolve(schema["allOf"][0], root)}, root)
     for key in ("anyOf", "oneOf"):
         if key in schema:
             rest = {k: v for k, v in schema.items() if k != key}
