@@ -405,7 +405,8 @@ class _Sampler:
         if isinstance(default, int | float) and not isinstance(default, bool):
             value = float(default)
         else:
-            known = {"seed": 42.0, "duration": 5.0, "start": 0.0, "end": 1.5, "sample_rate": 44100.0, "bitrate": 128000.0}
+            known = {"seed": 42.0, "duration": 5.0, "start": 0.0, "end": 1.5}
+            known |= {"sample_rate": 44100.0, "bitrate": 128000.0}
             value = known.get(name, 1.0)
             if name.endswith("_ms"):
                 value = 5000.0
