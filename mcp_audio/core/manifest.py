@@ -193,6 +193,8 @@ class ToolSpec(_Strict):
     files: list[str] = Field(default_factory=list)  # output paths holding File objects ("audio", "clips[]")
     result_text: str | None = None  # output field shown to the model as text (a transcript)
     price: Price | None = None
+    # True: the upstream publishes no price for it (in our sources); a capability has a price or this.
+    no_published_price: bool = False
     # "queued": an upstream job that is submitted, then followed (resumable after a restart).
     # "one_shot": one request answers with the output, possibly streaming partial results as
     # events (not resumable). Unset: the upstream's default shape (core/upstreams.py).
@@ -232,6 +234,8 @@ class ToolSpec(_Strict):
             if unknown:
                 raise ValueError(f"input {spec.name!r}: models {unknown} are not keys of `endpoints`")
         price = self.price
+        if price is not None and self.no_published_price:
+            raise ValueError("give `price` or `no_published_price = true`, not both")
         for ref in (
             self.voice.input if self.voice else None,
             self.saves_voice.name_input if self.saves_voice else None,

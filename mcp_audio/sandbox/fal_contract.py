@@ -366,7 +366,11 @@ class _Sampler:
         properties: JSON = schema.get("properties", {})
         if _is_file(properties):
             made = dict(self.make_file(_file_kind(name, schema), name))
-            return {k: v for k, v in made.items() if k in properties or k == "url"}
+            out = {k: v for k, v in made.items() if k in properties or k == "url"}
+            for key in schema.get("required", []):  # fal's newer media Files also require bitrate, codec, ...
+                if key not in out and key in properties:
+                    out[key] = self.value(properties[key], key)
+            return out
         if not properties:
             extra = schema.get("additionalProperties")
             return {"sample": self.value(extra, "sample")} if isinstance(extra, dict) and extra else {}
@@ -401,7 +405,9 @@ class _Sampler:
         if isinstance(default, int | float) and not isinstance(default, bool):
             value = float(default)
         else:
-            value = {"seed": 42.0, "duration": 5.0, "start": 0.0, "end": 1.5}.get(name, 1.0)
+            known = {"seed": 42.0, "duration": 5.0, "start": 0.0, "end": 1.5}
+            known |= {"sample_rate": 44100.0, "bitrate": 128000.0}
+            value = known.get(name, 1.0)
             if name.endswith("_ms"):
                 value = 5000.0
         low = schema.get("minimum", schema.get("exclusiveMinimum"))
@@ -451,6 +457,8 @@ def _plausible_string(name: str) -> str:
         return f"sandbox_{low}"
     if low in ("type",):
         return "word"
+    if low in ("codec", "container"):
+        return "mp3"
     return "sandbox"
 
 

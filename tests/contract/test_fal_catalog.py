@@ -139,10 +139,11 @@ async def test_dialogue_sends_its_lines_as_objects(client: Client, fake_fal: Fak
 
 
 async def test_minimax_voices_are_sent_in_voice_setting_and_clones_are_saved(client: Client, fake_fal: FakeFal) -> None:
+    # `prompt`, the old name of `text`, still works and is sent as fal's `prompt`
     preset = await client.call_tool("minimax_tts", {"prompt": "Hello", "advanced": {"voice_setting": {"speed": 1.2}}})
     assert not preset.is_error, text_of(preset)
     assert submitted(fake_fal)[-1].json == {"prompt": "Hello", "voice_setting": {"speed": 1.2}}
-    named = await client.call_tool("minimax_tts", {"prompt": "Hello", "voice": "Friendly_Person", "model": "turbo"})
+    named = await client.call_tool("minimax_tts", {"text": "Hello", "voice": "Friendly_Person", "model": "turbo"})
     assert not named.is_error, text_of(named)
     sent = submitted(fake_fal)[-1]
     assert sent.path == "/fal-ai/minimax/speech-2.8-turbo"
@@ -152,11 +153,11 @@ async def test_minimax_voices_are_sent_in_voice_setting_and_clones_are_saved(cli
         "minimax_design_voice", {"prompt": "A calm old sailor", "preview_text": "Ahoy.", "name": "sailor"}
     )
     assert not design.is_error, text_of(design)
-    spoken = await client.call_tool("minimax_tts", {"prompt": "Hello", "voice": "sailor"})
+    spoken = await client.call_tool("minimax_tts", {"text": "Hello", "voice": "sailor"})
     assert not spoken.is_error, text_of(spoken)
     assert submitted(fake_fal)[-1].json == {"prompt": "Hello", "voice_setting": {"voice_id": "voice-abc123"}}
     both = await client.call_tool(
-        "minimax_tts", {"prompt": "Hi", "voice": "sailor", "advanced": {"voice_setting": {"voice_id": "x"}}}
+        "minimax_tts", {"text": "Hi", "voice": "sailor", "advanced": {"voice_setting": {"voice_id": "x"}}}
     )
     assert both.is_error  # voice_id is not a member of the advanced voice_setting
 

@@ -204,6 +204,9 @@ _TYPES = {"string", "integer", "number", "boolean", "array", "object", "null"}
 def _branches(schema: dict[str, Any], root: dict[str, Any]) -> list[dict[str, Any]]:
     """The alternatives a field accepts (anyOf/oneOf flattened, $refs followed), `null` dropped."""
     schema = resolve(schema, root)
+    if len(schema.get("allOf", [])) == 1:  # {"allOf": [{"$ref": ...}], "description": ...}: the one schema
+        rest = {k: v for k, v in schema.items() if k != "allOf"}
+        return _branches({**rest, **resolve(schema["allOf"][0], root)}, root)
     for key in ("anyOf", "oneOf"):
         if key in schema:
             rest = {k: v for k, v in schema.items() if k != key}
@@ -448,6 +451,13 @@ def _tool_differences(capability: Capability, endpoint: str, catalog: Catalog) -
             continue  # checked with its input, at its upstream path
         if field_name not in properties:
             out.append(f"voice.cloned: {field_name} is not a field of fal's input")
+    # A field fal requires may be filled by an input of another name (`upstream_name`, e.g. `text` sent as `prompt`).
+    for renamed_input in upstream:
+        missing = f"input.{renamed_input.upstream_name}: fal requires it; the tool has no such field"
+        if missing in out:
+            out.remove(missing)
+            if not renamed_input.required:
+                out.append(f"input.{renamed_input.upstream_name}: fal requires it; optional here")
     # A field fal requires may come from a saved voice instead of an input.
     out = [d for d in out if not any(d.startswith(f"input.{f}: fal requires it; the tool has") for f in cloned)]
     oroot = fal_contract.output_schema(endpoint)

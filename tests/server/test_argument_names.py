@@ -29,6 +29,8 @@ RENAMED = [
     ("audio_master", "audio_url", "file"),
     ("audio_trim", "audio_url", "file"),
     ("audio_info", "audio_url", "file"),
+    ("kokoro_tts", "text", "prompt"),  # speech text is `text` in every TTS tool
+    ("minimax_tts", "text", "prompt"),
 ]
 
 

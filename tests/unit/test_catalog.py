@@ -9,6 +9,7 @@ import pytest
 
 from mcp_audio.catalog import load_catalog
 from mcp_audio.core.errors import InvalidArguments, ManifestError
+from mcp_audio.core.manifest import ToolSpec
 from tests.helpers import CORE_TOOLS
 
 CATALOG = load_catalog()
@@ -20,6 +21,15 @@ def test_core_capabilities_are_shipped() -> None:
         "fal-ai/qwen-3-tts/text-to-speech/1.7b",
         "fal-ai/qwen-3-tts/text-to-speech/0.6b",
     ]
+
+
+def test_every_capability_has_a_price_or_says_none_is_published() -> None:
+    unmarked = [c.name for c in CATALOG.capabilities.values() if c.spec.price is None and not c.spec.no_published_price]
+    assert unmarked == []
+    both = {"usd": 0.1, "unit": "request"}
+    spec = CATALOG.capabilities["kokoro_tts"].spec.model_dump(exclude_none=True) | {"price": both}
+    with pytest.raises(ValueError, match="not both"):
+        ToolSpec.model_validate(spec)
 
 
 def test_every_seed_example_validates_against_both_schema_and_model() -> None:
