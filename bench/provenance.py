@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from post_bench import write_narration  # noqa: E402
+from post_bench import write_narration
 
-from mcp_audio.post import ops  # noqa: E402
-from mcp_audio.provenance import Creation, Ingredient, load_signer, read_provenance, sign_audio  # noqa: E402
+from mcp_audio.post import ops
+from mcp_audio.provenance import Creation, Ingredient, load_signer, read_provenance, sign_audio
 
 
 def main() -> None:
