@@ -375,7 +375,7 @@ def sign_audio(
                 defs.append(_ingredient_def(item, "componentOf", label, report))
                 actions.append(_action("c2pa.placed", when, agent, source, [label]))
             actions.append(_action("c2pa.edited", when, agent, None, None))
-        if operation:
+        if created is None and operation:
             actions[-1]["description"] = _clip(f"{software} {operation}")
         builder = stack.enter_context(c2pa.Builder(_manifest(title, actions, software), context=ctx))
         for definition, fmt, data, sidecar_bytes in defs:
