@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from post_bench import write_narration
 
 from mcp_audio.post import ops
-from mcp_audio.provenance import Creation, Ingredient, load_signer, read_provenance, sign_audio
+from mcp_audio.files.provenance import Creation, Ingredient, load_signer, read_provenance, sign_audio
 
 
 def main() -> None:

@@ -28,8 +28,8 @@ from mcp_audio.config import ServerSettings, Settings
 from mcp_audio.post import ops
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import CATALOG, body_of, server, text_of
-from tests.test_post_engine import decode, true_peak_db
-from tests.test_post_engine import lufs as loudness
+from tests.unit.test_post_engine import decode, true_peak_db
+from tests.unit.test_post_engine import lufs as loudness
 
 pytestmark = pytest.mark.anyio
 RATE = 48000

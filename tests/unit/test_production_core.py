@@ -38,7 +38,7 @@ from mcp_audio.post import ops
 from mcp_audio.post.chapters import embed_chapters, read_chapters
 from mcp_audio.post.errors import PostError
 from mcp_audio.post.subtitles import cues_from_transcript, to_srt, to_vtt
-from tests.test_post_engine import decode, lufs, speechlike, true_peak_db, write_wav
+from tests.unit.test_post_engine import decode, lufs, speechlike, true_peak_db, write_wav
 
 # mutagen is untyped: its readers as Any, once
 ID3: Any = id3.ID3

@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mcp_audio.errors import ConfigError
+from mcp_audio.core.errors import ConfigError
 from mcp_audio.post import ops
 from mcp_audio.post.engine import AudioWriter, resolve_output
-from mcp_audio.provenance import (
+from mcp_audio.files.provenance import (
     CAPTURE,
     EMBEDDED,
     SIDECAR,

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mcp_audio.errors import ConfigError, McpAudioError
+from mcp_audio.core.errors import ConfigError, McpAudioError
 
 if TYPE_CHECKING:
     import c2pa
