@@ -1,4 +1,4 @@
-"""Benchmark: what C2PA signing (mcp_audio.provenance) adds to mastering a long file.
+"""Benchmark: what C2PA signing (mcp_audio.files.provenance) adds to mastering a long file.
 
 A synthetic 10-minute narration (bench/post_bench.py's) is mastered to -16 LUFS / -1 dBTP with
 the post engine, per format; then the output is signed as an edit with the narration as its
@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from post_bench import write_narration
 
-from mcp_audio.post import ops
 from mcp_audio.files.provenance import Creation, Ingredient, load_signer, read_provenance, sign_audio
+from mcp_audio.post import ops
 
 
 def main() -> None:

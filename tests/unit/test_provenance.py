@@ -1,4 +1,4 @@
-"""Content Credentials (mcp_audio.provenance): real audio files made with the post engine or
+"""Content Credentials (mcp_audio.files.provenance): real audio files made with the post engine or
 PyAV, signed, then read back with c2pa's own Reader and with mutagen; a byte of audio changed
 after signing must be reported as tampered."""
 
@@ -22,8 +22,6 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mcp_audio.core.errors import ConfigError
-from mcp_audio.post import ops
-from mcp_audio.post.engine import AudioWriter, resolve_output
 from mcp_audio.files.provenance import (
     CAPTURE,
     EMBEDDED,
@@ -36,6 +34,8 @@ from mcp_audio.files.provenance import (
     read_provenance,
     sign_audio,
 )
+from mcp_audio.post import ops
+from mcp_audio.post.engine import AudioWriter, resolve_output
 
 NOW = datetime(2026, 8, 3, 12, 0, tzinfo=UTC)
 MODEL = Creation("fal", "fal-ai/elevenlabs/tts/eleven-v3")
