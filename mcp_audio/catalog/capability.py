@@ -17,6 +17,7 @@ from mcp_audio.catalog.messages import describe_validation_error, short
 from mcp_audio.catalog.schema import ADVANCED, input_model
 from mcp_audio.core.errors import InvalidArguments
 from mcp_audio.core.manifest import InputSpec, ToolSpec, VoiceFamily
+from mcp_audio.core.pricing import estimate_cost
 from mcp_audio.core.upstreams import Shape, Upstream
 from mcp_audio.core.voices import SavedVoice
 
@@ -34,6 +35,9 @@ class PreparedCall:
     endpoint: str
     body: dict[str, Any]
     options: dict[str, Any]
+    # From the validated arguments, by the tool's own argument names (the body is keyed by the
+    # upstream's, which a rename or a nested field would hide from the price's `quantity_input`).
+    estimated_cost_usd: float | None = None
 
 
 VoiceLookup = Callable[[str], SavedVoice | None]
@@ -94,6 +98,7 @@ class Capability:
             raise InvalidArguments(describe_validation_error(self.spec, exc)) from exc
         given = model.model_dump(exclude_unset=True)
         advanced = given.pop(ADVANCED, None) or {}
+        cost = estimate_cost(self.spec.price, given | advanced)
         body = {k: v for k, v in given.items() if self.inputs[k].upstream} | advanced
         for name, value in body.items():
             if self.inputs[name].encode == "json":  # form-field APIs take objects as JSON text
@@ -109,7 +114,7 @@ class Capability:
         self._nest(body)
         if self.spec.saves_voice is not None and not options.get(self.spec.saves_voice.name_input, "x").strip():
             raise InvalidArguments(f"`{self.spec.saves_voice.name_input}`: must not be blank when given.")
-        return PreparedCall(endpoint=endpoint, body=body, options=options)
+        return PreparedCall(endpoint=endpoint, body=body, options=options, estimated_cost_usd=cost)
 
     def tool_arguments(self, request: dict[str, Any]) -> dict[str, Any]:
         """Reshape an upstream request body into this tool's arguments (advanced settings nested)."""

@@ -46,7 +46,7 @@ class CallPipeline:
         provider.check_configured()  # a missing key fails before any file is read or uploaded
         roots = await self._with_uploads(capability, call.body, roots, principal)
         request = await InputResolver(self._store, self._client, principal).resolve(capability, call, provider, roots)
-        return await self._runner.start(capability, request, principal, confirm)
+        return await self._runner.start(capability, request, principal, confirm, cost=call.estimated_cost_usd)
 
     async def _with_uploads(
         self, capability: Capability, body: dict[str, Any], roots: list[Path], principal: str

@@ -40,7 +40,7 @@ from mcp_audio.core.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from mcp_audio.core.pricing import Confirm, NotConfirmed, estimate_cost
+from mcp_audio.core.pricing import Confirm, NotConfirmed
 from mcp_audio.core.redaction import redact, redact_json
 from mcp_audio.core.results import OutputFile, extract_result, value_at
 from mcp_audio.core.upstreams import UPSTREAMS
@@ -144,10 +144,12 @@ class JobRunner:
         request: UpstreamRequest,
         principal: str = LOCAL_PRINCIPAL,
         confirm: Confirm | None = None,
+        *,
+        cost: float | None,
     ) -> Job:
         """Persist a new job of `principal`'s, leased to this process, and start running it in the
-        background. `confirm` may ask the user about the estimated cost first (NotConfirmed: no job)."""
-        cost = estimate_cost(capability.spec.price, request.body)
+        background. `cost` is the call's estimate (`PreparedCall.estimated_cost_usd`); `confirm` may
+        ask the user about it first (NotConfirmed: no job)."""
         if confirm is not None and cost is not None and not await confirm(capability.name, cost):
             raise NotConfirmed(capability.name, cost)
         self._spend.charge(capability.name, cost, principal)  # raises SpendLimitExceeded before anything is sent

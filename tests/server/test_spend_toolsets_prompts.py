@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -35,6 +36,24 @@ async def test_spend_limit_refuses_the_call_that_would_pass_it(settings: Setting
         cheap = await client.call_tool("qwen3_tts", {"text": "ok"})  # $0.00018 still fits
         assert not cheap.is_error
     assert [r.kind for r in fake_fal.requests].count("submit") == 2
+
+
+async def test_a_priced_argument_sent_under_another_name_keeps_its_estimate_and_cap(
+    settings: Settings, fake_fal: FakeFal
+) -> None:
+    """minimax_tts bills its `text`, which fal receives as `prompt`: the estimate comes from the
+    tool's own argument names, so the rename cannot drop the price or the spend cap."""
+    limited = settings.model_copy(update={"max_spend_usd": 0.25})
+    async with Client(server(limited)) as client:
+        first = await client.call_tool("minimax_tts", {"text": "a" * 2000})
+        second = await client.call_tool("minimax_tts", {"text": "b" * 1000})
+    assert not first.is_error, text_of(first)
+    assert first.structured_content is not None
+    assert first.structured_content["estimated_cost_usd"] == pytest.approx(0.2)  # $0.1 per 1000 characters
+    assert second.is_error and "past MCP_AUDIO_MAX_SPEND_USD=$0.25" in text_of(second)
+    submits = fake_fal.requests_of("submit")
+    sent = json.loads(submits[0].body) if len(submits) == 1 else {}
+    assert "text" not in sent and len(sent["prompt"]) == 2000
 
 
 async def test_toolsets_limit_tools_resources_and_prompts(settings: Settings) -> None:
