@@ -4,6 +4,7 @@ job row and start it. The MCP tool handler only adapts this to MCP (roots, progr
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
     import httpx
 
 
+# The folders local file inputs may be read from (the client's roots or MCP_AUDIO_ALLOWED_DIRS).
+Roots = Callable[[], Awaitable[list[Path]]]
+
+
 class CallPipeline:
     def __init__(self, store: JobStore, runner: JobRunner, uploads: Uploads | None = None) -> None:
         self._store = store
@@ -29,14 +34,16 @@ class CallPipeline:
         self,
         capability: Capability,
         arguments: dict[str, Any],
-        roots: list[Path],
+        roots: Roots,
         principal: str = LOCAL_PRINCIPAL,
         confirm: Confirm | None = None,
     ) -> Job:
         """Raises InvalidArguments, ConfigError, SpendLimitExceeded or UpstreamError (an upload)
         before any job exists; afterwards every failure is recorded on the job. Saved voices are
         `principal`'s own: another's can't be used, nor seen in an error's list. `confirm` may ask
-        the user about the estimated cost (NotConfirmed)."""
+        the user about the estimated cost (NotConfirmed). `roots()` gives the folders local paths
+        may be read from: asked only once the arguments are valid and one of them is a local path
+        (asking a client for its roots is a round trip, and pointless for a URL or a text)."""
         call = capability.prepare(
             arguments,
             lambda name: self._store.find_voice(name, principal),
@@ -44,8 +51,10 @@ class CallPipeline:
         )
         provider = self._runner.providers.get(capability.provider)
         provider.check_configured()  # a missing key fails before any file is read or uploaded
-        roots = await self._with_uploads(capability, call.body, roots, principal)
-        request = await InputResolver(self._store, self._client, principal).resolve(capability, call, provider, roots)
+        readable = await roots() if _names_local_path(capability, call.body) else []
+        readable = await self._with_uploads(capability, call.body, readable, principal)
+        resolver = InputResolver(self._store, self._client, principal)
+        request = await resolver.resolve(capability, call, provider, readable)
         return await self._runner.start(capability, request, principal, confirm, cost=call.estimated_cost_usd)
 
     async def _with_uploads(
@@ -73,3 +82,13 @@ class CallPipeline:
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()
+
+
+def _names_local_path(capability: Capability, body: dict[str, Any]) -> bool:
+    """Whether a file input is given as a local path (no scheme: not a URL, data: URI, upload or reference)."""
+    for spec in capability.file_inputs:
+        value = body.get(spec.sent_name)  # the body is keyed by upstream field names
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and "://" not in item and not item.startswith("data:"):
+                return True
+    return False

@@ -182,9 +182,12 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
     async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult | InputRequiredResult:
         state = runtime.get()
         try:
-            # Over HTTP the client's roots name folders of its own machine: never trusted here.
-            trusts_roots = capability.file_inputs and transport == "stdio"
-            roots = (await client_roots(ctx) if trusts_roots else None) or state.settings.input_roots(transport)
+
+            async def roots() -> list[Path]:
+                # Over HTTP the client's roots name folders of its own machine: never trusted here.
+                trusted = await client_roots(ctx) if transport == "stdio" else None
+                return trusted or state.settings.input_roots(transport)
+
             confirm = cost_confirmation(ctx, state.settings.confirm_above_usd)
             job = await state.pipeline.start(capability, arguments, roots, current_principal(), confirm)
         except NeedsApproval as needed:  # 2026 era: the question goes back; the client retries with the answer

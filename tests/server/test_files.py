@@ -128,6 +128,26 @@ async def test_client_roots_decide_what_may_be_read(settings: Settings, fake_fal
     assert outside.is_error and "is outside the folders this server may read" in text_of(outside)
 
 
+async def test_roots_are_asked_only_when_a_valid_call_names_a_local_path(
+    settings: Settings, fake_fal: FakeFal, tmp_path: Path
+) -> None:
+    (tmp_path / "talk.wav").write_bytes(make_wav())
+    asked: list[str] = []
+
+    async def list_roots(context: Any) -> ListRootsResult:
+        asked.append("roots/list")
+        return ListRootsResult(roots=[Root(uri=tmp_path.as_uri(), name="shared")])
+
+    async with Client(server(settings), mode="legacy", list_roots_callback=list_roots) as client:
+        by_url = await client.call_tool("whisper_transcribe", {"audio_url": fake_fal.base_url + "/files/x.wav"})
+        invalid = await client.call_tool("whisper_transcribe", {"audio_url": str(tmp_path / "talk.wav"), "bad": 1})
+        speech = await client.call_tool("qwen3_tts", {"text": "Hello"})
+        assert asked == [], (text_of(by_url), text_of(invalid), text_of(speech))
+        local = await client.call_tool("whisper_transcribe", {"audio_url": str(tmp_path / "talk.wav")})
+    assert invalid.is_error and not local.is_error, text_of(local)
+    assert asked == ["roots/list"]
+
+
 @pytest.mark.parametrize(
     ("data", "content_type", "name", "expected"),
     [
