@@ -15,6 +15,7 @@ import binascii
 import mimetypes
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from urllib.parse import unquote_to_bytes, urlparse
 from mcp_audio.core.errors import InvalidArguments
 from mcp_audio.core.media import extension_for, sniff_content_type
 from mcp_audio.files.outputs import audio_properties
-from mcp_audio.files.references import is_reference, referenced_output, transcript_of
+from mcp_audio.files.references import is_reference, referenced_output, transcript_of, upstream_copy
 from mcp_audio.providers.base import FileBytes, LocalFile, Provider, Uploads, UpstreamRequest
 from mcp_audio.store import LOCAL_PRINCIPAL
 
@@ -147,8 +148,9 @@ class InputResolver:
                 parts[key] = await self._read(spec, value, provider, roots)
                 del body[key]
             elif not is_url(value) and not (value.startswith("data:") and capability.upstream.reads_data_uris):
-                file = await self._read(spec, value, provider, roots)
-                reference = await self._upload(call.endpoint, file, provider)
+                reference = self._upstream_copy(value, spec.name, provider) or await self._upload(
+                    call.endpoint, await self._read(spec, value, provider, roots), provider
+                )
                 target = capability.inputs[spec.uploaded_as].sent_name if spec.uploaded_as else key
                 if target != key and target in body:
                     raise InvalidArguments(f"`{spec.name}`: give a file or `{spec.uploaded_as}`, not both.")
@@ -266,6 +268,12 @@ class InputResolver:
             max_bytes=limit,
             duration_range=(spec.min_duration_s, spec.max_duration_s),
         )
+
+    def _upstream_copy(self, value: str, field: str, provider: Provider) -> str | None:
+        """An earlier output of this same upstream (jobs://, files://) as the URL it already has there."""
+        if not is_reference(value):
+            return None
+        return upstream_copy(self._store, field, value, self._principal, provider.upstream.name, time.time())
 
     async def _upload(self, endpoint: str, file: FileBytes, provider: Provider) -> str:
         assert isinstance(provider, Uploads), provider  # the catalog checks this at load

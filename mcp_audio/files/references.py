@@ -45,6 +45,24 @@ def finished_job(store: JobStore, field: str, value: str, principal: str) -> Job
 
 def referenced_output(store: JobStore, field: str, value: str, principal: str) -> OutputFile:
     """The output file a `files://` or `jobs://` reference names."""
+    return _referenced(store, field, value, principal)[1]
+
+
+def upstream_copy(store: JobStore, field: str, value: str, principal: str, upstream: str, now: float) -> str | None:
+    """The URL at `upstream` of the output a reference names, when that upstream made it and still
+    keeps it (`Uploads.upload_lifetime_s` after the job finished): sending that URL spares a
+    download and an upload of the same bytes. None when the file must be sent again."""
+    job, item = _referenced(store, field, value, principal)
+    if job.provider != upstream or job.finished_at is None or not item.url.startswith(("https://", "http://")):
+        return None
+    return item.url if now - job.finished_at < _UPSTREAM_KEEPS_S.get(upstream, 0.0) else None
+
+
+# How long an upstream keeps the files it made, at the least (fal: for days; re-sent after one).
+_UPSTREAM_KEEPS_S = {"fal": 24 * 3600.0}
+
+
+def _referenced(store: JobStore, field: str, value: str, principal: str) -> tuple[Job, OutputFile]:
     if value.startswith(FILES):
         job_id, slash, name = value.removeprefix(FILES).partition("/")
         if not slash or not name or not job_id:
@@ -58,14 +76,14 @@ def referenced_output(store: JobStore, field: str, value: str, principal: str) -
         item = next((f for f in files if _is_audio(f)), None)
         if item is None:
             raise InvalidArguments(f"`{field}`: job {job.id} ({job.tool}) has no audio output.")
-        return item
+        return job, item
     found = next((f for f in files if f.file_name == name), None)
     if found is None:
         names = ", ".join(f.file_name for f in files if f.file_name) or "none"
         raise InvalidArguments(
             f"`{field}`: job {job.id} ({job.tool}) has no output file '{name[:100]}'; its files: {names}."
         )
-    return found
+    return job, found
 
 
 def _is_audio(item: OutputFile) -> bool:

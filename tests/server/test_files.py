@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import time
@@ -333,3 +334,30 @@ async def test_hostile_file_references_get_a_clear_error(
     assert text_of(result).startswith("Error executing tool whisper_transcribe: `audio_url`: ")
     assert expected in text_of(result)
     assert fake_fal.requests == []
+
+
+async def test_an_earlier_fal_output_is_passed_to_fal_as_its_own_url(client: Client, fake_fal: FakeFal) -> None:
+    """jobs:// naming a fal output, sent to a fal tool: fal's URL as it is, no download and upload again."""
+    speech = await client.call_tool("qwen3_tts", {"text": "Hello there"})
+    assert not speech.is_error and speech.structured_content is not None, text_of(speech)
+    made = speech.structured_content["files"][0]["url"]
+    job_id = speech.structured_content["job_id"]
+    before = len(fake_fal.requests)
+    result = await client.call_tool("whisper_transcribe", {"audio_url": f"jobs://{job_id}"})
+    assert not result.is_error, text_of(result)
+    later = fake_fal.requests[before:]
+    assert [r.kind for r in later if r.kind in ("upload", "multipart", "file")] == []
+    submit = next(r for r in later if r.kind == "submit")
+    assert json.loads(submit.body)["audio_url"] == made
+
+
+async def test_a_local_output_is_uploaded_to_fal(client: Client, fake_fal: FakeFal) -> None:
+    """An output this server made itself (no fal URL) still reaches fal as an upload."""
+    speech = await client.call_tool("qwen3_tts", {"text": "Hello there"})
+    assert speech.structured_content is not None, text_of(speech)
+    trimmed = await client.call_tool("audio_trim", {"audio_url": f"jobs://{speech.structured_content['job_id']}", "end_s": 0.5})
+    assert not trimmed.is_error and trimmed.structured_content is not None, text_of(trimmed)
+    before = len(fake_fal.requests)
+    result = await client.call_tool("whisper_transcribe", {"audio_url": f"jobs://{trimmed.structured_content['job_id']}"})
+    assert not result.is_error, text_of(result)
+    assert "upload" in [r.kind for r in fake_fal.requests[before:]]
