@@ -1,4 +1,4 @@
-"""The in-chat player (mcp_audio/server/player/player.html) in a real headless Chromium, inside a test host page
+"""The in-chat player (mcp_audio/server/player.html) in a real headless Chromium, inside a test host page
 that speaks the MCP Apps postMessage protocol (SEP-1865) and serves small WAV files from loopback."""
 
 from __future__ import annotations

@@ -10,4 +10,4 @@ MIME_TYPE = "text/html;profile=mcp-app"
 
 def player_html() -> str:
     """The in-chat audio player: one HTML file with its CSS and JS inline."""
-    return files("mcp_audio.server.player").joinpath("player.html").read_text(encoding="utf-8")
+    return files("mcp_audio.server").joinpath("player.html").read_text(encoding="utf-8")
