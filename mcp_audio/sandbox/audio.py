@@ -52,6 +52,7 @@ Pcm = npt.NDArray[np.int16]
 _SENTENCE_END = re.compile(r"[.!?…]['\"”’)\]]*$")
 _CLAUSE_END = re.compile(r"[,;:—–-]['\"”’)\]]*$")
 _TAG_MARK = b'{"' + TAG_KEY.encode() + b'"'
+_CUE = re.compile(r"\[[^\[\]]{1,40}\]")  # [excited], [whisper]: direction for a model, not words
 
 
 @dataclass(frozen=True)
@@ -205,11 +206,12 @@ def speech_pcm(plan: Timeline, rate: int = SPEECH_RATE, default_voice: str = "de
 
 
 def speak(parts: Iterable[tuple[str, str]], fmt: str = "wav", rate: int = SPEECH_RATE) -> tuple[bytes, Timeline]:
-    """Speech of (text, voice) parts in a row, encoded as `fmt` and tagged; and its timeline."""
+    """Speech of (text, voice) parts in a row, encoded as `fmt` and tagged; and its timeline.
+    Bracketed cues (`[excited]`) are not spoken."""
     texts: list[str] = []
     voices: list[str] = []
     for text, voice in parts:
-        words = text.split()
+        words = _CUE.sub(" ", text).split()
         texts.extend(words)
         voices.extend([voice] * len(words))
     plan = timeline(" ".join(texts), voices)
