@@ -131,8 +131,9 @@ _VARIANTS = 15  # 5 vowels x 3 onsets (none, hiss, burst); pitch varies per vari
 
 
 def voice_pitch(voice: str) -> float:
-    """The fundamental (Hz) of a voice: a stable function of its name, 90-240 Hz."""
-    return 90.0 + (zlib.crc32(voice.encode()) % 1000) / 1000 * 150.0
+    """The fundamental (Hz) of a voice: a stable function of its name, one of 19 semitones from
+    85 Hz up (to 240 Hz), so two voices differ by a semitone or more unless their names collide."""
+    return 85.0 * 2 ** ((zlib.crc32(voice.encode()) % 19) / 12)
 
 
 def _level(dbfs: float) -> float:
@@ -144,7 +145,7 @@ def _bank(voice: str, rate: int) -> tuple[tuple[Pcm, ...], ...]:
     """bank[length][variant]: the voice's syllables, each ending in silence, at SPEECH_DBFS + 1.5 dB
     (the short gaps between words bring a sentence down to SPEECH_DBFS)."""
     f0 = voice_pitch(voice)
-    shift = 1.0 + (f0 - 120.0) / 1000.0  # higher voices have slightly higher formants
+    shift = 1.0 + (f0 - 120.0) / 800.0  # higher voices have slightly higher formants
     rng = np.random.default_rng(zlib.crc32(voice.encode()))
     bank = []
     for seconds in _SYLLABLE_S:

@@ -233,6 +233,4 @@ def _sniff(data: bytes) -> str:
 
 
 def _extension(data: bytes) -> str:
-    return {"audio/wav": "wav", "audio/mpeg": "mp3", "audio/flac": "flac", "audio/ogg": "ogg"}.get(
-        _sniff(data), "bin"
-    )
+    return {"audio/wav": "wav", "audio/mpeg": "mp3", "audio/flac": "flac", "audio/ogg": "ogg"}.get(_sniff(data), "bin")
