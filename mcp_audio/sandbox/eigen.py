@@ -2,8 +2,9 @@
 
 Serve `FakeEigen().app` with `serve.serve_in_thread`, set `fake.base_url`, inject failures,
 then inspect `fake.requests`: every request's multipart parts as parsed by a real multipart
-parser (name, file name, content type, bytes or value). TTS answers with a small valid WAV (or
-the format asked for), ASR with a transcript, upload with a new voice_id. Deliberate choices:
+parser (name, file name, content type, bytes or value). TTS answers with sandbox speech of the
+text (see `audio`: WAV, or the format asked for), ASR with the words of such speech (or a fixed
+placeholder transcript for other audio), upload with a new voice_id. Deliberate choices:
 - stricter than the real API (a FastAPI app that likely ignores unknown form fields): a field
   the model does not take is a 422, so a field sent by mistake fails loudly in tests;
 - `stream=true` (SSE) is not implemented: the server under test never asks for it;
@@ -12,6 +13,7 @@ the format asked for), ASR with a transcript, upload with a new voice_id. Delibe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -23,7 +25,8 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from mcp_audio.sandbox._base import FakeUpstream, Injection, Part, TruncatedBody, no_route, read_parts, silent_mp3
+from mcp_audio.sandbox import audio
+from mcp_audio.sandbox._base import FakeUpstream, Injection, Part, TruncatedBody, no_route, read_parts
 from mcp_audio.sandbox._base import sine_wav as _sine_wav
 
 KINDS = frozenset({"tts", "asr", "upload", "root", "file"})
@@ -125,6 +128,7 @@ class FakeEigen(FakeUpstream[EigenRequest]):
         self.transcript = "Hello from the fake Eigen transcriber."
         self.voices: dict[str, FakeVoice] = {}
         self.generated = 0  # speech generations answered (what the upstream would bill)
+        self.last_audio: bytes | None = None  # the last TTS answer's bytes (only the last: memory stays bounded)
         self._body_break: int | None = None
 
     # ---- test-side controls -------------------------------------------------------------
@@ -203,9 +207,13 @@ class FakeEigen(FakeUpstream[EigenRequest]):
             if response_format not in QWEN_FORMATS:
                 return _invalid("response_format", f"Unsupported format '{response_format}'")
             content_type = QWEN_FORMATS[response_format]
-        data = _audio(content_type)
+        speaker = voice or voice_id or form.get("voice_url") or form.get("preset_url") or f"{model} default"
+        if "audio_prompt_file" in record.files:  # chatterbox cloning from the sample it was sent
+            speaker = "clone " + hashlib.sha256(record.files["audio_prompt_file"].data).hexdigest()[:16]
+        data, _ = audio.speak([(form["text"], speaker)], _FORMATS[content_type])
         with self._lock:
             self.generated += 1
+            self.last_audio = data
             cut, self._body_break = self._body_break, None
         if cut is not None:
             return TruncatedBody(data, content_type, cut)
@@ -221,15 +229,17 @@ class FakeEigen(FakeUpstream[EigenRequest]):
         response_format = form.get("response_format", "json")
         if response_format not in ("json", "text"):
             return _invalid("response_format", "Must be json or text")
+        heard = audio.recognise(record.files["file"].data)  # speech this sandbox made: its words back
+        text = heard.text if heard is not None else self.transcript
         if response_format == "text":
-            return PlainTextResponse(self.transcript)
-        return JSONResponse(
-            {
-                "text": self.transcript,
-                "language": form.get("language", "en"),
-                "segments": [{"start": 0.0, "end": 1.5, "text": self.transcript}],
-            }
+            return PlainTextResponse(text)
+        segments = (
+            [{"start": s.start, "end": s.end, "text": s.text} for s in heard.sentences]
+            if heard is not None
+            else [{"start": 0.0, "end": 1.5, "text": self.transcript}]
         )
+        body = {"text": text, "language": form.get("language", "en"), "segments": segments}
+        return JSONResponse(body | {"sandbox": audio.SANDBOX_NOTE})
 
     def _on_upload(self, record: EigenRequest) -> Response:
         problem = _check_fields(record, "upload")
@@ -244,7 +254,7 @@ class FakeEigen(FakeUpstream[EigenRequest]):
         voice_id = uuid.uuid4().hex
         with self._lock:
             self.voices[voice_id] = FakeVoice(model, sample.data)
-        return JSONResponse({"voice_id": voice_id})
+        return JSONResponse({"voice_id": voice_id, "sandbox": audio.SANDBOX_NOTE})
 
 
 # ---- helpers ---------------------------------------------------------------------------
@@ -302,16 +312,12 @@ def _invalid(name: str, message: str) -> JSONResponse:
     return JSONResponse({"detail": [{"loc": ["body", name], "msg": message, "type": "value_error"}]}, 422)
 
 
-def _audio(content_type: str) -> bytes:
-    if content_type == "audio/wav":
-        return sine_wav()
-    if content_type == "audio/mpeg":
-        return silent_mp3(20)  # ~0.5 s
-    return bytes(4800)  # raw silence stands in for the other formats
+# The container each answered media type is made in.
+_FORMATS = {v: k for k, v in QWEN_FORMATS.items()}
 
 
 def sine_wav() -> bytes:
-    """The TTS answer's WAV: the shared 0.5 s test tone at 24 kHz, Eigen's TTS sample rate."""
+    """The shared 0.5 s test tone at 24 kHz (Eigen's TTS sample rate): small valid audio for tests."""
     return _sine_wav(rate=24_000)
 
 

@@ -17,6 +17,7 @@ the background. Deliberate simplifications:
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import secrets
@@ -30,14 +31,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from mcp_audio.sandbox import fal_contract
+from mcp_audio.sandbox import fal_contract, fal_sandbox
 from mcp_audio.sandbox._base import FakeUpstream, TruncatedBody, no_route, silent_mp3, sine_wav
 
 JSON = dict[str, Any]
@@ -220,10 +221,11 @@ class FakeFal(FakeUpstream[RecordedRequest]):
 
     def signed_headers(self, request_id: str, body: bytes, *, key: Any = None, timestamp: int | None = None) -> JSON:
         """fal's signature headers for `body` (tests forge with another `key` or an old `timestamp`)."""
-        from mcp_audio.deploy.webhooks import signed_message
-
         stamp = str(int(time.time()) if timestamp is None else timestamp)
-        signature = (key or self.signing_key).sign(signed_message(request_id, WEBHOOK_USER, stamp, body))
+        # fal's published scheme, written out here (not shared with the server's verifier, so a
+        # wrong format on either side shows in the tests): id, user, timestamp, body SHA-256 hex.
+        message = "\n".join([request_id, WEBHOOK_USER, stamp, hashlib.sha256(body).hexdigest()]).encode()
+        signature = (key or self.signing_key).sign(message)
         return {
             "Content-Type": "application/json",
             "X-Fal-Webhook-Request-Id": request_id,
@@ -506,16 +508,23 @@ class FakeFal(FakeUpstream[RecordedRequest]):
 
         Endpoints the snapshot lacks (only reachable when scripted) get `{audio: File}`."""
         eid = job.endpoint_id
+        made = fal_sandbox.make(eid, job.input, self._own_file)
 
         def make_file(kind: fal_contract.FileKind, name: str) -> JSON:
-            data, content_type, ext = _sample_file(eid, kind, name)
+            found = made.file if kind == "audio" and made.file is not None else None
+            data, content_type, ext = found or _sample_file(eid, kind, name)
             file_name = f"{name}.{ext}"
             url = self._store(base, f"{job.request_id}/{file_name}", data, content_type)
             return {"url": url, "content_type": content_type, "file_name": file_name, "file_size": len(data)}
 
-        if fal_contract.known(eid):
-            return fal_contract.sample_output(eid, make_file)
-        return {"audio": make_file("audio", "audio")}
+        known = fal_contract.known(eid)
+        output = fal_contract.sample_output(eid, make_file) if known else {"audio": make_file("audio", "audio")}
+        return fal_sandbox.finish(eid, job.input, output, made, self._own_file)
+
+    def _own_file(self, url: str) -> bytes | None:
+        """The bytes of a file this fake serves (an upload or an output), by its URL."""
+        found = self._stored(unquote(urlsplit(url).path))
+        return found[0] if found else None
 
     # ---- storage -----------------------------------------------------------------------
 

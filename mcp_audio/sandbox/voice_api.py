@@ -9,6 +9,8 @@ Where the listing is silent the fake makes choices (mirrored in manifests/voice-
 - task JSON: `{task_id, status, progress, result, error}`; `status` passes through scripted
   interim values (e.g. "queued", "processing") before "succeeded" or "failed" (+ `error`);
 - TTS body `{text, model_ids}`; `<|speaker:N|>` beyond `model_ids` is a 422;
+- TTS audio is sandbox speech (see `audio`) of the text in the voices of `model_ids`, as MP3;
+  STT gives back the words of such speech, and the placeholder segments for other audio;
 - STT and clone forms carry the file as part `audio`; clone also takes `title`, and refuses a
   WAV reference outside 10-90 s with a 422;
 - `GET /v1/stt/{id}/result` gives `{text}` (plain_text=true) or `{text, language, segments}`
@@ -33,7 +35,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mcp_audio.sandbox._base import FORM_TYPES, FakeUpstream, Part, no_route, read_parts, silent_mp3
+from mcp_audio.sandbox import audio
+from mcp_audio.sandbox._base import FORM_TYPES, FakeUpstream, Part, no_route, read_parts
 
 JSON = dict[str, Any]
 TASK_KINDS = ("tts", "stt", "clone")
@@ -127,6 +130,7 @@ class FakeTask:
     script: Script
     submitted_at: float = field(default_factory=time.monotonic)
     model_id: str = field(default_factory=lambda: f"model-{uuid.uuid4().hex[:12]}")
+    audio: bytes | None = None  # tts: the speech, made on the first download
 
     def phase(self, now: float | None = None) -> tuple[str, float]:
         """(status, progress) right now."""
@@ -306,7 +310,8 @@ class FakeVoiceApi(FakeUpstream[RecordedRequest]):
         status, progress = task.phase()
         result: JSON | None = None
         if status == "succeeded" and kind == "clone":
-            result = {"model_id": task.model_id, "title": task.input.get("title")} | (task.script.result or {})
+            result = {"model_id": task.model_id, "title": task.input.get("title"), "sandbox": audio.SANDBOX_NOTE}
+            result |= task.script.result or {}
         body = {
             "task_id": task.task_id,
             "status": status,
@@ -338,8 +343,12 @@ class FakeVoiceApi(FakeUpstream[RecordedRequest]):
         task = self._finished("tts", record)
         if isinstance(task, Response):
             return task
+        with self._lock:
+            if task.audio is None:
+                task.audio, _ = audio.speak(_speakers(task.input), "mp3")
+            data = task.audio
         return Response(
-            silent_mp3(),
+            data,
             media_type="audio/mpeg",
             headers={"Content-Disposition": f'attachment; filename="{task.task_id}.mp3"'},
         )
@@ -348,11 +357,22 @@ class FakeVoiceApi(FakeUpstream[RecordedRequest]):
         task = self._finished("stt", record)
         if isinstance(task, Response):
             return task
-        full = task.script.result or {
-            "text": " ".join(str(s["text"]) for s in DEFAULT_SEGMENTS),
-            "language": "en",
-            "segments": [dict(s) for s in DEFAULT_SEGMENTS],
-        }
+        given = _file_part(task, "audio")
+        heard = audio.recognise(given.data) if given is not None else None
+        if task.script.result is not None:
+            full = task.script.result
+        elif heard is not None:  # speech this sandbox made: its own words back
+            segments = [
+                {"start": s.start, "end": s.end, "text": s.text, "speaker": "SPEAKER_00"} for s in heard.sentences
+            ]
+            full = {"text": heard.text, "language": "en", "segments": segments, "sandbox": audio.SANDBOX_NOTE}
+        else:
+            full = {
+                "text": " ".join(str(s["text"]) for s in DEFAULT_SEGMENTS),
+                "language": "en",
+                "segments": [dict(s) for s in DEFAULT_SEGMENTS],
+                "sandbox": audio.SANDBOX_NOTE,
+            }
         plain = record.query.get("plain_text", "false").lower() == "true"
         return JSONResponse({"text": full.get("text", "")} if plain else full)
 
@@ -383,7 +403,18 @@ def _classify(method: str, path: str) -> tuple[str, str | None, bool]:
     return (found, task_id, False) if found else ("unknown", task_id, False)
 
 
-def _file_part(record: RecordedRequest, name: str) -> Part | None:
+def _speakers(body: JSON) -> list[tuple[str, str]]:
+    """(text, voice) of a TTS body: `<|speaker:N|>` switches to `model_ids[N]`; text before any
+    tag is the first model's."""
+    model_ids = [str(m) for m in body.get("model_ids") or []] or ["default"]
+    pieces = _SPEAKER.split(str(body.get("text", "")))
+    parts = [(pieces[0], model_ids[0])]
+    for n, text in zip(pieces[1::2], pieces[2::2], strict=True):
+        parts.append((text, model_ids[min(int(n), len(model_ids) - 1)]))
+    return [(text, voice) for text, voice in parts if text.strip()]
+
+
+def _file_part(record: RecordedRequest | FakeTask, name: str) -> Part | None:
     return next((p for p in record.parts if p.name == name and p.filename is not None), None)
 
 

@@ -16,6 +16,7 @@ from mcp_types import ResourceLink
 
 from mcp_audio.config import Settings
 from mcp_audio.doctor import run_checks
+from mcp_audio.sandbox.audio import SANDBOX_NOTE
 from mcp_audio.sandbox.eigen import FakeEigen, sine_wav
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import EIGEN_KEY, assert_secret_kept, body_of, env_for, make_wav, server, text_of
@@ -167,17 +168,19 @@ async def test_tts_audio_is_saved_with_path_uri_and_a_readable_resource(
     path = Path(saved["path"])
     assert path.is_absolute() and path.parent == eigen_settings.output_dir.resolve()
     assert path.name.endswith(f"-eigen_higgs_tts-{body['job_id'][:8]}.wav")
-    assert path.read_bytes() == sine_wav()
+    served = fake_eigen.last_audio
+    assert served is not None and path.read_bytes() == served
     assert saved["url"] == saved["file_uri"] == path.as_uri()
     assert saved["resource"] == f"files://{body['job_id']}/{path.name}"
-    assert saved["content_type"] == "audio/wav" and saved["file_size"] == len(sine_wav())
-    assert saved["duration_s"] == pytest.approx(0.5) and saved["sample_rate"] == 24000
+    assert saved["content_type"] == "audio/wav" and saved["file_size"] == len(served)
+    # Sandbox speech: about 14 characters a second, at Eigen's 24 kHz.
+    assert saved["duration_s"] == pytest.approx(len("Hello there.") / 14, rel=0.2) and saved["sample_rate"] == 24000
     assert body["output"] == {}
     assert str(path) in text_of(result)
     links = [str(item.uri) for item in result.content if isinstance(item, ResourceLink)]
     assert links == [saved["resource"]]
     blob = await eigen_client.read_resource(saved["resource"])
-    assert base64.b64decode(blob.contents[0].blob) == sine_wav()  # type: ignore[union-attr]
+    assert base64.b64decode(blob.contents[0].blob) == served  # type: ignore[union-attr]
 
 
 async def test_the_returned_content_type_names_the_file(eigen_client: Client, fake_eigen: FakeEigen) -> None:
@@ -216,6 +219,7 @@ async def test_local_recording_is_transcribed_from_its_exact_bytes(
         "text": "Hello from the fake Eigen transcriber.",
         "language": "de",
         "segments": [{"start": 0.0, "end": 1.5, "text": "Hello from the fake Eigen transcriber."}],
+        "sandbox": SANDBOX_NOTE,  # not speech the sandbox made: the placeholder transcript
     }
     [request] = fake_eigen.requests
     assert request.kind == "asr" and request.form == {"model": "whisper_v3_turbo", "language": "de"}
@@ -260,7 +264,7 @@ async def test_slow_generation_returns_a_handle_then_the_file(eigen_settings: Se
         assert handle["status"] == "running"
         done = await client.call_tool("get_job", {"job_id": handle["job_id"], "wait_s": 10})
     assert body_of(done)["status"] == "completed"
-    assert Path(body_of(done)["files"][0]["path"]).read_bytes() == sine_wav()
+    assert Path(body_of(done)["files"][0]["path"]).read_bytes() == fake_eigen.last_audio
     assert "Running" in messages
     assert len(fake_eigen.requests) == 1
 
@@ -278,7 +282,7 @@ async def test_uploaded_voice_is_saved_and_used_by_name_in_every_tts_tool(
     )
     body = body_of(upload)
     [voice_id] = fake_eigen.voices
-    assert body["output"] == {"voice_id": voice_id} and body["saved_voice"] == "me"
+    assert body["output"] == {"voice_id": voice_id, "sandbox": SANDBOX_NOTE} and body["saved_voice"] == "me"
     assert "Saved as voice 'me': pass it as `voice`" in text_of(upload)
     [request] = fake_eigen.requests
     assert (request.path, request.form) == ("/api/v1/generate/upload", {"model": "chatterbox"})
@@ -434,6 +438,6 @@ async def test_stdio_end_to_end(eigen_settings: Settings, fake_eigen: FakeEigen)
     async with Client(params, mode="legacy") as client:
         result = await client.call_tool("eigen_qwen3_tts", {"text": "Hello world.", "voice": "Vivian"})
     [saved] = body_of(result)["files"]
-    assert Path(saved["path"]).read_bytes() == sine_wav()
+    assert Path(saved["path"]).read_bytes() == fake_eigen.last_audio
     assert fake_eigen.requests[0].form == {"model": "qwen3-tts", "text": "Hello world.", "voice": "Vivian"}
     assert EIGEN_KEY not in text_of(result)

@@ -19,7 +19,9 @@ from mcp import Client, StdioServerParameters
 
 from mcp_audio.config import Settings
 from mcp_audio.providers.voice_api import VoiceApiProvider
-from mcp_audio.sandbox.voice_api import FakeVoiceApi, Part, silent_mp3
+from mcp_audio.sandbox._base import silent_mp3
+from mcp_audio.sandbox.audio import SANDBOX_NOTE
+from mcp_audio.sandbox.voice_api import FakeVoiceApi, Part
 from tests.helpers import (
     VOICE_HOST,
     VOICE_KEY,
@@ -66,10 +68,13 @@ async def test_multi_speaker_tts_end_to_end(client: Client, fake_voice: FakeVoic
     [audio] = body["files"]
     saved = Path(audio["path"])
     assert saved.parent == voice_settings.output_dir and saved.suffix == ".mp3"
-    assert saved.read_bytes() == silent_mp3()
-    assert audio["sha256"] == hashlib.sha256(silent_mp3()).hexdigest()
-    assert audio["content_type"] == "audio/mpeg" and audio["file_size"] == len(silent_mp3())
-    assert audio["duration_s"] == pytest.approx(1.045, abs=0.01)
+    served = fake_voice.tasks[submit.task_id or ""].audio
+    assert served is not None and saved.read_bytes() == served
+    assert audio["sha256"] == hashlib.sha256(served).hexdigest()
+    assert audio["content_type"] == "audio/mpeg" and audio["file_size"] == len(served)
+    # Sandbox speech lasts about 14 characters a second of what is spoken (the cues are not).
+    spoken = "We shipped it on Thursday! Nobody ships on a Thursday."
+    assert audio["duration_s"] == pytest.approx(len(spoken) / 14, rel=0.15)
     assert str(saved) in text_of(result)
     assert len(fake_voice.requests_of("tts_audio")) == 1
     assert_secret_kept(VOICE_KEY, voice_settings, text_of(result), json.dumps(body))
@@ -174,7 +179,7 @@ async def test_clone_from_local_clip_then_speak_with_the_saved_name(
     [task] = fake_voice.tasks.values()
     body = cloned.structured_content
     assert body is not None and body["saved_voice"] == "narrator"
-    assert body["output"] == {"model_id": task.model_id, "title": "My narrator"}
+    assert body["output"] == {"model_id": task.model_id, "title": "My narrator", "sandbox": SANDBOX_NOTE}
     assert "Saved as voice 'narrator'" in text_of(cloned)
 
     spoken = await client.call_tool(
@@ -328,7 +333,8 @@ async def test_stdio_end_to_end(voice_settings: Settings, fake_voice: FakeVoiceA
         result = await client.call_tool("voice_api_tts", {"text": "Hello over stdio.", "model_ids": ["m-bright-host"]})
     assert not result.is_error, text_of(result)
     assert result.structured_content is not None
-    assert Path(result.structured_content["files"][0]["path"]).read_bytes() == silent_mp3()
+    [task] = fake_voice.tasks.values()
+    assert Path(result.structured_content["files"][0]["path"]).read_bytes() == task.audio
     assert [r.json for r in fake_voice.requests_of("tts_submit")] == [
         {"text": "Hello over stdio.", "model_ids": ["m-bright-host"]}
     ]

@@ -278,7 +278,7 @@ async def test_a_data_uri_input_sends_nothing_upstream(settings: ServerSettings,
 
 @pytest.mark.parametrize("download", ["always", "never"])
 async def test_a_fal_tts_output_masters_by_jobs_reference(
-    settings: ServerSettings, rec_dir: Path, download: str
+    settings: ServerSettings, rec_dir: Path, download: str, fake_fal: FakeFal
 ) -> None:
     chained = settings.model_copy(update={"download": download, "allowed_dirs": str(rec_dir)})
     async with Client(server(chained)) as client:
@@ -287,7 +287,9 @@ async def test_a_fal_tts_output_masters_by_jobs_reference(
         item = only_file(body)
         data, rate = decode(Path(item["path"]))
         assert loudness(data, rate) == pytest.approx(-16, abs=0.5)
-        assert data.shape[1] == 8000  # the fake's 0.5 s at 16 kHz, kept
+        [served] = [stored for stored, _ in fake_fal.files.values()]  # the speech job's one output
+        with wave.open(io.BytesIO(served)) as source:
+            assert data.shape[1] == source.getnframes()  # the fake's speech, its length kept
         info = await call(client, "audio_info", {"audio_url": f"jobs://{body['job_id']}"})
         assert info["output"]["loudness_lufs"] == pytest.approx(-16, abs=0.5)
 
