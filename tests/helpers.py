@@ -80,6 +80,15 @@ def body_of(result: Any) -> dict[str, Any]:
 # --- audio --------------------------------------------------------------------------------
 
 
+async def completed(client: Any, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Call `tool` and return its structured result, which must be a completed job."""
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text_of(result)
+    body = body_of(result)
+    assert body["status"] == "completed", body
+    return body
+
+
 def make_wav(seconds: float = 1.0, rate: int = 16000, channels: int = 1) -> bytes:
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as out:

@@ -27,7 +27,7 @@ from mcp import Client
 from mcp_audio.config import ServerSettings, Settings
 from mcp_audio.post import ops
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.helpers import CATALOG, body_of, server, text_of
+from tests.helpers import CATALOG, body_of, completed, server, text_of
 from tests.unit.test_post_engine import decode, true_peak_db
 from tests.unit.test_post_engine import lufs as loudness
 
@@ -91,14 +91,6 @@ async def post(post_settings: ServerSettings) -> Any:
         yield connected
 
 
-async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, text_of(result)
-    body = body_of(result)
-    assert body["status"] == "completed", body
-    return body
-
-
 async def refused(client: Client, tool: str, arguments: dict[str, Any]) -> str:
     result = await client.call_tool(tool, arguments)
     assert result.is_error, text_of(result)
@@ -156,7 +148,7 @@ async def test_join_in_order_with_gaps_then_trim_a_saved_output_by_reference(pos
     parts = [
         write_wav(rec_dir / f"part{i}.wav", tone(s, f)) for i, (s, f) in enumerate([(1.0, 300), (1.5, 600), (0.5, 900)])
     ]
-    body = await call(post, "audio_join", {"audio_urls": [str(p) for p in parts], "gap_s": 0.25, "format": "wav"})
+    body = await completed(post, "audio_join", {"audio_urls": [str(p) for p in parts], "gap_s": 0.25, "format": "wav"})
     item = only_file(body)
     data, rate = decode(Path(item["path"]))
     assert data.shape[1] == int(3.0 * RATE + 2 * 0.25 * RATE)
@@ -167,7 +159,7 @@ async def test_join_in_order_with_gaps_then_trim_a_saved_output_by_reference(pos
     assert level_at(data, rate, 600, 1.5, 2.5) > 0.25
     assert level_at(data, rate, 900, 3.05, 3.4) > 0.25
 
-    trimmed = await call(post, "audio_trim", {"audio_url": item["resource"], "start_s": 1.25, "end_s": 2.75})
+    trimmed = await completed(post, "audio_trim", {"audio_url": item["resource"], "start_s": 1.25, "end_s": 2.75})
     cut, _ = decode(Path(only_file(trimmed)["path"]))
     assert cut.shape[1] == int(1.5 * RATE)
     assert level_at(cut, rate, 600, 0.2, 1.3) > 0.25
@@ -177,7 +169,7 @@ async def test_join_in_order_with_gaps_then_trim_a_saved_output_by_reference(pos
 
 async def test_join_crossfade_shortens_by_the_fades(post: Client, rec_dir: Path) -> None:
     a, b = write_wav(rec_dir / "a.wav", tone(2.0)), write_wav(rec_dir / "b.wav", tone(2.0, 660))
-    body = await call(post, "audio_join", {"audio_urls": [str(a), str(b)], "crossfade_s": 0.5, "format": "flac"})
+    body = await completed(post, "audio_join", {"audio_urls": [str(a), str(b)], "crossfade_s": 0.5, "format": "flac"})
     data, _ = decode(Path(only_file(body)["path"]))
     assert data.shape[1] == int(3.5 * RATE)
 
@@ -185,7 +177,7 @@ async def test_join_crossfade_shortens_by_the_fades(post: Client, rec_dir: Path)
 async def test_info_reports_what_the_file_measures(post: Client, rec_dir: Path) -> None:
     signal = np.concatenate([tone(1.0, amplitude=0.1), tone(1.0, amplitude=0.8)])
     path = write_wav(rec_dir / "steps.wav", signal)
-    body = await call(post, "audio_info", {"audio_url": str(path), "peaks": 60})
+    body = await completed(post, "audio_info", {"audio_url": str(path), "peaks": 60})
     out = body["output"]
     assert body["files"] == []
     assert out["duration_s"] == pytest.approx(2.0, abs=1e-3)
@@ -210,7 +202,7 @@ async def test_mix_fits_the_bed_to_the_voice_and_ducks_it(post: Client, rec_dir:
     voice = write_wav(rec_dir / "voice.wav", np.concatenate([on, off, on, off]))
     music = write_wav(rec_dir / "music.wav", tone(3.0, 220, 0.5))
     args = {"voice_url": str(voice), "music_url": str(music), "format": "wav", "fade_in_s": 1, "fade_out_s": 2}
-    body = await call(post, "audio_mix", args | {"duck_db": 12, "music_gain_db": -6})
+    body = await completed(post, "audio_mix", args | {"duck_db": 12, "music_gain_db": -6})
     data, rate = decode(Path(only_file(body)["path"]))
     assert data.shape[1] == int((1 + 8 + 2) * RATE)
     under_voice = level_at(data, rate, 220, 1 + 0.6, 1 + 1.8)
@@ -243,7 +235,7 @@ async def test_master_hits_loudness_and_true_peak_on_the_encoded_file(
     args: dict[str, Any] = {"audio_url": str(source), "format": fmt, "loudness_lufs": -16, "true_peak_db": -1}
     if codec:
         args["codec"] = codec
-    body = await call(post, "audio_master", args)
+    body = await completed(post, "audio_master", args)
     item = only_file(body)
     assert item["path"].endswith(suffix)
     data, rate = decode(Path(item["path"]))
@@ -255,7 +247,7 @@ async def test_master_hits_loudness_and_true_peak_on_the_encoded_file(
 
 async def test_master_trims_silence_to_at_most_0_6_s(post: Client, rec_dir: Path) -> None:
     signal = np.concatenate([np.zeros(3 * RATE), tone(2.0, 500, 0.2), np.zeros(4 * RATE)])
-    body = await call(
+    body = await completed(
         post, "audio_master", {"audio_url": str(write_wav(rec_dir / "padded.wav", signal)), "trim_silence": True}
     )
     data, rate = decode(Path(only_file(body)["path"]))
@@ -266,8 +258,8 @@ async def test_a_data_uri_input_sends_nothing_upstream(settings: ServerSettings,
     """Even with fal configured, a local tool's file input is not uploaded anywhere."""
     uri = "data:audio/wav;base64," + base64.b64encode(wav_bytes(tone(1.0))).decode()
     async with Client(server(settings.model_copy(update={"download": "always"}))) as client:
-        body = await call(client, "audio_info", {"audio_url": uri})
-        mastered = await call(client, "audio_master", {"audio_url": uri, "format": "mp3"})
+        body = await completed(client, "audio_info", {"audio_url": uri})
+        mastered = await completed(client, "audio_master", {"audio_url": uri, "format": "mp3"})
     assert body["output"]["duration_s"] == pytest.approx(1.0, abs=1e-3)
     assert only_file(mastered)["path"].endswith(".mp3")
     assert fake_fal.requests == []
@@ -282,15 +274,15 @@ async def test_a_fal_tts_output_masters_by_jobs_reference(
 ) -> None:
     chained = settings.model_copy(update={"download": download, "allowed_dirs": str(rec_dir)})
     async with Client(server(chained)) as client:
-        speech = await call(client, "qwen3_tts", {"text": "Hello there."})
-        body = await call(client, "audio_master", {"audio_url": f"jobs://{speech['job_id']}", "format": "wav"})
+        speech = await completed(client, "qwen3_tts", {"text": "Hello there."})
+        body = await completed(client, "audio_master", {"audio_url": f"jobs://{speech['job_id']}", "format": "wav"})
         item = only_file(body)
         data, rate = decode(Path(item["path"]))
         assert loudness(data, rate) == pytest.approx(-16, abs=0.5)
         [served] = [stored for stored, _ in fake_fal.files.values()]  # the speech job's one output
         with wave.open(io.BytesIO(served)) as source:
             assert data.shape[1] == source.getnframes()  # the fake's speech, its length kept
-        info = await call(client, "audio_info", {"audio_url": f"jobs://{body['job_id']}"})
+        info = await completed(client, "audio_info", {"audio_url": f"jobs://{body['job_id']}"})
         assert info["output"]["loudness_lufs"] == pytest.approx(-16, abs=0.5)
 
 
@@ -312,8 +304,8 @@ async def test_subtitles_from_word_timings_with_speakers(client: Client, fake_fa
         "fal-ai/elevenlabs/speech-to-text/scribe-v2",
         output={"text": "Welcome to the show. Thanks for having me.", "language_code": "eng", "words": WORDS},
     )
-    stt = await call(client, "elevenlabs_transcribe", {"audio_url": "https://example.com/a.mp3"})
-    body = await call(client, "transcript_subtitles", {"job_id": stt["job_id"], "format": "vtt", "max_chars": 42})
+    stt = await completed(client, "elevenlabs_transcribe", {"audio_url": "https://example.com/a.mp3"})
+    body = await completed(client, "transcript_subtitles", {"job_id": stt["job_id"], "format": "vtt", "max_chars": 42})
     item = only_file(body)
     assert item["path"].endswith(".vtt")
     captions = webvtt.read(item["path"]).captions
@@ -331,8 +323,8 @@ async def test_subtitles_from_segment_timings_as_srt(client: Client, fake_fal: F
         {"timestamp": [2.5, 6.25], "text": "A second, somewhat longer sentence that needs two lines."},
     ]
     fake_fal.script("fal-ai/whisper", output={"text": "...", "chunks": segments})
-    stt = await call(client, "whisper_transcribe", {"audio_url": "https://example.com/a.mp3"})
-    body = await call(client, "transcript_subtitles", {"job_id": f"jobs://{stt['job_id']}"})
+    stt = await completed(client, "whisper_transcribe", {"audio_url": "https://example.com/a.mp3"})
+    body = await completed(client, "transcript_subtitles", {"job_id": f"jobs://{stt['job_id']}"})
     cues = list(srt.parse(body["output"]["subtitles"]))
     assert [(c.start.total_seconds(), c.end.total_seconds()) for c in cues] == [(0.0, 2.5), (2.5, 6.25)]
     assert " ".join(cues[1].content.split()) == segments[1]["text"]
@@ -362,7 +354,7 @@ async def test_bad_file_inputs_name_the_field(post: Client, rec_dir: Path, post_
     assert "`music_url`: required" in await refused(post, "audio_mix", {"voice_url": str(good)})
     message = await refused(post, "audio_info", {"audio_url": "jobs://nope"})
     assert "`audio_url`: no job with id 'nope'" in message
-    info = await call(post, "audio_info", {"audio_url": str(good)})
+    info = await completed(post, "audio_info", {"audio_url": str(good)})
     message = await refused(post, "audio_master", {"audio_url": f"jobs://{info['job_id']}"})
     assert f"`audio_url`: job {info['job_id']} (audio_info) has no audio output" in message
     message = await refused(post, "audio_master", {"audio_url": f"files://{info['job_id']}/x.wav"})
@@ -414,9 +406,9 @@ async def test_a_remote_tool_takes_a_reference_to_a_local_output(
     chained = settings.model_copy(update={"download": "always", "allowed_dirs": str(rec_dir)})
     source = write_wav(rec_dir / "episode.wav", noise(2.0))
     async with Client(server(chained)) as client:
-        mastered = await call(client, "audio_master", {"audio_url": str(source), "format": "flac"})
+        mastered = await completed(client, "audio_master", {"audio_url": str(source), "format": "flac"})
         item = only_file(mastered)
-        await call(client, "whisper_transcribe", {"audio_url": item["resource"]})
+        await completed(client, "whisper_transcribe", {"audio_url": item["resource"]})
     [upload] = [r for r in fake_fal.requests if r.kind == "upload"]
     assert upload.body == Path(item["path"]).read_bytes()
     assert upload.headers["content-type"] == "audio/flac"
@@ -434,7 +426,7 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def test_temporary_inputs_are_removed_after_the_call(post: Client, rec_dir: Path, scratch: Path) -> None:
     write_wav(rec_dir / "x.wav", tone(1.0))
     uri = "data:audio/wav;base64," + base64.b64encode((rec_dir / "x.wav").read_bytes()).decode()
-    await call(post, "audio_join", {"audio_urls": [uri, str(rec_dir / "x.wav"), uri], "format": "mp3"})
+    await completed(post, "audio_join", {"audio_urls": [uri, str(rec_dir / "x.wav"), uri], "format": "mp3"})
     message = await refused(post, "audio_join", {"audio_urls": [uri, "data:audio/wav;base64,AAAA"]})
     assert "`audio_urls[1]`:" in message
     assert list(scratch.iterdir()) == []
@@ -460,7 +452,7 @@ async def test_a_cancelled_job_saves_nothing(post_settings: ServerSettings, rec_
 async def test_a_url_input_is_downloaded_once_for_the_call(settings: ServerSettings, fake_fal: FakeFal) -> None:
     url = fake_fal.put_file("bed.wav", wav_bytes(tone(1.5)), "audio/wav")
     async with Client(server(settings.model_copy(update={"download": "always"}))) as client:
-        body = await call(client, "audio_trim", {"audio_url": url, "start_s": 0.5})
+        body = await completed(client, "audio_trim", {"audio_url": url, "start_s": 0.5})
         missing = await refused(client, "audio_info", {"audio_url": url + "-gone"})
     data, _ = decode(Path(only_file(body)["path"]))
     assert data.shape[1] == RATE

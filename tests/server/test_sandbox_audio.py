@@ -23,7 +23,7 @@ from mcp_audio.sandbox.audio import SANDBOX_NOTE
 from mcp_audio.sandbox.eigen import FakeEigen
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
-from tests.helpers import body_of, make_wav, server, text_of
+from tests.helpers import completed, make_wav, server
 
 pytestmark = pytest.mark.anyio
 
@@ -42,14 +42,6 @@ async def saving(every_settings: ServerSettings) -> AsyncIterator[Client]:
     """Every upstream, outputs saved locally so they can be measured and sent on."""
     async with Client(server(every_settings.model_copy(update={"download": "always"}))) as connected:
         yield connected
-
-
-async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, text_of(result)
-    body = body_of(result)
-    assert body["status"] == "completed", body
-    return body
 
 
 def saved_file(body: dict[str, Any]) -> Path:
@@ -84,9 +76,9 @@ def pitch(samples: np.ndarray[Any, Any], rate: int) -> float:
 
 
 async def test_speech_lasts_as_long_as_its_text_and_sounds_like_speech(saving: Client) -> None:
-    short = await call(saving, "kokoro_tts", {"prompt": SENTENCES[0]})
+    short = await completed(saving, "kokoro_tts", {"prompt": SENTENCES[0]})
     long_text = " ".join([PASSAGE] * 4)  # ~1,300 characters
-    long = await call(saving, "kokoro_tts", {"prompt": long_text})
+    long = await completed(saving, "kokoro_tts", {"prompt": long_text})
     for body, text in ((short, SENTENCES[0]), (long, long_text)):
         samples, rate = decoded(saved_file(body))
         assert len(samples) / rate == pytest.approx(len(text) / 14, rel=0.1), text[:20]
@@ -106,9 +98,9 @@ async def test_speech_lasts_as_long_as_its_text_and_sounds_like_speech(saving: C
 
 
 async def test_the_same_voice_sounds_the_same_and_voices_differ_in_pitch(saving: Client) -> None:
-    first = await call(saving, "kokoro_tts", {"prompt": PASSAGE, "voice": "af_heart"})
-    again = await call(saving, "kokoro_tts", {"prompt": PASSAGE, "voice": "af_heart"})
-    other = await call(saving, "kokoro_tts", {"prompt": PASSAGE, "voice": "am_adam"})
+    first = await completed(saving, "kokoro_tts", {"prompt": PASSAGE, "voice": "af_heart"})
+    again = await completed(saving, "kokoro_tts", {"prompt": PASSAGE, "voice": "af_heart"})
+    other = await completed(saving, "kokoro_tts", {"prompt": PASSAGE, "voice": "am_adam"})
     assert saved_file(first).read_bytes() == saved_file(again).read_bytes()
     one, rate = decoded(saved_file(first))
     two, _ = decoded(saved_file(other))
@@ -131,7 +123,7 @@ async def test_the_same_voice_sounds_the_same_and_voices_differ_in_pitch(saving:
 async def test_music_and_effects_last_as_long_as_asked(
     saving: Client, tool: str, arguments: dict[str, Any], seconds: float
 ) -> None:
-    body = await call(saving, tool, arguments)
+    body = await completed(saving, tool, arguments)
     path = saved_file(body)
     info = mutagen.File(path).info
     assert float(info.length) == pytest.approx(seconds, abs=0.1)
@@ -140,10 +132,10 @@ async def test_music_and_effects_last_as_long_as_asked(
 
 
 async def test_fal_transcribes_its_own_speech_with_timings_that_fit_the_audio(saving: Client, rec_dir: Path) -> None:
-    spoken = await call(saving, "kokoro_tts", {"prompt": PASSAGE})
+    spoken = await completed(saving, "kokoro_tts", {"prompt": PASSAGE})
     shutil.copy(saved_file(spoken), rec_dir / "spoken.wav")  # a local file: uploaded to fal's storage
     duration = len(decoded(saved_file(spoken))[0]) / 24_000
-    whisper = await call(saving, "whisper_transcribe", {"audio_url": str(rec_dir / "spoken.wav")})
+    whisper = await completed(saving, "whisper_transcribe", {"audio_url": str(rec_dir / "spoken.wav")})
     assert whisper["output"]["text"] == PASSAGE
     chunks = whisper["output"]["chunks"]
     assert [c["text"] for c in chunks] == list(SENTENCES)
@@ -152,7 +144,7 @@ async def test_fal_transcribes_its_own_speech_with_timings_that_fit_the_audio(sa
     assert whisper["output"]["sandbox"] == SANDBOX_NOTE
     # By the fal URL it was served at (no upload), and per word.
     url = spoken["files"][0]["url"]
-    scribe = await call(saving, "elevenlabs_transcribe", {"audio_url": url})
+    scribe = await completed(saving, "elevenlabs_transcribe", {"audio_url": url})
     words = scribe["output"]["words"]
     assert " ".join(w["text"] for w in words) == PASSAGE
     assert all(w["start"] < w["end"] for w in words) and words[-1]["end"] <= duration
@@ -162,28 +154,28 @@ async def test_voice_api_and_eigen_transcribe_their_own_and_each_others_speech(
     saving: Client, rec_dir: Path, fake_voice: FakeVoiceApi, fake_eigen: FakeEigen
 ) -> None:
     text = "<|speaker:0|>Welcome back to the show. <|speaker:1|>Thanks, it is good to be here."
-    voiced = await call(saving, "voice_api_tts", {"text": text, "model_ids": ["m-warm-narrator", "m-bright-host"]})
+    voiced = await completed(saving, "voice_api_tts", {"text": text, "model_ids": ["m-warm-narrator", "m-bright-host"]})
     shutil.copy(saved_file(voiced), rec_dir / "voiced.mp3")
     said = "Welcome back to the show. Thanks, it is good to be here."
     assert float(mutagen.File(rec_dir / "voiced.mp3").info.length) == pytest.approx(len(said) / 14, rel=0.15)
-    heard = await call(saving, "voice_api_transcribe", {"audio_url": str(rec_dir / "voiced.mp3")})
+    heard = await completed(saving, "voice_api_transcribe", {"audio_url": str(rec_dir / "voiced.mp3")})
     assert heard["output"]["text"] == said and heard["output"]["sandbox"] == SANDBOX_NOTE
     assert [s["text"] for s in heard["output"]["segments"]] == [
         "Welcome back to the show.",
         "Thanks, it is good to be here.",
     ]
-    by_eigen = await call(saving, "eigen_transcribe", {"audio_url": str(rec_dir / "voiced.mp3")})
+    by_eigen = await completed(saving, "eigen_transcribe", {"audio_url": str(rec_dir / "voiced.mp3")})
     assert by_eigen["output"]["text"] == said
 
-    eigen_speech = await call(saving, "eigen_qwen3_tts", {"text": SENTENCES[1], "voice": "Ryan"})
+    eigen_speech = await completed(saving, "eigen_qwen3_tts", {"text": SENTENCES[1], "voice": "Ryan"})
     shutil.copy(saved_file(eigen_speech), rec_dir / "eigen.wav")
-    plain = await call(saving, "eigen_transcribe", {"audio_url": str(rec_dir / "eigen.wav"), "response_format": "text"})
+    plain = await completed(saving, "eigen_transcribe", {"audio_url": str(rec_dir / "eigen.wav"), "response_format": "text"})
     assert plain["output"] == {"text": SENTENCES[1]}
-    by_fal = await call(saving, "wizper_transcribe", {"audio_url": str(rec_dir / "eigen.wav")})
+    by_fal = await completed(saving, "wizper_transcribe", {"audio_url": str(rec_dir / "eigen.wav")})
     assert by_fal["output"]["text"] == SENTENCES[1]
     # Audio the sandbox did not make keeps the placeholder transcript.
     (rec_dir / "other.wav").write_bytes(make_wav(2.0))
-    other = await call(saving, "eigen_transcribe", {"audio_url": str(rec_dir / "other.wav")})
+    other = await completed(saving, "eigen_transcribe", {"audio_url": str(rec_dir / "other.wav")})
     assert other["output"]["text"] == fake_eigen.transcript and other["output"]["sandbox"] == SANDBOX_NOTE
 
 
@@ -195,10 +187,10 @@ async def test_every_sandbox_result_says_it_is_a_placeholder(saving: Client, fak
         ("minimax_tts", {"prompt": "Hello."}),
         ("qwen3_tts", {"text": "Hello."}),
     ):
-        body = await call(saving, tool, arguments)
+        body = await completed(saving, tool, arguments)
         assert body["output"]["sandbox"] == SANDBOX_NOTE, tool
         assert SANDBOX_NOTE.encode() in saved_file(body).read_bytes(), tool
-    minimax = await call(saving, "minimax_tts", {"prompt": PASSAGE})
+    minimax = await completed(saving, "minimax_tts", {"prompt": PASSAGE})
     seconds = len(decoded(saved_file(minimax))[0]) / 24_000
     assert minimax["output"]["duration_ms"] == pytest.approx(seconds * 1000, abs=1)
     only_audio: list[tuple[str, dict[str, Any]]] = [
@@ -206,7 +198,7 @@ async def test_every_sandbox_result_says_it_is_a_placeholder(saving: Client, fak
         ("voice_api_tts", {"text": "Hello.", "model_ids": ["m-warm-narrator"]}),
     ]
     for tool, arguments in only_audio:
-        body = await call(saving, tool, arguments)
+        body = await completed(saving, tool, arguments)
         assert SANDBOX_NOTE.encode() in saved_file(body).read_bytes(), tool
 
 
