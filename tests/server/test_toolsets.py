@@ -20,7 +20,7 @@ from tests.http_harness import add_token, http_server, mcp_client
 
 pytestmark = pytest.mark.anyio
 
-JOB_TOOLS = {"get_job", "cancel_job", "list_jobs"}
+JOB_TOOLS = {"get_job", "cancel_job", "list_jobs", "find_audio_tools"}  # always listed
 STT_TOOLS = {name for name, cap in CATALOG.capabilities.items() if cap.spec.kind == "stt"}
 
 
