@@ -19,18 +19,80 @@ __all__ = ["Match", "find_tools", "typical_cost"]
 _KIND_WORDS: dict[str, tuple[str, ...]] = {
     "tts": ("voice", "voiceover", "speak", "speech", "say", "narrat", "read", "tts", "spoken", "audiobook", "podcast"),
     "clone": ("clone", "cloning", "design", "my voice", "copy"),
-    "stt": ("transcri", "caption", "subtitle", "what was said", "speech to text", "dictation", "detect", "diariz",
-            "speaker"),
+    "stt": (
+        "transcri",
+        "caption",
+        "subtitle",
+        "what was said",
+        "speech to text",
+        "dictation",
+        "detect",
+        "diariz",
+        "speaker",
+    ),
     "music": ("music", "song", "instrumental", "beat", "jingle", "soundtrack", "melody", "lyrics", "track"),
     "sfx": ("sound effect", "sfx", "foley", "sound for", "sounds", "ambience", "ambient", "noise of", "whoosh"),
-    "edit": ("separate", "stem", "vocals", "isolate", "denoise", "noise", "remove", "dub", "translate", "re-voice",
-             "extend", "inpaint", "remix", "change"),
-    "post": ("join", "concat", "mix", "master", "loud", "lufs", "normaliz", "trim", "cut", "subtitle", "srt",
-             "duration"),
+    "edit": (
+        "separate",
+        "stem",
+        "vocals",
+        "isolate",
+        "denoise",
+        "noise",
+        "remove",
+        "dub",
+        "translate",
+        "re-voice",
+        "extend",
+        "inpaint",
+        "remix",
+        "change",
+    ),
+    "post": (
+        "join",
+        "concat",
+        "mix",
+        "master",
+        "loud",
+        "lufs",
+        "normaliz",
+        "trim",
+        "cut",
+        "subtitle",
+        "srt",
+        "duration",
+    ),
 }
 _CHEAP = ("cheap", "cheapest", "low cost", "budget", "inexpensive", "free")
 _QUALITY = ("best", "premium", "natural", "quality", "realistic", "expressive")
-_STOP = frozenset("a an the this that my for from of to and or with in on it some me i want need please cheap cheapest".split())
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "this",
+        "that",
+        "my",
+        "for",
+        "from",
+        "of",
+        "to",
+        "and",
+        "or",
+        "with",
+        "in",
+        "on",
+        "it",
+        "some",
+        "me",
+        "i",
+        "want",
+        "need",
+        "please",
+        "cheap",
+        "cheapest",
+    ]
+)
 # A call of a typical size, to compare prices of different units: 1000 characters of speech,
 # 30 s of generated audio, one minute of input audio.
 _TYPICAL = {"request": 1.0, "1000_characters": 1.0, "second": 30.0, "output_second": 30.0, "input_minute": 1.0}
@@ -58,7 +120,9 @@ def typical_cost(capability: Capability) -> float | None:
     price = capability.spec.price
     if price is None:
         return None
-    quantity = _TYPICAL[price.unit] if price.unit != "second" or price.default_quantity is None else price.default_quantity
+    quantity = (
+        _TYPICAL[price.unit] if price.unit != "second" or price.default_quantity is None else price.default_quantity
+    )
     return round(price.usd * quantity, 6)
 
 
@@ -133,8 +197,14 @@ def find_tools(
         if quality and capability.spec.price is not None and (usd or 0) >= 0.05:
             score += 1.0
         ranked.append(
-            Match(capability.name, round(score, 3), "; ".join(reasons), _price_text(capability, usd), usd,
-                  _arguments(capability))
+            Match(
+                capability.name,
+                round(score, 3),
+                "; ".join(reasons),
+                _price_text(capability, usd),
+                usd,
+                _arguments(capability),
+            )
         )
     ranked.sort(key=lambda m: (-m.score, m.usd if m.usd is not None else float("inf"), m.tool))
     return ranked[:limit]
@@ -146,7 +216,9 @@ def _price_text(capability: Capability, usd: float | None) -> str:
         return "free (runs locally)"
     if price is None or usd is None:
         return "no published price"
-    typical = {"1000_characters": "1000 characters", "input_minute": "a minute of audio"}.get(price.unit, "a typical call")
+    typical = {"1000_characters": "1000 characters", "input_minute": "a minute of audio"}.get(
+        price.unit, "a typical call"
+    )
     return f"{price.describe()} (~{dollars(usd)} for {typical})"
 
 

@@ -35,6 +35,8 @@ from mcp_audio.jobs import not_found_message, open_engine
 from mcp_audio.providers.base import Pacing
 from mcp_audio.server.completions import add_completions, add_protocol_details
 from mcp_audio.server.confirmation import NeedsApproval, cost_confirmation
+from mcp_audio.server.finder import OUTPUT_SCHEMA as FINDER_SCHEMA
+from mcp_audio.server.finder import finder_tool
 from mcp_audio.server.job_events import JobEventBus
 from mcp_audio.server.output_schema import capability_schema, job_list_schema, job_schema
 from mcp_audio.server.player import PLAYER_URI, player_html
@@ -45,8 +47,6 @@ from mcp_audio.server.render import job_result, job_summary
 from mcp_audio.server.resources import add_resources
 from mcp_audio.server.state import AppState, Runtime
 from mcp_audio.server.tasks import Tasks, started_as_task
-from mcp_audio.server.finder import OUTPUT_SCHEMA as FINDER_SCHEMA
-from mcp_audio.server.finder import finder_tool
 from mcp_audio.server.toolsets import DYNAMIC, DynamicToolsets, add_dynamic_toolsets
 from mcp_audio.store import Job
 

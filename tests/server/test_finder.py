@@ -26,8 +26,11 @@ TABLE: list[tuple[str, set[str], set[str]]] = [
     ("music for this video", {"sonilo_video_music"}, set()),
     ("dub this video into Spanish", {"elevenlabs_dub"}, set()),
     ("separate vocals from this song", {"demucs_stems"}, set()),
-    ("clone my voice from a recording", {"minimax_clone_voice", "qwen3_tts_clone_voice", "voice_api_clone_voice",
-                                         "eigen_upload_voice"}, set()),
+    (
+        "clone my voice from a recording",
+        {"minimax_clone_voice", "qwen3_tts_clone_voice", "voice_api_clone_voice", "eigen_upload_voice"},
+        set(),
+    ),
 ]
 
 
