@@ -192,6 +192,12 @@ class ToolSpec(_Strict):
     inputs: list[InputSpec]
     files: list[str] = Field(default_factory=list)  # output paths holding File objects ("audio", "clips[]")
     result_text: str | None = None  # output field shown to the model as text (a transcript)
+    # The upstream's output fields besides `files`, named in the tool's outputSchema (for fal,
+    # its published output schema; tests/contract/test_fal_contract.py holds them to it).
+    outputs: list[str] = Field(default_factory=list)
+    # Words a request may use for this tool that its name, title and description do not say
+    # (find_audio_tools ranks on them too).
+    keywords: list[str] = Field(default_factory=list)
     price: Price | None = None
     # True: the upstream publishes no price for it (in our sources); a capability has a price or this.
     no_published_price: bool = False

@@ -35,6 +35,8 @@ from mcp_audio.jobs import not_found_message, open_engine
 from mcp_audio.providers.base import Pacing
 from mcp_audio.server.completions import add_completions, add_protocol_details
 from mcp_audio.server.confirmation import NeedsApproval, cost_confirmation
+from mcp_audio.server.finder import OUTPUT_SCHEMA as FINDER_SCHEMA
+from mcp_audio.server.finder import finder_tool
 from mcp_audio.server.job_events import JobEventBus
 from mcp_audio.server.output_schema import capability_schema, job_list_schema, job_schema
 from mcp_audio.server.player import PLAYER_URI, player_html
@@ -45,7 +47,7 @@ from mcp_audio.server.render import job_result, job_summary
 from mcp_audio.server.resources import add_resources
 from mcp_audio.server.state import AppState, Runtime
 from mcp_audio.server.tasks import Tasks, started_as_task
-from mcp_audio.server.toolsets import DYNAMIC, add_dynamic_toolsets
+from mcp_audio.server.toolsets import DYNAMIC, DynamicToolsets, add_dynamic_toolsets
 from mcp_audio.store import Job
 
 log = logging.getLogger("mcp_audio.server")
@@ -110,14 +112,18 @@ def build_server(
     # Toolsets limit what is offered; jobs of any tool still resume, so the full catalog stays.
     exposed = [cap for cap in catalog.capabilities.values() if cap.spec.kind in settings.enabled_kinds]
     tasks = Tasks(runtime, [cap.name for cap in exposed], settings.secrets)
-    tools = [_capability_tool(cap, runtime, secrets, transport) for cap in exposed]
+    # Sorted by name: a stable order (clients cache the list, and diffs of it stay readable).
+    tools = [_capability_tool(cap, runtime, secrets, transport) for cap in sorted(exposed, key=lambda c: c.name)]
+    dynamic = DynamicToolsets(exposed) if settings.toolsets == DYNAMIC else None
+    finder = finder_tool(exposed, dynamic)
+    _refuse_unknown_arguments(finder, FINDER_SCHEMA)
     server: MCPServer[AppState] = MCPServer(
         name="mcp-audio",
         title="mcp-audio",
         version=__version__,
         instructions=INSTRUCTIONS if transport == "stdio" else INSTRUCTIONS + REMOTE_FILES,
         lifespan=lifespan,
-        tools=tools + _job_tools(runtime, secrets),
+        tools=[finder, *_job_tools(runtime, secrets), *tools],
         extensions=[_player(settings), tasks.extension()],
         middleware=(
             [RateLimit(settings.rate_limit_per_minute, lambda: runtime.get().store)]
@@ -126,8 +132,8 @@ def build_server(
         ),
         subscriptions=job_events,
     )
-    if settings.toolsets == DYNAMIC:  # tools/list starts small; families are enabled at run time (toolsets.py)
-        add_dynamic_toolsets(server, exposed)
+    if dynamic is not None:  # tools/list starts small; families are enabled at run time (toolsets.py)
+        add_dynamic_toolsets(server, dynamic)
     add_resources(server, runtime, catalog, exposed)
     add_prompts(server, {cap.name for cap in exposed})
     add_completions(server, runtime, catalog)
@@ -201,7 +207,7 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
     return Tool(
         fn=run,
         name=spec.name,
-        title=spec.title,
+        # No title: the name says it (tools/list is paid for in every conversation); audio://catalog has it.
         description=spec.description,
         parameters=capability.input_schema,
         fn_metadata=FuncMetadata(arg_model=_RawArguments, output_schema=capability_schema(capability)),

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from mcp_audio.catalog import Capability
 
 _STRING = {"type": "string"}
+_ARRAY = {"type": "array"}
 STATUS = {"enum": list(get_args(JobState))}
 # An output file: its URL always; the local copy (path, files:// resource) when it was saved.
 _FILE = {"required": [name for name, field in OutputFile.model_fields.items() if field.is_required()]}
@@ -26,18 +27,16 @@ _FILE = {"required": [name for name, field in OutputFile.model_fields.items() if
 def job_schema(
     output_fields: dict[str, Any] | None = None, *, files: bool = True, saves_voice: bool = False, typed: bool = False
 ) -> dict[str, Any]:
-    """A job's structured result: `files` when it makes files, the known members of `output`,
+    """A job's structured result: `files` when it makes files, the named members of `output`,
     a clone tool's `saved_voice`. `typed` also types `job_id` and lists the statuses (on the
-    three job tools; the many capability tools leave it to `required`, to stay short)."""
+    three job tools; the many capability tools leave the job envelope to the README, to stay short)."""
     properties: dict[str, Any] = {"job_id": _STRING, "status": STATUS} if typed else {}
-    if files and typed:  # every capability tool's files have the one shape the README gives
-        properties["files"] = {"type": "array", "items": _FILE}
+    if files:  # every capability tool's files have the one shape the README gives
+        properties["files"] = {"type": "array", "items": _FILE} if typed else _ARRAY
     if output_fields:
         properties["output"] = {"properties": output_fields}
     if saves_voice:
         properties["saved_voice"] = _STRING
-    # The many capability tools state only what their manifest adds (the README gives the job
-    # shape); the three job tools type it in full. Each byte here is in every conversation.
     schema: dict[str, Any] = {"type": "object", "required": ["job_id", "status"]} if typed else {"type": "object"}
     if properties:
         schema["properties"] = properties
@@ -45,11 +44,14 @@ def job_schema(
 
 
 def capability_schema(capability: Capability) -> dict[str, Any]:
-    """From the manifest's output mapping: files as output files, the result text as a string
-    (or null: an upstream may send none), a clone tool's saved voice name."""
+    """From the manifest: files, each upstream output field by name (untyped: its upstream types
+    it; the result text as a string, or null when an upstream sends none), a clone tool's saved
+    voice name."""
     spec = capability.spec
+    fields: dict[str, Any] = {name: {} for name in spec.outputs}
     text = spec.result_text
-    fields: dict[str, Any] | None = {text: {"type": ["string", "null"]}} if text and "." not in text else None
+    if text and "." not in text:
+        fields[text] = {"type": ["string", "null"]}
     return job_schema(fields, files=bool(spec.files), saves_voice=spec.saves_voice is not None)
 
 

@@ -48,6 +48,7 @@ class DynamicToolsets:
         self.families = {name: tools for name, tools in self.families.items() if tools}
         self._family_tools = {tool for tools in self.families.values() for tool in tools}
         self._enabled: dict[str, set[str]] = {}  # principal -> enabled families
+        self._tools: dict[str, set[str]] = {}  # principal -> tools find_audio_tools enabled one by one
 
     def enable(self, principal: str, toolset: str) -> list[str]:
         """Enable a family (or all) for `principal`: the names of the tools it adds to the list."""
@@ -57,9 +58,15 @@ class DynamicToolsets:
         enabled.update(names)
         return added
 
+    def enable_tools(self, principal: str, tools: list[str]) -> list[str]:
+        """Enable single tools for `principal` (what find_audio_tools returned): those newly shown."""
+        added = [tool for tool in tools if tool in self.hidden(principal)]
+        self._tools.setdefault(principal, set()).update(added)
+        return added
+
     def hidden(self, principal: str) -> set[str]:
         shown = {tool for name in self._enabled.get(principal, ()) for tool in self.families[name]}
-        return self._family_tools - shown
+        return self._family_tools - shown - self._tools.get(principal, set())
 
     def description(self) -> str:
         listed = "; ".join(f"{name} ({len(tools)}: {PURPOSES[name]})" for name, tools in self.families.items())
@@ -78,9 +85,8 @@ class DynamicToolsets:
         return result
 
 
-def add_dynamic_toolsets(server: MCPServer[Any], exposed: list[Capability]) -> DynamicToolsets:
-    """Filter tools/list to the enabled families and add `enable_toolset`."""
-    toolsets = DynamicToolsets(exposed)
+def add_dynamic_toolsets(server: MCPServer[Any], toolsets: DynamicToolsets) -> DynamicToolsets:
+    """Filter tools/list to the enabled families (and tools) and add `enable_toolset`."""
 
     allowed = [*toolsets.families, "all"]
     schema: dict[str, JsonValue] = {"enum": list(allowed)}
@@ -94,7 +100,7 @@ def add_dynamic_toolsets(server: MCPServer[Any], exposed: list[Capability]) -> D
             raise ToolError(f"`toolset`: got {toolset[:16]!r}; allowed: {', '.join(allowed)}.")
         added = toolsets.enable(current_principal(), toolset)
         if added:
-            await _announce(ctx)
+            await announce(ctx)
         text = (
             f"Enabled {toolset}: {', '.join(added)} added to your tool list."
             if added
@@ -116,7 +122,7 @@ def add_dynamic_toolsets(server: MCPServer[Any], exposed: list[Capability]) -> D
     return toolsets
 
 
-async def _announce(ctx: Context) -> None:
+async def announce(ctx: Context) -> None:
     """notifications/tools/list_changed: on 2026-era `subscriptions/listen` streams, and to a
     2025-era (initialize handshake) session directly."""
     await ctx.notify_tools_changed()

@@ -716,3 +716,17 @@ def test_refresh_reproduces_the_committed_snapshot(tmp_path: Path) -> None:
     refresh = _refresh_module()
     text = refresh.dump(refresh.build(Path(os.environ["FAL_JS_GIT_DIR"])))
     assert text == fal_contract.SNAPSHOT.read_text("utf-8")
+
+
+def test_every_fal_tool_names_each_output_field_fal_publishes() -> None:
+    """A manifest's `outputs` (named in the tool's outputSchema) are fal's output fields besides files."""
+    for capability in load_catalog().capabilities.values():
+        if capability.provider != "fal":
+            continue
+        roots = {path.split(".")[0].removesuffix("[]") for path in capability.spec.files}
+        published = {
+            name
+            for endpoint in capability.spec.all_endpoints
+            for name in fal_contract.output_schema(endpoint).get("properties", {})
+        }
+        assert set(capability.spec.outputs) == published - roots, capability.name

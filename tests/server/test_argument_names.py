@@ -31,6 +31,11 @@ RENAMED = [
     ("audio_info", "audio_url", "file"),
     ("kokoro_tts", "text", "prompt"),  # speech text is `text` in every TTS tool
     ("minimax_tts", "text", "prompt"),
+    ("mirelo_video_sound", "prompt", "text_prompt"),  # a generation prompt is `prompt` in every tool
+    ("diffrhythm_song", "prompt", "style_prompt"),
+    ("elevenlabs_sound_effect", "prompt", "text"),
+    ("kling_video_audio", "prompt", "sound_effect_prompt"),
+    ("minimax_music", "lyrics", "lyrics_prompt"),  # lyrics are `lyrics`, as in every song tool
 ]
 
 
@@ -114,3 +119,20 @@ async def test_the_episode_prompt_uses_the_new_names(client: Client) -> None:
     text = result.messages[0].content.text  # type: ignore[union-attr]
     for phrase in ("audio_urls = ", "voice_url = jobs://", "music_url = jobs://", "audio_url = jobs://{master"):
         assert phrase in text, phrase
+
+
+async def test_every_file_and_required_argument_is_described_and_prompts_are_named_alike(client: Client) -> None:
+    listed = {tool.name: tool.input_schema for tool in (await client.list_tools()).tools}
+    for capability in CATALOG.capabilities.values():
+        properties = listed[capability.name]["properties"]
+        for spec in capability.spec.inputs:
+            if spec.advanced:
+                continue
+            if spec.required or spec.file is not None:
+                assert properties[spec.name].get("description"), (capability.name, spec.name)
+            # The speech text is `text`, a generation prompt `prompt` (others say what they are for).
+            assert spec.name not in ("text_prompt", "style_prompt", "sound_effect_prompt", "lyrics_prompt")
+        if capability.spec.kind == "tts":
+            assert "text" in properties or "inputs" in properties, capability.name
+        if capability.spec.kind in ("music", "sfx") and "prompt" not in properties:
+            assert "lyrics" in properties or "tags" in properties, capability.name

@@ -113,14 +113,22 @@ def minimal_arguments(capability: Capability, rec_dir: Path, transcript_job: str
 
 async def test_every_tool_has_a_valid_compact_output_schema(every: Client) -> None:
     found = await schemas(every)
-    assert set(found) == set(CATALOG.capabilities) | {"get_job", "cancel_job", "list_jobs"}
+    assert set(found) == set(CATALOG.capabilities) | {"get_job", "cancel_job", "list_jobs", "find_audio_tools"}
     for name, schema in found.items():
         jsonschema.Draft202012Validator.check_schema(schema)
         assert schema["type"] == "object", name
         assert "description" not in json.dumps(schema), name  # they are in every conversation: kept short
-    assert found["whisper_transcribe"]["properties"]["output"]["properties"] == {"text": {"type": ["string", "null"]}}
+    # Each result field is named: the upstream's output fields (fal's published output schema) and files.
+    assert found["whisper_transcribe"]["properties"]["output"]["properties"] == {
+        "chunks": {},
+        "diarization_segments": {},
+        "inferred_languages": {},
+        "text": {"type": ["string", "null"]},
+    }
     assert "saved_voice" in found["qwen3_tts_clone_voice"]["properties"]
-    assert found["qwen3_tts"] == {"type": "object"}  # the job shape is the README's; only additions are typed
+    # The job shape is the README's; only what a tool adds is named.
+    assert found["qwen3_tts"] == {"type": "object", "properties": {"files": {"type": "array"}}}
+    assert found["minimax_tts"]["properties"]["output"] == {"properties": {"duration_ms": {}}}
     assert found["get_job"]["properties"]["status"]["enum"] == [
         "queued",
         "running",
@@ -161,6 +169,9 @@ async def test_every_tools_results_match_its_schema(
                 continue
             check(found["get_job"], done)
             check(found[name], done)
+            named = set(found[name].get("properties", {}).get("output", {}).get("properties", {}))
+            if set(done["output"]) - named:  # every result field is named in the schema
+                problems.append(f"{name}: output fields not in its outputSchema: {sorted(set(done['output']) - named)}")
             assert done["files"] or not capability.spec.files or capability.spec.kind == "stt", name
             if name == TRANSCRIBER:
                 transcript = done["job_id"]

@@ -29,7 +29,7 @@ async def test_tools_list_shows_typed_annotated_tools(client: Client) -> None:
     assert set(tools) >= CORE_TOOLS
     assert {"get_job", "cancel_job", "list_jobs"} <= set(tools)
     tts = tools["qwen3_tts"]
-    assert tts.title and len(tts.description or "") > 40
+    assert tts.title is None and len(tts.description or "") > 40  # the name says it; audio://catalog has titles
     assert tts.input_schema["additionalProperties"] is False
     assert tts.input_schema["required"] == ["text"]
     assert tts.input_schema["properties"]["model_size"]["enum"] == ["1.7b", "0.6b"]

@@ -103,7 +103,7 @@ def test_invalid_arguments_name_field_value_and_allowed() -> None:
     assert "`duration_seconds`: got 40" in message
     assert "<= 22" in message
     assert "`colour`: unknown argument" in message
-    assert "Allowed arguments: text, duration_seconds, prompt_influence" in message
+    assert "Allowed arguments: prompt, duration_seconds, prompt_influence" in message
 
 
 def test_bad_manifest_reports_every_problem_with_file_and_field(tmp_path: Path) -> None:
