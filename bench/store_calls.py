@@ -1,10 +1,15 @@
-"""How long the event loop is held by one job-store call (not a test: nothing here asserts).
+"""How long the event loop is held by one job-store call, and what one job's life costs the
+store (not a test: nothing here asserts).
 
 The store is synchronous and is called on the server's event loop, so each call's latency is
 time no other request is served. Prints the median and 99th percentile of the calls a job
 makes most (create, progress line, lease renewal of 500 jobs, read, finish), on SQLite and on
 a local PostgreSQL (unix socket; a database across a network adds its round trip per
 statement, two to four per call).
+
+The life of one job: a `lyria2_music` call through the MCP client to a server on SQLite and
+the in-process fal fake, waited on to the end; every statement on the jobs table is counted
+(SQLite's trace hook) by verb, with the job rows decoded.
 
     .venv/bin/python bench/store_calls.py [--calls 2000]
 """
@@ -61,10 +66,77 @@ def bench(name: str, store: JobStore, count: int) -> None:
         print(f"  {name:10s} {call:18s} median {median:6.3f} ms   p99 {p99:6.3f} ms")
 
 
+def job_life() -> None:
+    """Statements on the jobs table, and job rows decoded, in one job's life."""
+    import collections
+    import logging
+
+    import anyio
+    from mcp import Client
+
+    import mcp_audio.jobs.engine as engine
+    import mcp_audio.store.base as base
+    from mcp_audio.config import Settings
+    from mcp_audio.sandbox.fal_queue import FakeFal
+    from mcp_audio.sandbox.serve import serve_in_thread
+    from mcp_audio.server import build_server
+    from tests.helpers import FAL_KEY, FAST
+
+    logging.disable(logging.WARNING)
+    counts: collections.Counter[str] = collections.Counter()
+    counting = False
+
+    def trace(sql: str) -> None:
+        words = sql.split()
+        if counting and " jobs " in f" {sql} " and words:
+            counts[words[0].upper()] += 1
+
+    opened = engine.open_store
+
+    def traced_store(settings: Settings) -> JobStore:
+        store = opened(settings)
+        store._db.set_trace_callback(trace)  # type: ignore[attr-defined]
+        return store
+
+    decode = base._job
+
+    def counted_decode(row: object) -> object:
+        if counting:
+            counts["decodes"] += 1
+        return decode(row)  # type: ignore[arg-type]
+
+    engine.open_store = traced_store  # type: ignore[assignment]
+    base._job = counted_decode  # type: ignore[assignment]
+    fake = FakeFal(valid_key=FAL_KEY)
+    with serve_in_thread(fake.app) as url, tempfile.TemporaryDirectory() as tmp:
+        fake.base_url = url
+        settings = Settings(
+            fal_key=FAL_KEY, fal_queue_url=url, fal_run_url=url + "/run", fal_rest_url=url, fal_cdn_url=url,
+            data_dir=Path(tmp), output_dir=Path(tmp) / "out", download="never", wait_s=30,
+        )  # fmt: skip
+
+        async def one() -> None:
+            nonlocal counting
+            async with Client(build_server(settings, pacing=FAST)) as client:
+                counting = True
+                result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+                counting = False
+                assert (result.structured_content or {}).get("status") == "completed", result
+
+        anyio.run(one)
+    engine.open_store, base._job = opened, decode  # type: ignore[assignment]
+    statements = {verb: n for verb, n in counts.items() if verb != "decodes"}
+    print(
+        f"  one job's life (SQLite): {sum(statements.values())} statements on jobs "
+        f"({', '.join(f'{n} {verb}' for verb, n in sorted(statements.items()))}), {counts['decodes']} row decodes"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
+    job_life()
     with tempfile.TemporaryDirectory() as tmp:
         sqlite = SqliteJobStore(Path(tmp) / "jobs.db")
         bench("SQLite", sqlite, args.calls)

@@ -60,7 +60,7 @@ from mcp_audio.providers.base import (
     UpstreamRequest,
 )
 from mcp_audio.providers.pool import ProviderPool
-from mcp_audio.store import LOCAL_PRINCIPAL, Job, JobStore, iso_time
+from mcp_audio.store import LOCAL_PRINCIPAL, LOG_TAIL, Job, JobStore, iso_time
 
 log = logging.getLogger("mcp_audio.jobs")
 
@@ -79,6 +79,9 @@ class _Live:
     # its way waits for this, to cancel the upstream job the request may have created.
     submitting: bool = False
     submitted: anyio.Event = field(default_factory=anyio.Event)
+    # The row as this follower last wrote it (each transition returns it): waiters here need not
+    # read it again, and progress appends to its log lines without a read.
+    last: Job | None = None
 
 
 def process_owner() -> str:
@@ -162,7 +165,7 @@ class JobRunner:
             owner=self.owner,
             lease_s=self._pacing.lease_s,
         )
-        self._spawn(job.id, capability, request)
+        self._spawn(job, capability, request)
         return job
 
     async def keep_leases(self) -> None:
@@ -191,13 +194,15 @@ class JobRunner:
         for job in orphans:
             if job.id in self._live or not self.has_key(job.provider):
                 continue  # a process without the upstream's key leaves its jobs as they are
-            if not self._store.claim(job.id, self.owner, self._pacing.lease_s, taking_over=job.lease_owner):
+            claimed = self._store.claim(job.id, self.owner, self._pacing.lease_s, taking_over=job.lease_owner)
+            if claimed is None:
                 continue  # another process was quicker
+            job = claimed
             capability = self._catalog.get(job.tool)
             if capability is None:
                 self._store.fail(job.id, f"tool {job.tool} no longer exists in this server", owner=self.owner)
             elif job.upstream_id is not None:
-                self._spawn(job.id, capability, None)
+                self._spawn(job, capability, None)
                 adopted += 1
             elif UPSTREAMS[job.provider].local:  # local work costs nothing: say so and let it be redone
                 self._store.fail(
@@ -233,9 +238,9 @@ class JobRunner:
             f"and a server process with {env} set follows it to the end."
         )
 
-    def _spawn(self, job_id: str, capability: Capability, request: UpstreamRequest | None) -> None:
-        self._live[job_id] = _Live()
-        self._tg.start_soon(self._follow, job_id, capability, request, name=f"job-{job_id}")
+    def _spawn(self, job: Job, capability: Capability, request: UpstreamRequest | None) -> None:
+        self._live[job.id] = _Live(last=job)
+        self._tg.start_soon(self._follow, job.id, capability, request, name=f"job-{job.id}")
 
     # --- the life of one job ----------------------------------------------------------------
 
@@ -250,7 +255,7 @@ class JobRunner:
                 listener.close()  # ends every waiter's loop; they read the final row themselves
 
     async def _run(self, job_id: str, capability: Capability, request: UpstreamRequest | None) -> None:
-        job = self._require(job_id)
+        job = self._live[job_id].last or self._require(job_id)  # as created or claimed: no read
         provider = self.providers.get(job.provider)
         files = self._file_sink(capability, job_id)
 
@@ -260,7 +265,7 @@ class JobRunner:
         try:
             if capability.shape == "one_shot":
                 assert isinstance(provider, OneShotProvider) and request is not None
-                self._store.mark_running(job_id)
+                self._wrote(self._store.mark_running(job_id))
                 output = await provider.run(request, report, files)
             else:
                 assert isinstance(provider, QueuedProvider)
@@ -277,13 +282,13 @@ class JobRunner:
             output = {k: v if isinstance(v, OutputFile) else redact_json(v, self._secrets) for k, v in output.items()}
             result = extract_result(capability.spec.files, output)
             remote = [item for item in result.files if not item.saved]
-            if not self._store.renew(self.owner, [job_id], self._pacing.lease_s):
-                return  # this process stopped answering and another took the job over: it saves the files
             if self._download and self._saver is not None and remote:
+                if not self._store.holds(self.owner, job_id):
+                    return  # this process stopped answering and another took the job over: it saves the files
                 self._notify(job, f"Saving {len(remote)} file(s) to {self._saver.output_dir}")
                 result.files = await self._saver.save_all(capability.name, job_id, result.files)
             result.saved_voice = self._save_voice(capability, job, output)
-            self._store.complete(job_id, result, owner=self.owner)
+            self._wrote(self._store.complete(job_id, result, owner=self.owner))
         except McpAudioError as exc:
             live = self._live[job_id]
             while live.cancelling:  # the failure may be the cancel's doing: cancel() stops us if so
@@ -291,7 +296,7 @@ class JobRunner:
             self._record_failure(job_id, capability, job, exc)
         except Exception:
             log.exception("job %s crashed", job_id)
-            self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner)
+            self._wrote(self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner))
 
     async def _submit(self, job: Job, provider: QueuedProvider, request: UpstreamRequest) -> Job:
         """Send the request once and record the upstream's id. Shielded: a cancel or a stop that
@@ -303,8 +308,10 @@ class JobRunner:
         try:
             with anyio.CancelScope(shield=True):
                 submitted = await provider.submit(request)
-                job = self._store.record_submission(
-                    job.id, submitted.upstream_id, submitted.handle.model_dump(mode="json")
+                job = self._wrote(
+                    self._store.record_submission(
+                        job.id, submitted.upstream_id, submitted.handle.model_dump(mode="json")
+                    )
                 )
         finally:
             live.submitting = False
@@ -316,9 +323,9 @@ class JobRunner:
         if isinstance(exc, UpstreamError) and exc.may_have_run and job.upstream_id is None:
             # Sent, never confirmed: not resent, not followed.
             advice = _UNKNOWN_ADVICE.format(where=capability.upstream.where_to_check)
-            self._store.mark_unknown(job_id, f"{message} {advice}", owner=self.owner)
+            self._wrote(self._store.mark_unknown(job_id, f"{message} {advice}", owner=self.owner))
         else:
-            self._store.fail(job_id, message, owner=self.owner)
+            self._wrote(self._store.fail(job_id, message, owner=self.owner))
 
     async def _follow_through_outages(
         self, job: Job, provider: QueuedProvider, handle: BaseModel, report: Report, files: FileSink
@@ -388,7 +395,11 @@ class JobRunner:
 
     def _on_update(self, job_id: str, update: Update) -> None:
         logs = [redact(line, self._secrets) for line in update.logs]
-        job = self._store.record_progress(job_id, update.state, update.queue_position, logs)
+        live = self._live.get(job_id)
+        before = live.last.logs if live is not None and live.last is not None else []
+        job = self._wrote(
+            self._store.record_progress(job_id, update.state, update.queue_position, (before + logs)[-LOG_TAIL:])
+        )
         if job.finished:  # a late update after cancel_job: the store left the row as it was
             return
         if update.partial is not None:
@@ -398,6 +409,13 @@ class JobRunner:
         else:
             message = "Running" + (f": {job.logs[-1]}" if update.logs else "")
         self._notify(job, message)
+
+    def _wrote(self, job: Job) -> Job:
+        """Keep the row a transition returned, for this job's waiters and its next progress line."""
+        live = self._live.get(job.id)
+        if live is not None:
+            live.last = job
+        return job
 
     def _save_voice(self, capability: Capability, job: Job, output: dict[str, Any]) -> str | None:
         spec = capability.spec.saves_voice
@@ -422,14 +440,23 @@ class JobRunner:
     async def wait(self, job_id: str, timeout: float, on_update: OnUpdate | None = None) -> Job:
         """Wait up to `timeout` seconds for a job to finish, forwarding its updates, whether this
         process follows it or another one does (then its row is watched)."""
-        with anyio.move_on_after(timeout):
-            while not self._require(job_id).finished:
+        job = self._known(job_id)
+        with anyio.move_on_after(timeout) as waited:
+            while not job.finished:
                 live = self._live.get(job_id)
                 if live is not None:
                     await self._listen(live, on_update)
+                    # The follower's last write, when it finished the job; else as the row stands.
+                    job = live.last if live.last is not None and live.last.finished else self._require(job_id)
                 else:
                     await self._watch_row(job_id, on_update)
-        return self._require(job_id)
+                    job = self._require(job_id)
+        return self._require(job_id) if waited.cancelled_caught else job
+
+    def _known(self, job_id: str) -> Job:
+        """The job as its follower here last wrote it, or as its row stands."""
+        live = self._live.get(job_id)
+        return live.last if live is not None and live.last is not None else self._require(job_id)
 
     async def _listen(self, live: _Live, on_update: OnUpdate | None) -> None:
         """Forward a followed job's updates until its follower ends."""

@@ -146,16 +146,21 @@ class JobStore:
 
     # --- leases: one follower per job across processes ---------------------------------------
 
-    def claim(self, job_id: str, owner: str, lease_s: float, *, taking_over: str | None = None) -> bool:
+    def claim(self, job_id: str, owner: str, lease_s: float, *, taking_over: str | None = None) -> Job | None:
         """Lease an unfinished job to `owner` if nobody holds a live lease on it (or the lease
-        is `taking_over`'s, an owner known to be dead). True if `owner` now holds it."""
+        is `taking_over`'s, an owner known to be dead). The job as `owner` now holds it, or None."""
         now = time.time()
-        changed = self._execute(
+        rows = self._fetch(
             f"UPDATE jobs SET lease_owner = ?, lease_expires = ? WHERE id = ? AND {_UNFINISHED}"
-            " AND (lease_owner IS NULL OR lease_owner = ? OR lease_owner = ? OR lease_expires < ?)",
+            " AND (lease_owner IS NULL OR lease_owner = ? OR lease_owner = ? OR lease_expires < ?) RETURNING *",
             (owner, now + lease_s, job_id, owner, taking_over, now),
         )
-        return changed == 1
+        return _job(rows[0]) if rows else None
+
+    def holds(self, owner: str, job_id: str) -> bool:
+        """Whether `owner` still holds this unfinished job (not finished or taken over elsewhere)."""
+        rows = self._fetch(f"SELECT id FROM jobs WHERE id = ? AND lease_owner = ? AND {_UNFINISHED}", (job_id, owner))
+        return bool(rows)
 
     def renew(self, owner: str, job_ids: list[str], lease_s: float) -> set[str]:
         """Extend `owner`'s leases on these jobs; returns the ids it still holds (unfinished)."""
@@ -186,10 +191,11 @@ class JobStore:
         return self._set(job_id, _UNFINISHED, state="running")
 
     def record_progress(self, job_id: str, state: JobState, queue_position: int | None, logs: list[str]) -> Job:
-        """A queued/running update; `logs` are new lines (the last LOG_TAIL are kept)."""
-        job = self.get_job(job_id)
-        kept = ((job.logs if job else []) + logs)[-LOG_TAIL:]
-        return self._set(job_id, _UNFINISHED, state=state, queue_position=queue_position, logs=json.dumps(kept))
+        """A queued/running update; `logs` are the job's lines now (its follower keeps them; the last
+        LOG_TAIL are stored), so the update is one statement with no read before it."""
+        return self._set(
+            job_id, _UNFINISHED, state=state, queue_position=queue_position, logs=json.dumps(logs[-LOG_TAIL:])
+        )
 
     # The final transitions apply only to an unfinished job, and, given an `owner`, only while
     # that owner holds the lease: a job is finished once, by whoever follows it.
@@ -214,15 +220,18 @@ class JobStore:
         return self._set(job_id, where, [owner] if owner else [], **columns)
 
     def _set(self, job_id: str, where: str = "TRUE", where_args: list[Any] | None = None, **columns: Any) -> Job:
+        """One `UPDATE ... RETURNING` per transition; only when it changed nothing (the job is
+        finished, or another holds it) is the row read as it stands."""
         # Column names and conditions come only from the transitions above, never from callers' data.
         columns["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in columns)
-        changed = self._execute(
-            f"UPDATE jobs SET {assignments} WHERE id = ? AND {where}",
+        rows = self._fetch(
+            f"UPDATE jobs SET {assignments} WHERE id = ? AND {where} RETURNING *",
             [*columns.values(), job_id, *(where_args or [])],
         )
-        if changed:
+        if rows:
             self._changed(job_id)
+            return _job(rows[0])
         job = self.get_job(job_id)
         assert job is not None, job_id
         return job
@@ -233,17 +242,17 @@ class JobStore:
         """Keep a verified webhook delivery on its unfinished job for the follower, wherever it
         runs: "recorded"; "seen" when the job already has one or is finished (fal repeats
         deliveries: nothing changes); "unknown" when no job has that upstream id (yet)."""
-        changed = self._execute(
+        rows = self._fetch(
             f"UPDATE jobs SET webhook = ?, updated_at = ? WHERE provider = ? AND upstream_id = ? AND {_UNFINISHED}"
-            " AND webhook IS NULL",
+            " AND webhook IS NULL RETURNING id",
             (json.dumps(delivery), time.time(), provider, upstream_id),
         )
-        rows = self._fetch("SELECT id FROM jobs WHERE provider = ? AND upstream_id = ?", (provider, upstream_id))
-        if changed:
+        if rows:
             for row in rows:
                 self._changed(row["id"])
             return "recorded"
-        return "seen" if rows else "unknown"
+        seen = self._fetch("SELECT id FROM jobs WHERE provider = ? AND upstream_id = ?", (provider, upstream_id))
+        return "seen" if seen else "unknown"
 
     def get_job(self, job_id: str, principal: str | None = None) -> Job | None:
         """The job; with `principal`, only if it is theirs (another's job is as if it did not exist)."""

@@ -90,6 +90,20 @@ def pg004_calls(db: psycopg.Connection[Any]) -> None:
     db.execute("CREATE INDEX calls_principal ON calls(principal, at)")
 
 
+@migration
+def pg005_notify_trigger(db: psycopg.Connection[Any]) -> None:
+    # Every change a waiter cares about is announced by the UPDATE itself, not by a second
+    # statement; lease changes (owner) are not announced.
+    db.execute(
+        f"""CREATE FUNCTION mcp_audio_job_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_notify('{CHANNEL}', NEW.id); RETURN NULL; END $$"""
+    )
+    db.execute(
+        "CREATE TRIGGER jobs_changed AFTER UPDATE OF state, queue_position, logs, result, error, upstream_id,"
+        " handle, webhook ON jobs FOR EACH ROW EXECUTE FUNCTION mcp_audio_job_changed()"
+    )
+
+
 def _marks(sql: str) -> str:
     # The shared SQL uses `?`; psycopg takes `%s` (the shared SQL has no `%` or `?` of its own).
     return sql.replace("?", "%s")
@@ -178,8 +192,9 @@ class PostgresJobStore(JobStore):
     # --- push: NOTIFY on every change, LISTEN for the life of the server ------------------------
 
     def _changed(self, job_id: str) -> None:
-        # Announced to this process's watchers when the notification comes back, like everyone's.
-        self._execute("SELECT pg_notify(?, ?)", (CHANNEL, job_id))
+        # The jobs_changed trigger sends NOTIFY; this process's watchers hear it when it comes
+        # back, like everyone's.
+        pass
 
     async def changed(self, job_id: str) -> None:
         event = anyio.Event()
