@@ -77,6 +77,7 @@ async def open_engine(
                 retention_s=settings.result_retention_s,
             )
             pipeline = CallPipeline(store, runner, open_uploads(settings) if transport == "http" else None)
+            runner.beat()  # this process's lease, before it starts or adopts any job
             if resumed := runner.adopt_unfollowed():
                 log.info("re-attached to %d unfinished job(s)", resumed)
             task_group.start_soon(runner.keep_leases, name="leases")

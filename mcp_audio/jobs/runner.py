@@ -89,16 +89,14 @@ def process_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def owner_is_dead(owner: str | None) -> bool:
-    """True only when the owner is known to be gone: a process on this host that no longer
+def replica_is_dead(host: str, pid: int) -> bool:
+    """True only when a lease holder is known to be gone: a process on this host that no longer
     exists. Elsewhere (another host, or Windows, where probing a pid is not harmless) only
-    the lease's expiry says so."""
-    host, _, rest = (owner or "").partition(":")
-    pid = rest.partition(":")[0]
-    if os.name != "posix" or host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+    its heartbeat's expiry says so."""
+    if os.name != "posix" or host != socket.gethostname() or pid <= 0 or pid == os.getpid():
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except OSError:  # exists, owned by someone else
@@ -163,7 +161,6 @@ class JobRunner:
             body=file_records(request),
             options=request.options,
             owner=self.owner,
-            lease_s=self._pacing.lease_s,
         )
         self._spawn(job, capability, request)
         return job
@@ -174,9 +171,11 @@ class JobRunner:
         self._tg.start_soon(self._store.listen, name="store-listen")  # other replicas' changes wake waiters
         while True:
             try:
-                held = self._store.renew(self.owner, list(self._live), self._pacing.lease_s)
-                for job_id, live in list(self._live.items()):
-                    if job_id not in held:  # finished or cancelled elsewhere, or taken over: not ours now
+                self.beat()
+                following = set(self._live)  # those started after this read are ours anyway
+                held = self._store.held(self.owner)
+                for job_id in following - held:  # finished or cancelled elsewhere, or taken over: not ours now
+                    if (live := self._live.get(job_id)) is not None:
                         live.scope.cancel()
                 if adopted := self.adopt_unfollowed():
                     log.info("following %d unfinished job(s) nobody else follows", adopted)
@@ -184,17 +183,21 @@ class JobRunner:
                 log.warning("could not renew or adopt job leases (%s: %s); trying again", type(exc).__name__, exc)
             await anyio.sleep(self._pacing.lease_s / 4)
 
+    def beat(self) -> None:
+        """Renew this process's lease on every job it follows: its heartbeat row, one statement."""
+        self._store.heartbeat(self.owner, socket.gethostname(), os.getpid(), self._pacing.lease_s)
+
     def adopt_unfollowed(self) -> int:
         """Lease and follow every unfinished job no live process follows; returns how many."""
         orphans = self._store.unfinished_jobs(unleased_only=True)
-        dead = {owner for owner in self._store.lease_holders(self.owner) if owner_is_dead(owner)}
+        dead = {owner for owner, host, pid in self._store.live_replicas(self.owner) if replica_is_dead(host, pid)}
         if dead:  # probed once per owner; only their jobs are read
             orphans += self._store.leased_by_others(self.owner, only=dead)
         adopted = 0
         for job in orphans:
             if job.id in self._live or not self.has_key(job.provider):
                 continue  # a process without the upstream's key leaves its jobs as they are
-            claimed = self._store.claim(job.id, self.owner, self._pacing.lease_s, taking_over=job.lease_owner)
+            claimed = self._store.claim(job.id, self.owner, taking_over=job.lease_owner)
             if claimed is None:
                 continue  # another process was quicker
             job = claimed

@@ -102,10 +102,10 @@ class JobStore:
         options: dict[str, Any],
         estimated_cost_usd: float | None = None,
         owner: str | None = None,
-        lease_s: float = 0.0,
         principal: str = LOCAL_PRINCIPAL,
     ) -> Job:
-        """A new queued job, written before anything is sent upstream, leased to `owner`."""
+        """A new queued job, written before anything is sent upstream, followed by `owner` (a replica
+        that keeps its heartbeat)."""
         now = time.time()
         job = Job(
             id=uuid.uuid4().hex,
@@ -119,13 +119,12 @@ class JobStore:
             updated_at=now,
             estimated_cost_usd=estimated_cost_usd,
             lease_owner=owner,
-            lease_expires=now + lease_s if owner else None,
             principal=principal,
         )
         self._execute(
             "INSERT INTO jobs (id, tool, provider, endpoint, payload, options, state, created_at, updated_at,"
-            " estimated_cost_usd, lease_owner, lease_expires, principal)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " estimated_cost_usd, lease_owner, principal)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.id,
                 tool,
@@ -138,22 +137,41 @@ class JobStore:
                 now,
                 estimated_cost_usd,
                 job.lease_owner,
-                job.lease_expires,
                 principal,
             ),
         )
         return job
 
     # --- leases: one follower per job across processes ---------------------------------------
+    # A job names its owner (`lease_owner`); the owner's lease is its one heartbeat row in
+    # `replicas`, so keeping every job it follows costs one statement, however many there are.
+    # A job whose owner has no live heartbeat (expired, or none: released) is free to claim.
 
-    def claim(self, job_id: str, owner: str, lease_s: float, *, taking_over: str | None = None) -> Job | None:
-        """Lease an unfinished job to `owner` if nobody holds a live lease on it (or the lease
-        is `taking_over`'s, an owner known to be dead). The job as `owner` now holds it, or None."""
-        now = time.time()
+    _OWNER_LIVE = "EXISTS (SELECT 1 FROM replicas WHERE replicas.owner = jobs.lease_owner AND replicas.expires >= ?)"
+
+    def heartbeat(self, owner: str, host: str, pid: int, lease_s: float) -> None:
+        """Keep `owner`'s lease (every job it follows) for `lease_s` more seconds: one statement."""
+        self._execute(
+            "INSERT INTO replicas (owner, host, pid, expires) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (owner) DO UPDATE SET expires = excluded.expires",
+            (owner, host, pid, time.time() + lease_s),
+        )
+
+    def live_replicas(self, owner: str) -> list[tuple[str, str, int]]:
+        """The other owners whose heartbeat is live: (owner, host, pid), so the runner can probe a
+        process on its own host, without reading any job."""
         rows = self._fetch(
-            f"UPDATE jobs SET lease_owner = ?, lease_expires = ? WHERE id = ? AND {_UNFINISHED}"
-            " AND (lease_owner IS NULL OR lease_owner = ? OR lease_owner = ? OR lease_expires < ?) RETURNING *",
-            (owner, now + lease_s, job_id, owner, taking_over, now),
+            "SELECT owner, host, pid FROM replicas WHERE owner != ? AND expires >= ?", (owner, time.time())
+        )
+        return [(str(row["owner"]), str(row["host"]), int(row["pid"])) for row in rows]
+
+    def claim(self, job_id: str, owner: str, *, taking_over: str | None = None) -> Job | None:
+        """Make `owner` follow an unfinished job if its owner has no live heartbeat (or is
+        `taking_over`, an owner known to be dead). The job as `owner` now holds it, or None."""
+        rows = self._fetch(
+            f"UPDATE jobs SET lease_owner = ? WHERE id = ? AND {_UNFINISHED} AND (lease_owner IS NULL"
+            f" OR lease_owner = ? OR lease_owner = ? OR NOT {self._OWNER_LIVE}) RETURNING *",
+            (owner, job_id, owner, taking_over, time.time()),
         )
         return _job(rows[0]) if rows else None
 
@@ -162,24 +180,18 @@ class JobStore:
         rows = self._fetch(f"SELECT id FROM jobs WHERE id = ? AND lease_owner = ? AND {_UNFINISHED}", (job_id, owner))
         return bool(rows)
 
-    def renew(self, owner: str, job_ids: list[str], lease_s: float) -> set[str]:
-        """Extend `owner`'s leases on these jobs; returns the ids it still holds (unfinished)."""
-        if not job_ids:
-            return set()
-        marks = ", ".join("?" for _ in job_ids)
-        self._execute(
-            f"UPDATE jobs SET lease_expires = ? WHERE lease_owner = ? AND id IN ({marks}) AND {_UNFINISHED}",
-            [time.time() + lease_s, owner, *job_ids],
-        )
-        rows = self._fetch(
-            f"SELECT id FROM jobs WHERE lease_owner = ? AND id IN ({marks}) AND {_UNFINISHED}", [owner, *job_ids]
-        )
-        return {row["id"] for row in rows}
+    def held(self, owner: str) -> set[str]:
+        """The unfinished jobs `owner` follows (others finished, cancelled or took over the rest)."""
+        return {
+            row["id"] for row in self._fetch(f"SELECT id FROM jobs WHERE lease_owner = ? AND {_UNFINISHED}", (owner,))
+        }
 
     def release(self, owner: str) -> None:
         """A stopping process hands its unfinished jobs on at once (the next start or another
-        process takes them without waiting for the leases to expire)."""
-        self._execute("UPDATE jobs SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = ?", (owner,))
+        process takes them without waiting for its heartbeat to expire)."""
+        # Its heartbeat goes, with those of processes gone for a day (a kill -9 leaves its row).
+        self._execute("DELETE FROM replicas WHERE owner = ? OR expires < ?", (owner, time.time() - 86400))
+        self._execute("UPDATE jobs SET lease_owner = NULL WHERE lease_owner = ?", (owner,))
 
     # --- transitions: each names the change it makes -----------------------------------------
 
@@ -216,7 +228,7 @@ class JobStore:
 
     def _finish(self, job_id: str, state: JobState, owner: str | None, **columns: Any) -> Job:
         where = _UNFINISHED + (" AND lease_owner = ?" if owner else "")
-        columns |= {"state": state, "finished_at": time.time(), "lease_owner": None, "lease_expires": None}
+        columns |= {"state": state, "finished_at": time.time(), "lease_owner": None}
         return self._set(job_id, where, [owner] if owner else [], **columns)
 
     def _set(self, job_id: str, where: str = "TRUE", where_args: list[Any] | None = None, **columns: Any) -> Job:
@@ -277,27 +289,18 @@ class JobStore:
         return [_job(row) for row in self._fetch(query, [*args, limit])]
 
     def unfinished_jobs(self, *, unleased_only: bool = False) -> list[Job]:
-        """Unfinished jobs, oldest first; `unleased_only`: those no live lease holds."""
+        """Unfinished jobs, oldest first; `unleased_only`: those whose owner has no live heartbeat."""
         query = f"SELECT * FROM jobs WHERE {_UNFINISHED}"
         args: list[Any] = []
         if unleased_only:
-            query += " AND (lease_owner IS NULL OR lease_expires < ?)"
+            query += f" AND (lease_owner IS NULL OR NOT {self._OWNER_LIVE})"
             args.append(time.time())
         return [_job(row) for row in self._fetch(query + " ORDER BY created_at", args)]
 
-    def lease_holders(self, owner: str) -> set[str]:
-        """The other owners holding a live lease on an unfinished job (a cheap query: the runner
-        asks every few seconds which of them died, without reading their jobs)."""
-        rows = self._fetch(
-            f"SELECT DISTINCT lease_owner FROM jobs WHERE {_UNFINISHED} AND lease_owner != ? AND lease_expires >= ?",
-            (owner, time.time()),
-        )
-        return {str(row["lease_owner"]) for row in rows}
-
     def leased_by_others(self, owner: str, *, only: Collection[str] | None = None) -> list[Job]:
-        """Unfinished jobs another owner holds a live lease on (a dead owner's may be taken over);
-        `only`: those of these owners."""
-        query = f"SELECT * FROM jobs WHERE {_UNFINISHED} AND lease_owner != ? AND lease_expires >= ?"
+        """Unfinished jobs another owner with a live heartbeat follows (a dead owner's may be taken
+        over); `only`: those of these owners."""
+        query = f"SELECT * FROM jobs WHERE {_UNFINISHED} AND lease_owner != ? AND {self._OWNER_LIVE}"
         args: list[Any] = [owner, time.time()]
         if only is not None:
             query += f" AND lease_owner IN ({', '.join('?' for _ in only)})"

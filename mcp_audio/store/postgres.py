@@ -104,6 +104,16 @@ def pg005_notify_trigger(db: psycopg.Connection[Any]) -> None:
     )
 
 
+@migration
+def pg006_replicas(db: psycopg.Connection[Any]) -> None:
+    # A lease per replica, not per job: its heartbeat row; a job names its owner (lease_owner).
+    db.execute(
+        "CREATE TABLE replicas (owner TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,"
+        " expires DOUBLE PRECISION NOT NULL)"
+    )
+    db.execute("CREATE INDEX jobs_owner ON jobs(lease_owner)")
+
+
 def _marks(sql: str) -> str:
     # The shared SQL uses `?`; psycopg takes `%s` (the shared SQL has no `%` or `?` of its own).
     return sql.replace("?", "%s")

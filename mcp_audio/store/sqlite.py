@@ -109,6 +109,16 @@ def m009_calls(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX calls_principal ON calls(principal, at)")
 
 
+@migration
+def m010_replicas(db: sqlite3.Connection) -> None:
+    # A lease per process, not per job: its heartbeat row; a job names its owner (lease_owner).
+    db.execute(
+        "CREATE TABLE replicas (owner TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,"
+        " expires REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX jobs_owner ON jobs(lease_owner)")
+
+
 class SqliteJobStore(JobStore):
     """The store in one SQLite file (WAL: readers do not block the writer)."""
 

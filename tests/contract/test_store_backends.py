@@ -39,7 +39,6 @@ def new_job(store: JobStore, owner: str | None = "a", principal: str = "local") 
         options={"save_as": "x"},
         estimated_cost_usd=0.1,
         owner=owner,
-        lease_s=30,
         principal=principal,
     )
 
@@ -74,20 +73,38 @@ def test_a_final_transition_applies_once_and_only_for_the_lease_holder(store: Jo
     assert store.mark_unknown(job.id, "too late").error is None
 
 
-def test_leases_claim_renew_release_and_expiry(store: JobStore) -> None:
-    job = new_job(store, owner="a")
-    assert not store.claim(job.id, "b", 30)  # a live lease is a's
-    assert [j.id for j in store.leased_by_others("b")] == [job.id]
+def test_a_lease_is_its_owners_heartbeat_claimed_when_it_stops(store: JobStore) -> None:
+    store.heartbeat("a", "host-a", 1, 30)
+    job, *others = [new_job(store, owner="a") for _ in range(3)]
+    assert not store.claim(job.id, "b")  # a's heartbeat is live
+    assert {j.id for j in store.leased_by_others("b")} == {job.id, *(j.id for j in others)}
+    assert store.live_replicas("b") == [("a", "host-a", 1)] and store.live_replicas("a") == []
     assert store.unfinished_jobs(unleased_only=True) == []
-    assert store.claim(job.id, "b", 30, taking_over="a")  # a is known to be dead
-    assert store.renew("a", [job.id], 30) == set() and store.renew("b", [job.id], 30) == {job.id}
+    store.heartbeat("b", "host-b", 2, 30)
+    assert store.claim(job.id, "b", taking_over="a")  # a is known to be dead
+    assert store.held("a") == {j.id for j in others} and store.held("b") == {job.id}
     store.release("b")
     assert [j.id for j in store.unfinished_jobs(unleased_only=True)] == [job.id]
-    assert store.claim(job.id, "c", 0.01)
+    assert [r[0] for r in store.live_replicas("x")] == ["a"]  # b's heartbeat went with it
+    store.heartbeat("c", "host-c", 3, 0.01)
+    assert store.claim(job.id, "c")
     time.sleep(0.05)
-    assert store.claim(job.id, "d", 30)  # c's lease expired
+    assert store.claim(job.id, "d")  # c's heartbeat expired
     store.cancel(job.id, "stop")
-    assert not store.claim(job.id, "e", 30) and store.renew("d", [job.id], 30) == set()
+    assert not store.claim(job.id, "e") and store.held("d") == set()
+
+
+def test_a_heartbeat_keeps_every_job_without_touching_their_rows(store: JobStore) -> None:
+    store.heartbeat("a", "host-a", 1, 0.3)
+    jobs = [new_job(store, owner="a") for _ in range(50)]
+    before = {j.id: store.get_job(j.id) for j in jobs}
+    for _ in range(4):  # 0.6 s in all: past the first heartbeat's expiry
+        time.sleep(0.15)
+        store.heartbeat("a", "host-a", 1, 0.3)
+    assert store.unfinished_jobs(unleased_only=True) == [] and not store.claim(jobs[0].id, "b")
+    assert {j.id: store.get_job(j.id) for j in jobs} == before  # no job row was written
+    time.sleep(0.4)  # a stops beating
+    assert len(store.unfinished_jobs(unleased_only=True)) == 50 and store.claim(jobs[0].id, "b")
 
 
 def test_only_one_of_many_concurrent_claims_wins(backend: ServerSettings) -> None:
@@ -98,8 +115,9 @@ def test_only_one_of_many_concurrent_claims_wins(backend: ServerSettings) -> Non
     barrier = threading.Barrier(len(stores))
 
     def claim(n: int) -> None:
+        stores[n].heartbeat(f"owner-{n}", "host", n, 30)
         barrier.wait()
-        if stores[n].claim(job.id, f"owner-{n}", 30):
+        if stores[n].claim(job.id, f"owner-{n}"):
             wins.append(f"owner-{n}")
 
     threads = [threading.Thread(target=claim, args=(n,)) for n in range(len(stores))]

@@ -89,6 +89,7 @@ async def test_get_job_waits_on_a_job_this_process_does_not_follow(settings: obj
     from mcp_audio.store import open_store
 
     store = open_store(settings)  # type: ignore[arg-type]
+    store.heartbeat("another-host:4242:feedbeef", "another-host", 4242, 60)
     job = store.create_job(
         tool="lyria2_music",
         provider="fal",
@@ -96,7 +97,6 @@ async def test_get_job_waits_on_a_job_this_process_does_not_follow(settings: obj
         body={"prompt": "x"},
         options={},
         owner="another-host:4242:feedbeef",
-        lease_s=60,
     )
     async with Client(server(settings)) as client:  # type: ignore[arg-type]
         # Another process (here: this store) holds its lease, still submitting it: nobody here follows it.

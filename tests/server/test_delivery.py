@@ -28,6 +28,7 @@ def settings(settings: ServerSettings, database_url: str | None) -> ServerSettin
     """Every delivery guarantee holds on both stores: the data dir's SQLite file and PostgreSQL."""
     return on_backend(settings, database_url)
 
+
 FAL_CHECK = (
     "To see whether it ran, check fal's request history at https://fal.ai/dashboard/requests; if it is not there, "
     "call the tool again."
@@ -190,7 +191,8 @@ async def test_a_job_whose_owner_stopped_answering_is_taken_over_when_its_lease_
         # A process on another host takes the lease over, then dies: nobody renews it.
         store = open_store(settings)
         owner = store.get_job(job_id).lease_owner  # type: ignore[union-attr]
-        assert store.claim(job_id, "another-host:4242:deadbeef", 1.5, taking_over=owner)
+        store.heartbeat("another-host:4242:deadbeef", "another-host", 4242, 1.5)
+        assert store.claim(job_id, "another-host:4242:deadbeef", taking_over=owner)
         expires = time.time() + 1.5
         store.close()
     async with Client(server(settings)) as client:
@@ -258,7 +260,7 @@ async def test_an_interrupted_local_job_fails_plainly_and_a_paid_one_ends_unknow
     store = open_store(settings)
     rows = {
         provider: store.create_job(
-            tool=tool, provider=provider, endpoint=endpoint, body={}, options={}, owner="gone:1:x", lease_s=0
+            tool=tool, provider=provider, endpoint=endpoint, body={}, options={}, owner="gone:1:x"
         ).id
         for provider, tool, endpoint in (("local", "audio_info", "info"), ("fal", "lyria2_music", "fal-ai/lyria2"))
     }
