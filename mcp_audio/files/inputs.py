@@ -177,7 +177,7 @@ class InputResolver:
                 key = spec.sent_name
                 value = body.get(key)
                 if spec.job is not None and isinstance(value, str):
-                    local[key] = transcript_of(self._store, spec.name, value, self._principal)
+                    local[key] = await transcript_of(self._store, spec.name, value, self._principal)
                 if spec.sent_as != "path" or value is None:
                     continue
                 items = value if isinstance(value, list) else [value]
@@ -205,7 +205,7 @@ class InputResolver:
         limit, label = provider.max_upload_bytes, "this server's local tools"
         _check_reference(field, value, limit)
         if is_reference(value):
-            item = referenced_output(self._store, field, value, self._principal)
+            item = await referenced_output(self._store, field, value, self._principal)
             if item.path is not None and Path(item.path).is_file():
                 return LocalFile(field=field, path=Path(item.path), source=value)
             if not is_url(item.url):
@@ -271,12 +271,12 @@ class InputResolver:
         assert isinstance(provider, Uploads), provider  # the catalog checks this at load
         lifetime = provider.upload_lifetime_s
         name = provider.upstream.name
-        cached = self._store.find_upload(file.sha256, name, lifetime) if lifetime > 0 else None
+        cached = await self._store.find_upload(file.sha256, name, lifetime) if lifetime > 0 else None
         if cached is not None:
             return cached
         reference = await provider.upload(endpoint, file)
         if lifetime > 0:
-            self._store.save_upload(file.sha256, name, reference)
+            await self._store.save_upload(file.sha256, name, reference)
         return reference
 
 

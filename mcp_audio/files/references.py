@@ -25,11 +25,11 @@ def is_reference(value: str) -> bool:
     return value.startswith((FILES, JOBS))
 
 
-def finished_job(store: JobStore, field: str, value: str, principal: str) -> Job:
+async def finished_job(store: JobStore, field: str, value: str, principal: str) -> Job:
     """The completed job of `principal`'s that `value` names (its id, or `jobs://{id}`);
     another's job is answered as if it did not exist."""
     job_id = value.removeprefix(JOBS).strip().rstrip("/")
-    job = store.get_job(job_id, principal) if job_id else None
+    job = await store.get_job(job_id, principal) if job_id else None
     if job is None:
         raise InvalidArguments(f"`{field}`: no job with id '{job_id[:64]}'. List recent jobs with list_jobs.")
     if not job.finished:
@@ -43,7 +43,7 @@ def finished_job(store: JobStore, field: str, value: str, principal: str) -> Job
     return job
 
 
-def referenced_output(store: JobStore, field: str, value: str, principal: str) -> OutputFile:
+async def referenced_output(store: JobStore, field: str, value: str, principal: str) -> OutputFile:
     """The output file a `files://` or `jobs://` reference names."""
     if value.startswith(FILES):
         job_id, slash, name = value.removeprefix(FILES).partition("/")
@@ -51,7 +51,7 @@ def referenced_output(store: JobStore, field: str, value: str, principal: str) -
             raise InvalidArguments(f"`{field}`: '{value[:100]}' is not a file reference (files://{{job_id}}/{{name}}).")
     else:
         job_id, name = value.removeprefix(JOBS), ""
-    job = finished_job(store, field, job_id, principal)
+    job = await finished_job(store, field, job_id, principal)
     assert job.result is not None  # finished_job checked it
     files = job.result.files
     if not name:
@@ -74,9 +74,9 @@ def _is_audio(item: OutputFile) -> bool:
     return content_type.startswith("audio/")
 
 
-def transcript_of(store: JobStore, field: str, value: str, principal: str) -> dict[str, Any]:
+async def transcript_of(store: JobStore, field: str, value: str, principal: str) -> dict[str, Any]:
     """The result output of a finished transcription job with segment or word timings."""
-    job = finished_job(store, field, value, principal)
+    job = await finished_job(store, field, value, principal)
     assert job.result is not None
     output = job.result.output
     if not any(isinstance(output.get(key), list) and output[key] for key in TIMINGS):

@@ -37,10 +37,12 @@ class CallPipeline:
         before any job exists; afterwards every failure is recorded on the job. Saved voices are
         `principal`'s own: another's can't be used, nor seen in an error's list. `confirm` may ask
         the user about the estimated cost (NotConfirmed)."""
+        # The caller's saved voices, read once and only by a tool that takes a voice.
+        voices = await self._store.list_voices(principal) if capability.spec.voice is not None else []
         call = capability.prepare(
             arguments,
-            lambda name: self._store.find_voice(name, principal),
-            lambda family: self._store.voice_names(family, principal),
+            lambda name: next((voice for voice in voices if voice.name == name), None),
+            lambda family: [voice.name for voice in voices if voice.family == family],
         )
         provider = self._runner.providers.get(capability.provider)
         provider.check_configured()  # a missing key fails before any file is read or uploaded

@@ -132,7 +132,7 @@ class JobRunner:
         self.owner = process_owner()
 
     async def aclose(self) -> None:
-        self._store.release(self.owner)  # the next process takes our unfinished jobs at once
+        await self._store.release(self.owner)  # the next process takes our unfinished jobs at once
         await self.providers.aclose()
         if self._saver is not None:
             await self._saver.aclose()
@@ -151,8 +151,8 @@ class JobRunner:
         cost = estimate_cost(capability.spec.price, request.body)
         if confirm is not None and cost is not None and not await confirm(capability.name, cost):
             raise NotConfirmed(capability.name, cost)
-        self._spend.charge(capability.name, cost, principal)  # raises SpendLimitExceeded before anything is sent
-        job = self._store.create_job(
+        await self._spend.charge(capability.name, cost, principal)  # raises SpendLimitExceeded before anything is sent
+        job = await self._store.create_job(
             principal=principal,
             estimated_cost_usd=cost,
             tool=capability.name,
@@ -171,44 +171,44 @@ class JobRunner:
         self._tg.start_soon(self._store.listen, name="store-listen")  # other replicas' changes wake waiters
         while True:
             try:
-                self.beat()
+                await self.beat()
                 following = set(self._live)  # those started after this read are ours anyway
-                held = self._store.held(self.owner)
+                held = await self._store.held(self.owner)
                 for job_id in following - held:  # finished or cancelled elsewhere, or taken over: not ours now
                     if (live := self._live.get(job_id)) is not None:
                         live.scope.cancel()
-                if adopted := self.adopt_unfollowed():
+                if adopted := await self.adopt_unfollowed():
                     log.info("following %d unfinished job(s) nobody else follows", adopted)
             except Exception as exc:  # the database is away for a moment: the server keeps serving, retries
                 log.warning("could not renew or adopt job leases (%s: %s); trying again", type(exc).__name__, exc)
             await anyio.sleep(self._pacing.lease_s / 4)
 
-    def beat(self) -> None:
+    async def beat(self) -> None:
         """Renew this process's lease on every job it follows: its heartbeat row, one statement."""
-        self._store.heartbeat(self.owner, socket.gethostname(), os.getpid(), self._pacing.lease_s)
+        await self._store.heartbeat(self.owner, socket.gethostname(), os.getpid(), self._pacing.lease_s)
 
-    def adopt_unfollowed(self) -> int:
+    async def adopt_unfollowed(self) -> int:
         """Lease and follow every unfinished job no live process follows; returns how many."""
-        orphans = self._store.unfinished_jobs(unleased_only=True)
-        dead = {owner for owner, host, pid in self._store.live_replicas(self.owner) if replica_is_dead(host, pid)}
+        orphans = await self._store.unfinished_jobs(unleased_only=True)
+        dead = {owner for owner, host, pid in await self._store.live_replicas(self.owner) if replica_is_dead(host, pid)}
         if dead:  # probed once per owner; only their jobs are read
-            orphans += self._store.leased_by_others(self.owner, only=dead)
+            orphans += await self._store.leased_by_others(self.owner, only=dead)
         adopted = 0
         for job in orphans:
             if job.id in self._live or not self.has_key(job.provider):
                 continue  # a process without the upstream's key leaves its jobs as they are
-            claimed = self._store.claim(job.id, self.owner, taking_over=job.lease_owner)
+            claimed = await self._store.claim(job.id, self.owner, taking_over=job.lease_owner)
             if claimed is None:
                 continue  # another process was quicker
             job = claimed
             capability = self._catalog.get(job.tool)
             if capability is None:
-                self._store.fail(job.id, f"tool {job.tool} no longer exists in this server", owner=self.owner)
+                await self._store.fail(job.id, f"tool {job.tool} no longer exists in this server", owner=self.owner)
             elif job.upstream_id is not None:
                 self._spawn(job, capability, None)
                 adopted += 1
             elif UPSTREAMS[job.provider].local:  # local work costs nothing: say so and let it be redone
-                self._store.fail(
+                await self._store.fail(
                     job.id,
                     "The server stopped during this local job; nothing was saved. Call the tool again.",
                     owner=self.owner,
@@ -216,7 +216,7 @@ class JobRunner:
             else:
                 # Its process stopped while sending the request: it may have reached the upstream.
                 upstream = UPSTREAMS[job.provider]
-                self._store.mark_unknown(
+                await self._store.mark_unknown(
                     job.id,
                     f"The server stopped while sending this request to {upstream.label}, so whether it arrived "
                     f"(and was billed) is unknown. {_UNKNOWN_ADVICE.format(where=upstream.where_to_check)}",
@@ -258,17 +258,17 @@ class JobRunner:
                 listener.close()  # ends every waiter's loop; they read the final row themselves
 
     async def _run(self, job_id: str, capability: Capability, request: UpstreamRequest | None) -> None:
-        job = self._live[job_id].last or self._require(job_id)  # as created or claimed: no read
+        job = self._live[job_id].last or await self._require(job_id)  # as created or claimed: no read
         provider = self.providers.get(job.provider)
         files = self._file_sink(capability, job_id)
 
         async def report(update: Update) -> None:
-            self._on_update(job_id, update)
+            await self._on_update(job_id, update)
 
         try:
             if capability.shape == "one_shot":
                 assert isinstance(provider, OneShotProvider) and request is not None
-                self._wrote(self._store.mark_running(job_id))
+                self._wrote(await self._store.mark_running(job_id))
                 output = await provider.run(request, report, files)
             else:
                 assert isinstance(provider, QueuedProvider)
@@ -286,20 +286,22 @@ class JobRunner:
             result = extract_result(capability.spec.files, output)
             remote = [item for item in result.files if not item.saved]
             if self._download and self._saver is not None and remote:
-                if not self._store.holds(self.owner, job_id):
+                if not await self._store.holds(self.owner, job_id):
                     return  # this process stopped answering and another took the job over: it saves the files
                 self._notify(job, f"Saving {len(remote)} file(s) to {self._saver.output_dir}")
                 result.files = await self._saver.save_all(capability.name, job_id, result.files)
-            result.saved_voice = self._save_voice(capability, job, output)
-            self._wrote(self._store.complete(job_id, result, owner=self.owner))
+            result.saved_voice = await self._save_voice(capability, job, output)
+            self._wrote(await self._store.complete(job_id, result, owner=self.owner))
         except McpAudioError as exc:
             live = self._live[job_id]
             while live.cancelling:  # the failure may be the cancel's doing: cancel() stops us if so
                 await anyio.sleep(0.05)
-            self._record_failure(job_id, capability, job, exc)
+            await self._record_failure(job_id, capability, job, exc)
         except Exception:
             log.exception("job %s crashed", job_id)
-            self._wrote(self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner))
+            self._wrote(
+                await self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner)
+            )
 
     async def _submit(self, job: Job, provider: QueuedProvider, request: UpstreamRequest) -> Job:
         """Send the request once and record the upstream's id. Shielded: a cancel or a stop that
@@ -312,7 +314,7 @@ class JobRunner:
             with anyio.CancelScope(shield=True):
                 submitted = await provider.submit(request)
                 job = self._wrote(
-                    self._store.record_submission(
+                    await self._store.record_submission(
                         job.id, submitted.upstream_id, submitted.handle.model_dump(mode="json")
                     )
                 )
@@ -321,14 +323,14 @@ class JobRunner:
             live.submitted.set()
         return job
 
-    def _record_failure(self, job_id: str, capability: Capability, job: Job, exc: McpAudioError) -> None:
+    async def _record_failure(self, job_id: str, capability: Capability, job: Job, exc: McpAudioError) -> None:
         message = redact(str(exc), self._secrets)
         if isinstance(exc, UpstreamError) and exc.may_have_run and job.upstream_id is None:
             # Sent, never confirmed: not resent, not followed.
             advice = _UNKNOWN_ADVICE.format(where=capability.upstream.where_to_check)
-            self._wrote(self._store.mark_unknown(job_id, f"{message} {advice}", owner=self.owner))
+            self._wrote(await self._store.mark_unknown(job_id, f"{message} {advice}", owner=self.owner))
         else:
-            self._wrote(self._store.fail(job_id, message, owner=self.owner))
+            self._wrote(await self._store.fail(job_id, message, owner=self.owner))
 
     async def _follow_through_outages(
         self, job: Job, provider: QueuedProvider, handle: BaseModel, report: Report, files: FileSink
@@ -359,7 +361,9 @@ class JobRunner:
                     f"asking again in {wait:.1f} s, until {iso_time(deadline)}"
                 )
                 log.info("job %s: %s", job.id, line)
-                self._on_update(job.id, Update(state="queued" if job.state == "queued" else "running", logs=[line]))
+                await self._on_update(
+                    job.id, Update(state="queued" if job.state == "queued" else "running", logs=[line])
+                )
                 await anyio.sleep(wait)
                 delay = min(self._pacing.outage_retry_max_s, delay * 2)
 
@@ -371,7 +375,7 @@ class JobRunner:
             return None
         check_at = time.monotonic() + self._pacing.webhook_check_s
         while True:
-            delivery = self._require(job.id).webhook
+            delivery = (await self._require(job.id)).webhook
             if delivery is not None:
                 return provider.webhook_output(delivery)
             if time.monotonic() >= check_at:
@@ -396,12 +400,12 @@ class JobRunner:
 
         return save
 
-    def _on_update(self, job_id: str, update: Update) -> None:
+    async def _on_update(self, job_id: str, update: Update) -> None:
         logs = [redact(line, self._secrets) for line in update.logs]
         live = self._live.get(job_id)
         before = live.last.logs if live is not None and live.last is not None else []
         job = self._wrote(
-            self._store.record_progress(job_id, update.state, update.queue_position, (before + logs)[-LOG_TAIL:])
+            await self._store.record_progress(job_id, update.state, update.queue_position, (before + logs)[-LOG_TAIL:])
         )
         if job.finished:  # a late update after cancel_job: the store left the row as it was
             return
@@ -420,14 +424,14 @@ class JobRunner:
             live.last = job
         return job
 
-    def _save_voice(self, capability: Capability, job: Job, output: dict[str, Any]) -> str | None:
+    async def _save_voice(self, capability: Capability, job: Job, output: dict[str, Any]) -> str | None:
         spec = capability.spec.saves_voice
         name = job.options.get(spec.name_input) if spec else None
         if spec is None or not name:
             return None
         sources = {"output": output, "input": job.body | job.options}
         fields = {key: value_at(sources, path) for key, path in spec.fields.items()}
-        self._store.save_voice(
+        await self._store.save_voice(
             SavedVoice(name=name, family=spec.family, provider=capability.provider, fields=fields), job_id=job.id
         )
         return str(name)
@@ -443,23 +447,23 @@ class JobRunner:
     async def wait(self, job_id: str, timeout: float, on_update: OnUpdate | None = None) -> Job:
         """Wait up to `timeout` seconds for a job to finish, forwarding its updates, whether this
         process follows it or another one does (then its row is watched)."""
-        job = self._known(job_id)
+        job = await self._known(job_id)
         with anyio.move_on_after(timeout) as waited:
             while not job.finished:
                 live = self._live.get(job_id)
                 if live is not None:
                     await self._listen(live, on_update)
                     # The follower's last write, when it finished the job; else as the row stands.
-                    job = live.last if live.last is not None and live.last.finished else self._require(job_id)
+                    job = live.last if live.last is not None and live.last.finished else await self._require(job_id)
                 else:
                     await self._watch_row(job_id, on_update)
-                    job = self._require(job_id)
-        return self._require(job_id) if waited.cancelled_caught else job
+                    job = await self._require(job_id)
+        return await self._require(job_id) if waited.cancelled_caught else job
 
-    def _known(self, job_id: str) -> Job:
+    async def _known(self, job_id: str) -> Job:
         """The job as its follower here last wrote it, or as its row stands."""
         live = self._live.get(job_id)
-        return live.last if live is not None and live.last is not None else self._require(job_id)
+        return live.last if live is not None and live.last is not None else await self._require(job_id)
 
     async def _listen(self, live: _Live, on_update: OnUpdate | None) -> None:
         """Forward a followed job's updates until its follower ends."""
@@ -479,7 +483,7 @@ class JobRunner:
         does) until it finishes or this process takes it over."""
         seen: tuple[Any, ...] | None = None
         while True:
-            job = self._require(job_id)
+            job = await self._require(job_id)
             if job.finished or job_id in self._live:
                 return
             now = (job.state, job.queue_position, len(job.logs))
@@ -490,7 +494,7 @@ class JobRunner:
 
     async def cancel(self, job_id: str) -> Job:
         """Cancel upstream, stop following, and record the job as cancelled."""
-        job = self._require(job_id)
+        job = await self._require(job_id)
         if job.finished:
             return job
         upstream = UPSTREAMS[job.provider]
@@ -503,7 +507,7 @@ class JobRunner:
         live = self._live.get(job_id)
         if live is not None and live.submitting:  # the request may be upstream already: learn its id first
             await live.submitted.wait()
-            job = self._require(job_id)
+            job = await self._require(job_id)
             if job.finished:
                 return job
         if job.upstream_id is not None and isinstance(provider, Cancels) and isinstance(provider, QueuedProvider):
@@ -519,10 +523,10 @@ class JobRunner:
                 return await self.wait(job_id, timeout=30)
         if live is not None:
             live.scope.cancel()  # a one-shot request is dropped here
-        return self._store.cancel(job_id, "cancelled at the client's request")
+        return await self._store.cancel(job_id, "cancelled at the client's request")
 
-    def _require(self, job_id: str) -> Job:
-        job = self._store.get_job(job_id)
+    async def _require(self, job_id: str) -> Job:
+        job = await self._store.get_job(job_id)
         if job is None:
             raise JobNotFound(not_found_message(job_id))
         return job
