@@ -263,9 +263,9 @@ async def soak_round(fake: Any, settings: Any, pacing: Any, fault: str, jobs: in
         async with anyio.create_task_group() as tg:
             for i in range(jobs):
                 tg.start_soon(one, i)
-    store = open_store(settings)
-    rows = {job.body.get("prompt"): job for job in store.list_jobs(limit=10_000)}
-    store.close()
+    store = await open_store(settings)
+    rows = {job.body.get("prompt"): job for job in await store.list_jobs(limit=10_000)}
+    await store.close()
     created: dict[str, int] = {}
     for job in fake.jobs.values():
         created[job.input.get("prompt")] = created.get(job.input.get("prompt"), 0) + 1

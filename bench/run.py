@@ -33,8 +33,12 @@ def hello(name: str) -> str:
 server.run("stdio")
 """
 
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}}
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}},
+}
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 LIST = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
 
@@ -42,8 +46,9 @@ LIST = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
 def time_startup(command: list[str], env: dict[str, str]) -> tuple[float, float, list[dict[str, object]]]:
     """Seconds from spawn to the initialize answer and to the tools/list answer."""
     start = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     assert proc.stdin and proc.stdout
     proc.stdin.write(json.dumps(INIT) + "\n")
     proc.stdin.flush()
@@ -79,21 +84,27 @@ def bench_startup(runs: int, env: dict[str, str]) -> list[dict[str, object]]:
         init, listed, _ = time_startup(hello_cmd, env)
         results["hello"].append((init, listed))
     os.unlink(hello.name)
-    medians = {name: (statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows))
-               for name, rows in results.items()}
+    medians = {
+        name: (statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows))
+        for name, rows in results.items()
+    }
     print(f"Start-up over stdio, median of {runs} runs:")
     for name, (init, listed) in medians.items():
         print(f"  {name:10s} spawn->initialize {init * 1000:6.0f} ms   spawn->tools/list {listed * 1000:6.0f} ms")
-    print(f"  ratio      initialize {medians['mcp-audio'][0] / medians['hello'][0]:.2f}   "
-          f"tools/list {medians['mcp-audio'][1] / medians['hello'][1]:.2f}   (goal <= 1.15)")
+    print(
+        f"  ratio      initialize {medians['mcp-audio'][0] / medians['hello'][0]:.2f}   "
+        f"tools/list {medians['mcp-audio'][1] / medians['hello'][1]:.2f}   (goal <= 1.15)"
+    )
     return tools
 
 
 def report_tools(tools: list[dict[str, object]]) -> None:
     sizes = {str(tool["name"]): len(json.dumps(tool, separators=(",", ":"))) for tool in tools}
     total = sum(sizes.values())
-    print(f"\ntools/list: {len(tools)} tools, {total} bytes, ~{total // 4} tokens, "
-          f"{total / 4 / len(tools):.0f} tokens per tool on average (goal <= 250)")
+    print(
+        f"\ntools/list: {len(tools)} tools, {total} bytes, ~{total // 4} tokens, "
+        f"{total / 4 / len(tools):.0f} tokens per tool on average (goal <= 250)"
+    )
     for name, size in sorted(sizes.items(), key=lambda item: -item[1]):
         print(f"  {name:28s} {size:6d} bytes  ~{size // 4} tokens")
 
@@ -117,8 +128,12 @@ def bench_requests(job_seconds: list[float]) -> None:
         settings = Settings(fal_key="bench-key", fal_queue_url=url, data_dir=Path(tmp), wait_s=max(job_seconds) + 30)
 
         async def one(seconds: float) -> None:
-            fake.script("fal-ai/lyria2", queue_s=min(2.0, seconds / 4), run_s=seconds - min(2.0, seconds / 4),
-                        logs=[f"step {i}" for i in range(10)])
+            fake.script(
+                "fal-ai/lyria2",
+                queue_s=min(2.0, seconds / 4),
+                run_s=seconds - min(2.0, seconds / 4),
+                logs=[f"step {i}" for i in range(10)],
+            )
             before = len(fake.requests)
             started = time.perf_counter()
             async with Client(build_server(settings)) as client:
@@ -126,8 +141,10 @@ def bench_requests(job_seconds: list[float]) -> None:
             elapsed = time.perf_counter() - started
             kinds = [r.kind for r in fake.requests[before:]]
             status = (result.structured_content or {}).get("status")
-            print(f"  {seconds:4.0f} s job: {len(kinds)} requests ({', '.join(kinds)}); status {status}; "
-                  f"wall {elapsed:.1f} s (goal <= 4)")
+            print(
+                f"  {seconds:4.0f} s job: {len(kinds)} requests ({', '.join(kinds)}); status {status}; "
+                f"wall {elapsed:.1f} s (goal <= 4)"
+            )
 
         async def main() -> None:
             for seconds in job_seconds:

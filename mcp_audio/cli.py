@@ -169,19 +169,32 @@ def _tokens(settings: Any, args: argparse.Namespace) -> int:
     from mcp_audio.store.tokens import open_tokens
 
     tokens = open_tokens(settings)
+    try:
+        return _token_command(settings, tokens, args)
+    finally:
+        tokens.close()
+
+
+def _token_command(settings: Any, tokens: Any, args: argparse.Namespace) -> int:
     if args.tokens_command == "add":
         token = tokens.add(args.name, args.max_spend_usd)
         print(f"mcp-audio: token for {args.name!r}; it is shown only now, store it:", file=sys.stderr)
         print(token)
     elif args.tokens_command == "list":
+        import anyio
+
         from mcp_audio.store import open_store
 
-        store = open_store(settings)
-        try:
-            for entry in tokens.entries():
-                print(json.dumps(entry.summary() | {"spent_usd": round(store.spent(entry.principal), 6)}))
-        finally:
-            store.close()
+        async def spent() -> dict[str, float]:
+            store = await open_store(settings)
+            try:
+                return {entry.name: await store.spent(entry.principal) for entry in tokens.entries()}
+            finally:
+                await store.close()
+
+        totals = anyio.run(spent)
+        for entry in tokens.entries():
+            print(json.dumps(entry.summary() | {"spent_usd": round(totals.get(entry.name, 0.0), 6)}))
     else:
         tokens.revoke(args.name)
         print(f"mcp-audio: revoked {args.name!r}; a running server refuses it from its next request", file=sys.stderr)
@@ -301,13 +314,18 @@ def _doctor(settings: Any) -> int:
 
 
 def _jobs(settings: Any, status: str | None, limit: int) -> int:
-    from mcp_audio.server.render import job_summary
-    from mcp_audio.store import open_store
+    import anyio
 
-    store = open_store(settings)
-    try:
-        for job in store.list_jobs(states=[status] if status else None, limit=limit):
-            print(json.dumps(job_summary(job)))
-    finally:
-        store.close()
+    from mcp_audio.server.render import job_summary
+    from mcp_audio.store import Job, open_store
+
+    async def listed() -> list[Job]:
+        store = await open_store(settings)
+        try:
+            return await store.list_jobs(states=[status] if status else None, limit=limit)
+        finally:
+            await store.close()
+
+    for job in anyio.run(listed):
+        print(json.dumps(job_summary(job)))
     return 0

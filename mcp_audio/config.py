@@ -138,6 +138,13 @@ class ServerSettings(BaseSettings):
         "the data dir's SQLite file and token file, shared by every replica behind a load balancer (needs "
         "`psycopg[binary]`)",
     )
+    database_pool: int = Field(
+        10,
+        ge=1,
+        le=200,
+        description="with `MCP_AUDIO_DATABASE_URL`: at most this many PostgreSQL connections per replica for "
+        "its statements (one more listens for changes)",
+    )
     fal_jwks_url: str = Field(
         "https://rest.alpha.fal.ai/.well-known/jwks.json",
         description="the key set fal signs webhooks with; with `MCP_AUDIO_PUBLIC_URL` set, fal jobs are submitted "

@@ -87,8 +87,8 @@ def pg_server(bin_dir: Path) -> Iterator[PgServer]:
 def _make_template(server: PgServer) -> None:
     import psycopg
 
-    from mcp_audio.store.postgres import PostgresJobStore
+    from mcp_audio.store.postgres import migrate
 
     with psycopg.connect(server.url("postgres"), autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {TEMPLATE}")
-    PostgresJobStore(server.url(TEMPLATE)).close()  # migrated once; each test's copy starts here
+    migrate(server.url(TEMPLATE))  # migrated once; each test's copy starts here

@@ -38,7 +38,7 @@ class Job:
     finished_at: float | None = None
     estimated_cost_usd: float | None = None
     lease_owner: str | None = None  # the process following the job, while its lease lasts
-    lease_expires: float | None = None
+    lease_expires: float | None = None  # unused: a lease is its owner's heartbeat (store.heartbeat)
     principal: str = LOCAL_PRINCIPAL  # who started it: only they see it
     webhook: dict[str, Any] | None = None  # the upstream's verified webhook delivery, until the follower uses it
 

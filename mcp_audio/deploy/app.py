@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+import anyio.to_thread
 from mcp.server.auth.handlers.metadata import ProtectedResourceMetadataHandler
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
@@ -160,12 +161,14 @@ class AuthGate:
         metadata = build_resource_metadata_url(AnyHttpUrl(exposure.resource_url)) if exposure.oauth else None
         self._refuse = RequireAuthMiddleware(app, [], metadata)
 
-    def required(self) -> bool:
-        return self._exposure.oauth is not None or self._exposure.tokens.any()
+    async def required(self) -> bool:
+        if self._exposure.oauth is not None:
+            return True
+        return await anyio.to_thread.run_sync(self._exposure.tokens.any)  # a file's stat, or a table's read
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         protected = scope["type"] == "http" and scope["path"].rstrip("/") in self._paths
-        if protected and not isinstance(scope.get("user"), AuthenticatedUser) and self.required():
+        if protected and not isinstance(scope.get("user"), AuthenticatedUser) and await self.required():
             await self._refuse(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import anyio.to_thread
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
 from mcp_audio.deploy.oauth import LEEWAY_S, OAuthVerifier
@@ -25,7 +26,8 @@ class Verifier(TokenVerifier):
 
     async def verify_token(self, token: str) -> AccessToken | None:
         if token.startswith(PREFIX):
-            entry = self.tokens.lookup(token)
+            # The token file's stat, or the shared table's read: on a worker thread, not the loop.
+            entry = await anyio.to_thread.run_sync(self.tokens.lookup, token)
             if entry is None:
                 log.info("refused an unknown or revoked bearer token")
                 return None

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from starlette.routing import Route
 
     from mcp_audio.config import ServerSettings
-    from mcp_audio.store import JobStore
 
 log = logging.getLogger("mcp_audio.health")
 
@@ -25,20 +24,15 @@ def health_route(settings: ServerSettings) -> Route:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    stores: list[JobStore] = []  # this process's own connection, opened on the first check
+    from mcp_audio.store import store_on_first_use
+
+    store = store_on_first_use(settings)  # this process's own connection, opened on the first check
     backend = "postgresql" if settings.database_url else "sqlite"
-
-    def check() -> None:
-        if not stores:
-            from mcp_audio.store import open_store
-
-            stores.append(open_store(settings))
-        stores[0].ping()
 
     async def health(request: Request) -> JSONResponse:
         try:
             with anyio.fail_after(5):
-                await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
+                await (await store()).ping()
         except Exception as exc:
             log.warning("health check failed: %s: %s", type(exc).__name__, str(exc)[:200])
             return JSONResponse({"status": "unavailable", "database": backend, "error": type(exc).__name__}, 503)

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from starlette.routing import Route
 
     from mcp_audio.config import ServerSettings
-    from mcp_audio.store import JobStore
 
 log = logging.getLogger("mcp_audio.webhooks")
 
@@ -127,7 +126,9 @@ def fal_webhook_route(settings: ServerSettings) -> Route:
     from starlette.routing import Route
 
     keys = FalKeys(settings.fal_jwks_url)
-    stores: list[JobStore] = []  # this process's own connection, opened on the first delivery
+    from mcp_audio.store import store_on_first_use
+
+    store = store_on_first_use(settings)  # this process's own connection, opened on the first delivery
 
     async def receive(request: Request) -> JSONResponse:
         body = await request.body()
@@ -144,11 +145,7 @@ def fal_webhook_route(settings: ServerSettings) -> Route:
             return JSONResponse({"error": f"webhook refused: {exc}"}, status_code=401)
         except (ValueError, KeyError, TypeError):
             return JSONResponse({"error": "the body is not a fal webhook (JSON with request_id)"}, status_code=400)
-        if not stores:
-            from mcp_audio.store import open_store
-
-            stores.append(await anyio.to_thread.run_sync(open_store, settings))
-        outcome = stores[0].record_webhook("fal", request_id, delivery)
+        outcome = await (await store()).record_webhook("fal", request_id, delivery)
         if outcome == "unknown":
             return JSONResponse({"error": f"no job has fal request {request_id[:64]}"}, status_code=404)
         return JSONResponse({"job": outcome})

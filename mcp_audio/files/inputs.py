@@ -148,7 +148,7 @@ class InputResolver:
                 parts[key] = await self._read(spec, value, provider, roots)
                 del body[key]
             elif not is_url(value) and not (value.startswith("data:") and capability.upstream.reads_data_uris):
-                reference = self._upstream_copy(value, spec.name, provider) or await self._upload(
+                reference = await self._upstream_copy(value, spec.name, provider) or await self._upload(
                     call.endpoint, await self._read(spec, value, provider, roots), provider
                 )
                 target = capability.inputs[spec.uploaded_as].sent_name if spec.uploaded_as else key
@@ -179,7 +179,7 @@ class InputResolver:
                 key = spec.sent_name
                 value = body.get(key)
                 if spec.job is not None and isinstance(value, str):
-                    local[key] = transcript_of(self._store, spec.name, value, self._principal)
+                    local[key] = await transcript_of(self._store, spec.name, value, self._principal)
                 if spec.sent_as != "path" or value is None:
                     continue
                 items = value if isinstance(value, list) else [value]
@@ -207,7 +207,7 @@ class InputResolver:
         limit, label = provider.max_upload_bytes, "this server's local tools"
         _check_reference(field, value, limit)
         if is_reference(value):
-            item = referenced_output(self._store, field, value, self._principal)
+            item = await referenced_output(self._store, field, value, self._principal)
             if item.path is not None and Path(item.path).is_file():
                 return LocalFile(field=field, path=Path(item.path), source=value)
             if not is_url(item.url):
@@ -269,22 +269,22 @@ class InputResolver:
             duration_range=(spec.min_duration_s, spec.max_duration_s),
         )
 
-    def _upstream_copy(self, value: str, field: str, provider: Provider) -> str | None:
+    async def _upstream_copy(self, value: str, field: str, provider: Provider) -> str | None:
         """An earlier output of this same upstream (jobs://, files://) as the URL it already has there."""
         if not is_reference(value):
             return None
-        return upstream_copy(self._store, field, value, self._principal, provider.upstream.name, time.time())
+        return await upstream_copy(self._store, field, value, self._principal, provider.upstream.name, time.time())
 
     async def _upload(self, endpoint: str, file: FileBytes, provider: Provider) -> str:
         assert isinstance(provider, Uploads), provider  # the catalog checks this at load
         lifetime = provider.upload_lifetime_s
         name = provider.upstream.name
-        cached = self._store.find_upload(file.sha256, name, lifetime) if lifetime > 0 else None
+        cached = await self._store.find_upload(file.sha256, name, lifetime) if lifetime > 0 else None
         if cached is not None:
             return cached
         reference = await provider.upload(endpoint, file)
         if lifetime > 0:
-            self._store.save_upload(file.sha256, name, reference)
+            await self._store.save_upload(file.sha256, name, reference)
         return reference
 
 

@@ -25,11 +25,11 @@ def is_reference(value: str) -> bool:
     return value.startswith((FILES, JOBS))
 
 
-def finished_job(store: JobStore, field: str, value: str, principal: str) -> Job:
+async def finished_job(store: JobStore, field: str, value: str, principal: str) -> Job:
     """The completed job of `principal`'s that `value` names (its id, or `jobs://{id}`);
     another's job is answered as if it did not exist."""
     job_id = value.removeprefix(JOBS).strip().rstrip("/")
-    job = store.get_job(job_id, principal) if job_id else None
+    job = await store.get_job(job_id, principal) if job_id else None
     if job is None:
         raise InvalidArguments(f"`{field}`: no job with id '{job_id[:64]}'. List recent jobs with list_jobs.")
     if not job.finished:
@@ -43,16 +43,18 @@ def finished_job(store: JobStore, field: str, value: str, principal: str) -> Job
     return job
 
 
-def referenced_output(store: JobStore, field: str, value: str, principal: str) -> OutputFile:
+async def referenced_output(store: JobStore, field: str, value: str, principal: str) -> OutputFile:
     """The output file a `files://` or `jobs://` reference names."""
-    return _referenced(store, field, value, principal)[1]
+    return (await _referenced(store, field, value, principal))[1]
 
 
-def upstream_copy(store: JobStore, field: str, value: str, principal: str, upstream: str, now: float) -> str | None:
+async def upstream_copy(
+    store: JobStore, field: str, value: str, principal: str, upstream: str, now: float
+) -> str | None:
     """The URL at `upstream` of the output a reference names, when that upstream made it and still
     keeps it (`Uploads.upload_lifetime_s` after the job finished): sending that URL spares a
     download and an upload of the same bytes. None when the file must be sent again."""
-    job, item = _referenced(store, field, value, principal)
+    job, item = await _referenced(store, field, value, principal)
     if job.provider != upstream or job.finished_at is None or not item.url.startswith(("https://", "http://")):
         return None
     return item.url if now - job.finished_at < _UPSTREAM_KEEPS_S.get(upstream, 0.0) else None
@@ -62,14 +64,14 @@ def upstream_copy(store: JobStore, field: str, value: str, principal: str, upstr
 _UPSTREAM_KEEPS_S = {"fal": 24 * 3600.0}
 
 
-def _referenced(store: JobStore, field: str, value: str, principal: str) -> tuple[Job, OutputFile]:
+async def _referenced(store: JobStore, field: str, value: str, principal: str) -> tuple[Job, OutputFile]:
     if value.startswith(FILES):
         job_id, slash, name = value.removeprefix(FILES).partition("/")
         if not slash or not name or not job_id:
             raise InvalidArguments(f"`{field}`: '{value[:100]}' is not a file reference (files://{{job_id}}/{{name}}).")
     else:
         job_id, name = value.removeprefix(JOBS), ""
-    job = finished_job(store, field, job_id, principal)
+    job = await finished_job(store, field, job_id, principal)
     assert job.result is not None  # finished_job checked it
     files = job.result.files
     if not name:
@@ -92,9 +94,9 @@ def _is_audio(item: OutputFile) -> bool:
     return content_type.startswith("audio/")
 
 
-def transcript_of(store: JobStore, field: str, value: str, principal: str) -> dict[str, Any]:
+async def transcript_of(store: JobStore, field: str, value: str, principal: str) -> dict[str, Any]:
     """The result output of a finished transcription job with segment or word timings."""
-    job = finished_job(store, field, value, principal)
+    job = await finished_job(store, field, value, principal)
     assert job.result is not None
     output = job.result.output
     if not any(isinstance(output.get(key), list) and output[key] for key in TIMINGS):

@@ -50,7 +50,7 @@ async def open_engine(
     on_job_change: Callable[[JobStore, str], None] | None = None,
 ) -> AsyncIterator[Engine]:
     """Open the engine; `on_job_change(store, job_id)` hears every change of a job, from any process."""
-    store = open_store(settings)  # SQLite, or PostgreSQL with MCP_AUDIO_DATABASE_URL
+    store = await open_store(settings)  # SQLite, or PostgreSQL with MCP_AUDIO_DATABASE_URL
     if on_job_change is not None:
         store.watch(lambda job_id: on_job_change(store, job_id))
     saver = open_saver(  # the output folder, or the bucket of MCP_AUDIO_OUTPUT_URL
@@ -60,6 +60,7 @@ async def open_engine(
     )
     if removed := saver.remove_leftovers():
         log.info("removed %d unfinished download(s) left by a stopped process", removed)
+    tokens = open_tokens(settings)
     runner: JobRunner | None = None
     pipeline: CallPipeline | None = None
     try:
@@ -70,14 +71,15 @@ async def open_engine(
                 ProviderPool(settings, pacing),
                 task_group,
                 secrets=settings.secrets(),
-                spend=SpendGuard(settings.max_spend_usd, store, open_tokens(settings, store).cap_of),
+                spend=SpendGuard(settings.max_spend_usd, store, tokens.cap_of),
                 saver=saver,
                 download=settings.downloads_for(transport),
                 pacing=pacing,
                 retention_s=settings.result_retention_s,
             )
             pipeline = CallPipeline(store, runner, open_uploads(settings) if transport == "http" else None)
-            if resumed := runner.adopt_unfollowed():
+            await runner.beat()  # this process's lease, before it starts or adopts any job
+            if resumed := await runner.adopt_unfollowed():
                 log.info("re-attached to %d unfinished job(s)", resumed)
             task_group.start_soon(runner.keep_leases, name="leases")
             yield Engine(store=store, runner=runner, pipeline=pipeline, task_group=task_group)
@@ -89,7 +91,8 @@ async def open_engine(
                 await pipeline.aclose()
             if runner is not None:
                 await runner.aclose()
-        store.close()
+        tokens.close()
+        await store.close()
 
 
 def upstream_origins(settings: ServerSettings) -> frozenset[str]:

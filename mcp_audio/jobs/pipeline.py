@@ -44,10 +44,12 @@ class CallPipeline:
         the user about the estimated cost (NotConfirmed). `roots()` gives the folders local paths
         may be read from: asked only once the arguments are valid and one of them is a local path
         (asking a client for its roots is a round trip, and pointless for a URL or a text)."""
+        # The caller's saved voices, read once and only by a tool that takes a voice.
+        voices = await self._store.list_voices(principal) if capability.spec.voice is not None else []
         call = capability.prepare(
             arguments,
-            lambda name: self._store.find_voice(name, principal),
-            lambda family: self._store.voice_names(family, principal),
+            lambda name: next((voice for voice in voices if voice.name == name), None),
+            lambda family: [voice.name for voice in voices if voice.family == family],
         )
         provider = self._runner.providers.get(capability.provider)
         provider.check_configured()  # a missing key fails before any file is read or uploaded

@@ -60,7 +60,7 @@ from mcp_audio.providers.base import (
     UpstreamRequest,
 )
 from mcp_audio.providers.pool import ProviderPool
-from mcp_audio.store import LOCAL_PRINCIPAL, Job, JobStore, iso_time
+from mcp_audio.store import LOCAL_PRINCIPAL, LOG_TAIL, Job, JobStore, iso_time
 
 log = logging.getLogger("mcp_audio.jobs")
 
@@ -79,6 +79,9 @@ class _Live:
     # its way waits for this, to cancel the upstream job the request may have created.
     submitting: bool = False
     submitted: anyio.Event = field(default_factory=anyio.Event)
+    # The row as this follower last wrote it (each transition returns it): waiters here need not
+    # read it again, and progress appends to its log lines without a read.
+    last: Job | None = None
 
 
 def process_owner() -> str:
@@ -86,16 +89,14 @@ def process_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def owner_is_dead(owner: str | None) -> bool:
-    """True only when the owner is known to be gone: a process on this host that no longer
+def replica_is_dead(host: str, pid: int) -> bool:
+    """True only when a lease holder is known to be gone: a process on this host that no longer
     exists. Elsewhere (another host, or Windows, where probing a pid is not harmless) only
-    the lease's expiry says so."""
-    host, _, rest = (owner or "").partition(":")
-    pid = rest.partition(":")[0]
-    if os.name != "posix" or host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+    its heartbeat's expiry says so."""
+    if os.name != "posix" or host != socket.gethostname() or pid <= 0 or pid == os.getpid():
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except OSError:  # exists, owned by someone else
@@ -131,7 +132,7 @@ class JobRunner:
         self.owner = process_owner()
 
     async def aclose(self) -> None:
-        self._store.release(self.owner)  # the next process takes our unfinished jobs at once
+        await self._store.release(self.owner)  # the next process takes our unfinished jobs at once
         await self.providers.aclose()
         if self._saver is not None:
             await self._saver.aclose()
@@ -152,8 +153,8 @@ class JobRunner:
         ask the user about it first (NotConfirmed: no job)."""
         if confirm is not None and cost is not None and not await confirm(capability.name, cost):
             raise NotConfirmed(capability.name, cost)
-        self._spend.charge(capability.name, cost, principal)  # raises SpendLimitExceeded before anything is sent
-        job = self._store.create_job(
+        await self._spend.charge(capability.name, cost, principal)  # raises SpendLimitExceeded before anything is sent
+        job = await self._store.create_job(
             principal=principal,
             estimated_cost_usd=cost,
             tool=capability.name,
@@ -162,9 +163,8 @@ class JobRunner:
             body=file_records(request),
             options=request.options,
             owner=self.owner,
-            lease_s=self._pacing.lease_s,
         )
-        self._spawn(job.id, capability, request)
+        self._spawn(job, capability, request)
         return job
 
     async def keep_leases(self) -> None:
@@ -173,36 +173,44 @@ class JobRunner:
         self._tg.start_soon(self._store.listen, name="store-listen")  # other replicas' changes wake waiters
         while True:
             try:
-                held = self._store.renew(self.owner, list(self._live), self._pacing.lease_s)
-                for job_id, live in list(self._live.items()):
-                    if job_id not in held:  # finished or cancelled elsewhere, or taken over: not ours now
+                await self.beat()
+                following = set(self._live)  # those started after this read are ours anyway
+                held = await self._store.held(self.owner)
+                for job_id in following - held:  # finished or cancelled elsewhere, or taken over: not ours now
+                    if (live := self._live.get(job_id)) is not None:
                         live.scope.cancel()
-                if adopted := self.adopt_unfollowed():
+                if adopted := await self.adopt_unfollowed():
                     log.info("following %d unfinished job(s) nobody else follows", adopted)
             except Exception as exc:  # the database is away for a moment: the server keeps serving, retries
                 log.warning("could not renew or adopt job leases (%s: %s); trying again", type(exc).__name__, exc)
             await anyio.sleep(self._pacing.lease_s / 4)
 
-    def adopt_unfollowed(self) -> int:
+    async def beat(self) -> None:
+        """Renew this process's lease on every job it follows: its heartbeat row, one statement."""
+        await self._store.heartbeat(self.owner, socket.gethostname(), os.getpid(), self._pacing.lease_s)
+
+    async def adopt_unfollowed(self) -> int:
         """Lease and follow every unfinished job no live process follows; returns how many."""
-        orphans = self._store.unfinished_jobs(unleased_only=True)
-        dead = {owner for owner in self._store.lease_holders(self.owner) if owner_is_dead(owner)}
+        orphans = await self._store.unfinished_jobs(unleased_only=True)
+        dead = {owner for owner, host, pid in await self._store.live_replicas(self.owner) if replica_is_dead(host, pid)}
         if dead:  # probed once per owner; only their jobs are read
-            orphans += self._store.leased_by_others(self.owner, only=dead)
+            orphans += await self._store.leased_by_others(self.owner, only=dead)
         adopted = 0
         for job in orphans:
             if job.id in self._live or not self.has_key(job.provider):
                 continue  # a process without the upstream's key leaves its jobs as they are
-            if not self._store.claim(job.id, self.owner, self._pacing.lease_s, taking_over=job.lease_owner):
+            claimed = await self._store.claim(job.id, self.owner, taking_over=job.lease_owner)
+            if claimed is None:
                 continue  # another process was quicker
+            job = claimed
             capability = self._catalog.get(job.tool)
             if capability is None:
-                self._store.fail(job.id, f"tool {job.tool} no longer exists in this server", owner=self.owner)
+                await self._store.fail(job.id, f"tool {job.tool} no longer exists in this server", owner=self.owner)
             elif job.upstream_id is not None:
-                self._spawn(job.id, capability, None)
+                self._spawn(job, capability, None)
                 adopted += 1
             elif UPSTREAMS[job.provider].local:  # local work costs nothing: say so and let it be redone
-                self._store.fail(
+                await self._store.fail(
                     job.id,
                     "The server stopped during this local job; nothing was saved. Call the tool again.",
                     owner=self.owner,
@@ -210,7 +218,7 @@ class JobRunner:
             else:
                 # Its process stopped while sending the request: it may have reached the upstream.
                 upstream = UPSTREAMS[job.provider]
-                self._store.mark_unknown(
+                await self._store.mark_unknown(
                     job.id,
                     f"The server stopped while sending this request to {upstream.label}, so whether it arrived "
                     f"(and was billed) is unknown. {_UNKNOWN_ADVICE.format(where=upstream.where_to_check)}",
@@ -235,9 +243,9 @@ class JobRunner:
             f"and a server process with {env} set follows it to the end."
         )
 
-    def _spawn(self, job_id: str, capability: Capability, request: UpstreamRequest | None) -> None:
-        self._live[job_id] = _Live()
-        self._tg.start_soon(self._follow, job_id, capability, request, name=f"job-{job_id}")
+    def _spawn(self, job: Job, capability: Capability, request: UpstreamRequest | None) -> None:
+        self._live[job.id] = _Live(last=job)
+        self._tg.start_soon(self._follow, job.id, capability, request, name=f"job-{job.id}")
 
     # --- the life of one job ----------------------------------------------------------------
 
@@ -252,17 +260,17 @@ class JobRunner:
                 listener.close()  # ends every waiter's loop; they read the final row themselves
 
     async def _run(self, job_id: str, capability: Capability, request: UpstreamRequest | None) -> None:
-        job = self._require(job_id)
+        job = self._live[job_id].last or await self._require(job_id)  # as created or claimed: no read
         provider = self.providers.get(job.provider)
         files = self._file_sink(capability, job_id)
 
         async def report(update: Update) -> None:
-            self._on_update(job_id, update)
+            await self._on_update(job_id, update)
 
         try:
             if capability.shape == "one_shot":
                 assert isinstance(provider, OneShotProvider) and request is not None
-                self._store.mark_running(job_id)
+                self._wrote(await self._store.mark_running(job_id))
                 output = await provider.run(request, report, files)
             else:
                 assert isinstance(provider, QueuedProvider)
@@ -279,21 +287,23 @@ class JobRunner:
             output = {k: v if isinstance(v, OutputFile) else redact_json(v, self._secrets) for k, v in output.items()}
             result = extract_result(capability.spec.files, output)
             remote = [item for item in result.files if not item.saved]
-            if not self._store.renew(self.owner, [job_id], self._pacing.lease_s):
-                return  # this process stopped answering and another took the job over: it saves the files
             if self._download and self._saver is not None and remote:
+                if not await self._store.holds(self.owner, job_id):
+                    return  # this process stopped answering and another took the job over: it saves the files
                 self._notify(job, f"Saving {len(remote)} file(s) to {self._saver.output_dir}")
                 result.files = await self._saver.save_all(capability.name, job_id, result.files)
-            result.saved_voice = self._save_voice(capability, job, output)
-            self._store.complete(job_id, result, owner=self.owner)
+            result.saved_voice = await self._save_voice(capability, job, output)
+            self._wrote(await self._store.complete(job_id, result, owner=self.owner))
         except McpAudioError as exc:
             live = self._live[job_id]
             while live.cancelling:  # the failure may be the cancel's doing: cancel() stops us if so
                 await anyio.sleep(0.05)
-            self._record_failure(job_id, capability, job, exc)
+            await self._record_failure(job_id, capability, job, exc)
         except Exception:
             log.exception("job %s crashed", job_id)
-            self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner)
+            self._wrote(
+                await self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner)
+            )
 
     async def _submit(self, job: Job, provider: QueuedProvider, request: UpstreamRequest) -> Job:
         """Send the request once and record the upstream's id. Shielded: a cancel or a stop that
@@ -305,22 +315,24 @@ class JobRunner:
         try:
             with anyio.CancelScope(shield=True):
                 submitted = await provider.submit(request)
-                job = self._store.record_submission(
-                    job.id, submitted.upstream_id, submitted.handle.model_dump(mode="json")
+                job = self._wrote(
+                    await self._store.record_submission(
+                        job.id, submitted.upstream_id, submitted.handle.model_dump(mode="json")
+                    )
                 )
         finally:
             live.submitting = False
             live.submitted.set()
         return job
 
-    def _record_failure(self, job_id: str, capability: Capability, job: Job, exc: McpAudioError) -> None:
+    async def _record_failure(self, job_id: str, capability: Capability, job: Job, exc: McpAudioError) -> None:
         message = redact(str(exc), self._secrets)
         if isinstance(exc, UpstreamError) and exc.may_have_run and job.upstream_id is None:
             # Sent, never confirmed: not resent, not followed.
             advice = _UNKNOWN_ADVICE.format(where=capability.upstream.where_to_check)
-            self._store.mark_unknown(job_id, f"{message} {advice}", owner=self.owner)
+            self._wrote(await self._store.mark_unknown(job_id, f"{message} {advice}", owner=self.owner))
         else:
-            self._store.fail(job_id, message, owner=self.owner)
+            self._wrote(await self._store.fail(job_id, message, owner=self.owner))
 
     async def _follow_through_outages(
         self, job: Job, provider: QueuedProvider, handle: BaseModel, report: Report, files: FileSink
@@ -351,7 +363,9 @@ class JobRunner:
                     f"asking again in {wait:.1f} s, until {iso_time(deadline)}"
                 )
                 log.info("job %s: %s", job.id, line)
-                self._on_update(job.id, Update(state="queued" if job.state == "queued" else "running", logs=[line]))
+                await self._on_update(
+                    job.id, Update(state="queued" if job.state == "queued" else "running", logs=[line])
+                )
                 await anyio.sleep(wait)
                 delay = min(self._pacing.outage_retry_max_s, delay * 2)
 
@@ -363,7 +377,7 @@ class JobRunner:
             return None
         check_at = time.monotonic() + self._pacing.webhook_check_s
         while True:
-            delivery = self._require(job.id).webhook
+            delivery = (await self._require(job.id)).webhook
             if delivery is not None:
                 return provider.webhook_output(delivery)
             if time.monotonic() >= check_at:
@@ -388,9 +402,13 @@ class JobRunner:
 
         return save
 
-    def _on_update(self, job_id: str, update: Update) -> None:
+    async def _on_update(self, job_id: str, update: Update) -> None:
         logs = [redact(line, self._secrets) for line in update.logs]
-        job = self._store.record_progress(job_id, update.state, update.queue_position, logs)
+        live = self._live.get(job_id)
+        before = live.last.logs if live is not None and live.last is not None else []
+        job = self._wrote(
+            await self._store.record_progress(job_id, update.state, update.queue_position, (before + logs)[-LOG_TAIL:])
+        )
         if job.finished:  # a late update after cancel_job: the store left the row as it was
             return
         if update.partial is not None:
@@ -401,14 +419,21 @@ class JobRunner:
             message = "Running" + (f": {job.logs[-1]}" if update.logs else "")
         self._notify(job, message)
 
-    def _save_voice(self, capability: Capability, job: Job, output: dict[str, Any]) -> str | None:
+    def _wrote(self, job: Job) -> Job:
+        """Keep the row a transition returned, for this job's waiters and its next progress line."""
+        live = self._live.get(job.id)
+        if live is not None:
+            live.last = job
+        return job
+
+    async def _save_voice(self, capability: Capability, job: Job, output: dict[str, Any]) -> str | None:
         spec = capability.spec.saves_voice
         name = job.options.get(spec.name_input) if spec else None
         if spec is None or not name:
             return None
         sources = {"output": output, "input": job.body | job.options}
         fields = {key: value_at(sources, path) for key, path in spec.fields.items()}
-        self._store.save_voice(
+        await self._store.save_voice(
             SavedVoice(name=name, family=spec.family, provider=capability.provider, fields=fields), job_id=job.id
         )
         return str(name)
@@ -424,14 +449,23 @@ class JobRunner:
     async def wait(self, job_id: str, timeout: float, on_update: OnUpdate | None = None) -> Job:
         """Wait up to `timeout` seconds for a job to finish, forwarding its updates, whether this
         process follows it or another one does (then its row is watched)."""
-        with anyio.move_on_after(timeout):
-            while not self._require(job_id).finished:
+        job = await self._known(job_id)
+        with anyio.move_on_after(timeout) as waited:
+            while not job.finished:
                 live = self._live.get(job_id)
                 if live is not None:
                     await self._listen(live, on_update)
+                    # The follower's last write, when it finished the job; else as the row stands.
+                    job = live.last if live.last is not None and live.last.finished else await self._require(job_id)
                 else:
                     await self._watch_row(job_id, on_update)
-        return self._require(job_id)
+                    job = await self._require(job_id)
+        return await self._require(job_id) if waited.cancelled_caught else job
+
+    async def _known(self, job_id: str) -> Job:
+        """The job as its follower here last wrote it, or as its row stands."""
+        live = self._live.get(job_id)
+        return live.last if live is not None and live.last is not None else await self._require(job_id)
 
     async def _listen(self, live: _Live, on_update: OnUpdate | None) -> None:
         """Forward a followed job's updates until its follower ends."""
@@ -451,7 +485,7 @@ class JobRunner:
         does) until it finishes or this process takes it over."""
         seen: tuple[Any, ...] | None = None
         while True:
-            job = self._require(job_id)
+            job = await self._require(job_id)
             if job.finished or job_id in self._live:
                 return
             now = (job.state, job.queue_position, len(job.logs))
@@ -462,7 +496,7 @@ class JobRunner:
 
     async def cancel(self, job_id: str) -> Job:
         """Cancel upstream, stop following, and record the job as cancelled."""
-        job = self._require(job_id)
+        job = await self._require(job_id)
         if job.finished:
             return job
         upstream = UPSTREAMS[job.provider]
@@ -475,7 +509,7 @@ class JobRunner:
         live = self._live.get(job_id)
         if live is not None and live.submitting:  # the request may be upstream already: learn its id first
             await live.submitted.wait()
-            job = self._require(job_id)
+            job = await self._require(job_id)
             if job.finished:
                 return job
         if job.upstream_id is not None and isinstance(provider, Cancels) and isinstance(provider, QueuedProvider):
@@ -491,10 +525,10 @@ class JobRunner:
                 return await self.wait(job_id, timeout=30)
         if live is not None:
             live.scope.cancel()  # a one-shot request is dropped here
-        return self._store.cancel(job_id, "cancelled at the client's request")
+        return await self._store.cancel(job_id, "cancelled at the client's request")
 
-    def _require(self, job_id: str) -> Job:
-        job = self._store.get_job(job_id)
+    async def _require(self, job_id: str) -> Job:
+        job = await self._store.get_job(job_id)
         if job is None:
             raise JobNotFound(not_found_message(job_id))
         return job

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import anyio.to_thread
+
 from mcp_audio.core.errors import SpendLimitExceeded
 from mcp_audio.store import JobStore
 
@@ -30,12 +32,14 @@ class SpendGuard:
         self._caps = caps or (lambda principal: None)
         self._spent: dict[str, float] = {}  # without a store (tests of the runner alone)
 
-    def charge(self, tool: str, cost: float | None, principal: str = "local") -> None:
+    async def charge(self, tool: str, cost: float | None, principal: str = "local") -> None:
         if cost is None:
             return
-        cap = self._caps(principal)
+        cap = await anyio.to_thread.run_sync(self._caps, principal)  # the token table may be read
         if self._store is not None:
-            charged, spent, server = self._store.charge(principal, cost, limit_usd=cap, server_limit_usd=self.limit_usd)
+            charged, spent, server = await self._store.charge(
+                principal, cost, limit_usd=cap, server_limit_usd=self.limit_usd
+            )
         else:
             spent, server = self._spent.get(principal, 0.0), sum(self._spent.values())
             charged = not _over(spent, cost, cap) and not _over(server, cost, self.limit_usd)

@@ -283,13 +283,13 @@ def _job_tools(runtime: Runtime, secrets: list[str]) -> list[Tool]:
         wait_s: float = Field(0, ge=0, le=600, description="Seconds to wait for it to finish"),
     ) -> CallToolResult:
         state = runtime.get()
-        if state.store.get_job(job_id, current_principal()) is None:  # another's job: as if there were none
+        if await state.store.get_job(job_id, current_principal()) is None:  # another's job: as if there were none
             raise ToolError(not_found_message(job_id))
         return await _await_job(ctx, state, job_id, wait_s, cancel_on_abort=False)
 
     async def cancel_job(job_id: str = Field(description="The job_id to cancel", max_length=64)) -> CallToolResult:
         state = runtime.get()
-        if state.store.get_job(job_id, current_principal()) is None:
+        if await state.store.get_job(job_id, current_principal()) is None:
             raise ToolError(not_found_message(job_id))
         try:
             job = await state.runner.cancel(job_id)
@@ -309,7 +309,8 @@ def _job_tools(runtime: Runtime, secrets: list[str]) -> list[Tool]:
         state = runtime.get()
         states = {"any": None, "unfinished": ["queued", "running"]}.get(status, [status])
         jobs = [
-            job_summary(job) for job in state.store.list_jobs(states=states, limit=limit, principal=current_principal())
+            job_summary(job)
+            for job in await state.store.list_jobs(states=states, limit=limit, principal=current_principal())
         ]
         lines = [f"{j['job_id']} {j['tool']} {j['status']} {j['created_at']}" for j in jobs] or ["No jobs."]
         return CallToolResult(

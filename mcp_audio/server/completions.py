@@ -51,19 +51,21 @@ def add_completions(server: MCPServer[Any], runtime: Runtime, catalog: Catalog) 
     ) -> Completion:
         typed = argument.value.lower()
         matches = [
-            value for value in _candidates(ref, argument.name, runtime, catalog) if value.lower().startswith(typed)
+            value
+            for value in await _candidates(ref, argument.name, runtime, catalog)
+            if value.lower().startswith(typed)
         ]
         return Completion(values=matches[:LIMIT], total=len(matches), has_more=len(matches) > LIMIT)
 
 
-def _candidates(
+async def _candidates(
     ref: PromptReference | ResourceTemplateReference, name: str, runtime: Runtime, catalog: Catalog
 ) -> list[str]:
     if isinstance(ref, PromptReference):
         if ref.name == "narrate_script" and name == "voice":
             family = catalog.voice_families.get("qwen3-tts")
             presets = [preset.name for preset in family.presets] if family else []
-            return presets + _saved_voices(runtime, "qwen3-tts")
+            return presets + await _saved_voices(runtime, "qwen3-tts")
         return []
     if ref.uri.startswith("voices://voice-api") and name == "language":
         return _enum_of(catalog, "voice_api_transcribe", "language") or ["en", "es", "ja", "zh"]
@@ -71,13 +73,15 @@ def _candidates(
         return ["created_at", "score", "task_count"]
     if ref.uri.startswith(("jobs://", "files://")) and name == "job_id":
         state = runtime.state
-        return [job.id for job in state.store.list_jobs(limit=LIMIT, principal=current_principal())] if state else []
+        return (
+            [job.id for job in await state.store.list_jobs(limit=LIMIT, principal=current_principal())] if state else []
+        )
     return []
 
 
-def _saved_voices(runtime: Runtime, family: str) -> list[str]:
+async def _saved_voices(runtime: Runtime, family: str) -> list[str]:
     state = runtime.state
-    return state.store.voice_names(family, current_principal()) if state else []
+    return await state.store.voice_names(family, current_principal()) if state else []
 
 
 def _enum_of(catalog: Catalog, tool: str, field: str) -> list[str]:

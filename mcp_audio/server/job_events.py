@@ -85,9 +85,13 @@ class JobEventBus:
         is read only when some stream is open."""
         uri = f"jobs://{job_id}"
         connections = [connection for connection, (_, uris) in list(self._connections.items()) if uri in uris]
-        if not self._listeners and not connections:
+        if (not self._listeners and not connections) or self._group is None:
             return
-        job = store.get_job(job_id)
+        self._group.start_soon(self._announce, store, job_id, connections)
+
+    async def _announce(self, store: JobStore, job_id: str, connections: list[Any]) -> None:
+        uri = f"jobs://{job_id}"
+        job = await store.get_job(job_id)
         if job is None:
             return
         self._deliver(ResourceUpdated(uri=uri), principal=job.principal)

@@ -29,13 +29,13 @@ class RateLimit:
         self._store = store  # opened by the server's lifespan, after this is built
         self._clock = clock  # wall clock: shared by processes (and hosts, whose clocks are in sync)
 
-    def retry_after(self, principal: str) -> float | None:
+    async def retry_after(self, principal: str) -> float | None:
         """None (and the call is counted) when `principal` may call now; else seconds to wait."""
-        return self._store().count_call(principal, self.per_minute, WINDOW_S, self._clock())
+        return await self._store().count_call(principal, self.per_minute, WINDOW_S, self._clock())
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method == "tools/call":
-            wait = self.retry_after(current_principal())
+            wait = await self.retry_after(current_principal())
             if wait is not None:
                 text = (
                     f"Rate limit: this server allows {self.per_minute} tool calls per minute per caller "

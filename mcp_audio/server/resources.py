@@ -52,8 +52,8 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         mime_type="application/json",
         description="Voices saved by clone tools, usable by name as `voice` in the matching TTS tool.",
     )
-    def cloned_voices() -> str:
-        voices = runtime.get().store.list_voices(current_principal())
+    async def cloned_voices() -> str:
+        voices = await runtime.get().store.list_voices(current_principal())
         return json.dumps([{"name": v.name, "family": v.family, "provider": v.provider} for v in voices], indent=1)
 
     @server.resource(
@@ -63,8 +63,8 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         mime_type="application/json",
         description="Your 20 most recent jobs, newest first.",
     )
-    def recent_jobs() -> str:
-        jobs = runtime.get().store.list_jobs(limit=20, principal=current_principal())
+    async def recent_jobs() -> str:
+        jobs = await runtime.get().store.list_jobs(limit=20, principal=current_principal())
         return json.dumps([job_summary(job) for job in jobs], indent=1)
 
     @server.resource(
@@ -74,9 +74,9 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         mime_type="application/json",
         description="One job: status, progress, outputs or error.",
     )
-    def job_resource(job_id: str) -> str:
+    async def job_resource(job_id: str) -> str:
         state = runtime.get()
-        job = state.store.get_job(job_id, current_principal())  # another's job: as if there were none
+        job = await state.store.get_job(job_id, current_principal())  # another's job: as if there were none
         if job is None:
             raise ResourceNotFoundError(not_found_message(job_id))
         result = job_result(state.catalog, job, note=state.runner.waiting_note(job))
@@ -90,8 +90,8 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         description="The bytes of an output file this server saved, for clients on another machine; "
         "read with the file's own type (audio/wav, audio/mpeg, ...).",
     )
-    def saved_file(job_id: str, name: str) -> bytes:
-        item = _saved(runtime, job_id, name)
+    async def saved_file(job_id: str, name: str) -> bytes:
+        item = await _saved(runtime, job_id, name)
         if item is None or item.path is None:
             raise ResourceNotFoundError(f"No saved file '{name[:100]}' for job '{job_id[:64]}'")
         return read_saved(item.path, runtime.get().settings)  # a local file, or an object in the output bucket
@@ -100,10 +100,10 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
     server.middleware.append(_SavedFileTypes(runtime))
 
 
-def _saved(runtime: Runtime, job_id: str, name: str) -> OutputFile | None:
+async def _saved(runtime: Runtime, job_id: str, name: str) -> OutputFile | None:
     """A file the caller's job saved. Only paths the job itself recorded are served: the name is
     a key, never a path."""
-    job = runtime.get().store.get_job(job_id, current_principal())
+    job = await runtime.get().store.get_job(job_id, current_principal())
     files = job.result.files if job and job.result else []
     return next((f for f in files if f.file_name == name and f.path), None)
 
@@ -120,7 +120,7 @@ class _SavedFileTypes:
         if ctx.method != "resources/read" or not uri.startswith(SAVED_FILES):
             return result
         job_id, _, name = uri.removeprefix(SAVED_FILES).partition("/")
-        item = _saved(self._runtime, unquote(job_id), unquote(name))
+        item = await _saved(self._runtime, unquote(job_id), unquote(name))
         content_type = (item.content_type if item is not None else None) or mimetypes.guess_type(name)[0]
         if content_type is None:
             return result

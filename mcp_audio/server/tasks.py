@@ -163,7 +163,7 @@ class Tasks:
             _CALL.reset(token)
         if call.job_id is None:  # refused before any job existed: the tool error, as a plain call gets it
             return result
-        job = self.job(call.job_id)
+        job = await self.job(call.job_id)
         self._notify_when_finished(ctx, job.id)
         return {"task": task_of(job)}
 
@@ -171,25 +171,25 @@ class Tasks:
 
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: GetTaskRequestParams) -> dict[str, Any]:
         if self._require_version(ctx, modern_too=True):
-            job = self.job(params.task_id)
+            job = await self.job(params.task_id)
             task = task_of(job, modern=True)
             if job.finished and job.state != "cancelled":  # the DetailedTask: the result inline
                 task["result"] = self._call_result(job)
             return task
-        return task_of(self.job(params.task_id))
+        return task_of(await self.job(params.task_id))
 
     async def _update(self, ctx: ServerRequestContext[Any, Any], params: RequestParams) -> dict[str, Any]:
         """2026: our tasks never wait for input, so there is nothing to update; acknowledged."""
         self._require_version(ctx, modern_too=True, legacy=False)
         task_id = (ctx.params or {}).get("taskId")
-        self.job(str(task_id))
+        await self.job(str(task_id))
         return {}
 
     async def _result(self, ctx: ServerRequestContext[Any, Any], params: GetTaskPayloadRequestParams) -> dict[str, Any]:
         """Waits for the end, then answers what the tools/call would have (an error result too)."""
         self._require_version(ctx)
         state = self._runtime.get()
-        job = self.job(params.task_id)
+        job = await self.job(params.task_id)
         while not job.finished:
             job = await state.runner.wait(job.id, 600)
         body = self._call_result(job)
@@ -211,7 +211,7 @@ class Tasks:
         if not cursor.isdigit() or len(cursor) > 9:
             raise MCPError(INVALID_PARAMS, f"Invalid cursor {cursor[:40]!r}: pass back a nextCursor of tasks/list")
         start = int(cursor)
-        jobs = self._runtime.get().store.list_jobs(limit=start + PAGE + 1, principal=current_principal())
+        jobs = await self._runtime.get().store.list_jobs(limit=start + PAGE + 1, principal=current_principal())
         page: dict[str, Any] = {"tasks": [task_of(job) for job in jobs[start : start + PAGE]]}
         if len(jobs) > start + PAGE:
             page["nextCursor"] = str(start + PAGE)
@@ -219,7 +219,7 @@ class Tasks:
 
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: CancelTaskRequestParams) -> dict[str, Any]:
         modern = self._require_version(ctx, modern_too=True)
-        job = self.job(params.task_id)
+        job = await self.job(params.task_id)
         if job.finished and modern:  # 2026: an acknowledgement; the task stays as it ended
             return {}
         if job.finished:
@@ -253,9 +253,9 @@ class Tasks:
         """Whether a 2026 call may be answered with a task."""
         return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and tool in self._tools and declares_extension(ctx)
 
-    def job(self, task_id: str) -> Job:
+    async def job(self, task_id: str) -> Job:
         """The caller's job of this id (-32602 when there is none)."""
-        job = self._runtime.get().store.get_job(task_id, current_principal())
+        job = await self._runtime.get().store.get_job(task_id, current_principal())
         if job is None:  # another caller's job is as if there were none
             raise MCPError(INVALID_PARAMS, not_found_message(task_id).replace("No job", "No task", 1))
         return job
@@ -316,5 +316,5 @@ class _TasksExtension(Extension):
         body = result.structured_content or {}
         if result.is_error or body.get("status") not in ("queued", "running"):
             return result
-        job = self._tasks.job(str(body["job_id"]))
+        job = await self._tasks.job(str(body["job_id"]))
         return {"resultType": "task", **task_of(job, modern=True)}

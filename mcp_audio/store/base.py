@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any, Literal
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal, Protocol
 
 import anyio
 
@@ -28,37 +27,50 @@ _UNFINISHED = "state IN ('queued', 'running')"
 _JSON_COLUMNS = ("payload", "options", "handle", "logs", "result", "webhook")
 
 
+class Statements(Protocol):
+    """Where SQL runs: the store, or one write transaction of it (`_write_transaction`)."""
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        ...
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]: ...
+
+
 class JobStore:
     """Jobs, leases, uploads, voices and spend. The SQL here is what SQLite and PostgreSQL share,
-    written with `?` marks; each backend (store/sqlite.py, store/postgres.py) runs it on its
-    connection and keeps its own dialect: schema and migrations, write transactions, push.
-    Calls are short; a lock serialises threads on the one connection."""
+    written with `?` marks; each backend (store/sqlite.py, store/postgres.py) runs it and keeps its
+    own dialect: schema and migrations, write transactions, push. Every call that reaches the
+    database is async and never holds the event loop: SQLite runs on a thread of its own,
+    PostgreSQL on psycopg's async connections from a pool. `open()` before use, `close()` after."""
 
     # How long a waiter sleeps between reads of a row another process follows, when nothing
     # pushes a change sooner (SQLite: a local read, so short; PostgreSQL: a fallback to NOTIFY).
     poll_s: float = 0.25
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()  # re-entered by statements inside a write transaction
         self._watchers: list[Callable[[str], None]] = []
 
     # --- what each backend provides ----------------------------------------------------------
 
-    def close(self) -> None:
+    async def open(self) -> None:
+        """Connect and migrate."""
         raise NotImplementedError
 
-    def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run one statement; the number of rows it changed."""
         raise NotImplementedError
 
-    def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
         raise NotImplementedError
 
-    @contextmanager
-    def _write_transaction(self) -> Iterator[None]:
-        """One transaction that no other writer of the same tables interleaves with."""
+    def _write_transaction(self) -> AbstractAsyncContextManager[Statements]:
+        """One transaction that no other writer of the same tables interleaves with; its
+        statements run through what it yields."""
         raise NotImplementedError
-        yield
 
     def _changed(self, job_id: str) -> None:
         """A job's row changed: tell other processes' waiters, if the backend can push (this
@@ -86,13 +98,13 @@ class JobStore:
         before its first await, so a change after the caller's last read is never missed."""
         await anyio.sleep(self.poll_s)
 
-    def ping(self) -> None:
+    async def ping(self) -> None:
         """Raises if the database cannot be reached (the health check)."""
-        self._fetch("SELECT 1 AS ok")
+        await self._fetch("SELECT 1 AS ok")
 
     # --- jobs ---------------------------------------------------------------------------
 
-    def create_job(
+    async def create_job(
         self,
         *,
         tool: str,
@@ -102,10 +114,10 @@ class JobStore:
         options: dict[str, Any],
         estimated_cost_usd: float | None = None,
         owner: str | None = None,
-        lease_s: float = 0.0,
         principal: str = LOCAL_PRINCIPAL,
     ) -> Job:
-        """A new queued job, written before anything is sent upstream, leased to `owner`."""
+        """A new queued job, written before anything is sent upstream, followed by `owner` (a replica
+        that keeps its heartbeat)."""
         now = time.time()
         job = Job(
             id=uuid.uuid4().hex,
@@ -119,13 +131,12 @@ class JobStore:
             updated_at=now,
             estimated_cost_usd=estimated_cost_usd,
             lease_owner=owner,
-            lease_expires=now + lease_s if owner else None,
             principal=principal,
         )
-        self._execute(
+        await self._execute(
             "INSERT INTO jobs (id, tool, provider, endpoint, payload, options, state, created_at, updated_at,"
-            " estimated_cost_usd, lease_owner, lease_expires, principal)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " estimated_cost_usd, lease_owner, principal)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.id,
                 tool,
@@ -138,122 +149,149 @@ class JobStore:
                 now,
                 estimated_cost_usd,
                 job.lease_owner,
-                job.lease_expires,
                 principal,
             ),
         )
         return job
 
     # --- leases: one follower per job across processes ---------------------------------------
+    # A job names its owner (`lease_owner`); the owner's lease is its one heartbeat row in
+    # `replicas`, so keeping every job it follows costs one statement, however many there are.
+    # A job whose owner has no live heartbeat (expired, or none: released) is free to claim.
 
-    def claim(self, job_id: str, owner: str, lease_s: float, *, taking_over: str | None = None) -> bool:
-        """Lease an unfinished job to `owner` if nobody holds a live lease on it (or the lease
-        is `taking_over`'s, an owner known to be dead). True if `owner` now holds it."""
-        now = time.time()
-        changed = self._execute(
-            f"UPDATE jobs SET lease_owner = ?, lease_expires = ? WHERE id = ? AND {_UNFINISHED}"
-            " AND (lease_owner IS NULL OR lease_owner = ? OR lease_owner = ? OR lease_expires < ?)",
-            (owner, now + lease_s, job_id, owner, taking_over, now),
-        )
-        return changed == 1
+    _OWNER_LIVE = "EXISTS (SELECT 1 FROM replicas WHERE replicas.owner = jobs.lease_owner AND replicas.expires >= ?)"
 
-    def renew(self, owner: str, job_ids: list[str], lease_s: float) -> set[str]:
-        """Extend `owner`'s leases on these jobs; returns the ids it still holds (unfinished)."""
-        if not job_ids:
-            return set()
-        marks = ", ".join("?" for _ in job_ids)
-        self._execute(
-            f"UPDATE jobs SET lease_expires = ? WHERE lease_owner = ? AND id IN ({marks}) AND {_UNFINISHED}",
-            [time.time() + lease_s, owner, *job_ids],
+    async def heartbeat(self, owner: str, host: str, pid: int, lease_s: float) -> None:
+        """Keep `owner`'s lease (every job it follows) for `lease_s` more seconds: one statement."""
+        await self._execute(
+            "INSERT INTO replicas (owner, host, pid, expires) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (owner) DO UPDATE SET expires = excluded.expires",
+            (owner, host, pid, time.time() + lease_s),
         )
-        rows = self._fetch(
-            f"SELECT id FROM jobs WHERE lease_owner = ? AND id IN ({marks}) AND {_UNFINISHED}", [owner, *job_ids]
-        )
-        return {row["id"] for row in rows}
 
-    def release(self, owner: str) -> None:
+    async def live_replicas(self, owner: str) -> list[tuple[str, str, int]]:
+        """The other owners whose heartbeat is live: (owner, host, pid), so the runner can probe a
+        process on its own host, without reading any job."""
+        rows = await self._fetch(
+            "SELECT owner, host, pid FROM replicas WHERE owner != ? AND expires >= ?", (owner, time.time())
+        )
+        return [(str(row["owner"]), str(row["host"]), int(row["pid"])) for row in rows]
+
+    async def claim(self, job_id: str, owner: str, *, taking_over: str | None = None) -> Job | None:
+        """Make `owner` follow an unfinished job if its owner has no live heartbeat (or is
+        `taking_over`, an owner known to be dead). The job as `owner` now holds it, or None."""
+        rows = await self._fetch(
+            f"UPDATE jobs SET lease_owner = ? WHERE id = ? AND {_UNFINISHED} AND (lease_owner IS NULL"
+            f" OR lease_owner = ? OR lease_owner = ? OR NOT {self._OWNER_LIVE}) RETURNING *",
+            (owner, job_id, owner, taking_over, time.time()),
+        )
+        return _job(rows[0]) if rows else None
+
+    async def holds(self, owner: str, job_id: str) -> bool:
+        """Whether `owner` still holds this unfinished job (not finished or taken over elsewhere)."""
+        rows = await self._fetch(
+            f"SELECT id FROM jobs WHERE id = ? AND lease_owner = ? AND {_UNFINISHED}", (job_id, owner)
+        )
+        return bool(rows)
+
+    async def held(self, owner: str) -> set[str]:
+        """The unfinished jobs `owner` follows (others finished, cancelled or took over the rest)."""
+        return {
+            row["id"]
+            for row in await self._fetch(f"SELECT id FROM jobs WHERE lease_owner = ? AND {_UNFINISHED}", (owner,))
+        }
+
+    async def release(self, owner: str) -> None:
         """A stopping process hands its unfinished jobs on at once (the next start or another
-        process takes them without waiting for the leases to expire)."""
-        self._execute("UPDATE jobs SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = ?", (owner,))
+        process takes them without waiting for its heartbeat to expire)."""
+        # Its heartbeat goes, with those of processes gone for a day (a kill -9 leaves its row).
+        await self._execute("DELETE FROM replicas WHERE owner = ? OR expires < ?", (owner, time.time() - 86400))
+        await self._execute("UPDATE jobs SET lease_owner = NULL WHERE lease_owner = ?", (owner,))
 
     # --- transitions: each names the change it makes -----------------------------------------
 
-    def record_submission(self, job_id: str, upstream_id: str, handle: dict[str, Any]) -> Job:
+    async def record_submission(self, job_id: str, upstream_id: str, handle: dict[str, Any]) -> Job:
         """The upstream accepted the job: what re-attaching to it needs."""
-        return self._set(job_id, upstream_id=upstream_id, handle=json.dumps(handle))
+        return await self._set(job_id, upstream_id=upstream_id, handle=json.dumps(handle))
 
-    def mark_running(self, job_id: str) -> Job:
-        return self._set(job_id, _UNFINISHED, state="running")
+    async def mark_running(self, job_id: str) -> Job:
+        return await self._set(job_id, _UNFINISHED, state="running")
 
-    def record_progress(self, job_id: str, state: JobState, queue_position: int | None, logs: list[str]) -> Job:
-        """A queued/running update; `logs` are new lines (the last LOG_TAIL are kept)."""
-        job = self.get_job(job_id)
-        kept = ((job.logs if job else []) + logs)[-LOG_TAIL:]
-        return self._set(job_id, _UNFINISHED, state=state, queue_position=queue_position, logs=json.dumps(kept))
+    async def record_progress(self, job_id: str, state: JobState, queue_position: int | None, logs: list[str]) -> Job:
+        """A queued/running update; `logs` are the job's lines now (its follower keeps them; the last
+        LOG_TAIL are stored), so the update is one statement with no read before it."""
+        return await self._set(
+            job_id, _UNFINISHED, state=state, queue_position=queue_position, logs=json.dumps(logs[-LOG_TAIL:])
+        )
 
     # The final transitions apply only to an unfinished job, and, given an `owner`, only while
     # that owner holds the lease: a job is finished once, by whoever follows it.
 
-    def complete(self, job_id: str, result: JobResult, *, owner: str | None = None) -> Job:
+    async def complete(self, job_id: str, result: JobResult, *, owner: str | None = None) -> Job:
         result_json = result.model_dump_json(exclude_none=True)
-        return self._finish(job_id, "completed", owner, result=result_json, queue_position=None)
+        return await self._finish(job_id, "completed", owner, result=result_json, queue_position=None)
 
-    def fail(self, job_id: str, error: str, *, owner: str | None = None) -> Job:
-        return self._finish(job_id, "failed", owner, error=error)
+    async def fail(self, job_id: str, error: str, *, owner: str | None = None) -> Job:
+        return await self._finish(job_id, "failed", owner, error=error)
 
-    def mark_unknown(self, job_id: str, error: str, *, owner: str | None = None) -> Job:
+    async def mark_unknown(self, job_id: str, error: str, *, owner: str | None = None) -> Job:
         """Sent, but whether the upstream took it is unknown: never resent, never followed."""
-        return self._finish(job_id, "unknown", owner, error=error)
+        return await self._finish(job_id, "unknown", owner, error=error)
 
-    def cancel(self, job_id: str, reason: str) -> Job:
-        return self._finish(job_id, "cancelled", None, error=reason)
+    async def cancel(self, job_id: str, reason: str) -> Job:
+        return await self._finish(job_id, "cancelled", None, error=reason)
 
-    def _finish(self, job_id: str, state: JobState, owner: str | None, **columns: Any) -> Job:
+    async def _finish(self, job_id: str, state: JobState, owner: str | None, **columns: Any) -> Job:
         where = _UNFINISHED + (" AND lease_owner = ?" if owner else "")
-        columns |= {"state": state, "finished_at": time.time(), "lease_owner": None, "lease_expires": None}
-        return self._set(job_id, where, [owner] if owner else [], **columns)
+        columns |= {"state": state, "finished_at": time.time(), "lease_owner": None}
+        return await self._set(job_id, where, [owner] if owner else [], **columns)
 
-    def _set(self, job_id: str, where: str = "TRUE", where_args: list[Any] | None = None, **columns: Any) -> Job:
+    async def _set(self, job_id: str, where: str = "TRUE", where_args: list[Any] | None = None, **columns: Any) -> Job:
+        """One `UPDATE ... RETURNING` per transition; only when it changed nothing (the job is
+        finished, or another holds it) is the row read as it stands."""
         # Column names and conditions come only from the transitions above, never from callers' data.
         columns["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in columns)
-        changed = self._execute(
-            f"UPDATE jobs SET {assignments} WHERE id = ? AND {where}",
+        rows = await self._fetch(
+            f"UPDATE jobs SET {assignments} WHERE id = ? AND {where} RETURNING *",
             [*columns.values(), job_id, *(where_args or [])],
         )
-        if changed:
+        if rows:
             self._changed(job_id)
-        job = self.get_job(job_id)
+            return _job(rows[0])
+        job = await self.get_job(job_id)
         assert job is not None, job_id
         return job
 
-    def record_webhook(
+    async def record_webhook(
         self, provider: str, upstream_id: str, delivery: dict[str, Any]
     ) -> Literal["recorded", "seen", "unknown"]:
         """Keep a verified webhook delivery on its unfinished job for the follower, wherever it
         runs: "recorded"; "seen" when the job already has one or is finished (fal repeats
         deliveries: nothing changes); "unknown" when no job has that upstream id (yet)."""
-        changed = self._execute(
+        rows = await self._fetch(
             f"UPDATE jobs SET webhook = ?, updated_at = ? WHERE provider = ? AND upstream_id = ? AND {_UNFINISHED}"
-            " AND webhook IS NULL",
+            " AND webhook IS NULL RETURNING id",
             (json.dumps(delivery), time.time(), provider, upstream_id),
         )
-        rows = self._fetch("SELECT id FROM jobs WHERE provider = ? AND upstream_id = ?", (provider, upstream_id))
-        if changed:
+        if rows:
             for row in rows:
                 self._changed(row["id"])
             return "recorded"
-        return "seen" if rows else "unknown"
+        seen = await self._fetch("SELECT id FROM jobs WHERE provider = ? AND upstream_id = ?", (provider, upstream_id))
+        return "seen" if seen else "unknown"
 
-    def get_job(self, job_id: str, principal: str | None = None) -> Job | None:
+    async def get_job(self, job_id: str, principal: str | None = None) -> Job | None:
         """The job; with `principal`, only if it is theirs (another's job is as if it did not exist)."""
         query, args = "SELECT * FROM jobs WHERE id = ?", [job_id]
         if principal is not None:
             query, args = query + " AND principal = ?", [*args, principal]
-        rows = self._fetch(query, args)
+        rows = await self._fetch(query, args)
         return _job(rows[0]) if rows else None
 
-    def list_jobs(self, *, states: list[str] | None = None, limit: int = 20, principal: str | None = None) -> list[Job]:
+    async def list_jobs(
+        self, *, states: list[str] | None = None, limit: int = 20, principal: str | None = None
+    ) -> list[Job]:
         """Newest first; with `principal`, only theirs."""
         query, conditions, args = "SELECT * FROM jobs", [], []
         if states:
@@ -265,47 +303,38 @@ class JobStore:
         if conditions:
             query += " WHERE " + " AND ".join(conditions)
         query += " ORDER BY created_at DESC LIMIT ?"
-        return [_job(row) for row in self._fetch(query, [*args, limit])]
+        return [_job(row) for row in await self._fetch(query, [*args, limit])]
 
-    def unfinished_jobs(self, *, unleased_only: bool = False) -> list[Job]:
-        """Unfinished jobs, oldest first; `unleased_only`: those no live lease holds."""
+    async def unfinished_jobs(self, *, unleased_only: bool = False) -> list[Job]:
+        """Unfinished jobs, oldest first; `unleased_only`: those whose owner has no live heartbeat."""
         query = f"SELECT * FROM jobs WHERE {_UNFINISHED}"
         args: list[Any] = []
         if unleased_only:
-            query += " AND (lease_owner IS NULL OR lease_expires < ?)"
+            query += f" AND (lease_owner IS NULL OR NOT {self._OWNER_LIVE})"
             args.append(time.time())
-        return [_job(row) for row in self._fetch(query + " ORDER BY created_at", args)]
+        return [_job(row) for row in await self._fetch(query + " ORDER BY created_at", args)]
 
-    def lease_holders(self, owner: str) -> set[str]:
-        """The other owners holding a live lease on an unfinished job (a cheap query: the runner
-        asks every few seconds which of them died, without reading their jobs)."""
-        rows = self._fetch(
-            f"SELECT DISTINCT lease_owner FROM jobs WHERE {_UNFINISHED} AND lease_owner != ? AND lease_expires >= ?",
-            (owner, time.time()),
-        )
-        return {str(row["lease_owner"]) for row in rows}
-
-    def leased_by_others(self, owner: str, *, only: Collection[str] | None = None) -> list[Job]:
-        """Unfinished jobs another owner holds a live lease on (a dead owner's may be taken over);
-        `only`: those of these owners."""
-        query = f"SELECT * FROM jobs WHERE {_UNFINISHED} AND lease_owner != ? AND lease_expires >= ?"
+    async def leased_by_others(self, owner: str, *, only: Collection[str] | None = None) -> list[Job]:
+        """Unfinished jobs another owner with a live heartbeat follows (a dead owner's may be taken
+        over); `only`: those of these owners."""
+        query = f"SELECT * FROM jobs WHERE {_UNFINISHED} AND lease_owner != ? AND {self._OWNER_LIVE}"
         args: list[Any] = [owner, time.time()]
         if only is not None:
             query += f" AND lease_owner IN ({', '.join('?' for _ in only)})"
             args.extend(only)
-        return [_job(row) for row in self._fetch(query, args)]
+        return [_job(row) for row in await self._fetch(query, args)]
 
     # --- uploads: the same bytes are not uploaded twice while the upstream keeps them ---------
 
-    def find_upload(self, sha256: str, provider: str, max_age_s: float) -> str | None:
-        rows = self._fetch(
+    async def find_upload(self, sha256: str, provider: str, max_age_s: float) -> str | None:
+        rows = await self._fetch(
             "SELECT url FROM uploads WHERE sha256 = ? AND provider = ? AND created_at > ?",
             (sha256, provider, time.time() - max_age_s),
         )
         return str(rows[0]["url"]) if rows else None
 
-    def save_upload(self, sha256: str, provider: str, url: str) -> None:
-        self._execute(
+    async def save_upload(self, sha256: str, provider: str, url: str) -> None:
+        await self._execute(
             "INSERT INTO uploads (sha256, provider, url, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (sha256, provider)"
             " DO UPDATE SET url = excluded.url, created_at = excluded.created_at",
             (sha256, provider, url, time.time()),
@@ -313,13 +342,13 @@ class JobStore:
 
     # --- voices -------------------------------------------------------------------------
 
-    def save_voice(self, voice: SavedVoice, *, job_id: str | None = None, principal: str | None = None) -> None:
+    async def save_voice(self, voice: SavedVoice, *, job_id: str | None = None, principal: str | None = None) -> None:
         """Saved for `principal`, by default the principal of the job that made it: a name is
         per principal, so nobody overwrites another's voice."""
         if principal is None and job_id is not None:
-            rows = self._fetch("SELECT principal FROM jobs WHERE id = ?", (job_id,))
+            rows = await self._fetch("SELECT principal FROM jobs WHERE id = ?", (job_id,))
             principal = rows[0]["principal"] if rows else None
-        self._execute(
+        await self._execute(
             "INSERT INTO voices (principal, name, family, provider, fields, job_id, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (principal, name) DO UPDATE SET family = excluded.family,"
             " provider = excluded.provider, fields = excluded.fields, job_id = excluded.job_id,"
@@ -335,58 +364,58 @@ class JobStore:
             ),
         )
 
-    def find_voice(self, name: str, principal: str = LOCAL_PRINCIPAL) -> SavedVoice | None:
-        rows = self._fetch("SELECT * FROM voices WHERE principal = ? AND name = ?", (principal, name))
+    async def find_voice(self, name: str, principal: str = LOCAL_PRINCIPAL) -> SavedVoice | None:
+        rows = await self._fetch("SELECT * FROM voices WHERE principal = ? AND name = ?", (principal, name))
         return _voice(rows[0]) if rows else None
 
-    def voice_names(self, family: str, principal: str = LOCAL_PRINCIPAL) -> list[str]:
-        return [voice.name for voice in self.list_voices(principal) if voice.family == family]
+    async def voice_names(self, family: str, principal: str = LOCAL_PRINCIPAL) -> list[str]:
+        return [voice.name for voice in await self.list_voices(principal) if voice.family == family]
 
-    def list_voices(self, principal: str = LOCAL_PRINCIPAL) -> list[SavedVoice]:
-        rows = self._fetch("SELECT * FROM voices WHERE principal = ? ORDER BY name", (principal,))
+    async def list_voices(self, principal: str = LOCAL_PRINCIPAL) -> list[SavedVoice]:
+        rows = await self._fetch("SELECT * FROM voices WHERE principal = ? ORDER BY name", (principal,))
         return [_voice(row) for row in rows]
 
     # --- spend: running totals per principal, kept across restarts -----------------------------
 
-    def charge(
+    async def charge(
         self, principal: str, cost: float, *, limit_usd: float | None, server_limit_usd: float | None
     ) -> tuple[bool, float, float]:
         """Add `cost` to `principal`'s total unless that would pass its limit or the server's total
         pass the server's; in one transaction, so concurrent calls (other processes too) cannot
         both slip under a limit. Returns (charged, principal's total, server's total), before."""
-        with self._write_transaction():
-            mine = self._fetch("SELECT spent_usd FROM spend WHERE principal = ?", (principal,))
+        async with self._write_transaction() as tx:
+            mine = await tx.fetch("SELECT spent_usd FROM spend WHERE principal = ?", (principal,))
             spent = float(mine[0]["spent_usd"]) if mine else 0.0
-            server = float(self._fetch("SELECT COALESCE(SUM(spent_usd), 0) AS total FROM spend")[0]["total"])
+            server = float((await tx.fetch("SELECT COALESCE(SUM(spent_usd), 0) AS total FROM spend"))[0]["total"])
             over = (limit_usd is not None and spent + cost > limit_usd + 1e-9) or (
                 server_limit_usd is not None and server + cost > server_limit_usd + 1e-9
             )
             if not over:
-                self._execute(
+                await tx.execute(
                     "INSERT INTO spend (principal, spent_usd) VALUES (?, ?)"
                     " ON CONFLICT (principal) DO UPDATE SET spent_usd = spend.spent_usd + excluded.spent_usd",
                     (principal, cost),
                 )
         return not over, spent, server
 
-    def spent(self, principal: str) -> float:
-        rows = self._fetch("SELECT spent_usd FROM spend WHERE principal = ?", (principal,))
+    async def spent(self, principal: str) -> float:
+        rows = await self._fetch("SELECT spent_usd FROM spend WHERE principal = ?", (principal,))
         return float(rows[0]["spent_usd"]) if rows else 0.0
 
     # --- the rate limit: each principal's calls in a sliding window, shared by every process ---
 
-    def count_call(self, principal: str, limit: int, window_s: float, now: float) -> float | None:
+    async def count_call(self, principal: str, limit: int, window_s: float, now: float) -> float | None:
         """Count a call by `principal` at `now` (epoch seconds) unless it made `limit` calls in
         the `window_s` before: then return the seconds until it may call again, counting nothing.
         One transaction, so processes calling at once cannot both slip under the limit."""
-        with self._write_transaction():
-            self._execute("DELETE FROM calls WHERE at <= ?", (now - window_s,))
-            recent = self._fetch(
+        async with self._write_transaction() as tx:
+            await tx.execute("DELETE FROM calls WHERE at <= ?", (now - window_s,))
+            recent = await tx.fetch(
                 "SELECT at FROM calls WHERE principal = ? ORDER BY at DESC LIMIT ?", (principal, limit)
             )
             if len(recent) >= limit:  # free again when the oldest of the last `limit` calls leaves the window
                 return max(0.0, float(recent[-1]["at"]) + window_s - now)
-            self._execute("INSERT INTO calls (principal, at) VALUES (?, ?)", (principal, now))
+            await tx.execute("INSERT INTO calls (principal, at) VALUES (?, ?)", (principal, now))
         return None
 
 

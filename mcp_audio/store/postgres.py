@@ -1,8 +1,10 @@
 """The PostgreSQL backend (`MCP_AUDIO_DATABASE_URL=postgresql://...`): one database shared by
 several server replicas.
 
-Migrations run under an advisory lock, so replicas starting together apply each once. Every
-change to a job row is announced with NOTIFY; `listen` (a task for the life of the server)
+Statements run on psycopg's async connections from a pool (`MCP_AUDIO_DATABASE_POOL` per
+replica): the event loop never waits on the database. Migrations run under an advisory lock, on
+a thread at open, so replicas starting together apply each once. Every change to a job row is
+announced with NOTIFY (a trigger); `listen` (a task for the life of the server)
 wakes the waiters of that job, so get_job on a replica that does not follow a job returns as
 soon as another finishes it; a slow poll remains as the fallback if the push is lost.
 """
@@ -11,15 +13,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import psycopg
 from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
-from mcp_audio.store.base import JobStore
+from mcp_audio.store.base import JobStore, Statements
 
 log = logging.getLogger("mcp_audio.store")
 
@@ -90,6 +94,61 @@ def pg004_calls(db: psycopg.Connection[Any]) -> None:
     db.execute("CREATE INDEX calls_principal ON calls(principal, at)")
 
 
+@migration
+def pg005_notify_trigger(db: psycopg.Connection[Any]) -> None:
+    # Every change a waiter cares about is announced by the UPDATE itself, not by a second
+    # statement; lease changes (owner) are not announced.
+    db.execute(
+        f"""CREATE FUNCTION mcp_audio_job_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_notify('{CHANNEL}', NEW.id); RETURN NULL; END $$"""
+    )
+    db.execute(
+        "CREATE TRIGGER jobs_changed AFTER UPDATE OF state, queue_position, logs, result, error, upstream_id,"
+        " handle, webhook ON jobs FOR EACH ROW EXECUTE FUNCTION mcp_audio_job_changed()"
+    )
+
+
+@migration
+def pg006_replicas(db: psycopg.Connection[Any]) -> None:
+    # A lease per replica, not per job: its heartbeat row; a job names its owner (lease_owner).
+    db.execute(
+        "CREATE TABLE replicas (owner TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,"
+        " expires DOUBLE PRECISION NOT NULL)"
+    )
+    db.execute("CREATE INDEX jobs_owner ON jobs(lease_owner)")
+
+
+def migrate(url: str) -> None:
+    """Apply the migrations not applied yet (blocking: at open, on a thread)."""
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10) as db:
+        # Replicas starting together: one migrates, the others wait, then find nothing to do.
+        db.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION)")
+            done = {row["name"] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+            for name, fn in MIGRATIONS:
+                if name in done:
+                    continue
+                with db.transaction():
+                    fn(db)
+                    db.execute("INSERT INTO _migrations VALUES (%s, %s)", (name, time.time()))
+        finally:
+            db.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+class _Statements:
+    """Statements on one connection, inside its transaction."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return (await self._conn.execute(_marks(sql), list(args))).rowcount
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
+        return list(await (await self._conn.execute(_marks(sql), list(args))).fetchall())
+
+
 def _marks(sql: str) -> str:
     # The shared SQL uses `?`; psycopg takes `%s` (the shared SQL has no `%` or `?` of its own).
     return sql.replace("?", "%s")
@@ -98,88 +157,68 @@ def _marks(sql: str) -> str:
 class PostgresJobStore(JobStore):
     poll_s = 5.0  # NOTIFY wakes waiters; this only bounds a lost notification
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
         super().__init__()
         self._url = url
-        self._db = self._connect()
         self._waiters: dict[str, set[anyio.Event]] = {}
-        self._in_transaction = False
-        self._migrate()
-
-    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
-        return psycopg.connect(self._url, autocommit=True, row_factory=dict_row, connect_timeout=10)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _run(self, sql: str, args: Sequence[Any]) -> psycopg.Cursor[dict[str, Any]]:
-        with self._lock:
-            try:
-                return self._db.execute(_marks(sql), list(args))
-            except psycopg.OperationalError:
-                # The connection was lost (a database restart, a failover, an idle timeout): once,
-                # on a new one. Outside a transaction, so nothing half-done is repeated.
-                if not self._db.broken or self._in_transaction:
-                    raise
-                log.warning("the database connection was lost; reconnecting")
-                self._db = self._connect()
-                return self._db.execute(_marks(sql), list(args))
-
-    def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
-        return self._run(sql, args).rowcount
-
-    def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
-        return list(self._run(sql, args).fetchall())
-
-    @contextmanager
-    def _write_transaction(self) -> Iterator[None]:
-        with self._lock, self._db.transaction():
-            self._in_transaction = True  # a lost connection here fails the transaction, never half-repeats it
-            try:
-                # Writers of spend and of the rate limit queue here, across replicas, until this
-                # transaction ends.
-                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (SPEND_LOCK,))
-                yield
-            finally:
-                self._in_transaction = False
-
-    def _migrate(self) -> None:
-        with self._lock:
-            # Replicas starting together: one migrates, the others wait, then find nothing to do.
-            self._db.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
-            try:
-                self._db.execute(
-                    "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION)"
-                )
-                done = {row["name"] for row in self._db.execute("SELECT name FROM _migrations").fetchall()}
-                for name, fn in MIGRATIONS:
-                    if name in done:
-                        continue
-                    with self._db.transaction():
-                        fn(self._db)
-                        self._db.execute("INSERT INTO _migrations VALUES (%s, %s)", (name, time.time()))
-            finally:
-                self._db.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
-
-    # --- tokens (tokens.TokenTable) --------------------------------------------------------------
-
-    def token_rows(self) -> list[Mapping[str, Any]]:
-        return self._fetch("SELECT name, sha256, created_at, max_spend_usd FROM tokens ORDER BY name")
-
-    def insert_token(self, row: Mapping[str, Any]) -> None:
-        self._execute(
-            "INSERT INTO tokens (name, sha256, created_at, max_spend_usd) VALUES (?, ?, ?, ?)",
-            (row["name"], row["sha256"], row["created_at"], row["max_spend_usd"]),
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]] = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 10},
+            timeout=30,  # waiting for a free connection: a pool too small for the load says so
+            name="mcp-audio",
         )
 
-    def delete_token(self, name: str) -> None:
-        self._execute("DELETE FROM tokens WHERE name = ?", (name,))
+    async def open(self) -> None:
+        await anyio.to_thread.run_sync(migrate, self._url)
+        await self._pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._pool.close()
+
+    async def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return (await self._run(sql, args, rows=False))[0]
+
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
+        return (await self._run(sql, args, rows=True))[1]
+
+    async def _run(self, sql: str, args: Sequence[Any], *, rows: bool) -> tuple[int, list[Mapping[str, Any]]]:
+        attempt = 1
+        while True:
+            async with self._pool.connection() as conn:
+                try:
+                    cursor = await conn.execute(_marks(sql), list(args))
+                    fetched: list[Mapping[str, Any]] = (
+                        list(await cursor.fetchall()) if rows and cursor.description is not None else []
+                    )
+                    return cursor.rowcount, fetched
+                except psycopg.OperationalError:
+                    # The connection was lost (a database restart, a failover, an idle timeout):
+                    # the pool drops it and checks the idle ones; once, on another. Outside a
+                    # transaction, so nothing half-done is repeated.
+                    if attempt == 2 or not conn.broken:
+                        raise
+            log.warning("a database connection was lost; trying again on another")
+            await self._pool.check()
+            attempt += 1
+
+    @asynccontextmanager
+    async def _write_transaction(self) -> AsyncIterator[Statements]:
+        async with self._pool.connection() as conn, conn.transaction():
+            # Writers of spend and of the rate limit queue here, across replicas, until this
+            # transaction ends.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SPEND_LOCK,))
+            yield _Statements(conn)
 
     # --- push: NOTIFY on every change, LISTEN for the life of the server ------------------------
 
     def _changed(self, job_id: str) -> None:
-        # Announced to this process's watchers when the notification comes back, like everyone's.
-        self._execute("SELECT pg_notify(?, ?)", (CHANNEL, job_id))
+        # The jobs_changed trigger sends NOTIFY; this process's watchers hear it when it comes
+        # back, like everyone's.
+        pass
 
     async def changed(self, job_id: str) -> None:
         event = anyio.Event()

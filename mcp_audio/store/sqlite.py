@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
 
 from mcp_audio.core.job import LOCAL_PRINCIPAL
-from mcp_audio.store.base import JobStore
+from mcp_audio.store.base import JobStore, Statements
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
@@ -109,48 +112,109 @@ def m009_calls(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX calls_principal ON calls(principal, at)")
 
 
+@migration
+def m010_replicas(db: sqlite3.Connection) -> None:
+    # A lease per process, not per job: its heartbeat row; a job names its owner (lease_owner).
+    db.execute(
+        "CREATE TABLE replicas (owner TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,"
+        " expires REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX jobs_owner ON jobs(lease_owner)")
+
+
 class SqliteJobStore(JobStore):
-    """The store in one SQLite file (WAL: readers do not block the writer)."""
+    """The store in one SQLite file (WAL: readers do not block the writer). Every statement runs
+    on a worker thread, one at a time (a capacity limiter of 1): a busy or slow disk, or another
+    process's write lock, holds that thread, never the event loop. A write transaction holds the
+    store's lock across its statements, so no other call of this store lands inside it."""
 
     def __init__(self, path: Path) -> None:
         super().__init__()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # check_same_thread=False: the CLI and anyio worker threads may share the store.
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
+        self._path = path
+        self._db: sqlite3.Connection | None = None
+        self._limiter = anyio.CapacityLimiter(1)
+        self._lock = anyio.Lock()
 
-    def close(self) -> None:
-        self._db.close()
+    async def open(self) -> None:
+        await self._run(self._connect)
 
-    def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
-        with self._lock:
-            return self._db.execute(sql, args).rowcount
+    def _connect(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # check_same_thread=False: the limiter's worker threads take turns on the one connection.
+        db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        self._db = db
+        self._migrate(db)
 
-    def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            with anyio.CancelScope(shield=True):
+                async with self._lock:
+                    await self._run(db.close)
 
-    @contextmanager
-    def _write_transaction(self) -> Iterator[None]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")  # takes the write lock now: other processes wait
+    async def _run(self, call: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("the store is not open (await store.open())")
+        return self._db
+
+    async def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        async with self._lock:
+            return await _Statements(self).execute(sql, args)
+
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
+        async with self._lock:
+            return await _Statements(self).fetch(sql, args)
+
+    @asynccontextmanager
+    async def _write_transaction(self) -> AsyncIterator[Statements]:
+        tx = _Statements(self)
+        async with self._lock:
+            await tx.execute("BEGIN IMMEDIATE")  # takes the write lock now: other processes wait
             try:
-                yield
-                self._db.execute("COMMIT")
+                yield tx
             except BaseException:
-                self._db.execute("ROLLBACK")
+                with anyio.CancelScope(shield=True):  # a cancelled caller still ends its transaction
+                    await tx.execute("ROLLBACK")
+                raise
+            with anyio.CancelScope(shield=True):
+                await tx.execute("COMMIT")
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+        done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+        for name, fn in MIGRATIONS:
+            if name in done:
+                continue
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                fn(db)
+                db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
                 raise
 
-    def _migrate(self) -> None:
-        with self._lock:
-            self._db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
-            done = {row[0] for row in self._db.execute("SELECT name FROM _migrations")}
-            for name, fn in MIGRATIONS:
-                if name in done:
-                    continue
-                with self._write_transaction():
-                    fn(self._db)
-                    self._db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+
+T = TypeVar("T")
+
+
+class _Statements:
+    """Statements on the store's connection, on its worker thread (the caller holds the lock)."""
+
+    def __init__(self, store: SqliteJobStore) -> None:
+        self._store = store
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        db = self._store._connection()
+        return await self._store._run(lambda: db.execute(sql, args).rowcount)
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
+        db = self._store._connection()
+        return await self._store._run(lambda: db.execute(sql, args).fetchall())

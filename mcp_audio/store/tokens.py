@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from mcp_audio.core.errors import ConfigError, InvalidArguments
 
 if TYPE_CHECKING:
+    import psycopg
+
     from mcp_audio.config import ServerSettings
-    from mcp_audio.store import JobStore
-    from mcp_audio.store.postgres import PostgresJobStore
 
 PREFIX = "mcpa_"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -67,6 +68,9 @@ class TokenFile:
         self.path = data_dir / FILE_NAME
         self._seen: tuple[int, int, int] | None = None
         self._entries: dict[str, TokenEntry] = {}
+
+    def close(self) -> None:
+        """Nothing to close for a file (the table keeps a connection)."""
 
     # --- reading ------------------------------------------------------------------------
 
@@ -154,40 +158,70 @@ class TokenFile:
 
 class TokenTable(TokenFile):
     """The tokens in the shared PostgreSQL database: a token added or revoked on one replica
-    applies on every replica, re-read at most every REREAD_S."""
+    applies on every replica, re-read at most every REREAD_S. Blocking, on a connection of its
+    own: the HTTP face looks tokens up on a worker thread (deploy/auth.py), the CLI directly."""
 
     REREAD_S = 1.0
 
-    def __init__(self, store: PostgresJobStore) -> None:
+    def __init__(self, url: str) -> None:
         self.path = Path("database:tokens")  # how messages name where the tokens are
-        self._store = store
+        self._url = url
+        self._db: psycopg.Connection[dict[str, Any]] | None = None
+        self._db_lock = threading.Lock()
         self._entries = {}
         self._read_at: float | None = None
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with self._db_lock:
+            for attempt in (1, 2):
+                if self._db is None or self._db.closed:
+                    if self._db is None:  # the first connection: the schema may not be there yet
+                        from mcp_audio.store.postgres import migrate
+
+                        migrate(self._url)
+                    self._db = psycopg.connect(self._url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+                try:
+                    cursor = self._db.execute(sql, args)
+                    return list(cursor.fetchall()) if cursor.description is not None else []
+                except psycopg.OperationalError:
+                    if attempt == 2 or not self._db.broken:  # a lost connection: once, on a new one
+                        raise
+                    self._db = None
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._db_lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def _refresh(self) -> None:
         if self._read_at is not None and time.monotonic() - self._read_at < self.REREAD_S:
             return
-        self._entries = {row["name"]: TokenEntry(**row) for row in self._store.token_rows()}
+        rows = self._query("SELECT name, sha256, created_at, max_spend_usd FROM tokens ORDER BY name")
+        self._entries = {row["name"]: TokenEntry(**row) for row in rows}
         self._read_at = time.monotonic()
 
     def _write(self, entries: list[TokenEntry]) -> None:
         wanted = {entry.name: entry for entry in entries}
-        stored = {row["name"] for row in self._store.token_rows()}
+        stored = {row["name"] for row in self._query("SELECT name FROM tokens")}
         for name, entry in wanted.items():
             if name not in stored:
-                self._store.insert_token(asdict(entry))
+                self._query(
+                    "INSERT INTO tokens (name, sha256, created_at, max_spend_usd) VALUES (%s, %s, %s, %s)",
+                    (entry.name, entry.sha256, entry.created_at, entry.max_spend_usd),
+                )
         for name in stored - wanted.keys():
-            self._store.delete_token(name)
+            self._query("DELETE FROM tokens WHERE name = %s", (name,))
         self._read_at = None
 
 
-def open_tokens(settings: ServerSettings, store: JobStore | None = None) -> TokenFile:
+def open_tokens(settings: ServerSettings) -> TokenFile:
     """The data dir's token file, or the database's token table when MCP_AUDIO_DATABASE_URL is set
-    (through `store`, the server's open one, else a connection of its own for the process)."""
+    (with a connection of its own, made on first use)."""
     if settings.database_url is None:
         return TokenFile(settings.data_dir)
-    from mcp_audio.store.postgres import PostgresJobStore
-
-    if not isinstance(store, PostgresJobStore):
-        store = PostgresJobStore(settings.database_url.get_secret_value())
-    return TokenTable(store)
+    return TokenTable(settings.database_url.get_secret_value())

@@ -30,6 +30,7 @@ def settings(settings: ServerSettings, database_url: str | None) -> ServerSettin
     """Principals and spend are kept apart on both stores: SQLite and PostgreSQL."""
     return on_backend(settings, database_url)
 
+
 CLONE = {"audio_url": "https://example.com/me.mp3", "reference_text": "This is my voice.", "name": "narrator"}
 
 
@@ -161,14 +162,15 @@ async def test_rows_from_before_principals_belong_to_the_local_user(settings: Se
     db.close()
 
     store = SqliteJobStore(path)
+    await store.open()
     try:
-        assert store.get_job("old-job", "local") is not None and store.get_job("old-job", "token:x") is None
-        assert store.find_voice("oldvoice") == SavedVoice(
+        assert await store.get_job("old-job", "local") is not None and await store.get_job("old-job", "token:x") is None
+        assert await store.find_voice("oldvoice") == SavedVoice(
             name="oldvoice", family="qwen3-tts", provider="fal", fields={}
         )
-        assert store.find_voice("oldvoice", "token:x") is None
+        assert await store.find_voice("oldvoice", "token:x") is None
     finally:
-        store.close()
+        await store.close()
     async with Client(server(settings)) as client:  # stdio's caller is the local user
         listed = await client.call_tool("list_jobs", {})
         voices = json.loads((await client.read_resource("voices://cloned")).contents[0].text)  # type: ignore[union-attr]

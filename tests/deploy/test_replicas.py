@@ -100,9 +100,9 @@ async def test_a_replica_that_stopped_answering_loses_its_job_when_the_lease_exp
         try:
             done = await call_ok(third, "get_job", {"job_id": started["job_id"], "wait_s": 30})
             took = time.monotonic() - stopped
-            store = open_store(shared)
-            row = store.get_job(started["job_id"])
-            store.close()
+            store = await open_store(shared)
+            row = await store.get_job(started["job_id"])
+            await store.close()
         finally:
             os.kill(first.proc.pid, signal.SIGCONT)
         await anyio.sleep(LEASE_S / 2)  # the first replica wakes, finds its lease gone, lets the job be

@@ -50,12 +50,12 @@ def kinds(fake: FakeFal, request_id: str) -> list[str]:
     return [r.kind for r in fake.requests_for(request_id)]
 
 
-def row(settings: ServerSettings, job_id: str) -> Any:
-    store = open_store(settings)
+async def row(settings: ServerSettings, job_id: str) -> Any:
+    store = await open_store(settings)
     try:
-        return store.get_job(job_id)
+        return await store.get_job(job_id)
     finally:
-        store.close()
+        await store.close()
 
 
 async def test_a_signed_webhook_finishes_the_job_without_a_status_stream(
@@ -102,15 +102,15 @@ async def test_forged_stale_tampered_or_unsigned_deliveries_get_401_and_change_n
                 answer = await http.post(url, content=content, headers=headers)
                 assert answer.status_code == 401, (name, answer.text)
                 assert answer.json()["error"].startswith("webhook refused: "), name
-            untouched = row(quick, started["job_id"])
+            untouched = await row(quick, started["job_id"])
             assert untouched.state in ("queued", "running") and untouched.webhook is None
             assert (await http.post(url, content=body, headers=good)).json() == {"job": "recorded"}
             done = await call_ok(served, "get_job", {"job_id": started["job_id"], "wait_s": 10})
-            finished = row(quick, started["job_id"])
+            finished = await row(quick, started["job_id"])
             again = await http.post(url, content=body, headers=fake_fal.signed_headers(request_id, body))
     assert done["status"] == "completed", done
     assert again.status_code == 200 and again.json() == {"job": "seen"}  # a repeat changes nothing
-    assert row(quick, started["job_id"]).updated_at == finished.updated_at
+    assert (await row(quick, started["job_id"])).updated_at == finished.updated_at
     assert kinds(fake_fal, request_id).count("file") == 1 and "result" not in kinds(fake_fal, request_id)
 
 

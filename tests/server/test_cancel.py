@@ -88,24 +88,24 @@ async def test_cancelling_a_finished_job_leaves_it_alone(client: Client, fake_fa
 async def test_get_job_waits_on_a_job_this_process_does_not_follow(settings: object) -> None:
     from mcp_audio.store import open_store
 
-    store = open_store(settings)  # type: ignore[arg-type]
-    job = store.create_job(
+    store = await open_store(settings)  # type: ignore[arg-type]
+    await store.heartbeat("another-host:4242:feedbeef", "another-host", 4242, 60)
+    job = await store.create_job(
         tool="lyria2_music",
         provider="fal",
         endpoint="fal-ai/lyria2",
         body={"prompt": "x"},
         options={},
         owner="another-host:4242:feedbeef",
-        lease_s=60,
     )
     async with Client(server(settings)) as client:  # type: ignore[arg-type]
         # Another process (here: this store) holds its lease, still submitting it: nobody here follows it.
         started = time.monotonic()
         waiting = await client.call_tool("get_job", {"job_id": job.id, "wait_s": 1})
         waited = time.monotonic() - started
-        store.complete(job.id, JobResult(files=[], output={"note": "done elsewhere"}))
+        await store.complete(job.id, JobResult(files=[], output={"note": "done elsewhere"}))
         done = await client.call_tool("get_job", {"job_id": job.id, "wait_s": 5})
-    store.close()
+    await store.close()
     assert (waiting.structured_content or {})["status"] == "queued" and waited >= 0.9  # it waited, not answered at once
     assert (done.structured_content or {})["status"] == "completed"
     assert (done.structured_content or {})["output"] == {"note": "done elsewhere"}

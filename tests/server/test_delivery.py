@@ -28,6 +28,7 @@ def settings(settings: ServerSettings, database_url: str | None) -> ServerSettin
     """Every delivery guarantee holds on both stores: the data dir's SQLite file and PostgreSQL."""
     return on_backend(settings, database_url)
 
+
 FAL_CHECK = (
     "To see whether it ran, check fal's request history at https://fal.ai/dashboard/requests; if it is not there, "
     "call the tool again."
@@ -38,14 +39,14 @@ def submits(fake: FakeFal) -> int:
     return len(fake.requests_of("submit"))
 
 
-def row_of(settings: ServerSettings, job_id: str) -> dict[str, object]:
-    store = open_store(settings)
+async def row_of(settings: ServerSettings, job_id: str) -> dict[str, object]:
+    store = await open_store(settings)
     try:
-        job = store.get_job(job_id)
+        job = await store.get_job(job_id)
         assert job is not None
         return {"state": job.state, "logs": job.logs, "error": job.error, "lease_owner": job.lease_owner}
     finally:
-        store.close()
+        await store.close()
 
 
 # --- submit exactly once ------------------------------------------------------------------
@@ -119,7 +120,7 @@ async def test_status_and_result_outages_longer_than_the_retries_are_waited_out(
     assert not result.is_error, text_of(result)
     assert body["status"] == "completed" and body["files"]
     assert submits(fake_fal) == 1
-    logs = row_of(settings, body["job_id"])["logs"]
+    logs = (await row_of(settings, body["job_id"]))["logs"]
     assert any(str(line).startswith("fal did not answer while following the job") for line in logs), logs  # type: ignore[attr-defined]
 
 
@@ -153,7 +154,7 @@ async def test_an_outage_is_waited_out_across_a_restart(settings: ServerSettings
     async with Client(server(quick)) as client:
         first = body_of(await client.call_tool("lyria2_music", {"prompt": "calm"}))
     assert first["status"] in ("queued", "running")
-    assert row_of(settings, first["job_id"])["lease_owner"] is None  # a clean stop hands the job on
+    assert (await row_of(settings, first["job_id"]))["lease_owner"] is None  # a clean stop hands the job on
     fake_fal.clear_injections()  # the outage ends while no server runs
     async with Client(server(settings)) as client:
         done = body_of(await client.call_tool("get_job", {"job_id": first["job_id"], "wait_s": 20}))
@@ -188,11 +189,13 @@ async def test_a_job_whose_owner_stopped_answering_is_taken_over_when_its_lease_
     async with Client(server(quick)) as client:
         job_id = body_of(await client.call_tool("lyria2_music", {"prompt": "calm"}))["job_id"]
         # A process on another host takes the lease over, then dies: nobody renews it.
-        store = open_store(settings)
-        owner = store.get_job(job_id).lease_owner  # type: ignore[union-attr]
-        assert store.claim(job_id, "another-host:4242:deadbeef", 1.5, taking_over=owner)
+        store = await open_store(settings)
+        row = await store.get_job(job_id)
+        assert row is not None
+        await store.heartbeat("another-host:4242:deadbeef", "another-host", 4242, 1.5)
+        assert await store.claim(job_id, "another-host:4242:deadbeef", taking_over=row.lease_owner)
         expires = time.time() + 1.5
-        store.close()
+        await store.close()
     async with Client(server(settings)) as client:
         done = body_of(await client.call_tool("get_job", {"job_id": job_id, "wait_s": 20}))
         finished_at = time.time()
@@ -220,7 +223,7 @@ async def test_a_process_without_the_key_leaves_the_job_for_one_with_it(
         "server process with FAL_KEY set follows it to the end."
     )
     assert [job["job_id"] for job in unfinished["jobs"]] == [job_id]
-    assert row_of(settings, job_id)["state"] in ("queued", "running")
+    assert (await row_of(settings, job_id))["state"] in ("queued", "running")
     async with Client(server(settings)) as client:
         done = body_of(await client.call_tool("get_job", {"job_id": job_id, "wait_s": 20}))
     assert done["status"] == "completed"
@@ -255,14 +258,16 @@ async def test_a_voice_api_submit_cut_after_the_task_was_created_ends_unknown(
 
 
 async def test_an_interrupted_local_job_fails_plainly_and_a_paid_one_ends_unknown(settings: ServerSettings) -> None:
-    store = open_store(settings)
+    store = await open_store(settings)
     rows = {
-        provider: store.create_job(
-            tool=tool, provider=provider, endpoint=endpoint, body={}, options={}, owner="gone:1:x", lease_s=0
+        provider: (
+            await store.create_job(
+                tool=tool, provider=provider, endpoint=endpoint, body={}, options={}, owner="gone:1:x"
+            )
         ).id
         for provider, tool, endpoint in (("local", "audio_info", "info"), ("fal", "lyria2_music", "fal-ai/lyria2"))
     }
-    store.close()
+    await store.close()
     async with Client(server(settings)) as client:
         local = body_of(await client.call_tool("get_job", {"job_id": rows["local"]}))
         paid = body_of(await client.call_tool("get_job", {"job_id": rows["fal"]}))

@@ -116,12 +116,12 @@ async def test_key_never_reaches_logs(caplog: Any, client: Client, fake_fal: Fak
 async def test_a_stored_handle_that_does_not_validate_fails_the_job_clearly(
     settings: Settings, fake_fal: FakeFal
 ) -> None:
-    store = open_store(settings)
-    job = store.create_job(
+    store = await open_store(settings)
+    job = await store.create_job(
         tool="lyria2_music", provider="fal", endpoint="fal-ai/lyria2", body={"prompt": "x"}, options={}
     )
-    store.record_submission(job.id, "req-1", {"request_id": "req-1"})  # no status, response or cancel URL
-    store.close()
+    await store.record_submission(job.id, "req-1", {"request_id": "req-1"})  # no status, response or cancel URL
+    await store.close()
     async with Client(server(settings)) as client:
         result = await client.call_tool("get_job", {"job_id": job.id, "wait_s": 5})
     assert result.is_error

@@ -52,6 +52,7 @@ async def test_an_over_long_text_is_refused_naming_the_field_and_the_limit(clien
     assert (
         "`negative_prompt`: got 'aaaa" in text_of(result)
         and f"string should have at most {DEFAULT_MAX_TEXT_CHARS} characters. Allowed: string, at most "
-        f"{DEFAULT_MAX_TEXT_CHARS} characters." in text_of(result)
+        f"{DEFAULT_MAX_TEXT_CHARS} characters."
+        in text_of(result)
     )
     assert fake_fal.requests_of("submit") == []

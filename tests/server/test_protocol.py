@@ -21,9 +21,9 @@ VOICE_API_MODELS = "voices://voice-api{?title,language,tag,sort}"
 
 
 async def test_completions_match_the_typed_prefix_ignoring_case_without_any_key(settings: Settings) -> None:
-    store = open_store(settings)
-    store.save_voice(SavedVoice(name="Storyteller", family="qwen3-tts", provider="fal", fields={}))
-    store.close()
+    store = await open_store(settings)
+    await store.save_voice(SavedVoice(name="Storyteller", family="qwen3-tts", provider="fal", fields={}))
+    await store.close()
     keyless = settings.model_copy(update={"fal_key": None})
     async with Client(server(keyless)) as client:
         voices = await client.complete(

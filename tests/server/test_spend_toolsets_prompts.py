@@ -74,7 +74,10 @@ def test_unknown_toolset_is_a_clear_start_up_error(settings: Settings) -> None:
     )
     assert proc.returncode == 1
     assert "invalid setting MCP_AUDIO_TOOLSETS" in proc.stderr
-    assert "unknown toolset(s) ['karaoke']; allowed: all, dynamic, or a comma list of tts, stt, music, sfx, edit" in proc.stderr
+    assert (
+        "unknown toolset(s) ['karaoke']; allowed: all, dynamic, or a comma list of tts, stt, music, sfx, edit"
+        in proc.stderr
+    )
 
 
 async def test_prompts_name_the_tools_to_use(client: Client) -> None:
