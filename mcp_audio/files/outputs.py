@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from mcp_audio.core.media import extension_for, sniff_content_type
 from mcp_audio.core.results import OutputFile
+from mcp_audio.files.fetch import FetchPolicy, FetchRefused, refused_text
 
 if TYPE_CHECKING:
     import httpx  # imported when the first file is saved: it costs start-up time
 
 log = logging.getLogger("mcp_audio.outputs")
+
 
 def output_name(tool: str, job_id: str, index: int, content_type: str | None, source_name: str | None) -> str:
     """`{YYYYmmdd-HHMMSS}-{tool}-{short job id}[-n].{ext}`: sortable, unique, says what made it."""
@@ -46,29 +48,6 @@ def _worth_retrying(exc: Exception) -> bool:
 
 class DownloadRefused(Exception):
     """An output file that is not saved: too large, not what it claims to be, or from a host we do not fetch from."""
-
-
-async def check_download_url(url: str, trusted_origins: frozenset[str]) -> None:
-    """Output URLs are data from the upstream: fetch only https URLs on public addresses, or
-    URLs on an upstream host this server is configured for (proxies, the loopback sandbox)."""
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    import anyio
-
-    parts = urlsplit(url)
-    if f"{parts.scheme}://{parts.netloc}".lower() in trusted_origins:
-        return
-    if parts.scheme != "https" or not parts.hostname:
-        raise DownloadRefused(f"not fetched: {url[:100]} is neither https nor on a configured upstream host")
-    try:
-        addresses = await anyio.getaddrinfo(parts.hostname, parts.port or 443)
-    except OSError as exc:
-        raise DownloadRefused(f"not fetched: {parts.hostname} does not resolve ({exc})") from exc
-    for *_, sockaddr in addresses:
-        address = ipaddress.ip_address(sockaddr[0])
-        if not address.is_global:
-            raise DownloadRefused(f"not fetched: {parts.hostname} resolves to a private or loopback address")
 
 
 def _check_head(head: bytes, declared: str | None) -> None:
@@ -136,11 +115,11 @@ class OutputSaver:
         http: httpx.AsyncClient | None = None,
         *,
         max_bytes: int | None = None,
-        trusted_origins: frozenset[str] = frozenset(),
+        policy: FetchPolicy | None = None,
     ) -> None:
         self.output_dir = output_dir
         self.max_bytes = max_bytes
-        self.trusted_origins = trusted_origins
+        self.policy = policy or FetchPolicy()
         self._owns_http = http is None
         self._http = http
 
@@ -151,15 +130,10 @@ class OutputSaver:
     def _client(self) -> httpx.AsyncClient:
         import httpx
 
-        from mcp_audio.net import http_client
+        from mcp_audio.files.fetch import guarded_client
 
-        async def each_hop(request: httpx.Request) -> None:  # redirects are checked too
-            await check_download_url(str(request.url), self.trusted_origins)
-
-        if self._http is None:
-            self._http = http_client(
-                timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True, event_hooks={"request": [each_hop]}
-            )
+        if self._http is None:  # output URLs are data from the upstream: the inputs' rule applies (fetch.py)
+            self._http = guarded_client(self.policy, httpx.Timeout(60.0, connect=10.0))
         return self._http
 
     def remove_leftovers(self, idle_s: float = 600.0) -> int:
@@ -196,6 +170,8 @@ class OutputSaver:
                 return item.model_copy(update=local_details(target, job_id, size, sha256))
             except DownloadRefused as exc:
                 return item.model_copy(update={"download_error": str(exc)})
+            except FetchRefused:  # named by the URL given, whichever hop was refused
+                return item.model_copy(update={"download_error": refused_text(item.url)})
             except (httpx.HTTPError, OSError) as exc:
                 if attempt < DOWNLOAD_ATTEMPTS and _worth_retrying(exc):
                     log.info("download of %s broke (%s); trying again", name, type(exc).__name__)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp_audio.catalog import Capability
 from mcp_audio.core.pricing import Confirm
+from mcp_audio.files.fetch import FetchPolicy, guarded_client
 from mcp_audio.files.inputs import InputResolver
 from mcp_audio.files.uploads import SCHEME, Uploads
 from mcp_audio.jobs.runner import JobRunner
@@ -19,10 +20,13 @@ if TYPE_CHECKING:
 
 
 class CallPipeline:
-    def __init__(self, store: JobStore, runner: JobRunner, uploads: Uploads | None = None) -> None:
+    def __init__(
+        self, store: JobStore, runner: JobRunner, uploads: Uploads | None = None, policy: FetchPolicy | None = None
+    ) -> None:
         self._store = store
         self._runner = runner
         self._uploads = uploads
+        self._policy = policy or FetchPolicy()  # which input URLs may be fetched (files/fetch.py)
         self._http: httpx.AsyncClient | None = None  # for file inputs given as URLs, made on first use
 
     async def start(
@@ -64,10 +68,8 @@ class CallPipeline:
     def _client(self) -> httpx.AsyncClient:
         import httpx
 
-        from mcp_audio.net import http_client
-
         if self._http is None:
-            self._http = http_client(timeout=httpx.Timeout(60.0, connect=10.0))
+            self._http = guarded_client(self._policy, httpx.Timeout(60.0, connect=10.0))
         return self._http
 
     async def aclose(self) -> None:
