@@ -221,11 +221,11 @@ class ServerSettings(BaseSettings):
         description="HTTP mode: how long an upload is kept, in seconds; a sweep removes expired ones every few minutes",
     )
     max_resource_mb: float = Field(
-        64,
+        4,
         gt=0,
         description="the largest saved file a `files://` resource read returns (it travels whole, base64, in one "
-        "message); a larger one is refused with its download URL (over HTTP, `GET /files/JOB/NAME` with range "
-        "requests)",
+        "message, held until the client reads it); a larger one is refused with where to get it instead (over "
+        "HTTP, `GET /files/JOB/NAME`, streamed, with range requests)",
     )
     allowed_fetch_hosts: str | None = Field(
         None,

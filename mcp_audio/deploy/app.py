@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -42,6 +43,7 @@ log = logging.getLogger("mcp_audio.http")
 MCP_PATH = "/mcp"
 PRM_PATH = "/.well-known/oauth-protected-resource"
 UPLOAD_PATH = "/uploads"
+FILES_PATH = "/files/"
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
@@ -164,7 +166,9 @@ class AuthGate:
         return self._exposure.oauth is not None or self._exposure.tokens.any()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        protected = scope["type"] == "http" and scope["path"].rstrip("/") in self._paths
+        path = scope["path"].rstrip("/") if scope["type"] == "http" else ""
+        # A route with parameters (`/files/{job}/{name}`) is protected by its fixed start.
+        protected = bool(path) and any(path == p or (p.endswith("/") and path.startswith(p)) for p in self._paths)
         if protected and not isinstance(scope.get("user"), AuthenticatedUser) and self.required():
             await self._refuse(scope, receive, send)
             return
@@ -190,7 +194,8 @@ def http_app(
         app.router.routes.extend(_metadata_routes(exposure.resource_url, exposure.oauth.issuer))
     app.router.routes.extend(extra_routes or [])
     app.router.routes.extend(open_routes or [])
-    gated: ASGIApp = AuthGate(app, exposure, (MCP_PATH, *(route.path for route in extra_routes or [])))
+    protected = (route.path.split("{", 1)[0] for route in extra_routes or [])
+    gated: ASGIApp = AuthGate(app, exposure, (MCP_PATH, *protected))
     gated = AuthContextMiddleware(gated)
     verifier = Verifier(exposure.tokens, exposure.oauth)
     gated = AuthenticationMiddleware(gated, backend=BearerAuthBackend(verifier))
@@ -234,6 +239,37 @@ def upload_route(settings: ServerSettings) -> Route:
     return Route(UPLOAD_PATH, upload, methods=["POST"])
 
 
+def files_route(settings: ServerSettings) -> Route:
+    """`GET /files/{job_id}/{name}`: a saved output of the caller's own job, streamed from disk with
+    range requests (what a files:// resource read cannot do: it returns the file whole); one in
+    the output bucket is a redirect to a short-lived presigned URL. Another's job is a 404."""
+    import anyio
+    from starlette.responses import FileResponse, RedirectResponse, Response
+
+    from mcp_audio.files.s3 import SCHEME, presigned
+    from mcp_audio.store import JobStore, open_store
+
+    stores: list[JobStore] = []  # this process's own connection, opened on the first request
+
+    def find(job_id: str, name: str, principal: str) -> str | None:
+        if not stores:
+            stores.append(open_store(settings))
+        job = stores[0].get_job(job_id, principal)
+        files = job.result.files if job and job.result else []
+        return next((f.path for f in files if f.file_name == name and f.path), None)
+
+    async def download(request: Request) -> Response:
+        job_id, name = request.path_params["job_id"], request.path_params["name"]
+        path = await anyio.to_thread.run_sync(find, job_id, name, current_principal())
+        if path is not None and path.startswith(SCHEME):
+            return RedirectResponse(await anyio.to_thread.run_sync(presigned, path, settings), status_code=302)
+        if path is None or not Path(path).is_file():
+            return JSONResponse({"error": f"no saved file {name[:100]!r} for job {job_id[:64]!r}"}, status_code=404)
+        return FileResponse(path, filename=name)
+
+    return Route(FILES_PATH + "{job_id}/{name}", download, methods=["GET", "HEAD"])
+
+
 def serve_http(settings: ServerSettings, server: Any, host: str, port: int, *, no_auth: bool) -> None:
     import uvicorn
 
@@ -246,7 +282,7 @@ def serve_http(settings: ServerSettings, server: Any, host: str, port: int, *, n
     app = http_app(
         server,
         exposure,
-        extra_routes=[upload_route(settings)],
+        extra_routes=[upload_route(settings), files_route(settings)],
         open_routes=[health_route(settings), *webhooks],
         stateless=settings.http_stateless,
     )

@@ -128,7 +128,7 @@ def build_server(
     )
     if settings.toolsets == DYNAMIC:  # tools/list starts small; families are enabled at run time (toolsets.py)
         add_dynamic_toolsets(server, exposed)
-    add_resources(server, runtime, catalog, exposed)
+    add_resources(server, runtime, catalog, exposed, transport)
     add_prompts(server, {cap.name for cap in exposed})
     add_completions(server, runtime, catalog)
     add_protocol_details(server)
