@@ -11,6 +11,7 @@ asks the token file each time, so a token added or revoked applies without a res
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from mcp_audio.core.errors import ConfigError, McpAudioError
 from mcp_audio.deploy.auth import Verifier
 from mcp_audio.deploy.health import HEALTH_PATH
 from mcp_audio.deploy.oauth import OAuthVerifier, check_issuer, is_loopback
-from mcp_audio.files.uploads import NotMedia, TooLarge, open_uploads
+from mcp_audio.files.uploads import NoRoom, NotMedia, TooLarge, Uploads, open_uploads
 from mcp_audio.server.principal import current_principal
 from mcp_audio.store.tokens import TokenFile, open_tokens
 
@@ -214,9 +215,9 @@ def _metadata_routes(resource: str, issuer: str) -> list[Route]:
     return [Route(where, endpoint=endpoint, methods=["GET", "OPTIONS"]) for where in (path, PRM_PATH)]
 
 
-def upload_route(settings: ServerSettings) -> Route:
+def upload_route(settings: ServerSettings, uploads: Uploads | None = None) -> Route:
     """`POST /uploads`: the body (a recording) kept for the caller, answered with its `upload://` reference."""
-    uploads = open_uploads(settings)
+    uploads = uploads or open_uploads(settings)
     too_large = f"the file is over {settings.max_upload_mb:g} MB (MCP_AUDIO_MAX_UPLOAD_MB)"
 
     async def upload(request: Request) -> JSONResponse:
@@ -227,6 +228,8 @@ def upload_route(settings: ServerSettings) -> Route:
             answer = await uploads.receive(current_principal(), request.stream())
         except TooLarge:
             return JSONResponse({"error": too_large}, status_code=413)
+        except NoRoom as exc:  # the caller's quota, or a full disk: nothing was kept
+            return JSONResponse({"error": str(exc)}, status_code=507)
         except McpAudioError as exc:  # the output bucket could not take it
             return JSONResponse({"error": str(exc)}, status_code=503)
         except NotMedia:
@@ -279,11 +282,34 @@ def serve_http(settings: ServerSettings, server: Any, host: str, port: int, *, n
     exposure = plan_exposure(settings, host, port, no_auth=no_auth)
     # fal's webhooks, when submits announce them (MCP_AUDIO_PUBLIC_URL): signed by fal, not by a token.
     webhooks = [fal_webhook_route(settings)] if settings.public_url else []
+    uploads = open_uploads(settings)
     app = http_app(
         server,
         exposure,
-        extra_routes=[upload_route(settings), files_route(settings)],
+        extra_routes=[upload_route(settings, uploads), files_route(settings)],
         open_routes=[health_route(settings), *webhooks],
         stateless=settings.http_stateless,
     )
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(WhileServing(app, uploads.sweep_forever), host=host, port=port, log_level="info")
+
+
+class WhileServing:
+    """Runs `task` (the sweep of expired uploads) for as long as the server runs: the ASGI
+    lifespan call lasts from start-up to shutdown."""
+
+    def __init__(self, app: ASGIApp, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self.app = app
+        self._task = task
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        import anyio
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._task)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                group.cancel_scope.cancel()

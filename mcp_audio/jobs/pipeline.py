@@ -58,12 +58,21 @@ class CallPipeline:
         """`upload://ID` file inputs become the caller's uploaded files (its own folder only)."""
         if self._uploads is None:
             return roots
+        used = False
         for spec in capability.file_inputs:
             value = body.get(spec.sent_name)  # the body is keyed by upstream field names
             if isinstance(value, str) and value.startswith(SCHEME):
                 body[spec.sent_name] = str(await self._uploads.resolve(principal, spec.name, value))
-                roots = [*roots, self._uploads.folder(principal)]
-        return roots
+                used = True
+            elif isinstance(value, list):  # a list input (audio_join's files): each item may be an upload
+                items = []
+                for i, item in enumerate(value):
+                    if isinstance(item, str) and item.startswith(SCHEME):
+                        item = str(await self._uploads.resolve(principal, f"{spec.name}[{i}]", item))
+                        used = True
+                    items.append(item)
+                body[spec.sent_name] = items
+        return [*roots, self._uploads.folder(principal)] if used else roots
 
     def _client(self) -> httpx.AsyncClient:
         import httpx
