@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mcp_audio.core.media import extension_for, sniff_content_type
 from mcp_audio.core.results import OutputFile
 from mcp_audio.files.fetch import FetchPolicy, FetchRefused, refused_text
+from mcp_audio.private import private_dir, private_file
 
 if TYPE_CHECKING:
     import httpx  # imported when the first file is saved: it costs start-up time
@@ -65,11 +66,11 @@ async def write_atomically(
 
     Refuses (DownloadRefused) a body over `max_bytes`, or one whose first bytes do not fit the
     `declared` audio/video type; nothing is left under either name then."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     temporary = target.with_name(f".{target.name}.part")
     digest, size = hashlib.sha256(), 0
     try:
-        with temporary.open("wb") as handle:
+        with private_file(temporary) as handle:
             async for chunk in chunks:
                 if size == 0 and chunk:
                     _check_head(chunk[:64], declared)
@@ -178,20 +179,23 @@ class OutputSaver:
                     await anyio.sleep(0.5 * attempt)
                     continue
                 # The upstream URL still works; the agent learns the copy failed and why.
-                return item.model_copy(update={"download_error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+                # An OSError's text names this machine's paths: its cause alone is said.
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)[:200]
+                return item.model_copy(update={"download_error": f"{type(exc).__name__}: {reason}"})
         raise AssertionError("unreachable")
 
     def save_bytes(self, tool: str, job_id: str, index: int, data: bytes | Path, content_type: str) -> OutputFile:
         """Store bytes an upstream returned directly (no URL), synchronously and atomically. A
         Path is a finished file, moved (or copied, across file systems) without reading it whole."""
         target = self.output_dir / output_name(tool, job_id, index, content_type, None)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         temporary = target.with_name(f".{target.name}.part")
         try:
             if isinstance(data, Path):
                 shutil.move(data, temporary)
+                os.chmod(temporary, 0o600)  # a render's file, made under the process's umask
             else:
-                with temporary.open("wb") as handle:
+                with private_file(temporary) as handle:
                     handle.write(data)
                     handle.flush()
                     os.fsync(handle.fileno())

@@ -85,7 +85,7 @@ def add_resources(
         job = state.store.get_job(job_id, current_principal())  # another's job: as if there were none
         if job is None:
             raise ResourceNotFoundError(not_found_message(job_id))
-        result = job_result(state.catalog, job, note=state.runner.waiting_note(job))
+        result = job_result(state.catalog, job, note=state.runner.waiting_note(job), remote=state.remote)
         return json.dumps(result.structured_content, indent=1)
 
     @server.resource(

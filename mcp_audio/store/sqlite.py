@@ -6,6 +6,7 @@ Processes sharing the data dir share the file; waiters on another process's job 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_audio.core.job import LOCAL_PRINCIPAL
+from mcp_audio.private import private_dir
 from mcp_audio.store.base import JobStore
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -114,7 +116,9 @@ class SqliteJobStore(JobStore):
 
     def __init__(self, path: Path) -> None:
         super().__init__()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        # Owner-only from the start: SQLite gives its -wal and -shm files the database file's mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         # check_same_thread=False: the CLI and anyio worker threads may share the store.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         self._db.row_factory = sqlite3.Row

@@ -4,6 +4,9 @@ it and names `GET /files/JOB/NAME`, which streams the caller's own file with ran
 
 from __future__ import annotations
 
+import json
+import os
+
 import httpx
 import pytest
 
@@ -40,3 +43,29 @@ async def test_a_large_saved_file_is_streamed_by_its_route_not_a_resource_read(
     assert whole.headers["content-type"].startswith("audio/")
     assert part.status_code == 206 and part.content == whole.content[4:12]
     assert others.status_code == 404 and anonymous.status_code == 401
+
+
+async def test_remote_callers_see_no_server_paths_and_state_is_owner_only(
+    settings: ServerSettings, fake_fal: FakeFal
+) -> None:
+    token = add_token(settings, "alice")
+    saved = settings.model_copy(update={"download": "always"})
+    old_umask = os.umask(0o022)
+    try:
+        with http_server(saved) as served:
+            async with mcp_client(served.mcp, token) as client:
+                made = await client.call_tool("lyria2_music", {"prompt": "calm"})
+                again = await client.call_tool("get_job", {"job_id": (made.structured_content or {})["job_id"]})
+    finally:
+        os.umask(old_umask)
+    for result in (made, again):
+        assert not result.is_error, text_of(result)
+        shown = text_of(result) + json.dumps(result.structured_content)
+        assert str(settings.output_dir) not in shown and str(settings.data_dir) not in shown
+        [entry] = (result.structured_content or {})["files"]
+        assert "path" not in entry and "file_uri" not in entry and entry["resource"] in text_of(result)
+    [output] = list(settings.output_dir.iterdir())
+    modes = {path: oct(path.stat().st_mode & 0o777) for path in (output, settings.output_dir, settings.data_dir)}
+    modes |= {path: oct(path.stat().st_mode & 0o777) for path in settings.data_dir.glob("jobs.sqlite3*")}
+    assert len(modes) >= 4, modes
+    assert all(mode == ("0o700" if path.is_dir() else "0o600") for path, mode in modes.items()), modes
