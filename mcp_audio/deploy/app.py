@@ -277,6 +277,7 @@ def serve_http(settings: ServerSettings, server: Any, host: str, port: int, *, n
     import uvicorn
 
     from mcp_audio.deploy.health import health_route
+    from mcp_audio.deploy.slow_clients import quiet_accept_errors, uvicorn_options
     from mcp_audio.deploy.webhooks import fal_webhook_route
 
     exposure = plan_exposure(settings, host, port, no_auth=no_auth)
@@ -290,7 +291,8 @@ def serve_http(settings: ServerSettings, server: Any, host: str, port: int, *, n
         open_routes=[health_route(settings), *webhooks],
         stateless=settings.http_stateless,
     )
-    uvicorn.run(WhileServing(app, uploads.sweep_forever), host=host, port=port, log_level="info")
+    quiet_accept_errors()
+    uvicorn.run(WhileServing(app, uploads.sweep_forever), host=host, port=port, log_level="info", **uvicorn_options())
 
 
 class WhileServing:
