@@ -211,6 +211,35 @@ class ServerSettings(BaseSettings):
         description="HTTP mode: the largest recording a caller may `POST` to `/uploads` (to use as a file input "
         "by the `upload://` reference it answers), in MB",
     )
+    upload_quota_files: int = Field(
+        50,
+        ge=1,
+        description="HTTP mode: the most uploads one caller may keep at once; past it `POST /uploads` answers 507 "
+        "until older ones expire",
+    )
+    upload_quota_mb: float = Field(
+        500,
+        gt=0,
+        description="HTTP mode: the most MB of uploads one caller may keep at once",
+    )
+    upload_keep_s: float = Field(
+        24 * 3600.0,
+        gt=0,
+        description="HTTP mode: how long an upload is kept, in seconds; a sweep removes expired ones every few minutes",
+    )
+    max_resource_mb: float = Field(
+        4,
+        gt=0,
+        description="the largest saved file a `files://` resource read returns (it travels whole, base64, in one "
+        "message, held until the client reads it); a larger one is refused with where to get it instead (over "
+        "HTTP, `GET /files/JOB/NAME`, streamed, with range requests)",
+    )
+    allowed_fetch_hosts: str | None = Field(
+        None,
+        description="comma list of hosts (`name` or `name:port`) whose URLs are fetched as file inputs over `http` or "
+        "on a private address; any other URL must be `https` on public addresses only",
+        json_schema_extra=_shown("none: the configured upstream hosts only"),
+    )
     rate_limit_per_minute: int | None = Field(
         None,
         ge=1,

@@ -11,7 +11,9 @@ asks the token file each time, so a token added or revoked applies without a res
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -34,7 +36,7 @@ from mcp_audio.core.errors import ConfigError, McpAudioError
 from mcp_audio.deploy.auth import Verifier
 from mcp_audio.deploy.health import HEALTH_PATH
 from mcp_audio.deploy.oauth import OAuthVerifier, check_issuer, is_loopback
-from mcp_audio.files.uploads import NotMedia, TooLarge, open_uploads
+from mcp_audio.files.uploads import NoRoom, NotMedia, TooLarge, Uploads, open_uploads
 from mcp_audio.server.principal import current_principal
 from mcp_audio.store.tokens import TokenFile, open_tokens
 
@@ -43,6 +45,7 @@ log = logging.getLogger("mcp_audio.http")
 MCP_PATH = "/mcp"
 PRM_PATH = "/.well-known/oauth-protected-resource"
 UPLOAD_PATH = "/uploads"
+FILES_PATH = "/files/"
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
@@ -167,7 +170,9 @@ class AuthGate:
         return await anyio.to_thread.run_sync(self._exposure.tokens.any)  # a file's stat, or a table's read
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        protected = scope["type"] == "http" and scope["path"].rstrip("/") in self._paths
+        path = scope["path"].rstrip("/") if scope["type"] == "http" else ""
+        # A route with parameters (`/files/{job}/{name}`) is protected by its fixed start.
+        protected = bool(path) and any(path == p or (p.endswith("/") and path.startswith(p)) for p in self._paths)
         if protected and not isinstance(scope.get("user"), AuthenticatedUser) and await self.required():
             await self._refuse(scope, receive, send)
             return
@@ -193,7 +198,8 @@ def http_app(
         app.router.routes.extend(_metadata_routes(exposure.resource_url, exposure.oauth.issuer))
     app.router.routes.extend(extra_routes or [])
     app.router.routes.extend(open_routes or [])
-    gated: ASGIApp = AuthGate(app, exposure, (MCP_PATH, *(route.path for route in extra_routes or [])))
+    protected = (route.path.split("{", 1)[0] for route in extra_routes or [])
+    gated: ASGIApp = AuthGate(app, exposure, (MCP_PATH, *protected))
     gated = AuthContextMiddleware(gated)
     verifier = Verifier(exposure.tokens, exposure.oauth)
     gated = AuthenticationMiddleware(gated, backend=BearerAuthBackend(verifier))
@@ -212,9 +218,9 @@ def _metadata_routes(resource: str, issuer: str) -> list[Route]:
     return [Route(where, endpoint=endpoint, methods=["GET", "OPTIONS"]) for where in (path, PRM_PATH)]
 
 
-def upload_route(settings: ServerSettings) -> Route:
+def upload_route(settings: ServerSettings, uploads: Uploads | None = None) -> Route:
     """`POST /uploads`: the body (a recording) kept for the caller, answered with its `upload://` reference."""
-    uploads = open_uploads(settings)
+    uploads = uploads or open_uploads(settings)
     too_large = f"the file is over {settings.max_upload_mb:g} MB (MCP_AUDIO_MAX_UPLOAD_MB)"
 
     async def upload(request: Request) -> JSONResponse:
@@ -225,6 +231,8 @@ def upload_route(settings: ServerSettings) -> Route:
             answer = await uploads.receive(current_principal(), request.stream())
         except TooLarge:
             return JSONResponse({"error": too_large}, status_code=413)
+        except NoRoom as exc:  # the caller's quota, or a full disk: nothing was kept
+            return JSONResponse({"error": str(exc)}, status_code=507)
         except McpAudioError as exc:  # the output bucket could not take it
             return JSONResponse({"error": str(exc)}, status_code=503)
         except NotMedia:
@@ -237,20 +245,74 @@ def upload_route(settings: ServerSettings) -> Route:
     return Route(UPLOAD_PATH, upload, methods=["POST"])
 
 
+def files_route(settings: ServerSettings) -> Route:
+    """`GET /files/{job_id}/{name}`: a saved output of the caller's own job, streamed from disk with
+    range requests (what a files:// resource read cannot do: it returns the file whole); one in
+    the output bucket is a redirect to a short-lived presigned URL. Another's job is a 404."""
+    import anyio
+    from starlette.responses import FileResponse, RedirectResponse, Response
+
+    from mcp_audio.files.s3 import SCHEME, presigned
+    from mcp_audio.store import store_on_first_use
+
+    store = store_on_first_use(settings)  # this process's own connection, opened on the first request
+
+    async def find(job_id: str, name: str, principal: str) -> str | None:
+        job = await (await store()).get_job(job_id, principal)
+        files = job.result.files if job and job.result else []
+        return next((f.path for f in files if f.file_name == name and f.path), None)
+
+    async def download(request: Request) -> Response:
+        job_id, name = request.path_params["job_id"], request.path_params["name"]
+        path = await find(job_id, name, current_principal())
+        if path is not None and path.startswith(SCHEME):
+            return RedirectResponse(await anyio.to_thread.run_sync(presigned, path, settings), status_code=302)
+        if path is None or not Path(path).is_file():
+            return JSONResponse({"error": f"no saved file {name[:100]!r} for job {job_id[:64]!r}"}, status_code=404)
+        return FileResponse(path, filename=name)
+
+    return Route(FILES_PATH + "{job_id}/{name}", download, methods=["GET", "HEAD"])
+
+
 def serve_http(settings: ServerSettings, server: Any, host: str, port: int, *, no_auth: bool) -> None:
     import uvicorn
 
     from mcp_audio.deploy.health import health_route
+    from mcp_audio.deploy.slow_clients import quiet_accept_errors, uvicorn_options
     from mcp_audio.deploy.webhooks import fal_webhook_route
 
     exposure = plan_exposure(settings, host, port, no_auth=no_auth)
     # fal's webhooks, when submits announce them (MCP_AUDIO_PUBLIC_URL): signed by fal, not by a token.
     webhooks = [fal_webhook_route(settings)] if settings.public_url else []
+    uploads = open_uploads(settings)
     app = http_app(
         server,
         exposure,
-        extra_routes=[upload_route(settings)],
+        extra_routes=[upload_route(settings, uploads), files_route(settings)],
         open_routes=[health_route(settings), *webhooks],
         stateless=settings.http_stateless,
     )
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    quiet_accept_errors()
+    uvicorn.run(WhileServing(app, uploads.sweep_forever), host=host, port=port, log_level="info", **uvicorn_options())
+
+
+class WhileServing:
+    """Runs `task` (the sweep of expired uploads) for as long as the server runs: the ASGI
+    lifespan call lasts from start-up to shutdown."""
+
+    def __init__(self, app: ASGIApp, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self.app = app
+        self._task = task
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        import anyio
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._task)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                group.cancel_scope.cancel()

@@ -35,7 +35,10 @@ FAL_PATH = "/webhooks/fal"
 MAX_SKEW_S = 300.0  # fal's rule: a delivery signed longer ago than this (or ahead) is refused
 KEYS_CACHE_S = 24 * 3600.0  # fal's rule: keep the key set at most a day
 KEYS_REFRESH_S = 300.0  # a signature no cached key verifies fetches the set again, at most this often
-MAX_BODY = 32 * 2**20
+# A delivery is JSON naming output URLs: kilobytes. Bodies are read only after their headers pass,
+# and at most READERS at a time, so what webhooks can hold in memory is READERS * MAX_BODY.
+MAX_BODY = 8 * 2**20
+READERS = 8
 
 
 class WebhookRefused(Exception):
@@ -96,17 +99,7 @@ class FalKeys:
         """Raises WebhookRefused unless a fal key signed this delivery within MAX_SKEW_S."""
         from cryptography.exceptions import InvalidSignature
 
-        fields = [headers.get(f"x-fal-webhook-{name}") for name in ("request-id", "user-id", "timestamp", "signature")]
-        request_id, user_id, timestamp, signature = fields
-        if request_id is None or user_id is None or timestamp is None or signature is None:
-            raise WebhookRefused("missing X-Fal-Webhook-Request-Id, -User-Id, -Timestamp or -Signature")
-        try:
-            skew = abs(time.time() - int(timestamp))
-            raw_signature = bytes.fromhex(signature)
-        except ValueError:
-            raise WebhookRefused("X-Fal-Webhook-Timestamp or -Signature is malformed") from None
-        if skew > MAX_SKEW_S:
-            raise WebhookRefused(f"the signature's timestamp is {skew:.0f} s away (at most {MAX_SKEW_S:g})")
+        request_id, user_id, timestamp, raw_signature = check_headers(headers)
         message = signed_message(request_id, user_id, timestamp, body)
         for refresh in (False, True):  # a key fal rotated in since we fetched: fetch the set once more
             for key in await self.keys(refresh=refresh):
@@ -116,6 +109,39 @@ class FalKeys:
                 except InvalidSignature:
                     continue
         raise WebhookRefused("no key of fal's key set verifies the signature")
+
+
+def check_headers(headers: Mapping[str, str]) -> tuple[str, str, str, bytes]:
+    """What can be refused before the body is read: (request id, user id, timestamp, signature)."""
+    fields = [headers.get(f"x-fal-webhook-{name}") for name in ("request-id", "user-id", "timestamp", "signature")]
+    request_id, user_id, timestamp, signature = fields
+    if request_id is None or user_id is None or timestamp is None or signature is None:
+        raise WebhookRefused("missing X-Fal-Webhook-Request-Id, -User-Id, -Timestamp or -Signature")
+    try:
+        skew = abs(time.time() - int(timestamp))
+        raw_signature = bytes.fromhex(signature)
+    except ValueError:
+        raise WebhookRefused("X-Fal-Webhook-Timestamp or -Signature is malformed") from None
+    if skew > MAX_SKEW_S:
+        raise WebhookRefused(f"the signature's timestamp is {skew:.0f} s away (at most {MAX_SKEW_S:g})")
+    if len(raw_signature) != 64:  # ED25519
+        raise WebhookRefused("X-Fal-Webhook-Signature is not an ED25519 signature")
+    return request_id, user_id, timestamp, raw_signature
+
+
+async def read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to be over `limit` (its Content-Length, or the
+    bytes read so far): never more than `limit` is held."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def fal_webhook_route(settings: ServerSettings) -> Route:
@@ -130,10 +156,20 @@ def fal_webhook_route(settings: ServerSettings) -> Route:
 
     store = store_on_first_use(settings)  # this process's own connection, opened on the first delivery
 
+    readers = anyio.Semaphore(READERS)
+
     async def receive(request: Request) -> JSONResponse:
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return JSONResponse({"error": "the delivery is too large"}, status_code=413)
+        try:
+            check_headers(request.headers)  # before a byte of the body is read
+        except WebhookRefused as exc:
+            log.warning("refused a fal webhook: %s", exc)
+            return JSONResponse({"error": f"webhook refused: {exc}"}, status_code=401)
+        if readers.value == 0:  # fal delivers again later; a slow sender holds no more than its slot
+            return JSONResponse({"error": "busy; deliver again later"}, status_code=503, headers={"Retry-After": "5"})
+        async with readers:
+            body = await read_limited(request, MAX_BODY)
+        if body is None:
+            return JSONResponse({"error": f"the delivery is over {MAX_BODY // 2**20} MiB"}, status_code=413)
         try:
             await keys.verify(request.headers, body)
             delivery = json.loads(body)

@@ -212,11 +212,11 @@ class InputResolver:
                 return LocalFile(field=field, path=Path(item.path), source=value)
             if not is_url(item.url):
                 raise InvalidArguments(f"`{field}`: the file {value[:100]} names is no longer on disk.")
-            file = await download_input(self._http(), field, item.url, max_bytes=limit, upstream=label)
+            return await self._download_local(spec.file, field, item.url, limit, label)
         elif value.startswith("data:"):
             file = decode_data_uri(field, value, max_bytes=limit, upstream=label)
         elif is_url(value):
-            file = await download_input(self._http(), field, value, max_bytes=limit, upstream=label)
+            return await self._download_local(spec.file, field, value, limit, label)
         else:
             try:
                 path = local_path(field, value, roots, max_bytes=limit)
@@ -232,6 +232,23 @@ class InputResolver:
         with os.fdopen(handle, "wb") as out:
             out.write(file.data)
         return LocalFile(field=field, path=Path(name), source=file.source, temporary=True)
+
+    async def _download_local(self, kind: str, field: str, url: str, limit: int, label: str) -> LocalFile:
+        """A URL input as a temporary file, written as it arrives (never held whole in memory)."""
+        handle, name = tempfile.mkstemp(prefix="mcp-audio-input-")
+        path = Path(name)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                _, head, _ = await stream_download(
+                    self._http(), field, url, max_bytes=limit, upstream=label, write=out.write
+                )
+            content_type = check_kind(field, url[:200], head, kind)
+            final = path.with_name(path.name + extension_for(content_type))
+            os.replace(path, final)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return LocalFile(field=field, path=final, source=url[:200], temporary=True)
 
     async def _read(self, spec: InputSpec, value: str, provider: Provider, roots: list[Path]) -> FileBytes:
         try:
@@ -332,29 +349,59 @@ def decode_data_uri(field: str, uri: str, *, max_bytes: int, upstream: str, stem
 
 async def download_input(http: httpx.AsyncClient, field: str, url: str, *, max_bytes: int, upstream: str) -> FileBytes:
     """Fetch a URL an upstream can only take as bytes; never with an upstream key (another host)."""
+    chunks: list[bytes] = []
+    _size, head, declared = await stream_download(
+        http, field, url, max_bytes=max_bytes, upstream=upstream, write=chunks.append
+    )
+    data = b"".join(chunks)
+    name = Path(unquote_to_bytes(urlparse(url).path).decode(errors="replace")).name or field
+    sniffed = sniff_content_type(head)
+    content_type = sniffed or (declared if declared.startswith(("audio/", "video/")) else _content_type(data, name))
+    return FileBytes(name=name, data=data, content_type=content_type, source=url[:200])
+
+
+async def stream_download(
+    http: httpx.AsyncClient, field: str, url: str, *, max_bytes: int, upstream: str, write: Callable[[bytes], Any]
+) -> tuple[int, bytes, str]:
+    """GET `url`, handing each piece to `write`; (size, first 64 bytes, declared media type).
+
+    `http` is a guarded client (files/fetch.py): every refusal and every failure to connect gives
+    the one message of `refused_text`. The size limit holds while reading: a declared length over
+    it is refused before the body, and an undeclared one is cut as soon as it passes the limit."""
     import httpx
 
+    from mcp_audio.files.fetch import FetchRefused, refused_text
+
     shown = url[:200]
-    chunks: list[bytes] = []
-    size = 0
+    size, head = 0, b""
     try:
-        async with http.stream("GET", url, follow_redirects=True) as response:
+        async with http.stream("GET", url) as response:
             if response.status_code >= 400:
                 raise InvalidArguments(f"`{field}`: downloading {shown} failed (HTTP {response.status_code}).")
+            declared_size = str(response.headers.get("content-length", ""))
+            if declared_size.isdigit() and int(declared_size) > max_bytes:
+                _check_size(field, shown, int(declared_size), max_bytes, upstream)
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > max_bytes:
                     _check_size(field, shown, size, max_bytes, upstream)
-                chunks.append(chunk)
+                if len(head) < 64:
+                    head += chunk[: 64 - len(head)]
+                write(chunk)
             declared = str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
+    except (
+        FetchRefused,
+        httpx.ConnectError,
+        httpx.ConnectTimeout,
+        httpx.TooManyRedirects,
+        httpx.InvalidURL,
+        httpx.UnsupportedProtocol,
+    ) as exc:
+        raise InvalidArguments(f"`{field}`: {refused_text(url)}.") from exc
     except httpx.HTTPError as exc:
         raise InvalidArguments(f"`{field}`: downloading {shown} failed ({type(exc).__name__}).") from exc
     _check_size(field, shown, size, max_bytes, upstream)
-    data = b"".join(chunks)
-    name = Path(unquote_to_bytes(urlparse(url).path).decode(errors="replace")).name or field
-    sniffed = sniff_content_type(data[:64])
-    content_type = sniffed or (declared if declared.startswith(("audio/", "video/")) else _content_type(data, name))
-    return FileBytes(name=name, data=data, content_type=content_type, source=shown)
+    return size, head, declared
 
 
 def _content_type(data: bytes, name: str) -> str:

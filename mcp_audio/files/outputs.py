@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from mcp_audio.core.media import extension_for, sniff_content_type
 from mcp_audio.core.results import OutputFile
+from mcp_audio.files.fetch import FetchPolicy, FetchRefused, refused_text
+from mcp_audio.private import private_dir, private_file
 
 if TYPE_CHECKING:
     import httpx  # imported when the first file is saved: it costs start-up time
@@ -49,29 +51,6 @@ class DownloadRefused(Exception):
     """An output file that is not saved: too large, not what it claims to be, or from a host we do not fetch from."""
 
 
-async def check_download_url(url: str, trusted_origins: frozenset[str]) -> None:
-    """Output URLs are data from the upstream: fetch only https URLs on public addresses, or
-    URLs on an upstream host this server is configured for (proxies, the loopback sandbox)."""
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    import anyio
-
-    parts = urlsplit(url)
-    if f"{parts.scheme}://{parts.netloc}".lower() in trusted_origins:
-        return
-    if parts.scheme != "https" or not parts.hostname:
-        raise DownloadRefused(f"not fetched: {url[:100]} is neither https nor on a configured upstream host")
-    try:
-        addresses = await anyio.getaddrinfo(parts.hostname, parts.port or 443)
-    except OSError as exc:
-        raise DownloadRefused(f"not fetched: {parts.hostname} does not resolve ({exc})") from exc
-    for *_, sockaddr in addresses:
-        address = ipaddress.ip_address(sockaddr[0])
-        if not address.is_global:
-            raise DownloadRefused(f"not fetched: {parts.hostname} resolves to a private or loopback address")
-
-
 def _check_head(head: bytes, declared: str | None) -> None:
     """A file declared as audio or video must start like one: an HTML error page is not a WAV."""
     if declared and declared.startswith(("audio/", "video/")) and sniff_content_type(head) is None:
@@ -87,11 +66,11 @@ async def write_atomically(
 
     Refuses (DownloadRefused) a body over `max_bytes`, or one whose first bytes do not fit the
     `declared` audio/video type; nothing is left under either name then."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     temporary = target.with_name(f".{target.name}.part")
     digest, size = hashlib.sha256(), 0
     try:
-        with temporary.open("wb") as handle:
+        with private_file(temporary) as handle:
             async for chunk in chunks:
                 if size == 0 and chunk:
                     _check_head(chunk[:64], declared)
@@ -137,11 +116,11 @@ class OutputSaver:
         http: httpx.AsyncClient | None = None,
         *,
         max_bytes: int | None = None,
-        trusted_origins: frozenset[str] = frozenset(),
+        policy: FetchPolicy | None = None,
     ) -> None:
         self.output_dir = output_dir
         self.max_bytes = max_bytes
-        self.trusted_origins = trusted_origins
+        self.policy = policy or FetchPolicy()
         self._owns_http = http is None
         self._http = http
 
@@ -152,15 +131,10 @@ class OutputSaver:
     def _client(self) -> httpx.AsyncClient:
         import httpx
 
-        from mcp_audio.net import http_client
+        from mcp_audio.files.fetch import guarded_client
 
-        async def each_hop(request: httpx.Request) -> None:  # redirects are checked too
-            await check_download_url(str(request.url), self.trusted_origins)
-
-        if self._http is None:
-            self._http = http_client(
-                timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True, event_hooks={"request": [each_hop]}
-            )
+        if self._http is None:  # output URLs are data from the upstream: the inputs' rule applies (fetch.py)
+            self._http = guarded_client(self.policy, httpx.Timeout(60.0, connect=10.0))
         return self._http
 
     def remove_leftovers(self, idle_s: float = 600.0) -> int:
@@ -197,26 +171,31 @@ class OutputSaver:
                 return item.model_copy(update=local_details(target, job_id, size, sha256))
             except DownloadRefused as exc:
                 return item.model_copy(update={"download_error": str(exc)})
+            except FetchRefused:  # named by the URL given, whichever hop was refused
+                return item.model_copy(update={"download_error": refused_text(item.url)})
             except (httpx.HTTPError, OSError) as exc:
                 if attempt < DOWNLOAD_ATTEMPTS and _worth_retrying(exc):
                     log.info("download of %s broke (%s); trying again", name, type(exc).__name__)
                     await anyio.sleep(0.5 * attempt)
                     continue
                 # The upstream URL still works; the agent learns the copy failed and why.
-                return item.model_copy(update={"download_error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+                # An OSError's text names this machine's paths: its cause alone is said.
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)[:200]
+                return item.model_copy(update={"download_error": f"{type(exc).__name__}: {reason}"})
         raise AssertionError("unreachable")
 
     def save_bytes(self, tool: str, job_id: str, index: int, data: bytes | Path, content_type: str) -> OutputFile:
         """Store bytes an upstream returned directly (no URL), synchronously and atomically. A
         Path is a finished file, moved (or copied, across file systems) without reading it whole."""
         target = self.output_dir / output_name(tool, job_id, index, content_type, None)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         temporary = target.with_name(f".{target.name}.part")
         try:
             if isinstance(data, Path):
                 shutil.move(data, temporary)
+                os.chmod(temporary, 0o600)  # a render's file, made under the process's umask
             else:
-                with temporary.open("wb") as handle:
+                with private_file(temporary) as handle:
                     handle.write(data)
                     handle.flush()
                     os.fsync(handle.fileno())

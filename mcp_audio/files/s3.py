@@ -93,6 +93,13 @@ class Bucket:
         client.download_file(self.name, key, str(dest))
         return uploaded_at
 
+    def size(self, uri: str) -> int:
+        """The size of `s3://bucket/key`, which must be in this bucket."""
+        parsed = urlparse(uri)
+        if parsed.netloc != self.name:
+            raise FileNotFoundError(f"{uri[:200]} is not in the configured bucket")
+        return int(self.client().head_object(Bucket=self.name, Key=parsed.path.lstrip("/"))["ContentLength"])
+
     def read(self, uri: str) -> bytes:
         """The bytes of `s3://bucket/key`, which must be in this bucket."""
         parsed = urlparse(uri)
@@ -167,13 +174,36 @@ def open_saver(settings: ServerSettings, **options: Any) -> OutputSaver:
 _buckets: dict[tuple[str, str | None], Bucket] = {}
 
 
-def read_saved(path: str, settings: ServerSettings) -> bytes:
-    """The bytes of a saved output: a local file, or an object in the configured bucket."""
+def read_saved(path: str, settings: ServerSettings, *, max_bytes: int | None = None) -> bytes:
+    """The bytes of a saved output: a local file, or an object in the configured bucket. Over
+    `max_bytes` (measured before anything is read) raises TooLargeToRead."""
     if not path.startswith(SCHEME):
-        return Path(path).read_bytes()
+        with Path(path).open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise TooLargeToRead(size)
+            return handle.read()
+    bucket = _bucket(settings, path)
+    if max_bytes is not None and (size := bucket.size(path)) > max_bytes:
+        raise TooLargeToRead(size)
+    return bucket.read(path)
+
+
+def presigned(path: str, settings: ServerSettings) -> str:
+    """A short-lived URL of a saved output in the bucket (`s3://bucket/key`)."""
+    return _bucket(settings, path).presign(urlparse(path).path.lstrip("/"))
+
+
+class TooLargeToRead(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+def _bucket(settings: ServerSettings, path: str) -> Bucket:
     if not settings.output_url:
         raise FileNotFoundError(f"{path[:200]} is in a bucket, and this server has no MCP_AUDIO_OUTPUT_URL")
     where = (settings.output_url, settings.s3_endpoint_url)
     if where not in _buckets:
-        _buckets[where] = Bucket(settings.output_url, endpoint_url=settings.s3_endpoint_url, expires_s=60)
-    return _buckets[where].read(path)
+        _buckets[where] = Bucket(settings.output_url, endpoint_url=settings.s3_endpoint_url, expires_s=300)
+    return _buckets[where]

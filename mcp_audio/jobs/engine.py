@@ -9,14 +9,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlparse
 
 import anyio
 from anyio.abc import TaskGroup
 
 from mcp_audio.catalog import Catalog
 from mcp_audio.config import ServerSettings
-from mcp_audio.core.upstreams import UPSTREAMS
+from mcp_audio.files.fetch import fetch_policy
 from mcp_audio.files.s3 import open_saver
 from mcp_audio.files.uploads import open_uploads
 from mcp_audio.jobs.pipeline import CallPipeline
@@ -56,7 +55,7 @@ async def open_engine(
     saver = open_saver(  # the output folder, or the bucket of MCP_AUDIO_OUTPUT_URL
         settings,
         max_bytes=int(settings.max_download_mb * 2**20),
-        trusted_origins=upstream_origins(settings),
+        policy=fetch_policy(settings),
     )
     if removed := saver.remove_leftovers():
         log.info("removed %d unfinished download(s) left by a stopped process", removed)
@@ -77,7 +76,8 @@ async def open_engine(
                 pacing=pacing,
                 retention_s=settings.result_retention_s,
             )
-            pipeline = CallPipeline(store, runner, open_uploads(settings) if transport == "http" else None)
+            uploads = open_uploads(settings) if transport == "http" else None
+            pipeline = CallPipeline(store, runner, uploads, fetch_policy(settings))
             await runner.beat()  # this process's lease, before it starts or adopts any job
             if resumed := await runner.adopt_unfollowed():
                 log.info("re-attached to %d unfinished job(s)", resumed)
@@ -93,18 +93,3 @@ async def open_engine(
                 await runner.aclose()
         tokens.close()
         await store.close()
-
-
-def upstream_origins(settings: ServerSettings) -> frozenset[str]:
-    """Every configured upstream base URL's origin: output files there are fetched as they come."""
-    return frozenset(
-        _origin(settings.url_of(upstream, url.param)).lower()
-        for upstream in UPSTREAMS.values()
-        for url in upstream.urls
-        if "://" in settings.url_of(upstream, url.param)
-    )
-
-
-def _origin(url: str) -> str:
-    parsed = urlparse(url)
-    return f"{parsed.scheme}://{parsed.netloc}"

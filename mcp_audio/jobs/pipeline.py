@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp_audio.catalog import Capability
 from mcp_audio.core.pricing import Confirm
+from mcp_audio.files.fetch import FetchPolicy, guarded_client
 from mcp_audio.files.inputs import InputResolver
 from mcp_audio.files.uploads import SCHEME, Uploads
 from mcp_audio.jobs.runner import JobRunner
@@ -24,10 +25,13 @@ Roots = Callable[[], Awaitable[list[Path]]]
 
 
 class CallPipeline:
-    def __init__(self, store: JobStore, runner: JobRunner, uploads: Uploads | None = None) -> None:
+    def __init__(
+        self, store: JobStore, runner: JobRunner, uploads: Uploads | None = None, policy: FetchPolicy | None = None
+    ) -> None:
         self._store = store
         self._runner = runner
         self._uploads = uploads
+        self._policy = policy or FetchPolicy()  # which input URLs may be fetched (files/fetch.py)
         self._http: httpx.AsyncClient | None = None  # for file inputs given as URLs, made on first use
 
     async def start(
@@ -65,20 +69,27 @@ class CallPipeline:
         """`upload://ID` file inputs become the caller's uploaded files (its own folder only)."""
         if self._uploads is None:
             return roots
+        used = False
         for spec in capability.file_inputs:
             value = body.get(spec.sent_name)  # the body is keyed by upstream field names
             if isinstance(value, str) and value.startswith(SCHEME):
                 body[spec.sent_name] = str(await self._uploads.resolve(principal, spec.name, value))
-                roots = [*roots, self._uploads.folder(principal)]
-        return roots
+                used = True
+            elif isinstance(value, list):  # a list input (audio_join's files): each item may be an upload
+                items = []
+                for i, item in enumerate(value):
+                    if isinstance(item, str) and item.startswith(SCHEME):
+                        item = str(await self._uploads.resolve(principal, f"{spec.name}[{i}]", item))
+                        used = True
+                    items.append(item)
+                body[spec.sent_name] = items
+        return [*roots, self._uploads.folder(principal)] if used else roots
 
     def _client(self) -> httpx.AsyncClient:
         import httpx
 
-        from mcp_audio.net import http_client
-
         if self._http is None:
-            self._http = http_client(timeout=httpx.Timeout(60.0, connect=10.0))
+            self._http = guarded_client(self._policy, httpx.Timeout(60.0, connect=10.0))
         return self._http
 
     async def aclose(self) -> None:

@@ -98,7 +98,12 @@ def build_server(
             settings, catalog, transport=transport, pacing=pacing, on_job_change=job_events.job_changed
         ) as engine:
             runtime.state = AppState(
-                settings=settings, catalog=catalog, store=engine.store, runner=engine.runner, pipeline=engine.pipeline
+                settings=settings,
+                catalog=catalog,
+                store=engine.store,
+                runner=engine.runner,
+                pipeline=engine.pipeline,
+                remote=transport == "http",
             )
             tasks.attach(engine.task_group)
             job_events.attach(engine.task_group)
@@ -134,7 +139,7 @@ def build_server(
     )
     if dynamic is not None:  # tools/list starts small; families are enabled at run time (toolsets.py)
         add_dynamic_toolsets(server, dynamic)
-    add_resources(server, runtime, catalog, exposed)
+    add_resources(server, runtime, catalog, exposed, transport)
     add_prompts(server, {cap.name for cap in exposed})
     add_completions(server, runtime, catalog)
     add_protocol_details(server)
@@ -201,7 +206,7 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
         except McpAudioError as exc:
             raise ToolError(redact(str(exc), secrets)) from exc
         if started_as_task(job):  # a task-augmented call: the client follows the task
-            return job_result(state.catalog, job)
+            return job_result(state.catalog, job, remote=state.remote)
         return await _await_job(ctx, state, job.id, state.settings.wait_s, cancel_on_abort=True)
 
     return Tool(
@@ -266,7 +271,7 @@ async def _await_job(
                     )
         raise
     note = state.runner.waiting_note(job)
-    return job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb, note=note)
+    return job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb, note=note, remote=state.remote)
 
 
 # --- job tools ----------------------------------------------------------------------------
@@ -300,7 +305,7 @@ def _job_tools(runtime: Runtime, secrets: list[str]) -> list[Tool]:
             ) from exc
         except McpAudioError as exc:
             raise ToolError(redact(str(exc), secrets)) from exc
-        return job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb)
+        return job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb, remote=state.remote)
 
     async def list_jobs(
         status: JobStatusFilter = Field("any", description="unfinished = queued or running"),

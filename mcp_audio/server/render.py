@@ -40,14 +40,16 @@ def job_summary(job: Job) -> dict[str, Any]:
     return out
 
 
-def summary_text(capability: Capability, job_id: str, result: JobResult) -> str:
-    """A few lines for the model: what was made, where, and the transcript when there is one."""
+def summary_text(capability: Capability, job_id: str, result: JobResult, *, remote: bool = False) -> str:
+    """A few lines for the model: what was made, where, and the transcript when there is one.
+    `remote`: a caller on another machine, shown the files:// resource instead of this one's path."""
     lines = [f"{capability.name} finished (job {job_id})."]
     for item in result.files:
         duration = f"{item.duration_s:g} s" if item.duration_s else None
         parts = (item.content_type, _size(item.file_size), duration)
         details = ", ".join(str(part) for part in parts if part)
-        lines.append(f"- {item.path or item.url}" + (f" ({details})" if details else ""))
+        where = (item.resource if remote else item.path) or item.url
+        lines.append(f"- {where}" + (f" ({details})" if details else ""))
         if item.saved:
             lines.append(f"  from {item.url}")
         elif item.download_error:
@@ -76,15 +78,22 @@ def _size(size: Any) -> str | None:
 
 
 def job_result(
-    catalog: Catalog, job: Job, *, inline_max_kb: int | None = None, note: str | None = None
+    catalog: Catalog, job: Job, *, inline_max_kb: int | None = None, note: str | None = None, remote: bool = False
 ) -> CallToolResult:
-    """The tool result for a job in any state; `note` says why an unfinished job may not move."""
+    """The tool result for a job in any state; `note` says why an unfinished job may not move.
+    `remote` (over HTTP): the server's own paths are left out; the files:// resource stands for them."""
     body = job_summary(job)
     content: list[Any] = []
     if job.state == "completed" and job.result is not None:
         body.update(job.result.body())
+        if remote:
+            body["files"] = [_without_local_paths(entry) for entry in body["files"]]
         capability = catalog.get(job.tool)
-        text = summary_text(capability, job.id, job.result) if capability else f"{job.tool} finished (job {job.id})."
+        text = (
+            summary_text(capability, job.id, job.result, remote=remote)
+            if capability
+            else f"{job.tool} finished (job {job.id})."
+        )
         content.append(TextContent(type="text", text=text))
         for item in job.result.files:
             # A saved file is linked through this server (files://), which any client can read.
@@ -127,6 +136,12 @@ def job_result(
         ],
         structured_content=body,
     )
+
+
+def _without_local_paths(entry: dict[str, Any]) -> dict[str, Any]:
+    """A file entry without this machine's path (a bucket's `s3://` address is not one)."""
+    local = not str(entry.get("path", "")).startswith("s3://")
+    return {key: value for key, value in entry.items() if not (local and key in ("path", "file_uri"))}
 
 
 def _inline_audio(item: OutputFile, inline_max_kb: int | None) -> AudioContent | None:

@@ -18,7 +18,7 @@ from mcp_audio.core.errors import McpAudioError
 from mcp_audio.core.manifest import VoiceFamily
 from mcp_audio.core.redaction import redact
 from mcp_audio.core.results import OutputFile
-from mcp_audio.files.s3 import read_saved
+from mcp_audio.files.s3 import TooLargeToRead, read_saved
 from mcp_audio.jobs import not_found_message
 from mcp_audio.providers.base import VoiceCatalog
 from mcp_audio.server.principal import current_principal
@@ -26,7 +26,13 @@ from mcp_audio.server.render import job_result, job_summary
 from mcp_audio.server.state import AppState, Runtime
 
 
-def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalog, exposed: list[Capability]) -> None:
+def add_resources(
+    server: MCPServer[AppState],
+    runtime: Runtime,
+    catalog: Catalog,
+    exposed: list[Capability],
+    transport: str = "stdio",
+) -> None:
     @server.resource(
         "audio://catalog",
         name="catalog",
@@ -79,7 +85,7 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         job = await state.store.get_job(job_id, current_principal())  # another's job: as if there were none
         if job is None:
             raise ResourceNotFoundError(not_found_message(job_id))
-        result = job_result(state.catalog, job, note=state.runner.waiting_note(job))
+        result = job_result(state.catalog, job, note=state.runner.waiting_note(job), remote=state.remote)
         return json.dumps(result.structured_content, indent=1)
 
     @server.resource(
@@ -94,10 +100,32 @@ def add_resources(server: MCPServer[AppState], runtime: Runtime, catalog: Catalo
         item = await _saved(runtime, job_id, name)
         if item is None or item.path is None:
             raise ResourceNotFoundError(f"No saved file '{name[:100]}' for job '{job_id[:64]}'")
-        return read_saved(item.path, runtime.get().settings)  # a local file, or an object in the output bucket
+        settings = runtime.get().settings
+        # A resource read travels whole, base64 in one message, and is held so until the client reads
+        # it: larger files are fetched by a route that streams (transport="http") or read from disk.
+        limit = int(settings.max_resource_mb * 2**20)
+        try:
+            return read_saved(item.path, settings, max_bytes=limit)  # a local file, or an object in the bucket
+        except TooLargeToRead as exc:
+            raise ResourceError(_too_large(item, exc.size, settings.max_resource_mb, transport)) from None
 
     # A template declares one type for all its resources; each file's read gets its own.
     server.middleware.append(_SavedFileTypes(runtime))
+
+
+def _too_large(item: OutputFile, size: int, limit_mb: float, transport: str) -> str:
+    """Where a file too large for a resource read can be had instead."""
+    job_id, name = (item.resource or "").removeprefix(SAVED_FILES).partition("/")[::2]
+    if transport == "http":
+        where = f"download it with `GET /files/{job_id}/{name}` on this server (same bearer token; range requests work)"
+    else:
+        where = f"read it at {item.path}"
+    if item.url.startswith("https://"):
+        where += f", or from {item.url[:300]} while the upstream keeps it"
+    return (
+        f"{item.file_name} is {size / 2**20:.1f} MB, over the {limit_mb:g} MB a files:// read returns "
+        f"(MCP_AUDIO_MAX_RESOURCE_MB): {where}."
+    )
 
 
 async def _saved(runtime: Runtime, job_id: str, name: str) -> OutputFile | None:

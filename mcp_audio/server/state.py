@@ -20,6 +20,7 @@ class AppState:
     store: JobStore
     runner: JobRunner
     pipeline: CallPipeline
+    remote: bool = False  # served over HTTP: results name no path of this machine (render.job_result)
 
 
 class Runtime:

@@ -199,7 +199,7 @@ class Tasks:
     def _call_result(self, job: Job) -> dict[str, Any]:
         """What the tools/call of a finished job answers, as JSON."""
         state = self._runtime.get()
-        result = job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb)
+        result = job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb, remote=state.remote)
         body: dict[str, Any] = result.model_dump(by_alias=True, mode="json", exclude_none=True)
         body.pop("resultType", None)  # the call's own envelope, not the task's
         return body

@@ -6,6 +6,7 @@ Processes sharing the data dir share the file; waiters on another process's job 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -17,6 +18,7 @@ import anyio
 import anyio.to_thread
 
 from mcp_audio.core.job import LOCAL_PRINCIPAL
+from mcp_audio.private import private_dir
 from mcp_audio.store.base import JobStore, Statements
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -139,7 +141,9 @@ class SqliteJobStore(JobStore):
         await self._run(self._connect)
 
     def _connect(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self._path.parent)
+        # Owner-only from the start: SQLite gives its -wal and -shm files the database file's mode.
+        os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
         # check_same_thread=False: the limiter's worker threads take turns on the one connection.
         db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10)
         db.row_factory = sqlite3.Row

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcp_audio.core.errors import ConfigError, InvalidArguments
+from mcp_audio.private import private_dir
 
 if TYPE_CHECKING:
     import psycopg
@@ -145,7 +146,7 @@ class TokenFile:
         self._write(kept)
 
     def _write(self, entries: list[TokenEntry]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         temporary = self.path.with_name(f".{FILE_NAME}.{os.getpid()}")
         text = json.dumps({"tokens": [asdict(entry) for entry in entries]}, indent=1)
         # Owner-only from the start: the hashes are not secrets, but who may call is.

@@ -16,6 +16,7 @@ from mcp_types import AudioContent, ListRootsResult, ResourceLink, Root
 
 from mcp_audio.config import Settings
 from mcp_audio.core.errors import InvalidArguments
+from mcp_audio.files.fetch import refused_text
 from mcp_audio.files.inputs import read_local_file, sniff_content_type
 from mcp_audio.sandbox._base import CUT
 from mcp_audio.sandbox.fal_queue import FakeFal
@@ -305,11 +306,9 @@ async def test_output_urls_are_fetched_only_from_https_or_configured_upstream_ho
         plain = await client.call_tool("lyria2_music", {"prompt": "calm"})
         private = await client.call_tool("yue_song", {"lyrics": "[verse]\nla la\n[chorus]\nla", "genres": "pop"})
     [entry] = (plain.structured_content or {})["files"]
-    assert (
-        entry["download_error"] == f"not fetched: {elsewhere[:100]} is neither https nor on a configured upstream host"
-    )
+    assert entry["download_error"] == refused_text(elsewhere)
     [entry] = (private.structured_content or {})["files"]
-    assert entry["download_error"] == "not fetched: localhost resolves to a private or loopback address"
+    assert entry["download_error"] == refused_text("https://localhost:9/x.wav")  # the one text: nothing about what is there
     assert fake_voice.requests_of("file") == []  # nothing was fetched from the other host
 
 
