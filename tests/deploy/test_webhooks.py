@@ -66,7 +66,8 @@ async def test_a_signed_webhook_finishes_the_job_without_a_status_stream(
         done = await call_ok(served, "lyria2_music", {"prompt": "calm"})
     [submit] = fake_fal.requests_of("submit")
     assert submit.query["fal_webhook"] == f"{served.url}{FAL_PATH}"
-    assert done["status"] == "completed" and done["files"][0]["path"], done
+    # Saved here (named by its files:// resource: a remote caller is not shown the server's paths).
+    assert done["status"] == "completed" and done["files"][0]["resource"].startswith("files://"), done
     assert fake_fal.webhooks == [(submit.request_id, 200)]
     # Submit and the saved file; no stream, status or result request: the webhook carried the output.
     assert kinds(fake_fal, submit.request_id or "") == ["submit", "file"]
