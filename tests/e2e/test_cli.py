@@ -154,7 +154,7 @@ def test_main_shows_one_tools_arguments_and_refuses_bad_options(
 ) -> None:
     assert main(["tools", "elevenlabs_sound_effect"]) == 0
     out = capsys.readouterr().out
-    assert "  text (string; required; at most 10000 characters): " in out
+    assert "  prompt (string; required; at most 10000 characters): " in out
     assert "  duration_seconds (number; >= 0.5; <= 22): " in out
     assert main(["tools", "elevenlabs_sound_effect", "--json"]) == 0
     [entry] = json.loads(capsys.readouterr().out)
