@@ -158,7 +158,7 @@ def test_main_shows_one_tools_arguments_and_refuses_bad_options(
     assert "  duration_seconds (number; >= 0.5; <= 22): " in out
     assert main(["tools", "elevenlabs_sound_effect", "--json"]) == 0
     [entry] = json.loads(capsys.readouterr().out)
-    assert entry["input_schema"]["required"] == ["text"] and entry["input_schema"]["additionalProperties"] is False
+    assert entry["input_schema"]["required"] == ["prompt"] and entry["input_schema"]["additionalProperties"] is False
     assert main(["tools", "no_such_tool"]) == 1
     assert "no tool named 'no_such_tool'" in capsys.readouterr().err
     for bad in (["jobs", "--status", "bogus"], ["jobs", "--limit", "0"], ["serve", "--port", "70000"]):
