@@ -178,15 +178,26 @@ class Capability:
             node[leaf] = body.pop(spec.name)
 
     def _check_models(self, body: dict[str, Any], options: dict[str, Any]) -> None:
-        """Refuse an input the chosen endpoint does not take (manifest `models`)."""
+        """Refuse an input the chosen endpoint does not take (manifest `models`), and apply the
+        choice's own rules (manifest `per_model`: required, a shorter text)."""
         if self.spec.endpoint_input is None:
             return
-        choice = options.get(self.spec.endpoint_input, self.inputs[self.spec.endpoint_input].default)
+        chooser = self.spec.endpoint_input
+        choice = options.get(chooser, self.inputs[chooser].default)
         for name in body:
             models = self.inputs[name].models
             if models is not None and choice not in models:
+                raise InvalidArguments(f"`{name}`: {chooser} '{choice}' does not take it (only {', '.join(models)}).")
+        for spec in self.spec.inputs:
+            rule = (spec.per_model or {}).get(choice)
+            if rule is None:
+                continue
+            if rule.required and spec.name not in body and spec.name not in options:
+                raise InvalidArguments(f"`{spec.name}`: required with {chooser} '{choice}'.")
+            value = body.get(spec.name)
+            if rule.max_length is not None and isinstance(value, str) and len(value) > rule.max_length:
                 raise InvalidArguments(
-                    f"`{name}`: {self.spec.endpoint_input} '{choice}' does not take it (only {', '.join(models)})."
+                    f"`{spec.name}`: {len(value)} characters; {chooser} '{choice}' takes at most {rule.max_length}."
                 )
 
     def _endpoint(self, options: dict[str, Any]) -> str:

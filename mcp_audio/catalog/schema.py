@@ -16,6 +16,7 @@ __all__ = [
     "input_model",
     "item_limit",
     "json_schema",
+    "model_rules",
     "text_limit",
 ]
 
@@ -107,14 +108,37 @@ def json_schema(spec: ToolSpec) -> dict[str, Any]:
     if required:
         schema["required"] = required
     schema["additionalProperties"] = False
+    rules = model_rules(spec)
+    if rules:  # bounds of one endpoint choice: JSON Schema cannot say them compactly, so in words
+        schema["description"] = rules
     return schema
 
 
+def model_rules(spec: ToolSpec) -> str:
+    """The inputs' rules that depend on the endpoint choice (manifest `models`, `per_model`), in
+    words grouped by rule: "Only mode=inpaint: start_time, end_time. Required with mode=remix:
+    original_tags." Empty when there are none."""
+    chooser = spec.endpoint_input
+    groups: dict[str, list[str]] = {}
+    for s in spec.inputs:
+        name = f"{ADVANCED}.{s.name}" if s.advanced else s.name
+        if s.models is not None:
+            groups.setdefault(f"Only {chooser}={'|'.join(s.models)}", []).append(name)
+        for choice, rule in (s.per_model or {}).items():
+            if rule.required:
+                groups.setdefault(f"Required with {chooser}={choice}", []).append(name)
+            if rule.max_length is not None:
+                groups.setdefault(f"At most {rule.max_length} chars with {chooser}={choice}", []).append(name)
+    return " ".join(f"{rule}: {', '.join(names)}." for rule, names in groups.items())
+
+
 def _json_property(s: InputSpec, *, bare: bool = False) -> dict[str, Any]:
-    """An input's schema: every bound validation enforces; `bare` (advanced inputs, grouped to
-    save context, and their members) without descriptions and defaults."""
-    # An enum's values say its type.
-    prop: dict[str, Any] = {} if s.enum is not None else {"type": s.type}
+    """An input's schema: every bound validation enforces, in few bytes (tools/list is sent into
+    every conversation). A type another keyword implies goes unsaid (an enum's values, a string's
+    length, a number's range, an array's items); an integer keeps its type. `bare` (advanced
+    inputs, grouped to save context, and their members) goes without descriptions. Defaults are
+    stated only for the server's own choices (e.g. a model): the upstream applies the rest."""
+    prop: dict[str, Any] = {}
     if s.type == "array":
         prop["items"] = {"type": s.items}
         if s.items == "string" and s.file is None:
@@ -138,10 +162,25 @@ def _json_property(s: InputSpec, *, bare: bool = False) -> dict[str, Any]:
         ("minItems", s.min_items),
         ("maxItems", item_limit(s)),
         ("pattern", s.pattern),
-        ("default", None if bare or s.default is False else s.default),  # a flag left out is off
+        ("default", None if bare or s.upstream or s.default is False else s.default),
     ):
         if value is not None:
             prop[key] = int(value) if isinstance(value, float) and value.is_integer() else value
+    if not _type_implied(s, prop):
+        prop = {"type": s.type} | prop
     if not bare and s.description:
         prop["description"] = s.description
     return prop
+
+
+_IMPLIES = {
+    "string": ("minLength", "maxLength", "pattern"),
+    "number": ("minimum", "maximum", "exclusiveMinimum"),
+    "array": ("items",),
+    "object": ("properties",),
+}
+
+
+def _type_implied(s: InputSpec, prop: dict[str, Any]) -> bool:
+    """True when the schema's other keywords say the input's type (validation checks it anyway)."""
+    return s.enum is not None or any(key in prop for key in _IMPLIES.get(s.type, ()))

@@ -6,6 +6,7 @@ a manifest fails at start-up with its file and field named, instead of being ign
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,6 +19,14 @@ PriceUnit = Literal["request", "1000_characters", "input_minute", "second", "out
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelRule(_Strict):
+    """What one choice of the endpoint input changes for an input (manifest `per_model`),
+    checked when a call is prepared and stated in words in the tool's input schema."""
+
+    required: bool = False
+    max_length: int | None = Field(default=None, ge=1)
 
 
 class InputSpec(_Strict):
@@ -66,6 +75,9 @@ class InputSpec(_Strict):
     # Only these choices of the tool's endpoint input take it (e.g. eleven-v3 has no `speed`);
     # given with another choice, the call is refused naming the input. None: every endpoint.
     models: list[str] | None = None
+    # Per choice of the endpoint input: stricter rules for this input (e.g. required only by the
+    # inpaint mode of a merged tool, or a shorter text for one model).
+    per_model: dict[str, ModelRule] | None = None
     # A value sent upstream as null: fal's Wizper detects the language only when `language` is
     # null (its default is "en"), and a TOML manifest cannot write null.
     null_value: str | None = None
@@ -209,6 +221,9 @@ class ToolSpec(_Strict):
     partial_text: str | None = None  # in streaming one-shot runs: the event field with the partial text
     voice: VoiceInput | None = None
     saves_voice: SavesVoice | None = None
+    # Former tool names merged into this one, kept callable (not listed) for one release: each
+    # maps to the choice of the endpoint input it stands for.
+    aliases: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _endpoints_and_inputs(self) -> ToolSpec:
@@ -239,6 +254,14 @@ class ToolSpec(_Strict):
             unknown = [m for m in spec.models or [] if m not in (self.endpoints or {})]
             if unknown:
                 raise ValueError(f"input {spec.name!r}: models {unknown} are not keys of `endpoints`")
+            unknown = [m for m in spec.per_model or {} if m not in (self.endpoints or {})]
+            if unknown:
+                raise ValueError(f"input {spec.name!r}: per_model keys {unknown} are not keys of `endpoints`")
+            if spec.per_model and spec.required:
+                raise ValueError(f"input {spec.name!r}: `per_model` applies to optional inputs only")
+        for alias, choice in self.aliases.items():
+            if choice not in (self.endpoints or {}) or not re.fullmatch(r"[a-z][a-z0-9_]{2,63}", alias):
+                raise ValueError(f"alias {alias!r}: {choice!r} is not a key of `endpoints`")
         price = self.price
         if price is not None and self.no_published_price:
             raise ValueError("give `price` or `no_published_price = true`, not both")

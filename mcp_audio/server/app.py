@@ -33,6 +33,7 @@ from mcp_audio.core.errors import McpAudioError, UpstreamError
 from mcp_audio.core.redaction import redact
 from mcp_audio.jobs import not_found_message, open_engine
 from mcp_audio.providers.base import Pacing
+from mcp_audio.server.aliases import Unlisted, alias_arguments, deprecation_note, deprecation_text
 from mcp_audio.server.completions import add_completions, add_protocol_details
 from mcp_audio.server.confirmation import NeedsApproval, cost_confirmation
 from mcp_audio.server.finder import OUTPUT_SCHEMA as FINDER_SCHEMA
@@ -116,9 +117,12 @@ def build_server(
 
     # Toolsets limit what is offered; jobs of any tool still resume, so the full catalog stays.
     exposed = [cap for cap in catalog.capabilities.values() if cap.spec.kind in settings.enabled_kinds]
-    tasks = Tasks(runtime, [cap.name for cap in exposed], settings.secrets)
+    aliases = [(cap, alias) for cap in exposed for alias in cap.spec.aliases]
+    tasks = Tasks(runtime, [cap.name for cap in exposed] + [alias for _, alias in aliases], settings.secrets)
     # Sorted by name: a stable order (clients cache the list, and diffs of it stay readable).
     tools = [_capability_tool(cap, runtime, secrets, transport) for cap in sorted(exposed, key=lambda c: c.name)]
+    # Former names of merged tools: callable for one release, left out of tools/list.
+    tools += [_capability_tool(cap, runtime, secrets, transport, alias) for cap, alias in aliases]
     dynamic = DynamicToolsets(exposed) if settings.toolsets == DYNAMIC else None
     finder = finder_tool(exposed, dynamic)
     _refuse_unknown_arguments(finder, FINDER_SCHEMA)
@@ -139,6 +143,8 @@ def build_server(
     )
     if dynamic is not None:  # tools/list starts small; families are enabled at run time (toolsets.py)
         add_dynamic_toolsets(server, dynamic)
+    if aliases:
+        server.middleware.append(Unlisted({alias for _, alias in aliases}))
     add_resources(server, runtime, catalog, exposed, transport)
     add_prompts(server, {cap.name for cap in exposed})
     add_completions(server, runtime, catalog)
@@ -187,12 +193,17 @@ def _player_meta(kind: str) -> dict[str, Any]:
 # --- capability tools ---------------------------------------------------------------------
 
 
-def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str], transport: str) -> Tool:
+def _capability_tool(
+    capability: Capability, runtime: Runtime, secrets: list[str], transport: str, alias: str | None = None
+) -> Tool:
+    """The tool of a capability; with `alias`, one of its former names (the endpoint choice fixed)."""
     spec = capability.spec
 
     async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult | InputRequiredResult:
         state = runtime.get()
         try:
+            if alias is not None:
+                arguments = alias_arguments(capability, alias, arguments)
 
             async def roots() -> list[Path]:
                 # Over HTTP the client's roots name folders of its own machine: never trusted here.
@@ -206,14 +217,16 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
         except McpAudioError as exc:
             raise ToolError(redact(str(exc), secrets)) from exc
         if started_as_task(job):  # a task-augmented call: the client follows the task
-            return job_result(state.catalog, job, remote=state.remote)
-        return await _await_job(ctx, state, job.id, state.settings.wait_s, cancel_on_abort=True)
+            result = job_result(state.catalog, job, remote=state.remote)
+        else:
+            result = await _await_job(ctx, state, job.id, state.settings.wait_s, cancel_on_abort=True)
+        return result if alias is None else deprecation_note(result, capability, alias)
 
     return Tool(
         fn=run,
-        name=spec.name,
+        name=alias or spec.name,
         # No title: the name says it (tools/list is paid for in every conversation); audio://catalog has it.
-        description=spec.description,
+        description=spec.description if alias is None else deprecation_text(capability, alias),
         parameters=capability.input_schema,
         fn_metadata=FuncMetadata(arg_model=_RawArguments, output_schema=capability_schema(capability)),
         is_async=True,

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from mcp_audio.catalog import Capability
 
 _STRING = {"type": "string"}
-_ARRAY = {"type": "array"}
 STATUS = {"enum": list(get_args(JobState))}
 # An output file: its URL always; the local copy (path, files:// resource) when it was saved.
 _FILE = {"required": [name for name, field in OutputFile.model_fields.items() if field.is_required()]}
@@ -32,11 +31,11 @@ def job_schema(
     three job tools; the many capability tools leave the job envelope to the README, to stay short)."""
     properties: dict[str, Any] = {"job_id": _STRING, "status": STATUS} if typed else {}
     if files:  # every capability tool's files have the one shape the README gives
-        properties["files"] = {"type": "array", "items": _FILE} if typed else _ARRAY
+        properties["files"] = {"type": "array", "items": _FILE} if typed else {}
     if output_fields:
         properties["output"] = {"properties": output_fields}
     if saves_voice:
-        properties["saved_voice"] = _STRING
+        properties["saved_voice"] = _STRING if typed else {}
     schema: dict[str, Any] = {"type": "object", "required": ["job_id", "status"]} if typed else {"type": "object"}
     if properties:
         schema["properties"] = properties
@@ -44,14 +43,14 @@ def job_schema(
 
 
 def capability_schema(capability: Capability) -> dict[str, Any]:
-    """From the manifest: files, each upstream output field by name (untyped: its upstream types
-    it; the result text as a string, or null when an upstream sends none), a clone tool's saved
-    voice name."""
+    """From the manifest: files, each upstream output field by name, a clone tool's saved voice
+    name; each untyped (`{}`): the README gives the job's shape and the upstream types its fields,
+    and every byte here is sent into every conversation."""
     spec = capability.spec
     fields: dict[str, Any] = {name: {} for name in spec.outputs}
     text = spec.result_text
     if text and "." not in text:
-        fields[text] = {"type": ["string", "null"]}
+        fields[text] = {}
     return job_schema(fields, files=bool(spec.files), saves_voice=spec.saves_voice is not None)
 
 

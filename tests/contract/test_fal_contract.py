@@ -426,6 +426,16 @@ def manifest_differences(directory: Path | None = None) -> dict[str, dict[str, l
     return found
 
 
+def _for_choice(spec: InputSpec, choice: str | None) -> InputSpec:
+    """An input as one endpoint choice takes it (manifest `per_model`: required, a shorter text)."""
+    rule = (spec.per_model or {}).get(choice or "")
+    if rule is None:
+        return spec
+    return spec.model_copy(
+        update={"required": spec.required or rule.required, "max_length": rule.max_length or spec.max_length}
+    )
+
+
 def _tool_differences(capability: Capability, endpoint: str, catalog: Catalog) -> list[str]:
     spec = capability.spec
     if not known(endpoint):
@@ -433,7 +443,7 @@ def _tool_differences(capability: Capability, endpoint: str, catalog: Catalog) -
     root = fal_contract.input_schema(endpoint)
     out: list[str] = []
     choice = next((k for k, v in (spec.endpoints or {}).items() if v == endpoint), None)
-    upstream = [s for s in spec.inputs if s.upstream and (s.models is None or choice in s.models)]
+    upstream = [_for_choice(s, choice) for s in spec.inputs if s.upstream and (s.models is None or choice in s.models)]
     cloned = set(spec.voice.cloned) if spec.voice else set()
     presets: dict[str, list[str]] = {}
     if spec.voice is not None and spec.voice.family in catalog.voice_families:

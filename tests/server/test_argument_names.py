@@ -9,6 +9,7 @@ import pytest
 from mcp import Client
 
 from mcp_audio.sandbox.eigen import FakeEigen
+from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
 from mcp_audio.server import INSTRUCTIONS
 from tests.helpers import CATALOG, body_of, make_wav, text_of
@@ -136,3 +137,39 @@ async def test_every_file_and_required_argument_is_described_and_prompts_are_nam
             assert "text" in properties or "inputs" in properties, capability.name
         if capability.spec.kind in ("music", "sfx") and "prompt" not in properties:
             assert "lyrics" in properties or "tags" in properties, capability.name
+
+
+# Tools merged into one with an endpoint choice: the former name, and the choice it stands for.
+MERGED = {
+    "ace_step_song": ("ace_step_music", "song"),
+    "ace_step_prompt_to_audio": ("ace_step_music", "prompt"),
+    "ace_step_inpaint": ("ace_step_edit", "inpaint"),
+    "ace_step_outpaint": ("ace_step_edit", "outpaint"),
+    "ace_step_remix": ("ace_step_edit", "remix"),
+}
+
+
+async def test_a_merged_tools_former_name_is_unlisted_but_works_and_says_what_replaces_it(
+    client: Client, fake_fal: FakeFal
+) -> None:
+    listed = {tool.name for tool in (await client.list_tools()).tools}
+    assert listed.isdisjoint(MERGED) and {"ace_step_music", "ace_step_edit"} <= listed
+    assert {
+        alias: (cap.name, cap.spec.aliases[alias])
+        for cap in CATALOG.capabilities.values()
+        for alias in cap.spec.aliases
+    } == MERGED
+    result = await client.call_tool("ace_step_inpaint", {"audio_url": "https://example.com/a.mp3", "tags": "lofi"})
+    assert not result.is_error, text_of(result)
+    body = body_of(result)
+    assert body["status"] == "completed"
+    note = "Deprecated: ace_step_inpaint is now ace_step_edit with mode='inpaint'"
+    assert body["deprecated"].startswith(note) and note in text_of(result)
+    [submit] = [r for r in fake_fal.requests if r.kind == "submit"]
+    assert submit.path.startswith("/fal-ai/ace-step/audio-inpaint") and "mode" not in submit.json
+    # The former tool had no `mode`: another choice through it is refused, naming the new call.
+    wrong = await client.call_tool("ace_step_song", {"tags": "lofi", "mode": "prompt"})
+    assert wrong.is_error and "ace_step_song is ace_step_music with mode='song'" in text_of(wrong)
+    # The new tool refuses an input its mode does not take, naming the mode.
+    refused = await client.call_tool("ace_step_music", {"mode": "prompt", "tags": "lofi", "prompt": "calm"})
+    assert refused.is_error and "`tags`: mode 'prompt' does not take it (only song)." in text_of(refused)

@@ -123,11 +123,11 @@ async def test_every_tool_has_a_valid_compact_output_schema(every: Client) -> No
         "chunks": {},
         "diarization_segments": {},
         "inferred_languages": {},
-        "text": {"type": ["string", "null"]},
+        "text": {},
     }
     assert "saved_voice" in found["qwen3_tts_clone_voice"]["properties"]
     # The job shape is the README's; only what a tool adds is named.
-    assert found["qwen3_tts"] == {"type": "object", "properties": {"files": {"type": "array"}}}
+    assert found["qwen3_tts"] == {"type": "object", "properties": {"files": {}}}
     assert found["minimax_tts"]["properties"]["output"] == {"properties": {"duration_ms": {}}}
     assert found["get_job"]["properties"]["status"]["enum"] == [
         "queued",

@@ -7,7 +7,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from mcp_audio.catalog import load_catalog
+from mcp_audio.catalog import Capability, load_catalog
+from mcp_audio.catalog.schema import json_schema
 from mcp_audio.core.errors import InvalidArguments, ManifestError
 from mcp_audio.core.manifest import ToolSpec
 from tests.helpers import CORE_TOOLS
@@ -75,12 +76,10 @@ def test_advanced_settings_are_flattened_into_the_upstream_body() -> None:
     tts = CATALOG.get("qwen3_tts")
     assert tts is not None
     assert "temperature" not in tts.input_schema["properties"]
-    # Advanced inputs go without descriptions, but with every bound the server enforces.
-    assert tts.input_schema["properties"]["advanced"]["properties"]["temperature"] == {
-        "type": "number",
-        "minimum": 0,
-        "maximum": 1,
-    }
+    # Advanced inputs go without descriptions, but with every bound the server enforces (a
+    # range says the type: number; an integer keeps its type).
+    assert tts.input_schema["properties"]["advanced"]["properties"]["temperature"] == {"minimum": 0, "maximum": 1}
+    assert tts.input_schema["properties"]["advanced"]["properties"]["top_k"] == {"type": "integer", "minimum": 0}
     prepared = tts.prepare({"text": "hi", "advanced": {"temperature": 0.5, "subtalker_top_k": 20}}, lambda name: None)
     assert prepared.body == {"text": "hi", "temperature": 0.5, "subtalker_top_k": 20}
 
@@ -230,3 +229,37 @@ def test_each_tool_runs_in_a_shape_its_upstream_offers() -> None:
     assert CATALOG.get("turbo_transcribe_stream").shape == "one_shot"  # type: ignore[union-attr]
     assert CATALOG.get("lyria2_music").shape == "queued"  # type: ignore[union-attr]
     assert CATALOG.get("eigen_higgs_tts").spec.returns == "audio"  # type: ignore[union-attr]
+
+
+def test_per_model_rules_are_enforced_and_stated_in_the_schema() -> None:
+    """A merged tool: an input required by one mode only, refused by the others, said in words."""
+    edit = CATALOG.get("ace_step_edit")
+    assert edit is not None
+    rules = edit.input_schema["description"]
+    assert "Required with mode=remix: original_tags." in rules
+    assert "Only mode=inpaint: start_time, end_time, advanced.start_time_relative_to" in rules
+    base = {"audio_url": "https://a/b.mp3", "tags": "lofi"}
+    with pytest.raises(InvalidArguments, match="`original_tags`: required with mode 'remix'"):
+        edit.prepare(base | {"mode": "remix"}, lambda name: None)
+    with pytest.raises(InvalidArguments, match="`start_time`: mode 'outpaint' does not take it"):
+        edit.prepare(base | {"mode": "outpaint", "start_time": 3}, lambda name: None)
+    prepared = edit.prepare(base | {"mode": "remix", "original_tags": "rock"}, lambda name: None)
+    assert prepared.endpoint == "fal-ai/ace-step/audio-to-audio" and prepared.body == base | {"original_tags": "rock"}
+
+
+def test_a_per_model_text_limit_is_enforced_and_stated(tmp_path: Path) -> None:
+    tool = CATALOG.capabilities["elevenlabs_tts"].spec.model_dump(exclude_none=True)
+    for item in tool["inputs"]:
+        if item["name"] == "text":
+            item.pop("required")
+            item["per_model"] = {"eleven-v3": {"max_length": 5, "required": True}}
+    spec = ToolSpec.model_validate(tool)
+    assert "At most 5 chars with model=eleven-v3: text." in json_schema(spec)["description"]
+    capability = Capability(spec, CATALOG.capabilities["elevenlabs_tts"].upstream, None, json_schema(spec))
+    with pytest.raises(InvalidArguments, match="`text`: 6 characters; model 'eleven-v3' takes at most 5"):
+        capability.prepare({"text": "Hello!", "model": "eleven-v3"}, lambda name: None)
+    with pytest.raises(InvalidArguments, match="`text`: required with model 'eleven-v3'"):
+        capability.prepare({"model": "eleven-v3"}, lambda name: None)
+    assert capability.prepare({"text": "Hello!"}, lambda name: None).body["text"] == "Hello!"
+    with pytest.raises(ValueError, match="per_model keys"):
+        ToolSpec.model_validate(tool | {"inputs": [i | {"per_model": {"v9": {}}} for i in tool["inputs"]]})
