@@ -351,7 +351,7 @@ def test_packed_bundle_serves_its_tools_as_the_host_starts_it(packed: Path, tmp_
     try:
         proc.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
         proc.stdin.flush()
-        initialized, listed = json.loads(proc.stdout.readline()), json.loads(proc.stdout.readline())
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
         proc.stdin.close()
         proc.wait(timeout=30)
     finally:
@@ -361,6 +361,8 @@ def test_packed_bundle_serves_its_tools_as_the_host_starts_it(packed: Path, tmp_
         errors = proc.stderr.read()
         proc.stdout.close()
         proc.stderr.close()
+    assert all(line.startswith("{") for line in lines), (lines, errors[-3000:])
+    initialized, listed = map(json.loads, lines)
     assert initialized["result"]["serverInfo"]["version"] == manifest["version"], errors
     assert [tool["name"] for tool in listed["result"]["tools"]] == [tool["name"] for tool in manifest["tools"]]
 
