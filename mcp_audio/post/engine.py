@@ -338,6 +338,13 @@ class BlockReader:
         self._buf_n = rest.shape[1]
         return out
 
+    def close(self) -> None:
+        """Stop decoding now (the decoder thread ends), not when the reader is collected."""
+        close = getattr(self._blocks, "close", None)
+        if close is not None:
+            close()
+        self.exhausted = True
+
     def __iter__(self) -> Iterator[Block]:
         while True:
             block = self.read(BLOCK_SIZE)
