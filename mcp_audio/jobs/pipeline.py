@@ -4,6 +4,7 @@ job row and start it. The MCP tool handler only adapts this to MCP (roots, progr
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ class CallPipeline:
         provider.check_configured()  # a missing key fails before any file is read or uploaded
         roots = await self._with_uploads(capability, call.body, roots, principal)
         request = await InputResolver(self._store, self._client, principal).resolve(capability, call, provider, roots)
+        request = replace(request, principal=principal)  # local renders are shared out per caller
         return await self._runner.start(capability, request, principal, confirm)
 
     async def _with_uploads(
