@@ -115,8 +115,14 @@ class ServerSettings(BaseSettings):
         None,
         ge=0,
         description="refuse a call whose estimated cost would take this server's running total (kept in the data "
-        "dir, across restarts) past this many US dollars; calls whose cost cannot be estimated in advance are let "
-        "through. Each HTTP token can have its own cap too (`tokens add --max-spend-usd`)",
+        "dir, across restarts) past this many US dollars; a call the upstream refuses is not counted; calls whose "
+        "cost cannot be estimated in advance are let through (paid tools with no published price only with "
+        "MCP_AUDIO_CAP_UNPRICED=allow). Each HTTP token can have its own cap too (`tokens add --max-spend-usd`)",
+    )
+    cap_unpriced: Literal["refuse", "allow"] = Field(
+        "refuse",
+        description="a paid tool whose upstream publishes no price (its cost cannot be counted) while a spend cap "
+        "applies to the caller (MCP_AUDIO_MAX_SPEND_USD or the token's own): `refuse` it, or `allow` it uncounted",
     )
     confirm_above_usd: float = Field(
         0.25,
@@ -130,6 +136,27 @@ class ServerSettings(BaseSettings):
         description="expose a subset: a comma list of `tts` (speech and voice cloning), `stt`, `music`, `sfx`, "
         "`edit`, `post` (join, mix, master, trim, info, subtitles: local, no key); the job tools are always there. "
         "`dynamic`: tools/list starts with the job tools and `enable_toolset`, which adds a family at run time",
+    )
+    max_audio_s: float = Field(
+        4 * 3600,
+        gt=0,
+        le=48 * 3600,
+        description="the longest audio the local tools (join, mix, master, trim, info) read or write, in seconds, "
+        "counted on the decoded samples as they come (a file's header is not trusted)",
+    )
+    max_renders_per_caller: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="how many local renders (join, mix, master, trim, info) of one caller run at once; more wait "
+        "their turn, so one caller cannot take every render thread",
+    )
+    max_renders: int = Field(
+        4,
+        ge=1,
+        le=32,
+        description="how many local renders run at once in all (each in a worker thread of its own, apart from the "
+        "threads the server's other work and `/healthz` use)",
     )
 
     database_url: SecretStr | None = Field(

@@ -11,6 +11,7 @@ asks the token file each time, so a token added or revoked applies without a res
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -234,7 +235,16 @@ def upload_route(settings: ServerSettings) -> Route:
     return Route(UPLOAD_PATH, upload, methods=["POST"])
 
 
-def serve_http(settings: ServerSettings, server: Any, host: str, port: int, *, no_auth: bool) -> None:
+def serve_http(
+    settings: ServerSettings,
+    server: Any,
+    host: str,
+    port: int,
+    *,
+    no_auth: bool,
+    serving: Callable[[], str | None] | None = None,
+) -> None:
+    """Serve until stopped; `serving()` says why /mcp cannot serve now, or None (for /healthz)."""
     import uvicorn
 
     from mcp_audio.deploy.health import health_route
@@ -247,7 +257,7 @@ def serve_http(settings: ServerSettings, server: Any, host: str, port: int, *, n
         server,
         exposure,
         extra_routes=[upload_route(settings)],
-        open_routes=[health_route(settings), *webhooks],
+        open_routes=[health_route(settings, serving), *webhooks],
         stateless=settings.http_stateless,
     )
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -60,11 +60,12 @@ from mcp_audio.providers.base import (
     UpstreamRequest,
 )
 from mcp_audio.providers.pool import ProviderPool
-from mcp_audio.store import LOCAL_PRINCIPAL, Job, JobStore, iso_time
+from mcp_audio.store import LOCAL_PRINCIPAL, Job, JobStore, is_outage, iso_time
 
 log = logging.getLogger("mcp_audio.jobs")
 
 OnUpdate = Callable[[Job, str], Awaitable[None]]
+T = TypeVar("T")
 
 
 @dataclass
@@ -129,6 +130,9 @@ class JobRunner:
         self._pacing = pacing or Pacing()
         self._retention_s = retention_s
         self.owner = process_owner()
+        # Jobs whose end could not be written yet (the store is full or away), with why: retried
+        # until written; while any is, /healthz says the store cannot be written.
+        self.unrecorded: dict[str, str] = {}
 
     async def aclose(self) -> None:
         self._store.release(self.owner)  # the next process takes our unfinished jobs at once
@@ -150,18 +154,28 @@ class JobRunner:
         cost = estimate_cost(capability.spec.price, request.body)
         if confirm is not None and cost is not None and not await confirm(capability.name, cost):
             raise NotConfirmed(capability.name, cost)
-        self._spend.charge(capability.name, cost, principal)  # raises SpendLimitExceeded before anything is sent
-        job = self._store.create_job(
-            principal=principal,
-            estimated_cost_usd=cost,
-            tool=capability.name,
-            provider=capability.provider,
-            endpoint=request.endpoint,
-            body=file_records(request),
-            options=request.options,
-            owner=self.owner,
-            lease_s=self._pacing.lease_s,
-        )
+        unpriced = capability.spec.price is None and not capability.upstream.local  # local tools are free
+        # raises SpendLimitExceeded before anything is sent
+        self._spend.charge(capability.name, cost, principal, unpriced=unpriced)
+        try:
+            job = self._store.create_job(
+                principal=principal,
+                estimated_cost_usd=cost,
+                tool=capability.name,
+                provider=capability.provider,
+                endpoint=request.endpoint,
+                body=file_records(request),
+                options=request.options,
+                owner=self.owner,
+                lease_s=self._pacing.lease_s,
+            )
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            self._refund(principal, cost)
+            raise McpAudioError(
+                f"The job database cannot be written now ({_cause(exc)}), so nothing was started; try again later."
+            ) from exc
         self._spawn(job.id, capability, request)
         return job
 
@@ -244,6 +258,8 @@ class JobRunner:
         try:
             with live.scope:
                 await self._run(job_id, capability, request)
+        except Exception:  # never the task group's: one job's failure must not stop the server's other work
+            log.exception("job %s: its follower failed; the job is left for the next lease check", job_id)
         finally:
             self._live.pop(job_id, None)
             for listener in live.listeners:
@@ -260,7 +276,7 @@ class JobRunner:
         try:
             if capability.shape == "one_shot":
                 assert isinstance(provider, OneShotProvider) and request is not None
-                self._store.mark_running(job_id)
+                self._tolerate(job_id, "its start", lambda: self._store.mark_running(job_id))
                 output = await provider.run(request, report, files)
             else:
                 assert isinstance(provider, QueuedProvider)
@@ -277,21 +293,73 @@ class JobRunner:
             output = {k: v if isinstance(v, OutputFile) else redact_json(v, self._secrets) for k, v in output.items()}
             result = extract_result(capability.spec.files, output)
             remote = [item for item in result.files if not item.saved]
-            if not self._store.renew(self.owner, [job_id], self._pacing.lease_s):
+            held = await self._recorded(
+                job_id, "lease", lambda: self._store.renew(self.owner, [job_id], self._pacing.lease_s)
+            )
+            if not held:
                 return  # this process stopped answering and another took the job over: it saves the files
             if self._download and self._saver is not None and remote:
                 self._notify(job, f"Saving {len(remote)} file(s) to {self._saver.output_dir}")
                 result.files = await self._saver.save_all(capability.name, job_id, result.files)
-            result.saved_voice = self._save_voice(capability, job, output)
-            self._store.complete(job_id, result, owner=self.owner)
+            result.saved_voice = await self._recorded(
+                job_id, "saved voice", lambda: self._save_voice(capability, job, output)
+            )
+            await self._recorded(job_id, "result", lambda: self._store.complete(job_id, result, owner=self.owner))
         except McpAudioError as exc:
             live = self._live[job_id]
             while live.cancelling:  # the failure may be the cancel's doing: cancel() stops us if so
                 await anyio.sleep(0.05)
-            self._record_failure(job_id, capability, job, exc)
-        except Exception:
+            failure = exc
+            await self._recorded(job_id, "failure", lambda: self._record_failure(job_id, capability, job, failure))
+        except Exception as exc:
             log.exception("job %s crashed", job_id)
-            self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner)
+            message = f"internal error in mcp-audio ({_cause(exc)}; see the server log)"
+            await self._recorded(job_id, "failure", lambda: self._store.fail(job_id, message, owner=self.owner))
+
+    async def _recorded(self, job_id: str, what: str, write: Callable[[], T]) -> T:
+        """Run one bookkeeping write of a job, retried with capped back-off while the store is
+        full or away (the job's outcome is kept in memory meanwhile); other errors are raised."""
+        delay = self._pacing.retry_initial_s
+        while True:
+            try:
+                done = write()
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                self.unrecorded[job_id] = f"{what}: {_cause(exc)}"
+                log.warning(
+                    "job %s: could not write its %s to the job database (%s); retrying in %.1f s",
+                    job_id,
+                    what,
+                    _cause(exc),
+                    delay,
+                )
+                await anyio.sleep(delay)
+                delay = min(self._pacing.outage_retry_max_s, delay * 2)
+                continue
+            if self.unrecorded.pop(job_id, None) is not None:
+                log.info("job %s: its %s is written now", job_id, what)
+            return done
+
+    def _tolerate(self, job_id: str, what: str, write: Callable[[], Any]) -> None:
+        """A bookkeeping write the job does not need (a state change the end overwrites, a log
+        line): skipped, with a warning, while the store is full or away."""
+        try:
+            write()
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("job %s: %s not written to the job database (%s)", job_id, what, _cause(exc))
+
+    def _refund(self, principal: str, cost: float | None) -> None:
+        if cost is None:
+            return
+        try:
+            self._spend.refund(principal, cost)
+        except Exception as exc:  # the charge then stays: the cap errs on the safe side
+            if not is_outage(exc):
+                raise
+            log.warning("could not take back a charge of $%.4f (%s)", cost, _cause(exc))
 
     async def _submit(self, job: Job, provider: QueuedProvider, request: UpstreamRequest) -> Job:
         """Send the request once and record the upstream's id. Shielded: a cancel or a stop that
@@ -302,9 +370,18 @@ class JobRunner:
         live.submitting = True
         try:
             with anyio.CancelScope(shield=True):
-                submitted = await provider.submit(request)
-                job = self._store.record_submission(
-                    job.id, submitted.upstream_id, submitted.handle.model_dump(mode="json")
+                try:
+                    submitted = await provider.submit(request)
+                except UpstreamError as exc:
+                    if refused(exc):  # answered with a refusal: not accepted, not billed
+                        self._refund(job.principal, job.estimated_cost_usd)
+                    raise
+                job = await self._recorded(
+                    job.id,
+                    "upstream id",
+                    lambda: self._store.record_submission(
+                        job.id, submitted.upstream_id, submitted.handle.model_dump(mode="json")
+                    ),
                 )
         finally:
             live.submitting = False
@@ -388,7 +465,13 @@ class JobRunner:
 
     def _on_update(self, job_id: str, update: Update) -> None:
         logs = [redact(line, self._secrets) for line in update.logs]
-        job = self._store.record_progress(job_id, update.state, update.queue_position, logs)
+        try:
+            job = self._store.record_progress(job_id, update.state, update.queue_position, logs)
+        except Exception as exc:  # a progress line is not worth the job
+            if not is_outage(exc):
+                raise
+            log.warning("job %s: progress not written to the job database (%s)", job_id, _cause(exc))
+            return
         if job.finished:  # a late update after cancel_job: the store left the row as it was
             return
         if update.partial is not None:
@@ -510,6 +593,19 @@ def _stored_handle(handle_type: type[BaseModel], job: Job) -> BaseModel:
             f"job {job.id}'s stored upstream handle is not valid ({exc.error_count()} problem(s)); it cannot be "
             f"followed. Upstream request id: {job.upstream_id}."
         ) from exc
+
+
+def refused(exc: UpstreamError) -> bool:
+    """The upstream answered the request with a refusal (a 4xx such as fal's 422): it was not
+    accepted, so it is not billed. Never true when it may have run (an 'unknown' outcome)."""
+    return not exc.may_have_run and exc.status is not None and 400 <= exc.status < 500
+
+
+def _cause(exc: BaseException) -> str:
+    """A short, path-free description of a store or system error for messages and logs."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}".rstrip(": ")
 
 
 def not_found_message(job_id: str) -> str:

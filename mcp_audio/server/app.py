@@ -82,11 +82,13 @@ def build_server(
     *,
     transport: Literal["stdio", "http"] = "stdio",
     pacing: Pacing | None = None,
+    runtime: Runtime | None = None,
 ) -> MCPServer[AppState]:
-    """The MCP server. `pacing` sets the providers' poll and retry intervals (tests shorten them)."""
+    """The MCP server. `pacing` sets the providers' poll and retry intervals (tests shorten them);
+    `runtime`, if given, is where the running state is kept (the health check reads it)."""
     catalog = catalog or load_catalog()
     pacing = pacing or Pacing(lease_s=settings.lease_s)  # MCP_AUDIO_LEASE_S (tests pass their own pacing)
-    runtime = Runtime()
+    runtime = runtime or Runtime()
     job_events = JobEventBus()  # subscriptions/listen streams: list changes, and jobs:// updates
     secrets = settings.secrets()
 

@@ -90,6 +90,12 @@ def pg004_calls(db: psycopg.Connection[Any]) -> None:
     db.execute("CREATE INDEX calls_principal ON calls(principal, at)")
 
 
+@migration
+def pg005_health(db: psycopg.Connection[Any]) -> None:
+    # One row per replica, rewritten by each health check: proof that the database takes writes.
+    db.execute("CREATE TABLE health (replica TEXT PRIMARY KEY, checked_at DOUBLE PRECISION NOT NULL)")
+
+
 def _marks(sql: str) -> str:
     # The shared SQL uses `?`; psycopg takes `%s` (the shared SQL has no `%` or `?` of its own).
     return sql.replace("?", "%s")

@@ -109,6 +109,12 @@ def m009_calls(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX calls_principal ON calls(principal, at)")
 
 
+@migration
+def m010_health(db: sqlite3.Connection) -> None:
+    # One row per process, rewritten by each health check: proof that the store takes writes.
+    db.execute("CREATE TABLE health (replica TEXT PRIMARY KEY, checked_at REAL NOT NULL)")
+
+
 class SqliteJobStore(JobStore):
     """The store in one SQLite file (WAL: readers do not block the writer)."""
 
