@@ -180,8 +180,17 @@ def _run_tracked(
             return _run(request, work, max_audio_s)
         except PostError as exc:
             return _naming_field(exc, _local_files(request))
-        except Exception as exc:
+        except RenderStopped as exc:
             return exc
+        except Exception as exc:  # FFmpeg or numpy on input we did not foresee: say what failed
+            log.warning("%s failed in the audio engine", request.endpoint, exc_info=True)
+            detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+            failed = McpAudioError(
+                f"{request.endpoint}: the audio engine could not process the input(s) "
+                f"({type(exc).__name__}{': ' + detail if detail else ''}); check that each is a valid audio file"
+            )
+            failed.__cause__ = exc
+            return failed
 
 
 def _naming_field(exc: Exception, inputs: list[LocalFile]) -> Exception:

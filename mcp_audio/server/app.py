@@ -193,6 +193,12 @@ def _capability_tool(capability: Capability, runtime: Runtime, secrets: list[str
             return needed.question()
         except McpAudioError as exc:
             raise ToolError(redact(str(exc), secrets)) from exc
+        except Exception as exc:  # unforeseen: the agent still learns what failed, never just "Error executing tool"
+            log.exception("%s failed before its job started", spec.name)
+            detail = redact(str(exc).splitlines()[0][:200], secrets) if str(exc) else ""
+            raise ToolError(
+                f"{spec.name} could not start: {type(exc).__name__}{': ' + detail if detail else ''}"
+            ) from exc
         if started_as_task(job):  # a task-augmented call: the client follows the task
             return job_result(state.catalog, job)
         return await _await_job(ctx, state, job.id, state.settings.wait_s, cancel_on_abort=True)

@@ -6,9 +6,7 @@ and the job ends as completed, all without a restart (a real `serve --http` proc
 from __future__ import annotations
 
 import errno
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -25,20 +23,6 @@ from tests.pg_harness import PgServer
 
 pytestmark = pytest.mark.anyio
 RUN_S = 3.0  # how long the fake fal job runs: the store breaks while it does
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MB tmpfs: a data dir that really fills up."""
-    where = tmp_path / "small"
-    where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.decode().strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=True)
 
 
 def fill(folder: Path) -> Path:
