@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mcp_audio.core.upstreams import REMOTE, Upstream
@@ -284,6 +284,20 @@ class ServerSettings(BaseSettings):
             return self.download == "always"
         # Over HTTP the client is usually on another machine, unless a bucket is there to hold the files.
         return transport == "stdio" or self.output_url is not None
+
+    _tokens_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def tokens_dir(self) -> Path:
+        """Where the token file is: the data dir, also under `--sandbox` (whose jobs and files go to a
+        folder of their own), so a server never starts open while tokens exist."""
+        return self._tokens_dir or self.data_dir
+
+    def with_data_dir(self, data_dir: Path, **update: Any) -> ServerSettings:
+        """A copy keeping jobs and files in `data_dir`, and still this one's tokens."""
+        copy = self.model_copy(update={"data_dir": data_dir, **update})
+        copy._tokens_dir = self.tokens_dir
+        return copy
 
     @property
     def uploads_dir(self) -> Path:

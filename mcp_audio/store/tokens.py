@@ -185,7 +185,7 @@ def open_tokens(settings: ServerSettings, store: JobStore | None = None) -> Toke
     """The data dir's token file, or the database's token table when MCP_AUDIO_DATABASE_URL is set
     (through `store`, the server's open one, else a connection of its own for the process)."""
     if settings.database_url is None:
-        return TokenFile(settings.data_dir)
+        return TokenFile(settings.tokens_dir)  # the real data dir's, under --sandbox too
     from mcp_audio.store.postgres import PostgresJobStore
 
     if not isinstance(store, PostgresJobStore):
