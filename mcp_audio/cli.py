@@ -156,12 +156,15 @@ def _serve(settings: Any, *, http: bool, host: str, port: int, no_auth: bool = F
     from mcp_audio.deploy.app import plan_exposure, serve_http
 
     exposure = plan_exposure(settings, host, port, no_auth=no_auth)  # refuses an unsafe bind before anything is built
-    server = build_server(settings, transport="http")
+    from mcp_audio.server.state import Runtime
+
+    runtime = Runtime()  # /healthz asks it whether /mcp can serve
+    server = build_server(settings, transport="http", runtime=runtime)
     callers = [f"{len(exposure.tokens.entries())} token(s)"] + (
         ["OAuth " + exposure.oauth.issuer] if exposure.oauth else []
     )
     print(f"mcp-audio: serving streamable HTTP at http://{host}:{port}/mcp ({', '.join(callers)})", file=sys.stderr)
-    serve_http(settings, server, host, port, no_auth=no_auth)
+    serve_http(settings, server, host, port, no_auth=no_auth, serving=runtime.problem)
     return 0
 
 

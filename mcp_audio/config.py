@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mcp_audio.core.upstreams import REMOTE, Upstream
@@ -115,8 +115,14 @@ class ServerSettings(BaseSettings):
         None,
         ge=0,
         description="refuse a call whose estimated cost would take this server's running total (kept in the data "
-        "dir, across restarts) past this many US dollars; calls whose cost cannot be estimated in advance are let "
-        "through. Each HTTP token can have its own cap too (`tokens add --max-spend-usd`)",
+        "dir, across restarts) past this many US dollars; a call the upstream refuses is not counted; calls whose "
+        "cost cannot be estimated in advance are let through (paid tools with no published price only with "
+        "MCP_AUDIO_CAP_UNPRICED=allow). Each HTTP token can have its own cap too (`tokens add --max-spend-usd`)",
+    )
+    cap_unpriced: Literal["refuse", "allow"] = Field(
+        "refuse",
+        description="a paid tool whose upstream publishes no price (its cost cannot be counted) while a spend cap "
+        "applies to the caller (MCP_AUDIO_MAX_SPEND_USD or the token's own): `refuse` it, or `allow` it uncounted",
     )
     confirm_above_usd: float = Field(
         0.25,
@@ -130,6 +136,27 @@ class ServerSettings(BaseSettings):
         description="expose a subset: a comma list of `tts` (speech and voice cloning), `stt`, `music`, `sfx`, "
         "`edit`, `post` (join, mix, master, trim, info, subtitles: local, no key); the job tools are always there. "
         "`dynamic`: tools/list starts with the job tools and `enable_toolset`, which adds a family at run time",
+    )
+    max_audio_s: float = Field(
+        4 * 3600,
+        gt=0,
+        le=48 * 3600,
+        description="the longest audio the local tools (join, mix, master, trim, info) read or write, in seconds, "
+        "counted on the decoded samples as they come (a file's header is not trusted)",
+    )
+    max_renders_per_caller: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="how many local renders (join, mix, master, trim, info) of one caller run at once; more wait "
+        "their turn, so one caller cannot take every render thread",
+    )
+    max_renders: int = Field(
+        4,
+        ge=1,
+        le=32,
+        description="how many local renders run at once in all (each in a worker thread of its own, apart from the "
+        "threads the server's other work and `/healthz` use)",
     )
 
     database_url: SecretStr | None = Field(
@@ -293,6 +320,20 @@ class ServerSettings(BaseSettings):
             return self.download == "always"
         # Over HTTP the client is usually on another machine, unless a bucket is there to hold the files.
         return transport == "stdio" or self.output_url is not None
+
+    _tokens_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def tokens_dir(self) -> Path:
+        """Where the token file is: the data dir, also under `--sandbox` (whose jobs and files go to a
+        folder of their own), so a server never starts open while tokens exist."""
+        return self._tokens_dir or self.data_dir
+
+    def with_data_dir(self, data_dir: Path, **update: Any) -> ServerSettings:
+        """A copy keeping jobs and files in `data_dir`, and still this one's tokens."""
+        copy = self.model_copy(update={"data_dir": data_dir, **update})
+        copy._tokens_dir = self.tokens_dir
+        return copy
 
     @property
     def uploads_dir(self) -> Path:

@@ -1,5 +1,6 @@
 """`mcp-audio doctor`: is each upstream configured and reachable (every URL it is configured
-with), are the data and output folders writable and the allowed folders readable.
+with), are the data and output folders writable and the allowed folders readable, and does the
+job database of MCP_AUDIO_DATABASE_URL answer (its URL shown without the password).
 
 Keys are reported as set or missing, never shown, and sent only where the upstream's own
 checks send them (its first URL); its other URLs get a plain request, which any answer passes.
@@ -54,6 +55,8 @@ async def run_checks(settings: ServerSettings) -> list[Check]:
         checks.extend([await _reachable(upstream, setting, settings) for setting in upstream.urls[1:]])
     for label, folder in (("data folder", settings.data_dir), ("output folder", settings.output_dir)):
         checks.append(_writable(label, folder))
+    if settings.database_url is not None:
+        checks.append(await _database(settings.database_url.get_secret_value()))
     checks.extend(_allowed_folders(settings))
     secrets = settings.secrets()
     return [Check(check.name, check.status, redact(check.detail, secrets)) for check in checks]
@@ -133,6 +136,45 @@ def _writable(label: str, folder: Path) -> Check:
     except OSError as exc:
         return Check(label, "fail", f"{folder}: not writable ({exc.strerror or exc})")
     return Check(label, "pass", f"{folder} is writable")
+
+
+DATABASE_TIMEOUT_S = 15.0
+
+
+async def _database(url: str) -> Check:
+    """Connect, migrate if needed and write once, as a starting server would."""
+    shown = without_password(url)
+
+    async def check() -> None:
+        from mcp_audio.store.postgres import PostgresJobStore
+
+        store = PostgresJobStore(url)
+        try:
+            await store.open()
+            await store.check_writable("doctor")
+        finally:
+            await store.close()
+
+    try:
+        with anyio.fail_after(DATABASE_TIMEOUT_S):
+            await check()
+    except TimeoutError:
+        return Check("job database", "fail", f"{shown}: no answer within {DATABASE_TIMEOUT_S:g} s")
+    except Exception as exc:  # psycopg's errors, a missing driver: each says what is wrong
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        return Check("job database", "fail", f"{shown}: unreachable ({type(exc).__name__}: {first})")
+    return Check("job database", "pass", f"{shown}: reachable, migrated and writable (MCP_AUDIO_DATABASE_URL)")
+
+
+def without_password(url: str) -> str:
+    """The URL with its password (if any) replaced by ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def render(checks: list[Check]) -> str:

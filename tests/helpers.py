@@ -112,6 +112,32 @@ def make_flac(seconds: float = 2.0, rate: int = 48000, channels: int = 2) -> byt
     return b"fLaC" + bytes([0x80]) + len(info).to_bytes(3, "big") + info
 
 
+def make_lying_flac(seconds: float, claimed_s: float, rate: int = 8000) -> bytes:
+    """A real FLAC of `seconds` of silence (mono, encoded by PyAV) whose STREAMINFO claims only
+    `claimed_s`: what FFmpeg reports as its duration, while decoding yields all of it."""
+    import av
+    import numpy as np
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="flac") as out:
+        stream = out.add_stream("flac", rate=rate, layout="mono")
+        total, pos = int(seconds * rate), 0
+        while pos < total:
+            n = min(65536, total - pos)
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, n), dtype=np.int16), format="s16p", layout="mono")
+            frame.sample_rate, frame.pts = rate, pos
+            pos += n
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    data = bytearray(buffer.getvalue())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO first: its 36-bit sample count at bytes 21..25
+    packed = int.from_bytes(data[21:26], "big")
+    data[21:26] = ((packed & ~((1 << 36) - 1)) | int(claimed_s * rate)).to_bytes(5, "big")
+    return bytes(data)
+
+
 # --- secrets ------------------------------------------------------------------------------
 
 

@@ -31,6 +31,18 @@ class PgServer:
         self.root = root
         self.socket_dir = root / "socket"
         self._names = itertools.count()
+        self._control: list[str] = []  # pg_ctl and its start arguments, once started
+
+    @contextmanager
+    def stopped(self) -> Iterator[None]:
+        """The server stopped (an outage: connections dropped) for the block, then started again."""
+        pg_ctl, *start = self._control
+        stop = [pg_ctl, *start[:2], "-m", "fast", "-w", "stop"]
+        subprocess.run(_as_server_user(stop), check=True, capture_output=True, timeout=60)
+        try:
+            yield
+        finally:
+            subprocess.run(_as_server_user([pg_ctl, *start, "start"]), check=True, capture_output=True, timeout=60)
 
     def url(self, database: str) -> str:
         return f"postgresql://{RUN_AS}@/{database}?host={self.socket_dir}"
@@ -72,6 +84,7 @@ def pg_server(bin_dir: Path) -> Iterator[PgServer]:
             " -c full_page_writes=off -c max_connections=300"
         )
         run("pg_ctl", "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "30", "start")
+        server._control = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "30"]
         try:
             _make_template(server)
             yield server

@@ -274,7 +274,16 @@ def files_route(settings: ServerSettings) -> Route:
     return Route(FILES_PATH + "{job_id}/{name}", download, methods=["GET", "HEAD"])
 
 
-def serve_http(settings: ServerSettings, server: Any, host: str, port: int, *, no_auth: bool) -> None:
+def serve_http(
+    settings: ServerSettings,
+    server: Any,
+    host: str,
+    port: int,
+    *,
+    no_auth: bool,
+    serving: Callable[[], str | None] | None = None,
+) -> None:
+    """Serve until stopped; `serving()` says why /mcp cannot serve now, or None (for /healthz)."""
     import uvicorn
 
     from mcp_audio.deploy.health import health_route
@@ -289,7 +298,7 @@ def serve_http(settings: ServerSettings, server: Any, host: str, port: int, *, n
         server,
         exposure,
         extra_routes=[upload_route(settings, uploads), files_route(settings)],
-        open_routes=[health_route(settings), *webhooks],
+        open_routes=[health_route(settings, serving), *webhooks],
         stateless=settings.http_stateless,
     )
     quiet_accept_errors()

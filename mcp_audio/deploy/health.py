@@ -1,9 +1,18 @@
-"""`GET /healthz` for load balancers: 200 while this replica serves and reaches its job
-database, 503 (with the reason) when it cannot. No token needed and no data in the answer."""
+"""`GET /healthz` for load balancers: 200 while this replica serves and its job database takes
+writes, 503 (with the reason) when it cannot, and 200 again once it can, without a restart.
+No token needed and no data in the answer.
+
+The check never waits behind the server's other work: it writes through a store connection of
+its own (SQLite's own worker thread, or PostgreSQL's async pool; renders run on a limiter of
+their own), and gives up after `TIMEOUT_S`.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -18,9 +27,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("mcp_audio.health")
 
 HEALTH_PATH = "/healthz"
+TIMEOUT_S = 5.0
 
 
-def health_route(settings: ServerSettings) -> Route:
+def health_route(settings: ServerSettings, serving: Callable[[], str | None] | None = None) -> Route:
+    """`serving()`: why /mcp cannot serve now, or None (the server's runtime answers it)."""
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
@@ -28,14 +39,20 @@ def health_route(settings: ServerSettings) -> Route:
 
     store = store_on_first_use(settings)  # this process's own connection, opened on the first check
     backend = "postgresql" if settings.database_url else "sqlite"
+    replica = f"{socket.gethostname()}:{os.getpid()}"
+
+    def unavailable(reason: str) -> JSONResponse:
+        log.warning("health check failed: %s", reason[:200])
+        return JSONResponse({"status": "unavailable", "database": backend, "error": reason[:200]}, 503)
 
     async def health(request: Request) -> JSONResponse:
+        if serving is not None and (problem := serving()) is not None:
+            return unavailable(problem)
         try:
-            with anyio.fail_after(5):
-                await (await store()).ping()
+            with anyio.fail_after(TIMEOUT_S):
+                await (await store()).check_writable(replica)
         except Exception as exc:
-            log.warning("health check failed: %s: %s", type(exc).__name__, str(exc)[:200])
-            return JSONResponse({"status": "unavailable", "database": backend, "error": type(exc).__name__}, 503)
+            return unavailable(type(exc).__name__)
         return JSONResponse({"status": "ok", "database": backend})
 
     return Route(HEALTH_PATH, health, methods=["GET", "HEAD"])

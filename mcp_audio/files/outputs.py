@@ -4,6 +4,7 @@ size, SHA-256 and audio properties recorded."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mcp_audio.core.errors import McpAudioError
 from mcp_audio.core.media import extension_for, sniff_content_type
 from mcp_audio.core.results import OutputFile
 from mcp_audio.files.fetch import FetchPolicy, FetchRefused, refused_text
@@ -188,9 +190,9 @@ class OutputSaver:
         """Store bytes an upstream returned directly (no URL), synchronously and atomically. A
         Path is a finished file, moved (or copied, across file systems) without reading it whole."""
         target = self.output_dir / output_name(tool, job_id, index, content_type, None)
-        private_dir(target.parent)
         temporary = target.with_name(f".{target.name}.part")
         try:
+            private_dir(target.parent)
             if isinstance(data, Path):
                 shutil.move(data, temporary)
                 os.chmod(temporary, 0o600)  # a render's file, made under the process's umask
@@ -200,11 +202,20 @@ class OutputSaver:
                     handle.flush()
                     os.fsync(handle.fileno())
             os.replace(temporary, target)
+        except OSError as exc:
+            raise McpAudioError(unwritable(exc)) from exc
         finally:
             temporary.unlink(missing_ok=True)
         size, digest = _measure(target)
         details = local_details(target, job_id, size, digest)
         return OutputFile(url=target.as_uri(), content_type=content_type, **details)
+
+
+def unwritable(exc: OSError) -> str:
+    """Why a file could not be saved in the output folder, without its path."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "The output folder's disk is full (MCP_AUDIO_OUTPUT_DIR): the result could not be saved."
+    return f"The output folder (MCP_AUDIO_OUTPUT_DIR) cannot be written: {exc.strerror or type(exc).__name__}."
 
 
 def _measure(path: Path) -> tuple[int, str]:

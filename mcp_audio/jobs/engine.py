@@ -70,7 +70,12 @@ async def open_engine(
                 ProviderPool(settings, pacing),
                 task_group,
                 secrets=settings.secrets(),
-                spend=SpendGuard(settings.max_spend_usd, store, tokens.cap_of),
+                spend=SpendGuard(
+                    settings.max_spend_usd,
+                    store,
+                    tokens.cap_of,
+                    allow_unpriced=settings.cap_unpriced == "allow",
+                ),
                 saver=saver,
                 download=settings.downloads_for(transport),
                 pacing=pacing,

@@ -5,6 +5,7 @@ job row and start it. The MCP tool handler only adapts this to MCP (roots, progr
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,7 @@ class CallPipeline:
         readable = await self._with_uploads(capability, call.body, readable, principal)
         resolver = InputResolver(self._store, self._client, principal)
         request = await resolver.resolve(capability, call, provider, readable)
+        request = replace(request, principal=principal)  # local renders are shared out per caller
         return await self._runner.start(capability, request, principal, confirm, cost=call.estimated_cost_usd)
 
     async def _with_uploads(

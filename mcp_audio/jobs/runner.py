@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -60,11 +60,12 @@ from mcp_audio.providers.base import (
     UpstreamRequest,
 )
 from mcp_audio.providers.pool import ProviderPool
-from mcp_audio.store import LOCAL_PRINCIPAL, LOG_TAIL, Job, JobStore, iso_time
+from mcp_audio.store import LOCAL_PRINCIPAL, LOG_TAIL, Job, JobStore, is_outage, iso_time
 
 log = logging.getLogger("mcp_audio.jobs")
 
 OnUpdate = Callable[[Job, str], Awaitable[None]]
+T = TypeVar("T")
 
 
 @dataclass
@@ -130,6 +131,9 @@ class JobRunner:
         self._pacing = pacing or Pacing()
         self._retention_s = retention_s
         self.owner = process_owner()
+        # Jobs whose end could not be written yet (the store is full or away), with why: retried
+        # until written; while any is, /healthz says the store cannot be written.
+        self.unrecorded: dict[str, str] = {}
 
     async def aclose(self) -> None:
         await self._store.release(self.owner)  # the next process takes our unfinished jobs at once
@@ -153,17 +157,27 @@ class JobRunner:
         ask the user about it first (NotConfirmed: no job)."""
         if confirm is not None and cost is not None and not await confirm(capability.name, cost):
             raise NotConfirmed(capability.name, cost)
-        await self._spend.charge(capability.name, cost, principal)  # raises SpendLimitExceeded before anything is sent
-        job = await self._store.create_job(
-            principal=principal,
-            estimated_cost_usd=cost,
-            tool=capability.name,
-            provider=capability.provider,
-            endpoint=request.endpoint,
-            body=file_records(request),
-            options=request.options,
-            owner=self.owner,
-        )
+        unpriced = capability.spec.price is None and not capability.upstream.local  # local tools are free
+        # Raises SpendLimitExceeded before anything is sent.
+        await self._spend.charge(capability.name, cost, principal, unpriced=unpriced)
+        try:
+            job = await self._store.create_job(
+                principal=principal,
+                estimated_cost_usd=cost,
+                tool=capability.name,
+                provider=capability.provider,
+                endpoint=request.endpoint,
+                body=file_records(request),
+                options=request.options,
+                owner=self.owner,
+            )
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            await self._refund(principal, cost)
+            raise McpAudioError(
+                f"The job database cannot be written now ({_cause(exc)}), so nothing was started; try again later."
+            ) from exc
         self._spawn(job, capability, request)
         return job
 
@@ -254,6 +268,8 @@ class JobRunner:
         try:
             with live.scope:
                 await self._run(job_id, capability, request)
+        except Exception:  # never the task group's: one job's failure must not stop the server's other work
+            log.exception("job %s: its follower failed; the job is left for the next lease check", job_id)
         finally:
             self._live.pop(job_id, None)
             for listener in live.listeners:
@@ -270,7 +286,9 @@ class JobRunner:
         try:
             if capability.shape == "one_shot":
                 assert isinstance(provider, OneShotProvider) and request is not None
-                self._wrote(await self._store.mark_running(job_id))
+                running = await self._tolerate(job_id, "its start", lambda: self._store.mark_running(job_id))
+                if running is not None:
+                    self._wrote(running)
                 output = await provider.run(request, report, files)
             else:
                 assert isinstance(provider, QueuedProvider)
@@ -292,18 +310,70 @@ class JobRunner:
                     return  # this process stopped answering and another took the job over: it saves the files
                 self._notify(job, f"Saving {len(remote)} file(s) to {self._saver.output_dir}")
                 result.files = await self._saver.save_all(capability.name, job_id, result.files)
-            result.saved_voice = await self._save_voice(capability, job, output)
-            self._wrote(await self._store.complete(job_id, result, owner=self.owner))
+            result.saved_voice = await self._recorded(
+                job_id, "saved voice", lambda: self._save_voice(capability, job, output)
+            )
+            self._wrote(
+                await self._recorded(job_id, "result", lambda: self._store.complete(job_id, result, owner=self.owner))
+            )
         except McpAudioError as exc:
             live = self._live[job_id]
             while live.cancelling:  # the failure may be the cancel's doing: cancel() stops us if so
                 await anyio.sleep(0.05)
-            await self._record_failure(job_id, capability, job, exc)
-        except Exception:
+            failure = exc
+            await self._recorded(job_id, "failure", lambda: self._record_failure(job_id, capability, job, failure))
+        except Exception as exc:
             log.exception("job %s crashed", job_id)
+            message = f"internal error in mcp-audio ({_cause(exc)}; see the server log)"
             self._wrote(
-                await self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner)
+                await self._recorded(job_id, "failure", lambda: self._store.fail(job_id, message, owner=self.owner))
             )
+
+    async def _recorded(self, job_id: str, what: str, write: Callable[[], Awaitable[T]]) -> T:
+        """Run one bookkeeping write of a job, retried with capped back-off while the store is
+        full or away (the job's outcome is kept in memory meanwhile); other errors are raised."""
+        delay = self._pacing.retry_initial_s
+        while True:
+            try:
+                done = await write()
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                self.unrecorded[job_id] = f"{what}: {_cause(exc)}"
+                log.warning(
+                    "job %s: could not write its %s to the job database (%s); retrying in %.1f s",
+                    job_id,
+                    what,
+                    _cause(exc),
+                    delay,
+                )
+                await anyio.sleep(delay)
+                delay = min(self._pacing.outage_retry_max_s, delay * 2)
+                continue
+            if self.unrecorded.pop(job_id, None) is not None:
+                log.info("job %s: its %s is written now", job_id, what)
+            return done
+
+    async def _tolerate(self, job_id: str, what: str, write: Callable[[], Awaitable[T]]) -> T | None:
+        """A bookkeeping write the job does not need (a state change the end overwrites, a log
+        line): skipped (None), with a warning, while the store is full or away."""
+        try:
+            return await write()
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("job %s: %s not written to the job database (%s)", job_id, what, _cause(exc))
+            return None
+
+    async def _refund(self, principal: str, cost: float | None) -> None:
+        if cost is None:
+            return
+        try:
+            await self._spend.refund(principal, cost)
+        except Exception as exc:  # the charge then stays: the cap errs on the safe side
+            if not is_outage(exc):
+                raise
+            log.warning("could not take back a charge of $%.4f (%s)", cost, _cause(exc))
 
     async def _submit(self, job: Job, provider: QueuedProvider, request: UpstreamRequest) -> Job:
         """Send the request once and record the upstream's id. Shielded: a cancel or a stop that
@@ -314,10 +384,19 @@ class JobRunner:
         live.submitting = True
         try:
             with anyio.CancelScope(shield=True):
-                submitted = await provider.submit(request)
+                try:
+                    submitted = await provider.submit(request)
+                except UpstreamError as exc:
+                    if refused(exc):  # answered with a refusal: not accepted, not billed
+                        await self._refund(job.principal, job.estimated_cost_usd)
+                    raise
                 job = self._wrote(
-                    await self._store.record_submission(
-                        job.id, submitted.upstream_id, submitted.handle.model_dump(mode="json")
+                    await self._recorded(
+                        job.id,
+                        "upstream id",
+                        lambda: self._store.record_submission(
+                            job.id, submitted.upstream_id, submitted.handle.model_dump(mode="json")
+                        ),
                     )
                 )
         finally:
@@ -406,9 +485,16 @@ class JobRunner:
         logs = [redact(line, self._secrets) for line in update.logs]
         live = self._live.get(job_id)
         before = live.last.logs if live is not None and live.last is not None else []
-        job = self._wrote(
-            await self._store.record_progress(job_id, update.state, update.queue_position, (before + logs)[-LOG_TAIL:])
-        )
+        try:
+            recorded = await self._store.record_progress(
+                job_id, update.state, update.queue_position, (before + logs)[-LOG_TAIL:]
+            )
+        except Exception as exc:  # a progress line is not worth the job
+            if not is_outage(exc):
+                raise
+            log.warning("job %s: progress not written to the job database (%s)", job_id, _cause(exc))
+            return
+        job = self._wrote(recorded)
         if job.finished:  # a late update after cancel_job: the store left the row as it was
             return
         if update.partial is not None:
@@ -546,6 +632,19 @@ def _stored_handle(handle_type: type[BaseModel], job: Job) -> BaseModel:
             f"job {job.id}'s stored upstream handle is not valid ({exc.error_count()} problem(s)); it cannot be "
             f"followed. Upstream request id: {job.upstream_id}."
         ) from exc
+
+
+def refused(exc: UpstreamError) -> bool:
+    """The upstream answered the request with a refusal (a 4xx such as fal's 422): it was not
+    accepted, so it is not billed. Never true when it may have run (an 'unknown' outcome)."""
+    return not exc.may_have_run and exc.status is not None and 400 <= exc.status < 500
+
+
+def _cause(exc: BaseException) -> str:
+    """A short, path-free description of a store or system error for messages and logs."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}".rstrip(": ")
 
 
 def not_found_message(job_id: str) -> str:

@@ -48,6 +48,8 @@ from mcp_audio.post.engine import (
 from mcp_audio.post.errors import PostError
 from mcp_audio.post.loudness import LoudnessMeter
 
+LIMIT = DEFAULT_MAX_DURATION_S
+"""Every decode here stops once the decoded audio passes this (headers are not trusted)."""
 HOP_S = 0.01
 """Hop for head/tail room tone (10 ms)."""
 NOISE_WINDOW_S = 0.05
@@ -181,7 +183,7 @@ def _hops(blocks: Iterator[Block], rate: int) -> Iterator[Block]:
 
 def _scan(path: Path, rate: int, channels: int, meter: LoudnessMeter | None) -> _Scan:
     scan = _Scan(rate, max(1, round(rate * HOP_S)))
-    for block in _hops(iter_blocks(path, sample_rate=rate, channels=channels, max_duration_s=None), rate):
+    for block in _hops(iter_blocks(path, sample_rate=rate, channels=channels, max_duration_s=LIMIT), rate):
         if meter is not None:
             meter.add(block)
         n = block.shape[1]
@@ -417,6 +419,8 @@ def _audiobook(
         ch.gain_db = AUDIOBOOK_RMS_DB - 10.0 * math.log10(ch.power * n / total)
         marks.append(ChapterMark(ch.title, pos / rate, (pos + total) / rate))
         pos += total
+    if pos > DEFAULT_MAX_DURATION_S * rate:  # on the decoded lengths, not the headers'
+        raise PostError(f"the chapters come to {pos / rate:.0f} s; the limit is {DEFAULT_MAX_DURATION_S:.0f} s")
     margin = 1.0 if spec.lossy else 0.3
 
     def blocks(ceiling: float) -> Iterator[Block]:
@@ -425,7 +429,7 @@ def _audiobook(
             yield np.zeros((channels, head), dtype=np.float32)
             gain = np.float32(db_to_gain(ch.gain_db))
             at = 0
-            for block in iter_blocks(ch.path, sample_rate=rate, channels=channels, max_duration_s=None):
+            for block in iter_blocks(ch.path, sample_rate=rate, channels=channels, max_duration_s=LIMIT):
                 a, b = max(ch.keep[0], at), min(ch.keep[1], at + block.shape[1])
                 if b > a:
                     yield limiter.process(block[:, a - at : b - at] * gain)

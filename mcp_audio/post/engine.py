@@ -123,11 +123,29 @@ def _open_input(path: Path) -> Any:
         raise _fail(path, "not a readable audio file", exc) from exc
 
 
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 768000
+"""Input sample rates read (FFmpeg's meters and resamplers fail on absurd ones such as 1 Hz)."""
+
+
 def _audio_stream(path: Path, container: Any) -> Any:
     if not container.streams.audio:
         container.close()
         raise _fail(path, "has no audio stream")
-    return container.streams.audio[0]
+    stream = container.streams.audio[0]
+    ctx = stream.codec_context
+    problem = None
+    if ctx is None:  # e.g. a WAV header saying 0 bits per sample: FFmpeg has no decoder for it
+        problem = "its audio stream cannot be decoded (an unknown codec, or a header such as 0 bits per sample)"
+    elif not ctx.sample_rate or not ctx.channels:
+        problem = "audio stream has no sample rate or channel count"
+    elif not MIN_SAMPLE_RATE <= ctx.sample_rate <= MAX_SAMPLE_RATE:
+        problem = (
+            f"its sample rate is {ctx.sample_rate} Hz; rates from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz are read"
+        )
+    if problem is not None:
+        container.close()
+        raise _fail(path, problem)
+    return stream
 
 
 def _check_duration(path: Path, seconds: float | None, max_duration_s: float | None) -> None:
@@ -149,8 +167,6 @@ def probe(path: Path, *, max_duration_s: float | None = DEFAULT_MAX_DURATION_S) 
             duration = float(stream.duration * stream.time_base)
         elif container.duration is not None:
             duration = container.duration / 1_000_000
-        if not ctx.sample_rate or not ctx.channels:
-            raise _fail(path, "audio stream has no sample rate or channel count")
         info = SourceInfo(
             path=path,
             format=short_format_name(container.format.name, ctx.name),
@@ -337,6 +353,13 @@ class BlockReader:
         self._buf = [rest] if rest.shape[1] else []
         self._buf_n = rest.shape[1]
         return out
+
+    def close(self) -> None:
+        """Stop decoding now (the decoder thread ends), not when the reader is collected."""
+        close = getattr(self._blocks, "close", None)
+        if close is not None:
+            close()
+        self.exhausted = True
 
     def __iter__(self) -> Iterator[Block]:
         while True:

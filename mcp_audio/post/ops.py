@@ -133,18 +133,30 @@ def join(
     _distinct(output, inputs)
     sources = [probe(p, max_duration_s=max_duration_s) for p in inputs]
     total_estimate = sum(s.duration_s or 0.0 for s in sources)
-    if max_duration_s is not None and total_estimate > max_duration_s:
+    if max_duration_s is not None and total_estimate > max_duration_s:  # early, from the headers
         raise PostError(f"the joined result would be {total_estimate:.0f} s; the limit is {max_duration_s:.0f} s")
     rate, channels = _common_format(sources, spec, sample_rate)
     gap = seconds_to_samples(gap_s, rate)
     fade = seconds_to_samples(crossfade_s, rate)
+    # Headers can lie: the total is counted again on the decoded samples, as they come.
+    total_limit = None if max_duration_s is None else seconds_to_samples(max_duration_s, rate)
+    decoded = 0
+
+    def counted(path: Path) -> Iterator[Block]:
+        nonlocal decoded
+        for block in iter_blocks(path, sample_rate=rate, channels=channels, max_duration_s=max_duration_s):
+            decoded += block.shape[1]
+            if total_limit is not None and decoded > total_limit:
+                raise PostError(
+                    f"{path.name}: the joined inputs pass the limit of {max_duration_s:.0f} s of decoded audio "
+                    f"here (their headers claimed {total_estimate:.0f} s in all)"
+                )
+            yield block
 
     def blocks() -> Iterator[Block]:
         tail: Block | None = None  # held back from the previous input, to crossfade
         for i, path in enumerate(inputs):
-            reader = BlockReader(
-                iter_blocks(path, sample_rate=rate, channels=channels, max_duration_s=max_duration_s), channels
-            )
+            reader = BlockReader(counted(path), channels)
             if i > 0 and fade and tail is not None:
                 head = reader.read(tail.shape[1])
                 k = min(tail.shape[1], head.shape[1])
@@ -181,8 +193,11 @@ def join(
 
 
 class _Looped:
-    """Reads a file again from the start whenever it ends (a music bed). A bed of at most
-    `CACHE_S` seconds is decoded once and kept (≤ 23 MB at 48 kHz stereo)."""
+    """Reads a file again from the start whenever it ends (a music bed). A bed whose header says
+    at most `CACHE_S` seconds is decoded once and kept (≤ 23 MB at 48 kHz stereo) if its decoded
+    length says so too: past `CACHE_S` the decoding stops and the bed is streamed instead (a
+    header can lie; the decoded samples cannot). A streamed bed is read only as far as the
+    output needs, so its own length never costs memory."""
 
     CACHE_S = 60.0
 
@@ -191,8 +206,15 @@ class _Looped:
         self._cache: Block | None = None
         self._pos = 0
         if duration_s is not None and duration_s <= self.CACHE_S:
-            self._cache = np.concatenate(list(self._open()), axis=1)
+            self._cache = self._decode_whole(seconds_to_samples(self.CACHE_S, rate))
         self._reader = self._open() if self._cache is None else None
+
+    def _decode_whole(self, limit: int) -> Block | None:
+        """The whole bed, or None (having decoded no more than `limit` samples) if it is longer."""
+        reader = self._open()
+        head = reader.read(limit + 1)
+        reader.close()
+        return None if head.shape[1] > limit else head
 
     def _open(self) -> BlockReader:
         path, rate, channels = self._args
@@ -260,6 +282,7 @@ def mix(
     )
     bed = _Looped(music, rate, channels, m_src.duration_s)
     bed_gain = db_to_gain(music_gain_db)
+    out_limit = None if max_duration_s is None else seconds_to_samples(max_duration_s, rate)
 
     def blocks() -> Iterator[Block]:
         pos = 0
@@ -287,6 +310,11 @@ def mix(
             n = v_block.shape[1]
             if n == 0:
                 return
+            if out_limit is not None and pos + n > out_limit:  # the fades count too
+                raise PostError(
+                    f"the mixed result (fade_in_s + the voice + fade_out_s) would pass the limit of "
+                    f"{max_duration_s:.0f} s"
+                )
             gain = ducker.gains(v_block) * ramp(pos, n, 0, lead, rising=True) * bed_gain
             if voice_end is not None:
                 gain = gain * ramp(pos, n, voice_end, tail, rising=False)

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from mcp_audio.core.job import LOCAL_PRINCIPAL
+
 if TYPE_CHECKING:
     from mcp_audio.core.results import OutputFile
     from mcp_audio.core.upstreams import Upstream
@@ -97,6 +99,7 @@ class UpstreamRequest:
     partial_path: in streaming one-shot runs, the event field with the partial text.
     local: for tools run in this process, what the server looked up for them (by input name:
         a LocalFile, a list of them, or a finished job's result output); not kept on the row.
+    principal: who called (local renders are shared out per caller).
     """
 
     endpoint: str
@@ -106,6 +109,7 @@ class UpstreamRequest:
     returns: Literal["json", "audio"] = "json"
     partial_path: str | None = None
     local: dict[str, Any] = field(default_factory=dict)
+    principal: str = LOCAL_PRINCIPAL
 
 
 @dataclass(frozen=True)

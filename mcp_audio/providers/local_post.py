@@ -15,9 +15,12 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import anyio.to_thread
 
 from mcp_audio.core.errors import McpAudioError
@@ -50,13 +53,57 @@ _RENDERED_FIELDS = ("duration_s", "sample_rate", "channels", "format", "codec")
 _MASTER_FIELDS = ("loudness_lufs", "true_peak_db", "gain_db", "passes", "on_target")
 
 
+class RenderSlots:
+    """Fair shares of local rendering: at most `per_caller` renders of one caller and `total` in
+    all run at once; the others wait (holding no thread) in the order they came. Renders run on
+    threads of their own limiter, never on anyio's default one, which the rest of the server
+    (store calls, file saves, `/healthz`) needs to stay free."""
+
+    def __init__(self, per_caller: int, total: int) -> None:
+        self.per_caller, self.total = per_caller, total
+        self._callers: dict[str, anyio.CapacityLimiter] = {}
+        self._all: anyio.CapacityLimiter | None = None  # made in the event loop, on first use
+
+    @property
+    def threads(self) -> anyio.CapacityLimiter:
+        if self._all is None:
+            self._all = anyio.CapacityLimiter(self.total)
+        return self._all
+
+    @asynccontextmanager
+    async def slot(self, principal: str) -> AsyncIterator[None]:
+        """Hold one of `principal`'s slots while the block runs (its thread takes one of `threads`)."""
+        mine = self._callers.setdefault(principal, anyio.CapacityLimiter(self.per_caller))
+        try:
+            async with mine:
+                yield
+        finally:
+            if mine.borrowed_tokens == 0 and mine.statistics().tasks_waiting == 0:
+                self._callers.pop(principal, None)  # no state kept for callers with nothing running
+
+    def busy(self, principal: str) -> bool:
+        """Whether a render of `principal`'s would wait now."""
+        mine = self._callers.get(principal)
+        return (mine is not None and mine.available_tokens == 0) or self.threads.available_tokens == 0
+
+
 class LocalPostProvider:
     upstream = LOCAL
     max_upload_bytes = 1024 * 2**20  # a data: URI or download is held in memory once, then written
+    settings_fields = ("max_audio_s", "max_renders_per_caller", "max_renders")
 
-    def __init__(self, api_key: str | None = None, pacing: Pacing | None = None) -> None:
+    def __init__(
+        self,
+        api_key: str | None = None,
+        pacing: Pacing | None = None,
+        max_audio_s: float = 4 * 3600.0,
+        max_renders_per_caller: int = 2,
+        max_renders: int = 4,
+    ) -> None:
         del api_key  # nothing to authenticate
         self._poll_s = (pacing or Pacing()).poll_initial_s  # how often a render's progress is read
+        self.max_audio_s = max_audio_s
+        self.slots = RenderSlots(max_renders_per_caller, max_renders)
 
     def check_configured(self) -> None:
         """Needs no key; the engine's libraries come with the package."""
@@ -73,13 +120,21 @@ class LocalPostProvider:
         return None
 
     async def run(self, request: UpstreamRequest, report: Report, files: FileSink) -> dict[str, Any]:
+        if self.slots.busy(request.principal):
+            await report(Update(state="queued", logs=[f"{request.endpoint}: waiting for a free render slot"]))
+        async with self.slots.slot(request.principal):
+            return await self._render(request, report, files)
+
+    async def _render(self, request: UpstreamRequest, report: Report, files: FileSink) -> dict[str, Any]:
         await report(Update(state="running", logs=[f"{request.endpoint}: processing locally"]))
         work = Path(tempfile.mkdtemp(prefix="mcp-audio-post-"))
         progress = RenderProgress()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._report_progress, request.endpoint, progress, report)
-                outcome = await anyio.to_thread.run_sync(_run_tracked, request, work, progress)
+                outcome = await anyio.to_thread.run_sync(
+                    _run_tracked, request, work, progress, self.max_audio_s, limiter=self.slots.threads
+                )
                 tg.cancel_scope.cancel()
             if isinstance(outcome, RenderStopped):  # stopped by a cancel, which leaving the group raised
                 raise McpAudioError("the render was stopped before it finished")
@@ -113,14 +168,45 @@ class LocalPostProvider:
             progress.stop()
 
 
-def _run_tracked(request: UpstreamRequest, work: Path, progress: RenderProgress) -> Outcome | Exception:
+def _run_tracked(
+    request: UpstreamRequest, work: Path, progress: RenderProgress, max_audio_s: float
+) -> Outcome | Exception:
     """`_run`, its error returned rather than raised: raised inside the task group, it would
     reach the runner wrapped in an ExceptionGroup instead of as the PostError it is."""
+    from mcp_audio.post.errors import PostError
+
     with running(progress):
         try:
-            return _run(request, work)
-        except Exception as exc:
+            return _run(request, work, max_audio_s)
+        except PostError as exc:
+            return _naming_field(exc, _local_files(request))
+        except RenderStopped as exc:
             return exc
+        except Exception as exc:  # FFmpeg or numpy on input we did not foresee: say what failed
+            log.warning("%s failed in the audio engine", request.endpoint, exc_info=True)
+            detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+            failed = McpAudioError(
+                f"{request.endpoint}: the audio engine could not process the input(s) "
+                f"({type(exc).__name__}{': ' + detail if detail else ''}); check that each is a valid audio file"
+            )
+            failed.__cause__ = exc
+            return failed
+
+
+def _naming_field(exc: Exception, inputs: list[LocalFile]) -> Exception:
+    """The engine names a file by its name, here often a temporary one: the input field it came
+    from (and the caller's reference) says which one it is."""
+    from mcp_audio.post.errors import PostError
+
+    text = str(exc)
+    for item in inputs:
+        prefix = f"{item.path.name}: "
+        if text.startswith(prefix):
+            shown = item.source if item.source.startswith(("files://", "jobs://")) else item.path.name
+            named = PostError(f"`{item.field}`: {shown}: {text.removeprefix(prefix)}")
+            named.__cause__ = exc
+            return named
+    return exc
 
 
 def _local_files(request: UpstreamRequest) -> list[LocalFile]:
@@ -137,47 +223,55 @@ Made = tuple[str, bytes | Path, str]
 Outcome = tuple[dict[str, Any], Made | None]  # the output fields, and the file to save
 
 
-def _run(request: UpstreamRequest, work: Path) -> Outcome:
-    """One call, in a worker thread: the output fields, and the file to save (written in `work`)."""
+def _run(request: UpstreamRequest, work: Path, max_audio_s: float) -> Outcome:
+    """One call, in a worker thread: the output fields, and the file to save (written in `work`).
+    Every decode stops once its decoded audio passes `max_audio_s` (MCP_AUDIO_MAX_AUDIO_S)."""
     body, local = request.body, request.local
     if request.endpoint == "subtitles":
         return _subtitles(body, local["job_id"])
     from mcp_audio.post import ops
 
     if request.endpoint == "info":
-        source = _probed(local["file"])
-        return ops.info(source.path, peaks=body.get("peaks", 100)), None
+        source = _probed(local["file"], max_audio_s)
+        return ops.info(source.path, peaks=body.get("peaks", 100), max_duration_s=max_audio_s), None
     output = work / "output"
     if request.endpoint == "join":
-        inputs = [_probed(item) for item in local["files"]]
+        inputs = [_probed(item, max_audio_s) for item in local["files"]]
         rendered = ops.join(
             [item.path for item in inputs],
             output,
             format=_format(body, inputs[0]),
             **_given(body, "gap_s", "crossfade_s"),
+            max_duration_s=max_audio_s,
         )
     elif request.endpoint == "mix":
-        voice, music = _probed(local["voice"]), _probed(local["music"])
+        voice, music = _probed(local["voice"], max_audio_s), _probed(local["music"], max_audio_s)
         rendered = ops.mix(
             voice.path,
             music.path,
             output,
             format=_format(body, voice),
             **_given(body, "music_gain_db", "duck_db", "fade_in_s", "fade_out_s"),
+            max_duration_s=max_audio_s,
         )
     elif request.endpoint == "master":
-        source = _probed(local["file"])
+        source = _probed(local["file"], max_audio_s)
         rendered = ops.master(
             source.path,
             output,
             format=_format(body, source),
             codec=CODECS[body["codec"]] if "codec" in body else None,
             **_given(body, "loudness_lufs", "true_peak_db", "sample_rate", "trim_silence"),
+            max_duration_s=max_audio_s,
         )
     elif request.endpoint == "trim":
-        source = _probed(local["file"])
+        source = _probed(local["file"], max_audio_s)
         rendered = ops.trim(
-            source.path, output, format=_format(body, source), **_given(body, "start_s", "end_s", "fade_s")
+            source.path,
+            output,
+            format=_format(body, source),
+            **_given(body, "start_s", "end_s", "fade_s"),
+            max_duration_s=max_audio_s,
         )
     else:
         raise McpAudioError(f"unknown local endpoint {request.endpoint!r}")
@@ -199,17 +293,11 @@ class _Source:
         self.path, self.format = path, format
 
 
-def _probed(item: LocalFile) -> _Source:
-    """Read an input's header first, so an unreadable input fails naming its field."""
+def _probed(item: LocalFile, max_audio_s: float | None) -> _Source:
+    """Read an input's header first, so an unreadable input fails early (naming its field: `_naming_field`)."""
     from mcp_audio.post.engine import probe
-    from mcp_audio.post.errors import PostError
 
-    try:
-        info = probe(item.path)
-    except PostError as exc:
-        shown = item.source if item.source.startswith(("files://", "jobs://")) else item.path.name
-        problem = str(exc).split(": ", 1)[-1]
-        raise PostError(f"`{item.field}`: {shown}: {problem}") from exc
+    info = probe(item.path, max_duration_s=max_audio_s)
     return _Source(item.path, info.format)
 
 

@@ -20,7 +20,9 @@ def build_provider(upstream: Upstream, settings: ServerSettings, pacing: Pacing 
     urls = {url.param: getattr(settings, url.field) for url in upstream.urls}
     if upstream.webhook_path and settings.public_url:
         urls["webhook_url"] = settings.public_url.rstrip("/") + upstream.webhook_path
-    provider: Provider = cls(api_key=key.get_secret_value() if key else None, pacing=pacing, **urls)
+    # Settings a provider takes besides key and URLs, by field name (the local renderer's limits).
+    extra = {name: getattr(settings, name) for name in getattr(cls, "settings_fields", ())}
+    provider: Provider = cls(api_key=key.get_secret_value() if key else None, pacing=pacing, **urls, **extra)
     return provider
 
 

@@ -163,6 +163,7 @@ class FakeFal(FakeUpstream[RecordedRequest]):
         self._stream_break: int | None = None
         self._file_break: int | None = None
         self._fail_after_create: int | None = None
+        self._refuse_submit: tuple[int, Any] | None = None
         self._stream_mute = False
         self._tokens: set[str] = set()
         self._pending_uploads: dict[str, str] = {}  # signed-PUT name -> content type
@@ -201,6 +202,12 @@ class FakeFal(FakeUpstream[RecordedRequest]):
         gateway that fails after the queue accepted the request does."""
         with self._lock:
             self._fail_after_create = status
+
+    def refuse_next_submit(self, status: int, detail: Any) -> None:
+        """The next submit is refused with `status` and `detail`, creating no job (as fal refuses a
+        body it will not run: 422 with its field messages)."""
+        with self._lock:
+            self._refuse_submit = (status, detail)
 
     def break_file_after(self, n_bytes: int) -> None:
         """The next file download announces its full length but drops after n bytes."""
@@ -356,6 +363,10 @@ class FakeFal(FakeUpstream[RecordedRequest]):
             return JSONResponse({"detail": "Request body must be a JSON object"}, 400)
         endpoint_id = request.url.path.strip("/")
         refused = self._refused(endpoint_id, record.json)
+        with self._lock:
+            scripted_refusal, self._refuse_submit = self._refuse_submit, None
+        if scripted_refusal is not None:
+            refused = JSONResponse({"detail": scripted_refusal[1]}, scripted_refusal[0])
         if refused is not None:
             return refused
         with self._lock:

@@ -30,10 +30,7 @@ URL_SUFFIXES = {("fal", "run_url"): "/run"}
 def sandboxed(settings: ServerSettings) -> Iterator[ServerSettings]:
     """`settings` pointed at freshly served fakes of every upstream, for as long as the block runs."""
     with ExitStack() as stack:
-        update: dict[str, Any] = {
-            "data_dir": settings.data_dir / "sandbox",
-            "output_dir": settings.output_dir / "sandbox",
-        }
+        update: dict[str, Any] = {"output_dir": settings.output_dir / "sandbox"}
         for name, upstream in REMOTE.items():  # local tools need no fake
             fake = fake_for(upstream, SANDBOX_KEY)
             fake.base_url = stack.enter_context(serve_in_thread(fake.app))
@@ -45,4 +42,6 @@ def sandboxed(settings: ServerSettings) -> Iterator[ServerSettings]:
                 else:
                     update[url.field] = fake.base_url + URL_SUFFIXES.get((name, url.param), "")
             log.info("sandbox: fake %s at %s", upstream.label, fake.base_url)
-        yield settings.model_copy(update=update)
+        # Jobs in a folder of their own; the tokens stay the real data dir's (a sandbox on a token's
+        # port must not answer everyone).
+        yield settings.with_data_dir(settings.data_dir / "sandbox", **update)

@@ -85,11 +85,13 @@ def build_server(
     *,
     transport: Literal["stdio", "http"] = "stdio",
     pacing: Pacing | None = None,
+    runtime: Runtime | None = None,
 ) -> MCPServer[AppState]:
-    """The MCP server. `pacing` sets the providers' poll and retry intervals (tests shorten them)."""
+    """The MCP server. `pacing` sets the providers' poll and retry intervals (tests shorten them);
+    `runtime`, if given, is where the running state is kept (the health check reads it)."""
     catalog = catalog or load_catalog()
     pacing = pacing or Pacing(lease_s=settings.lease_s)  # MCP_AUDIO_LEASE_S (tests pass their own pacing)
-    runtime = Runtime()
+    runtime = runtime or Runtime()
     job_events = JobEventBus()  # subscriptions/listen streams: list changes, and jobs:// updates
     secrets = settings.secrets()
 
@@ -216,6 +218,12 @@ def _capability_tool(
             return needed.question()
         except McpAudioError as exc:
             raise ToolError(redact(str(exc), secrets)) from exc
+        except Exception as exc:  # unforeseen: the agent still learns what failed, never just "Error executing tool"
+            log.exception("%s failed before its job started", spec.name)
+            detail = redact(str(exc).splitlines()[0][:200], secrets) if str(exc) else ""
+            raise ToolError(
+                f"{spec.name} could not start: {type(exc).__name__}{': ' + detail if detail else ''}"
+            ) from exc
         if started_as_task(job):  # a task-augmented call: the client follows the task
             result = job_result(state.catalog, job, remote=state.remote)
         else:

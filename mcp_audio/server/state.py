@@ -28,6 +28,16 @@ class Runtime:
 
     state: AppState | None = None
 
+    def problem(self) -> str | None:
+        """Why this server cannot serve tool calls now (for `/healthz`), or None: not running (not
+        started yet, or its engine stopped), or jobs whose end the job database would not take."""
+        state = self.state
+        if state is None:
+            return "not serving: the job engine is not running"
+        if waiting := state.runner.unrecorded:
+            return f"the job database takes no writes: {len(waiting)} job(s) waiting to be recorded"
+        return None
+
     def get(self) -> AppState:
         if self.state is None:
             raise ToolError("the server is still starting; try again in a moment")

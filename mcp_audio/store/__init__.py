@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from mcp_audio.core.job import FINISHED, LOCAL_PRINCIPAL, LOG_TAIL, Job, JobState, iso_time
-from mcp_audio.store.base import JobStore
+from mcp_audio.store.base import JobStore, is_outage
 from mcp_audio.store.sqlite import MIGRATIONS, SqliteJobStore
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ __all__ = [
     "JobState",
     "JobStore",
     "SqliteJobStore",
+    "is_outage",
     "iso_time",
     "open_store",
     "store_on_first_use",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -101,6 +102,15 @@ class JobStore:
     async def ping(self) -> None:
         """Raises if the database cannot be reached (the health check)."""
         await self._fetch("SELECT 1 AS ok")
+
+    async def check_writable(self, replica: str) -> None:
+        """Raises if the database cannot take a write now (the health check): a full disk or a
+        read-only database answers reads but not this."""
+        await self._execute(
+            "INSERT INTO health (replica, checked_at) VALUES (?, ?)"
+            " ON CONFLICT (replica) DO UPDATE SET checked_at = excluded.checked_at",
+            (replica, time.time()),
+        )
 
     # --- jobs ---------------------------------------------------------------------------
 
@@ -398,6 +408,13 @@ class JobStore:
                 )
         return not over, spent, server
 
+    async def refund(self, principal: str, cost: float) -> None:
+        """Take back a charge for a call the upstream refused (it was not accepted, so not billed)."""
+        await self._execute(
+            "UPDATE spend SET spent_usd = CASE WHEN spent_usd > ? THEN spent_usd - ? ELSE 0 END WHERE principal = ?",
+            (cost, cost, principal),
+        )
+
     async def spent(self, principal: str) -> float:
         rows = await self._fetch("SELECT spent_usd FROM spend WHERE principal = ?", (principal,))
         return float(rows[0]["spent_usd"]) if rows else 0.0
@@ -435,3 +452,12 @@ def _voice(row: Mapping[str, Any]) -> SavedVoice:
     return SavedVoice(
         name=row["name"], family=row["family"], provider=row["provider"], fields=json.loads(row["fields"])
     )
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` is the database failing (a full disk, a lost connection, a locked file), not
+    a bug: such a write is worth retrying once the database is back."""
+    if isinstance(exc, (sqlite3.OperationalError, OSError)):
+        return True
+    psycopg = {cls.__name__ for cls in type(exc).__mro__ if cls.__module__.split(".")[0] == "psycopg"}
+    return bool(psycopg & {"OperationalError", "InterfaceError"})

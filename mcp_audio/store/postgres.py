@@ -118,6 +118,12 @@ def pg006_replicas(db: psycopg.Connection[Any]) -> None:
     db.execute("CREATE INDEX jobs_owner ON jobs(lease_owner)")
 
 
+@migration
+def pg007_health(db: psycopg.Connection[Any]) -> None:
+    # One row per replica, rewritten by each health check: proof that the database takes writes.
+    db.execute("CREATE TABLE health (replica TEXT PRIMARY KEY, checked_at DOUBLE PRECISION NOT NULL)")
+
+
 def migrate(url: str) -> None:
     """Apply the migrations not applied yet (blocking: at open, on a thread)."""
     with psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10) as db:

@@ -124,6 +124,12 @@ def m010_replicas(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX jobs_owner ON jobs(lease_owner)")
 
 
+@migration
+def m011_health(db: sqlite3.Connection) -> None:
+    # One row per process, rewritten by each health check: proof that the store takes writes.
+    db.execute("CREATE TABLE health (replica TEXT PRIMARY KEY, checked_at REAL NOT NULL)")
+
+
 class SqliteJobStore(JobStore):
     """The store in one SQLite file (WAL: readers do not block the writer). Every statement runs
     on a worker thread, one at a time (a capacity limiter of 1): a busy or slow disk, or another

@@ -224,5 +224,5 @@ def open_tokens(settings: ServerSettings) -> TokenFile:
     """The data dir's token file, or the database's token table when MCP_AUDIO_DATABASE_URL is set
     (with a connection of its own, made on first use)."""
     if settings.database_url is None:
-        return TokenFile(settings.data_dir)
+        return TokenFile(settings.tokens_dir)  # the real data dir's, under --sandbox too
     return TokenTable(settings.database_url.get_secret_value())
