@@ -26,14 +26,16 @@ SANDBOX_KEY = "sandbox-key-not-a-secret"
 URL_SUFFIXES = {("fal", "run_url"): "/run"}
 
 
+def sandbox_folders(settings: ServerSettings) -> dict[str, Any]:
+    """The settings that keep sandbox jobs and files apart (what `jobs --sandbox` reads)."""
+    return {"data_dir": settings.data_dir / "sandbox", "output_dir": settings.output_dir / "sandbox"}
+
+
 @contextmanager
 def sandboxed(settings: ServerSettings) -> Iterator[ServerSettings]:
     """`settings` pointed at freshly served fakes of every upstream, for as long as the block runs."""
     with ExitStack() as stack:
-        update: dict[str, Any] = {
-            "data_dir": settings.data_dir / "sandbox",
-            "output_dir": settings.output_dir / "sandbox",
-        }
+        update: dict[str, Any] = sandbox_folders(settings)
         for name, upstream in REMOTE.items():  # local tools need no fake
             fake = fake_for(upstream, SANDBOX_KEY)
             fake.base_url = stack.enter_context(serve_in_thread(fake.app))
