@@ -52,6 +52,47 @@ async def test_an_over_long_text_is_refused_naming_the_field_and_the_limit(clien
     assert (
         "`negative_prompt`: got 'aaaa" in text_of(result)
         and f"string should have at most {DEFAULT_MAX_TEXT_CHARS} characters. Allowed: string, at most "
-        f"{DEFAULT_MAX_TEXT_CHARS} characters." in text_of(result)
+        f"{DEFAULT_MAX_TEXT_CHARS} characters."
+        in text_of(result)
     )
     assert fake_fal.requests_of("submit") == []
+
+
+BLANK_CASES = [
+    ("qwen3_tts", "text"),
+    ("kokoro_tts", "text"),
+    ("elevenlabs_sound_effect", "text"),
+    ("cassetteai_music", "prompt"),
+]
+
+
+@pytest.mark.parametrize(("tool", "field"), BLANK_CASES)
+async def test_blank_required_text_is_refused_naming_the_field(
+    client: Client, fake_fal: FakeFal, tool: str, field: str
+) -> None:
+    spec = CATALOG.capabilities[tool]
+    others = {s.name: s.default or 10 for s in spec.spec.inputs if s.required and s.name != field}
+    for blank in ("", "   \n\t"):
+        result = await client.call_tool(tool, others | {field: blank})
+        assert result.is_error, (tool, blank)
+        assert f"`{field}`: got {blank!r}; must contain text, not only whitespace" in text_of(result)
+    assert fake_fal.requests_of("submit") == []  # no job, nothing sent
+
+
+def test_every_required_text_input_refuses_blank_text() -> None:
+    checked = 0
+    for capability in CATALOG.capabilities.values():
+        for spec in capability.spec.inputs:
+            if spec.required and spec.type == "string" and spec.file is None and spec.enum is None:
+                model = capability.input_model
+                arguments = {spec.name: " "}
+                errors = []
+                try:
+                    model.model_validate(arguments)
+                except Exception as exc:  # pydantic's ValidationError: which fields it names
+                    errors = [err for err in exc.errors() if err["loc"] == (spec.name,)]  # type: ignore[attr-defined]
+                assert errors, (capability.name, spec.name)  # refused, naming the field
+                if spec.pattern is None:
+                    assert errors[0]["type"] == "blank_text", (capability.name, spec.name)
+                checked += 1
+    assert checked > 40
