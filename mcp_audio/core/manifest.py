@@ -179,6 +179,16 @@ class SavesVoice(_Strict):
     fields: dict[str, str]
 
 
+# Every clone tool takes it (added to its inputs): a name already saved is refused unless it is true.
+REPLACE_INPUT: dict[str, Any] = {
+    "name": "replace",
+    "type": "boolean",
+    "description": "Replace a saved voice of this name",
+    "default": False,
+    "upstream": False,
+}
+
+
 class ToolSpec(_Strict):
     """One tool: a capability of one upstream, possibly over several endpoints."""
 
@@ -203,6 +213,15 @@ class ToolSpec(_Strict):
     partial_text: str | None = None  # in streaming one-shot runs: the event field with the partial text
     voice: VoiceInput | None = None
     saves_voice: SavesVoice | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clone_tools_take_replace(cls, data: Any) -> Any:
+        if not (isinstance(data, dict) and data.get("saves_voice") and isinstance(data.get("inputs"), list)):
+            return data
+        if any(isinstance(i, dict) and i.get("name") == REPLACE_INPUT["name"] for i in data["inputs"]):
+            return data
+        return data | {"inputs": [*data["inputs"], dict(REPLACE_INPUT)]}
 
     @model_validator(mode="after")
     def _endpoints_and_inputs(self) -> ToolSpec:

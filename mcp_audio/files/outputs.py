@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mcp_audio.outputs")
 
+
 def output_name(tool: str, job_id: str, index: int, content_type: str | None, source_name: str | None) -> str:
     """`{YYYYmmdd-HHMMSS}-{tool}-{short job id}[-n].{ext}`: sortable, unique, says what made it."""
     ext = Path(source_name or "").suffix.lower()
