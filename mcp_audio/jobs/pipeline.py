@@ -45,7 +45,8 @@ class CallPipeline:
         provider = self._runner.providers.get(capability.provider)
         provider.check_configured()  # a missing key fails before any file is read or uploaded
         roots = await self._with_uploads(capability, call.body, roots, principal)
-        request = await InputResolver(self._store, self._client, principal).resolve(capability, call, provider, roots)
+        resolver = InputResolver(self._store, self._client, principal, self._runner.catalog)
+        request = await resolver.resolve(capability, call, provider, roots)
         return await self._runner.start(capability, request, principal, confirm)
 
     async def _with_uploads(

@@ -119,6 +119,7 @@ class JobRunner:
     ) -> None:
         self._store = store
         self._catalog = catalog
+        self.catalog = catalog  # what the pipeline reads earlier jobs' tools from
         self.providers = providers
         self._tg = task_group
         self._secrets = list(secrets)
