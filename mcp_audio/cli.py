@@ -356,6 +356,7 @@ def _arguments_text(capability: Any) -> str:
         details.extend(f"{sign} {value:g}" for sign, value in bounds if value is not None)
         if (limit := text_limit(spec)) is not None:
             details.append(f"at most {limit} characters")
+        details.extend(f"{model}: at most {most}" for model, most in (spec.model_max_length or {}).items())
         if spec.file is not None:
             details.append(f"{spec.file} file: a local path, https URL or data: URI")
         where = "advanced." if spec.advanced else ""

@@ -177,11 +177,16 @@ class Capability:
         if self.spec.endpoint_input is None:
             return
         choice = options.get(self.spec.endpoint_input, self.inputs[self.spec.endpoint_input].default)
-        for name in body:
+        for name, value in body.items():
             models = self.inputs[name].models
             if models is not None and choice not in models:
                 raise InvalidArguments(
                     f"`{name}`: {self.spec.endpoint_input} '{choice}' does not take it (only {', '.join(models)})."
+                )
+            limit = (self.inputs[name].model_max_length or {}).get(choice)
+            if limit is not None and isinstance(value, str) and len(value) > limit:
+                raise InvalidArguments(
+                    f"`{name}`: {len(value)} characters; {self.spec.endpoint_input} '{choice}' takes at most {limit}."
                 )
 
     def _check_saved_name(self, options: dict[str, Any], find_voice: VoiceLookup) -> None:

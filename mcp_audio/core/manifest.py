@@ -66,6 +66,9 @@ class InputSpec(_Strict):
     # Only these choices of the tool's endpoint input take it (e.g. eleven-v3 has no `speed`);
     # given with another choice, the call is refused naming the input. None: every endpoint.
     models: list[str] | None = None
+    # A text's limit per endpoint choice where one takes less than `max_length` (fal's eleven-v3:
+    # 5,000 characters); refused before anything is sent, naming the input, the choice and the limit.
+    model_max_length: dict[str, int] | None = None
     # A value sent upstream as null: fal's Wizper detects the language only when `language` is
     # null (its default is "en"), and a TOML manifest cannot write null.
     null_value: str | None = None
@@ -249,7 +252,9 @@ class ToolSpec(_Strict):
             if chooser.default is None and not chooser.required:
                 raise ValueError("the endpoint input needs a default or `required = true`")
         for spec in self.inputs:
-            unknown = [m for m in spec.models or [] if m not in (self.endpoints or {})]
+            unknown = [
+                m for m in [*(spec.models or []), *(spec.model_max_length or {})] if m not in (self.endpoints or {})
+            ]
             if unknown:
                 raise ValueError(f"input {spec.name!r}: models {unknown} are not keys of `endpoints`")
         price = self.price

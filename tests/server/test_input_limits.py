@@ -96,3 +96,16 @@ def test_every_required_text_input_refuses_blank_text() -> None:
                     assert errors[0]["type"] == "blank_text", (capability.name, spec.name)
                 checked += 1
     assert checked > 40
+
+
+async def test_a_text_over_the_chosen_models_limit_is_refused(client: Client, fake_fal: FakeFal) -> None:
+    # fal's eleven-v3 takes at most 5,000 characters; the other ElevenLabs models take more.
+    too_long = "word " * 1000 + "x"
+    result = await client.call_tool("elevenlabs_tts", {"text": too_long, "model": "eleven-v3"})
+    assert result.is_error
+    assert "`text`: 5001 characters; model 'eleven-v3' takes at most 5000." in text_of(result)
+    assert fake_fal.requests_of("submit") == []
+    fits = await client.call_tool("elevenlabs_tts", {"text": too_long[:5000], "model": "eleven-v3"})
+    assert not fits.is_error, text_of(fits)
+    other = await client.call_tool("elevenlabs_tts", {"text": too_long, "model": "multilingual-v2"})
+    assert not other.is_error, text_of(other)
