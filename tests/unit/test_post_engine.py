@@ -184,6 +184,29 @@ def test_master_trim_silence_keeps_at_most_0_6_s_around_the_content(tmp_path: Pa
     assert abs(lufs(out, sr) + 16) <= 0.5
 
 
+def window_rms_db(x: Array, sr: int, seconds: float = 0.01) -> Array:
+    n = round(seconds * sr)
+    frames = x[:, : x.shape[1] // n * n].reshape(x.shape[0], -1, n)
+    return np.asarray(10 * np.log10(np.mean(np.square(frames), axis=(0, 2)) + 1e-20))
+
+
+@pytest.mark.parametrize("floor_dbfs", [-80, -65, -50])
+def test_master_trim_silence_decides_on_loudness_over_a_noise_floor(tmp_path: Path, floor_dbfs: float) -> None:
+    sr = 44100
+    content = speechlike(3.0, sr, on=0.4, off=0.15, amp=0.1)  # words and short pauses, about -20 dBFS RMS
+    pad = 10 ** (floor_dbfs / 20) * RNG.standard_normal((2, round(1.5 * sr)))  # a room's noise, this RMS
+    x = np.concatenate(
+        [pad, content + 10 ** (floor_dbfs / 20) * RNG.standard_normal(content.shape), pad[:, ::-1]], axis=1
+    )
+    src = write_wav(tmp_path / "padded.wav", x, sr)
+    result = ops.master(src, tmp_path / "trimmed.flac", trim_silence=True)
+    out, sr = decode(result.path)
+    assert 3.0 - 0.02 <= out.shape[1] / sr <= 3.0 + 1.2  # the content kept, at most 0.6 s each side
+    levels = window_rms_db(out, sr)
+    voiced = np.flatnonzero(levels > levels.max() - 20)
+    assert voiced[0] * 0.01 <= 0.6 and (levels.shape[0] - voiced[-1] - 1) * 0.01 <= 0.6
+
+
 def test_master_refuses_silence(tmp_path: Path) -> None:
     src = write_wav(tmp_path / "silent.wav", np.zeros((1, 44100)), 44100)
     with pytest.raises(PostError, match=r"silent\.wav: the audio is silent"):
