@@ -194,6 +194,8 @@ class JobRunner:
                 continue  # a process without the upstream's key leaves its jobs as they are
             if not self._store.claim(job.id, self.owner, self._pacing.lease_s, taking_over=job.lease_owner):
                 continue  # another process was quicker
+            if self._saver is not None and (removed := self._saver.remove_partial(job.tool, job.id)):
+                log.info("job %s: removed %d unfinished download(s) its stopped process left", job.id, removed)
             capability = self._catalog.get(job.tool)
             if capability is None:
                 self._store.fail(job.id, f"tool {job.tool} no longer exists in this server", owner=self.owner)
