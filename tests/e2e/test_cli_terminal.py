@@ -20,7 +20,7 @@ import numpy as np
 
 from mcp_audio.config import Settings
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.helpers import env_for
+from tests.helpers import HANDSHAKE, env_for
 from tests.server.test_post_tools import tone, wav_bytes
 
 INTERRUPT = b"\x03"  # what the Ctrl-C key sends; the terminal turns it into SIGINT
@@ -104,16 +104,22 @@ def test_serve_on_a_terminal_says_it_waits_and_ctrl_c_stops_it(tmp_path: Path) -
 
 
 def test_a_second_ctrl_c_forces_the_stop(tmp_path: Path) -> None:
-    # Its client keeps stdin open and silent: the SDK's reader thread holds the first stop.
+    # A client connected over a pipe that it keeps open and silent: the SDK's reader thread,
+    # blocked on it, holds the first stop; the second must not wait for it.
     with on_terminal(["serve", "--sandbox"], sandbox_env(tmp_path), stdin_pipe=True) as term:
-        assert term.read_until(b"sandbox: fake eigen", 30), term.seen.decode(errors="replace")
+        stdin, stdout = term.proc.stdin, term.proc.stdout
+        assert stdin is not None and stdout is not None
+        stdin.write(json.dumps(HANDSHAKE[0]).encode() + b"\n")
+        stdin.flush()
+        assert select.select([stdout], [], [], 60)[0], term.seen.decode(errors="replace")
+        assert json.loads(stdout.readline())["id"] == 1  # serving
         assert b"waiting for an MCP client" not in term.seen  # stdin is a client's pipe, not a person
-        time.sleep(0.5)
         term.press_ctrl_c()
-        if not term.exited_within(2):
-            term.press_ctrl_c()
-            assert term.exited_within(3), "a second Ctrl-C did not force the stop"
+        assert not term.exited_within(1.5)  # the reader thread holds it...
+        term.press_ctrl_c()
+        assert term.exited_within(3), "a second Ctrl-C did not force the stop"
         assert term.proc.returncode == 130
+        assert b"Ctrl-C again to force" in term.seen  # ...and the first said how to go on
 
 
 def test_call_progress_line_on_a_terminal_ends_saying_done(settings: Settings, fake_fal: FakeFal) -> None:
