@@ -220,7 +220,9 @@ class ServerSettings(BaseSettings):
         None,
         description="HTTP mode: comma list of browser `Origin` values accepted, each `scheme://name[:port]`; a "
         "request with any other Origin gets 403 (requests without one are not browsers and pass)",
-        json_schema_extra=_shown("loopback origins on a loopback bind; else the public URL's origin"),
+        json_schema_extra=_shown(
+            "loopback origins on a loopback bind; else the public URL's origin; and the allowed hosts' origins"
+        ),
     )
     oauth_issuer: str | None = Field(
         None,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from mcp_audio.catalog.messages import describe_validation_error, short
 from mcp_audio.catalog.schema import ADVANCED, input_model
 from mcp_audio.core.errors import InvalidArguments
-from mcp_audio.core.manifest import InputSpec, ToolSpec, VoiceFamily
+from mcp_audio.core.manifest import REPLACE_INPUT, InputSpec, ToolSpec, VoiceFamily
 from mcp_audio.core.pricing import estimate_cost
 from mcp_audio.core.upstreams import Shape, Upstream
 from mcp_audio.core.voices import SavedVoice
@@ -112,8 +112,8 @@ class Capability:
         if self.spec.voice is not None and self.spec.voice.input in body:
             self._resolve_voice(body, find_voice, saved_names)
         self._nest(body)
-        if self.spec.saves_voice is not None and not options.get(self.spec.saves_voice.name_input, "x").strip():
-            raise InvalidArguments(f"`{self.spec.saves_voice.name_input}`: must not be blank when given.")
+        if self.spec.saves_voice is not None:
+            self._check_saved_name(options, find_voice)
         return PreparedCall(endpoint=endpoint, body=body, options=options, estimated_cost_usd=cost)
 
     def tool_arguments(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +199,22 @@ class Capability:
                 raise InvalidArguments(
                     f"`{spec.name}`: {len(value)} characters; {chooser} '{choice}' takes at most {rule.max_length}."
                 )
+
+    def _check_saved_name(self, options: dict[str, Any], find_voice: VoiceLookup) -> None:
+        """A clone's name: not blank, and not one already saved unless `replace` says so."""
+        assert self.spec.saves_voice is not None
+        field = self.spec.saves_voice.name_input
+        name = options.get(field)
+        if name is None:
+            return
+        if not name.strip():
+            raise InvalidArguments(f"`{field}`: must not be blank when given.")
+        existing = find_voice(name)
+        if existing is not None and not options.get(REPLACE_INPUT["name"]):
+            raise InvalidArguments(
+                f"`{field}`: a saved voice is already named {name!r} (a {existing.family} voice). Pick another "
+                f"name, or pass `{REPLACE_INPUT['name']}: true` to replace it with this clone."
+            )
 
     def _endpoint(self, options: dict[str, Any]) -> str:
         if self.spec.endpoint is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError
 
 from mcp_audio.core.manifest import ADVANCED_GROUP, InputSpec, ToolSpec
 
@@ -74,6 +75,17 @@ def _python_type(spec: InputSpec) -> Any:
     return _PY_TYPES[spec.type]
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank_text", "must contain text, not only whitespace")
+    return value
+
+
+# A required text (what to say, what to make) that is empty would become a paid job of nothing.
+# Not in the JSON schema (it is sent into every conversation); the refusal names the field.
+_REQUIRED_TEXT = AfterValidator(_not_blank)
+
+
 def _constraints(spec: InputSpec) -> dict[str, Any]:
     pairs = {
         "ge": spec.minimum,
@@ -89,6 +101,8 @@ def _constraints(spec: InputSpec) -> dict[str, Any]:
 def _pydantic_field(spec: InputSpec) -> tuple[Any, Any]:
     py_type = _python_type(spec)
     if spec.required:
+        if spec.type == "string" and spec.file is None and spec.enum is None:
+            py_type = Annotated[py_type, _REQUIRED_TEXT]
         return (py_type, Field(..., **_constraints(spec)))
     # Optional inputs default to None without allowing an explicit null: the upstream never sees
     # a key the caller did not give, and null is not a value any upstream field accepts.

@@ -191,6 +191,16 @@ class SavesVoice(_Strict):
     fields: dict[str, str]
 
 
+# Every clone tool takes it (added to its inputs): a name already saved is refused unless it is true.
+REPLACE_INPUT: dict[str, Any] = {
+    "name": "replace",
+    "type": "boolean",
+    "description": "Replace a saved voice of this name",
+    "default": False,
+    "upstream": False,
+}
+
+
 class ToolSpec(_Strict):
     """One tool: a capability of one upstream, possibly over several endpoints."""
 
@@ -225,6 +235,15 @@ class ToolSpec(_Strict):
     # maps to the choice of the endpoint input it stands for.
     aliases: dict[str, str] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _clone_tools_take_replace(cls, data: Any) -> Any:
+        if not (isinstance(data, dict) and data.get("saves_voice") and isinstance(data.get("inputs"), list)):
+            return data
+        if any(isinstance(i, dict) and i.get("name") == REPLACE_INPUT["name"] for i in data["inputs"]):
+            return data
+        return data | {"inputs": [*data["inputs"], dict(REPLACE_INPUT)]}
+
     @model_validator(mode="after")
     def _endpoints_and_inputs(self) -> ToolSpec:
         names = [spec.name for spec in self.inputs]
@@ -257,8 +276,8 @@ class ToolSpec(_Strict):
             unknown = [m for m in spec.per_model or {} if m not in (self.endpoints or {})]
             if unknown:
                 raise ValueError(f"input {spec.name!r}: per_model keys {unknown} are not keys of `endpoints`")
-            if spec.per_model and spec.required:
-                raise ValueError(f"input {spec.name!r}: `per_model` applies to optional inputs only")
+            if spec.required and any(rule.required for rule in (spec.per_model or {}).values()):
+                raise ValueError(f"input {spec.name!r}: `per_model` cannot make a required input required")
         for alias, choice in self.aliases.items():
             if choice not in (self.endpoints or {}) or not re.fullmatch(r"[a-z][a-z0-9_]{2,63}", alias):
                 raise ValueError(f"alias {alias!r}: {choice!r} is not a key of `endpoints`")

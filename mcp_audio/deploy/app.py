@@ -112,6 +112,11 @@ def _allowed(settings: ServerSettings, host: str, public_url: str, loopback: boo
         if "/" in entry or (entry.count(":") > 1 and not entry.startswith("[")):
             raise ConfigError(f"MCP_AUDIO_ALLOWED_HOSTS entry {entry!r} is not `name` or `name:port`")
         hosts.extend([entry] if _has_port(entry) else [entry, entry + ":*"])
+        # A page served from a name the operator serves is theirs: its Origin is accepted too.
+        for scheme in ("http", "https"):
+            origins.extend(
+                [f"{scheme}://{entry}"] if _has_port(entry) else [f"{scheme}://{entry}", f"{scheme}://{entry}:*"]
+            )
     for entry in _entries(settings.allowed_origins):
         parsed = urlparse(entry)
         if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path or parsed.query:

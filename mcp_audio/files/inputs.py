@@ -31,7 +31,7 @@ from mcp_audio.store import LOCAL_PRINCIPAL
 if TYPE_CHECKING:
     import httpx
 
-    from mcp_audio.catalog import Capability, PreparedCall
+    from mcp_audio.catalog import Capability, Catalog, PreparedCall
     from mcp_audio.core.manifest import InputSpec
     from mcp_audio.store import JobStore
 
@@ -125,9 +125,14 @@ class InputResolver:
     """Turns a validated call's file inputs into what its upstream takes (see the module doc)."""
 
     def __init__(
-        self, store: JobStore, http: Callable[[], httpx.AsyncClient], principal: str = LOCAL_PRINCIPAL
+        self,
+        store: JobStore,
+        http: Callable[[], httpx.AsyncClient],
+        principal: str = LOCAL_PRINCIPAL,
+        catalog: Catalog | None = None,
     ) -> None:
         self._store = store
+        self._catalog = catalog  # the tools of earlier jobs an input names (a speech job's text)
         self._http = http  # made only when a file input has to be downloaded
         self._principal = principal  # whose earlier outputs `files://` and `jobs://` may name
 
@@ -179,7 +184,7 @@ class InputResolver:
                 key = spec.sent_name
                 value = body.get(key)
                 if spec.job is not None and isinstance(value, str):
-                    local[key] = await transcript_of(self._store, spec.name, value, self._principal)
+                    local[key] = await transcript_of(self._store, spec.name, value, self._principal, self._catalog)
                 if spec.sent_as != "path" or value is None:
                     continue
                 items = value if isinstance(value, list) else [value]

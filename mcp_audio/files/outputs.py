@@ -152,6 +152,19 @@ class OutputSaver:
                 log.info("could not remove %s: %s", part.name, exc)
         return removed
 
+    def remove_partial(self, tool: str, job_id: str) -> int:
+        """Delete the `.part` files of one job's downloads: called when this process takes the job
+        over, so whoever wrote them has stopped (or lost the job). Returns how many."""
+        removed = 0
+        pattern = f".*-{tool}-{job_id[:8]}*.part"  # the hidden names of output_name's files
+        for part in self.output_dir.glob(pattern) if self.output_dir.is_dir() else ():
+            try:
+                part.unlink()
+                removed += 1
+            except OSError as exc:
+                log.info("could not remove %s: %s", part.name, exc)
+        return removed
+
     async def save_all(self, tool: str, job_id: str, files: list[OutputFile]) -> list[OutputFile]:
         """Each output file with its local copy (or why there is none)."""
         return [item if item.saved else await self.save(tool, job_id, index, item) for index, item in enumerate(files)]

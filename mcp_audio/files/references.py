@@ -1,6 +1,7 @@
 """References to what this server made earlier, so an agent chains steps without paths:
 `files://{job_id}/{name}` (one output file of a job), `jobs://{job_id}` (that job's first audio
-output), and a job id whose finished result a tool reads (a transcript's timings).
+output), and a job id whose finished result a tool reads (a transcript's timings, or a speech
+job's text).
 
 Each lookup names the field and says what to do when the job is unknown, unfinished, failed,
 or has no such output.
@@ -12,8 +13,10 @@ import mimetypes
 from typing import TYPE_CHECKING, Any
 
 from mcp_audio.core.errors import InvalidArguments
+from mcp_audio.core.results import value_at
 
 if TYPE_CHECKING:
+    from mcp_audio.catalog import Capability, Catalog
     from mcp_audio.core.results import OutputFile
     from mcp_audio.store import Job, JobStore
 
@@ -94,14 +97,33 @@ def _is_audio(item: OutputFile) -> bool:
     return content_type.startswith("audio/")
 
 
-async def transcript_of(store: JobStore, field: str, value: str, principal: str) -> dict[str, Any]:
-    """The result output of a finished transcription job with segment or word timings."""
+async def transcript_of(
+    store: JobStore, field: str, value: str, principal: str, catalog: Catalog | None = None
+) -> dict[str, Any]:
+    """The result output of a finished transcription job with segment or word timings; or, for a
+    speech job of ours, the text it was sent (`spoken_text`) and its audio (`spoken_audio`), to
+    time across the audio's duration: no paid transcription of what we already know."""
     job = await finished_job(store, field, value, principal)
     assert job.result is not None
     output = job.result.output
-    if not any(isinstance(output.get(key), list) and output[key] for key in TIMINGS):
-        raise InvalidArguments(
-            f"`{field}`: job {job.id} ({job.tool}) has no segment or word timings (no non-empty "
-            f"{', '.join(TIMINGS)}); use the job of a transcription tool that returns timestamps."
-        )
-    return output
+    if any(isinstance(output.get(key), list) and output[key] for key in TIMINGS):
+        return output
+    capability = catalog.get(job.tool) if catalog is not None else None
+    text = _spoken_text(capability, job) if capability is not None and capability.spec.kind == "tts" else None
+    audio = next((item for item in job.result.files if _is_audio(item)), None)
+    if text is not None and audio is not None:
+        return {"spoken_text": text, "spoken_audio": audio.model_dump(exclude_none=True)}
+    raise InvalidArguments(
+        f"`{field}`: job {job.id} ({job.tool}) has no segment or word timings (no non-empty "
+        f"{', '.join(TIMINGS)}); use the job of a transcription tool that returns timestamps, or of a "
+        "text-to-speech tool."
+    )
+
+
+def _spoken_text(capability: Capability, job: Job) -> str | None:
+    """The text a speech job was sent: its first required text input, as stored in its request."""
+    for spec in capability.spec.inputs:
+        if spec.required and spec.type == "string" and spec.file is None and spec.enum is None:
+            text = value_at(job.body, spec.sent_name)
+            return text if isinstance(text, str) and text.strip() else None
+    return None

@@ -60,7 +60,7 @@ class CallPipeline:
         provider.check_configured()  # a missing key fails before any file is read or uploaded
         readable = await roots() if _names_local_path(capability, call.body) else []
         readable = await self._with_uploads(capability, call.body, readable, principal)
-        resolver = InputResolver(self._store, self._client, principal)
+        resolver = InputResolver(self._store, self._client, principal, self._runner.catalog)
         request = await resolver.resolve(capability, call, provider, readable)
         request = replace(request, principal=principal)  # local renders are shared out per caller
         return await self._runner.start(capability, request, principal, confirm, cost=call.estimated_cost_usd)

@@ -121,6 +121,7 @@ class JobRunner:
     ) -> None:
         self._store = store
         self._catalog = catalog
+        self.catalog = catalog  # what the pipeline reads earlier jobs' tools from
         self.providers = providers
         self._tg = task_group
         self._secrets = list(secrets)
@@ -217,6 +218,8 @@ class JobRunner:
             if claimed is None:
                 continue  # another process was quicker
             job = claimed
+            if self._saver is not None and (removed := self._saver.remove_partial(job.tool, job.id)):
+                log.info("job %s: removed %d unfinished download(s) its stopped process left", job.id, removed)
             capability = self._catalog.get(job.tool)
             if capability is None:
                 await self._store.fail(job.id, f"tool {job.tool} no longer exists in this server", owner=self.owner)

@@ -14,11 +14,14 @@ than two lines). Words are grouped into cues of consecutive words, from the firs
 to the last word's end; a cue never spans two speakers, a pause over `max_gap_s` or more than
 `max_cue_s`. Every line is at most `max_chars` long, counting the speaker label
 (`[SPEAKER_00] `) that `to_srt` puts before the first line; `to_vtt` uses a `<v SPEAKER_00>` tag.
+
+`cues_from_text` times speech we made ourselves from the text we sent, across the audio's length.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -224,6 +227,28 @@ def cues_from_transcript(
     if word_level:
         return _word_cues(items, max_chars, max_gap_s, max_cue_s)
     return [cue for seg in items for cue in _segment_cues(seg, max_chars)]
+
+
+_MARKUP = re.compile(r"<\|[^|>]*\|>")  # speaker and control tags in a TTS text (`<|speaker:0|>`): not spoken
+_SENTENCE_END = re.compile(r"(?<=[.!?\u2026\u3002\uff01\uff1f])\s+")
+
+
+def cues_from_text(text: str, duration_s: float, max_chars: int = 42) -> list[Cue]:
+    """Cues for speech made from `text`: its sentences share `duration_s` in proportion to their
+    length (speech runs at a roughly even rate), each then wrapped and split like a segment."""
+    clean = " ".join(_MARKUP.sub(" ", text).split())
+    if not clean:
+        return []
+    duration = _time(duration_s, "the audio's duration")
+    sentences = [sentence for sentence in _SENTENCE_END.split(clean) if sentence]
+    total = sum(len(sentence) for sentence in sentences)
+    segments, start = [], 0.0
+    for sentence in sentences:
+        end = start + duration * len(sentence) / total
+        segments.append({"start": start, "end": end, "text": sentence})
+        start = end
+    segments[-1]["end"] = duration  # no rounding drift at the end
+    return cues_from_transcript({"segments": segments}, max_chars)
 
 
 def _stamp(seconds: float, sep: str) -> str:

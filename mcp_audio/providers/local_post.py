@@ -308,13 +308,35 @@ def _format(body: dict[str, Any], source: _Source) -> str:
     return source.format if source.format in CONTENT_TYPES else "wav"
 
 
+def _spoken_duration(audio: dict[str, Any]) -> float:
+    """The measured length of a speech job's saved audio."""
+    from mcp_audio.post.engine import probe
+    from mcp_audio.post.errors import PostError
+
+    path = Path(audio["path"]) if audio.get("path") else None
+    if path is None or not path.is_file():
+        raise PostError(
+            "`job_id`: the speech's audio was not saved here (MCP_AUDIO_DOWNLOAD), so its length cannot be "
+            "measured; make the speech with its output saved, or transcribe it"
+        )
+    seconds = probe(path).duration_s or audio.get("duration_s")
+    if not seconds:
+        raise PostError(f"`job_id`: the length of {path.name} cannot be measured")
+    return float(seconds)
+
+
 def _subtitles(body: dict[str, Any], transcript: dict[str, Any]) -> tuple[dict[str, Any], Made]:
     from mcp_audio.post.errors import PostError
-    from mcp_audio.post.subtitles import cues_from_transcript, to_srt, to_vtt
+    from mcp_audio.post.subtitles import cues_from_text, cues_from_transcript, to_srt, to_vtt
 
     kind = body.get("format", "srt")
     try:
-        cues = cues_from_transcript(transcript, body.get("max_chars", 42))
+        if "spoken_text" in transcript:  # a speech job of ours: its text, timed across its audio
+            cues = cues_from_text(
+                transcript["spoken_text"], _spoken_duration(transcript["spoken_audio"]), body.get("max_chars", 42)
+            )
+        else:
+            cues = cues_from_transcript(transcript, body.get("max_chars", 42))
     except ValueError as exc:
         raise PostError(f"`job_id`: the transcript's timings cannot be used: {exc}") from exc
     if not cues:

@@ -26,11 +26,17 @@ SANDBOX_KEY = "sandbox-key-not-a-secret"
 URL_SUFFIXES = {("fal", "run_url"): "/run"}
 
 
+def sandbox_folders(settings: ServerSettings) -> dict[str, Any]:
+    """The settings that keep sandbox jobs and files apart (what `jobs --sandbox` reads)."""
+    return {"data_dir": settings.data_dir / "sandbox", "output_dir": settings.output_dir / "sandbox"}
+
+
 @contextmanager
 def sandboxed(settings: ServerSettings) -> Iterator[ServerSettings]:
     """`settings` pointed at freshly served fakes of every upstream, for as long as the block runs."""
     with ExitStack() as stack:
-        update: dict[str, Any] = {"output_dir": settings.output_dir / "sandbox"}
+        folders = sandbox_folders(settings)
+        update: dict[str, Any] = {"output_dir": folders["output_dir"]}
         for name, upstream in REMOTE.items():  # local tools need no fake
             fake = fake_for(upstream, SANDBOX_KEY)
             fake.base_url = stack.enter_context(serve_in_thread(fake.app))
@@ -44,4 +50,4 @@ def sandboxed(settings: ServerSettings) -> Iterator[ServerSettings]:
             log.info("sandbox: fake %s at %s", upstream.label, fake.base_url)
         # Jobs in a folder of their own; the tokens stay the real data dir's (a sandbox on a token's
         # port must not answer everyone).
-        yield settings.with_data_dir(settings.data_dir / "sandbox", **update)
+        yield settings.with_data_dir(folders["data_dir"], **update)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,9 @@ def job_summary(job: Job) -> dict[str, Any]:
     return out
 
 
-def summary_text(capability: Capability, job_id: str, result: JobResult, *, remote: bool = False) -> str:
+def summary_text(
+    capability: Capability, job_id: str, result: JobResult, catalog: Catalog | None = None, *, remote: bool = False
+) -> str:
     """A few lines for the model: what was made, where, and the transcript when there is one.
     `remote`: a caller on another machine, shown the files:// resource instead of this one's path."""
     lines = [f"{capability.name} finished (job {job_id})."]
@@ -67,8 +70,23 @@ def summary_text(capability: Capability, job_id: str, result: JobResult, *, remo
         if isinstance(text, str):
             lines.append(f"Transcript:\n{text}")
     if result.saved_voice:
-        lines.append(f"Saved as voice '{result.saved_voice}': pass it as `voice` to the matching text-to-speech tool.")
+        lines.append(f"Saved as voice '{result.saved_voice}'{_voice_use(capability, result.saved_voice, catalog)}.")
     return "\n".join(lines)
+
+
+def _voice_use(capability: Capability, name: str, catalog: Catalog | None) -> str:
+    """Which tools take a voice this clone saved, and in which argument (from their manifests)."""
+    saves = capability.spec.saves_voice
+    if saves is None or catalog is None:
+        return ""
+    uses = []
+    for other in catalog.capabilities.values():
+        voice = other.spec.voice
+        if voice is None or voice.family != saves.family:
+            continue
+        value = json.dumps([name] if other.inputs[voice.input].type == "array" else name)
+        uses.append(f"with {other.name} as `{voice.input}`: {value}")
+    return ": use it " + ", or ".join(uses) if uses else ""
 
 
 def _size(size: Any) -> str | None:
@@ -90,7 +108,7 @@ def job_result(
             body["files"] = [_without_local_paths(entry) for entry in body["files"]]
         capability = catalog.get(job.tool)
         text = (
-            summary_text(capability, job.id, job.result, remote=remote)
+            summary_text(capability, job.id, job.result, catalog, remote=remote)
             if capability
             else f"{job.tool} finished (job {job.id})."
         )

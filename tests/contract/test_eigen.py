@@ -283,7 +283,7 @@ async def test_uploaded_voice_is_saved_and_used_by_name_in_every_tts_tool(
     body = body_of(upload)
     [voice_id] = fake_eigen.voices
     assert body["output"] == {"voice_id": voice_id, "sandbox": SANDBOX_NOTE} and body["saved_voice"] == "me"
-    assert "Saved as voice 'me': pass it as `voice`" in text_of(upload)
+    assert "Saved as voice 'me': use it with eigen_higgs_tts as `voice`: \"me\"" in text_of(upload)
     [request] = fake_eigen.requests
     assert (request.path, request.form) == ("/api/v1/generate/upload", {"model": "chatterbox"})
     part = request.files["voice_reference_file"]

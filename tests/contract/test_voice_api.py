@@ -347,3 +347,25 @@ async def test_the_voice_api_listing_is_the_live_model_list(client: Client, fake
     assert resources["voices-voice-api"] == "voices://voice-api"  # listed: the live list above, no static copy
     names = [r.name for r in (await client.list_resources()).resources]
     assert len(names) == len(set(names))
+
+
+async def test_the_clone_hint_names_the_tool_and_argument_and_a_taken_name_is_refused(
+    client: Client, fake_voice: FakeVoiceApi, rec_dir: Path
+) -> None:
+    (rec_dir / "me.wav").write_bytes(make_wav(12.0))
+    arguments = {"audio_url": str(rec_dir / "me.wav"), "name": "narrator"}
+    cloned = await client.call_tool("voice_api_clone_voice", arguments)
+    assert not cloned.is_error, text_of(cloned)
+    assert "use it with voice_api_tts as `model_ids`: [\"narrator\"]" in text_of(cloned)
+
+    again = await client.call_tool("voice_api_clone_voice", arguments)
+    assert again.is_error
+    assert "`name`: a saved voice is already named 'narrator'" in text_of(again)
+    assert "`replace: true`" in text_of(again)
+    assert len(fake_voice.requests_of("clone_submit")) == 1  # refused before anything was sent
+
+    replaced = await client.call_tool("voice_api_clone_voice", arguments | {"replace": True})
+    assert not replaced.is_error, text_of(replaced)
+    assert len(fake_voice.requests_of("clone_submit")) == 2
+    voices = json.loads((await client.read_resource("voices://cloned")).contents[0].text)  # type: ignore[union-attr]
+    assert [voice["name"] for voice in voices] == ["narrator"]

@@ -28,7 +28,7 @@ def test_tokens_add_list_revoke(settings: ServerSettings) -> None:
     assert (settings.data_dir / "tokens.json").stat().st_mode & 0o077 == 0
 
     add_token(settings, "bob")
-    listed = run_cli(settings, "tokens", "list")
+    listed = run_cli(settings, "tokens", "list", "--json")
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [(row["name"], row["max_spend_usd"]) for row in rows] == [("alice", 2.5), ("bob", None)]
     assert token not in listed.stdout
@@ -43,7 +43,7 @@ def test_tokens_add_list_revoke(settings: ServerSettings) -> None:
     assert run_cli(settings, "tokens", "revoke", "alice").returncode == 0
     unknown = run_cli(settings, "tokens", "revoke", "alice")
     assert unknown.returncode == 1 and "no token named 'alice'; tokens: bob" in unknown.stderr
-    assert [json.loads(line)["name"] for line in run_cli(settings, "tokens", "list").stdout.splitlines()] == ["bob"]
+    assert [json.loads(line)["name"] for line in run_cli(settings, "tokens", "list", "--json").stdout.splitlines()] == ["bob"]
 
 
 def _post(url: str, headers: dict[str, str] | None = None) -> httpx.Response:

@@ -70,6 +70,17 @@ def test_no_auth_serves_a_public_bind_with_host_checks_on(settings: ServerSettin
         assert _post(served.mcp, Host="evil.example").status_code == 421
 
 
+def test_pages_from_the_allowed_hosts_are_accepted_without_listing_their_origins(settings: ServerSettings) -> None:
+    # A wildcard bind with only MCP_AUDIO_ALLOWED_HOSTS: a browser on those names sends their Origin.
+    env = {"MCP_AUDIO_ALLOWED_HOSTS": "audio.example.com,studio.example:8443"}
+    with http_server(settings, "--no-auth", host="0.0.0.0", extra_env=env) as served:
+        for origin in ("https://audio.example.com", "http://audio.example.com:8080", "https://studio.example:8443"):
+            host = origin.split("://", 1)[1]
+            assert _post(served.mcp, Host=host, Origin=origin).status_code == 200, origin
+        assert _post(served.mcp, Host="audio.example.com", Origin="https://evil.example").status_code == 403
+        assert _post(served.mcp, Host="audio.example.com", Origin="https://studio.example:9000").status_code == 403
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [

@@ -130,7 +130,7 @@ async def test_a_callers_spend_cap_is_its_own_and_survives_a_restart(settings: S
         async with mcp_client(served.mcp, carol) as as_carol:
             after_restart = await as_carol.call_tool("qwen3_tts", text)
     assert after_restart.is_error and "spent so far: $0.0180" in text_of(after_restart)
-    listed = [json.loads(line) for line in run_cli(settings, "tokens", "list").stdout.splitlines()]
+    listed = [json.loads(line) for line in run_cli(settings, "tokens", "list", "--json").stdout.splitlines()]
     assert [(row["name"], row["spent_usd"]) for row in listed] == [("carol", 0.018), ("dave", 0.054)]
 
 

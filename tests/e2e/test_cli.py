@@ -39,7 +39,7 @@ def test_tools_table_needs_no_key(settings: Settings) -> None:
     header, *rows = proc.stdout.splitlines()
     assert header.split() == ["TOOL", "KIND", "UPSTREAM", "ENDPOINT(S)", "PRICE"]
     assert any(row.startswith("qwen3_tts ") and "$0.09 per 1000 characters" in row for row in rows)
-    as_json = json.loads(run(settings, "tools", "--json").stdout)
+    as_json = [json.loads(line) for line in run(settings, "tools", "--json").stdout.splitlines()]
     assert {entry["tool"] for entry in as_json} == set(load_catalog().capabilities)
 
 
@@ -53,7 +53,7 @@ def test_call_prints_result_json_on_stdout_and_status_on_stderr(settings: Settin
     assert "lyria2_music:" in proc.stderr
     assert FAL_KEY not in proc.stdout + proc.stderr
 
-    jobs = run(settings, "jobs", "--status", "completed")
+    jobs = run(settings, "jobs", "--status", "completed", "--json")
     assert json.loads(jobs.stdout.splitlines()[0])["job_id"] == result["job_id"]
 
 
@@ -119,7 +119,7 @@ def test_main_tools_in_every_format(cli_env: Settings, capsys: pytest.CaptureFix
     assert main(["tools"]) == 0
     assert any(line.startswith("qwen3_tts ") for line in capsys.readouterr().out.splitlines())
     assert main(["tools", "--json"]) == 0
-    assert {entry["tool"] for entry in json.loads(capsys.readouterr().out)} == set(load_catalog().capabilities)
+    assert {json.loads(line)["tool"] for line in capsys.readouterr().out.splitlines()} == set(load_catalog().capabilities)
     assert main(["tools", "--markdown"]) == 0
     assert capsys.readouterr().out == tools_markdown(load_catalog())
 
@@ -130,7 +130,7 @@ def test_main_call_then_jobs(cli_env: Settings, fake_fal: FakeFal, capsys: pytes
     result = json.loads(captured.out)
     assert result["status"] == "completed" and "lyria2_music:" in captured.err
     assert FAL_KEY not in captured.out + captured.err
-    assert main(["jobs", "--status", "completed", "--limit", "5"]) == 0
+    assert main(["jobs", "--status", "completed", "--limit", "5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[0])["job_id"] == result["job_id"]
     assert main(["call", "lyria2_music", "--json", "[1]"]) == 1
     assert "--json must be a JSON object" in capsys.readouterr().err
@@ -157,7 +157,7 @@ def test_main_shows_one_tools_arguments_and_refuses_bad_options(
     assert "  prompt (string; required; at most 10000 characters): " in out
     assert "  duration_seconds (number; >= 0.5; <= 22): " in out
     assert main(["tools", "elevenlabs_sound_effect", "--json"]) == 0
-    [entry] = json.loads(capsys.readouterr().out)
+    [entry] = map(json.loads, capsys.readouterr().out.splitlines())
     assert entry["input_schema"]["required"] == ["prompt"] and entry["input_schema"]["additionalProperties"] is False
     assert main(["tools", "no_such_tool"]) == 1
     assert "no tool named 'no_such_tool'" in capsys.readouterr().err

@@ -56,3 +56,56 @@ async def test_an_over_long_text_is_refused_naming_the_field_and_the_limit(clien
         in text_of(result)
     )
     assert fake_fal.requests_of("submit") == []
+
+
+BLANK_CASES = [
+    ("qwen3_tts", "text"),
+    ("kokoro_tts", "text"),
+    ("elevenlabs_sound_effect", "text"),
+    ("cassetteai_music", "prompt"),
+]
+
+
+@pytest.mark.parametrize(("tool", "field"), BLANK_CASES)
+async def test_blank_required_text_is_refused_naming_the_field(
+    client: Client, fake_fal: FakeFal, tool: str, field: str
+) -> None:
+    spec = CATALOG.capabilities[tool]
+    others = {s.name: s.default or 10 for s in spec.spec.inputs if s.required and s.name != field}
+    for blank in ("", "   \n\t"):
+        result = await client.call_tool(tool, others | {field: blank})
+        assert result.is_error, (tool, blank)
+        assert f"`{field}`: got {blank!r}; must contain text, not only whitespace" in text_of(result)
+    assert fake_fal.requests_of("submit") == []  # no job, nothing sent
+
+
+def test_every_required_text_input_refuses_blank_text() -> None:
+    checked = 0
+    for capability in CATALOG.capabilities.values():
+        for spec in capability.spec.inputs:
+            if spec.required and spec.type == "string" and spec.file is None and spec.enum is None:
+                model = capability.input_model
+                arguments = {spec.name: " "}
+                errors = []
+                try:
+                    model.model_validate(arguments)
+                except Exception as exc:  # pydantic's ValidationError: which fields it names
+                    errors = [err for err in exc.errors() if err["loc"] == (spec.name,)]  # type: ignore[attr-defined]
+                assert errors, (capability.name, spec.name)  # refused, naming the field
+                if spec.pattern is None and (spec.min_length or 0) <= 1:  # not refused as too short first
+                    assert errors[0]["type"] == "blank_text", (capability.name, spec.name)
+                checked += 1
+    assert checked > 40
+
+
+async def test_a_text_over_the_chosen_models_limit_is_refused(client: Client, fake_fal: FakeFal) -> None:
+    # fal's eleven-v3 takes at most 5,000 characters; the other ElevenLabs models take more.
+    too_long = "word " * 1000 + "x"
+    result = await client.call_tool("elevenlabs_tts", {"text": too_long, "model": "eleven-v3"})
+    assert result.is_error
+    assert "`text`: 5001 characters; model 'eleven-v3' takes at most 5000." in text_of(result)
+    assert fake_fal.requests_of("submit") == []
+    fits = await client.call_tool("elevenlabs_tts", {"text": too_long[:5000], "model": "eleven-v3"})
+    assert not fits.is_error, text_of(fits)
+    other = await client.call_tool("elevenlabs_tts", {"text": too_long, "model": "multilingual-v2"})
+    assert not other.is_error, text_of(other)

@@ -333,6 +333,28 @@ async def test_subtitles_from_segment_timings_as_srt(client: Client, fake_fal: F
     assert "1\n00:00:00,000 --> 00:00:02,500" in text_of(await client.call_tool("get_job", {"job_id": body["job_id"]}))
 
 
+async def test_subtitles_for_our_own_speech_come_from_the_text_sent(
+    settings: ServerSettings, fake_fal: FakeFal
+) -> None:
+    text = "Welcome to the show. Today we talk about sound, and about how it travels! Stay with us."
+    async with Client(server(settings.model_copy(update={"download": "always"}))) as client:
+        speech = await completed(client, "qwen3_tts", {"text": text})
+        seconds = only_file(speech)["duration_s"]
+        body = await completed(client, "transcript_subtitles", {"job_id": speech["job_id"]})
+        cues = list(srt.parse(body["output"]["subtitles"]))
+        assert " ".join(" ".join(c.content.split()) for c in cues) == text  # the text we sent
+        assert cues[0].start.total_seconds() == 0
+        assert cues[-1].end.total_seconds() == pytest.approx(seconds, abs=0.002)  # across the measured audio
+        first = next(c for c in cues if c.content.endswith("show."))
+        assert first.end.total_seconds() == pytest.approx(seconds * 20 / len(text), abs=0.01)  # by sentence length
+        submits = [r for r in fake_fal.requests if r.kind == "submit"]
+        assert len(submits) == 1  # the speech only: no transcription was bought
+    async with Client(server(settings)) as client:  # download=never: no audio here to measure
+        speech = await completed(client, "qwen3_tts", {"text": text})
+        message = await refused(client, "transcript_subtitles", {"job_id": speech["job_id"]})
+        assert "`job_id`:" in message and "not saved" in message
+
+
 # --- bad input ------------------------------------------------------------------------------
 
 

@@ -136,6 +136,28 @@ def test_master_hits_loudness_and_true_peak_on_the_encoded_file(
         )
 
 
+def drums(seconds: float, sr: int) -> Array:
+    """Dense percussive stereo: decaying noise hits four times a second over a low tone. Limited
+    hard to reach a loud target, it is what lossy encoders add the most peaks to."""
+    t = np.arange(round(seconds * sr)) / sr
+    hits = np.exp(-(t % 0.25) * 40) * RNG.standard_normal(t.shape[0]) * 0.8 + 0.05 * np.sin(2 * np.pi * 110 * t)
+    return np.clip(np.vstack([hits, 0.9 * hits]), -1, 1)
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "m4a", "ogg", "flac", "wav"])
+@pytest.mark.parametrize(("sr", "target"), [(44100, -16), (48000, -9)])
+def test_master_holds_the_true_peak_ceiling_on_the_encoded_file_even_off_loudness(
+    tmp_path: Path, fmt: str, sr: int, target: float
+) -> None:
+    src = write_wav(tmp_path / "drums.wav", drums(6.0, sr), sr)
+    result = ops.master(src, tmp_path / f"out.{fmt}", loudness_lufs=target, true_peak_db=-1)
+    out, out_sr = decode(result.path)
+    assert true_peak_db(out) <= -1.0  # 4x oversampled, measured here: the ceiling is a promise
+    assert result.true_peak_db is not None and result.true_peak_db <= -1.0
+    if not result.on_target:  # loudness may fall short of a target the ceiling makes unreachable
+        assert lufs(out, out_sr) < target + 0.5
+
+
 def test_master_loud_input_down_and_to_another_rate(tmp_path: Path) -> None:
     x = np.clip(tone(440, 3.0, 44100, amp=1.5, channels=2), -1, 1) * 0.99  # clipped: -3 LUFS-ish
     src = write_wav(tmp_path / "loud.wav", x, 44100)
@@ -160,6 +182,29 @@ def test_master_trim_silence_keeps_at_most_0_6_s_around_the_content(tmp_path: Pa
     assert (out.shape[1] - loud[-1]) / sr <= 0.6
     assert 3.4 <= out.shape[1] / sr <= 3.4 + 1.2
     assert abs(lufs(out, sr) + 16) <= 0.5
+
+
+def window_rms_db(x: Array, sr: int, seconds: float = 0.01) -> Array:
+    n = round(seconds * sr)
+    frames = x[:, : x.shape[1] // n * n].reshape(x.shape[0], -1, n)
+    return np.asarray(10 * np.log10(np.mean(np.square(frames), axis=(0, 2)) + 1e-20))
+
+
+@pytest.mark.parametrize("floor_dbfs", [-80, -65, -50])
+def test_master_trim_silence_decides_on_loudness_over_a_noise_floor(tmp_path: Path, floor_dbfs: float) -> None:
+    sr = 44100
+    content = speechlike(3.0, sr, on=0.4, off=0.15, amp=0.1)  # words and short pauses, about -20 dBFS RMS
+    pad = 10 ** (floor_dbfs / 20) * RNG.standard_normal((2, round(1.5 * sr)))  # a room's noise, this RMS
+    x = np.concatenate(
+        [pad, content + 10 ** (floor_dbfs / 20) * RNG.standard_normal(content.shape), pad[:, ::-1]], axis=1
+    )
+    src = write_wav(tmp_path / "padded.wav", x, sr)
+    result = ops.master(src, tmp_path / "trimmed.flac", trim_silence=True)
+    out, sr = decode(result.path)
+    assert 3.0 - 0.02 <= out.shape[1] / sr <= 3.0 + 1.2  # the content kept, at most 0.6 s each side
+    levels = window_rms_db(out, sr)
+    voiced = np.flatnonzero(levels > levels.max() - 20)
+    assert voiced[0] * 0.01 <= 0.6 and (levels.shape[0] - voiced[-1] - 1) * 0.01 <= 0.6
 
 
 def test_master_refuses_silence(tmp_path: Path) -> None:

@@ -207,3 +207,20 @@ def test_invalid_transcripts_raise_value_error_naming_the_problem(transcript: di
     with pytest.raises(ValueError) as info:
         cues_from_transcript(transcript)
     assert needle in str(info.value)
+
+
+def test_cues_from_spoken_text_share_the_duration_by_sentence_length() -> None:
+    from mcp_audio.post.subtitles import cues_from_text
+
+    text = "Hello there. This second sentence is quite a lot longer than the first! Bye?"
+    cues = cues_from_text(text, 10.0, max_chars=42)
+    sentences = ["Hello there.", "This second sentence is quite a lot longer than the first!", "Bye?"]
+    assert " ".join(" ".join(cue.text.split()) for cue in cues) == " ".join(sentences)
+    assert cues[0].start == 0 and cues[-1].end == pytest.approx(10.0)
+    assert all(a.end == pytest.approx(b.start) for a, b in itertools.pairwise(cues))  # no gaps
+    lengths = [len(s) for s in sentences]
+    first_end = next(cue.end for cue in cues if cue.text.endswith("there."))
+    assert first_end == pytest.approx(10.0 * lengths[0] / sum(lengths), rel=0.01)
+    assert all(len(line) <= 42 for cue in cues for line in cue.text.splitlines())
+    assert cues_from_text("<|speaker:0|>Hi.  <|speaker:1|>Hello.", 2.0, 42)[0].text == "Hi."  # markup is not spoken
+    assert cues_from_text("   ", 2.0, 42) == []
