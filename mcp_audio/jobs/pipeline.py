@@ -49,8 +49,10 @@ class CallPipeline:
         the user about the estimated cost (NotConfirmed). `roots()` gives the folders local paths
         may be read from: asked only once the arguments are valid and one of them is a local path
         (asking a client for its roots is a round trip, and pointless for a URL or a text)."""
-        # The caller's saved voices, read once and only by a tool that takes a voice.
-        voices = await self._store.list_voices(principal) if capability.spec.voice is not None else []
+        # The caller's saved voices, read once and only by a tool that takes or saves one (a clone's
+        # name must not silently replace another voice).
+        uses_voices = capability.spec.voice is not None or capability.spec.saves_voice is not None
+        voices = await self._store.list_voices(principal) if uses_voices else []
         call = capability.prepare(
             arguments,
             lambda name: next((voice for voice in voices if voice.name == name), None),

@@ -61,7 +61,7 @@ async def test_an_over_long_text_is_refused_naming_the_field_and_the_limit(clien
 BLANK_CASES = [
     ("qwen3_tts", "text"),
     ("kokoro_tts", "text"),
-    ("elevenlabs_sound_effect", "text"),
+    ("elevenlabs_sound_effect", "prompt"),
     ("cassetteai_music", "prompt"),
 ]
 

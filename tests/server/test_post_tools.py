@@ -138,7 +138,7 @@ async def test_toolset_post_alone(post_settings: ServerSettings) -> None:
     only = post_settings.model_copy(update={"toolsets": "post"})
     async with Client(server(only)) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
-    assert names == POST_TOOLS | {"get_job", "cancel_job", "list_jobs"}
+    assert names == POST_TOOLS | {"get_job", "cancel_job", "list_jobs", "find_audio_tools"}
 
 
 # --- join, trim, info -------------------------------------------------------------------------
@@ -346,7 +346,8 @@ async def test_subtitles_for_our_own_speech_come_from_the_text_sent(
         assert cues[0].start.total_seconds() == 0
         assert cues[-1].end.total_seconds() == pytest.approx(seconds, abs=0.002)  # across the measured audio
         first = next(c for c in cues if c.content.endswith("show."))
-        assert first.end.total_seconds() == pytest.approx(seconds * 20 / len(text), abs=0.01)  # by sentence length
+        sentences = len(text) - 2  # the three sentences' characters, without the two spaces between them
+        assert first.end.total_seconds() == pytest.approx(seconds * 20 / sentences, abs=0.01)  # by sentence length
         submits = [r for r in fake_fal.requests if r.kind == "submit"]
         assert len(submits) == 1  # the speech only: no transcription was bought
     async with Client(server(settings)) as client:  # download=never: no audio here to measure
