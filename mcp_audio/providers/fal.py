@@ -240,9 +240,12 @@ class FalProvider(HttpProvider):
     async def _read_stream(self, handle: FalHandle, watcher: _StatusWatcher, seen: Callable[[], None]) -> bool:
         url = f"{handle.status_url}/stream"
         try:
-            async with self._long_held() as http, aconnect_sse(
-                http, "GET", url, params={"logs": "1"}, headers=self._headers(), timeout=self._stream_timeout
-            ) as source:
+            async with (
+                self._long_held() as http,
+                aconnect_sse(
+                    http, "GET", url, params={"logs": "1"}, headers=self._headers(), timeout=self._stream_timeout
+                ) as source,
+            ):
                 if source.response.status_code in (401, 403):
                     await self._call("GET", handle.status_url, attempts=1)  # raises AuthenticationFailed
                 if source.response.status_code != 200:
@@ -281,14 +284,17 @@ class FalProvider(HttpProvider):
         """POST to fal.run and read its SSE: every event is an output so far; the last is final."""
         last: dict[str, Any] | None = None
         try:
-            async with self._long_held() as http, aconnect_sse(
-                http,
-                "POST",
-                f"{self._run_url}/{request.endpoint}",
-                json=request.body,
-                headers=self._headers(),
-                timeout=self._stream_timeout,
-            ) as source:
+            async with (
+                self._long_held() as http,
+                aconnect_sse(
+                    http,
+                    "POST",
+                    f"{self._run_url}/{request.endpoint}",
+                    json=request.body,
+                    headers=self._headers(),
+                    timeout=self._stream_timeout,
+                ) as source,
+            ):
                 if source.response.status_code >= 400:
                     await source.response.aread()
                     raise_for_status(source.response, self.upstream, may_have_run=True)

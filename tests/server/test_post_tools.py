@@ -106,7 +106,8 @@ async def refused(client: Client, tool: str, arguments: dict[str, Any]) -> str:
 
 
 def only_file(body: dict[str, Any]) -> dict[str, Any]:
-    [item] = body["files"]
+    """The one audio output (a format that cannot embed Content Credentials has a `.c2pa` beside it)."""
+    [item] = [f for f in body["files"] if f["content_type"] != "application/c2pa"]
     path = Path(item["path"])
     assert path.is_file() and item["file_size"] == path.stat().st_size
     assert item["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
