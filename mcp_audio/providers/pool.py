@@ -20,7 +20,8 @@ def build_provider(upstream: Upstream, settings: ServerSettings, pacing: Pacing 
     urls = {url.param: getattr(settings, url.field) for url in upstream.urls}
     if upstream.webhook_path and settings.public_url:
         urls["webhook_url"] = settings.public_url.rstrip("/") + upstream.webhook_path
-    provider: Provider = cls(api_key=key.get_secret_value() if key else None, pacing=pacing, **urls)
+    options = {name: getattr(settings, name) for name in upstream.settings}
+    provider: Provider = cls(api_key=key.get_secret_value() if key else None, pacing=pacing, **urls, **options)
     return provider
 
 

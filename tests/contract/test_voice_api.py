@@ -24,6 +24,7 @@ from tests.helpers import (
     VOICE_HOST,
     VOICE_KEY,
     assert_secret_kept,
+    audio_payload,
     env_for,
     make_wav,
     server,
@@ -66,9 +67,10 @@ async def test_multi_speaker_tts_end_to_end(client: Client, fake_voice: FakeVoic
     [audio] = body["files"]
     saved = Path(audio["path"])
     assert saved.parent == voice_settings.output_dir and saved.suffix == ".mp3"
-    assert saved.read_bytes() == silent_mp3()
-    assert audio["sha256"] == hashlib.sha256(silent_mp3()).hexdigest()
-    assert audio["content_type"] == "audio/mpeg" and audio["file_size"] == len(silent_mp3())
+    assert audio_payload(saved.read_bytes()) == silent_mp3()  # the model's audio, after its credentials
+    assert audio["credentials"]["embedded"] and audio["credentials"]["models"] == ["tts"]
+    assert audio["sha256"] == hashlib.sha256(saved.read_bytes()).hexdigest()
+    assert audio["content_type"] == "audio/mpeg" and audio["file_size"] == saved.stat().st_size
     assert audio["duration_s"] == pytest.approx(1.045, abs=0.01)
     assert str(saved) in text_of(result)
     assert len(fake_voice.requests_of("tts_audio")) == 1
@@ -328,7 +330,7 @@ async def test_stdio_end_to_end(voice_settings: Settings, fake_voice: FakeVoiceA
         result = await client.call_tool("voice_api_tts", {"text": "Hello over stdio.", "model_ids": ["m-bright-host"]})
     assert not result.is_error, text_of(result)
     assert result.structured_content is not None
-    assert Path(result.structured_content["files"][0]["path"]).read_bytes() == silent_mp3()
+    assert audio_payload(Path(result.structured_content["files"][0]["path"]).read_bytes()) == silent_mp3()
     assert [r.json for r in fake_voice.requests_of("tts_submit")] == [
         {"text": "Hello over stdio.", "model_ids": ["m-bright-host"]}
     ]

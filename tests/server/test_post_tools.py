@@ -33,7 +33,9 @@ from tests.unit.test_post_engine import lufs as loudness
 
 pytestmark = pytest.mark.anyio
 RATE = 48000
-POST_TOOLS = {"audio_join", "audio_mix", "audio_master", "audio_trim", "transcript_subtitles", "audio_info"}
+POST_TOOLS = {
+    "audio_join", "audio_mix", "audio_master", "audio_trim", "transcript_subtitles", "audio_info", "audio_provenance"
+}  # fmt: skip
 
 
 # --- audio made here, measured here -----------------------------------------------------------
