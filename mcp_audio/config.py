@@ -129,7 +129,8 @@ class ServerSettings(BaseSettings):
         "all",
         description="expose a subset: a comma list of `tts` (speech and voice cloning), `stt`, `music`, `sfx`, "
         "`edit`, `post` (join, mix, master, trim, info, subtitles, provenance: local, no key); the job tools are "
-        "always there. `dynamic`: tools/list starts with the job tools and `enable_toolset`, which adds a family at run time",
+        "always there. `dynamic`: tools/list starts with the job tools and `enable_toolset`, which adds a family at "
+        "run time",
     )
 
     database_url: SecretStr | None = Field(
