@@ -52,6 +52,10 @@ def summary_text(capability: Capability, job_id: str, result: JobResult) -> str:
             lines.append(f"  from {item.url}")
         elif item.download_error:
             lines.append(f"  (not saved locally: {item.download_error})")
+        if (marked := item.credentials) is not None:  # what the file now says of itself
+            where = "embedded" if marked.embedded else f"in {marked.sidecar}" if marked.sidecar else marked.error
+            tagged = f"; tagged: {marked.disclosure}" if marked.disclosure else ""
+            lines.append(f"  Content Credentials: {where}{tagged}")
     if capability.spec.kind == "post":  # what the finishing tools measured, for clients that show only text
         facts = [
             f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"

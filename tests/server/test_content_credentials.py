@@ -121,10 +121,12 @@ async def test_a_generated_file_says_which_model_made_it_and_when(saving: Server
     sent = generated_wav(fake_fal)
     before = datetime.now(UTC) - timedelta(seconds=1)
     async with Client(server(saving)) as client:
-        body = await call(client, "lyria2_music", {"prompt": "calm"})
+        result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+    body = body_of(result)
     item = audio_of(body)
     path = Path(item["path"])
     assert frames(path.read_bytes()) == frames(sent)  # the audio is the model's, untouched
+    assert "Content Credentials: embedded; tagged: AI-generated audio (model: fal-ai/lyria2 via fal)" in text_of(result)
     credentials = item["credentials"]
     assert credentials["embedded"] is True and credentials.get("sidecar") is None
     assert credentials["ai_generated"] is True and credentials["models"] == ["fal-ai/lyria2"]
