@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, create_model, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationInfo, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mcp_audio.core.upstreams import REMOTE, Upstream
@@ -134,8 +134,9 @@ class ServerSettings(BaseSettings):
     toolsets: str = Field(
         "all",
         description="expose a subset: a comma list of `tts` (speech and voice cloning), `stt`, `music`, `sfx`, "
-        "`edit`, `post` (join, mix, master, trim, info, subtitles: local, no key); the job tools are always there. "
-        "`dynamic`: tools/list starts with the job tools and `enable_toolset`, which adds a family at run time",
+        "`edit`, `post` (join, mix, master, trim, info, subtitles, provenance: local, no key); the job tools are "
+        "always there. `dynamic`: tools/list starts with the job tools and `enable_toolset`, which adds a family at "
+        "run time",
     )
     max_audio_s: float = Field(
         4 * 3600,
@@ -275,6 +276,27 @@ class ServerSettings(BaseSettings):
         description="HTTP mode: the most tool calls one caller (token or OAuth user) may start per minute; more are "
         "refused with a message saying when to retry",
     )
+    provenance: Literal["on", "off"] = Field(
+        "on",
+        description="`on`: every audio file the server saves carries C2PA Content Credentials (what made it, "
+        "from what) and an AI-disclosure tag (see Provenance); `off`: files are saved as they come",
+    )
+    c2pa_cert: Path | None = Field(
+        None,
+        description="PEM certificate chain (signing certificate first) that signs the Content Credentials, with "
+        "`MCP_AUDIO_C2PA_KEY`; for trusted credentials, a certificate from a CA on the C2PA trust list",
+        json_schema_extra=_shown("a development certificate made once in the data dir (valid, not trusted)"),
+    )
+    c2pa_key: Path | None = Field(
+        None,
+        validate_default=True,
+        description="the unencrypted PEM private key of `MCP_AUDIO_C2PA_CERT` (set both or neither)",
+    )
+    c2pa_trust_anchors: Path | None = Field(
+        None,
+        description="PEM root certificates `audio_provenance` trusts (e.g. the C2PA trust list); without them a "
+        "signature is at best valid, never trusted",
+    )
 
     @field_validator("public_url", "oauth_issuer")
     @classmethod
@@ -284,6 +306,21 @@ class ServerSettings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"must be an http:// or https:// URL, not {value[:80]!r}")
         return value.strip()
+
+    @field_validator("provenance", mode="before")
+    @classmethod
+    def _on_off(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("c2pa_key")
+    @classmethod
+    def _cert_and_key(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if (value is None) != (info.data.get("c2pa_cert") is None):
+            raise ValueError(
+                "MCP_AUDIO_C2PA_CERT and MCP_AUDIO_C2PA_KEY must be set together (a PEM certificate chain and its "
+                "private key), or neither (a development certificate is used)"
+            )
+        return value
 
     @field_validator("toolsets")
     @classmethod

@@ -99,6 +99,18 @@ def make_wav(seconds: float = 1.0, rate: int = 16000, channels: int = 1) -> byte
     return buffer.getvalue()
 
 
+def audio_payload(data: bytes) -> bytes:
+    """A saved file's audio without what the server adds to it (Content Credentials and the
+    AI-disclosure tag): a WAV's frames, or what follows the ID3v2 tags of an MP3."""
+    if data[:4] == b"RIFF":
+        with wave.open(io.BytesIO(data)) as w:
+            return w.readframes(w.getnframes())
+    while data[:3] == b"ID3" and len(data) >= 10:
+        size = (data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F)
+        data = data[10 + size + (10 if data[5] & 0x10 else 0) :]
+    return data
+
+
 def make_mp3(frames: int = 38) -> bytes:
     """MPEG-1 Layer III frames, 128 kbit/s, 44.1 kHz, stereo: 1152 samples (26.1 ms) each."""
     return (b"\xff\xfb\x90\x04" + bytes(413)) * frames

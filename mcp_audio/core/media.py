@@ -29,7 +29,13 @@ _MAGIC: list[tuple[int, bytes, str]] = [
 
 
 def sniff_content_type(head: bytes) -> str | None:
-    """The media type of a file from its first bytes, or None when it is not audio or video."""
+    """The media type of a file from its first bytes, or None when it is not audio or video.
+
+    An ID3v2 tag may precede other audio than MP3 (C2PA Content Credentials are embedded in a
+    FLAC file that way): when `head` reaches past the tag, what follows it decides."""
+    if head[:3] == b"ID3" and len(head) >= 10:
+        end = 10 + _syncsafe(head[6:10]) + (10 if head[5] & 0x10 else 0)  # flag 0x10: a footer follows
+        return (sniff_content_type(head[end : end + 64]) if len(head) > end + 4 else None) or "audio/mpeg"
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return "audio/wav"
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
@@ -43,6 +49,11 @@ def sniff_content_type(head: bytes) -> str | None:
     if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # an MPEG audio frame sync
         return "audio/mp4" if head[1] & 0x06 == 0 else "audio/mpeg"  # layer bits 00: ADTS AAC
     return None
+
+
+def _syncsafe(four: bytes) -> int:
+    """An ID3v2 size: four bytes of seven bits each."""
+    return (four[0] & 0x7F) << 21 | (four[1] & 0x7F) << 14 | (four[2] & 0x7F) << 7 | (four[3] & 0x7F)
 
 
 _EXTENSIONS = {

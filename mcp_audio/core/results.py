@@ -8,7 +8,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["JobResult", "OutputFile", "extract_result", "value_at"]
+__all__ = ["Credentials", "JobResult", "OutputFile", "extract_result", "value_at"]
+
+
+class Credentials(BaseModel):
+    """The C2PA Content Credentials this server wrote for a saved file (files/marking.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedded: bool = False  # in the file itself
+    sidecar: str | None = None  # else the `<file>.c2pa` holding them: its name (also an output file of the job)
+    disclosure: str | None = None  # the plain AI-disclosure tag written into the file
+    ai_generated: bool = False
+    models: list[str] = []  # the models it names, its inputs' included
+    signer: str | None = None  # whose certificate signed; "development certificate (untrusted)" by default
+    error: str | None = None  # why none were written (the file is saved all the same)
 
 
 class OutputFile(BaseModel):
@@ -29,6 +43,7 @@ class OutputFile(BaseModel):
     sample_rate: int | None = None
     channels: int | None = None
     download_error: str | None = None  # why there is no local copy
+    credentials: Credentials | None = None  # Content Credentials written for the local copy
 
     @property
     def saved(self) -> bool:

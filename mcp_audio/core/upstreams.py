@@ -59,6 +59,7 @@ class Upstream:
     where_to_check: str = "the upstream account's usage page"
     # Where this server receives the upstream's webhooks (with MCP_AUDIO_PUBLIC_URL set; None: it sends none).
     webhook_path: str | None = None
+    # Settings fields its provider is built with besides its key and URLs (passed by field name).
 
     @property
     def local(self) -> bool:
@@ -152,7 +153,8 @@ EIGEN = Upstream(
     where_to_check="your Eigen AI account's usage page",
 )
 
-# The finishing tools (join, mix, master, trim, info, subtitles): the audio engine of
+# The finishing tools (join, mix, master, trim, info, subtitles) and the Content Credentials
+# reader (provenance): the audio engine of
 # `mcp_audio.post`, run in a worker thread of this process. File inputs reach it as local paths.
 LOCAL = Upstream(
     name="local",
@@ -169,7 +171,7 @@ LOCAL = Upstream(
     provider_class="mcp_audio.providers.local_post:LocalPostProvider",
     fake_class=None,
     fake_port=0,
-    endpoints=("join", "mix", "master", "trim", "info", "subtitles"),
+    endpoints=("join", "mix", "master", "trim", "info", "subtitles", "provenance"),
 )
 
 UPSTREAMS: dict[str, Upstream] = {upstream.name: upstream for upstream in (FAL, VOICE_API, EIGEN, LOCAL)}

@@ -87,7 +87,7 @@ def read_local_file(
     fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     with os.fdopen(fd, "rb") as handle:
         data = handle.read()
-    content_type = "application/octet-stream" if kind == "embedding" else check_kind(field, value, data[:64], kind)
+    content_type = "application/octet-stream" if kind == "embedding" else check_kind(field, value, data, kind)
     _check_duration(field, value, real, duration_range)
     return FileBytes(name=real.name, data=data, content_type=content_type, source=str(real))
 
@@ -232,7 +232,7 @@ class InputResolver:
                     f"`{field}`: '{value[:100]}' could not be read ({exc.strerror or exc})."
                 ) from exc
             return LocalFile(field=field, path=path, source=str(path))
-        content_type = check_kind(field, file.source, file.data[:64], spec.file)
+        content_type = check_kind(field, file.source, file.data, spec.file)
         handle, name = tempfile.mkstemp(prefix="mcp-audio-input-", suffix=extension_for(content_type))
         with os.fdopen(handle, "wb") as out:
             out.write(file.data)
@@ -275,7 +275,7 @@ class InputResolver:
                 if local.temporary:
                     local.path.unlink(missing_ok=True)
             _check_size(spec.name, value[:100], len(data), limit, upstream)
-            content_type = check_kind(spec.name, value, data[:64], spec.file)
+            content_type = check_kind(spec.name, value, data, spec.file)
             return FileBytes(name=local.path.name, data=data, content_type=content_type, source=value)
         if value.startswith("data:"):  # named after the upstream field, as before an argument's rename
             return decode_data_uri(spec.name, value, max_bytes=limit, upstream=upstream, stem=spec.sent_name)
@@ -310,6 +310,9 @@ class InputResolver:
         return reference
 
 
+# How much of a download is kept to tell its type: enough to look past an ID3 tag holding Content
+# Credentials (a signed FLAC starts with one), bounded whatever the file's size.
+SNIFF_BYTES = 256 * 1024
 MAX_REFERENCE_CHARS = 4096  # a path or URL; file content itself comes as a data: URI
 
 
@@ -390,8 +393,8 @@ async def stream_download(
                 size += len(chunk)
                 if size > max_bytes:
                     _check_size(field, shown, size, max_bytes, upstream)
-                if len(head) < 64:
-                    head += chunk[: 64 - len(head)]
+                if len(head) < SNIFF_BYTES:
+                    head += chunk[: SNIFF_BYTES - len(head)]
                 write(chunk)
             declared = str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
     except (
@@ -410,7 +413,7 @@ async def stream_download(
 
 
 def _content_type(data: bytes, name: str) -> str:
-    return sniff_content_type(data[:64]) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return sniff_content_type(data) or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 def file_records(request: UpstreamRequest) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Output files: saved under the output folder with a name a person can find, written to a
-temporary file and renamed (a crash never leaves a half file under the final name), with
-size, SHA-256 and audio properties recorded."""
+temporary file and renamed (a crash never leaves a half file under the final name), marked
+with Content Credentials (files/marking.py) when the job says what made them, with size,
+SHA-256 and audio properties recorded."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from mcp_audio.private import private_dir, private_file
 
 if TYPE_CHECKING:
     import httpx  # imported when the first file is saved: it costs start-up time
+
+    from mcp_audio.files.marking import Marker, Origin
 
 log = logging.getLogger("mcp_audio.outputs")
 
@@ -119,8 +122,10 @@ class OutputSaver:
         *,
         max_bytes: int | None = None,
         policy: FetchPolicy | None = None,
+        marker: Marker | None = None,
     ) -> None:
         self.output_dir = output_dir
+        self.marker = marker  # None: files are saved as they come (MCP_AUDIO_PROVENANCE=off)
         self.max_bytes = max_bytes
         self.policy = policy or FetchPolicy()
         self._owns_http = http is None
@@ -165,12 +170,21 @@ class OutputSaver:
                 log.info("could not remove %s: %s", part.name, exc)
         return removed
 
-    async def save_all(self, tool: str, job_id: str, files: list[OutputFile]) -> list[OutputFile]:
-        """Each output file with its local copy (or why there is none)."""
-        return [item if item.saved else await self.save(tool, job_id, index, item) for index, item in enumerate(files)]
+    async def save_all(
+        self, tool: str, job_id: str, files: list[OutputFile], origin: Origin | None = None
+    ) -> list[OutputFile]:
+        """Each output file with its local copy (or why there is none), each followed by its
+        credentials' sidecar file when it has one. `origin`: what made them (None: not marked)."""
+        saved: list[OutputFile] = []
+        for index, item in enumerate(files):
+            saved += [item] if item.saved else await self.save(tool, job_id, index, item, origin)
+        return saved
 
-    async def save(self, tool: str, job_id: str, index: int, item: OutputFile) -> OutputFile:
-        """Download one output (a broken transfer or a 5xx is tried again: the URL stays valid)."""
+    async def save(
+        self, tool: str, job_id: str, index: int, item: OutputFile, origin: Origin | None = None
+    ) -> list[OutputFile]:
+        """Download one output (a broken transfer or a 5xx is tried again: the URL stays valid);
+        [the file, its sidecar if any], or [the file with the reason it has no local copy]."""
         import anyio
         import httpx
 
@@ -183,11 +197,11 @@ class OutputSaver:
                     size, sha256 = await write_atomically(
                         target, response.aiter_bytes(), max_bytes=self.max_bytes, declared=item.content_type
                     )
-                return item.model_copy(update=local_details(target, job_id, size, sha256))
+                return await anyio.to_thread.run_sync(self._finish, target, job_id, item, (size, sha256), origin)
             except DownloadRefused as exc:
-                return item.model_copy(update={"download_error": str(exc)})
+                return [item.model_copy(update={"download_error": str(exc)})]
             except FetchRefused:  # named by the URL given, whichever hop was refused
-                return item.model_copy(update={"download_error": refused_text(item.url)})
+                return [item.model_copy(update={"download_error": refused_text(item.url)})]
             except (httpx.HTTPError, OSError) as exc:
                 if attempt < DOWNLOAD_ATTEMPTS and _worth_retrying(exc):
                     log.info("download of %s broke (%s); trying again", name, type(exc).__name__)
@@ -196,12 +210,15 @@ class OutputSaver:
                 # The upstream URL still works; the agent learns the copy failed and why.
                 # An OSError's text names this machine's paths: its cause alone is said.
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)[:200]
-                return item.model_copy(update={"download_error": f"{type(exc).__name__}: {reason}"})
+                return [item.model_copy(update={"download_error": f"{type(exc).__name__}: {reason}"})]
         raise AssertionError("unreachable")
 
-    def save_bytes(self, tool: str, job_id: str, index: int, data: bytes | Path, content_type: str) -> OutputFile:
-        """Store bytes an upstream returned directly (no URL), synchronously and atomically. A
-        Path is a finished file, moved (or copied, across file systems) without reading it whole."""
+    def save_bytes(
+        self, tool: str, job_id: str, index: int, data: bytes | Path, content_type: str, origin: Origin | None = None
+    ) -> list[OutputFile]:
+        """Store bytes an upstream returned directly (no URL), synchronously (it blocks: call it
+        in a worker thread) and atomically. A Path is a finished file, moved (or copied, across
+        file systems) without reading it whole. [the file, its credentials' sidecar if any]."""
         target = self.output_dir / output_name(tool, job_id, index, content_type, None)
         temporary = target.with_name(f".{target.name}.part")
         try:
@@ -219,9 +236,27 @@ class OutputSaver:
             raise McpAudioError(unwritable(exc)) from exc
         finally:
             temporary.unlink(missing_ok=True)
-        size, digest = _measure(target)
-        details = local_details(target, job_id, size, digest)
-        return OutputFile(url=target.as_uri(), content_type=content_type, **details)
+        return self._finish(target, job_id, OutputFile(url=target.as_uri(), content_type=content_type), None, origin)
+
+    def _finish(
+        self, target: Path, job_id: str, item: OutputFile, measured: tuple[int, str] | None, origin: Origin | None
+    ) -> list[OutputFile]:
+        """A file just written (blocking): its credentials written when `origin` says what made
+        it, then described; its sidecar `.c2pa` (formats that cannot embed) follows it."""
+        from mcp_audio.files.marking import C2PA_TYPE, is_media  # c2pa is loaded with the first marked file
+
+        credentials = None
+        if self.marker is not None and origin is not None and is_media(target, item.content_type):
+            credentials = self.marker.mark(target, origin)
+            if credentials.error is None:
+                measured = None  # the bytes changed
+        size, digest = measured or _measure(target)
+        files = [item.model_copy(update=local_details(target, job_id, size, digest) | {"credentials": credentials})]
+        if credentials is not None and credentials.sidecar is not None:
+            sidecar = target.with_name(credentials.sidecar)
+            details = local_details(sidecar, job_id, *_measure(sidecar))
+            files.append(OutputFile(url=sidecar.resolve().as_uri(), content_type=C2PA_TYPE, **details))
+        return files
 
 
 def unwritable(exc: OSError) -> str:

@@ -4,9 +4,8 @@
 development chain (CA + leaf) made once in the data dir. `sign_audio` writes a manifest into a
 file (in place, atomically) where C2PA defines embedding for the format, else into a sidecar
 `<file>.c2pa`; before signing it writes a plain AI-disclosure tag for players that read only
-tags, so the signature covers the final bytes. `read_provenance` reads any file's credentials
-and says what made it, from what, whether the signature validates and whether the content
-changed after signing.
+tags, so the signature covers the final bytes. `read_provenance` (from post/credentials.py,
+where the reading lives) reads any file's credentials.
 
 c2pa (a native library) is imported inside the functions: the server's start-up stays light.
 Reading and signing never touch the network: no timestamp authority, no OCSP, no remote manifests.
@@ -16,68 +15,53 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import shutil
 import struct
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from mcp_audio.core.errors import ConfigError, McpAudioError
+from mcp_audio.post.credentials import (
+    AI_SOURCE_TYPES,
+    CAPTURE,
+    COMPOSITE,
+    COMPOSITE_TRAINED,
+    EMBEDDED,
+    IPTC,
+    SIDECAR,
+    TRAINED,
+    Action,
+    IngredientSummary,
+    ManifestSummary,
+    ProvenanceReport,
+    c2pa_context,
+    clip,
+    format_of,
+    read_provenance,
+    short_error,
+    storage_of,
+)
 
 if TYPE_CHECKING:
     import c2pa
 
-IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
-TRAINED = IPTC + "trainedAlgorithmicMedia"
-COMPOSITE_TRAINED = IPTC + "compositeWithTrainedAlgorithmicMedia"
-CAPTURE = IPTC + "digitalCapture"
-COMPOSITE = IPTC + "composite"
-# Source types that say "a model made (some of) this".
-AI_SOURCE_TYPES = frozenset(
-    IPTC + name
-    for name in (
-        "trainedAlgorithmicMedia",
-        "compositeWithTrainedAlgorithmicMedia",
-        "compositeSynthetic",
-        "algorithmicMedia",
-        "trainedAlgorithmicData",
-    )
-)
-
-EMBEDDED: dict[str, str] = {
-    ".wav": "audio/wav",
-    ".mp3": "audio/mpeg",
-    ".flac": "audio/flac",
-    ".m4a": "audio/mp4",
-    ".m4b": "audio/mp4",
-    ".mp4": "video/mp4",
-}
-"""Extensions whose format c2pa-rs embeds a manifest into (RIFF chunk, ID3 GEOB, FLAC block, BMFF uuid box)."""
-
-SIDECAR: dict[str, str] = {
-    ".ogg": "audio/ogg",
-    ".opus": "audio/ogg",
-    ".aac": "audio/aac",
-    ".aiff": "audio/aiff",
-    ".aif": "audio/aiff",
-    ".webm": "audio/webm",
-}
-"""Formats c2pa-rs cannot embed into: the manifest goes to `<file>.c2pa`, hashing the whole file."""
+# Reading lives in post/credentials.py (the local audio_provenance tool reads too); its names are
+# re-exported here so the signer and the reader are one API to callers.
+__all__ = [
+    "AI_SOURCE_TYPES", "CAPTURE", "COMPOSITE", "COMPOSITE_TRAINED", "EMBEDDED", "IPTC", "SIDECAR", "TRAINED",
+    "Action", "Creation", "Ingredient", "IngredientSummary", "ManifestSummary", "ProvenanceError",
+    "ProvenanceReport", "SignResult", "SigningIdentity", "load_signer", "read_provenance", "sign_audio",
+    "storage_of", "write_disclosure",
+]  # fmt: skip
 
 ACTIONS_LABEL = "c2pa.actions.v2"
 DEV_DIR = "c2pa-dev"
-MAX_DEPTH = 12  # ingredient nesting read back; a hostile file could nest without end
-MAX_INGREDIENTS = 64
-MAX_TEXT = 300  # manifest strings are untrusted and go to an agent: bounded
 CERT_ENV, KEY_ENV = "MCP_AUDIO_C2PA_CERT", "MCP_AUDIO_C2PA_KEY"
-TAMPER_CODES = ("assertion.dataHash.mismatch", "assertion.bmffHash.mismatch", "assertion.boxesHash.mismatch")
-# Never fetch: a file's manifest URL is untrusted input (SSRF), and signing must work offline.
-OFFLINE = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
 
 
 class ProvenanceError(McpAudioError):
@@ -116,7 +100,7 @@ def load_signer(data_dir: Path, cert_pem: Path | None = None, key_pem: Path | No
         _probe(identity)
     except Exception as exc:
         where = "the development certificate" if identity.development else f"{CERT_ENV}/{KEY_ENV}"
-        raise ConfigError(f"{where} cannot sign C2PA manifests: {_short(exc)}") from exc
+        raise ConfigError(f"{where} cannot sign C2PA manifests: {short_error(exc)}") from exc
     return identity
 
 
@@ -128,7 +112,9 @@ def _operator_identity(cert_path: Path, key_path: Path) -> SigningIdentity:
         chain_pem = cert_path.read_bytes()
         certs = x509.load_pem_x509_certificates(chain_pem)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{CERT_ENV}: cannot read a PEM certificate chain from {cert_path}: {_short(exc)}") from exc
+        raise ConfigError(
+            f"{CERT_ENV}: cannot read a PEM certificate chain from {cert_path}: {short_error(exc)}"
+        ) from exc
     try:
         key_pem = key_path.read_bytes()
         key = serialization.load_pem_private_key(key_pem, password=None)
@@ -257,7 +243,7 @@ def _probe(identity: SigningIdentity) -> None:
     wav.write(b"data" + struct.pack("<I", 0))
     wav.seek(0)
     manifest = _manifest("probe", [{"action": "c2pa.created", "digitalSourceType": IPTC + "digitalCreation"}])
-    with _context() as ctx, c2pa.Builder(manifest, context=ctx) as builder, _signer(identity) as signer:
+    with c2pa_context() as ctx, c2pa.Builder(manifest, context=ctx) as builder, _signer(identity) as signer:
         builder.sign(signer, "audio/wav", wav, io.BytesIO())
 
 
@@ -332,7 +318,7 @@ def sign_audio(
         raise ValueError("now must be timezone-aware")
     if created is None and not ingredients:
         raise ValueError("sign_audio needs `created` (a generated file) or `ingredients` (an edit)")
-    mime, embed = _format_of(path)
+    mime, embed = format_of(path)
     when = now.isoformat()
     agent = {"name": software}
     reports = [_ingredient_report(item) for item in ingredients]
@@ -340,7 +326,7 @@ def sign_audio(
     any_ai = created is not None or any(r.ai_generated for r in reports)
 
     with contextlib.ExitStack() as stack:
-        ctx = stack.enter_context(_context())
+        ctx = stack.enter_context(c2pa_context())
         actions: list[dict[str, Any]] = []
         defs: list[tuple[dict[str, Any], str, Path, bytes | None]] = []
         if created is not None:
@@ -376,7 +362,7 @@ def sign_audio(
                 actions.append(_action("c2pa.placed", when, agent, source, [label]))
             actions.append(_action("c2pa.edited", when, agent, None, None))
         if created is None and operation:
-            actions[-1]["description"] = _clip(f"{software} {operation}")
+            actions[-1]["description"] = clip(f"{software} {operation}")
         builder = stack.enter_context(c2pa.Builder(_manifest(title, actions, software), context=ctx))
         for definition, fmt, data, sidecar_bytes in defs:
             if sidecar_bytes is not None:
@@ -401,17 +387,10 @@ def sign_audio(
                 _write_atomic(sidecar, manifest_bytes)
             os.replace(tmp, path)
         except c2pa.C2paError as exc:
-            raise ProvenanceError(f"cannot sign {path.name}: {_short(exc)}") from exc
+            raise ProvenanceError(f"cannot sign {path.name}: {short_error(exc)}") from exc
         finally:
             tmp.unlink(missing_ok=True)
     return SignResult(path, embed, sidecar, disclosure, any_ai, models)
-
-
-def _format_of(path: Path) -> tuple[str, bool]:
-    ext = path.suffix.lower()
-    if ext in EMBEDDED:
-        return EMBEDDED[ext], True
-    return SIDECAR.get(ext, "application/octet-stream"), False
 
 
 def _composite(any_ai: bool, every_ai: bool) -> str:
@@ -436,7 +415,7 @@ def _manifest(title: str, actions: list[dict[str, Any]], software: str = "mcp-au
     generator = {"name": name} | ({"version": version} if version else {})
     return {
         "claim_generator_info": [generator],
-        "title": _clip(title),
+        "title": clip(title),
         "assertions": [{"label": ACTIONS_LABEL, "data": {"actions": actions}}],
     }
 
@@ -445,9 +424,9 @@ def _ingredient_def(
     item: Ingredient, relationship: str, label: str, report: ProvenanceReport
 ) -> tuple[dict[str, Any], str, Path, bytes | None]:
     """(ingredient JSON, format, the file to read, sidecar manifest bytes to attach)."""
-    mime, _ = _format_of(item.path)
+    mime, _ = format_of(item.path)
     definition: dict[str, Any] = {
-        "title": _clip(item.title or item.path.name),
+        "title": clip(item.title or item.path.name),
         "relationship": relationship,
         "label": label,
         "format": mime,
@@ -485,17 +464,6 @@ def _write_atomic(target: Path, data: bytes) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _context(trust_anchors: bytes | None = None) -> Iterator[c2pa.Context]:
-    import c2pa
-
-    settings: dict[str, Any] = dict(OFFLINE)
-    if trust_anchors:
-        settings["trust"] = {"user_anchors": trust_anchors.decode()}
-    with c2pa.Settings.from_dict(settings) as s, c2pa.Context(s) as ctx:
-        yield ctx
 
 
 # --- disclosure tags -------------------------------------------------------------------
@@ -598,215 +566,3 @@ def _parse_info(body: bytes) -> dict[bytes, bytes]:
         out[key] = body[pos + 8 : pos + 8 + size].rstrip(b"\0")
         pos += 8 + size + (size & 1)
     return out
-
-
-# --- reading ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Action:
-    action: str  # "c2pa.created", "c2pa.opened", "c2pa.placed", "c2pa.edited", ...
-    software_agent: str | None
-    digital_source_type: str | None
-    when: str | None
-    description: str | None = None
-
-
-@dataclass(frozen=True)
-class ManifestSummary:
-    label: str
-    title: str | None
-    claim_generator: str | None  # "mcp-audio 0.4.0", "ElevenLabs ..."
-    signed_by: str | None  # the certificate's common name and issuer
-    signed_at: str | None  # from a timestamp, when the manifest has one
-    actions: tuple[Action, ...]
-    ingredients: tuple[IngredientSummary, ...]
-
-    def ai_models(self) -> list[str]:
-        """Software agents of actions stating an AI source type, here and in every ingredient."""
-        found = [
-            a.software_agent or "unnamed model"
-            for a in self.actions
-            if a.digital_source_type == TRAINED and a.action in ("c2pa.created", "c2pa.opened")
-        ]
-        for ingredient in self.ingredients:
-            if ingredient.manifest is not None:
-                found += ingredient.manifest.ai_models()
-        return found
-
-    def ai_generated(self) -> bool:
-        if any(a.digital_source_type in AI_SOURCE_TYPES for a in self.actions):
-            return True
-        return any(i.manifest is not None and i.manifest.ai_generated() for i in self.ingredients)
-
-
-@dataclass(frozen=True)
-class IngredientSummary:
-    title: str | None
-    relationship: str | None  # parentOf, componentOf, inputTo
-    manifest: ManifestSummary | None  # None: the input carried no credentials
-    problems: tuple[str, ...]  # validation failures of the input's own manifest
-
-
-@dataclass(frozen=True)
-class ProvenanceReport:
-    has_credentials: bool
-    embedded: bool | None
-    sidecar: Path | None
-    manifest: ManifestSummary | None
-    validation_state: str | None  # c2pa's: "Invalid", "Valid" (well-formed), "Trusted"
-    signature_valid: bool
-    trusted: bool
-    tampered: bool  # the content changed after signing (a hash no longer matches)
-    ai_generated: bool
-    ai_models: tuple[str, ...]
-    problems: tuple[str, ...]  # "code: explanation" of each validation failure
-    summary: str
-    raw: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # c2pa's JSON
-
-    def as_dict(self) -> dict[str, Any]:
-        body = asdict(self)
-        body.pop("raw")
-        body["sidecar"] = None if self.sidecar is None else str(self.sidecar)
-        return body
-
-
-def read_provenance(path: Path, sidecar: Path | None = None, *, trust_anchors: bytes | None = None) -> ProvenanceReport:
-    """Read and validate `path`'s Content Credentials (embedded, or in `sidecar`, default
-    `<file>.c2pa` when it exists). `trust_anchors`: PEM roots to trust (e.g. the C2PA trust list);
-    without them every signature validates at best as well-formed ("Valid"), not "Trusted"."""
-    import c2pa
-
-    if sidecar is None and Path(f"{path}.c2pa").is_file():
-        sidecar = Path(f"{path}.c2pa")
-    mime, embeddable = _format_of(path)
-    manifest_data = sidecar.read_bytes() if sidecar is not None else None
-    if manifest_data is None and not embeddable:
-        return _none(path, f"no Content Credentials: {path.suffix or 'this'} files cannot embed them and no sidecar")
-    try:
-        with _context(trust_anchors) as ctx, open(path, "rb") as stream:
-            reader = c2pa.Reader.try_create(mime, stream, manifest_data, context=ctx)
-            if reader is None:
-                return _none(path, "no Content Credentials in this file")
-            with reader:
-                raw = json.loads(reader.json())
-                embedded = reader.is_embedded()
-                remote = reader.get_remote_url()
-    except c2pa.C2paError as exc:
-        return _none(path, f"no readable Content Credentials: {_short(exc)}")
-    manifests: dict[str, Any] = raw.get("manifests") or {}
-    active = raw.get("active_manifest")
-    if not active or active not in manifests:
-        note = f" (it points to a remote manifest at {_clip(remote)}, not fetched)" if remote else ""
-        return _none(path, "no Content Credentials in this file" + note)
-    results = raw.get("validation_results", {}).get("activeManifest", {})
-    failures = [f for f in results.get("failure", []) if isinstance(f, dict)]
-    successes = {s.get("code") for s in results.get("success", []) if isinstance(s, dict)}
-    codes = [str(f.get("code")) for f in failures]
-    state = raw.get("validation_state")
-    tampered = any(c in TAMPER_CODES or c.endswith("Hash.mismatch") for c in codes)
-    signature_valid = "claimSignature.validated" in successes and not any(
-        c.startswith("claimSignature.") or c in ("signingCredential.invalid", "signingCredential.revoked")
-        for c in codes
-    )
-    summary_manifest = _summarise(manifests, active, raw, 0, [0])
-    ai = summary_manifest.ai_generated()
-    models = tuple(dict.fromkeys(summary_manifest.ai_models()))
-    verdict = (
-        "tampered: the content changed after it was signed"
-        if tampered
-        else "valid and trusted"
-        if state == "Trusted"
-        else "valid but not from a trusted signer"
-        if signature_valid and state == "Valid"
-        else f"invalid ({', '.join(codes) or state})"
-    )
-    made = f"AI-generated ({', '.join(models)})" if ai else "no AI generation stated"
-    return ProvenanceReport(
-        has_credentials=True,
-        embedded=embedded,
-        sidecar=sidecar,
-        manifest=summary_manifest,
-        validation_state=state,
-        signature_valid=signature_valid,
-        trusted=state == "Trusted",
-        tampered=tampered,
-        ai_generated=ai,
-        ai_models=models,
-        problems=tuple(_clip(f"{f.get('code')}: {f.get('explanation', '')}") for f in failures),
-        summary=f"Content Credentials by {summary_manifest.claim_generator or 'an unnamed tool'}: {made}; {verdict}",
-        raw=raw,
-    )
-
-
-def _none(path: Path, summary: str) -> ProvenanceReport:
-    return ProvenanceReport(False, None, None, None, None, False, False, False, False, (), (), summary)
-
-
-def _summarise(
-    manifests: dict[str, Any], label: str, raw: dict[str, Any], depth: int, count: list[int]
-) -> ManifestSummary:
-    m = manifests[label]
-    actions: list[Action] = []
-    for assertion in m.get("assertions", []):
-        if isinstance(assertion, dict) and str(assertion.get("label", "")).startswith("c2pa.actions"):
-            for a in (assertion.get("data") or {}).get("actions", [])[:64]:
-                if isinstance(a, dict):
-                    actions.append(
-                        Action(
-                            _clip(a.get("action")) or "?",
-                            _clip(_agent_name(a.get("softwareAgent"))),
-                            _clip(a.get("digitalSourceType")),
-                            _clip(a.get("when")),
-                            _clip(a.get("description")),
-                        )
-                    )
-    ingredients: list[IngredientSummary] = []
-    for ing in m.get("ingredients", []):
-        if not isinstance(ing, dict) or count[0] >= MAX_INGREDIENTS:
-            break
-        count[0] += 1
-        child = ing.get("active_manifest")
-        nested = None
-        if depth < MAX_DEPTH and isinstance(child, str) and child in manifests and child != label:
-            nested = _summarise(manifests, child, raw, depth + 1, count)
-        fails = (ing.get("validation_results") or {}).get("activeManifest", {}).get("failure", [])
-        problems = tuple(_clip(f"{f.get('code')}: {f.get('explanation', '')}") for f in fails if isinstance(f, dict))
-        ingredients.append(IngredientSummary(_clip(ing.get("title")), _clip(ing.get("relationship")), nested, problems))
-    gen = (m.get("claim_generator_info") or [{}])[0]
-    generator = " ".join(str(gen.get(k)) for k in ("name", "version") if gen.get(k)) if isinstance(gen, dict) else None
-    sig = m.get("signature_info") or {}
-    signer = ", ".join(str(sig[k]) for k in ("common_name", "issuer") if sig.get(k)) or None
-    return ManifestSummary(
-        label=_clip(label) or "?",
-        title=_clip(m.get("title")),
-        claim_generator=_clip(generator or m.get("claim_generator")),
-        signed_by=_clip(signer),
-        signed_at=_clip(sig.get("time")),
-        actions=tuple(actions),
-        ingredients=tuple(ingredients),
-    )
-
-
-def _agent_name(agent: Any) -> str | None:
-    if isinstance(agent, dict):
-        return " ".join(str(agent[k]) for k in ("name", "version") if agent.get(k)) or None
-    return agent if isinstance(agent, str) else None
-
-
-def _clip(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > MAX_TEXT:
-        return value[: MAX_TEXT - 1] + "…"
-    return value if value is None or isinstance(value, str) else _clip(str(value))
-
-
-def _short(exc: BaseException) -> str:
-    return _clip(" ".join(str(exc).split())) or type(exc).__name__
-
-
-Kind = Literal["embedded", "sidecar"]
-
-
-def storage_of(path: Path) -> Kind:
-    """Where `sign_audio` puts the credentials of a file with this name."""
-    return "embedded" if _format_of(path)[1] else "sidecar"

@@ -25,6 +25,7 @@ from mcp_audio.files.outputs import OutputSaver
 
 if TYPE_CHECKING:
     from mcp_audio.config import ServerSettings
+    from mcp_audio.files.marking import Origin
 
 log = logging.getLogger("mcp_audio.s3")
 
@@ -116,16 +117,11 @@ class S3OutputSaver(OutputSaver):
         super().__init__(staging, **options)
         self.bucket = bucket
 
-    async def save(self, tool: str, job_id: str, index: int, item: OutputFile) -> OutputFile:
-        import anyio
-
-        saved = await super().save(tool, job_id, index, item)
-        if not saved.saved:
-            return saved
-        return await anyio.to_thread.run_sync(self._to_bucket, saved)
-
-    def save_bytes(self, tool: str, job_id: str, index: int, data: bytes | Path, content_type: str) -> OutputFile:
-        return self._to_bucket(super().save_bytes(tool, job_id, index, data, content_type))
+    def _finish(
+        self, target: Path, job_id: str, item: OutputFile, measured: tuple[int, str] | None, origin: Origin | None
+    ) -> list[OutputFile]:
+        """Marked and measured in the staging folder, then each file (and its sidecar) put in the bucket."""
+        return [self._to_bucket(saved) for saved in super()._finish(target, job_id, item, measured, origin)]
 
     def _to_bucket(self, item: OutputFile) -> OutputFile:
         assert item.path is not None and item.file_name is not None

@@ -16,6 +16,7 @@ from anyio.abc import TaskGroup
 from mcp_audio.catalog import Catalog
 from mcp_audio.config import ServerSettings
 from mcp_audio.files.fetch import fetch_policy
+from mcp_audio.files.marking import Marker
 from mcp_audio.files.s3 import open_saver
 from mcp_audio.files.uploads import open_uploads
 from mcp_audio.jobs.pipeline import CallPipeline
@@ -52,10 +53,13 @@ async def open_engine(
     store = await open_store(settings)  # SQLite, or PostgreSQL with MCP_AUDIO_DATABASE_URL
     if on_job_change is not None:
         store.watch(lambda job_id: on_job_change(store, job_id))
+    # Content Credentials on every saved audio file (the certificate is loaded with the first one).
+    marker = None if settings.provenance == "off" else Marker(settings.data_dir, settings.c2pa_cert, settings.c2pa_key)
     saver = open_saver(  # the output folder, or the bucket of MCP_AUDIO_OUTPUT_URL
         settings,
         max_bytes=int(settings.max_download_mb * 2**20),
         policy=fetch_policy(settings),
+        marker=marker,
     )
     if removed := saver.remove_leftovers():
         log.info("removed %d unfinished download(s) left by a stopped process", removed)

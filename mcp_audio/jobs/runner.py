@@ -46,7 +46,9 @@ from mcp_audio.core.results import OutputFile, extract_result, value_at
 from mcp_audio.core.upstreams import UPSTREAMS
 from mcp_audio.core.voices import SavedVoice
 from mcp_audio.files.inputs import file_records
+from mcp_audio.files.marking import Origin
 from mcp_audio.files.outputs import OutputSaver
+from mcp_audio.jobs.provenance import origin_for
 from mcp_audio.jobs.spend import SpendGuard
 from mcp_audio.providers.base import (
     Cancels,
@@ -281,7 +283,9 @@ class JobRunner:
     async def _run(self, job_id: str, capability: Capability, request: UpstreamRequest | None) -> None:
         job = self._live[job_id].last or await self._require(job_id)  # as created or claimed: no read
         provider = self.providers.get(job.provider)
-        files = self._file_sink(capability, job_id)
+        origin = origin_for(capability, job.endpoint, request)  # what the saved files' credentials state
+        sidecars: list[OutputFile] = []  # credentials of files saved by the sink, in `.c2pa` files
+        files = self._file_sink(capability, job_id, origin, sidecars)
 
         async def report(update: Update) -> None:
             await self._on_update(job_id, update)
@@ -307,12 +311,13 @@ class JobRunner:
             # Upstream JSON is data: a secret it echoes is never stored or returned.
             output = {k: v if isinstance(v, OutputFile) else redact_json(v, self._secrets) for k, v in output.items()}
             result = extract_result(capability.spec.files, output)
+            result.files += sidecars
             remote = [item for item in result.files if not item.saved]
             if self._download and self._saver is not None and remote:
                 if not await self._store.holds(self.owner, job_id):
                     return  # this process stopped answering and another took the job over: it saves the files
                 self._notify(job, f"Saving {len(remote)} file(s) to {self._saver.output_dir}")
-                result.files = await self._saver.save_all(capability.name, job_id, result.files)
+                result.files = await self._saver.save_all(capability.name, job_id, result.files, origin)
             result.saved_voice = await self._recorded(
                 job_id, "saved voice", lambda: self._save_voice(capability, job, output)
             )
@@ -473,14 +478,19 @@ class JobRunner:
             with anyio.move_on_after(max(0.0, check_at - time.monotonic())):
                 await self._store.changed(job.id)
 
-    def _file_sink(self, capability: Capability, job_id: str) -> FileSink:
-        """Where a provider puts bytes its upstream returned directly: the job's output files."""
+    def _file_sink(
+        self, capability: Capability, job_id: str, origin: Origin | None, sidecars: list[OutputFile]
+    ) -> FileSink:
+        """Where a provider puts bytes its upstream returned directly: the job's output files,
+        marked as made by `origin` (a sidecar of credentials goes to `sidecars`). Blocking."""
         saved = itertools.count()
 
         def save(data: bytes | Path, content_type: str) -> OutputFile:
             if self._saver is None:
                 raise McpAudioError("this server has no output folder to store returned audio in")
-            return self._saver.save_bytes(capability.name, job_id, next(saved), data, content_type)
+            item, *extra = self._saver.save_bytes(capability.name, job_id, next(saved), data, content_type, origin)
+            sidecars.extend(extra)
+            return item
 
         return save
 

@@ -1,4 +1,5 @@
-"""The finishing tools, run in this process: join, mix, master, trim, info and subtitles.
+"""The finishing tools, run in this process: join, mix, master, trim, info and subtitles, and
+provenance (a file's C2PA Content Credentials read back: post/credentials.py).
 
 A one-shot provider whose "upstream" is the audio engine of `mcp_audio.post`: nothing is sent
 anywhere. File inputs arrive as local paths (`UpstreamRequest.local`, resolved by the input
@@ -90,7 +91,7 @@ class RenderSlots:
 class LocalPostProvider:
     upstream = LOCAL
     max_upload_bytes = 1024 * 2**20  # a data: URI or download is held in memory once, then written
-    settings_fields = ("max_audio_s", "max_renders_per_caller", "max_renders")
+    settings_fields = ("max_audio_s", "max_renders_per_caller", "max_renders", "c2pa_trust_anchors")
 
     def __init__(
         self,
@@ -99,11 +100,13 @@ class LocalPostProvider:
         max_audio_s: float = 4 * 3600.0,
         max_renders_per_caller: int = 2,
         max_renders: int = 4,
+        c2pa_trust_anchors: Path | None = None,
     ) -> None:
         del api_key  # nothing to authenticate
         self._poll_s = (pacing or Pacing()).poll_initial_s  # how often a render's progress is read
         self.max_audio_s = max_audio_s
         self.slots = RenderSlots(max_renders_per_caller, max_renders)
+        self._trust_anchors = c2pa_trust_anchors  # MCP_AUDIO_C2PA_TRUST_ANCHORS: PEM roots, read at each call
 
     def check_configured(self) -> None:
         """Needs no key; the engine's libraries come with the package."""
@@ -133,7 +136,13 @@ class LocalPostProvider:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._report_progress, request.endpoint, progress, report)
                 outcome = await anyio.to_thread.run_sync(
-                    _run_tracked, request, work, progress, self.max_audio_s, limiter=self.slots.threads
+                    _run_tracked,
+                    request,
+                    work,
+                    progress,
+                    self.max_audio_s,
+                    self._trust_anchors,
+                    limiter=self.slots.threads,
                 )
                 tg.cancel_scope.cancel()
             if isinstance(outcome, RenderStopped):  # stopped by a cancel, which leaving the group raised
@@ -169,7 +178,7 @@ class LocalPostProvider:
 
 
 def _run_tracked(
-    request: UpstreamRequest, work: Path, progress: RenderProgress, max_audio_s: float
+    request: UpstreamRequest, work: Path, progress: RenderProgress, max_audio_s: float, anchors: Path | None
 ) -> Outcome | Exception:
     """`_run`, its error returned rather than raised: raised inside the task group, it would
     reach the runner wrapped in an ExceptionGroup instead of as the PostError it is."""
@@ -177,6 +186,8 @@ def _run_tracked(
 
     with running(progress):
         try:
+            if request.endpoint == "provenance":
+                return _provenance(local=request.local["file"], anchors=anchors), None
             return _run(request, work, max_audio_s)
         except PostError as exc:
             return _naming_field(exc, _local_files(request))
@@ -279,6 +290,20 @@ def _run(request: UpstreamRequest, work: Path, max_audio_s: float) -> Outcome:
     if request.endpoint == "master":
         fields |= {key: getattr(rendered, key) for key in _MASTER_FIELDS}
     return fields, ("audio", rendered.path, CONTENT_TYPES[rendered.format])
+
+
+def _provenance(local: LocalFile, anchors: Path | None) -> dict[str, Any]:
+    """What a file's Content Credentials say, validated offline (trusted only against `anchors`)."""
+    from mcp_audio.post.credentials import read_provenance
+
+    try:
+        roots = anchors.read_bytes() if anchors is not None else None
+    except OSError as exc:  # the operator's file: say which setting, not the server's path
+        raise McpAudioError(f"MCP_AUDIO_C2PA_TRUST_ANCHORS cannot be read ({exc.strerror or exc})") from exc
+    report = read_provenance(local.path, trust_anchors=roots).as_dict()
+    if report["sidecar"] is not None:  # its name: the path may be a temporary copy's
+        report["sidecar"] = Path(report["sidecar"]).name
+    return report
 
 
 def _given(body: dict[str, Any], *names: str) -> dict[str, Any]:

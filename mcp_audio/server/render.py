@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from mcp_types import AudioContent, CallToolResult, ResourceLink, TextContent
@@ -57,6 +57,12 @@ def summary_text(
             lines.append(f"  from {item.url}")
         elif item.download_error:
             lines.append(f"  (not saved locally: {item.download_error})")
+        if (marked := item.credentials) is not None:  # what the file now says of itself
+            # A sidecar by its file name only: a remote caller is never shown this server's paths.
+            sidecar = f"in {PurePath(marked.sidecar).name}" if marked.sidecar else None
+            how = "embedded" if marked.embedded else sidecar or marked.error or "none"
+            tagged = f"; tagged: {marked.disclosure}" if marked.disclosure else ""
+            lines.append(f"  Content Credentials: {how}{tagged}")
     if capability.spec.kind == "post":  # what the finishing tools measured, for clients that show only text
         facts = [
             f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"

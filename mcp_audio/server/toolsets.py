@@ -34,7 +34,7 @@ PURPOSES = {
     "music": "songs and instrumentals",
     "sfx": "sound effects",
     "edit": "stems, denoising, dubbing, re-voicing",
-    "post": "join, mix, master, trim, info, subtitles; local, free",
+    "post": "join, mix, master, trim, info, subtitles, provenance; local, free",
 }
 
 

@@ -19,7 +19,16 @@ from mcp_audio.doctor import run_checks
 from mcp_audio.sandbox.audio import SANDBOX_NOTE
 from mcp_audio.sandbox.eigen import FakeEigen, sine_wav
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.helpers import EIGEN_KEY, assert_secret_kept, body_of, env_for, make_wav, server, text_of
+from tests.helpers import (
+    EIGEN_KEY,
+    assert_secret_kept,
+    audio_payload,
+    body_of,
+    env_for,
+    make_wav,
+    server,
+    text_of,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -169,10 +178,12 @@ async def test_tts_audio_is_saved_with_path_uri_and_a_readable_resource(
     assert path.is_absolute() and path.parent == eigen_settings.output_dir.resolve()
     assert path.name.endswith(f"-eigen_higgs_tts-{body['job_id'][:8]}.wav")
     served = fake_eigen.last_audio
-    assert served is not None and path.read_bytes() == served
+    assert served is not None
+    assert audio_payload(path.read_bytes()) == audio_payload(served)  # the model's audio, with credentials
+    assert saved["credentials"]["models"] == ["higgs2p5"] and saved["credentials"]["embedded"]
     assert saved["url"] == saved["file_uri"] == path.as_uri()
     assert saved["resource"] == f"files://{body['job_id']}/{path.name}"
-    assert saved["content_type"] == "audio/wav" and saved["file_size"] == len(served)
+    assert saved["content_type"] == "audio/wav" and saved["file_size"] == path.stat().st_size
     # Sandbox speech: about 14 characters a second, at Eigen's 24 kHz.
     assert saved["duration_s"] == pytest.approx(len("Hello there.") / 14, rel=0.2) and saved["sample_rate"] == 24000
     assert body["output"] == {}
@@ -180,7 +191,7 @@ async def test_tts_audio_is_saved_with_path_uri_and_a_readable_resource(
     links = [str(item.uri) for item in result.content if isinstance(item, ResourceLink)]
     assert links == [saved["resource"]]
     blob = await eigen_client.read_resource(saved["resource"])
-    assert base64.b64decode(blob.contents[0].blob) == served  # type: ignore[union-attr]
+    assert base64.b64decode(blob.contents[0].blob) == path.read_bytes()  # type: ignore[union-attr]
 
 
 async def test_the_returned_content_type_names_the_file(eigen_client: Client, fake_eigen: FakeEigen) -> None:
@@ -264,7 +275,9 @@ async def test_slow_generation_returns_a_handle_then_the_file(eigen_settings: Se
         assert handle["status"] == "running"
         done = await client.call_tool("get_job", {"job_id": handle["job_id"], "wait_s": 10})
     assert body_of(done)["status"] == "completed"
-    assert Path(body_of(done)["files"][0]["path"]).read_bytes() == fake_eigen.last_audio
+    served = fake_eigen.last_audio
+    assert served is not None
+    assert audio_payload(Path(body_of(done)["files"][0]["path"]).read_bytes()) == audio_payload(served)
     assert "Running" in messages
     assert len(fake_eigen.requests) == 1
 
@@ -437,6 +450,8 @@ async def test_stdio_end_to_end(eigen_settings: Settings, fake_eigen: FakeEigen)
     async with Client(params, mode="legacy") as client:
         result = await client.call_tool("eigen_qwen3_tts", {"text": "Hello world.", "voice": "Vivian"})
     [saved] = body_of(result)["files"]
-    assert Path(saved["path"]).read_bytes() == fake_eigen.last_audio
+    served = fake_eigen.last_audio
+    assert served is not None and audio_payload(Path(saved["path"]).read_bytes()) == audio_payload(served)
+    assert saved["credentials"]["models"] == ["qwen3-tts"]  # signed with no configuration (development certificate)
     assert fake_eigen.requests[0].form == {"model": "qwen3-tts", "text": "Hello world.", "voice": "Vivian"}
     assert EIGEN_KEY not in text_of(result)

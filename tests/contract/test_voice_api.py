@@ -26,6 +26,7 @@ from tests.helpers import (
     VOICE_HOST,
     VOICE_KEY,
     assert_secret_kept,
+    audio_payload,
     env_for,
     make_wav,
     server,
@@ -69,9 +70,11 @@ async def test_multi_speaker_tts_end_to_end(client: Client, fake_voice: FakeVoic
     saved = Path(audio["path"])
     assert saved.parent == voice_settings.output_dir and saved.suffix == ".mp3"
     served = fake_voice.tasks[submit.task_id or ""].audio
-    assert served is not None and saved.read_bytes() == served
-    assert audio["sha256"] == hashlib.sha256(served).hexdigest()
-    assert audio["content_type"] == "audio/mpeg" and audio["file_size"] == len(served)
+    assert served is not None
+    assert audio_payload(saved.read_bytes()) == audio_payload(served)  # the model's audio, after its credentials
+    assert audio["credentials"]["embedded"] and audio["credentials"]["models"] == ["tts"]
+    assert audio["sha256"] == hashlib.sha256(saved.read_bytes()).hexdigest()
+    assert audio["content_type"] == "audio/mpeg" and audio["file_size"] == saved.stat().st_size
     # Sandbox speech lasts about 14 characters a second of what is spoken (the cues are not).
     spoken = "We shipped it on Thursday! Nobody ships on a Thursday."
     assert audio["duration_s"] == pytest.approx(len(spoken) / 14, rel=0.15)
@@ -334,7 +337,8 @@ async def test_stdio_end_to_end(voice_settings: Settings, fake_voice: FakeVoiceA
     assert not result.is_error, text_of(result)
     assert result.structured_content is not None
     [task] = fake_voice.tasks.values()
-    assert Path(result.structured_content["files"][0]["path"]).read_bytes() == task.audio
+    assert task.audio is not None
+    assert audio_payload(Path(result.structured_content["files"][0]["path"]).read_bytes()) == audio_payload(task.audio)
     assert [r.json for r in fake_voice.requests_of("tts_submit")] == [
         {"text": "Hello over stdio.", "model_ids": ["m-bright-host"]}
     ]

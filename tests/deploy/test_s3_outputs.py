@@ -4,16 +4,20 @@ replica, with nothing left in a local folder."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import httpx
 import pytest
 from mcp import Client
 
 from mcp_audio.config import ServerSettings
 from mcp_audio.core.errors import ConfigError
+from mcp_audio.files.provenance import read_provenance
 from mcp_audio.files.s3 import parse_s3_url
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.conftest import on_backend
-from tests.helpers import body_of, make_wav, server, text_of
+from tests.helpers import audio_payload, body_of, make_wav, server, text_of
 from tests.http_harness import add_token, http_server, mcp_client
 
 pytestmark = pytest.mark.anyio
@@ -45,7 +49,9 @@ async def test_a_saved_output_goes_to_the_bucket_with_a_presigned_url(
     [(key, data)] = stored.items()
     assert key == f"team/audio/{item['file_name']}" and item["path"] == f"s3://{s3_bucket}/{key}"
     fal_copy = next(data for name, (data, _) in fake_fal.files.items() if name.endswith(".wav"))
-    assert data == fal_copy and item["file_size"] == len(data)
+    # the model's audio, signed before it went to the bucket
+    assert audio_payload(data) == audio_payload(fal_copy) and item["file_size"] == len(data)
+    assert item["credentials"]["embedded"] and data != fal_copy
     assert "X-Amz-Signature=" in item["url"] and item["url"].startswith(f"{s3_endpoint}/{s3_bucket}/team/audio/")
     async with httpx.AsyncClient(trust_env=False) as http:
         assert (await http.get(item["url"])).content == data
@@ -54,6 +60,36 @@ async def test_a_saved_output_goes_to_the_bucket_with_a_presigned_url(
 
     assert base64.b64decode(served.contents[0].blob) == data  # type: ignore[union-attr]
     assert not bucketed.output_dir.exists() or not any(bucketed.output_dir.iterdir())
+    assert not any((bucketed.data_dir / "staging").iterdir())  # nothing kept locally
+
+
+async def test_a_sidecar_of_credentials_goes_to_the_bucket_with_its_file(
+    bucketed: ServerSettings, rec_dir: Path, s3_endpoint: str, s3_bucket: str
+) -> None:
+    """An Ogg file cannot embed Content Credentials: it is signed in the staging folder and its
+    `.c2pa` sidecar is stored next to it in the bucket, an output file of its own."""
+    (rec_dir / "take.wav").write_bytes(make_wav(1.0))
+    local = bucketed.model_copy(update={"allowed_dirs": str(rec_dir)})
+    async with Client(server(local)) as client:
+        result = await client.call_tool("audio_trim", {"audio_url": str(rec_dir / "take.wav"), "format": "ogg"})
+        assert not result.is_error, text_of(result)
+        audio, sidecar = body_of(result)["files"]
+        served = await client.read_resource(sidecar["resource"])
+    stored = objects(s3_endpoint, s3_bucket)
+    assert sorted(stored) == [f"team/audio/{audio['file_name']}", f"team/audio/{audio['file_name']}.c2pa"]
+    assert audio["credentials"]["sidecar"] == sidecar["file_name"] == f"{audio['file_name']}.c2pa"
+    assert sidecar["path"] == f"{audio['path']}.c2pa" and sidecar["content_type"] == "application/c2pa"
+    manifest = stored[f"team/audio/{sidecar['file_name']}"]
+    import base64
+
+    assert base64.b64decode(served.contents[0].blob) == manifest  # type: ignore[union-attr]
+    with tempfile.TemporaryDirectory() as folder:  # read back as a reader would: the file and its sidecar
+        copy = Path(folder) / audio["file_name"]
+        copy.write_bytes(stored[f"team/audio/{audio['file_name']}"])
+        Path(f"{copy}.c2pa").write_bytes(manifest)
+        report = read_provenance(copy)
+    assert report.has_credentials and report.signature_valid and not report.tampered
+    assert report.manifest is not None and report.manifest.ingredients[0].title == "take.wav"
     assert not any((bucketed.data_dir / "staging").iterdir())  # nothing kept locally
 
 

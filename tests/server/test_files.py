@@ -31,6 +31,12 @@ def file_settings(settings: Settings, rec_dir: Path) -> Settings:
     return settings.model_copy(update={"allowed_dirs": str(rec_dir), "download": "always"})
 
 
+def unmarked(settings: Settings) -> Settings:
+    """Saved as the upstream sent it, byte for byte: no Content Credentials written (those are
+    tested in test_provenance.py)."""
+    return settings.model_copy(update={"provenance": "off"})
+
+
 async def test_local_recording_is_uploaded_once_and_used_by_clone_and_transcribe(
     file_settings: Settings, fake_fal: FakeFal, rec_dir: Path
 ) -> None:
@@ -164,7 +170,7 @@ async def test_outputs_are_saved_with_hash_and_audio_properties(
 ) -> None:
     url = fake_fal.put_file(f"gen/{name}", data, content_type)
     fake_fal.script("fal-ai/lyria2", output={"audio": {"url": url, "content_type": content_type, "file_name": name}})
-    async with Client(server(file_settings)) as client:
+    async with Client(server(unmarked(file_settings))) as client:
         result = await client.call_tool("lyria2_music", {"prompt": "calm"})
         body = result.structured_content
         assert body is not None, text_of(result)
@@ -194,7 +200,7 @@ async def test_an_interrupted_download_is_fetched_again_whole(file_settings: Set
     url = fake_fal.put_file("gen/cut.wav", data, "audio/wav")
     fake_fal.script("fal-ai/lyria2", output={"audio": {"url": url, "content_type": "audio/wav"}})
     fake_fal.break_file_after(len(data) // 3)
-    async with Client(server(file_settings)) as client:
+    async with Client(server(unmarked(file_settings))) as client:
         result = await client.call_tool("lyria2_music", {"prompt": "calm"})
     [entry] = (result.structured_content or {})["files"]
     assert "download_error" not in entry, entry
@@ -228,7 +234,7 @@ async def test_small_outputs_can_be_inlined_as_audio_content(file_settings: Sett
     data = make_wav(0.2)
     url = fake_fal.put_file("gen/tiny.wav", data, "audio/wav")
     fake_fal.script("fal-ai/lyria2", output={"audio": {"url": url, "content_type": "audio/wav"}})
-    async with Client(server(file_settings.model_copy(update={"inline_max_kb": 64}))) as client:
+    async with Client(server(unmarked(file_settings).model_copy(update={"inline_max_kb": 64}))) as client:
         result = await client.call_tool("lyria2_music", {"prompt": "tiny"})
     [audio] = [item for item in result.content if isinstance(item, AudioContent)]
     assert audio.mime_type == "audio/wav" and base64.b64decode(audio.data) == data

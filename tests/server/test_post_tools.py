@@ -33,7 +33,9 @@ from tests.unit.test_post_engine import lufs as loudness
 
 pytestmark = pytest.mark.anyio
 RATE = 48000
-POST_TOOLS = {"audio_join", "audio_mix", "audio_master", "audio_trim", "transcript_subtitles", "audio_info"}
+POST_TOOLS = {
+    "audio_join", "audio_mix", "audio_master", "audio_trim", "transcript_subtitles", "audio_info", "audio_provenance"
+}  # fmt: skip
 
 
 # --- audio made here, measured here -----------------------------------------------------------
@@ -98,7 +100,8 @@ async def refused(client: Client, tool: str, arguments: dict[str, Any]) -> str:
 
 
 def only_file(body: dict[str, Any]) -> dict[str, Any]:
-    [item] = body["files"]
+    """The one audio output (a format that cannot embed Content Credentials has a `.c2pa` beside it)."""
+    [item] = [f for f in body["files"] if f["content_type"] != "application/c2pa"]
     path = Path(item["path"])
     assert path.is_file() and item["file_size"] == path.stat().st_size
     assert item["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
