@@ -35,11 +35,13 @@ from mcp_audio.core.errors import (
     ConfigError,
     InvalidArguments,
     JobNotFound,
+    KeyInUse,
     McpAudioError,
     UpstreamBadAnswer,
     UpstreamError,
     UpstreamUnavailable,
 )
+from mcp_audio.core.job import IdempotencyKey
 from mcp_audio.core.pricing import Confirm, NotConfirmed
 from mcp_audio.core.redaction import redact, redact_json
 from mcp_audio.core.results import OutputFile, extract_result, value_at
@@ -147,25 +149,49 @@ class JobRunner:
         confirm: Confirm | None = None,
         *,
         cost: float | None,
+        key: IdempotencyKey | None = None,
     ) -> Job:
         """Persist a new job of `principal`'s, leased to this process, and start running it in the
         background. `cost` is the call's estimate (`PreparedCall.estimated_cost_usd`); `confirm` may
-        ask the user about it first (NotConfirmed: no job)."""
+        ask the user about it first (NotConfirmed: no job). With an idempotency `key` that names
+        a job already (a call sent at the same time, anywhere), that job, and nothing is sent."""
         if confirm is not None and cost is not None and not await confirm(capability.name, cost):
             raise NotConfirmed(capability.name, cost)
         await self._spend.charge(capability.name, cost, principal)  # raises SpendLimitExceeded before anything is sent
-        job = await self._store.create_job(
-            principal=principal,
-            estimated_cost_usd=cost,
-            tool=capability.name,
-            provider=capability.provider,
-            endpoint=request.endpoint,
-            body=file_records(request),
-            options=request.options,
-            owner=self.owner,
-        )
+        try:
+            job = await self._store.create_job(
+                principal=principal,
+                estimated_cost_usd=cost,
+                tool=capability.name,
+                provider=capability.provider,
+                endpoint=request.endpoint,
+                body=file_records(request),
+                options=request.options,
+                owner=self.owner,
+                idempotency=key,
+            )
+        except KeyInUse as used:  # the other call made the job (and was charged for it)
+            await self._spend.refund(cost, principal)
+            assert key is not None
+            return await self._replayed(key, used.job_id, used.request_hash)
         self._spawn(job, capability, request)
         return job
+
+    async def replay(self, principal: str, key: IdempotencyKey) -> Job | None:
+        """The job `principal`'s idempotency key already names (a call sent again), or None.
+        InvalidArguments when the key was used for a call with other arguments."""
+        found = await self._store.keyed_job(principal, key.key)
+        return None if found is None else await self._replayed(key, *found)
+
+    async def _replayed(self, key: IdempotencyKey, job_id: str, request_hash: str) -> Job:
+        if request_hash != key.request_hash:
+            raise InvalidArguments(
+                f"Idempotency key {key.key!r} was already used, for job {job_id}, by a call with other "
+                "arguments or another tool. A key names one call: send the same arguments to get that "
+                "job back, or a new key for a new call."
+            )
+        log.info("a call sent again with idempotency key %r gets job %s back", key.key, job_id)
+        return await self._known(job_id)
 
     async def keep_leases(self) -> None:
         """For the life of the server: renew the leases of the jobs followed here, stop following

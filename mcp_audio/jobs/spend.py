@@ -59,6 +59,16 @@ class SpendGuard:
             "--max-spend-usd`)."
         )
 
+    async def refund(self, cost: float | None, principal: str = "local") -> None:
+        """Give back a charge for a job that was not made after all (its idempotency key named
+        another, made at the same time)."""
+        if cost is None:
+            return
+        if self._store is not None:
+            await self._store.charge(principal, -cost, limit_usd=None, server_limit_usd=None)
+        else:
+            self._spent[principal] = self._spent.get(principal, 0.0) - cost
+
 
 def _over(spent: float, cost: float, limit: float | None) -> bool:
     return limit is not None and spent + cost > limit + 1e-9

@@ -17,7 +17,8 @@ from typing import Any, Literal, Protocol
 
 import anyio
 
-from mcp_audio.core.job import LOCAL_PRINCIPAL, LOG_TAIL, Job, JobState
+from mcp_audio.core.errors import KeyInUse
+from mcp_audio.core.job import IDEMPOTENCY_TTL_S, LOCAL_PRINCIPAL, LOG_TAIL, IdempotencyKey, Job, JobState
 from mcp_audio.core.results import JobResult
 from mcp_audio.core.voices import SavedVoice
 
@@ -72,6 +73,11 @@ class JobStore:
         statements run through what it yields."""
         raise NotImplementedError
 
+    def _transaction(self) -> AbstractAsyncContextManager[Statements]:
+        """One transaction of statements that rows and unique keys keep apart (a backend whose
+        every write transaction is exclusive uses that)."""
+        return self._write_transaction()
+
     def _changed(self, job_id: str) -> None:
         """A job's row changed: tell other processes' waiters, if the backend can push (this
         one cannot: only the changes made through this store are announced)."""
@@ -115,10 +121,15 @@ class JobStore:
         estimated_cost_usd: float | None = None,
         owner: str | None = None,
         principal: str = LOCAL_PRINCIPAL,
+        idempotency: IdempotencyKey | None = None,
+        now: float | None = None,
     ) -> Job:
         """A new queued job, written before anything is sent upstream, followed by `owner` (a replica
-        that keeps its heartbeat)."""
-        now = time.time()
+        that keeps its heartbeat). With an `idempotency` key, the key is recorded with the job in
+        one transaction; KeyInUse when the key already names a job of `principal`'s (made in the
+        last IDEMPOTENCY_TTL_S before `now`): no job is made. Two calls with one key at once make
+        one job, on any replica: the unique (principal, key) decides."""
+        now = time.time() if now is None else now
         job = Job(
             id=uuid.uuid4().hex,
             tool=tool,
@@ -133,26 +144,57 @@ class JobStore:
             lease_owner=owner,
             principal=principal,
         )
-        await self._execute(
+        insert = (
             "INSERT INTO jobs (id, tool, provider, endpoint, payload, options, state, created_at, updated_at,"
             " estimated_cost_usd, lease_owner, principal)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                job.id,
-                tool,
-                provider,
-                endpoint,
-                json.dumps(body),
-                json.dumps(options),
-                job.state,
-                now,
-                now,
-                estimated_cost_usd,
-                job.lease_owner,
-                principal,
-            ),
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
+        values = (
+            job.id,
+            tool,
+            provider,
+            endpoint,
+            json.dumps(body),
+            json.dumps(options),
+            job.state,
+            now,
+            now,
+            estimated_cost_usd,
+            job.lease_owner,
+            principal,
+        )
+        if idempotency is None:
+            await self._execute(insert, values)
+            return job
+        async with self._transaction() as tx:
+            # Expired keys go first (anyone's: the index on created_at makes it cheap), so a key
+            # older than a day names a new call.
+            await tx.execute("DELETE FROM idempotency WHERE created_at <= ?", (now - IDEMPOTENCY_TTL_S,))
+            # Insert-or-get: a concurrent transaction with the same key waits on the unique index
+            # and then inserts nothing.
+            taken = await tx.fetch(
+                "INSERT INTO idempotency (principal, key, request_hash, job_id, created_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (principal, key) DO NOTHING RETURNING job_id",
+                (principal, idempotency.key, idempotency.request_hash, job.id, now),
+            )
+            if not taken:
+                rows = await tx.fetch(
+                    "SELECT request_hash, job_id FROM idempotency WHERE principal = ? AND key = ?",
+                    (principal, idempotency.key),
+                )
+                raise KeyInUse(idempotency.key, str(rows[0]["job_id"]), str(rows[0]["request_hash"]))
+            await tx.execute(insert, values)
         return job
+
+    async def keyed_job(self, principal: str, key: str, *, now: float | None = None) -> tuple[str, str] | None:
+        """The job `principal`'s idempotency key names, with the hash of the call that made it:
+        (job_id, request_hash); None when the key is unknown or older than IDEMPOTENCY_TTL_S."""
+        now = time.time() if now is None else now
+        rows = await self._fetch(
+            "SELECT job_id, request_hash FROM idempotency WHERE principal = ? AND key = ? AND created_at > ?",
+            (principal, key, now - IDEMPOTENCY_TTL_S),
+        )
+        return (str(rows[0]["job_id"]), str(rows[0]["request_hash"])) if rows else None
 
     # --- leases: one follower per job across processes ---------------------------------------
     # A job names its owner (`lease_owner`); the owner's lease is its one heartbeat row in

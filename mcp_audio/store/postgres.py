@@ -118,6 +118,17 @@ def pg006_replicas(db: psycopg.Connection[Any]) -> None:
     db.execute("CREATE INDEX jobs_owner ON jobs(lease_owner)")
 
 
+@migration
+def pg007_idempotency(db: psycopg.Connection[Any]) -> None:
+    # A caller's idempotency key names one job for a day: a call sent again, to any replica,
+    # gets that job back.
+    db.execute(
+        "CREATE TABLE idempotency (principal TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,"
+        " job_id TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (principal, key))"
+    )
+    db.execute("CREATE INDEX idempotency_created ON idempotency(created_at)")
+
+
 def migrate(url: str) -> None:
     """Apply the migrations not applied yet (blocking: at open, on a thread)."""
     with psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10) as db:
@@ -211,6 +222,12 @@ class PostgresJobStore(JobStore):
             # Writers of spend and of the rate limit queue here, across replicas, until this
             # transaction ends.
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SPEND_LOCK,))
+            yield _Statements(conn)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Statements]:
+        # Row locks and unique indexes order these writers; they need not wait for spend's.
+        async with self._pool.connection() as conn, conn.transaction():
             yield _Statements(conn)
 
     # --- push: NOTIFY on every change, LISTEN for the life of the server ------------------------

@@ -69,3 +69,19 @@ async def test_streamable_http_end_to_end(settings: Settings, fake_fal: FakeFal)
     assert not result.is_error, text_of(result)
     assert result.structured_content is not None and result.structured_content["status"] == "completed"
     assert "lyria2_music" in resource.contents[0].text  # type: ignore[union-attr]
+
+
+async def test_over_stdio_a_call_sent_again_after_a_restart_gets_the_same_job(
+    settings: Settings, fake_fal: FakeFal
+) -> None:
+    # The client lost the first answer (the server process went away) and sends the call again,
+    # with the same idempotency key in `_meta`, to the next process on the same data dir.
+    meta = {"io.mcp-audio/idempotency-key": "8d3c9e0a-take-1"}
+    answers = []
+    for _ in range(2):
+        async with Client(stdio_params(settings), mode="legacy") as client:
+            answers.append(await client.call_tool("qwen3_tts", {"text": "Hello world."}, meta=meta))  # type: ignore[arg-type]
+    first, again = answers
+    assert not first.is_error and not again.is_error, (text_of(first), text_of(again))
+    assert again.structured_content == first.structured_content
+    assert len(fake_fal.requests_of("submit")) == 1
