@@ -217,6 +217,16 @@ class ServerSettings(BaseSettings):
         description="HTTP mode: the most tool calls one caller (token or OAuth user) may start per minute; more are "
         "refused with a message saying when to retry",
     )
+    metrics_public: bool = Field(
+        False,
+        description="HTTP mode: serve `GET /metrics` (Prometheus) without a token; by default it takes the same "
+        "bearer token as `/mcp` whenever tokens or OAuth are on",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="the server log on stderr: `text` lines, or `json`, one object a line (`ts`, `level`, `logger`, "
+        "`message`, and `job_id`, `traceparent` when known)",
+    )
 
     @field_validator("public_url", "oauth_issuer")
     @classmethod

@@ -53,6 +53,7 @@ class Job:
     lease_expires: float | None = None  # unused: a lease is its owner's heartbeat (store.heartbeat)
     principal: str = LOCAL_PRINCIPAL  # who started it: only they see it
     webhook: dict[str, Any] | None = None  # the upstream's verified webhook delivery, until the follower uses it
+    traceparent: str | None = None  # the W3C trace of the call that started it (logged, sent upstream)
 
     @property
     def finished(self) -> bool:

@@ -39,6 +39,7 @@ class CallPipeline:
         principal: str = LOCAL_PRINCIPAL,
         confirm: Confirm | None = None,
         idempotency_key: str | None = None,
+        traceparent: str | None = None,
     ) -> Job:
         """Raises InvalidArguments, ConfigError, SpendLimitExceeded or UpstreamError (an upload)
         before any job exists; afterwards every failure is recorded on the job. Saved voices are
@@ -47,7 +48,8 @@ class CallPipeline:
         may be read from: asked only once the arguments are valid and one of them is a local path
         (asking a client for its roots is a round trip, and pointless for a URL or a text).
         `idempotency_key`: the caller's key for this call; a call sent again with it (same tool and
-        arguments) gets the first call's job back before anything is read, uploaded or sent."""
+        arguments) gets the first call's job back before anything is read, uploaded or sent.
+        `traceparent`: the call's W3C trace, kept with the job."""
         # Hashed as the caller sent them, before anything below fills in or rewrites a value.
         key = IdempotencyKey.of(idempotency_key, capability.name, arguments) if idempotency_key else None
         if key is not None and (replayed := await self._runner.replay(principal, key)) is not None:
@@ -65,7 +67,9 @@ class CallPipeline:
         readable = await self._with_uploads(capability, call.body, readable, principal)
         resolver = InputResolver(self._store, self._client, principal)
         request = await resolver.resolve(capability, call, provider, readable)
-        return await self._runner.start(capability, request, principal, confirm, cost=call.estimated_cost_usd, key=key)
+        return await self._runner.start(
+            capability, request, principal, confirm, cost=call.estimated_cost_usd, key=key, traceparent=traceparent
+        )
 
     async def _with_uploads(
         self, capability: Capability, body: dict[str, Any], roots: list[Path], principal: str

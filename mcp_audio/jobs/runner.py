@@ -30,6 +30,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 from pydantic import BaseModel, ValidationError
 
+from mcp_audio import metrics
 from mcp_audio.catalog import Capability, Catalog
 from mcp_audio.core.errors import (
     ConfigError,
@@ -45,6 +46,7 @@ from mcp_audio.core.job import IdempotencyKey
 from mcp_audio.core.pricing import Confirm, NotConfirmed
 from mcp_audio.core.redaction import redact, redact_json
 from mcp_audio.core.results import OutputFile, extract_result, value_at
+from mcp_audio.core.trace import JobContext, current_job
 from mcp_audio.core.upstreams import UPSTREAMS
 from mcp_audio.core.voices import SavedVoice
 from mcp_audio.files.inputs import file_records
@@ -150,6 +152,7 @@ class JobRunner:
         *,
         cost: float | None,
         key: IdempotencyKey | None = None,
+        traceparent: str | None = None,
     ) -> Job:
         """Persist a new job of `principal`'s, leased to this process, and start running it in the
         background. `cost` is the call's estimate (`PreparedCall.estimated_cost_usd`); `confirm` may
@@ -169,11 +172,13 @@ class JobRunner:
                 options=request.options,
                 owner=self.owner,
                 idempotency=key,
+                traceparent=traceparent,
             )
         except KeyInUse as used:  # the other call made the job (and was charged for it)
             await self._spend.refund(cost, principal)
             assert key is not None
             return await self._replayed(key, used.job_id, used.request_hash)
+        metrics.spent(capability.provider, cost)
         self._spawn(job, capability, request)
         return job
 
@@ -252,6 +257,11 @@ class JobRunner:
                 )
         return adopted
 
+    @property
+    def following(self) -> int:
+        """How many jobs this process follows now (the leases it holds)."""
+        return len(self._live)
+
     def has_key(self, provider: str) -> bool:
         try:
             self.providers.get(provider).check_configured()
@@ -277,6 +287,8 @@ class JobRunner:
 
     async def _follow(self, job_id: str, capability: Capability, request: UpstreamRequest | None) -> None:
         live = self._live[job_id]
+        # This task's log lines and upstream requests carry the job and its call's trace.
+        current_job.set(JobContext(job_id, live.last.traceparent if live.last is not None else None))
         try:
             with live.scope:
                 await self._run(job_id, capability, request)

@@ -1,5 +1,5 @@
 """What a tool call carries beside its arguments, read from the request's `_meta` (any transport)
-and, over HTTP, its headers: the caller's idempotency key.
+and, over HTTP, its headers: the caller's idempotency key, and its OpenTelemetry trace.
 
 Both are client input: a value that does not fit is refused with the field named, never used.
 """
@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcp_audio.core.errors import InvalidArguments
+from mcp_audio.core.trace import TRACEPARENT_META, valid_traceparent
 
-__all__ = ["IDEMPOTENCY_HEADER", "IDEMPOTENCY_META", "idempotency_key"]
+__all__ = ["IDEMPOTENCY_HEADER", "IDEMPOTENCY_META", "idempotency_key", "traceparent"]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_META = "io.mcp-audio/idempotency-key"
@@ -38,3 +39,9 @@ def idempotency_key(meta: Mapping[str, Any] | None, headers: Mapping[str, str] |
         )
     key = from_meta if from_meta is not None else from_header
     return str(key) if key is not None else None
+
+
+def traceparent(meta: Mapping[str, Any] | None) -> str | None:
+    """The W3C `traceparent` in the request's `_meta` (OpenTelemetry's MCP convention); a value
+    not in the W3C format is ignored, as the spec asks of a receiver."""
+    return valid_traceparent((meta or {}).get(TRACEPARENT_META))

@@ -129,6 +129,13 @@ def pg007_idempotency(db: psycopg.Connection[Any]) -> None:
     db.execute("CREATE INDEX idempotency_created ON idempotency(created_at)")
 
 
+@migration
+def pg008_traceparent(db: psycopg.Connection[Any]) -> None:
+    # The W3C trace of the call that started a job: its follower, on any replica, logs it and
+    # sends it upstream.
+    db.execute("ALTER TABLE jobs ADD COLUMN traceparent TEXT")
+
+
 def migrate(url: str) -> None:
     """Apply the migrations not applied yet (blocking: at open, on a thread)."""
     with psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10) as db:

@@ -132,6 +132,12 @@ def m011_idempotency(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX idempotency_created ON idempotency(created_at)")
 
 
+@migration
+def m012_traceparent(db: sqlite3.Connection) -> None:
+    # The W3C trace of the call that started a job: its follower logs it and sends it upstream.
+    db.execute("ALTER TABLE jobs ADD COLUMN traceparent TEXT")
+
+
 class SqliteJobStore(JobStore):
     """The store in one SQLite file (WAL: readers do not block the writer). Every statement runs
     on a worker thread, one at a time (a capacity limiter of 1): a busy or slow disk, or another
