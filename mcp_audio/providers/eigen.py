@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio.to_thread
 import httpx
 
 from mcp_audio.core.errors import UpstreamBadAnswer, UpstreamJobFailed, UpstreamUnavailable
@@ -70,7 +71,8 @@ class EigenProvider(HttpProvider):
         path = "/api/v1/generate/upload" if request.endpoint == UPLOAD else "/api/v1/generate"
         response = await self._post(path, parts, headers)
         if request.returns == "audio":
-            return {"audio": files(response.content, _audio_type(response, request.body))}
+            audio_type = _audio_type(response, request.body)
+            return {"audio": await anyio.to_thread.run_sync(files, response.content, audio_type)}
         if request.endpoint == UPLOAD:
             return _voice_id(response)
         return _transcript(response)

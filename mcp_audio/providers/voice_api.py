@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx
 from pydantic import BaseModel, ConfigDict
 
@@ -147,7 +148,7 @@ class VoiceApiProvider(HttpProvider):
                 )
             content_type = media_type(response)
             audio_type = content_type if content_type.startswith("audio/") else "audio/mpeg"
-            return {"audio": files(response.content, audio_type)}
+            return {"audio": await anyio.to_thread.run_sync(files, response.content, audio_type)}
         if kind == "stt":
             plain = "true" if handle.plain_text else "false"
             response = await self._call("GET", f"/v1/stt/{task_id}/result", params={"plain_text": plain})
