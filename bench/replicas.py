@@ -8,14 +8,22 @@
    replica is killed with SIGKILL: seconds until the other follows every job (goal <= 35 s).
    On one host a dead pid is seen at once; a replica on another host cannot be probed, so the
    same is measured with SIGSTOP (the process lives on, only the lease's expiry frees its jobs).
+3. Scale (`--scale N`, alone with `--only-scale`): three replicas on one PostgreSQL, N jobs at
+   once against the fal fake (a third to each), while another process GETs /healthz on each
+   replica every 50 ms. Prints: jobs completed and fal submits (each once), the health check's
+   p50/p99 (goal p99 <= 50 ms), each replica's event-loop lag p99 during the load from its
+   /metrics (goal <= 20 ms), the wall time against the same N jobs driven directly against the
+   fake (goal <= 1.3x), and lease upkeep: statements that write leases per renewal, counted by
+   pg_stat_statements (goal 1 per replica per renewal, whatever the number of jobs).
 
 Needs PostgreSQL's server binaries (`apt-get install -y postgresql`) and psycopg.
-Usage: python bench/replicas.py [--jobs 500] [--job-s 5] [--takeover-jobs 20]
+Usage: python bench/replicas.py [--jobs 500] [--job-s 5] [--takeover-jobs 20] [--scale 2000] [--only-scale]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -30,15 +38,67 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from delivery import ENDPOINT, FAKE_PROCESS, KEY, free_port, server_env, uncapped_client, wait_for_port
+from delivery import (
+    ENDPOINT,
+    FAKE_PROCESS,
+    KEY,
+    direct_jobs,
+    free_port,
+    server_env,
+    uncapped_client,
+    wait_for_port,
+)
 
 from tests.pg_harness import find_bin_dir, pg_server
+
+# The fal fake, plus GET /_bench/submits: how many submits it received.
+COUNTING_FAKE = FAKE_PROCESS.replace(
+    "with serve_in_thread",
+    """from starlette.responses import JSONResponse
+from starlette.routing import Route
+async def submits(request):
+    return JSONResponse({"submits": len(fake.requests_of("submit"))})
+fake.app.router.routes.insert(0, Route("/_bench/submits", submits))
+with serve_in_thread""",
+)
+
+# GETs /healthz on each URL every 50 ms, on a thread per URL (its own process: the load's
+# client does not delay it), until stdin closes; prints the latencies in ms, as JSON.
+PINGER = """
+import http.client, json, sys, threading, time
+from urllib.parse import urlsplit
+stop, seen = threading.Event(), []
+def ping(url):
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    due = time.perf_counter()
+    while not stop.is_set():
+        started = time.perf_counter()
+        try:
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            seen.append((time.perf_counter() - started) * 1000)
+        except OSError:
+            conn.close()
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        due += 0.05
+        time.sleep(max(0.0, due - time.perf_counter()))
+threads = [threading.Thread(target=ping, args=(url,)) for url in sys.argv[1:]]
+for t in threads:
+    t.start()
+print("ready", flush=True)
+sys.stdin.read()
+stop.set()
+for t in threads:
+    t.join()
+print(json.dumps(seen), flush=True)
+"""
 
 
 def start_fake(job_s: float) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     fake = subprocess.Popen(
-        [sys.executable, "-c", FAKE_PROCESS, KEY, ENDPOINT, str(job_s), str(port)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", COUNTING_FAKE, KEY, ENDPOINT, str(job_s), str(port)], stdout=subprocess.PIPE, text=True
     )
     assert fake.stdout is not None
     fake.stdout.readline()
@@ -166,19 +226,145 @@ def bench_takeover(jobs: int, pg: Any, how: signal.Signals) -> None:
     print(f"Takeover of {jobs} jobs after {label}: {took:5.1f} s   (goal <= 35 s, lease 20 s)")
 
 
+def submits(fake_url: str) -> int:
+    import httpx
+
+    return int(httpx.get(fake_url + "/_bench/submits", timeout=30).json()["submits"])
+
+
+def lag_buckets(base: str) -> dict[float, float]:
+    """The cumulative buckets of a replica's event-loop lag histogram (seconds -> count)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(base + "/metrics", timeout=30).text
+    return {
+        float(sample.labels["le"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "mcp_audio_event_loop_lag_seconds_bucket"
+    }
+
+
+def quantile_from(before: dict[float, float], after: dict[float, float], q: float) -> tuple[float, int]:
+    """The bucket bound under which a fraction `q` of the samples taken between two scrapes
+    fell (an upper bound of that quantile), in ms; and how many samples there were."""
+    counts = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
+    total = counts[float("inf")]
+    for bound, count in counts.items():
+        if count >= q * total:
+            return bound * 1000, int(total)
+    return float("inf"), int(total)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
+
+
+def lease_statements(database: str) -> dict[str, int]:
+    """Calls since the last reset of the statements that keep or take leases (pg_stat_statements)."""
+    import psycopg
+
+    kinds = {
+        "heartbeat": "INSERT INTO replicas%",
+        "claim": "UPDATE jobs SET lease_owner%",
+        "held": "SELECT id FROM jobs WHERE lease_owner%",
+        "unleased": "SELECT * FROM jobs WHERE state IN%lease_owner IS NULL%",
+        "live replicas": "SELECT owner, host, pid FROM replicas%",
+    }
+    with psycopg.connect(database, autocommit=True) as db:
+        return {
+            kind: int(
+                db.execute(
+                    "SELECT COALESCE(SUM(calls), 0) FROM pg_stat_statements WHERE query LIKE %s", (pattern,)
+                ).fetchone()[0]  # type: ignore[index]
+            )
+            for kind, pattern in kinds.items()
+        }
+
+
+def bench_scale(n: int, job_s: float, pg: Any) -> None:
+    import psycopg
+
+    fake, fake_url = start_fake(job_s)
+    database = pg.fresh_database()
+    with psycopg.connect(database, autocommit=True) as db:
+        db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    try:
+        direct_s = anyio.run(direct_jobs, fake_url, n)
+        direct_submits = submits(fake_url)
+        dirs = [tempfile.TemporaryDirectory() for _ in range(3)]
+        started = [
+            start_replica(fake_url, d.name, MCP_AUDIO_DATABASE_URL=database, MCP_AUDIO_METRICS_PUBLIC="1") for d in dirs
+        ]
+        procs, urls = [proc for proc, _ in started], [url for _, url in started]
+        bases = [url.removesuffix("/mcp") for url in urls]
+        try:
+            pinger = subprocess.Popen(
+                [sys.executable, "-c", PINGER, *bases], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
+            assert pinger.stdout is not None and pinger.stdin is not None
+            pinger.stdout.readline()
+            before = [lag_buckets(base) for base in bases]
+            with psycopg.connect(database, autocommit=True) as db:
+                db.execute("SELECT pg_stat_statements_reset()")
+            wall, completed, ids = anyio.run(run_jobs, urls, n)
+            leases = lease_statements(database)
+            after = [lag_buckets(base) for base in bases]
+            pinger.stdin.close()
+            pings = [float(ms) for ms in json.loads(pinger.stdout.readline())]
+            pinger.wait()
+        finally:
+            stop(*procs)
+            for d in dirs:
+                d.cleanup()
+        served_submits = submits(fake_url) - direct_submits
+    finally:
+        fake.kill()
+        fake.wait()
+    print(f"Scale: {n} concurrent jobs of {job_s:g} s over 3 replicas on one PostgreSQL, /healthz every 50 ms")
+    print(f"  completed {completed}/{n}, distinct jobs {len(set(ids))}, fal submits {served_submits} (goal {n})")
+    print(
+        f"  /healthz p50 {pct(pings, 0.5):6.1f} ms  p99 {pct(pings, 0.99):6.1f} ms"
+        f"  ({len(pings)} pings; goal p99 <= 50)"
+    )
+    for index, (b, a) in enumerate(zip(before, after, strict=True)):
+        p99, samples = quantile_from(b, a, 0.99)
+        p50, _ = quantile_from(b, a, 0.5)
+        print(
+            f"  replica {index + 1} loop lag p50 <= {p50:5.1f} ms  p99 <= {p99:5.1f} ms"
+            f"  ({samples} samples; goal p99 <= 20)"
+        )
+    ratio = wall / direct_s
+    print(f"  wall {wall:7.2f} s vs directly against the fake {direct_s:7.2f} s: {ratio:5.2f}x  (goal <= 1.3)")
+    renewals = leases["heartbeat"]
+    writes = leases["heartbeat"] + leases["claim"]
+    print(
+        f"  lease upkeep: {renewals} renewals (heartbeats) by 3 replicas, {leases['claim']} claims: "
+        f"{writes / max(1, renewals):.2f} lease-writing statements per renewal (goal 1); reads per renewal: "
+        + ", ".join(f"{kind} {leases[kind] / max(1, renewals):.2f}" for kind in ("held", "unleased", "live replicas"))
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--job-s", type=float, default=5.0)
     parser.add_argument("--takeover-jobs", type=int, default=20)
+    parser.add_argument("--scale", type=int, default=2000, help="jobs of the scale run (0: none)")
+    parser.add_argument("--only-scale", action="store_true")
     args = parser.parse_args()
     bin_dir = find_bin_dir()
     if bin_dir is None:
         sys.exit("needs PostgreSQL: apt-get install -y postgresql")
-    with pg_server(bin_dir) as pg:
-        bench_throughput(args.jobs, args.job_s, pg)
-        bench_takeover(args.takeover_jobs, pg, signal.SIGKILL)
-        bench_takeover(args.takeover_jobs, pg, signal.SIGSTOP)
+    with pg_server(bin_dir, "-c shared_preload_libraries=pg_stat_statements") as pg:
+        if not args.only_scale:
+            bench_throughput(args.jobs, args.job_s, pg)
+            bench_takeover(args.takeover_jobs, pg, signal.SIGKILL)
+            bench_takeover(args.takeover_jobs, pg, signal.SIGSTOP)
+        if args.scale:
+            bench_scale(args.scale, args.job_s, pg)
 
 
 if __name__ == "__main__":

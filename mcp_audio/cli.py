@@ -42,7 +42,7 @@ def _main(argv: list[str] | None) -> int:
             name = ENV_NAMES.get(str(err["loc"][0]), str(err["loc"][0])) if err["loc"] else "settings"
             print(f"mcp-audio: invalid setting {name}: {err['msg']}", file=sys.stderr)
         return 1
-    _configure_logging(settings.secrets(), args.verbose)
+    _configure_logging(settings.secrets(), args.verbose, settings.log_format)
     try:
         command = args.command or "serve"
         if command == "jobs" and args.sandbox:  # listing reads the sandbox's folders; no fake is needed
@@ -177,11 +177,13 @@ def _port(text: str) -> int:
     return value
 
 
-def _configure_logging(secrets: list[str], verbose: bool) -> None:
+def _configure_logging(secrets: list[str], verbose: bool, log_format: str = "text") -> None:
+    from mcp_audio.core.logs import JsonFormatter
     from mcp_audio.core.redaction import RedactingFilter
 
     handler = logging.StreamHandler(sys.stderr)  # never stdout: it is the protocol channel
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    text = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(JsonFormatter() if log_format == "json" else text)
     handler.addFilter(RedactingFilter(secrets))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
     for noisy in ("httpx", "httpcore", "mcp", "uvicorn.access"):

@@ -297,6 +297,16 @@ class ServerSettings(BaseSettings):
         description="PEM root certificates `audio_provenance` trusts (e.g. the C2PA trust list); without them a "
         "signature is at best valid, never trusted",
     )
+    metrics_public: bool = Field(
+        False,
+        description="HTTP mode: serve `GET /metrics` (Prometheus) without a token; by default it takes the same "
+        "bearer token as `/mcp` whenever tokens or OAuth are on",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="the server log on stderr: `text` lines, or `json`, one object a line (`ts`, `level`, `logger`, "
+        "`message`, and `job_id`, `traceparent` when known)",
+    )
 
     @field_validator("public_url", "oauth_issuer")
     @classmethod

@@ -64,7 +64,8 @@ def _as_server_user(command: list[str]) -> list[str]:
 
 
 @contextmanager
-def pg_server(bin_dir: Path) -> Iterator[PgServer]:
+def pg_server(bin_dir: Path, extra: str = "") -> Iterator[PgServer]:
+    """A PostgreSQL server of its own; `extra`: more `-c name=value` settings (a bench's)."""
     root = Path(tempfile.mkdtemp(prefix="mcp-audio-pg-"))
     server = PgServer(root)
     data = root / "data"
@@ -81,7 +82,7 @@ def pg_server(bin_dir: Path) -> Iterator[PgServer]:
         # Durability is not what tests check: no fsync keeps a session's many databases fast.
         options = (
             f"-k {server.socket_dir} -c listen_addresses='' -c fsync=off -c synchronous_commit=off"
-            " -c full_page_writes=off -c max_connections=300"
+            " -c full_page_writes=off -c max_connections=300 " + extra
         )
         run("pg_ctl", "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "30", "start")
         server._control = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "30"]

@@ -5,6 +5,7 @@
     ├── ManifestError             a manifest file is invalid (lists every problem, file and field)
     ├── InvalidArguments          a tool call's arguments are wrong (names field, value, what is allowed)
     ├── JobNotFound               no job with that id
+    ├── KeyInUse                  an idempotency key already names a job (the store says which)
     ├── SpendLimitExceeded        the call would pass MCP_AUDIO_MAX_SPEND_USD
     └── UpstreamError             an upstream said no, or could not be reached
         ├── AuthenticationFailed  401/403: the key was rejected (named by variable, never echoed)
@@ -48,6 +49,15 @@ class InvalidArguments(McpAudioError):
 
 class JobNotFound(McpAudioError):
     """No job has this id."""
+
+
+class KeyInUse(McpAudioError):
+    """A caller's idempotency key already names a job (`job_id`), made by a call that asked
+    `request_hash`: the store refuses to make a second job for it."""
+
+    def __init__(self, key: str, job_id: str, request_hash: str) -> None:
+        self.key, self.job_id, self.request_hash = key, job_id, request_hash
+        super().__init__(f"idempotency key {key!r} already names job {job_id}")
 
 
 class SpendLimitExceeded(McpAudioError):

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mcp_audio.core.results import JobResult
 
-__all__ = ["FINISHED", "LOCAL_PRINCIPAL", "LOG_TAIL", "Job", "JobState", "iso_time"]
+__all__ = [
+    "FINISHED",
+    "IDEMPOTENCY_TTL_S",
+    "LOCAL_PRINCIPAL",
+    "LOG_TAIL",
+    "IdempotencyKey",
+    "Job",
+    "JobState",
+    "iso_time",
+]
 
 # `unknown`: a request was sent but no answer said whether the upstream took it; it may have
 # run and billed, so it is never resent (see the README's delivery guarantees).
@@ -16,6 +27,7 @@ JobState = Literal["queued", "running", "completed", "failed", "cancelled", "unk
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled", "unknown"})
 LOG_TAIL = 20  # log lines kept per job
 LOCAL_PRINCIPAL = "local"  # stdio, and HTTP without authentication: the one local user
+IDEMPOTENCY_TTL_S = 24 * 3600.0  # how long a caller's idempotency key names its job
 
 
 @dataclass
@@ -41,10 +53,25 @@ class Job:
     lease_expires: float | None = None  # unused: a lease is its owner's heartbeat (store.heartbeat)
     principal: str = LOCAL_PRINCIPAL  # who started it: only they see it
     webhook: dict[str, Any] | None = None  # the upstream's verified webhook delivery, until the follower uses it
+    traceparent: str | None = None  # the W3C trace of the call that started it (logged, sent upstream)
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """A caller's key for one tool call, with the hash of what that call asked (its tool and
+    arguments, as canonical JSON): the same key with other arguments is another call, refused."""
+
+    key: str
+    request_hash: str
+
+    @classmethod
+    def of(cls, key: str, tool: str, arguments: dict[str, Any]) -> IdempotencyKey:
+        canonical = json.dumps([tool, arguments], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return cls(key, hashlib.sha256(canonical.encode()).hexdigest())
 
 
 def iso_time(ts: float) -> str:

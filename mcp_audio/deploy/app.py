@@ -35,6 +35,7 @@ from mcp_audio.config import ServerSettings
 from mcp_audio.core.errors import ConfigError, McpAudioError
 from mcp_audio.deploy.auth import Verifier
 from mcp_audio.deploy.health import HEALTH_PATH
+from mcp_audio.deploy.metrics import METRICS_PATH
 from mcp_audio.deploy.oauth import OAuthVerifier, check_issuer, is_loopback
 from mcp_audio.files.uploads import NoRoom, NotMedia, TooLarge, Uploads, open_uploads
 from mcp_audio.server.principal import current_principal
@@ -145,8 +146,9 @@ class HostGuard:
         self._check = TransportSecurityMiddleware(security)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # A load balancer's health check names the replica by its own address; the answer holds no data.
-        if scope["type"] == "http" and scope["path"] != HEALTH_PATH:
+        # A load balancer's health check and a metrics scraper name the replica by its own address;
+        # neither answer holds a caller's data (and /metrics takes a token unless made public).
+        if scope["type"] == "http" and scope["path"] not in (HEALTH_PATH, METRICS_PATH):
             request = Request(scope, receive)
             refusal = await self._check.validate_request(request)
             if refusal is not None:
@@ -292,6 +294,7 @@ def serve_http(
     import uvicorn
 
     from mcp_audio.deploy.health import health_route
+    from mcp_audio.deploy.metrics import metrics_route
     from mcp_audio.deploy.slow_clients import quiet_accept_errors, uvicorn_options
     from mcp_audio.deploy.webhooks import fal_webhook_route
 
@@ -299,15 +302,29 @@ def serve_http(
     # fal's webhooks, when submits announce them (MCP_AUDIO_PUBLIC_URL): signed by fal, not by a token.
     webhooks = [fal_webhook_route(settings)] if settings.public_url else []
     uploads = open_uploads(settings)
+    scrape = metrics_route()  # before the engine opens: it then feeds the metrics
     app = http_app(
         server,
         exposure,
-        extra_routes=[upload_route(settings, uploads), files_route(settings)],
-        open_routes=[health_route(settings, serving), *webhooks],
+        extra_routes=[
+            upload_route(settings, uploads),
+            files_route(settings),
+            *([] if settings.metrics_public else [scrape]),
+        ],
+        open_routes=[health_route(settings, serving), *webhooks, *([scrape] if settings.metrics_public else [])],
         stateless=settings.http_stateless,
     )
     quiet_accept_errors()
-    uvicorn.run(WhileServing(app, uploads.sweep_forever), host=host, port=port, log_level="info", **uvicorn_options())
+    # JSON logs: uvicorn's own loggers pass their lines to ours instead of printing text.
+    logging_config: dict[str, Any] = {"log_config": None} if settings.log_format == "json" else {}
+    uvicorn.run(
+        WhileServing(app, uploads.sweep_forever),
+        host=host,
+        port=port,
+        log_level="info",
+        **uvicorn_options(),
+        **logging_config,
+    )
 
 
 class WhileServing:

@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mcp_audio.core.errors import McpAudioError
 from mcp_audio.core.media import extension_for, sniff_content_type
@@ -64,33 +64,79 @@ def _check_head(head: bytes, declared: str | None) -> None:
         )
 
 
+# Chunks are gathered to this size before a worker thread writes and hashes them: a thread hop
+# per network chunk (often 4-64 KiB) would cost more than the write it spares the loop.
+WRITE_BATCH = 1 << 20
+
+
+class _PartFile:
+    """The hidden temporary file a download goes to, written and hashed on worker threads.
+    Only `finish` puts it under the final name (after fsync); `discard` removes it."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.temporary = target.with_name(f".{target.name}.part")
+        self.digest = hashlib.sha256()
+        self._handle: BinaryIO | None = None
+
+    def open(self) -> None:
+        private_dir(self.target.parent)
+        self._handle = private_file(self.temporary)
+
+    def write(self, data: bytes) -> None:
+        assert self._handle is not None
+        self._handle.write(data)
+        self.digest.update(data)
+
+    def finish(self, last: bytes) -> None:
+        """Write the last batch, sync to disk, and only then take the final name."""
+        self.write(last)
+        assert self._handle is not None
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        os.replace(self.temporary, self.target)
+
+    def discard(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+        self.temporary.unlink(missing_ok=True)
+
+
 async def write_atomically(
     target: Path, chunks: AsyncIterator[bytes], *, max_bytes: int | None = None, declared: str | None = None
 ) -> tuple[int, str]:
     """Stream chunks to `target` via a hidden temporary file; returns (size, sha256).
 
-    Refuses (DownloadRefused) a body over `max_bytes`, or one whose first bytes do not fit the
-    `declared` audio/video type; nothing is left under either name then."""
-    private_dir(target.parent)
-    temporary = target.with_name(f".{target.name}.part")
-    digest, size = hashlib.sha256(), 0
+    The writes, the hashing, the fsync and the rename run on worker threads, a batch of
+    WRITE_BATCH bytes at a time, so a large file never holds the event loop. Refuses
+    (DownloadRefused) a body over `max_bytes`, or one whose first bytes do not fit the
+    `declared` audio/video type; nothing is left under either name then, nor when the
+    download is cancelled or breaks (a thread's write finishes before the file is removed)."""
+    import anyio.to_thread
+
+    part, size = _PartFile(target), 0
+    batch: list[bytes] = []
+    batched = 0
     try:
-        with private_file(temporary) as handle:
-            async for chunk in chunks:
-                if size == 0 and chunk:
-                    _check_head(chunk[:64], declared)
-                if max_bytes is not None and size + len(chunk) > max_bytes:
-                    raise DownloadRefused(f"the file is over {max_bytes / 2**20:g} MB (MCP_AUDIO_MAX_DOWNLOAD_MB)")
-                handle.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
+        await anyio.to_thread.run_sync(part.open)
+        async for chunk in chunks:
+            if size == 0 and chunk:
+                _check_head(chunk[:64], declared)
+            if max_bytes is not None and size + len(chunk) > max_bytes:
+                raise DownloadRefused(f"the file is over {max_bytes / 2**20:g} MB (MCP_AUDIO_MAX_DOWNLOAD_MB)")
+            batch.append(chunk)
+            batched += len(chunk)
+            size += len(chunk)
+            if batched >= WRITE_BATCH:
+                data, batch, batched = b"".join(batch), [], 0
+                await anyio.to_thread.run_sync(part.write, data)
+        await anyio.to_thread.run_sync(part.finish, b"".join(batch))
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        with anyio.CancelScope(shield=True):  # a cancelled download still removes its part file
+            await anyio.to_thread.run_sync(part.discard)
         raise
-    return size, digest.hexdigest()
+    return size, part.digest.hexdigest()
 
 
 def audio_properties(path: Path) -> dict[str, Any]:
@@ -186,6 +232,7 @@ class OutputSaver:
         """Download one output (a broken transfer or a 5xx is tried again: the URL stays valid);
         [the file, its sidecar if any], or [the file with the reason it has no local copy]."""
         import anyio
+        import anyio.to_thread
         import httpx
 
         name = output_name(tool, job_id, index, item.content_type, item.file_name)

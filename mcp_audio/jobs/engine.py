@@ -5,7 +5,7 @@ open; at close followers stop and rows stay unfinished, so the next start resume
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -13,6 +13,7 @@ from typing import Literal
 import anyio
 from anyio.abc import TaskGroup
 
+from mcp_audio import metrics
 from mcp_audio.catalog import Catalog
 from mcp_audio.config import ServerSettings
 from mcp_audio.files.fetch import fetch_policy
@@ -66,6 +67,7 @@ async def open_engine(
     tokens = open_tokens(settings)
     runner: JobRunner | None = None
     pipeline: CallPipeline | None = None
+    unwatch: Callable[[], None] = _nothing
     try:
         async with anyio.create_task_group() as task_group:
             runner = JobRunner(
@@ -91,10 +93,14 @@ async def open_engine(
             if resumed := await runner.adopt_unfollowed():
                 log.info("re-attached to %d unfinished job(s)", resumed)
             task_group.start_soon(runner.keep_leases, name="leases")
+            if metrics.enabled():  # HTTP mode: /metrics reads the gauges of this engine
+                unwatch = metrics.on_scrape(_gauges(store, runner))
+                task_group.start_soon(metrics.sample_loop_lag, name="loop-lag")
             yield Engine(store=store, runner=runner, pipeline=pipeline, task_group=task_group)
             # Stopping: followers are cancelled, rows stay unfinished, the next start resumes them.
             task_group.cancel_scope.cancel()
     finally:
+        unwatch()
         with anyio.CancelScope(shield=True):
             if pipeline is not None:
                 await pipeline.aclose()
@@ -102,3 +108,15 @@ async def open_engine(
                 await runner.aclose()
         tokens.close()
         await store.close()
+
+
+def _nothing() -> None:
+    pass
+
+
+def _gauges(store: JobStore, runner: JobRunner) -> Callable[[], Awaitable[None]]:
+    async def refresh() -> None:
+        metrics.set_leases(runner.following)
+        metrics.set_jobs(await store.unfinished_counts())  # one grouped read of the state index
+
+    return refresh

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcp_audio.catalog import Capability
+from mcp_audio.core.job import IdempotencyKey
 from mcp_audio.core.pricing import Confirm
 from mcp_audio.files.fetch import FetchPolicy, guarded_client
 from mcp_audio.files.inputs import InputResolver
@@ -42,13 +43,22 @@ class CallPipeline:
         roots: Roots,
         principal: str = LOCAL_PRINCIPAL,
         confirm: Confirm | None = None,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
     ) -> Job:
         """Raises InvalidArguments, ConfigError, SpendLimitExceeded or UpstreamError (an upload)
         before any job exists; afterwards every failure is recorded on the job. Saved voices are
         `principal`'s own: another's can't be used, nor seen in an error's list. `confirm` may ask
         the user about the estimated cost (NotConfirmed). `roots()` gives the folders local paths
         may be read from: asked only once the arguments are valid and one of them is a local path
-        (asking a client for its roots is a round trip, and pointless for a URL or a text)."""
+        (asking a client for its roots is a round trip, and pointless for a URL or a text).
+        `idempotency_key`: the caller's key for this call; a call sent again with it (same tool and
+        arguments) gets the first call's job back before anything is read, uploaded or sent.
+        `traceparent`: the call's W3C trace, kept with the job."""
+        # Hashed as the caller sent them, before anything below fills in or rewrites a value.
+        key = IdempotencyKey.of(idempotency_key, capability.name, arguments) if idempotency_key else None
+        if key is not None and (replayed := await self._runner.replay(principal, key)) is not None:
+            return replayed
         # The caller's saved voices, read once and only by a tool that takes or saves one (a clone's
         # name must not silently replace another voice).
         uses_voices = capability.spec.voice is not None or capability.spec.saves_voice is not None
@@ -65,7 +75,9 @@ class CallPipeline:
         resolver = InputResolver(self._store, self._client, principal, self._runner.catalog)
         request = await resolver.resolve(capability, call, provider, readable)
         request = replace(request, principal=principal)  # local renders are shared out per caller
-        return await self._runner.start(capability, request, principal, confirm, cost=call.estimated_cost_usd)
+        return await self._runner.start(
+            capability, request, principal, confirm, cost=call.estimated_cost_usd, key=key, traceparent=traceparent
+        )
 
     async def _with_uploads(
         self, capability: Capability, body: dict[str, Any], roots: list[Path], principal: str

@@ -30,19 +30,23 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 from pydantic import BaseModel, ValidationError
 
+from mcp_audio import metrics
 from mcp_audio.catalog import Capability, Catalog
 from mcp_audio.core.errors import (
     ConfigError,
     InvalidArguments,
     JobNotFound,
+    KeyInUse,
     McpAudioError,
     UpstreamBadAnswer,
     UpstreamError,
     UpstreamUnavailable,
 )
+from mcp_audio.core.job import IdempotencyKey
 from mcp_audio.core.pricing import Confirm, NotConfirmed
 from mcp_audio.core.redaction import redact, redact_json
 from mcp_audio.core.results import OutputFile, extract_result, value_at
+from mcp_audio.core.trace import JobContext, current_job
 from mcp_audio.core.upstreams import UPSTREAMS
 from mcp_audio.core.voices import SavedVoice
 from mcp_audio.files.inputs import file_records
@@ -154,10 +158,13 @@ class JobRunner:
         confirm: Confirm | None = None,
         *,
         cost: float | None,
+        key: IdempotencyKey | None = None,
+        traceparent: str | None = None,
     ) -> Job:
         """Persist a new job of `principal`'s, leased to this process, and start running it in the
         background. `cost` is the call's estimate (`PreparedCall.estimated_cost_usd`); `confirm` may
-        ask the user about it first (NotConfirmed: no job)."""
+        ask the user about it first (NotConfirmed: no job). With an idempotency `key` that names
+        a job already (a call sent at the same time, anywhere), that job, and nothing is sent."""
         if confirm is not None and cost is not None and not await confirm(capability.name, cost):
             raise NotConfirmed(capability.name, cost)
         unpriced = capability.spec.price is None and not capability.upstream.local  # local tools are free
@@ -173,7 +180,13 @@ class JobRunner:
                 body=file_records(request),
                 options=request.options,
                 owner=self.owner,
+                idempotency=key,
+                traceparent=traceparent,
             )
+        except KeyInUse as used:  # the other call made the job (and was charged for it)
+            await self._refund(principal, cost)
+            assert key is not None
+            return await self._replayed(key, used.job_id, used.request_hash)
         except Exception as exc:
             if not is_outage(exc):
                 raise
@@ -181,8 +194,25 @@ class JobRunner:
             raise McpAudioError(
                 f"The job database cannot be written now ({_cause(exc)}), so nothing was started; try again later."
             ) from exc
+        metrics.spent(capability.provider, cost)
         self._spawn(job, capability, request)
         return job
+
+    async def replay(self, principal: str, key: IdempotencyKey) -> Job | None:
+        """The job `principal`'s idempotency key already names (a call sent again), or None.
+        InvalidArguments when the key was used for a call with other arguments."""
+        found = await self._store.keyed_job(principal, key.key)
+        return None if found is None else await self._replayed(key, *found)
+
+    async def _replayed(self, key: IdempotencyKey, job_id: str, request_hash: str) -> Job:
+        if request_hash != key.request_hash:
+            raise InvalidArguments(
+                f"Idempotency key {key.key!r} was already used, for job {job_id}, by a call with other "
+                "arguments or another tool. A key names one call: send the same arguments to get that "
+                "job back, or a new key for a new call."
+            )
+        log.info("a call sent again with idempotency key %r gets job %s back", key.key, job_id)
+        return await self._known(job_id)
 
     async def keep_leases(self) -> None:
         """For the life of the server: renew the leases of the jobs followed here, stop following
@@ -245,6 +275,11 @@ class JobRunner:
                 )
         return adopted
 
+    @property
+    def following(self) -> int:
+        """How many jobs this process follows now (the leases it holds)."""
+        return len(self._live)
+
     def has_key(self, provider: str) -> bool:
         try:
             self.providers.get(provider).check_configured()
@@ -270,6 +305,8 @@ class JobRunner:
 
     async def _follow(self, job_id: str, capability: Capability, request: UpstreamRequest | None) -> None:
         live = self._live[job_id]
+        # This task's log lines and upstream requests carry the job and its call's trace.
+        current_job.set(JobContext(job_id, live.last.traceparent if live.last is not None else None))
         try:
             with live.scope:
                 await self._run(job_id, capability, request)

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, retry_if_result, stop_after_attempt
 
+from mcp_audio import metrics
 from mcp_audio.core.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -26,6 +27,7 @@ from mcp_audio.core.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from mcp_audio.core.trace import current_job
 from mcp_audio.core.upstreams import Upstream
 from mcp_audio.net import http_client
 from mcp_audio.providers.base import Pacing
@@ -51,7 +53,7 @@ class HttpProvider:
     ) -> None:
         self._api_key = api_key
         self._owns_http = http is None
-        self._http = http or http_client(timeout=timeout)
+        self._http = http or http_client(timeout=timeout, event_hooks=upstream_hooks(self.upstream))
         self._pacing = pacing or Pacing()
 
     async def aclose(self) -> None:
@@ -66,7 +68,7 @@ class HttpProvider:
         if not self._owns_http:
             yield self._http
             return
-        async with http_client(timeout=self._http.timeout) as client:
+        async with http_client(timeout=self._http.timeout, event_hooks=upstream_hooks(self.upstream)) as client:
             yield client
 
     def check_configured(self) -> None:
@@ -94,6 +96,26 @@ class HttpProvider:
             backoff=(pacing.retry_initial_s, pacing.retry_max_s),
             **kwargs,
         )
+
+
+def upstream_hooks(upstream: Upstream) -> dict[str, list[Callable[[Any], Any]]]:
+    """httpx event hooks for a provider's clients: each request carries the job's W3C
+    `traceparent` when its call had one, and its latency (until the answer's headers) and any
+    HTTP error status are counted for /metrics (transport errors are counted where they surface,
+    in `send`)."""
+
+    async def on_request(request: httpx.Request) -> None:
+        traceparent = current_job.get().traceparent
+        if traceparent is not None and "traceparent" not in request.headers:
+            request.headers["traceparent"] = traceparent
+        request.extensions["mcp_audio_sent"] = time.perf_counter()
+
+    async def on_response(response: httpx.Response) -> None:
+        sent = response.request.extensions.get("mcp_audio_sent")
+        if sent is not None:
+            metrics.upstream_answered(upstream.name, time.perf_counter() - sent, response.status_code)
+
+    return {"request": [on_request], "response": [on_response]}
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -164,6 +186,7 @@ async def send(
         response: httpx.Response = await retrying(client.request, method, url, **kwargs)
     except httpx.TransportError as exc:
         made = int(retrying.statistics.get("attempt_number", 1))
+        metrics.upstream_failed(upstream.name, type(exc).__name__)
         raise transport_error(exc, upstream, sent_once=not idempotent, attempts=made) from exc
     made = int(retrying.statistics.get("attempt_number", 1))
     if accept is not None and accept(response):

@@ -133,6 +133,7 @@ class Update:
 Report = Callable[[Update], Awaitable[None]]
 # Stores bytes an upstream returned directly (no URL) as an output file of the current job; a
 # Path is a finished file moved there (local tools write their output to a temporary file).
+# Blocking (it writes, hashes and parses the file): providers call it on a worker thread.
 FileSink = Callable[[bytes | Path, str], "OutputFile"]
 
 

@@ -31,9 +31,11 @@ from mcp_audio.catalog import Capability, Catalog, load_catalog
 from mcp_audio.config import ServerSettings
 from mcp_audio.core.errors import McpAudioError, UpstreamError
 from mcp_audio.core.redaction import redact
+from mcp_audio.core.trace import JobContext, current_job
 from mcp_audio.jobs import not_found_message, open_engine
 from mcp_audio.providers.base import Pacing
 from mcp_audio.server.aliases import Unlisted, alias_arguments, deprecation_note, deprecation_text
+from mcp_audio.server.call_meta import idempotency_key, traceparent
 from mcp_audio.server.completions import add_completions, add_protocol_details
 from mcp_audio.server.confirmation import NeedsApproval, cost_confirmation
 from mcp_audio.server.finder import OUTPUT_SCHEMA as FINDER_SCHEMA
@@ -213,7 +215,11 @@ def _capability_tool(
                 return trusted or state.settings.input_roots(transport)
 
             confirm = cost_confirmation(ctx, state.settings.confirm_above_usd)
-            job = await state.pipeline.start(capability, arguments, roots, current_principal(), confirm)
+            meta = ctx.request_context.meta
+            key = idempotency_key(meta, ctx.headers)  # a call sent again gets its job back
+            trace = traceparent(meta)
+            current_job.set(JobContext(traceparent=trace))  # this call's own log lines and uploads carry it
+            job = await state.pipeline.start(capability, arguments, roots, current_principal(), confirm, key, trace)
         except NeedsApproval as needed:  # 2026 era: the question goes back; the client retries with the answer
             return needed.question()
         except McpAudioError as exc:

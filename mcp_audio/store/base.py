@@ -18,7 +18,9 @@ from typing import Any, Literal, Protocol
 
 import anyio
 
-from mcp_audio.core.job import LOCAL_PRINCIPAL, LOG_TAIL, Job, JobState
+from mcp_audio import metrics
+from mcp_audio.core.errors import KeyInUse
+from mcp_audio.core.job import IDEMPOTENCY_TTL_S, LOCAL_PRINCIPAL, LOG_TAIL, IdempotencyKey, Job, JobState
 from mcp_audio.core.results import JobResult
 from mcp_audio.core.voices import SavedVoice
 
@@ -73,6 +75,11 @@ class JobStore:
         statements run through what it yields."""
         raise NotImplementedError
 
+    def _transaction(self) -> AbstractAsyncContextManager[Statements]:
+        """One transaction of statements that rows and unique keys keep apart (a backend whose
+        every write transaction is exclusive uses that)."""
+        return self._write_transaction()
+
     def _changed(self, job_id: str) -> None:
         """A job's row changed: tell other processes' waiters, if the backend can push (this
         one cannot: only the changes made through this store are announced)."""
@@ -125,10 +132,17 @@ class JobStore:
         estimated_cost_usd: float | None = None,
         owner: str | None = None,
         principal: str = LOCAL_PRINCIPAL,
+        idempotency: IdempotencyKey | None = None,
+        traceparent: str | None = None,
+        now: float | None = None,
     ) -> Job:
         """A new queued job, written before anything is sent upstream, followed by `owner` (a replica
-        that keeps its heartbeat)."""
-        now = time.time()
+        that keeps its heartbeat). With an `idempotency` key, the key is recorded with the job in
+        one transaction; KeyInUse when the key already names a job of `principal`'s (made in the
+        last IDEMPOTENCY_TTL_S before `now`): no job is made. Two calls with one key at once make
+        one job, on any replica: the unique (principal, key) decides. `traceparent`: the call's W3C
+        trace, kept so whoever follows the job (after a restart too) logs and sends it."""
+        now = time.time() if now is None else now
         job = Job(
             id=uuid.uuid4().hex,
             tool=tool,
@@ -142,27 +156,60 @@ class JobStore:
             estimated_cost_usd=estimated_cost_usd,
             lease_owner=owner,
             principal=principal,
+            traceparent=traceparent,
         )
-        await self._execute(
+        insert = (
             "INSERT INTO jobs (id, tool, provider, endpoint, payload, options, state, created_at, updated_at,"
-            " estimated_cost_usd, lease_owner, principal)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                job.id,
-                tool,
-                provider,
-                endpoint,
-                json.dumps(body),
-                json.dumps(options),
-                job.state,
-                now,
-                now,
-                estimated_cost_usd,
-                job.lease_owner,
-                principal,
-            ),
+            " estimated_cost_usd, lease_owner, principal, traceparent)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
+        values = (
+            job.id,
+            tool,
+            provider,
+            endpoint,
+            json.dumps(body),
+            json.dumps(options),
+            job.state,
+            now,
+            now,
+            estimated_cost_usd,
+            job.lease_owner,
+            principal,
+            traceparent,
+        )
+        if idempotency is None:
+            await self._execute(insert, values)
+            return job
+        async with self._transaction() as tx:
+            # Expired keys go first (anyone's: the index on created_at makes it cheap), so a key
+            # older than a day names a new call.
+            await tx.execute("DELETE FROM idempotency WHERE created_at <= ?", (now - IDEMPOTENCY_TTL_S,))
+            # Insert-or-get: a concurrent transaction with the same key waits on the unique index
+            # and then inserts nothing.
+            taken = await tx.fetch(
+                "INSERT INTO idempotency (principal, key, request_hash, job_id, created_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (principal, key) DO NOTHING RETURNING job_id",
+                (principal, idempotency.key, idempotency.request_hash, job.id, now),
+            )
+            if not taken:
+                rows = await tx.fetch(
+                    "SELECT request_hash, job_id FROM idempotency WHERE principal = ? AND key = ?",
+                    (principal, idempotency.key),
+                )
+                raise KeyInUse(idempotency.key, str(rows[0]["job_id"]), str(rows[0]["request_hash"]))
+            await tx.execute(insert, values)
         return job
+
+    async def keyed_job(self, principal: str, key: str, *, now: float | None = None) -> tuple[str, str] | None:
+        """The job `principal`'s idempotency key names, with the hash of the call that made it:
+        (job_id, request_hash); None when the key is unknown or older than IDEMPOTENCY_TTL_S."""
+        now = time.time() if now is None else now
+        rows = await self._fetch(
+            "SELECT job_id, request_hash FROM idempotency WHERE principal = ? AND key = ? AND created_at > ?",
+            (principal, key, now - IDEMPOTENCY_TTL_S),
+        )
+        return (str(rows[0]["job_id"]), str(rows[0]["request_hash"])) if rows else None
 
     # --- leases: one follower per job across processes ---------------------------------------
     # A job names its owner (`lease_owner`); the owner's lease is its one heartbeat row in
@@ -254,11 +301,20 @@ class JobStore:
     async def _finish(self, job_id: str, state: JobState, owner: str | None, **columns: Any) -> Job:
         where = _UNFINISHED + (" AND lease_owner = ?" if owner else "")
         columns |= {"state": state, "finished_at": time.time(), "lease_owner": None}
-        return await self._set(job_id, where, [owner] if owner else [], **columns)
+        finished = await self._update(job_id, where, [owner] if owner else [], **columns)
+        if finished is not None:  # counted once, by whoever finished it
+            metrics.job_finished(finished.provider, state)
+        return finished or await self._as_stands(job_id)
 
     async def _set(self, job_id: str, where: str = "TRUE", where_args: list[Any] | None = None, **columns: Any) -> Job:
         """One `UPDATE ... RETURNING` per transition; only when it changed nothing (the job is
         finished, or another holds it) is the row read as it stands."""
+        return await self._update(job_id, where, where_args, **columns) or await self._as_stands(job_id)
+
+    async def _update(
+        self, job_id: str, where: str = "TRUE", where_args: list[Any] | None = None, **columns: Any
+    ) -> Job | None:
+        """The job as the UPDATE left it; None when it changed nothing."""
         # Column names and conditions come only from the transitions above, never from callers' data.
         columns["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in columns)
@@ -266,9 +322,12 @@ class JobStore:
             f"UPDATE jobs SET {assignments} WHERE id = ? AND {where} RETURNING *",
             [*columns.values(), job_id, *(where_args or [])],
         )
-        if rows:
-            self._changed(job_id)
-            return _job(rows[0])
+        if not rows:
+            return None
+        self._changed(job_id)
+        return _job(rows[0])
+
+    async def _as_stands(self, job_id: str) -> Job:
         job = await self.get_job(job_id)
         assert job is not None, job_id
         return job
@@ -314,6 +373,14 @@ class JobStore:
             query += " WHERE " + " AND ".join(conditions)
         query += " ORDER BY created_at DESC LIMIT ?"
         return [_job(row) for row in await self._fetch(query, [*args, limit])]
+
+    async def unfinished_counts(self) -> dict[tuple[str, str], int]:
+        """How many jobs are queued and running, by (upstream, state): for /metrics, from the
+        state index, whatever the number of finished jobs."""
+        rows = await self._fetch(
+            f"SELECT provider, state, COUNT(*) AS n FROM jobs WHERE {_UNFINISHED} GROUP BY provider, state"
+        )
+        return {(str(row["provider"]), str(row["state"])): int(row["n"]) for row in rows}
 
     async def unfinished_jobs(self, *, unleased_only: bool = False) -> list[Job]:
         """Unfinished jobs, oldest first; `unleased_only`: those whose owner has no live heartbeat."""

@@ -124,6 +124,24 @@ def pg007_health(db: psycopg.Connection[Any]) -> None:
     db.execute("CREATE TABLE health (replica TEXT PRIMARY KEY, checked_at DOUBLE PRECISION NOT NULL)")
 
 
+@migration
+def pg008_idempotency(db: psycopg.Connection[Any]) -> None:
+    # A caller's idempotency key names one job for a day: a call sent again, to any replica,
+    # gets that job back.
+    db.execute(
+        "CREATE TABLE idempotency (principal TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,"
+        " job_id TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (principal, key))"
+    )
+    db.execute("CREATE INDEX idempotency_created ON idempotency(created_at)")
+
+
+@migration
+def pg009_traceparent(db: psycopg.Connection[Any]) -> None:
+    # The W3C trace of the call that started a job: its follower, on any replica, logs it and
+    # sends it upstream.
+    db.execute("ALTER TABLE jobs ADD COLUMN traceparent TEXT")
+
+
 def migrate(url: str) -> None:
     """Apply the migrations not applied yet (blocking: at open, on a thread)."""
     with psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10) as db:
@@ -217,6 +235,12 @@ class PostgresJobStore(JobStore):
             # Writers of spend and of the rate limit queue here, across replicas, until this
             # transaction ends.
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SPEND_LOCK,))
+            yield _Statements(conn)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Statements]:
+        # Row locks and unique indexes order these writers; they need not wait for spend's.
+        async with self._pool.connection() as conn, conn.transaction():
             yield _Statements(conn)
 
     # --- push: NOTIFY on every change, LISTEN for the life of the server ------------------------

@@ -130,6 +130,22 @@ def m011_health(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE health (replica TEXT PRIMARY KEY, checked_at REAL NOT NULL)")
 
 
+@migration
+def m012_idempotency(db: sqlite3.Connection) -> None:
+    # A caller's idempotency key names one job for a day: a call sent again gets that job back.
+    db.execute(
+        "CREATE TABLE idempotency (principal TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,"
+        " job_id TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (principal, key))"
+    )
+    db.execute("CREATE INDEX idempotency_created ON idempotency(created_at)")
+
+
+@migration
+def m013_traceparent(db: sqlite3.Connection) -> None:
+    # The W3C trace of the call that started a job: its follower logs it and sends it upstream.
+    db.execute("ALTER TABLE jobs ADD COLUMN traceparent TEXT")
+
+
 class SqliteJobStore(JobStore):
     """The store in one SQLite file (WAL: readers do not block the writer). Every statement runs
     on a worker thread, one at a time (a capacity limiter of 1): a busy or slow disk, or another

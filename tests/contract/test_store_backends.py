@@ -10,6 +10,8 @@ import anyio
 import pytest
 
 from mcp_audio.config import ServerSettings
+from mcp_audio.core.errors import KeyInUse
+from mcp_audio.core.job import IDEMPOTENCY_TTL_S, IdempotencyKey
 from mcp_audio.core.results import JobResult
 from mcp_audio.core.voices import SavedVoice
 from mcp_audio.store import Job, JobStore, open_store
@@ -31,8 +33,16 @@ async def store(backend: ServerSettings) -> AsyncIterator[JobStore]:
     await opened.close()
 
 
-async def new_job(store: JobStore, owner: str | None = "a", principal: str = "local") -> Job:
+async def new_job(
+    store: JobStore,
+    owner: str | None = "a",
+    principal: str = "local",
+    key: IdempotencyKey | None = None,
+    now: float | None = None,
+) -> Job:
     return await store.create_job(
+        idempotency=key,
+        now=now,
         tool="lyria2_music",
         provider="fal",
         endpoint="fal-ai/lyria2",
@@ -127,6 +137,44 @@ async def test_only_one_of_many_concurrent_claims_wins(backend: ServerSettings) 
     assert len(wins) == 1 and stored is not None and stored.lease_owner == wins[0]
     for opened in [setup, *stores]:
         await opened.close()
+
+
+async def test_concurrent_jobs_with_one_idempotency_key_make_one(backend: ServerSettings) -> None:
+    stores = [await open_store(backend) for _ in range(6)]  # as many processes
+    key = IdempotencyKey.of("k-1", "lyria2_music", {"prompt": "calm"})
+    made: list[str] = []
+    refused: list[KeyInUse] = []
+
+    async def create(opened: JobStore) -> None:
+        try:
+            made.append((await new_job(opened, key=key)).id)
+        except KeyInUse as exc:
+            refused.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for opened in stores:
+            tg.start_soon(create, opened)
+    assert len(made) == 1 and len(refused) == 5
+    assert {exc.job_id for exc in refused} == set(made) and {exc.request_hash for exc in refused} == {key.request_hash}
+    assert len(await stores[0].list_jobs()) == 1  # no job row for the refused ones
+    assert await stores[0].keyed_job("local", "k-1") == (made[0], key.request_hash)
+    for opened in stores:
+        await opened.close()
+
+
+async def test_an_idempotency_key_is_per_principal_and_lasts_a_day(store: JobStore) -> None:
+    key = IdempotencyKey.of("k", "lyria2_music", {"prompt": "calm"})
+    start = time.time()
+    first = await new_job(store, key=key, now=start)
+    theirs = await new_job(store, key=key, principal="token:b", now=start)  # another caller's key
+    with pytest.raises(KeyInUse):
+        await new_job(store, key=key, now=start + IDEMPOTENCY_TTL_S - 1)
+    assert await store.keyed_job("local", "k", now=start + IDEMPOTENCY_TTL_S - 1) == (first.id, key.request_hash)
+    assert await store.keyed_job("local", "k", now=start + IDEMPOTENCY_TTL_S + 1) is None  # expired
+    later = await new_job(store, key=key, now=start + IDEMPOTENCY_TTL_S + 1)  # names a new call
+    assert len({first.id, theirs.id, later.id}) == 3
+    assert await store.keyed_job("local", "k", now=start + IDEMPOTENCY_TTL_S + 2) == (later.id, key.request_hash)
+    assert await store.keyed_job("token:b", "k", now=start + IDEMPOTENCY_TTL_S + 2) is None  # purged with it
 
 
 async def test_uploads_and_voices_are_replaced_not_duplicated(store: JobStore) -> None:

@@ -14,14 +14,19 @@ from pathlib import Path
 
 import anyio
 import httpx
+import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from mcp_audio.config import ServerSettings
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.store import open_store
 from mcp_audio.store.tokens import TokenTable
 from tests.conftest import on_backend
+from tests.helpers import body_of, text_of
 from tests.http_harness import INITIALIZE, MCP_HEADERS, Served, add_token, call_ok, http_server, run_cli
+from tests.server.test_tasks import HttpPeer, modern, task_call
 
 pytestmark = pytest.mark.anyio
 
@@ -163,3 +168,67 @@ async def test_a_token_added_once_is_accepted_by_every_replica_until_it_is_revok
         revoked = [await status(one, token), await status(two, token)]
     assert accepted == [200, 200] and anonymous == [401, 401] and revoked == [401, 401]
     assert not (shared.data_dir / "tokens.json").exists() and not (elsewhere.data_dir / "tokens.json").exists()
+
+
+# --- calls sent again, and tasks, across replicas --------------------------------------------
+
+
+async def keyed_call(
+    replica: Served, key: str, tool: str, arguments: dict[str, object]
+) -> tuple[bool, dict[str, object] | str]:
+    """One tool call with an `Idempotency-Key` header: (is_error, structured result or error text)."""
+    http = httpx2.AsyncClient(headers={"Idempotency-Key": key}, timeout=httpx2.Timeout(30.0, read=120.0))
+    async with http, Client(streamable_http_client(replica.mcp, http_client=http)) as client:
+        result = await client.call_tool(tool, arguments)
+    return (True, text_of(result)) if result.is_error else (False, body_of(result))
+
+
+async def test_a_call_sent_again_to_another_replica_gets_the_same_job(
+    shared: ServerSettings, fake_fal: FakeFal
+) -> None:
+    fake_fal.script("fal-ai/lyria2", run_s=1.0)
+    with replicas(shared, 2) as (first, second):
+        started = await keyed_call(first, "order-1", "lyria2_music", {"prompt": "calm"})
+        again = await keyed_call(second, "order-1", "lyria2_music", {"prompt": "calm"})
+        changed = await keyed_call(second, "order-1", "lyria2_music", {"prompt": "loud"})
+        done = await call_ok(second, "get_job", {"job_id": str(dict(started[1])["job_id"]), "wait_s": 30})
+    assert not started[0] and not again[0], (started, again)
+    assert dict(again[1])["job_id"] == dict(started[1])["job_id"]
+    assert changed[0] and "'order-1'" in str(changed[1]), changed
+    assert done["status"] == "completed"
+    assert len(request_ids(fake_fal)) == 1  # submitted once, by the first replica
+    assert_followed_once(fake_fal, shared)
+
+
+async def test_a_task_made_on_one_replica_is_known_at_once_to_another(
+    shared: ServerSettings, fake_fal: FakeFal
+) -> None:
+    fake_fal.script("fal-ai/lyria2", queue_s=30)
+    token = add_token(shared, "team")
+    with replicas(shared, 2) as (first, second):
+        # 2025-11-25: the call answers a task at once; the other replica's tasks/get knows it.
+        on_first, on_second = HttpPeer(first.mcp, token), HttpPeer(second.mcp, token)
+        on_first.start()
+        on_second.start()
+        legacy = on_first.request("tools/call", task_call("lyria2_music", {"prompt": "calm"}))["result"]["task"]
+        legacy_seen = on_second.request("tasks/get", {"taskId": legacy["taskId"]})
+        # 2026-07-28: a call unfinished after MCP_AUDIO_WAIT_S answers a task; likewise.
+        headers = MCP_HEADERS | {"Authorization": f"Bearer {token}", "MCP-Protocol-Version": "2026-07-28"}
+
+        async def post(replica: Served, method: str, params: dict[str, object]) -> dict[str, object]:
+            async with httpx.AsyncClient(trust_env=False, timeout=30) as http:
+                message = {"jsonrpc": "2.0", "id": 1, "method": method, "params": modern(params)}
+                routed = (
+                    headers | {"Mcp-Method": method} | ({"Mcp-Name": str(params["name"])} if "name" in params else {})
+                )
+                answer = (await http.post(replica.mcp, json=message, headers=routed)).json()
+            assert "result" in answer, answer
+            return dict(answer["result"])
+
+        created = await post(first, "tools/call", {"name": "lyria2_music", "arguments": {"prompt": "calm"}})
+        modern_seen = await post(second, "tasks/get", {"taskId": created["taskId"]})
+        on_second.request("tasks/cancel", {"taskId": legacy["taskId"]})
+        await post(second, "tasks/cancel", {"taskId": created["taskId"]})
+    assert legacy_seen["result"]["taskId"] == legacy["taskId"] and legacy_seen["result"]["status"] == "working"
+    assert created["resultType"] == "task" and modern_seen["taskId"] == created["taskId"]
+    assert modern_seen["status"] == "working"
