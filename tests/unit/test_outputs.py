@@ -4,9 +4,11 @@ batch, and no file under either name when the download is cancelled, refused or 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -58,14 +60,17 @@ async def test_a_refused_or_broken_download_leaves_nothing(tmp_path: Path) -> No
 
 
 async def test_the_writes_run_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Which thread writes is what matters here (the bench measures the loop's lag).
+    # Which thread opens, syncs and renames the file is what matters here (the bench measures the loop's lag).
     loop_thread, writers = threading.get_ident(), set()
-    real_write = Path.open
 
-    def watched_open(self: Path, *args: object, **kwargs: object) -> object:
-        writers.add(threading.get_ident())
-        return real_write(self, *args, **kwargs)  # type: ignore[call-overload]
+    def watched(real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            writers.add(threading.get_ident())
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(Path, "open", watched_open)
+        return call
+
+    for name in ("open", "fsync", "replace"):
+        monkeypatch.setattr(os, name, watched(getattr(os, name)))
     await write_atomically(tmp_path / "t.wav", pieces(make_wav(1.0)), declared="audio/wav")
     assert writers and loop_thread not in writers
