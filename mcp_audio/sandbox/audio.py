@@ -299,9 +299,10 @@ def encode(pcm: Pcm, rate: int, fmt: str, tag: dict[str, Any]) -> bytes:
 
 
 def _wav(pcm: Pcm, rate: int, comment: str) -> bytes:
-    """RIFF WAVE: fmt, data, then LIST/INFO with the tag (ICMT) and who made it (ISFT)."""
+    """RIFF WAVE: fmt, data, then LIST/INFO with the tag (ISBJ: the server writes its own AI
+    disclosure into ICMT and keeps the other fields) and who made it (ISFT)."""
     info = b"INFO"
-    for key, value in ((b"ISFT", "mcp-audio sandbox"), (b"ICMT", comment)):
+    for key, value in ((b"ISFT", "mcp-audio sandbox"), (b"ISBJ", comment)):
         raw = value.encode() + b"\0"
         info += key + struct.pack("<I", len(raw)) + raw + (b"\0" if len(raw) % 2 else b"")
     data = pcm.astype("<i2").tobytes()
@@ -386,8 +387,22 @@ def read_tag(data: bytes) -> dict[str, Any] | None:
             tag = None
         if isinstance(tag, dict):
             return tag
+    if data[:3] == b"ID3" and (tag := _id3_tag(data)) is not None:
+        return tag
     with _registry_lock:
         return _REGISTRY.get(hashlib.sha256(data).hexdigest())
+
+
+def _id3_tag(data: bytes) -> dict[str, Any] | None:
+    """The tag in an ID3 TXXX frame that a tagger re-saved (as UTF-16, in ID3v2.3, say)."""
+    from mutagen.id3 import ID3, ID3NoHeaderError
+
+    try:
+        frames = ID3(io.BytesIO(data)).getall("TXXX:mcp-audio sandbox")
+        tag = json.loads(str(frames[0].text[0])) if frames else None
+    except (ID3NoHeaderError, ValueError, IndexError):
+        return None
+    return tag if isinstance(tag, dict) else None
 
 
 def recognise(data: bytes) -> Timeline | None:

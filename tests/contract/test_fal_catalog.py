@@ -72,7 +72,8 @@ async def test_wizper_auto_is_sent_as_null_and_fal_default_is_english(client: Cl
     assert not french.is_error, text_of(french)
     assert submitted(fake_fal)[-1].json == audio | {"language": "fr"}
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert tools["wizper_transcribe"].input_schema["properties"]["language"]["default"] == "en"
+    # fal's default, which the upstream applies (the schema shows only the server's own defaults), in words:
+    assert "default en" in tools["wizper_transcribe"].input_schema["properties"]["language"]["description"]
 
 
 async def test_minimax_music_sends_its_audio_setting_object(client: Client, fake_fal: FakeFal) -> None:
