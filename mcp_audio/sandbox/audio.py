@@ -398,7 +398,7 @@ def _id3_tag(data: bytes) -> dict[str, Any] | None:
     from mutagen.id3 import ID3, ID3NoHeaderError
 
     try:
-        frames = ID3(io.BytesIO(data)).getall("TXXX:mcp-audio sandbox")
+        frames = ID3(io.BytesIO(data)).getall("TXXX:mcp-audio sandbox")  # type: ignore[no-untyped-call]
         tag = json.loads(str(frames[0].text[0])) if frames else None
     except (ID3NoHeaderError, ValueError, IndexError):
         return None
