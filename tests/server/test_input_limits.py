@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from mcp import Client
 
 from mcp_audio.catalog import DEFAULT_MAX_TEXT_CHARS, text_limit
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.helpers import CATALOG, text_of
+from tests.helpers import CATALOG, stated_advanced, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -18,9 +19,7 @@ def _walk(props: dict[str, Any], inputs: dict[str, Any], where: str) -> list[tup
     out = []
     for name, prop in props.items():
         spec = inputs.get(name)
-        if name == "advanced":
-            out += _walk(prop["properties"], inputs, where + "advanced.")
-        elif spec is not None:
+        if spec is not None:
             out.append((where + name, prop, spec))
             if spec.fields is not None:  # an object, or a list of objects
                 members = prop["items"] if spec.type == "array" else prop
@@ -28,9 +27,46 @@ def _walk(props: dict[str, Any], inputs: dict[str, Any], where: str) -> list[tup
     return out
 
 
+def _advanced(capability: Any) -> list[tuple[str, str, Any]]:
+    """Each advanced member (nested ones too) with the words its group's line states of it."""
+    stated = stated_advanced(capability.input_schema)
+    out = []
+    for spec in capability.spec.inputs:
+        if spec.advanced:
+            out.append((spec.name, stated.get(spec.name, ""), spec))
+            out += [(f"{spec.name}.{m.name}", stated.get(f"{spec.name}.{m.name}", ""), m) for m in spec.fields or []]
+    return out
+
+
+def _unstated(spec: Any, words: str) -> list[str]:
+    """The bounds of `spec` that `words` leaves out (a range reads lo-hi, or lo..hi below 0)."""
+    missing = []
+    num = lambda value: str(int(value) if float(value).is_integer() else value)  # noqa: E731
+    low, high = spec.minimum, spec.maximum
+    if low is not None and high is not None:
+        if not re.search(rf"(^| ){re.escape(num(low))}(-|\.\.){re.escape(num(high))}( |$)", words):
+            missing.append(f"range {num(low)}..{num(high)}")
+    elif low is not None and f">={num(low)}" not in words:
+        missing.append(f">={num(low)}")
+    elif high is not None and f"<={num(high)}" not in words:
+        missing.append(f"<={num(high)}")
+    if spec.exclusive_minimum is not None and f">{num(spec.exclusive_minimum)}" not in words:
+        missing.append(f">{num(spec.exclusive_minimum)}")
+    if spec.enum is not None and [v.strip('"') for v in words.split("|")] != [str(v) for v in spec.enum]:
+        missing.append(f"enum {spec.enum}")
+    if spec.type == "integer" and spec.enum is None and "int" not in words.split():
+        missing.append("int")
+    text = spec.type == "string" and spec.file is None and spec.enum is None
+    if text and f"<={text_limit(spec)} chars" not in words and f"-{text_limit(spec)} chars" not in words:
+        missing.append(f"at most {text_limit(spec)} chars")
+    if spec.file is not None and "file" not in words:
+        missing.append("a file")
+    return missing
+
+
 async def test_the_schema_states_every_enforced_bound(client: Client) -> None:
     listed = {tool.name: tool for tool in (await client.list_tools()).tools}
-    checked = 0
+    checked = advanced = 0
     for capability in CATALOG.capabilities.values():
         schema = listed[capability.name].input_schema
         for where, prop, spec in _walk(schema["properties"], capability.inputs, f"{capability.name}."):
@@ -42,7 +78,32 @@ async def test_the_schema_states_every_enforced_bound(client: Client) -> None:
                 checked += 1
             if spec.type == "array":
                 assert "maxItems" in prop, where
-    assert checked > 30
+        # The advanced group states its members in words: every bound, in the one line.
+        assert schema["properties"].get("advanced", {}).get("type", "object") == "object"
+        for where, words, spec in _advanced(capability):
+            assert words, f"{capability.name}: advanced.{where} is not stated"
+            assert _unstated(spec, words) == [], (f"{capability.name}: advanced.{where}", words)
+            advanced += 1
+    assert checked > 30 and advanced > 100
+
+
+async def test_an_unknown_advanced_member_is_refused_with_the_members_and_their_bounds(
+    client: Client, fake_fal: FakeFal
+) -> None:
+    result = await client.call_tool("elevenlabs_tts", {"text": "Hi", "advanced": {"pace": 1.1, "speed": 3}})
+    assert result.is_error
+    message = text_of(result)
+    assert "`advanced.pace`: unknown argument. Allowed in `advanced`: speed 0.7-1.2; " in message
+    assert "stability, similarity_boost, style 0-1; apply_text_normalization auto|on|off." in message
+    assert "`advanced.speed`: got 3; input should be less than or equal to 1.2. Allowed: number, >= 0.7, <= 1.2." in (
+        message
+    )
+    nested = await client.call_tool("minimax_tts", {"text": "Hi", "advanced": {"voice_setting": {"voice_id": "x"}}})
+    assert (
+        "`advanced.voice_setting.voice_id`: unknown argument. Allowed in `advanced.voice_setting`: speed 0.5-2; "
+        in (text_of(nested))
+    )
+    assert fake_fal.requests_of("submit") == []
 
 
 async def test_an_over_long_text_is_refused_naming_the_field_and_the_limit(client: Client, fake_fal: FakeFal) -> None:
