@@ -158,13 +158,12 @@ def _bound_words(s: InputSpec) -> str:
         words += f" <={_num(high)}"
     if s.exclusive_minimum is not None:
         words += f" >{_num(s.exclusive_minimum)}"
-    if s.type == "string":
-        length = (s.min_length, text_limit(s))
-        if length != (None, None):
-            words += f" {_num(length[0] or 0)}-{_num(length[1])} chars" if length[0] else f" <={_num(length[1])} chars"
+    if s.type == "string":  # the default cap goes unsaid, as in the schema
+        low, cap = s.min_length, _unless_default(text_limit(s), DEFAULT_MAX_TEXT_CHARS)
+        words += f" {low}-{cap or DEFAULT_MAX_TEXT_CHARS} chars" if low else (f" <={cap} chars" if cap else "")
     if s.type == "array":
-        length = (s.min_items, item_limit(s))
-        words += f" {length[0]}-{length[1]} items" if length[0] else f" <={length[1]} items"
+        low, cap = s.min_items, _unless_default(item_limit(s), DEFAULT_MAX_ITEMS)
+        words += f" {low}-{cap or DEFAULT_MAX_ITEMS} items" if low else (f" <={cap} items" if cap else "")
     if s.pattern:
         words += f" ({s.pattern_message or 'matching ' + s.pattern})"
     return words
@@ -204,9 +203,7 @@ def _json_property(s: InputSpec) -> dict[str, Any]:
     only for the server's own choices (e.g. a model): the upstream applies the rest."""
     prop: dict[str, Any] = {}
     if s.type == "array":
-        prop["items"] = {"type": s.items}
-        if s.items == "string" and s.file is None:
-            prop["items"]["maxLength"] = DEFAULT_MAX_TEXT_CHARS
+        prop["items"] = {"type": s.items}  # a text item's cap is the default one, said once (INSTRUCTIONS)
     if s.fields is not None:
         members = prop["items"] if s.type == "array" else prop
         members["properties"] = {member.name: _json_property(member) for member in s.fields}
@@ -221,9 +218,9 @@ def _json_property(s: InputSpec) -> dict[str, Any]:
         ("maximum", s.maximum),
         ("exclusiveMinimum", s.exclusive_minimum),
         ("minLength", s.min_length),
-        ("maxLength", text_limit(s)),
+        ("maxLength", _unless_default(text_limit(s), DEFAULT_MAX_TEXT_CHARS)),
         ("minItems", s.min_items),
-        ("maxItems", item_limit(s)),
+        ("maxItems", _unless_default(item_limit(s), DEFAULT_MAX_ITEMS)),
         ("pattern", s.pattern),
         ("default", None if s.upstream or s.default is False else s.default),
     ):
@@ -234,6 +231,12 @@ def _json_property(s: InputSpec) -> dict[str, Any]:
     if s.description:
         prop["description"] = s.description
     return prop
+
+
+def _unless_default(limit: int | None, default: int) -> int | None:
+    """A cap, unless it is the server's default for every text or list: the server's instructions
+    state that once (and a refusal names it), instead of every property in tools/list."""
+    return None if limit == default else limit
 
 
 _IMPLIES = {

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from mcp_audio.catalog import DEFAULT_MAX_TEXT_CHARS, text_limit
+from mcp_audio.catalog import DEFAULT_MAX_ITEMS, DEFAULT_MAX_TEXT_CHARS, item_limit, text_limit
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import CATALOG, stated_advanced, text_of
 
@@ -56,9 +56,11 @@ def _unstated(spec: Any, words: str) -> list[str]:
         missing.append(f"enum {spec.enum}")
     if spec.type == "integer" and spec.enum is None and "int" not in words.split():
         missing.append("int")
-    text = spec.type == "string" and spec.file is None and spec.enum is None
-    if text and f"<={text_limit(spec)} chars" not in words and f"-{text_limit(spec)} chars" not in words:
-        missing.append(f"at most {text_limit(spec)} chars")
+    if spec.type == "string" and spec.file is None and spec.enum is None:  # the default cap: in the instructions
+        cap = text_limit(spec)
+        said = f"<={cap} chars" in words or f"-{cap} chars" in words
+        if not said and (cap != DEFAULT_MAX_TEXT_CHARS or "chars" in words or "text" not in words.split()):
+            missing.append(f"at most {cap} chars")
     if spec.file is not None and "file" not in words:
         missing.append("a file")
     return missing
@@ -73,11 +75,13 @@ async def test_the_schema_states_every_enforced_bound(client: Client) -> None:
             for attr, keyword in (("minimum", "minimum"), ("maximum", "maximum"), ("enum", "enum")):
                 if getattr(spec, attr) is not None:
                     assert prop.get(keyword) == getattr(spec, attr), (where, keyword)
+            # No text or list goes uncapped: its own cap is in the schema, the default one in the
+            # server's instructions (said once, not on every property).
             if spec.type == "string" and spec.file is None and spec.enum is None:
-                assert prop["maxLength"] == text_limit(spec) is not None, where  # no text goes uncapped
+                assert prop.get("maxLength", DEFAULT_MAX_TEXT_CHARS) == text_limit(spec) is not None, where
                 checked += 1
             if spec.type == "array":
-                assert "maxItems" in prop, where
+                assert prop.get("maxItems", DEFAULT_MAX_ITEMS) == item_limit(spec) is not None, where
         # The advanced group states its members in words: every bound, in the one line.
         assert schema["properties"].get("advanced", {}).get("type", "object") == "object"
         for where, words, spec in _advanced(capability):
@@ -85,6 +89,10 @@ async def test_the_schema_states_every_enforced_bound(client: Client) -> None:
             assert _unstated(spec, words) == [], (f"{capability.name}: advanced.{where}", words)
             advanced += 1
     assert checked > 30 and advanced > 100
+    assert (
+        f"A text takes at most {DEFAULT_MAX_TEXT_CHARS} characters and a list {DEFAULT_MAX_ITEMS} items, "
+        "unless its schema says less." in (client.instructions or "")
+    )
 
 
 async def test_an_unknown_advanced_member_is_refused_with_the_members_and_their_bounds(
