@@ -58,10 +58,10 @@ INSTRUCTIONS = (
     "job and waits for it; a long job returns a job_id instead: call get_job(job_id, wait_s) until it "
     "finishes. Audio/video inputs (*_url) take an https URL, a data: URI or a local file path inside the "
     "user's shared folders, or an earlier output: jobs://{job_id} or files://{job_id}/{name}. Results give "
-    "file URLs and local paths. Saved cloned voices: voices://cloned. Finishing (join, mix, master, trim, "
-    "subtitles) runs locally and is free. Times and durations are in seconds (unless named *_ms). A text "
-    f"takes at most {DEFAULT_MAX_TEXT_CHARS} characters and a list {DEFAULT_MAX_ITEMS} items, unless its "
-    "schema says less."
+    "file URLs and local paths. Saved cloned voices: voices://cloned. Finishing (info, join, mix, master, "
+    "trim, subtitles) runs locally and is free. Times and durations are in seconds (unless named *_ms). "
+    f"A text takes at most {DEFAULT_MAX_TEXT_CHARS} characters and a list {DEFAULT_MAX_ITEMS} items, unless "
+    "its schema says less."
 )
 
 
