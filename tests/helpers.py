@@ -243,3 +243,36 @@ async def finish_the_unfinished_job(client: Client) -> dict[str, Any]:
     body: dict[str, Any] = done.structured_content or {}
     assert body["status"] == "completed", text_of(done)
     return body
+
+
+def stated_advanced(schema: dict[str, Any]) -> dict[str, str]:
+    """What a tool's `advanced` group states of each member, read back from its one line of words
+    ("seed int; top_p, temperature 0-1; voice_setting {speed 0.5-2}"): member (dotted when
+    nested) -> its words. Written apart from the server's code, so a test reads it as a model would."""
+    group = schema["properties"].get("advanced")
+    return {} if group is None else _stated(group["description"], "")
+
+
+def _stated(line: str, prefix: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for clause in _top_level_split(line):
+        names, _, words = clause.partition(" ")
+        while names.endswith(","):  # "top_p, temperature 0-1": several members, one statement
+            more, _, words = words.partition(" ")
+            names += more
+        for name in names.split(","):
+            out[prefix + name] = words
+            if words.startswith("{"):
+                out |= _stated(words[1:-1], f"{prefix}{name}.")
+    return out
+
+
+def _top_level_split(line: str) -> list[str]:
+    parts, depth, quoted, start = [], 0, False, 0
+    for i, ch in enumerate(line):
+        quoted = not quoted if ch == '"' else quoted
+        depth += 0 if quoted else {"{": 1, "}": -1}.get(ch, 0)
+        if not quoted and depth == 0 and line.startswith("; ", i):
+            parts.append(line[start:i])
+            start = i + 2
+    return [*parts, line[start:]]

@@ -7,7 +7,14 @@ whose `prepare(arguments, ...)` turns a call into a `PreparedCall` for its upstr
 from mcp_audio.catalog.capability import Capability, NameLookup, PreparedCall, VoiceLookup
 from mcp_audio.catalog.load import Catalog, load_catalog, manifests_dir
 from mcp_audio.catalog.messages import describe_validation_error
-from mcp_audio.catalog.schema import ADVANCED, DEFAULT_MAX_ITEMS, DEFAULT_MAX_TEXT_CHARS, item_limit, text_limit
+from mcp_audio.catalog.schema import (
+    ADVANCED,
+    DEFAULT_MAX_ITEMS,
+    DEFAULT_MAX_TEXT_CHARS,
+    advanced_schema,
+    item_limit,
+    text_limit,
+)
 
 __all__ = [
     "ADVANCED",
@@ -18,6 +25,7 @@ __all__ = [
     "NameLookup",
     "PreparedCall",
     "VoiceLookup",
+    "advanced_schema",
     "describe_validation_error",
     "item_limit",
     "load_catalog",

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mcp_audio.catalog.schema import ADVANCED, item_limit, text_limit
+from mcp_audio.catalog.schema import ADVANCED, advanced_line, item_limit, text_limit
 from mcp_audio.core.manifest import InputSpec, ToolSpec
 
 __all__ = ["describe_validation_error", "loc_text", "short"]
@@ -26,14 +26,19 @@ def describe_validation_error(tool: ToolSpec, exc: ValidationError) -> str:
         if err["type"] == "extra_forbidden" and len(err["loc"]) == 1 and name in advanced:
             lines.append(f'`{name}`: belongs inside `advanced`, e.g. {{"advanced": {{"{name}": ...}}}}.')
         elif err["type"] == "extra_forbidden":
-            parent = inputs.get(str(err["loc"][0])) if len(err["loc"]) > 1 else None
-            if parent is not None and parent.fields is not None:
-                allowed_names = [member.name for member in parent.fields]
-            elif len(err["loc"]) > 1:
-                allowed_names = advanced
+            parent_loc = tuple(err["loc"][:-1])
+            parent = _spec_at(inputs, parent_loc)
+            members = [s for s in tool.inputs if s.advanced] if parent_loc == (ADVANCED,) else None
+            if parent is not None and parent.advanced and parent.fields is not None:
+                members = list(parent.fields)
+            if members is not None:
+                # tools/list states advanced members in words only: the refusal repeats them, bounds included
+                allowed_text = f"Allowed in `{loc_text(parent_loc)}`: {advanced_line(members)}"
+            elif parent is not None and parent.fields is not None:
+                allowed_text = f"Allowed arguments: {', '.join(member.name for member in parent.fields)}"
             else:
-                allowed_names = top_level + ([ADVANCED] if advanced else [])
-            lines.append(f"`{loc_text(err['loc'])}`: unknown argument. Allowed arguments: {', '.join(allowed_names)}.")
+                allowed_text = f"Allowed arguments: {', '.join(top_level + ([ADVANCED] if advanced else []))}"
+            lines.append(f"`{loc_text(err['loc'])}`: unknown argument. {allowed_text}.")
         elif err["type"] == "missing":
             lines.append(f"`{name}`: required but missing ({spec.description if spec else ''}).".replace(" ()", ""))
         else:

@@ -3,6 +3,7 @@ and the pydantic model that checks a call. Derived together, they cannot drift a
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
@@ -14,6 +15,8 @@ __all__ = [
     "ADVANCED",
     "DEFAULT_MAX_ITEMS",
     "DEFAULT_MAX_TEXT_CHARS",
+    "advanced_line",
+    "advanced_schema",
     "input_model",
     "item_limit",
     "json_schema",
@@ -112,11 +115,11 @@ def _pydantic_field(spec: InputSpec) -> tuple[Any, Any]:
 def json_schema(spec: ToolSpec) -> dict[str, Any]:
     """A compact JSON schema (no titles, no $defs): it is sent into every conversation."""
     properties = {s.name: _json_property(s) for s in spec.inputs if not s.advanced}
-    advanced = {s.name: _json_property(s, bare=True) for s in spec.inputs if s.advanced}
+    advanced = [s for s in spec.inputs if s.advanced]
     if advanced:
-        # Bare, to save context: no description (its name says it), and no additionalProperties
-        # (its members are listed; another is refused by name, with the allowed ones).
-        properties[ADVANCED] = {"properties": advanced}  # an object by its properties: no type, to save bytes
+        # Its members and their bounds in one line of words, to save context (validation is as
+        # strict: another member is refused by name, with this line; audio://catalog has their schema).
+        properties[ADVANCED] = {"type": "object", "description": advanced_line(advanced)}
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     required = [s.name for s in spec.inputs if s.required]
     if required:
@@ -126,6 +129,67 @@ def json_schema(spec: ToolSpec) -> dict[str, Any]:
     if rules:  # bounds of one endpoint choice: JSON Schema cannot say them compactly, so in words
         schema["description"] = rules
     return schema
+
+
+def advanced_schema(spec: ToolSpec) -> dict[str, Any] | None:
+    """The `advanced` group as a JSON schema, member by member (audio://catalog gives it; tools/list
+    states it in words). None when the tool has no advanced inputs."""
+    members = {s.name: _json_property(s) for s in spec.inputs if s.advanced}
+    if not members:
+        return None
+    return {"type": "object", "properties": members, "additionalProperties": False}
+
+
+def advanced_line(specs: list[InputSpec]) -> str:
+    """Advanced inputs in words, every bound validation enforces stated: "seed int; steps int 3-60;
+    temperature, top_p 0-1; scheduler euler|heun". Members alike share their statement."""
+    grouped: dict[str, list[str]] = {}
+    for s in specs:
+        grouped.setdefault(_bound_words(s), []).append(s.name)
+    return "; ".join(f"{', '.join(names)} {words}" for words, names in grouped.items())
+
+
+def _bound_words(s: InputSpec) -> str:
+    """What one input takes, in a few words: its type and every bound (enum values joined by |)."""
+    if s.fields is not None:
+        inner = advanced_line(list(s.fields))
+        return f"list of {{{inner}}}" if s.type == "array" else f"{{{inner}}}"
+    if s.enum is not None:
+        return "|".join(_enum_word(value) for value in s.enum)
+    if s.file is not None:
+        return f"{s.file} file" + ("s" if s.type == "array" else "")
+    words = {"string": "text", "integer": "int", "number": "number", "boolean": "bool"}.get(s.type, s.type)
+    if s.type == "array":
+        words = f"list of {_bound_words(s.model_copy(update={'type': s.items, 'items': None}))}"
+    low, high = s.minimum, s.maximum
+    if low is not None and high is not None:
+        sep = "-" if low >= 0 else ".."
+        bound = f"{_num(low)}{sep}{_num(high)}"
+        words = bound if s.type == "number" else f"{words} {bound}"
+    elif low is not None:
+        words += f" >={_num(low)}"
+    elif high is not None:
+        words += f" <={_num(high)}"
+    if s.exclusive_minimum is not None:
+        words += f" >{_num(s.exclusive_minimum)}"
+    if s.type == "string":  # the default cap goes unsaid, as in the schema
+        low, cap = s.min_length, _unless_default(text_limit(s), DEFAULT_MAX_TEXT_CHARS)
+        words += f" {low}-{cap or DEFAULT_MAX_TEXT_CHARS} chars" if low else (f" <={cap} chars" if cap else "")
+    if s.type == "array":
+        low, cap = s.min_items, _unless_default(item_limit(s), DEFAULT_MAX_ITEMS)
+        words += f" {low}-{cap or DEFAULT_MAX_ITEMS} items" if low else (f" <={cap} items" if cap else "")
+    if s.pattern:
+        words += f" ({s.pattern_message or 'matching ' + s.pattern})"
+    return words
+
+
+def _enum_word(value: Any) -> str:
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return json.dumps(text) if any(ch in text for ch in " ;,|{}") else text
+
+
+def _num(value: float | int | None) -> str:
+    return str(int(value) if isinstance(value, float) and value.is_integer() else value)
 
 
 def model_rules(spec: ToolSpec) -> str:
@@ -146,25 +210,21 @@ def model_rules(spec: ToolSpec) -> str:
     return " ".join(f"{rule}: {', '.join(names)}." for rule, names in groups.items())
 
 
-def _json_property(s: InputSpec, *, bare: bool = False) -> dict[str, Any]:
+def _json_property(s: InputSpec) -> dict[str, Any]:
     """An input's schema: every bound validation enforces, in few bytes (tools/list is sent into
     every conversation). A type another keyword implies goes unsaid (an enum's values, a string's
-    length, a number's range, an array's items); an integer keeps its type. `bare` (advanced
-    inputs, grouped to save context, and their members) goes without descriptions. Defaults are
-    stated only for the server's own choices (e.g. a model): the upstream applies the rest."""
+    length, a number's range, an array's items); an integer keeps its type. Defaults are stated
+    only for the server's own choices (e.g. a model): the upstream applies the rest."""
     prop: dict[str, Any] = {}
     if s.type == "array":
-        prop["items"] = {"type": s.items}
-        if s.items == "string" and s.file is None:
-            prop["items"]["maxLength"] = DEFAULT_MAX_TEXT_CHARS
+        prop["items"] = {"type": s.items}  # a text item's cap is the default one, said once (INSTRUCTIONS)
     if s.fields is not None:
         members = prop["items"] if s.type == "array" else prop
-        members["properties"] = {member.name: _json_property(member, bare=bare) for member in s.fields}
+        members["properties"] = {member.name: _json_property(member) for member in s.fields}
         required = [member.name for member in s.fields if member.required]
         if required:
             members["required"] = required
-        if not bare:
-            members["additionalProperties"] = False
+        members["additionalProperties"] = False
     if s.enum is not None:
         prop["enum"] = s.enum
     for key, value in (
@@ -172,19 +232,25 @@ def _json_property(s: InputSpec, *, bare: bool = False) -> dict[str, Any]:
         ("maximum", s.maximum),
         ("exclusiveMinimum", s.exclusive_minimum),
         ("minLength", s.min_length),
-        ("maxLength", text_limit(s)),
+        ("maxLength", _unless_default(text_limit(s), DEFAULT_MAX_TEXT_CHARS)),
         ("minItems", s.min_items),
-        ("maxItems", item_limit(s)),
+        ("maxItems", _unless_default(item_limit(s), DEFAULT_MAX_ITEMS)),
         ("pattern", s.pattern),
-        ("default", None if bare or s.upstream or s.default is False else s.default),
+        ("default", None if s.upstream or s.default is False else s.default),
     ):
         if value is not None:
             prop[key] = int(value) if isinstance(value, float) and value.is_integer() else value
     if not _type_implied(s, prop):
         prop = {"type": s.type} | prop
-    if not bare and s.description:
+    if s.description:
         prop["description"] = s.description
     return prop
+
+
+def _unless_default(limit: int | None, default: int) -> int | None:
+    """A cap, unless it is the server's default for every text or list: the server's instructions
+    state that once (and a refusal names it), instead of every property in tools/list."""
+    return None if limit == default else limit
 
 
 _IMPLIES = {

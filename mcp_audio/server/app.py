@@ -27,7 +27,7 @@ from mcp_types import CallToolResult, InputRequiredResult, TextContent, ToolAnno
 from pydantic import ConfigDict, Field, ValidationError
 
 from mcp_audio import __version__
-from mcp_audio.catalog import Capability, Catalog, load_catalog
+from mcp_audio.catalog import DEFAULT_MAX_ITEMS, DEFAULT_MAX_TEXT_CHARS, Capability, Catalog, load_catalog
 from mcp_audio.config import ServerSettings
 from mcp_audio.core.errors import McpAudioError, UpstreamError
 from mcp_audio.core.redaction import redact
@@ -60,8 +60,10 @@ INSTRUCTIONS = (
     "job and waits for it; a long job returns a job_id instead: call get_job(job_id, wait_s) until it "
     "finishes. Audio/video inputs (*_url) take an https URL, a data: URI or a local file path inside the "
     "user's shared folders, or an earlier output: jobs://{job_id} or files://{job_id}/{name}. Results give "
-    "file URLs and local paths. Saved cloned voices: voices://cloned. Finishing (join, mix, master, trim, "
-    "subtitles) runs locally and is free."
+    "file URLs and local paths. Saved cloned voices: voices://cloned. Finishing (info, join, mix, master, "
+    "trim, subtitles) runs locally and is free. Times and durations are in seconds (unless named *_ms). "
+    f"A text takes at most {DEFAULT_MAX_TEXT_CHARS} characters and a list {DEFAULT_MAX_ITEMS} items, unless "
+    "its schema says less."
 )
 
 

@@ -13,7 +13,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import ReadResourceResult
 
-from mcp_audio.catalog import Capability, Catalog
+from mcp_audio.catalog import ADVANCED, Capability, Catalog, advanced_schema
 from mcp_audio.core.errors import McpAudioError
 from mcp_audio.core.manifest import VoiceFamily
 from mcp_audio.core.redaction import redact
@@ -38,7 +38,7 @@ def add_resources(
         name="catalog",
         title="Audio model catalog",
         mime_type="application/json",
-        description="Every audio tool: provider, upstream endpoints, kind and price.",
+        description="Every audio tool: provider, upstream endpoints, kind, price, and its `advanced` settings' schema.",
     )
     def catalog_resource() -> str:
         return json.dumps(catalog_entries(exposed), indent=1)
@@ -228,8 +228,11 @@ def _add_voice_family(server: MCPServer[AppState], name: str, family: VoiceFamil
 
 
 def catalog_entries(capabilities: Iterable[Capability]) -> list[dict[str, Any]]:
-    return [
-        {
+    """Each tool's provider, endpoints and price, and the JSON schema of its `advanced` group
+    (tools/list states that group's members in words, to save context)."""
+    entries = []
+    for cap in capabilities:
+        entry = {
             "tool": cap.name,
             "title": cap.spec.title,
             "kind": cap.spec.kind,
@@ -237,8 +240,11 @@ def catalog_entries(capabilities: Iterable[Capability]) -> list[dict[str, Any]]:
             "endpoints": cap.spec.all_endpoints,
             "price": cap.spec.price.model_dump(exclude_none=True) if cap.spec.price else None,
         }
-        for cap in capabilities
-    ]
+        advanced = advanced_schema(cap.spec)
+        if advanced is not None:
+            entry[ADVANCED] = advanced
+        entries.append(entry)
+    return entries
 
 
 def tools_markdown(catalog: Catalog) -> str:

@@ -12,7 +12,7 @@ from mcp_audio.sandbox.eigen import FakeEigen
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
 from mcp_audio.server import INSTRUCTIONS
-from tests.helpers import CATALOG, body_of, make_wav, text_of
+from tests.helpers import CATALOG, body_of, make_wav, stated_advanced, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -53,8 +53,7 @@ async def test_every_file_argument_is_named_like_the_instructions_say(client: Cl
         for spec in capability.file_inputs:
             names.append(spec.name)
             assert spec.name.endswith("_urls" if spec.type == "array" else "_url"), (capability.name, spec.name)
-            properties = listed[capability.name]["properties"]
-            shown = properties["advanced"]["properties"] if spec.advanced else properties
+            shown = stated_advanced(listed[capability.name]) if spec.advanced else listed[capability.name]["properties"]
             assert spec.name in shown
     assert len(names) > 30
     for tool, new, old in RENAMED:

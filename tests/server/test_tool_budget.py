@@ -1,6 +1,6 @@
-"""tools/list stays cheap: it is sent into every conversation (at most 200 tokens per tool on
-average, every listed tool counted as bench/tool_tokens.py counts them, JSON bytes / 4; issue 23
-aims at 120)."""
+"""tools/list stays cheap: it is sent into every conversation (at most BUDGET_PER_TOOL tokens per
+tool on average, every listed tool counted as bench/tool_tokens.py counts them, JSON bytes / 4;
+issue 23 aims at 120)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 from mcp import Client
 
 from mcp_audio.config import Settings
-from tests.helpers import CATALOG, server
+from tests.helpers import CATALOG, server, stated_advanced
 
 pytestmark = pytest.mark.anyio
 
-BUDGET_PER_TOOL = 200
+BUDGET_PER_TOOL = 182  # measured: 180 (issue 23)
 
 
 def tokens(tool: object) -> int:
@@ -22,7 +22,7 @@ def tokens(tool: object) -> int:
     return len(json.dumps(dumped, separators=(",", ":"))) // 4
 
 
-async def test_tools_list_is_at_most_200_tokens_per_tool(settings: Settings) -> None:
+async def test_tools_list_stays_within_the_budget_per_tool(settings: Settings) -> None:
     async with Client(server(settings)) as client:
         tools = (await client.list_tools()).tools
     assert len(tools) >= len(CATALOG.capabilities)
@@ -40,6 +40,13 @@ async def test_what_tools_list_leaves_out_is_in_the_catalog_resource(settings: S
         "fal-ai/minimax/speech-2.8-turbo",
     ]
     assert tools["minimax_tts"].meta == {"ui": {"resourceUri": "ui://mcp-audio/player"}}
+    # The advanced group is one line of words in tools/list, its JSON schema in the catalog.
     advanced = tools["minimax_tts"].input_schema["properties"]["advanced"]
-    assert advanced["properties"]["language_boost"]["enum"][-1] == "auto"  # bounds stay, bare of prose
-    assert "description" not in advanced and "description" not in advanced["properties"]["voice_setting"]
+    assert set(advanced) == {"type", "description"} and "|Afrikaans|auto" in advanced["description"]
+    schema = entry["advanced"]
+    assert schema["properties"]["language_boost"]["enum"][-1] == "auto" and schema["additionalProperties"] is False
+    pitch = schema["properties"]["voice_setting"]["properties"]["pitch"]
+    assert pitch["type"] == "integer" and (pitch["minimum"], pitch["maximum"]) == (-12, 12)
+    assert set(stated_advanced(tools["minimax_tts"].input_schema)) >= set(schema["properties"])
+    for item in catalog:
+        assert ("advanced" in item) == any(s.advanced for s in CATALOG.capabilities[item["tool"]].spec.inputs)
