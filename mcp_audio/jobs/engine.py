@@ -20,6 +20,7 @@ from mcp_audio.core.upstreams import UPSTREAMS
 from mcp_audio.files.s3 import open_saver
 from mcp_audio.files.uploads import open_uploads
 from mcp_audio.jobs.pipeline import CallPipeline
+from mcp_audio.jobs.production import Productions
 from mcp_audio.jobs.runner import JobRunner
 from mcp_audio.jobs.spend import SpendGuard
 from mcp_audio.providers.base import Pacing
@@ -37,6 +38,7 @@ class Engine:
     store: JobStore
     runner: JobRunner
     pipeline: CallPipeline
+    productions: Productions
     task_group: TaskGroup  # where the runner's followers run; the MCP face starts its own streams here too
 
 
@@ -62,6 +64,7 @@ async def open_engine(
         log.info("removed %d unfinished download(s) left by a stopped process", removed)
     runner: JobRunner | None = None
     pipeline: CallPipeline | None = None
+    productions: Productions | None = None
     try:
         async with anyio.create_task_group() as task_group:
             runner = JobRunner(
@@ -77,16 +80,20 @@ async def open_engine(
                 retention_s=settings.result_retention_s,
             )
             pipeline = CallPipeline(store, runner, open_uploads(settings) if transport == "http" else None)
+            # Registered before unfinished jobs are re-attached: a production resumes with them.
+            productions = Productions(store, runner, pipeline, catalog, saver, settings.data_dir / "productions")
             if resumed := runner.adopt_unfollowed():
                 log.info("re-attached to %d unfinished job(s)", resumed)
             task_group.start_soon(runner.keep_leases, name="leases")
-            yield Engine(store=store, runner=runner, pipeline=pipeline, task_group=task_group)
+            yield Engine(store=store, runner=runner, pipeline=pipeline, productions=productions, task_group=task_group)
             # Stopping: followers are cancelled, rows stay unfinished, the next start resumes them.
             task_group.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             if pipeline is not None:
                 await pipeline.aclose()
+            if productions is not None:
+                await productions.aclose()
             if runner is not None:
                 await runner.aclose()
         store.close()

@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcp_audio.catalog import Capability
+from mcp_audio.catalog import Capability, PreparedCall
 from mcp_audio.core.pricing import Confirm
 from mcp_audio.files.inputs import InputResolver
 from mcp_audio.files.uploads import SCHEME, Uploads
 from mcp_audio.jobs.runner import JobRunner
+from mcp_audio.providers.base import UpstreamRequest
 from mcp_audio.store import LOCAL_PRINCIPAL, Job, JobStore
 
 if TYPE_CHECKING:
@@ -37,16 +38,34 @@ class CallPipeline:
         before any job exists; afterwards every failure is recorded on the job. Saved voices are
         `principal`'s own: another's can't be used, nor seen in an error's list. `confirm` may ask
         the user about the estimated cost (NotConfirmed)."""
-        call = capability.prepare(
+        request = await self.request(capability, arguments, roots, principal)
+        return await self._runner.start(capability, request, principal, confirm)
+
+    def prepare(self, capability: Capability, arguments: dict[str, Any], principal: str) -> PreparedCall:
+        """Validate a call's arguments (voices: presets, `principal`'s saved voices) without I/O."""
+        return capability.prepare(
             arguments,
             lambda name: self._store.find_voice(name, principal),
             lambda family: self._store.voice_names(family, principal),
         )
-        provider = self._runner.providers.get(capability.provider)
-        provider.check_configured()  # a missing key fails before any file is read or uploaded
+
+    async def request(
+        self, capability: Capability, arguments: dict[str, Any], roots: list[Path], principal: str = LOCAL_PRINCIPAL
+    ) -> UpstreamRequest:
+        """A call made ready for its upstream: validated, its key checked, its file inputs resolved."""
+        call = self.prepare(capability, arguments, principal)
+        self._runner.providers.get(
+            capability.provider
+        ).check_configured()  # a missing key fails before any file is read or uploaded
         roots = await self._with_uploads(capability, call.body, roots, principal)
-        request = await InputResolver(self._store, self._client, principal).resolve(capability, call, provider, roots)
-        return await self._runner.start(capability, request, principal, confirm)
+        return await self.resolve(capability, call, roots, principal)
+
+    async def resolve(
+        self, capability: Capability, call: PreparedCall, roots: list[Path], principal: str = LOCAL_PRINCIPAL
+    ) -> UpstreamRequest:
+        """A prepared call's file inputs made into what its upstream takes (read, checked, uploaded)."""
+        provider = self._runner.providers.get(capability.provider)
+        return await InputResolver(self._store, self._client, principal).resolve(capability, call, provider, roots)
 
     async def _with_uploads(
         self, capability: Capability, body: dict[str, Any], roots: list[Path], principal: str

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -65,6 +65,17 @@ from mcp_audio.store import LOCAL_PRINCIPAL, Job, JobStore, iso_time
 log = logging.getLogger("mcp_audio.jobs")
 
 OnUpdate = Callable[[Job, str], Awaitable[None]]
+
+
+class Driver(Protocol):
+    """Runs jobs of a tool that is not one upstream call (a production): the runner leases and
+    resumes them like any job, and calls the driver to do the work."""
+
+    async def run(self, job_id: str) -> None:
+        """Take the job (new or resumed) to its end; the row records every step."""
+
+    async def cancel(self, job: Job) -> None:
+        """The client cancelled the job: cancel what it started."""
 
 
 @dataclass
@@ -129,6 +140,11 @@ class JobRunner:
         self._pacing = pacing or Pacing()
         self._retention_s = retention_s
         self.owner = process_owner()
+        self._drivers: dict[str, Driver] = {}
+
+    def add_driver(self, tool: str, driver: Driver) -> None:
+        """Jobs of `tool` are run (and resumed after a restart) by `driver`."""
+        self._drivers[tool] = driver
 
     async def aclose(self) -> None:
         self._store.release(self.owner)  # the next process takes our unfinished jobs at once
@@ -144,14 +160,20 @@ class JobRunner:
         request: UpstreamRequest,
         principal: str = LOCAL_PRINCIPAL,
         confirm: Confirm | None = None,
+        *,
+        job_id: str | None = None,
+        prepaid: bool = False,
     ) -> Job:
         """Persist a new job of `principal`'s, leased to this process, and start running it in the
-        background. `confirm` may ask the user about the estimated cost first (NotConfirmed: no job)."""
+        background. `confirm` may ask the user about the estimated cost first (NotConfirmed: no job).
+        `prepaid`: its cost was approved and charged as part of a whole (a production's part)."""
         cost = estimate_cost(capability.spec.price, request.body)
-        if confirm is not None and cost is not None and not await confirm(capability.name, cost):
-            raise NotConfirmed(capability.name, cost)
-        self._spend.charge(capability.name, cost, principal)  # raises SpendLimitExceeded before anything is sent
+        if not prepaid:
+            if confirm is not None and cost is not None and not await confirm(capability.name, cost):
+                raise NotConfirmed(capability.name, cost)
+            self._spend.charge(capability.name, cost, principal)  # raises SpendLimitExceeded before anything is sent
         job = self._store.create_job(
+            job_id=job_id,
             principal=principal,
             estimated_cost_usd=cost,
             tool=capability.name,
@@ -164,6 +186,41 @@ class JobRunner:
         )
         self._spawn(job.id, capability, request)
         return job
+
+    def charge(self, what: str, cost: float | None, principal: str) -> None:
+        """Hold `principal` to its spend cap for a whole (a production) at once: SpendLimitExceeded
+        before anything is sent."""
+        self._spend.charge(what, cost, principal)
+
+    def drive(self, job: Job) -> None:
+        """Run a job of a driven tool (its row written and leased to this process) in the background."""
+        self._live[job.id] = _Live()
+        self._tg.start_soon(self._drive, job.id, self._drivers[job.tool], name=f"job-{job.id}")
+
+    async def _drive(self, job_id: str, driver: Driver) -> None:
+        live = self._live[job_id]
+        try:
+            with live.scope:
+                await driver.run(job_id)
+        except McpAudioError as exc:
+            self._store.fail(job_id, redact(str(exc), self._secrets), owner=self.owner)
+        except Exception:
+            log.exception("job %s crashed", job_id)
+            self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner)
+        finally:
+            self._live.pop(job_id, None)
+            for listener in live.listeners:
+                listener.close()
+
+    def notify(self, job_id: str, message: str) -> None:
+        """Tell the waiters of a job followed here (progress notifications)."""
+        job = self._store.get_job(job_id)
+        if job is not None:
+            self._notify(job, message)
+
+    @property
+    def lease_s(self) -> float:
+        return self._pacing.lease_s
 
     async def keep_leases(self) -> None:
         """For the life of the server: renew the leases of the jobs followed here, stop following
@@ -194,7 +251,10 @@ class JobRunner:
             if not self._store.claim(job.id, self.owner, self._pacing.lease_s, taking_over=job.lease_owner):
                 continue  # another process was quicker
             capability = self._catalog.get(job.tool)
-            if capability is None:
+            if job.tool in self._drivers:  # a production: its driver picks up where the row says
+                self.drive(job)
+                adopted += 1
+            elif capability is None:
                 self._store.fail(job.id, f"tool {job.tool} no longer exists in this server", owner=self.owner)
             elif job.upstream_id is not None:
                 self._spawn(job.id, capability, None)
@@ -463,6 +523,11 @@ class JobRunner:
         job = self._require(job_id)
         if job.finished:
             return job
+        if job.tool in self._drivers:
+            await self._drivers[job.tool].cancel(job)
+            if (live := self._live.get(job_id)) is not None:
+                live.scope.cancel()
+            return self._store.cancel(job_id, "cancelled at the client's request")
         upstream = UPSTREAMS[job.provider]
         if not upstream.can_cancel:
             raise InvalidArguments(

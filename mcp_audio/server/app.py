@@ -39,6 +39,7 @@ from mcp_audio.server.job_events import JobEventBus
 from mcp_audio.server.output_schema import capability_schema, job_list_schema, job_schema
 from mcp_audio.server.player import PLAYER_URI, player_html
 from mcp_audio.server.principal import current_principal
+from mcp_audio.server.productions import production_tools
 from mcp_audio.server.prompts import add_prompts
 from mcp_audio.server.ratelimit import RateLimit
 from mcp_audio.server.render import job_result, job_summary
@@ -96,7 +97,12 @@ def build_server(
             settings, catalog, transport=transport, pacing=pacing, on_job_change=job_events.job_changed
         ) as engine:
             runtime.state = AppState(
-                settings=settings, catalog=catalog, store=engine.store, runner=engine.runner, pipeline=engine.pipeline
+                settings=settings,
+                catalog=catalog,
+                store=engine.store,
+                runner=engine.runner,
+                pipeline=engine.pipeline,
+                productions=engine.productions,
             )
             tasks.attach(engine.task_group)
             job_events.attach(engine.task_group)
@@ -111,6 +117,17 @@ def build_server(
     exposed = [cap for cap in catalog.capabilities.values() if cap.spec.kind in settings.enabled_kinds]
     tasks = Tasks(runtime, [cap.name for cap in exposed], settings.secrets)
     tools = [_capability_tool(cap, runtime, secrets, transport) for cap in exposed]
+    if "tts" in settings.enabled_kinds:
+
+        async def roots_of(ctx: Context, state: AppState) -> list[Path]:
+            trusted = await client_roots(ctx) if transport == "stdio" else None
+            return trusted or state.settings.input_roots(transport)
+
+        async def await_production(ctx: Context, state: AppState, job_id: str, wait_s: float) -> CallToolResult:
+            # A production outlives a client that stops waiting: cancel_job stops it.
+            return await _await_job(ctx, state, job_id, wait_s, cancel_on_abort=False)
+
+        tools += production_tools(runtime, secrets, await_production, roots_of)
     server: MCPServer[AppState] = MCPServer(
         name="mcp-audio",
         title="mcp-audio",

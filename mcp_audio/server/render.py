@@ -37,6 +37,8 @@ def job_summary(job: Job) -> dict[str, Any]:
         out["error"] = job.error
     if job.logs and not job.finished:
         out["logs"] = job.logs[-5:]
+    if isinstance(job.handle.get("progress"), dict) and not job.finished:  # a production: parts done
+        out["progress"] = job.handle["progress"]
     return out
 
 
@@ -84,7 +86,14 @@ def job_result(
     if job.state == "completed" and job.result is not None:
         body.update(job.result.body())
         capability = catalog.get(job.tool)
-        text = summary_text(capability, job.id, job.result) if capability else f"{job.tool} finished (job {job.id})."
+        summary = job.result.output.get("summary")  # a production words its own
+        text = (
+            summary_text(capability, job.id, job.result)
+            if capability
+            else summary
+            if isinstance(summary, str)
+            else f"{job.tool} finished (job {job.id})."
+        )
         content.append(TextContent(type="text", text=text))
         for item in job.result.files:
             # A saved file is linked through this server (files://), which any client can read.

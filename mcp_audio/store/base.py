@@ -104,11 +104,13 @@ class JobStore:
         owner: str | None = None,
         lease_s: float = 0.0,
         principal: str = LOCAL_PRINCIPAL,
+        job_id: str | None = None,
     ) -> Job:
-        """A new queued job, written before anything is sent upstream, leased to `owner`."""
+        """A new queued job, written before anything is sent upstream, leased to `owner`.
+        `job_id`: an id chosen (and recorded elsewhere) beforehand, e.g. a production's part."""
         now = time.time()
         job = Job(
-            id=uuid.uuid4().hex,
+            id=job_id or uuid.uuid4().hex,
             tool=tool,
             provider=provider,
             endpoint=endpoint,
@@ -181,6 +183,10 @@ class JobStore:
     def record_submission(self, job_id: str, upstream_id: str, handle: dict[str, Any]) -> Job:
         """The upstream accepted the job: what re-attaching to it needs."""
         return self._set(job_id, upstream_id=upstream_id, handle=json.dumps(handle))
+
+    def record_handle(self, job_id: str, handle: dict[str, Any]) -> Job:
+        """A job run by this server (a production) records where it is: its parts' jobs."""
+        return self._set(job_id, _UNFINISHED, handle=json.dumps(handle))
 
     def mark_running(self, job_id: str) -> Job:
         return self._set(job_id, _UNFINISHED, state="running")
