@@ -26,7 +26,7 @@ import anyio.to_thread
 
 from mcp_audio.catalog import Catalog, PreparedCall
 from mcp_audio.core.errors import InvalidArguments, McpAudioError
-from mcp_audio.core.pricing import Confirm, NotConfirmed
+from mcp_audio.core.pricing import Confirm, NotConfirmed, estimate_cost
 from mcp_audio.core.results import JobResult, OutputFile
 from mcp_audio.core.upstreams import UPSTREAMS
 from mcp_audio.files.outputs import OutputSaver, check_download_url, write_atomically
@@ -180,11 +180,9 @@ class Productions:
             call = self._pipeline.prepare(capability, arguments, principal)
         except InvalidArguments as exc:
             raise InvalidArguments(f"part {part.index + 1} ({capability.name}): {exc}") from exc
-        from mcp_audio.core.pricing import estimate_cost
-
         item.part = {**(item.part or {}), "text": part.text, "spoken": part.spoken}
         item.tool, item.arguments = capability.name, arguments
-        item.cost_usd = estimate_cost(capability.spec.price, call.body)
+        item.cost_usd = estimate_cost(capability.spec.price, call.body | arguments)
 
     async def _launch(
         self,

@@ -182,18 +182,33 @@ def part_arguments(capability: Capability, voice: dict[str, Any], part: Part) ->
     """One part's call: the speaker's voice and settings, the part's spoken text, and the
     continuity inputs the tool has (the neighbouring text, a fixed seed per speaker)."""
     arguments = dict(voice) | {"text": part.spoken}
-    inputs = capability.inputs
-    for name, value in (("previous_text", part.previous_text), ("next_text", part.next_text)):
-        if name in inputs and value is not None and name not in voice:
-            arguments[name] = value[-(inputs[name].max_length or 1000) :]
-    seed = inputs.get("seed")
+    continuity: list[tuple[str, Any]] = [("previous_text", part.previous_text), ("next_text", part.next_text)]
+    seed = capability.inputs.get("seed")
     if seed is not None:
-        group = dict(arguments.get(ADVANCED) or {}) if seed.advanced else arguments
-        if "seed" not in group:
-            group["seed"] = speaker_seed(part.speaker) % int(seed.maximum or 2_147_483_647)
-            if seed.advanced:
-                arguments[ADVANCED] = group
+        continuity.append(("seed", speaker_seed(part.speaker) % int(seed.maximum or 2_147_483_647)))
+    for name, value in continuity:
+        _continuity(capability, arguments, name, value)
     return arguments
+
+
+def _continuity(capability: Capability, arguments: dict[str, Any], name: str, value: Any) -> None:
+    """Set `name` where the tool has it (in its advanced group if it is advanced), unless the
+    caller set it or the chosen model does not take it (manifest `models`)."""
+    spec = capability.inputs.get(name)
+    if spec is None or value is None:
+        return
+    if spec.models is not None and capability.spec.endpoint_input is not None:
+        chosen = arguments.get(
+            capability.spec.endpoint_input, capability.inputs[capability.spec.endpoint_input].default
+        )
+        if chosen not in spec.models:
+            return
+    group = dict(arguments.get(ADVANCED) or {}) if spec.advanced else arguments
+    if name in group:
+        return
+    group[name] = value[-(spec.max_length or 1000) :] if isinstance(value, str) else value
+    if spec.advanced:
+        arguments[ADVANCED] = group
 
 
 def make_plan(arguments: Mapping[str, Any], catalog: Catalog, prepare: Prepare) -> Plan:
@@ -257,7 +272,7 @@ def make_plan(arguments: Mapping[str, Any], catalog: Catalog, prepare: Prepare) 
                 part=dataclasses.asdict(element),
                 tool=capability.name,
                 arguments=call_arguments,
-                cost_usd=estimate_cost(capability.spec.price, call.body),
+                cost_usd=_estimate(capability, call, call_arguments),
             )
         )
     plan = Plan(
@@ -271,6 +286,12 @@ def make_plan(arguments: Mapping[str, Any], catalog: Catalog, prepare: Prepare) 
     )
     _plan_music(plan, arguments.get("music"), catalog, prepare)
     return plan
+
+
+def _estimate(capability: Capability, call: PreparedCall, arguments: Mapping[str, Any]) -> float | None:
+    """The call's estimated cost. The price's quantity input is named as the tool's argument
+    (`text`), which the upstream body may send under another name (`prompt`): both are read."""
+    return estimate_cost(capability.spec.price, call.body | dict(arguments))
 
 
 def _plan_music(plan: Plan, music: Any, catalog: Catalog, prepare: Prepare) -> None:
@@ -294,7 +315,7 @@ def _plan_music(plan: Plan, music: Any, catalog: Catalog, prepare: Prepare) -> N
     except InvalidArguments as exc:
         raise InvalidArguments(f"`music` ({capability.name}): {exc}") from exc
     plan.music_tool, plan.music_arguments = capability.name, arguments
-    plan.music_cost_usd = estimate_cost(capability.spec.price, call.body)
+    plan.music_cost_usd = _estimate(capability, call, arguments)
 
 
 def quote(plan: Plan, providers: Mapping[str, str]) -> str:

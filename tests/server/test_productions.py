@@ -20,6 +20,7 @@ import pytest
 from mcp import Client
 
 from mcp_audio.config import ServerSettings
+from mcp_audio.core.pricing import dollars
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import body_of, server, text_of
 
@@ -147,3 +148,181 @@ async def test_an_audiobook_of_three_chapters(client: Client, fake_fal: FakeFal)
     assert bitrate["passed"] and mutagen.File(path).info.bitrate == 192000
     for rule in report["rules"]:
         assert rule["passed"] or rule["reason"]  # a failed rule says why
+
+
+EPISODE = """Alice: Welcome to the show. Today we talk about rivers.
+
+Bob: Thanks, Alice. Rivers are older than roads. They shaped every town.
+
+Alice: And they still do. [pause 1s] Let us begin.
+
+Bob: First, the source.
+"""
+ELEVEN = "fal-ai/elevenlabs/tts/multilingual-v2"
+CHATTERBOX = "fal-ai/chatterbox/text-to-speech/multilingual"
+
+
+def bed(path: Path, seconds: float = 3.0, rate: int = 44100) -> Path:
+    """A music bed: a chord, written as 16-bit WAV with the standard library."""
+    import wave
+
+    t = np.arange(int(seconds * rate)) / rate
+    tone = 0.3 * (np.sin(2 * np.pi * 220 * t) + np.sin(2 * np.pi * 330 * t)) / 2
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((tone * 32767).astype("<i2").tobytes())
+    return path
+
+
+def true_peak_db(samples: np.ndarray) -> float:
+    from scipy.signal import resample_poly
+
+    over = resample_poly(samples, 4, 1, axis=1)
+    return 20 * math.log10(float(np.max(np.abs(over))))
+
+
+async def test_a_two_host_episode_with_a_music_bed(settings: ServerSettings, fake_fal: FakeFal, rec_dir: Path) -> None:
+    settings = settings.model_copy(update={"wait_s": 60, "allowed_dirs": str(rec_dir)})
+    voices = {
+        "Alice": {"tool": "elevenlabs_tts", "voice": "Aria"},
+        "Bob": {"tool": "chatterbox_tts", "voice": "english"},
+    }
+    async with Client(server(settings), mode="legacy") as client:
+        body = await produce(client, script=EPISODE, voices=voices, music=str(bed(rec_dir / "bed.wav")), format="mp3")
+    alice, bob = submits(fake_fal, ELEVEN), submits(fake_fal, CHATTERBOX)
+    assert len(alice) == 3 and len(bob) == 2 and len(fake_fal.requests_of("submit")) == 5  # the pause cuts a part
+    # continuity: ElevenLabs gets the neighbouring text of Alice's parts, Chatterbox one seed for Bob
+    by_text = {a["text"]: a for a in alice}  # sent side by side: in any order
+    first, second = by_text["Welcome to the show. Today we talk about rivers."], by_text["And they still do."]
+    assert first["next_text"] == "And they still do." and "previous_text" not in first
+    assert second["previous_text"].startswith("Welcome to the show") and second["next_text"] == "Let us begin."
+    assert bob[0]["seed"] == bob[1]["seed"] and isinstance(bob[0]["seed"], int)
+    assert body["output"]["chapters"] == [] and "application/json+chapters" not in files_by_type(body)
+
+    [final] = [f for f in body["files"] if f["content_type"] == "audio/mpeg"]
+    samples, rate = decode(Path(final["path"]))
+    assert rate == 44100
+    import pyloudnorm
+
+    loudness = pyloudnorm.Meter(rate).integrated_loudness(samples.T)
+    peak = true_peak_db(samples)
+    report = {r["rule"]: r for r in body["output"]["delivery"]["rules"]}
+    assert abs(report["loudness"]["measured"] - loudness) < 0.3 and report["loudness"]["passed"] == (
+        abs(loudness + 16) <= 1
+    )
+    assert abs(report["true_peak"]["measured"] - peak) < 0.3 and report["true_peak"]["passed"] == (peak <= -1.0)
+    assert -17 <= loudness <= -15 and peak <= -1.0
+    # the bed plays alone before the first word (music lead-in), then the speech comes in over it
+    lead = samples[:, : int(1.5 * rate)]
+    assert 20 * math.log10(float(np.sqrt(np.mean(lead**2)))) > -45
+
+    import srt
+
+    [sub] = [f for f in body["files"] if f["content_type"] == "application/x-subrip"]
+    cues = list(srt.parse(Path(sub["path"]).read_text()))
+    speakers = [re.match(r"\[(\w+)\]", c.content) for c in cues]
+    assert {m.group(1) for m in speakers if m} == {"Alice", "Bob"}
+    assert cues[0].content.startswith("[Alice] Welcome to the show.")
+    assert cues[0].start.total_seconds() >= 1.5  # after the music's lead-in
+
+
+async def test_the_whole_cost_is_asked_once_and_a_decline_sends_nothing(
+    settings: ServerSettings, fake_fal: FakeFal
+) -> None:
+    from tests.server.test_cost_confirmation import User
+
+    user = User("decline")
+    voices = {"narrator": {"tool": "minimax_tts", "voice": "Wise_Woman"}}
+    script = "\n\n".join(f"Paragraph {i}. " + "Words go here. " * 60 for i in range(4))  # ~3,700 chars: $0.37
+    async with Client(
+        server(settings.model_copy(update={"confirm_above_usd": 0.25})), mode="auto", elicitation_callback=user
+    ) as client:
+        result = await client.call_tool("produce_audio", {"script": script, "voices": voices})
+        listed = body_of(await client.call_tool("list_jobs", {}))
+    assert result.is_error
+    [question] = user.asked
+    expected = dollars(round(sum(len(" ".join(p.split())) for p in script.split("\n\n")) / 1000 * 0.1, 6))
+    assert f"cost about {expected}" in question.message and "4 parts" in question.message
+    assert "was not started" in text_of(result)
+    assert fake_fal.requests_of("submit") == [] and listed["jobs"] == []
+
+
+async def test_the_whole_is_held_to_the_spend_cap_before_anything_is_sent(
+    settings: ServerSettings, fake_fal: FakeFal
+) -> None:
+    voices = {"narrator": {"tool": "minimax_tts", "voice": "Wise_Woman"}}
+    script = "\n\n".join(f"Paragraph {i}. " + "Words go here. " * 60 for i in range(4))  # each part ~$0.09
+    capped = settings.model_copy(update={"max_spend_usd": 0.2, "wait_s": 60})
+    async with Client(server(capped), mode="auto") as client:
+        result = await client.call_tool("produce_audio", {"script": script, "voices": voices})
+        listed = body_of(await client.call_tool("list_jobs", {}))
+    assert result.is_error and "MCP_AUDIO_MAX_SPEND_USD" in text_of(result)
+    assert fake_fal.requests_of("submit") == [] and listed["jobs"] == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (
+            {"script": "Alice: Hi.\n\nCarol: Hello.", "voices": {"Alice": {"tool": "kokoro_tts"}}},
+            "script line 3: speaker 'Carol' has no voice",
+        ),
+        (
+            {"script": "Hi.", "voices": {"Alice": {"tool": "whisper_transcribe"}}},
+            "`voices.Alice.tool`: 'whisper_transcribe' is not a speech tool",
+        ),
+        (
+            {"script": "Hi.", "voices": {"narrator": {"tool": "kokoro_tts", "voice": "nobody"}}},
+            "unknown voice 'nobody'",
+        ),
+        ({"script": "Hello.\n\nThen [laughs] it ended."}, "script line 3: unknown cue [laughs]"),
+        ({"script": "x" * 200_001}, "the limit is 200,000"),
+        (
+            {"script": "Hi.", "lexicon": {f"w{i}": "x" for i in range(501)}},
+            "`lexicon`: lexicon has 501 entries; the limit is 500",
+        ),
+        ({"script": "Hi.", "music": "notes.txt"}, "`music`: 'notes.txt' is not a recognised audio or video format"),
+        (
+            {"script": "Hi.", "delivery": "radio"},
+            "`delivery`: 'radio' is not one of podcast, audiobook, broadcast, none",
+        ),
+    ],
+)
+async def test_bad_input_is_refused_before_anything_is_sent(
+    settings: ServerSettings, fake_fal: FakeFal, rec_dir: Path, arguments: dict[str, Any], expected: str
+) -> None:
+    (rec_dir / "notes.txt").write_text("not audio at all, just some words of text " * 4)
+    settings = settings.model_copy(update={"allowed_dirs": str(rec_dir)})
+    if arguments.get("music") == "notes.txt":
+        arguments = arguments | {"music": str(rec_dir / "notes.txt")}
+        expected = expected.replace("'notes.txt'", f"'{rec_dir / 'notes.txt'}'")
+    async with Client(server(settings), mode="auto") as client:
+        result = await client.call_tool("produce_audio", arguments)
+        listed = body_of(await client.call_tool("list_jobs", {}))
+    assert result.is_error and expected in text_of(result), text_of(result)
+    assert fake_fal.requests_of("submit") == [] and listed["jobs"] == []
+
+
+async def test_redo_part_renders_one_part_again_and_reassembles(client: Client, fake_fal: FakeFal) -> None:
+    first = await produce(client, script=BOOK, delivery="audiobook", format="mp3")
+    before = len(fake_fal.requests_of("submit"))
+    result = await client.call_tool(
+        "redo_part", {"job_id": first["job_id"], "part": 2, "text": "Nobody knew. It went on."}
+    )
+    redo = body_of(result)
+    assert redo["status"] == "completed", text_of(result)
+    sent = fake_fal.requests_of("submit")[before:]
+    assert len(sent) == 1 and json.loads(sent[0].body)["prompt"] == "Nobody knew. It went on."  # nothing else again
+    assert redo["job_id"] != first["job_id"] and redo["output"]["redo_of"] == first["job_id"]
+    assert redo["output"]["takes"] == {"1": 2}
+    import srt
+
+    [sub] = [f for f in redo["files"] if f["content_type"] == "application/x-subrip"]
+    text = " ".join(c.content for c in srt.parse(Path(sub["path"]).read_text()))
+    assert "Nobody knew." in text and "Nobody asked" not in text
+    assert all(Path(f["path"]).is_file() for f in first["files"])  # the first production is kept
+    assert {r["rule"] for r in redo["output"]["delivery"]["rules"]} >= {"rms", "peak", "mp3_bitrate"}
+    refused = await client.call_tool("redo_part", {"job_id": first["job_id"], "part": 99})
+    assert refused.is_error and "has parts 1 to 6" in text_of(refused)
