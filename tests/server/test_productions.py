@@ -326,3 +326,40 @@ async def test_redo_part_renders_one_part_again_and_reassembles(client: Client, 
     assert {r["rule"] for r in redo["output"]["delivery"]["rules"]} >= {"rms", "peak", "mp3_bitrate"}
     refused = await client.call_tool("redo_part", {"job_id": first["job_id"], "part": 99})
     assert refused.is_error and "has parts 1 to 6" in text_of(refused)
+
+
+async def test_a_part_with_an_unknown_outcome_stops_the_production_and_redo_part_finishes_it(
+    client: Client, fake_fal: FakeFal
+) -> None:
+    fake_fal.inject("submit", 500, times=1, body={"detail": "internal server error"})  # one part: unknown
+    result = await client.call_tool("produce_audio", {"script": BOOK, "delivery": "audiobook"})
+    body = body_of(result)
+    assert result.is_error and body["status"] == "failed", text_of(result)
+    [number] = {
+        int(n)
+        for n in re.findall(r"Part (\d+) \(chapter \d+, narrator, script line \d+\) has an unknown", body["error"])
+    }
+    assert f'redo_part(job_id="{body["job_id"]}", part={number})' in body["error"]
+    assert "It is not sent again" in body["error"]
+    sent = [json.loads(r.body)["prompt"] for r in fake_fal.requests_of("submit")]
+    assert len(sent) == len(set(sent)) <= 6  # nothing resent; parts not yet started were not started
+    redo = await client.call_tool("redo_part", {"job_id": body["job_id"], "part": number})
+    assert body_of(redo)["status"] == "completed", text_of(redo)
+    # that part again, and the parts never started; the finished ones reused
+    assert len(fake_fal.requests_of("submit")) == 7
+
+
+async def test_get_job_shows_a_running_production_s_progress(settings: ServerSettings, fake_fal: FakeFal) -> None:
+    fake_fal.script(KOKORO, run_s=0.5)
+    progress: list[str] = []
+
+    async def heard(done: float, total: float | None, message: str | None) -> None:
+        progress.append(message or "")
+
+    async with Client(server(settings.model_copy(update={"wait_s": 0.2})), mode="legacy") as client:
+        started = body_of(await client.call_tool("produce_audio", {"script": BOOK}))
+        assert started["status"] in ("queued", "running") and started["progress"]["parts"] == 6
+        done = await client.call_tool("get_job", {"job_id": started["job_id"], "wait_s": 30}, progress_callback=heard)
+    assert body_of(done)["status"] == "completed", text_of(done)
+    assert any(re.fullmatch(r"Part \d/6 done \(narrator\)", line) for line in progress), progress
+    assert any("assembling" in line for line in progress)
