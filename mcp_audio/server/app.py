@@ -144,7 +144,7 @@ def build_server(
         subscriptions=job_events,
     )
     if settings.toolsets == DYNAMIC:  # tools/list starts small; families are enabled at run time (toolsets.py)
-        add_dynamic_toolsets(server, exposed)
+        add_dynamic_toolsets(server, exposed, {"tts": ["produce_audio", "redo_part"]})
     add_resources(server, runtime, catalog, exposed)
     add_prompts(server, {cap.name for cap in exposed})
     add_completions(server, runtime, catalog)
