@@ -17,7 +17,8 @@ import logging
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,10 +45,10 @@ from mcp_audio.jobs.production_plan import (
 from mcp_audio.jobs.runner import JobRunner
 from mcp_audio.store import LOCAL_PRINCIPAL, Job, JobStore
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the audio engine (numpy, PyAV) is imported when a production first renders
     import httpx
 
-    from mcp_audio.post.production import Assembled
+    from mcp_audio.post.production import Assembled, ChapterAudio, Piece
 
 __all__ = ["Productions"]
 
@@ -85,6 +86,7 @@ class Productions:
         self._saver = saver
         self._work_root = work_root
         self._slots: dict[str, anyio.Semaphore] = {}
+        self._render = anyio.Semaphore(1)  # one chapter rendered at a time: the rest of the CPU serves
         self._http: httpx.AsyncClient | None = None
         runner.add_driver(PRODUCE_TOOL, self)
 
@@ -275,26 +277,47 @@ class Productions:
         state.setdefault("parts", {})
         self._store.mark_running(job_id)
         work = self._work_root / job_id
+        shutil.rmtree(work / "render", ignore_errors=True)  # a resumed production renders its chapters again
         (work / "parts").mkdir(parents=True, exist_ok=True)
         files: dict[int, Path] = {}
         stops: list[str] = []
         music: list[Path] = sorted(work.glob("music.*"))
+        rendered: dict[int, ChapterAudio] = {}
+        waiting = Counter(item.chapter for item in plan.parts)
+
+        async def part_done(chapter: int) -> None:
+            # An audiobook's chapter is conformed as soon as its parts are in, while later ones are spoken.
+            waiting[chapter] -= 1
+            if waiting[chapter] == 0 and plan.delivery == "audiobook" and not stops:
+                async with self._render:
+                    if not stops:
+                        rendered[chapter] = await anyio.to_thread.run_sync(self._chapter, plan, files, work, chapter)
+
         async with anyio.create_task_group() as tg:
             if plan.music_tool and not music:
                 tg.start_soon(self._music, job, plan, state, music, stops)
             for item in plan.parts:
-                tg.start_soon(self._part, job, plan, item, state, files, stops)
+                tg.start_soon(self._part, job, plan, item, state, files, stops, part_done)
         if stops:
             more = f" (and {len(stops) - 3} more)" if len(stops) > 3 else ""
             raise _Stop(" ".join(stops[:3]) + more)
         self._progress(job_id, state, "assembling", f"All {len(files)} parts done; assembling and mastering")
-        assembled = await anyio.to_thread.run_sync(self._assemble, plan, files, work, music[0] if music else None)
+        assembled = await anyio.to_thread.run_sync(
+            self._assemble, plan, files, work, music[0] if music else None, rendered
+        )
         result = await anyio.to_thread.run_sync(self._result, job, plan, assembled, state)
         self._store.complete(job_id, result, owner=self._runner.owner)
         shutil.rmtree(work / "render", ignore_errors=True)
 
     async def _part(
-        self, job: Job, plan: Plan, item: PlanItem, state: dict[str, Any], files: dict[int, Path], stops: list[str]
+        self,
+        job: Job,
+        plan: Plan,
+        item: PlanItem,
+        state: dict[str, Any],
+        files: dict[int, Path],
+        stops: list[str],
+        done: Callable[[int], Awaitable[None]],
     ) -> None:
         part = item.as_part()
         key = str(part.index)
@@ -330,6 +353,7 @@ class Productions:
             return
         state.setdefault("progress", {})["done"] = len(files)
         self._progress(job.id, state, "speech", f"Part {part.index + 1}/{len(plan.parts)} done ({part.speaker})")
+        await done(part.chapter)
 
     async def _music(self, job: Job, plan: Plan, state: dict[str, Any], found: list[Path], stops: list[str]) -> None:
         capability = self._catalog.get(str(plan.music_tool))
@@ -424,24 +448,38 @@ class Productions:
     # --- finishing ------------------------------------------------------------------------------
 
     @staticmethod
-    def _assemble(plan: Plan, files: dict[int, Path], work: Path, music: Path | None) -> Assembled:
-        from mcp_audio.post.production import Piece, assemble
+    def _pieces(plan: Plan, files: dict[int, Path], chapter: int | None = None) -> list[Piece]:
+        from mcp_audio.post.production import Piece
 
-        pieces = [
+        return [
             Piece(item.chapter, item.as_part(), files[item.as_part().index])
             if item.part is not None
             else Piece(item.chapter, seconds=item.pause_s or 0.0)
             for item in plan.items
+            if chapter is None or item.chapter == chapter
         ]
-        shutil.rmtree(work / "render", ignore_errors=True)
+
+    def _chapter(self, plan: Plan, files: dict[int, Path], work: Path, chapter: int) -> ChapterAudio:
+        title = plan.chapters[chapter] or ("Opening" if chapter == 0 else f"Chapter {chapter + 1}")
+        from mcp_audio.post.production import audiobook_chapter
+
+        pieces = self._pieces(plan, files, chapter)
+        return audiobook_chapter(pieces, chapter, title, work / "render", plan.format)
+
+    def _assemble(
+        self, plan: Plan, files: dict[int, Path], work: Path, music: Path | None, rendered: dict[int, ChapterAudio]
+    ) -> Assembled:
+        from mcp_audio.post.production import assemble
+
         return assemble(
-            pieces,
+            self._pieces(plan, files),
             plan.chapters,
             work / "render",
             delivery=plan.delivery,
             format=plan.format,
             music=music,
             title=plan.title,
+            rendered=rendered,
         )
 
     def _result(self, job: Job, plan: Plan, done: Assembled, state: dict[str, Any]) -> JobResult:

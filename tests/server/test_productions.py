@@ -61,6 +61,21 @@ def decode(path: Path) -> tuple[np.ndarray, int]:
     return data, rate
 
 
+def mp3_bitrates(data: bytes) -> set[int]:
+    """The bit rate (kb/s) of every MPEG-1 Layer III frame, walking the frame headers."""
+    kbps = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+    syncsafe = sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[6:10]))
+    at = 10 + syncsafe if data[:3] == b"ID3" else 0
+    found = set()
+    while at + 4 <= len(data) and data[at] == 0xFF and data[at + 1] & 0xE0 == 0xE0:
+        rate = kbps[data[at + 2] >> 4]
+        sample_rate = (44100, 48000, 32000)[(data[at + 2] >> 2) & 3]
+        found.add(rate)
+        at += 144 * rate * 1000 // sample_rate + ((data[at + 2] >> 1) & 1)
+    assert at >= len(data) - 128, "frames stop before the end of the file"
+    return found
+
+
 def files_by_type(body: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for item in body["files"]:
@@ -145,7 +160,7 @@ async def test_an_audiobook_of_three_chapters(client: Client, fake_fal: FakeFal)
         assert abs(got["peak"]["measured"] - peak) < 0.3, (got["peak"], peak)
         assert got["rms"]["passed"] == (-23 <= rms <= -18) and got["peak"]["passed"] == (peak <= -3)
     bitrate = next(r for r in report["rules"] if r["rule"] == "mp3_bitrate")
-    assert bitrate["passed"] and mutagen.File(path).info.bitrate == 192000
+    assert bitrate["passed"] and mp3_bitrates(path.read_bytes()) == {192}
     for rule in report["rules"]:
         assert rule["passed"] or rule["reason"]  # a failed rule says why
 
