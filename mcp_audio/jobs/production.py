@@ -86,7 +86,7 @@ class Productions:
         self._saver = saver
         self._work_root = work_root
         self._slots: dict[str, anyio.Semaphore] = {}
-        self._render = anyio.Semaphore(1)  # one chapter rendered at a time: the rest of the CPU serves
+        self._render = anyio.Semaphore(2)  # chapters rendered side by side, at most two (encoding is CPU-bound)
         self._http: httpx.AsyncClient | None = None
         runner.add_driver(PRODUCE_TOOL, self)
 
@@ -502,15 +502,18 @@ class Productions:
         chapter_type = CONTENT_TYPES["m4a" if plan.format == "m4b" else plan.format]
         chapters = []
         for mark, path in zip(done.marks, done.chapter_files, strict=False):
-            saved = save(path, chapter_type)
-            files.append(saved)
-            chapters.append(
-                {"title": mark.title, "start_s": round(mark.start_s, 3), "end_s": round(mark.end_s, 3)}
-                | {"file": saved.resource or saved.url}
+            saved = save(path, chapter_type)  # listed short: the book's entry has the full details
+            files.append(
+                saved.model_copy(update={"file_uri": None, "sha256": None, "sample_rate": None, "channels": None})
             )
+            chapters.append({"title": mark.title, "start_s": round(mark.start_s, 3), "end_s": round(mark.end_s, 3)})
         report = done.report
         failed = [r for r in report.rules if not r.passed]
-        rules = [{k: v for k, v in vars(r).items() if v is not None} for r in report.rules]
+        # Passed rules say what was measured; failed ones also the target and why.
+        rules = [
+            {k: v for k, v in vars(r).items() if v is not None and (k != "target" or not r.passed)}
+            for r in report.rules
+        ]
         takes = {k: len(v) for k, v in state.get("parts", {}).items() if len(v) > 1}
         summary = (
             f"{PRODUCE_TOOL} finished (job {job.id}): {files[0].path or files[0].url}, {done.duration_s / 60:.1f} min, "
@@ -521,10 +524,9 @@ class Productions:
                 else f"{len(failed)} of {len(report.rules)} rules failed: "
                 + "; ".join(f"{r.rule}{f' ({r.chapter})' if r.chapter else ''}: {r.reason}" for r in failed[:4])
             )
-            + f" Subtitles: {files[1].resource or files[1].path}. Redo a part with redo_part(job_id, part)."
+            + " Redo a part with redo_part(job_id, part)."
         )
         output: dict[str, Any] = {
-            "summary": summary,
             "title": plan.title,
             "duration_s": done.duration_s,
             "parts": len(plan.parts),
@@ -535,7 +537,7 @@ class Productions:
             output["takes"] = takes
         if job.body.get("redo_of"):
             output["redo_of"] = job.body["redo_of"]
-        return JobResult(files=files, output=output)
+        return JobResult(files=files, output=output | {"summary": summary})
 
     def part_jobs(self, job: Job) -> list[dict[str, Any]]:
         """Each part's current take as get_job shows it (UIs: `_meta`)."""

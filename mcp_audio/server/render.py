@@ -86,6 +86,8 @@ def job_result(
     if job.state == "completed" and job.result is not None:
         body.update(job.result.body())
         capability = catalog.get(job.tool)
+        if capability is None and isinstance(body["output"], dict):
+            body["output"] = {k: v for k, v in body["output"].items() if k != "summary"}
         summary = job.result.output.get("summary")  # a production words its own
         text = (
             summary_text(capability, job.id, job.result)
@@ -95,7 +97,8 @@ def job_result(
             else f"{job.tool} finished (job {job.id})."
         )
         content.append(TextContent(type="text", text=text))
-        for item in job.result.files:
+        # A production's files beyond its main one are in structuredContent (each link costs context).
+        for item in job.result.files if capability else job.result.files[:1]:
             # A saved file is linked through this server (files://), which any client can read.
             content.append(
                 ResourceLink(
