@@ -143,6 +143,7 @@ async def production(fake: FakeFal, script: str, data: Path) -> dict[str, Any]:
         wall = time.monotonic() - start
     return {
         "wall_s": wall,
+        **_phases(data, body["job_id"]),
         "submitted": len(fake.requests_of("submit")) - before,
         "parts": body["output"]["parts"],
         "rss_mb": rss.peak_kb / 1024,
@@ -173,6 +174,17 @@ async def per_part(fake: FakeFal, script: str, data: Path, parts: list[str]) -> 
     return {"wall_s": wall, "calls": len(parts) + 2, "tokens": agent.bytes / 4}
 
 
+def _phases(data: Path, job_id: str) -> dict[str, float]:
+    """From the job rows: seconds until the last part finished, and from then to the end."""
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(data / "jobs.sqlite3")) as db:
+        created, finished = db.execute("SELECT created_at, finished_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        last = db.execute("SELECT MAX(finished_at) FROM jobs WHERE tool = 'kokoro_tts'").fetchone()[0]
+    return {"speech_s": last - created, "after_speech_s": finished - last}
+
+
 def _server_pid() -> int:
     """The newest `python -m mcp_audio` child of this process."""
     import os
@@ -195,6 +207,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chars", type=int, default=50_000)
     parser.add_argument("--part-s", type=float, default=2.0)
+    parser.add_argument("--production-only", action="store_true")
     args = parser.parse_args()
     script = book(args.chars)
     paragraphs = [p for p in script.split("\n\n") if p and not p.startswith("# ")]
@@ -203,6 +216,8 @@ async def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             a = await production(fake, script, Path(tmp) / "a")
             print(f"production: {json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in a.items()})}")
+            if args.production_only:
+                return
             b = await per_part(fake, script, Path(tmp) / "b", paragraphs)
             print(f"per-part:   {json.dumps({k: round(v, 1) for k, v in b.items()})}")
             print(f"speed-up: {b['wall_s'] / a['wall_s']:.2f}x (goal >= 3)")

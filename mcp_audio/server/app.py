@@ -146,7 +146,9 @@ def build_server(
     if settings.toolsets == DYNAMIC:  # tools/list starts small; families are enabled at run time (toolsets.py)
         add_dynamic_toolsets(server, exposed, {"tts": ["produce_audio", "redo_part"]})
     add_resources(server, runtime, catalog, exposed)
-    add_prompts(server, {cap.name for cap in exposed})
+    add_prompts(
+        server, {cap.name for cap in exposed} | ({"produce_audio"} if "tts" in settings.enabled_kinds else set())
+    )
     add_completions(server, runtime, catalog)
     add_protocol_details(server)
     tasks.install(server._lowlevel_server)  # the SDK's MCPServer has no handler registration of its own

@@ -378,3 +378,13 @@ async def test_get_job_shows_a_running_production_s_progress(settings: ServerSet
     assert body_of(done)["status"] == "completed", text_of(done)
     assert any(re.fullmatch(r"Part \d/6 done \(narrator\)", line) for line in progress), progress
     assert any("assembling" in line for line in progress)
+
+
+async def test_a_prompt_walks_an_agent_from_a_document_to_a_production(client: Client) -> None:
+    listed = {p.name for p in (await client.list_prompts()).prompts}
+    assert "produce_document" in listed
+    prompt = await client.get_prompt("produce_document", {"document": "Chapter one. Text.", "kind": "audiobook"})
+    text = prompt.messages[0].content.text  # type: ignore[union-attr]
+    for needed in ("produce_audio", "'# Title'", "Name:", "[pause 2s]", "lexicon", "m4b", "get_job", "redo_part"):
+        assert needed in text, needed
+    assert text.endswith("Document:\nChapter one. Text.")
