@@ -9,6 +9,7 @@ and numpy at module level, so import them only where a tool runs. `subtitles`, `
     subtitles.cues_from_transcript / to_srt / to_vtt          transcripts to subtitle text
     errors.PostError                                          every bad input, with a message
     progress.RenderProgress / running                         how far a render is; stop it
+    production.assemble / audiobook_chapter                   a production's parts to its files
 """
 
-__all__ = ["engine", "errors", "loudness", "ops", "progress", "subtitles"]
+__all__ = ["engine", "errors", "loudness", "ops", "production", "progress", "subtitles"]

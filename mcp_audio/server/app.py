@@ -32,6 +32,7 @@ from mcp_audio.config import ServerSettings
 from mcp_audio.core.errors import McpAudioError, UpstreamError
 from mcp_audio.core.redaction import redact
 from mcp_audio.jobs import not_found_message, open_engine
+from mcp_audio.jobs.production_plan import PRODUCE_TOOL
 from mcp_audio.providers.base import Pacing
 from mcp_audio.server.completions import add_completions, add_protocol_details
 from mcp_audio.server.confirmation import NeedsApproval, cost_confirmation
@@ -276,7 +277,10 @@ async def _await_job(
                     )
         raise
     note = state.runner.waiting_note(job)
-    return job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb, note=note)
+    result = job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb, note=note)
+    if job.tool == PRODUCE_TOOL:  # the parts made so far, for the player (UIs read _meta; models do not)
+        result.meta = (result.meta or {}) | {"mcp-audio/parts": state.productions.part_jobs(job)}
+    return result
 
 
 # --- job tools ----------------------------------------------------------------------------

@@ -378,6 +378,9 @@ async def test_get_job_shows_a_running_production_s_progress(settings: ServerSet
     assert body_of(done)["status"] == "completed", text_of(done)
     assert any(re.fullmatch(r"Part \d/6 done \(narrator\)", line) for line in progress), progress
     assert any("assembling" in line for line in progress)
+    parts = (done.meta or {})["mcp-audio/parts"]  # for the player: each part's take and file
+    assert [p["part"] for p in parts] == [1, 2, 3, 4, 5, 6]
+    assert all(p["status"] == "completed" and p["file"]["content_type"].startswith("audio/") for p in parts)
 
 
 async def test_a_prompt_walks_an_agent_from_a_document_to_a_production(client: Client) -> None:
