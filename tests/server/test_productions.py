@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 import pytest
 from mcp import Client
@@ -391,3 +392,36 @@ async def test_a_prompt_walks_an_agent_from_a_document_to_a_production(client: C
     for needed in ("produce_audio", "'# Title'", "Name:", "[pause 2s]", "lexicon", "m4b", "get_job", "redo_part"):
         assert needed in text, needed
     assert text.endswith("Document:\nChapter one. Text.")
+
+
+async def test_a_generated_music_bed_is_one_more_job_of_the_production(client: Client, fake_fal: FakeFal) -> None:
+    body = await produce(
+        client,
+        script=EPISODE.replace("Alice:", "").replace("Bob:", ""),
+        music={"tool": "lyria2_music", "prompt": "calm bed"},
+    )
+    lyria = [
+        json.loads(r.body) for r in fake_fal.requests_of("submit") if r.path.strip("/").startswith("fal-ai/lyria2")
+    ]
+    assert lyria == [{"prompt": "calm bed"}]
+    assert body["output"]["delivery"]["delivery"] == "podcast"
+    refused = await client.call_tool("produce_audio", {"script": "Hi.", "music": {"tool": "kokoro_tts", "text": "x"}})
+    assert refused.is_error and "`music.tool`: 'kokoro_tts' is not a music tool" in text_of(refused)
+
+
+async def test_cancel_job_on_a_production_cancels_its_running_parts(
+    settings: ServerSettings, fake_fal: FakeFal
+) -> None:
+    fake_fal.script(KOKORO, run_s=30.0)
+    async with Client(server(settings.model_copy(update={"wait_s": 0.3})), mode="auto") as client:
+        started = body_of(await client.call_tool("produce_audio", {"script": BOOK}))
+        for _ in range(100):  # until parts are upstream
+            if len(fake_fal.requests_of("submit")) >= 4:
+                break
+            await anyio.sleep(0.05)
+        cancelled = body_of(await client.call_tool("cancel_job", {"job_id": started["job_id"]}))
+        jobs = body_of(await client.call_tool("list_jobs", {"limit": 50}))["jobs"]
+    assert cancelled["status"] == "cancelled"
+    parts = [j for j in jobs if j["tool"] == "kokoro_tts"]
+    assert len(parts) == 4 and all(j["status"] == "cancelled" for j in parts)
+    assert len(fake_fal.requests_of("cancel")) == 4 and len(fake_fal.requests_of("submit")) == 4
