@@ -63,10 +63,12 @@ _EXTENSIONS = {
     "audio/flac": ".flac",
     "audio/ogg": ".ogg",
     "audio/mp4": ".m4a",
+    "audio/x-m4b": ".m4b",
     "audio/aac": ".aac",
     "video/mp4": ".mp4",
     "application/x-subrip": ".srt",
     "text/vtt": ".vtt",
+    "application/json+chapters": ".json",
     "application/octet-stream": ".bin",
 }
 

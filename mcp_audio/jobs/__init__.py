@@ -5,7 +5,8 @@ restart. `open_engine` assembles the store, saver, runner and pipeline a server 
 
 from mcp_audio.jobs.engine import Engine, open_engine
 from mcp_audio.jobs.pipeline import CallPipeline
+from mcp_audio.jobs.production import Productions
 from mcp_audio.jobs.runner import JobRunner, not_found_message
 from mcp_audio.jobs.spend import SpendGuard
 
-__all__ = ["CallPipeline", "Engine", "JobRunner", "SpendGuard", "not_found_message", "open_engine"]
+__all__ = ["CallPipeline", "Engine", "JobRunner", "Productions", "SpendGuard", "not_found_message", "open_engine"]

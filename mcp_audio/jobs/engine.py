@@ -21,6 +21,7 @@ from mcp_audio.files.marking import Marker
 from mcp_audio.files.s3 import open_saver
 from mcp_audio.files.uploads import open_uploads
 from mcp_audio.jobs.pipeline import CallPipeline
+from mcp_audio.jobs.production import Productions
 from mcp_audio.jobs.runner import JobRunner
 from mcp_audio.jobs.spend import SpendGuard
 from mcp_audio.providers.base import Pacing
@@ -38,6 +39,7 @@ class Engine:
     store: JobStore
     runner: JobRunner
     pipeline: CallPipeline
+    productions: Productions
     task_group: TaskGroup  # where the runner's followers run; the MCP face starts its own streams here too
 
 
@@ -68,6 +70,7 @@ async def open_engine(
     runner: JobRunner | None = None
     pipeline: CallPipeline | None = None
     unwatch: Callable[[], None] = _nothing
+    productions: Productions | None = None
     try:
         async with anyio.create_task_group() as task_group:
             runner = JobRunner(
@@ -89,6 +92,8 @@ async def open_engine(
             )
             uploads = open_uploads(settings) if transport == "http" else None
             pipeline = CallPipeline(store, runner, uploads, fetch_policy(settings))
+            # Registered before unfinished jobs are re-attached: a production resumes with them.
+            productions = Productions(store, runner, pipeline, catalog, saver, settings.data_dir / "productions")
             await runner.beat()  # this process's lease, before it starts or adopts any job
             if resumed := await runner.adopt_unfollowed():
                 log.info("re-attached to %d unfinished job(s)", resumed)
@@ -96,7 +101,7 @@ async def open_engine(
             if metrics.enabled():  # HTTP mode: /metrics reads the gauges of this engine
                 unwatch = metrics.on_scrape(_gauges(store, runner))
                 task_group.start_soon(metrics.sample_loop_lag, name="loop-lag")
-            yield Engine(store=store, runner=runner, pipeline=pipeline, task_group=task_group)
+            yield Engine(store=store, runner=runner, pipeline=pipeline, productions=productions, task_group=task_group)
             # Stopping: followers are cancelled, rows stay unfinished, the next start resumes them.
             task_group.cancel_scope.cancel()
     finally:
@@ -104,6 +109,8 @@ async def open_engine(
         with anyio.CancelScope(shield=True):
             if pipeline is not None:
                 await pipeline.aclose()
+            if productions is not None:
+                await productions.aclose()
             if runner is not None:
                 await runner.aclose()
         tokens.close()

@@ -4,18 +4,20 @@ job row and start it. The MCP tool handler only adapts this to MCP (roots, progr
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcp_audio.catalog import Capability
+from mcp_audio.catalog import Capability, PreparedCall
 from mcp_audio.core.job import IdempotencyKey
 from mcp_audio.core.pricing import Confirm
+from mcp_audio.core.voices import SavedVoice
 from mcp_audio.files.fetch import FetchPolicy, guarded_client
 from mcp_audio.files.inputs import InputResolver
 from mcp_audio.files.uploads import SCHEME, Uploads
 from mcp_audio.jobs.runner import JobRunner
+from mcp_audio.providers.base import UpstreamRequest
 from mcp_audio.store import LOCAL_PRINCIPAL, Job, JobStore
 
 if TYPE_CHECKING:
@@ -59,25 +61,53 @@ class CallPipeline:
         key = IdempotencyKey.of(idempotency_key, capability.name, arguments) if idempotency_key else None
         if key is not None and (replayed := await self._runner.replay(principal, key)) is not None:
             return replayed
-        # The caller's saved voices, read once and only by a tool that takes or saves one (a clone's
-        # name must not silently replace another voice).
+        call = self.prepare(capability, arguments, await self.voices_for(capability, principal))
+        request = await self._ready(capability, call, roots, principal)
+        return await self._runner.start(
+            capability, request, principal, confirm, cost=call.estimated_cost_usd, key=key, traceparent=traceparent
+        )
+
+    async def voices_for(self, capability: Capability, principal: str) -> list[SavedVoice]:
+        """The caller's saved voices, read once and only for a tool that takes or saves one (a
+        clone's name must not silently replace another voice)."""
         uses_voices = capability.spec.voice is not None or capability.spec.saves_voice is not None
-        voices = await self._store.list_voices(principal) if uses_voices else []
-        call = capability.prepare(
+        return await self._store.list_voices(principal) if uses_voices else []
+
+    async def saved_voices(self, principal: str) -> list[SavedVoice]:
+        """All of `principal`'s saved voices (a production checks every speaker's at once)."""
+        return await self._store.list_voices(principal)
+
+    @staticmethod
+    def prepare(capability: Capability, arguments: dict[str, Any], voices: Sequence[SavedVoice]) -> PreparedCall:
+        """Validate a call's arguments (voices: presets, or these saved voices) without I/O."""
+        return capability.prepare(
             arguments,
             lambda name: next((voice for voice in voices if voice.name == name), None),
             lambda family: [voice.name for voice in voices if voice.family == family],
         )
+
+    async def request(
+        self, capability: Capability, arguments: dict[str, Any], roots: Roots, principal: str = LOCAL_PRINCIPAL
+    ) -> UpstreamRequest:
+        """A call made ready for its upstream: validated, its file inputs resolved."""
+        call = self.prepare(capability, arguments, await self.voices_for(capability, principal))
+        return await self._ready(capability, call, roots, principal)
+
+    async def _ready(self, capability: Capability, call: PreparedCall, roots: Roots, principal: str) -> UpstreamRequest:
         provider = self._runner.providers.get(capability.provider)
         provider.check_configured()  # a missing key fails before any file is read or uploaded
         readable = await roots() if _names_local_path(capability, call.body) else []
         readable = await self._with_uploads(capability, call.body, readable, principal)
+        return await self.resolve(capability, call, readable, principal)
+
+    async def resolve(
+        self, capability: Capability, call: PreparedCall, roots: list[Path], principal: str = LOCAL_PRINCIPAL
+    ) -> UpstreamRequest:
+        """A prepared call's file inputs made into what its upstream takes (read, checked, uploaded)."""
+        provider = self._runner.providers.get(capability.provider)
         resolver = InputResolver(self._store, self._client, principal, self._runner.catalog)
-        request = await resolver.resolve(capability, call, provider, readable)
-        request = replace(request, principal=principal)  # local renders are shared out per caller
-        return await self._runner.start(
-            capability, request, principal, confirm, cost=call.estimated_cost_usd, key=key, traceparent=traceparent
-        )
+        request = await resolver.resolve(capability, call, provider, roots)
+        return replace(request, principal=principal)  # local renders are shared out per caller
 
     async def _with_uploads(
         self, capability: Capability, body: dict[str, Any], roots: list[Path], principal: str
@@ -121,3 +151,12 @@ def _names_local_path(capability: Capability, body: dict[str, Any]) -> bool:
             if isinstance(item, str) and "://" not in item and not item.startswith("data:"):
                 return True
     return False
+
+
+def fixed_roots(paths: Sequence[Path]) -> Roots:
+    """Roots known beforehand (a production keeps its caller's with its row)."""
+
+    async def roots() -> list[Path]:
+        return list(paths)
+
+    return roots

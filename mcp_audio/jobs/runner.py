@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -72,6 +72,17 @@ log = logging.getLogger("mcp_audio.jobs")
 
 OnUpdate = Callable[[Job, str], Awaitable[None]]
 T = TypeVar("T")
+
+
+class Driver(Protocol):
+    """Runs jobs of a tool that is not one upstream call (a production): the runner leases and
+    resumes them like any job, and calls the driver to do the work."""
+
+    async def run(self, job_id: str) -> None:
+        """Take the job (new or resumed) to its end; the row records every step."""
+
+    async def cancel(self, job: Job) -> None:
+        """The client cancelled the job: cancel what it started."""
 
 
 @dataclass
@@ -141,6 +152,11 @@ class JobRunner:
         # Jobs whose end could not be written yet (the store is full or away), with why: retried
         # until written; while any is, /healthz says the store cannot be written.
         self.unrecorded: dict[str, str] = {}
+        self._drivers: dict[str, Driver] = {}
+
+    def add_driver(self, tool: str, driver: Driver) -> None:
+        """Jobs of `tool` are run (and resumed after a restart) by `driver`."""
+        self._drivers[tool] = driver
 
     async def aclose(self) -> None:
         await self._store.release(self.owner)  # the next process takes our unfinished jobs at once
@@ -160,18 +176,25 @@ class JobRunner:
         cost: float | None,
         key: IdempotencyKey | None = None,
         traceparent: str | None = None,
+        job_id: str | None = None,
+        prepaid: bool = False,
     ) -> Job:
         """Persist a new job of `principal`'s, leased to this process, and start running it in the
         background. `cost` is the call's estimate (`PreparedCall.estimated_cost_usd`); `confirm` may
         ask the user about it first (NotConfirmed: no job). With an idempotency `key` that names
-        a job already (a call sent at the same time, anywhere), that job, and nothing is sent."""
-        if confirm is not None and cost is not None and not await confirm(capability.name, cost):
-            raise NotConfirmed(capability.name, cost)
-        unpriced = capability.spec.price is None and not capability.upstream.local  # local tools are free
-        # Raises SpendLimitExceeded before anything is sent.
-        await self._spend.charge(capability.name, cost, principal, unpriced=unpriced)
+        a job already (a call sent at the same time, anywhere), that job, and nothing is sent.
+        `prepaid`: its cost was approved and charged as part of a whole (a production's part, whose
+        id `job_id` the production recorded beforehand)."""
+        if not prepaid:
+            if confirm is not None and cost is not None and not await confirm(capability.name, cost):
+                raise NotConfirmed(capability.name, cost)
+            unpriced = capability.spec.price is None and not capability.upstream.local  # local tools are free
+            # Raises SpendLimitExceeded before anything is sent.
+            await self._spend.charge(capability.name, cost, principal, unpriced=unpriced)
+        charged = None if prepaid else cost  # what to give back if no job is made
         try:
             job = await self._store.create_job(
+                job_id=job_id,
                 principal=principal,
                 estimated_cost_usd=cost,
                 tool=capability.name,
@@ -184,17 +207,18 @@ class JobRunner:
                 traceparent=traceparent,
             )
         except KeyInUse as used:  # the other call made the job (and was charged for it)
-            await self._refund(principal, cost)
+            await self._refund(principal, charged)
             assert key is not None
             return await self._replayed(key, used.job_id, used.request_hash)
         except Exception as exc:
             if not is_outage(exc):
                 raise
-            await self._refund(principal, cost)
+            await self._refund(principal, charged)
             raise McpAudioError(
                 f"The job database cannot be written now ({_cause(exc)}), so nothing was started; try again later."
             ) from exc
-        metrics.spent(capability.provider, cost)
+        if not prepaid:
+            metrics.spent(capability.provider, cost)
         self._spawn(job, capability, request)
         return job
 
@@ -213,6 +237,42 @@ class JobRunner:
             )
         log.info("a call sent again with idempotency key %r gets job %s back", key.key, job_id)
         return await self._known(job_id)
+
+    async def charge(self, what: str, cost: float | None, principal: str, provider: str) -> None:
+        """Hold `principal` to its spend cap for a whole (a production) at once: SpendLimitExceeded
+        before anything is sent."""
+        await self._spend.charge(what, cost, principal)
+        metrics.spent(provider, cost)
+
+    def drive(self, job: Job) -> None:
+        """Run a job of a driven tool (its row written and leased to this process) in the background."""
+        self._live[job.id] = _Live()
+        self._tg.start_soon(self._drive, job.id, self._drivers[job.tool], name=f"job-{job.id}")
+
+    async def _drive(self, job_id: str, driver: Driver) -> None:
+        live = self._live[job_id]
+        try:
+            with live.scope:
+                await driver.run(job_id)
+        except McpAudioError as exc:
+            await self._store.fail(job_id, redact(str(exc), self._secrets), owner=self.owner)
+        except Exception:
+            log.exception("job %s crashed", job_id)
+            await self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner)
+        finally:
+            self._live.pop(job_id, None)
+            for listener in live.listeners:
+                listener.close()
+
+    async def notify(self, job_id: str, message: str) -> None:
+        """Tell the waiters of a job followed here (progress notifications)."""
+        job = await self._store.get_job(job_id)
+        if job is not None:
+            self._notify(job, message)
+
+    @property
+    def lease_s(self) -> float:
+        return self._pacing.lease_s
 
     async def keep_leases(self) -> None:
         """For the life of the server: renew the leases of the jobs followed here, stop following
@@ -253,7 +313,10 @@ class JobRunner:
             if self._saver is not None and (removed := self._saver.remove_partial(job.tool, job.id)):
                 log.info("job %s: removed %d unfinished download(s) its stopped process left", job.id, removed)
             capability = self._catalog.get(job.tool)
-            if capability is None:
+            if job.tool in self._drivers:  # a production: its driver picks up where the row says
+                self.drive(job)
+                adopted += 1
+            elif capability is None:
                 await self._store.fail(job.id, f"tool {job.tool} no longer exists in this server", owner=self.owner)
             elif job.upstream_id is not None:
                 self._spawn(job, capability, None)
@@ -635,6 +698,11 @@ class JobRunner:
         job = await self._require(job_id)
         if job.finished:
             return job
+        if job.tool in self._drivers:
+            await self._drivers[job.tool].cancel(job)
+            if (live := self._live.get(job_id)) is not None:
+                live.scope.cancel()
+            return await self._store.cancel(job_id, "cancelled at the client's request")
         upstream = UPSTREAMS[job.provider]
         if not upstream.can_cancel:
             raise InvalidArguments(

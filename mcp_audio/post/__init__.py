@@ -10,6 +10,7 @@ and numpy at module level, so import them only where a tool runs. `subtitles`, `
     errors.PostError                                          every bad input, with a message
     progress.RenderProgress / running                         how far a render is; stop it
     credentials.read_provenance                               a file's C2PA Content Credentials
+    production.assemble / audiobook_chapter                   a production's parts to its files
 """
 
-__all__ = ["credentials", "engine", "errors", "loudness", "ops", "progress", "subtitles"]
+__all__ = ["credentials", "engine", "errors", "loudness", "ops", "production", "progress", "subtitles"]

@@ -362,7 +362,8 @@ def conform(
         )
         marks: tuple[ChapterMark, ...] = ()
     elif d.rms_db is not None:
-        rendered, marks = _audiobook(paths, output, d, titles, format, codec, max_renders)
+        rendered, marks, report = _audiobook(paths, output, d, titles, format, codec, max_renders)
+        return Conformed(rendered, marks, report)  # measured on the file as written, in its last render
     else:
         rendered = ops.trim(paths[0], output, fade_s=0.0, format=format, codec=codec)
         marks = ()
@@ -397,7 +398,7 @@ def _audiobook(
     format: str | None,
     codec: str | None,
     max_renders: int,
-) -> tuple[ops.Rendered, tuple[ChapterMark, ...]]:
+) -> tuple[ops.Rendered, tuple[ChapterMark, ...], DeliveryReport]:
     assert d.peak_db is not None and d.sample_rate is not None
     output, spec = resolve_output(output, format, codec)
     for p in paths:
@@ -439,6 +440,7 @@ def _audiobook(
                 yield np.zeros((channels, min(BLOCK_SIZE, tail - start)), dtype=np.float32)
 
     rendered: ops.Rendered | None = None
+    report: DeliveryReport | None = None
     for _ in range(max_renders):
         with AudioWriter(output, spec, sample_rate=rate, channels=channels, bitrate=bitrate) as writer:
             for block in blocks(db_to_gain(d.peak_db - margin)):
@@ -459,5 +461,5 @@ def _audiobook(
                 fixes = True
         if not fixes:
             break
-    assert rendered is not None
-    return rendered, tuple(marks)
+    assert rendered is not None and report is not None
+    return rendered, tuple(marks), report

@@ -33,6 +33,7 @@ from mcp_audio.core.errors import McpAudioError, UpstreamError
 from mcp_audio.core.redaction import redact
 from mcp_audio.core.trace import JobContext, current_job
 from mcp_audio.jobs import not_found_message, open_engine
+from mcp_audio.jobs.production_plan import PRODUCE_TOOL
 from mcp_audio.providers.base import Pacing
 from mcp_audio.server.aliases import Unlisted, alias_arguments, deprecation_note, deprecation_text
 from mcp_audio.server.call_meta import idempotency_key, traceparent
@@ -44,6 +45,7 @@ from mcp_audio.server.job_events import JobEventBus
 from mcp_audio.server.output_schema import capability_schema, job_list_schema, job_schema
 from mcp_audio.server.player import PLAYER_URI, player_html
 from mcp_audio.server.principal import current_principal
+from mcp_audio.server.productions import production_tools
 from mcp_audio.server.prompts import add_prompts
 from mcp_audio.server.ratelimit import RateLimit
 from mcp_audio.server.render import job_result, job_summary
@@ -111,6 +113,7 @@ def build_server(
                 runner=engine.runner,
                 pipeline=engine.pipeline,
                 remote=transport == "http",
+                productions=engine.productions,
             )
             tasks.attach(engine.task_group)
             job_events.attach(engine.task_group)
@@ -129,9 +132,23 @@ def build_server(
     tools = [_capability_tool(cap, runtime, secrets, transport) for cap in sorted(exposed, key=lambda c: c.name)]
     # Former names of merged tools: callable for one release, left out of tools/list.
     tools += [_capability_tool(cap, runtime, secrets, transport, alias) for cap, alias in aliases]
-    dynamic = DynamicToolsets(exposed) if settings.toolsets == DYNAMIC else None
+    # Productions come with speech: in dynamic mode the tts family brings them.
+    dynamic = None
+    if settings.toolsets == DYNAMIC:
+        dynamic = DynamicToolsets(exposed, {"tts": ["produce_audio", "redo_part"]})
     finder = finder_tool(exposed, dynamic)
     _refuse_unknown_arguments(finder, FINDER_SCHEMA)
+    if "tts" in settings.enabled_kinds:
+
+        async def roots_of(ctx: Context, state: AppState) -> list[Path]:
+            trusted = await client_roots(ctx) if transport == "stdio" else None
+            return trusted or state.settings.input_roots(transport)
+
+        async def await_production(ctx: Context, state: AppState, job_id: str, wait_s: float) -> CallToolResult:
+            # A production outlives a client that stops waiting: cancel_job stops it.
+            return await _await_job(ctx, state, job_id, wait_s, cancel_on_abort=False)
+
+        tools += production_tools(runtime, secrets, await_production, roots_of)
     server: MCPServer[AppState] = MCPServer(
         name="mcp-audio",
         title="mcp-audio",
@@ -152,7 +169,9 @@ def build_server(
     if aliases:
         server.middleware.append(Unlisted({alias for _, alias in aliases}))
     add_resources(server, runtime, catalog, exposed, transport)
-    add_prompts(server, {cap.name for cap in exposed})
+    add_prompts(
+        server, {cap.name for cap in exposed} | ({"produce_audio"} if "tts" in settings.enabled_kinds else set())
+    )
     add_completions(server, runtime, catalog)
     add_protocol_details(server)
     tasks.install(server._lowlevel_server)  # the SDK's MCPServer has no handler registration of its own
@@ -300,7 +319,10 @@ async def _await_job(
                     )
         raise
     note = state.runner.waiting_note(job)
-    return job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb, note=note, remote=state.remote)
+    result = job_result(state.catalog, job, inline_max_kb=state.settings.inline_max_kb, note=note, remote=state.remote)
+    if job.tool == PRODUCE_TOOL:  # the parts made so far, for the player (UIs read _meta; models do not)
+        result.meta = (result.meta or {}) | {"mcp-audio/parts": await state.productions.part_jobs(job)}
+    return result
 
 
 # --- job tools ----------------------------------------------------------------------------

@@ -93,3 +93,33 @@ def add_prompts(server: MCPServer[Any], tool_names: set[str]) -> None:
                 "for any job_id with get_job. Reply with a cue sheet: time, element, file URL.\n\n"
                 f"Scene: {scene}"
             )
+
+    if "produce_audio" in tool_names:
+
+        @server.prompt(
+            title="Produce a document",
+            description="A document (article, chapters, dialogue) to a finished episode or audiobook in one job.",
+        )
+        def produce_document(
+            document: str = Field(description="The text to produce, or where it is"),
+            kind: str = Field("podcast", description="podcast, audiobook or broadcast"),
+        ) -> str:
+            return (
+                f"Turn the document below into a finished {kind} with the produce_audio tool.\n"
+                "1. Script: keep the author's words. Put '# Title' on its own line before each chapter or "
+                "section; start a paragraph with 'Name:' where a named speaker talks (others are read by "
+                "the narrator); use [pause 2s] for a deliberate silence. Escape a literal '[' as '\\['.\n"
+                '2. Voices: one per speaker, e.g. {"narrator": {"tool": "kokoro_tts", "voice": '
+                '"af_heart"}, "Bob": {"tool": "kokoro_tts", "voice": "am_adam"}} (presets: '
+                "voices://kokoro; saved clones: voices://cloned). Without voices the narrator is kokoro_tts.\n"
+                "3. Lexicon: words the voices would mispronounce -> how to say them (e.g. SQL -> sequel).\n"
+                f"4. Call produce_audio with script, voices, lexicon, delivery '{kind}', format "
+                f"{'m4b' if kind == 'audiobook' else 'mp3'}, and a title; add music (a file, or "
+                '{"tool": <music tool>, "prompt": "calm instrumental bed"}) for a podcast. The user '
+                "approves the whole cost once. If it returns a job_id, wait with get_job (wait_s 600).\n"
+                "5. Read the delivery report: for a failed rule, tell the user which and why. If a part "
+                "sounds wrong or failed, call redo_part(job_id, part, text?, voice?): only that part is "
+                "sent again.\n"
+                "Reply with the finished file, its chapters, the subtitle files and the report.\n\n"
+                f"Document:\n{document}"
+            )

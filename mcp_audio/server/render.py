@@ -38,6 +38,8 @@ def job_summary(job: Job) -> dict[str, Any]:
         out["error"] = job.error
     if job.logs and not job.finished:
         out["logs"] = job.logs[-5:]
+    if isinstance(job.handle.get("progress"), dict) and not job.finished:  # a production: parts done
+        out["progress"] = job.handle["progress"]
     return out
 
 
@@ -113,13 +115,19 @@ def job_result(
         if remote:
             body["files"] = [_without_local_paths(entry) for entry in body["files"]]
         capability = catalog.get(job.tool)
+        if capability is None and isinstance(body["output"], dict):
+            body["output"] = {k: v for k, v in body["output"].items() if k != "summary"}
+        summary = job.result.output.get("summary")  # a production words its own
         text = (
             summary_text(capability, job.id, job.result, catalog, remote=remote)
             if capability
+            else summary
+            if isinstance(summary, str)
             else f"{job.tool} finished (job {job.id})."
         )
         content.append(TextContent(type="text", text=text))
-        for item in job.result.files:
+        # A production's files beyond its main one are in structuredContent (each link costs context).
+        for item in job.result.files if capability else job.result.files[:1]:
             # A saved file is linked through this server (files://), which any client can read.
             content.append(
                 ResourceLink(

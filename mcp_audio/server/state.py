@@ -10,6 +10,7 @@ from mcp_audio.catalog import Catalog
 from mcp_audio.config import ServerSettings
 from mcp_audio.jobs import JobRunner
 from mcp_audio.jobs.pipeline import CallPipeline
+from mcp_audio.jobs.production import Productions
 from mcp_audio.store import JobStore
 
 
@@ -20,6 +21,7 @@ class AppState:
     store: JobStore
     runner: JobRunner
     pipeline: CallPipeline
+    productions: Productions
     remote: bool = False  # served over HTTP: results name no path of this machine (render.job_result)
 
 

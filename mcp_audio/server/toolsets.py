@@ -29,7 +29,7 @@ DYNAMIC = "dynamic"
 TOOL_NAME = "enable_toolset"
 # What each family is for, in the tool's description (the only place an agent learns of them).
 PURPOSES = {
-    "tts": "speech and voice cloning",
+    "tts": "speech, voice cloning, whole productions",
     "stt": "transcription",
     "music": "songs and instrumentals",
     "sfx": "sound effects",
@@ -41,9 +41,10 @@ PURPOSES = {
 class DynamicToolsets:
     """Which families each caller has enabled, and tools/list filtered to them."""
 
-    def __init__(self, exposed: list[Capability]) -> None:
+    def __init__(self, exposed: list[Capability], extra: dict[str, list[str]] | None = None) -> None:
         self.families = {
-            name: [cap.name for cap in exposed if cap.spec.kind in kinds] for name, kinds in TOOLSETS.items()
+            name: [cap.name for cap in exposed if cap.spec.kind in kinds] + (extra or {}).get(name, [])
+            for name, kinds in TOOLSETS.items()
         }
         self.families = {name: tools for name, tools in self.families.items() if tools}
         self._family_tools = {tool for tools in self.families.values() for tool in tools}
@@ -86,7 +87,8 @@ class DynamicToolsets:
 
 
 def add_dynamic_toolsets(server: MCPServer[Any], toolsets: DynamicToolsets) -> DynamicToolsets:
-    """Filter tools/list to the enabled families (and tools) and add `enable_toolset`."""
+    """Filter tools/list to the enabled families (and tools: productions come with speech) and add
+    `enable_toolset`."""
 
     allowed = [*toolsets.families, "all"]
     schema: dict[str, JsonValue] = {"enum": list(allowed)}

@@ -135,16 +135,18 @@ class JobStore:
         idempotency: IdempotencyKey | None = None,
         traceparent: str | None = None,
         now: float | None = None,
+        job_id: str | None = None,
     ) -> Job:
         """A new queued job, written before anything is sent upstream, followed by `owner` (a replica
         that keeps its heartbeat). With an `idempotency` key, the key is recorded with the job in
         one transaction; KeyInUse when the key already names a job of `principal`'s (made in the
         last IDEMPOTENCY_TTL_S before `now`): no job is made. Two calls with one key at once make
         one job, on any replica: the unique (principal, key) decides. `traceparent`: the call's W3C
-        trace, kept so whoever follows the job (after a restart too) logs and sends it."""
+        trace, kept so whoever follows the job (after a restart too) logs and sends it. `job_id`: an
+        id chosen (and recorded elsewhere) beforehand, e.g. a production's part."""
         now = time.time() if now is None else now
         job = Job(
-            id=uuid.uuid4().hex,
+            id=job_id or uuid.uuid4().hex,
             tool=tool,
             provider=provider,
             endpoint=endpoint,
@@ -270,6 +272,10 @@ class JobStore:
     async def record_submission(self, job_id: str, upstream_id: str, handle: dict[str, Any]) -> Job:
         """The upstream accepted the job: what re-attaching to it needs."""
         return await self._set(job_id, upstream_id=upstream_id, handle=json.dumps(handle))
+
+    async def record_handle(self, job_id: str, handle: dict[str, Any]) -> Job:
+        """A job run by this server (a production) records where it is: its parts' jobs."""
+        return await self._set(job_id, _UNFINISHED, handle=json.dumps(handle))
 
     async def mark_running(self, job_id: str) -> Job:
         return await self._set(job_id, _UNFINISHED, state="running")

@@ -48,6 +48,7 @@ async def test_tools_that_return_audio_open_the_player(client: Client) -> None:
     kinds = {cap.name: cap.spec.kind for cap in CATALOG.capabilities.values()}
     expected = {name for name, kind in kinds.items() if kind in ("tts", "music", "sfx", "edit")} | {"get_job"}
     finishing = {"audio_join", "audio_mix", "audio_master", "audio_trim"}  # local tools that make audio
+    finishing |= {"produce_audio", "redo_part"}  # productions
     assert linked == expected | finishing
     assert "whisper_transcribe" not in linked and "qwen3_tts_clone_voice" not in linked
     assert "audio_info" not in linked and "transcript_subtitles" not in linked

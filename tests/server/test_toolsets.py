@@ -85,7 +85,7 @@ async def test_all_lists_every_tool_and_a_bad_toolset_names_the_allowed_ones(dyn
     assert bad.is_error
     assert "`toolset`: got 'speech'; allowed: tts, stt, music, sfx, edit, post, all." in text_of(bad)
     assert not everything.is_error
-    assert listed == set(CATALOG.capabilities) | JOB_TOOLS | {"enable_toolset"}
+    assert listed == set(CATALOG.capabilities) | JOB_TOOLS | {"enable_toolset", "produce_audio", "redo_part"}
 
 
 async def test_a_tool_not_listed_yet_can_still_be_called(dynamic: Settings, rec_dir: Path) -> None:
