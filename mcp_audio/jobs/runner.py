@@ -255,10 +255,12 @@ class JobRunner:
             with live.scope:
                 await driver.run(job_id)
         except McpAudioError as exc:
-            await self._store.fail(job_id, redact(str(exc), self._secrets), owner=self.owner)
-        except Exception:
+            if not live.cancelling:  # a cancel's doing is no failure: cancel() records it
+                await self._store.fail(job_id, redact(str(exc), self._secrets), owner=self.owner)
+        except Exception as exc:
             log.exception("job %s crashed", job_id)
-            await self._store.fail(job_id, "internal error in mcp-audio (see the server log)", owner=self.owner)
+            message = f"internal error in mcp-audio ({_cause(exc)}; see the server log)"
+            await self._store.fail(job_id, message, owner=self.owner)
         finally:
             self._live.pop(job_id, None)
             for listener in live.listeners:
@@ -699,9 +701,11 @@ class JobRunner:
         if job.finished:
             return job
         if job.tool in self._drivers:
-            await self._drivers[job.tool].cancel(job)
+            # The driver first (its parts' ends are then no failure of it), then its running parts.
             if (live := self._live.get(job_id)) is not None:
+                live.cancelling = True
                 live.scope.cancel()
+            await self._drivers[job.tool].cancel(job)
             return await self._store.cancel(job_id, "cancelled at the client's request")
         upstream = UPSTREAMS[job.provider]
         if not upstream.can_cancel:
