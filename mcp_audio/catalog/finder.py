@@ -150,10 +150,12 @@ def _score(capability: Capability, request: str, words: list[str], kinds: dict[s
     haystack = _haystack(capability)
     reasons: list[str] = []
     score = 0.0
-    if spec.kind in kinds:
+    matched = [word for word in dict.fromkeys(words) if re.search(rf"\b{re.escape(word)}", haystack)]
+    # The local tools (join, master, subtitles, provenance...) do different things: one of them
+    # fits a request for its family only when the request names what it does.
+    if spec.kind in kinds and (spec.kind != "post" or matched):
         score += 3.0 * kinds[spec.kind]
         reasons.append(f"a {spec.kind} tool")
-    matched = [word for word in dict.fromkeys(words) if re.search(rf"\b{re.escape(word)}", haystack)]
     if matched:
         score += 1.5 * len(matched)
         reasons.append("matches " + ", ".join(matched[:4]))

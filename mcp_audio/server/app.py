@@ -149,6 +149,7 @@ def build_server(
             return await _await_job(ctx, state, job_id, wait_s, cancel_on_abort=False)
 
         tools += production_tools(runtime, secrets, await_production, roots_of)
+        tools.sort(key=lambda tool: tool.name)  # one stable order, the productions among the others
     server: MCPServer[AppState] = MCPServer(
         name="mcp-audio",
         title="mcp-audio",

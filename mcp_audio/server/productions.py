@@ -63,10 +63,10 @@ PRODUCE_SCHEMA: dict[str, Any] = {
 REDO_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "job_id": {"type": "string", "maxLength": 64, "description": "The production's job_id"},
-        "part": {"type": "integer", "minimum": 1, "description": "Part number (1-based, as messages name it)"},
-        "text": {"type": "string", "maxLength": 10_000, "description": "New text for the part"},
-        "voice": {"type": ["string", "object"], "description": "A voice of the part's tool, or {tool:, voice:}"},
+        "job_id": {"type": "string", "maxLength": 64, "description": "The production's"},
+        "part": {"type": "integer", "minimum": 1, "description": "1-based, as messages name it"},
+        "text": {"type": "string", "maxLength": 10_000, "description": "New text"},
+        "voice": {"type": ["string", "object"], "description": "Its tool's voice, or {tool, voice}"},
     },
     "required": ["job_id", "part"],
     "additionalProperties": False,
@@ -138,18 +138,8 @@ def production_tools(runtime: Runtime, secrets: list[str], await_job: AwaitJob, 
             raise ToolError(redact(str(exc), secrets)) from exc
         return await await_job(ctx, state, job.id, state.settings.wait_s)
 
-    schema = job_schema(typed=True)
-    schema["properties"]["output"] = {
-        "type": "object",
-        "properties": {
-            "summary": {"type": "string"},
-            "duration_s": {"type": "number"},
-            "parts": {"type": "integer"},
-            "chapters": {"type": "array", "items": {"type": "object", "required": ["title", "start_s", "end_s"]}},
-            "delivery": {"type": "object", "required": ["delivery", "passed", "rules"]},
-        },
-    }
-    schema["properties"]["progress"] = {"type": "object"}
+    # As compact as the capability tools' (each result field named; the README gives the job's shape).
+    schema = job_schema({name: {} for name in ("summary", "duration_s", "parts", "chapters", "delivery")}, files=True)
     meta = {"ui": {"resourceUri": PLAYER_URI}}
     return [
         Tool(
