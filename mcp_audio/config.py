@@ -252,6 +252,12 @@ class ServerSettings(BaseSettings):
         gt=0,
         description="HTTP mode: the most MB of uploads one caller may keep at once",
     )
+    body_idle_s: float = Field(
+        30.0,
+        gt=0,
+        description="HTTP mode: the longest wait for the next piece of a request body the server reads (an upload, "
+        "a webhook); a body that stops coming is answered 408 and its connection freed",
+    )
     upload_keep_s: float = Field(
         24 * 3600.0,
         gt=0,

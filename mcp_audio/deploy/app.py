@@ -37,6 +37,7 @@ from mcp_audio.deploy.auth import Verifier
 from mcp_audio.deploy.health import HEALTH_PATH
 from mcp_audio.deploy.metrics import METRICS_PATH
 from mcp_audio.deploy.oauth import OAuthVerifier, check_issuer, is_loopback
+from mcp_audio.deploy.slow_clients import BodyStalled, paced
 from mcp_audio.files.uploads import NoRoom, NotMedia, TooLarge, Uploads, open_uploads
 from mcp_audio.server.principal import current_principal
 from mcp_audio.store.tokens import TokenFile, open_tokens
@@ -235,7 +236,9 @@ def upload_route(settings: ServerSettings, uploads: Uploads | None = None) -> Ro
         if declared.isdigit() and int(declared) > uploads.max_bytes:
             return JSONResponse({"error": too_large}, status_code=413)
         try:
-            answer = await uploads.receive(current_principal(), request.stream())
+            answer = await uploads.receive(current_principal(), paced(request.stream(), settings.body_idle_s))
+        except BodyStalled as exc:
+            return JSONResponse({"error": str(exc)}, status_code=408)
         except TooLarge:
             return JSONResponse({"error": too_large}, status_code=413)
         except NoRoom as exc:  # the caller's quota, or a full disk: nothing was kept

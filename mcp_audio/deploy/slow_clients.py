@@ -1,21 +1,53 @@
 """Slow clients cannot hold the server: a connection must send its request headers within
-HEADER_TIMEOUT_S (a trickle of bytes does not extend it), idle keep-alive connections close after
-KEEP_ALIVE_S, and the accept error a full file table causes is logged once a minute, not per event."""
+HEADER_TIMEOUT_S (a trickle of bytes does not extend it), a body the server reads (an upload, a
+webhook) must keep coming (`paced`: `MCP_AUDIO_BODY_IDLE_S` at most between two pieces), idle
+keep-alive connections close after KEEP_ALIVE_S, and the accept error a full file table causes is
+logged once a minute, not per event."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["HEADER_TIMEOUT_S", "KEEP_ALIVE_S", "HeaderDeadline", "quiet_accept_errors", "uvicorn_options"]
+__all__ = [
+    "HEADER_TIMEOUT_S",
+    "KEEP_ALIVE_S",
+    "BodyStalled",
+    "HeaderDeadline",
+    "paced",
+    "quiet_accept_errors",
+    "uvicorn_options",
+]
 
 HEADER_TIMEOUT_S = 10.0
 KEEP_ALIVE_S = 5
 CONCURRENCY = 1000  # connections + tasks; past it uvicorn answers 503 at once
+
+
+class BodyStalled(Exception):
+    """A request body stopped coming: no piece of it within the idle time."""
+
+
+async def paced(chunks: AsyncIterator[bytes], idle_s: float) -> AsyncIterator[bytes]:
+    """`chunks`, each of which must come within `idle_s` of the one before (a slow link still
+    sends; a client that stopped holds the connection no longer): BodyStalled otherwise."""
+    import anyio
+
+    iterator = aiter(chunks)
+    while True:
+        try:
+            with anyio.fail_after(idle_s):
+                chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise BodyStalled(f"no part of the request body came for {idle_s:g} s (MCP_AUDIO_BODY_IDLE_S)") from None
+        yield chunk
 
 
 class HeaderDeadline(H11Protocol):

@@ -129,14 +129,16 @@ def check_headers(headers: Mapping[str, str]) -> tuple[str, str, str, bytes]:
     return request_id, user_id, timestamp, raw_signature
 
 
-async def read_limited(request: Request, limit: int) -> bytes | None:
+async def read_limited(request: Request, limit: int, idle_s: float) -> bytes | None:
     """The body, or None as soon as it is known to be over `limit` (its Content-Length, or the
-    bytes read so far): never more than `limit` is held."""
+    bytes read so far): never more than `limit` is held. BodyStalled when it stops coming."""
+    from mcp_audio.deploy.slow_clients import paced
+
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
     chunks, size = [], 0
-    async for chunk in request.stream():
+    async for chunk in paced(request.stream(), idle_s):
         size += len(chunk)
         if size > limit:
             return None
@@ -166,8 +168,13 @@ def fal_webhook_route(settings: ServerSettings) -> Route:
             return JSONResponse({"error": f"webhook refused: {exc}"}, status_code=401)
         if readers.value == 0:  # fal delivers again later; a slow sender holds no more than its slot
             return JSONResponse({"error": "busy; deliver again later"}, status_code=503, headers={"Retry-After": "5"})
-        async with readers:
-            body = await read_limited(request, MAX_BODY)
+        from mcp_audio.deploy.slow_clients import BodyStalled
+
+        try:
+            async with readers:
+                body = await read_limited(request, MAX_BODY, settings.body_idle_s)
+        except BodyStalled as exc:
+            return JSONResponse({"error": str(exc)}, status_code=408)
         if body is None:
             return JSONResponse({"error": f"the delivery is over {MAX_BODY // 2**20} MiB"}, status_code=413)
         try:
