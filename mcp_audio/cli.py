@@ -7,14 +7,44 @@ here, and nowhere else. stdout carries only the MCP protocol (serve) or the requ
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
 import json
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec
 
 from mcp_audio import __version__
 
+_P = ParamSpec("_P")
 
+
+def _start_up_unscanned(main: Callable[_P, int]) -> Callable[_P, int]:
+    """No garbage collection while the process builds what it keeps for life (modules, models, the
+    catalog): scanning that heap as it grows only costs time, and a full scan of it used to fall in
+    the first tools/list answer. Commands turn collection back on when start-up ends (`_started`)."""
+
+    @functools.wraps(main)
+    def unscanned(*args: _P.args, **kwargs: _P.kwargs) -> int:
+        gc.disable()
+        try:
+            return main(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return unscanned
+
+
+def _started(*, serving: bool) -> None:
+    """Start-up is over: a server sets what it built aside for good (never scanned again), then
+    collection resumes as usual."""
+    if serving:
+        gc.freeze()
+    gc.enable()
+
+
+@_start_up_unscanned
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from pydantic import ValidationError
@@ -46,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(command: str, args: argparse.Namespace, settings: Any) -> int:
+    if command != "serve":
+        _started(serving=False)
     if command == "serve":
         return _serve(
             settings,
@@ -151,7 +183,9 @@ def _serve(settings: Any, *, http: bool, host: str, port: int, no_auth: bool = F
     from mcp_audio.server import build_server
 
     if not http:
-        build_server(settings, transport="stdio").run("stdio")
+        server = build_server(settings, transport="stdio")
+        _started(serving=True)
+        server.run("stdio")
         return 0
     from mcp_audio.deploy.app import plan_exposure, serve_http
 
@@ -160,6 +194,7 @@ def _serve(settings: Any, *, http: bool, host: str, port: int, no_auth: bool = F
 
     runtime = Runtime()  # /healthz asks it whether /mcp can serve
     server = build_server(settings, transport="http", runtime=runtime)
+    _started(serving=True)
     callers = [f"{len(exposure.tokens.entries())} token(s)"] + (
         ["OAuth " + exposure.oauth.issuer] if exposure.oauth else []
     )
