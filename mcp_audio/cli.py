@@ -46,7 +46,8 @@ def _started(*, serving: bool) -> None:
 
 @_start_up_unscanned
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv) if argv else NO_ARGUMENTS
     from pydantic import ValidationError
 
     from mcp_audio.config import ENV_NAMES, Settings
@@ -142,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What parsing no arguments gives (how MCP clients start a stdio server), without building every
+# subcommand's parser first (~5 ms of each start); tests/e2e/test_cli.py holds the two equal.
+NO_ARGUMENTS = argparse.Namespace(verbose=False, command=None)
 JOB_STATES = ("queued", "running", "completed", "failed", "cancelled", "unknown")
 
 
