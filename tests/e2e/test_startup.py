@@ -42,7 +42,7 @@ def test_importing_the_store_loads_neither_the_catalog_nor_the_mcp_protocol() ->
 NOT_AT_START = (
     "httpx", "httpcore", "h11", "certifi", "httpx_sse", "fal_client", "tomllib", "psycopg", "psycopg_pool",
     "c2pa", "numpy", "scipy", "av", "pyloudnorm", "mutagen", "srt", "webvtt", "boto3", "botocore",
-    "prometheus_client", "platformdirs", "tqdm", "mcp_audio.net", "mcp_audio.files.guarded",
+    "prometheus_client", "tqdm", "mcp_audio.net", "mcp_audio.files.guarded",
     "mcp_audio.providers.fal", "mcp_audio.providers.voice_api", "mcp_audio.providers.eigen",
     "mcp_audio.post", "mcp_audio.deploy", "mcp_audio.sandbox", "mcp_audio.doctor",
 )  # fmt: skip
