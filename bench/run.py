@@ -1,7 +1,7 @@
 """Measured figures for mcp-audio, printed in one run (not a test: nothing here asserts).
 
 1. Start-up: spawn-to-`initialize` and spawn-to-`tools/list` medians over stdio, for mcp-audio
-   and for a one-tool hello server on the same SDK, and their ratio (goal <= 1.15).
+   and for a one-tool hello server on the same SDK, and their ratio (goal <= 1.10).
 2. `tools/list` size: bytes and tokens (bytes/4) per tool (goal <= 250 on average).
 3. Upstream HTTP requests per completed job against the loopback fal fake, for a 2 s and a
    60 s job (goal <= 4).
@@ -93,7 +93,7 @@ def bench_startup(runs: int, env: dict[str, str]) -> list[dict[str, object]]:
         print(f"  {name:10s} spawn->initialize {init * 1000:6.0f} ms   spawn->tools/list {listed * 1000:6.0f} ms")
     print(
         f"  ratio      initialize {medians['mcp-audio'][0] / medians['hello'][0]:.2f}   "
-        f"tools/list {medians['mcp-audio'][1] / medians['hello'][1]:.2f}   (goal <= 1.15)"
+        f"tools/list {medians['mcp-audio'][1] / medians['hello'][1]:.2f}   (goal <= 1.10)"
     )
     return tools
 
@@ -160,6 +160,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "MCP_AUDIO_DATA_DIR": tmp, "FAL_KEY": "bench-key-not-real"}
+        # Both servers start from compiled bytecode, as an installed one does after its first run: with
+        # PYTHONDONTWRITEBYTECODE (set in some shells) every mcp-audio module would be compiled from
+        # source on every spawn (~0.2 s) while the SDK's come compiled from site-packages.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         tools = bench_startup(args.runs, env)
     report_tools(tools)
     bench_requests([2.0, args.long_job_s])

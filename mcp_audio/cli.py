@@ -9,15 +9,45 @@ the result as one JSON object.
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
 import json
 import logging
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec
 
 from mcp_audio import __version__
 
+_P = ParamSpec("_P")
 
+
+def _start_up_unscanned(main: Callable[_P, int]) -> Callable[_P, int]:
+    """No garbage collection while the process builds what it keeps for life (modules, models, the
+    catalog): scanning that heap as it grows only costs time, and a full scan of it used to fall in
+    the first tools/list answer. Commands turn collection back on when start-up ends (`_started`)."""
+
+    @functools.wraps(main)
+    def unscanned(*args: _P.args, **kwargs: _P.kwargs) -> int:
+        gc.disable()
+        try:
+            return main(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return unscanned
+
+
+def _started(*, serving: bool) -> None:
+    """Start-up is over: a server sets what it built aside for good (never scanned again), then
+    collection resumes as usual."""
+    if serving:
+        gc.freeze()
+    gc.enable()
+
+
+@_start_up_unscanned
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -29,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv) if argv else NO_ARGUMENTS
     from pydantic import ValidationError
 
     from mcp_audio.config import ENV_NAMES, Settings
@@ -63,6 +94,8 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _run(command: str, args: argparse.Namespace, settings: Any) -> int:
+    if command != "serve":
+        _started(serving=False)
     if command == "serve":
         return _serve(
             settings,
@@ -142,6 +175,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What parsing no arguments gives (how MCP clients start a stdio server), without building every
+# subcommand's parser first (~5 ms of each start); tests/e2e/test_cli.py holds the two equal.
+NO_ARGUMENTS = argparse.Namespace(verbose=False, command=None)
 JOB_STATES = ("queued", "running", "completed", "failed", "cancelled", "unknown")
 
 
@@ -194,7 +230,9 @@ def _serve(settings: Any, *, http: bool, host: str, port: int, no_auth: bool = F
     from mcp_audio.server import build_server
 
     if not http:
-        return _serve_stdio(build_server(settings, transport="stdio"))
+        server = build_server(settings, transport="stdio")
+        _started(serving=True)
+        return _serve_stdio(server)
     from mcp_audio.deploy.app import plan_exposure, serve_http
 
     exposure = plan_exposure(settings, host, port, no_auth=no_auth)  # refuses an unsafe bind before anything is built
@@ -202,6 +240,7 @@ def _serve(settings: Any, *, http: bool, host: str, port: int, no_auth: bool = F
 
     runtime = Runtime()  # /healthz asks it whether /mcp can serve
     server = build_server(settings, transport="http", runtime=runtime)
+    _started(serving=True)
     callers = [f"{len(exposure.tokens.entries())} token(s)"] + (
         ["OAuth " + exposure.oauth.issuer] if exposure.oauth else []
     )

@@ -3,7 +3,6 @@ All problems are reported at once, each with its file and field."""
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from pydantic import ValidationError
 
 from mcp_audio.catalog.capability import Capability
 from mcp_audio.catalog.messages import loc_text
+from mcp_audio.catalog.parsed import parsed_manifests
 from mcp_audio.catalog.schema import json_schema
 from mcp_audio.core.errors import ManifestError
 from mcp_audio.core.manifest import Example, ManifestFile, ToolSpec, VoiceFamily
@@ -43,12 +43,12 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     directory = directory or manifests_dir()
     problems: list[str] = []
     files: list[tuple[str, ManifestFile]] = []
-    for path in sorted(directory.glob("*.toml")):
-        try:
-            manifest = ManifestFile.model_validate(tomllib.loads(path.read_text("utf-8")))
-        except tomllib.TOMLDecodeError as exc:
-            problems.append(f"{path.name}: not valid TOML: {exc}")
+    for path, parsed in parsed_manifests(sorted(directory.glob("*.toml"))):
+        if isinstance(parsed, ValueError):  # tomllib.TOMLDecodeError
+            problems.append(f"{path.name}: not valid TOML: {parsed}")
             continue
+        try:
+            manifest = ManifestFile.model_validate(parsed)
         except ValidationError as exc:
             problems.extend(f"{path.name}: {loc_text(err['loc'])}: {err['msg']}" for err in exc.errors())
             continue

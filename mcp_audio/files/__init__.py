@@ -6,4 +6,4 @@ Entry points: `inputs.InputResolver`, `outputs.OutputSaver` (via `s3.open_saver`
 `uploads.open_uploads`, `references.referenced_output`.
 """
 
-__all__ = ["fetch", "inputs", "marking", "outputs", "provenance", "references", "s3", "uploads"]
+__all__ = ["fetch", "guarded", "inputs", "marking", "outputs", "provenance", "references", "s3", "uploads"]

@@ -13,17 +13,14 @@ tell an open port inside the network from a closed one.
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import httpcore
-import httpx
-
-from mcp_audio.net import CONNECTION_LIMITS, ssl_context
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import httpx
+
     from mcp_audio.config import ServerSettings
 
 __all__ = [
@@ -31,7 +28,6 @@ __all__ = [
     "FetchPolicy",
     "FetchRefused",
     "fetch_policy",
-    "guarded_client",
     "is_public",
     "refused_text",
 ]
@@ -79,21 +75,29 @@ def _host_key(host: str) -> str:
 class FetchPolicy:
     """Which URLs skip the public-address rule: configured upstream origins and allowed hosts."""
 
-    trusted: frozenset[tuple[str, str, int]] = frozenset()  # (scheme, host, port) of configured upstreams
+    origins: tuple[str, ...] = ()  # configured upstream origins (`trusted` is what they name)
     allowed_hosts: frozenset[str] = frozenset()  # `name` (any port) or `name:port`, as the operator wrote them
 
     @classmethod
     def of(cls, origins: Iterable[str], allowed_hosts: str | None = None) -> FetchPolicy:
+        hosts = {part.strip().lower() for part in (allowed_hosts or "").split(",") if part.strip()}
+        return cls(tuple(origins), frozenset(hosts))
+
+    @cached_property
+    def trusted(self) -> frozenset[tuple[str, str, int]]:
+        """(scheme, host, port) of the configured upstreams: parsed at the first fetch, as httpx
+        parses them (httpx is not loaded before a fetch: it costs start-up time)."""
+        import httpx
+
         trusted = set()
-        for origin in origins:
+        for origin in self.origins:
             try:
                 url = httpx.URL(origin)
             except httpx.InvalidURL:
                 continue
             if url.scheme in _DEFAULT_PORTS and url.host:
                 trusted.add((url.scheme, _host_key(url.raw_host.decode("ascii")), _port(url)))
-        hosts = {part.strip().lower() for part in (allowed_hosts or "").split(",") if part.strip()}
-        return cls(frozenset(trusted), frozenset(hosts))
+        return frozenset(trusted)
 
     def exempt(self, host: str, port: int, scheme: str | None = None) -> bool:
         """May `host:port` be reached over http or on any address? (`scheme` None: either)."""
@@ -112,85 +116,6 @@ class FetchPolicy:
 
 def _port(url: httpx.URL) -> int:
     return url.port or _DEFAULT_PORTS[url.scheme]
-
-
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves the host once, checks every address, and connects to a checked one."""
-
-    def __init__(self, policy: FetchPolicy) -> None:
-        self._policy = policy
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        import anyio
-
-        if self._policy.exempt(host, port):
-            return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        try:
-            with anyio.fail_after(timeout or 10.0):
-                found = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, TimeoutError, UnicodeError) as exc:
-            raise FetchRefused(refused_text(host)) from exc
-        addresses = list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in found))
-        if not addresses or not all(is_public(address) for address in addresses):
-            raise FetchRefused(refused_text(host))
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout, OSError):
-                continue
-        raise FetchRefused(refused_text(host))
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise FetchRefused(refused_text(path))
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _GuardedTransport(httpx.AsyncBaseTransport):
-    """Checks each request's URL (redirects are requests too), then sends it on the guarded pool."""
-
-    def __init__(self, policy: FetchPolicy) -> None:
-        self._policy = policy
-        # httpx takes no network backend: its transport is kept for the request mapping, and its pool
-        # replaced by one on the guarded backend (same settings as httpx would give it).
-        self._inner = httpx.AsyncHTTPTransport(verify=ssl_context(), trust_env=False)
-        self._inner._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context(),
-            max_connections=CONNECTION_LIMITS.max_connections,
-            max_keepalive_connections=CONNECTION_LIMITS.max_keepalive_connections,
-            keepalive_expiry=CONNECTION_LIMITS.keepalive_expiry,
-            network_backend=_GuardedBackend(policy),
-        )
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self._policy.check_url(request.url)
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-def guarded_client(policy: FetchPolicy, timeout: httpx.Timeout) -> httpx.AsyncClient:
-    """A client that fetches only what `policy` allows (no proxy from the environment: a proxy
-    would resolve the host itself, past the address check)."""
-    return httpx.AsyncClient(
-        transport=_GuardedTransport(policy),
-        timeout=timeout,
-        follow_redirects=True,
-        max_redirects=MAX_REDIRECTS,
-        trust_env=False,
-    )
 
 
 def fetch_policy(settings: ServerSettings) -> FetchPolicy:

@@ -184,7 +184,7 @@ class OutputSaver:
     def _client(self) -> httpx.AsyncClient:
         import httpx
 
-        from mcp_audio.files.fetch import guarded_client
+        from mcp_audio.files.guarded import guarded_client
 
         if self._http is None:  # output URLs are data from the upstream: the inputs' rule applies (fetch.py)
             self._http = guarded_client(self.policy, httpx.Timeout(60.0, connect=10.0))

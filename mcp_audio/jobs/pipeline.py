@@ -13,7 +13,7 @@ from mcp_audio.catalog import Capability, PreparedCall
 from mcp_audio.core.job import IdempotencyKey
 from mcp_audio.core.pricing import Confirm
 from mcp_audio.core.voices import SavedVoice
-from mcp_audio.files.fetch import FetchPolicy, guarded_client
+from mcp_audio.files.fetch import FetchPolicy
 from mcp_audio.files.inputs import InputResolver
 from mcp_audio.files.uploads import SCHEME, Uploads
 from mcp_audio.jobs.runner import JobRunner
@@ -133,6 +133,8 @@ class CallPipeline:
 
     def _client(self) -> httpx.AsyncClient:
         import httpx
+
+        from mcp_audio.files.guarded import guarded_client
 
         if self._http is None:
             self._http = guarded_client(self._policy, httpx.Timeout(60.0, connect=10.0))

@@ -31,7 +31,7 @@ from mcp_audio.core.pricing import Confirm, NotConfirmed
 from mcp_audio.core.results import JobResult, OutputFile
 from mcp_audio.core.upstreams import UPSTREAMS
 from mcp_audio.core.voices import SavedVoice
-from mcp_audio.files.fetch import FetchPolicy, guarded_client
+from mcp_audio.files.fetch import FetchPolicy
 from mcp_audio.files.outputs import OutputSaver, write_atomically
 from mcp_audio.jobs.pipeline import CallPipeline, fixed_roots
 from mcp_audio.jobs.production_plan import (
@@ -444,6 +444,8 @@ class Productions:
 
     async def _download(self, item: OutputFile, target: Path) -> None:
         import httpx
+
+        from mcp_audio.files.guarded import guarded_client  # httpx: loaded at the first fetch
 
         policy = self._saver.policy if self._saver is not None else FetchPolicy()
         limit = self._saver.max_bytes if self._saver is not None else None

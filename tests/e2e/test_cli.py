@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -13,7 +14,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from mcp_audio.catalog import load_catalog
-from mcp_audio.cli import main
+from mcp_audio.cli import NO_ARGUMENTS, _parser, main
 from mcp_audio.config import ENV_NAMES, Settings, settings_markdown
 from mcp_audio.core.upstreams import REMOTE
 from mcp_audio.sandbox.fal_queue import FakeFal
@@ -113,6 +114,14 @@ def test_doctor_reports_each_upstream_and_folder_without_showing_keys(settings: 
 # --- the same commands in-process (main(argv)), as a user's shell would run them ---------------
 
 
+def test_main_leaves_garbage_collection_on_however_it_ends(
+    cli_env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _parser().parse_args([]) == NO_ARGUMENTS  # what main takes for no arguments, unparsed
+    assert main(["tools"]) == 0 and gc.isenabled()
+    monkeypatch.setenv("MCP_AUDIO_WAIT_S", "soon")
+    assert main(["tools"]) == 1 and gc.isenabled()  # refused before any command ran
+    assert "MCP_AUDIO_WAIT_S" in capsys.readouterr().err
 
 
 def test_main_tools_in_every_format(cli_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
