@@ -16,19 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mcp_audio import __version__
 from mcp_audio.core.results import Credentials
-from mcp_audio.files.provenance import (
-    EMBEDDED,
-    SIDECAR,
-    Creation,
-    Ingredient,
-    SigningIdentity,
-    load_signer,
-    sign_audio,
-)
-from mcp_audio.post.credentials import short_error
+
+if TYPE_CHECKING:  # the signing code loads at the first save, not at start-up
+    from mcp_audio.files.provenance import Creation, Ingredient, SigningIdentity
 
 __all__ = ["C2PA_TYPE", "Marker", "Origin"]
 
@@ -49,6 +43,8 @@ class Origin:
 
     @classmethod
     def generated(cls, upstream: str, endpoint: str) -> Origin:
+        from mcp_audio.files.provenance import Creation
+
         return cls(created=Creation(upstream, endpoint))
 
     @classmethod
@@ -62,6 +58,8 @@ class Origin:
 def is_media(path: Path, content_type: str | None) -> bool:
     """Audio (or video) the library can mark: not a transcript, subtitles or JSON."""
     kind = content_type or mimetypes.guess_type(path.name)[0] or ""
+    from mcp_audio.files.provenance import EMBEDDED, SIDECAR
+
     return kind.startswith(("audio/", "video/")) and path.suffix.lower() in EMBEDDED.keys() | SIDECAR.keys()
 
 
@@ -76,6 +74,9 @@ class Marker:
         self._lock = threading.Lock()  # files are saved from several worker threads
 
     def identity(self) -> SigningIdentity:
+        from mcp_audio.files.provenance import load_signer
+        from mcp_audio.post.credentials import short_error
+
         with self._lock:
             if self._identity is None and self._failure is None:
                 try:
@@ -90,6 +91,9 @@ class Marker:
     def mark(self, path: Path, origin: Origin) -> Credentials:
         """Write `path`'s credentials and disclosure tag (blocking: call in a worker thread).
         Never raises: a failure is logged and returned as `Credentials.error`."""
+        from mcp_audio.files.provenance import sign_audio
+        from mcp_audio.post.credentials import short_error
+
         try:
             identity = self.identity()
             signed = sign_audio(

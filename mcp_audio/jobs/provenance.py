@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from mcp_audio.catalog import Capability
 from mcp_audio.files.marking import Origin
-from mcp_audio.files.provenance import Ingredient
 from mcp_audio.files.references import is_reference
 from mcp_audio.providers.base import LocalFile, UpstreamRequest
+
+if TYPE_CHECKING:  # the signing code loads at the first save, not at start-up
+    from mcp_audio.files.provenance import Ingredient
 
 __all__ = ["edit_origin", "origin_for"]
 
@@ -38,6 +41,8 @@ def edit_origin(parts: Sequence[LocalFile | Path], operation: str) -> Origin:
 
 
 def _ingredient(part: LocalFile | Path) -> Ingredient:
+    from mcp_audio.files.provenance import Ingredient
+
     if isinstance(part, Path):
         return Ingredient(part)
     # The title is a name, never a local path (the manifest travels with the file).
