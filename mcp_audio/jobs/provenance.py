@@ -28,7 +28,7 @@ def origin_for(capability: Capability, endpoint: str, request: UpstreamRequest |
     local tool without file inputs). `request` is None for a job resumed after a restart."""
     if not capability.upstream.local:
         return Origin.generated(capability.provider, endpoint)
-    inputs = _local_files(request) if request is not None else []
+    inputs = request.local_files() if request is not None else []
     return edit_origin(inputs, endpoint) if inputs else None
 
 
@@ -50,10 +50,3 @@ def _ingredient(part: LocalFile | Path) -> Ingredient:
     return Ingredient(part.path, title=(name or part.field)[:200], captured=not is_reference(part.source))
 
 
-def _local_files(request: UpstreamRequest) -> list[LocalFile]:
-    found: list[LocalFile] = []
-    for value in request.local.values():
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, LocalFile):
-                found.append(item)
-    return found

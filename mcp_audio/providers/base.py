@@ -111,6 +111,15 @@ class UpstreamRequest:
     local: dict[str, Any] = field(default_factory=dict)
     principal: str = LOCAL_PRINCIPAL
 
+    def local_files(self) -> list[LocalFile]:
+        """The local file inputs, in argument order (a list input's files in its order)."""
+        found: list[LocalFile] = []
+        for value in self.local.values():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, LocalFile):
+                    found.append(item)
+        return found
+
 
 @dataclass(frozen=True)
 class Submitted:

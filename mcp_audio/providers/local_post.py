@@ -156,7 +156,7 @@ class LocalPostProvider:
             return output
         finally:
             shutil.rmtree(work, ignore_errors=True)
-            for item in _local_files(request):
+            for item in request.local_files():
                 if item.temporary:
                     item.path.unlink(missing_ok=True)
 
@@ -190,7 +190,7 @@ def _run_tracked(
                 return _provenance(local=request.local["file"], anchors=anchors), None
             return _run(request, work, max_audio_s)
         except PostError as exc:
-            return _naming_field(exc, _local_files(request))
+            return _naming_field(exc, request.local_files())
         except RenderStopped as exc:
             return exc
         except Exception as exc:  # FFmpeg or numpy on input we did not foresee: say what failed
@@ -218,15 +218,6 @@ def _naming_field(exc: Exception, inputs: list[LocalFile]) -> Exception:
             named.__cause__ = exc
             return named
     return exc
-
-
-def _local_files(request: UpstreamRequest) -> list[LocalFile]:
-    found: list[LocalFile] = []
-    for value in request.local.values():
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, LocalFile):
-                found.append(item)
-    return found
 
 
 # An output file to save: the output field, the file (or its bytes), its content type.
