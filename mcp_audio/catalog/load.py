@@ -22,7 +22,7 @@ __all__ = ["Catalog", "load_catalog", "manifests_dir"]
 
 def manifests_dir() -> Path:
     """Manifests ship inside the wheel (mcp_audio/manifests); a checkout keeps them at the top."""
-    packaged = Path(__file__).parent.parent.parent / "manifests"
+    packaged = Path(__file__).parent.parent / "manifests"  # mcp_audio/manifests
     return packaged if packaged.is_dir() else Path(__file__).parent.parent.parent / "manifests"
 
 
