@@ -26,33 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import av
 import httpx
 import httpx2
 import numpy as np
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-
-def lying_flac(seconds: float, claimed_s: float, rate: int = 48000) -> bytes:
-    """Stereo silence as FLAC, its STREAMINFO sample count rewritten to claim `claimed_s`."""
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="flac") as out:
-        stream = out.add_stream("flac", rate=rate, layout="stereo")
-        total, pos, block = int(seconds * rate), 0, np.zeros((2, 65536), dtype=np.int16)
-        while pos < total:
-            n = min(65536, total - pos)
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block[:, :n]), format="s16p", layout="stereo")
-            frame.sample_rate, frame.pts = rate, pos
-            pos += n
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    data = bytearray(buffer.getvalue())
-    packed = int.from_bytes(data[21:26], "big")
-    data[21:26] = ((packed & ~((1 << 36) - 1)) | int(claimed_s * rate)).to_bytes(5, "big")
-    return bytes(data)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the test helpers: one lying FLAC, one free port
+from tests.helpers import make_lying_flac
+from tests.http_harness import free_port
 
 
 def wav(seconds: float, rate: int = 48000) -> bytes:
@@ -74,12 +56,6 @@ def memory_mb(pid: int, field: str) -> float:
     raise KeyError(field)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def call(url: str, tool: str, arguments: dict[str, Any]) -> Any:
     http = httpx2.AsyncClient(timeout=httpx2.Timeout(600.0))
     async with http, Client(streamable_http_client(url, http_client=http)) as client:
@@ -91,7 +67,7 @@ async def bench(root: Path, bed_hours: float, calls: int) -> None:
     rec = work / "rec"
     rec.mkdir()
     (rec / "voice.wav").write_bytes(wav(10.0))
-    (rec / "bed.flac").write_bytes(lying_flac(bed_hours * 3600, 1.0))
+    (rec / "bed.flac").write_bytes(make_lying_flac(bed_hours * 3600, 1.0, rate=48000, channels=2))
     (rec / "long.wav").write_bytes(wav(60.0))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_AUDIO_")} | {

@@ -124,19 +124,20 @@ def make_flac(seconds: float = 2.0, rate: int = 48000, channels: int = 2) -> byt
     return b"fLaC" + bytes([0x80]) + len(info).to_bytes(3, "big") + info
 
 
-def make_lying_flac(seconds: float, claimed_s: float, rate: int = 8000) -> bytes:
-    """A real FLAC of `seconds` of silence (mono, encoded by PyAV) whose STREAMINFO claims only
+def make_lying_flac(seconds: float, claimed_s: float, rate: int = 8000, channels: int = 1) -> bytes:
+    """A real FLAC of `seconds` of silence (encoded by PyAV) whose STREAMINFO claims only
     `claimed_s`: what FFmpeg reports as its duration, while decoding yields all of it."""
     import av
     import numpy as np
 
+    layout = "mono" if channels == 1 else "stereo"
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="flac") as out:
-        stream = out.add_stream("flac", rate=rate, layout="mono")
+        stream = out.add_stream("flac", rate=rate, layout=layout)
         total, pos = int(seconds * rate), 0
         while pos < total:
             n = min(65536, total - pos)
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, n), dtype=np.int16), format="s16p", layout="mono")
+            frame = av.AudioFrame.from_ndarray(np.zeros((channels, n), dtype=np.int16), format="s16p", layout=layout)
             frame.sample_rate, frame.pts = rate, pos
             pos += n
             for packet in stream.encode(frame):
