@@ -1,12 +1,19 @@
 """MCP prompts for common audio workflows. Each names the tools to use, and is offered only
-when those tools are (toolsets may hide them)."""
+when those tools are (toolsets may hide them).
+
+Prompts are built as `Prompt` values rather than with `@server.prompt`: the decorator derives
+a pydantic model and a validating wrapper per function, about 3 ms each at every start-up,
+for arguments that arrive as strings anyway (numbers are converted here, naming the argument).
+"""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
-from pydantic import Field
+from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
 
 # The finishing tools an episode needs, and the tools of each earlier step, in preference order.
 EPISODE_TOOLS = {"audio_join", "audio_mix", "audio_master", "transcript_subtitles"}
@@ -19,21 +26,40 @@ def _first(candidates: tuple[str, ...], tool_names: set[str], fallback: str) -> 
     return next((name for name in candidates if name in tool_names), fallback)
 
 
+def _number(name: str, value: float | str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"Prompt argument `{name}` must be a number, got {str(value)[:40]!r}") from None
+
+
+def _add(server: MCPServer[Any], fn: Callable[..., str], title: str, description: str, **arguments: str) -> None:
+    """Offer `fn` as a prompt; `arguments` describe its parameters (those without a default are required)."""
+    parameters = inspect.signature(fn).parameters
+    server.add_prompt(
+        Prompt(
+            name=fn.__name__,
+            title=title,
+            description=description,
+            arguments=[
+                PromptArgument(
+                    name=name, description=text, required=parameters[name].default is inspect.Parameter.empty
+                )
+                for name, text in arguments.items()
+            ],
+            fn=fn,
+        )
+    )
+
+
 def add_prompts(server: MCPServer[Any], tool_names: set[str]) -> None:
     if tool_names >= EPISODE_TOOLS:
         speech = _first(SPEECH_TOOLS, tool_names, "a text-to-speech tool")
         music = _first(MUSIC_TOOLS, tool_names, "a music tool")
         transcribe = _first(TRANSCRIBE_TOOLS, tool_names, "a transcription tool")
 
-        @server.prompt(
-            title="Produce an episode",
-            description="Script to a finished, mastered episode with a music bed and subtitles.",
-        )
-        def produce_episode(
-            topic: str = Field(description="What the episode is about, or its full script"),
-            minutes: float = Field(3, description="Target length in minutes"),
-            loudness_lufs: float = Field(-16, description="Loudness target (-16 podcasts, -23 broadcast)"),
-        ) -> str:
+        def produce_episode(topic: str, minutes: float | str = 3, loudness_lufs: float | str = -16) -> str:
+            minutes, loudness_lufs = _number("minutes", minutes), _number("loudness_lufs", loudness_lufs)
             return (
                 f"Produce a finished audio episode of about {minutes:g} minutes on the topic below.\n"
                 "1. Script: write it (or use the one given) in parts of at most about 600 characters, "
@@ -52,13 +78,19 @@ def add_prompts(server: MCPServer[Any], tool_names: set[str]) -> None:
                 f"file.\n\nTopic or script:\n{topic}"
             )
 
+        _add(
+            server,
+            produce_episode,
+            "Produce an episode",
+            "Script to a finished, mastered episode with a music bed and subtitles.",
+            topic="What the episode is about, or its full script",
+            minutes="Target length in minutes",
+            loudness_lufs="Loudness target (-16 podcasts, -23 broadcast)",
+        )
+
     if "qwen3_tts" in tool_names:
 
-        @server.prompt(title="Narrate a script", description="Turn a script into narration with one voice.")
-        def narrate_script(
-            script: str = Field(description="The text to narrate"),
-            voice: str = Field("Vivian", description="A preset (voices://qwen3-tts) or a saved cloned voice"),
-        ) -> str:
+        def narrate_script(script: str, voice: str = "Vivian") -> str:
             return (
                 f"Narrate the script below with the qwen3_tts tool using voice '{voice}'. Split it at sentence "
                 "boundaries into passages of at most about 600 characters, call qwen3_tts once per passage in "
@@ -67,25 +99,36 @@ def add_prompts(server: MCPServer[Any], tool_names: set[str]) -> None:
                 f"URLs in reading order.\n\nScript:\n{script}"
             )
 
+        _add(
+            server,
+            narrate_script,
+            "Narrate a script",
+            "Turn a script into narration with one voice.",
+            script="The text to narrate",
+            voice="A preset (voices://qwen3-tts) or a saved cloned voice",
+        )
+
     if "whisper_transcribe" in tool_names:
 
-        @server.prompt(title="Transcribe and summarise", description="Transcribe a recording, then summarise it.")
-        def transcribe_and_summarise(
-            audio_url: str = Field(description="URL of the recording"),
-            focus: str = Field("key points, decisions and action items", description="What the summary covers"),
-        ) -> str:
+        def transcribe_and_summarise(audio_url: str, focus: str = "key points, decisions and action items") -> str:
             return (
                 f"Transcribe {audio_url} with the whisper_transcribe tool (chunk_level 'segment'; set diarize "
                 "true if several people speak). If it returns a job_id, wait with get_job. Then write a summary "
                 f"of the {focus}, citing segment timestamps as [mm:ss] so the user can find each point."
             )
 
+        _add(
+            server,
+            transcribe_and_summarise,
+            "Transcribe and summarise",
+            "Transcribe a recording, then summarise it.",
+            audio_url="URL of the recording",
+            focus="What the summary covers",
+        )
+
     if {"lyria2_music", "elevenlabs_sound_effect"} <= tool_names:
 
-        @server.prompt(title="Score a scene", description="Music bed plus sound effects for a scene.")
-        def score_scene(
-            scene: str = Field(description="What happens in the scene, with its mood"),
-        ) -> str:
+        def score_scene(scene: str) -> str:
             return (
                 "Score this scene. First list 2-5 distinct sound effects it needs with their timing. Call "
                 "lyria2_music once for a 30-second instrumental bed matching the mood (put unwanted elements in "
@@ -94,16 +137,17 @@ def add_prompts(server: MCPServer[Any], tool_names: set[str]) -> None:
                 f"Scene: {scene}"
             )
 
+        _add(
+            server,
+            score_scene,
+            "Score a scene",
+            "Music bed plus sound effects for a scene.",
+            scene="What happens in the scene, with its mood",
+        )
+
     if "produce_audio" in tool_names:
 
-        @server.prompt(
-            title="Produce a document",
-            description="A document (article, chapters, dialogue) to a finished episode or audiobook in one job.",
-        )
-        def produce_document(
-            document: str = Field(description="The text to produce, or where it is"),
-            kind: str = Field("podcast", description="podcast, audiobook or broadcast"),
-        ) -> str:
+        def produce_document(document: str, kind: str = "podcast") -> str:
             return (
                 f"Turn the document below into a finished {kind} with the produce_audio tool.\n"
                 "1. Script: keep the author's words. Put '# Title' on its own line before each chapter or "
@@ -123,3 +167,12 @@ def add_prompts(server: MCPServer[Any], tool_names: set[str]) -> None:
                 "Reply with the finished file, its chapters, the subtitle files and the report.\n\n"
                 f"Document:\n{document}"
             )
+
+        _add(
+            server,
+            produce_document,
+            "Produce a document",
+            "A document (article, chapters, dialogue) to a finished episode or audiobook in one job.",
+            document="The text to produce, or where it is",
+            kind="podcast, audiobook or broadcast",
+        )

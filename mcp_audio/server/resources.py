@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import mimetypes
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp.server.mcpserver.resources import FunctionResource
 from mcp_types import ReadResourceResult
 
 from mcp_audio.catalog import ADVANCED, Capability, Catalog, advanced_schema
@@ -26,6 +27,22 @@ from mcp_audio.server.render import job_result, job_summary
 from mcp_audio.server.state import AppState, Runtime
 
 
+def _static(
+    server: MCPServer[AppState], uri: str, *, name: str, title: str, mime_type: str, description: str
+) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """`@server.resource` for a URI without variables, minus the validating wrapper the SDK builds
+    per function (a few ms each at every start-up, for functions that take no arguments)."""
+
+    def add(fn: Callable[[], Any]) -> Callable[[], Any]:
+        resource = FunctionResource(
+            uri=uri, name=name, title=title, mime_type=mime_type, description=description, fn=fn
+        )
+        server.add_resource(resource)
+        return fn
+
+    return add
+
+
 def add_resources(
     server: MCPServer[AppState],
     runtime: Runtime,
@@ -33,7 +50,8 @@ def add_resources(
     exposed: list[Capability],
     transport: str = "stdio",
 ) -> None:
-    @server.resource(
+    @_static(
+        server,
         "audio://catalog",
         name="catalog",
         title="Audio model catalog",
@@ -51,7 +69,8 @@ def add_resources(
             continue  # its voices are the upstream's live list: a static copy would shadow it
         _add_voice_family(server, family_name, family, _voice_users(exposed, family_name))
 
-    @server.resource(
+    @_static(
+        server,
         "voices://cloned",
         name="voices-cloned",
         title="Saved cloned voices",
@@ -62,7 +81,8 @@ def add_resources(
         voices = await runtime.get().store.list_voices(current_principal())
         return json.dumps([{"name": v.name, "family": v.family, "provider": v.provider} for v in voices], indent=1)
 
-    @server.resource(
+    @_static(
+        server,
         "jobs://recent",
         name="jobs-recent",
         title="Recent jobs",
@@ -166,7 +186,8 @@ VOICE_API_FAMILY = "voice-api"
 
 def _add_voice_api_models(server: MCPServer[AppState], runtime: Runtime) -> None:
     # Listed as a resource (resources/list shows no templates) and as a template for filters.
-    @server.resource(
+    @_static(
+        server,
         "voices://voice-api",
         name="voices-voice-api",
         title="Voice API voice models",
@@ -216,7 +237,8 @@ def _add_voice_family(server: MCPServer[AppState], name: str, family: VoiceFamil
         description = f"No presets: voices saved by clone tools (voices://cloned) go by name{where}."
     body = family.model_dump()
 
-    @server.resource(
+    @_static(
+        server,
         f"voices://{name}",
         name=f"voices-{name}",
         title=family.title,
