@@ -106,6 +106,8 @@ class FakeJob:
     cancelled_at: float | None = None
     output: JSON | None = None  # computed on first observation of completion
     webhook_url: str | None = None  # the submit's fal_webhook
+    # Its open status streams' wake-ups: set by a cancel, the one change no clock predicts.
+    watchers: set[anyio.Event] = field(default_factory=set)
 
     @property
     def cancelled(self) -> bool:
@@ -129,6 +131,18 @@ class FakeJob:
             start = 3 if s.queue_positions is None else s.queue_positions
             return "IN_QUEUE", min(start, int((start + 1) * (s.queue_s - t) / s.queue_s))
         return ("IN_PROGRESS" if t < s.queue_s + s.run_s else "COMPLETED"), 0
+
+    def next_change(self, now: float) -> float | None:
+        """The monotonic time at which the status (state, queue position, visible logs) next
+        changes by itself, or None once it never will: a status stream sleeps until then."""
+        if self.cancelled:
+            return None
+        t, s = self._elapsed(now), self.script
+        start = 3 if s.queue_positions is None else s.queue_positions
+        steps = [s.queue_s * (1 - k / (start + 1)) for k in range(start, 0, -1)] if s.queue_s > 0 else []
+        logs = [s.queue_s + s.run_s * i / len(s.logs) for i in range(len(s.logs))]
+        due = [at for at in (*steps, *logs, s.queue_s, s.queue_s + s.run_s) if at > t]
+        return self.submitted_at + min(due) if due else None
 
     def failure(self) -> tuple[int, JSON, dict[str, str]] | None:
         return _CANCELLED if self.cancelled else self.script.error
@@ -501,6 +515,9 @@ class FakeFal(FakeUpstream[RecordedRequest]):
             if job.state == "COMPLETED":
                 return JSONResponse({"status": "ALREADY_COMPLETED"}, 400)
             job.cancelled_at = time.monotonic()
+            wake = list(job.watchers)
+        for event in wake:  # its status streams send the cancelled status now
+            event.set()
         return JSONResponse({"status": "CANCELLATION_REQUESTED"}, 202)
 
     def _ensure_output(self, job: FakeJob, base: str) -> JSON:
@@ -674,8 +691,23 @@ class _StatusStream(Response):
             elif now - last_write >= self.fake.keepalive_s:
                 await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
                 last_write = now
-            await anyio.sleep(0.05)
+            await self._until_change(last_write + self.fake.keepalive_s)
         return False
+
+    async def _until_change(self, keepalive_at: float) -> None:
+        """Sleep until the job's status changes (its script's next step, or a cancel) or a
+        keep-alive is due: thousands of open streams cost nothing while nothing changes."""
+        with self.fake._lock:
+            change = self.job.next_change(time.monotonic())
+            wake = anyio.Event()
+            self.job.watchers.add(wake)
+        try:
+            at = keepalive_at if change is None else min(change, keepalive_at)
+            with anyio.move_on_after(max(0.0, at - time.monotonic()) + 0.001):  # past the step, not just before
+                await wake.wait()
+        finally:
+            with self.fake._lock:
+                self.job.watchers.discard(wake)
 
 
 # ---- helpers ---------------------------------------------------------------------------
