@@ -23,8 +23,10 @@ Usage: python bench/replicas.py [--jobs 500] [--job-s 5] [--takeover-jobs 20] [-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,6 +44,7 @@ from delivery import (
     ENDPOINT,
     FAKE_PROCESS,
     KEY,
+    cpu_seconds,
     direct_jobs,
     free_port,
     server_env,
@@ -94,6 +97,41 @@ for t in threads:
 print(json.dumps(seen), flush=True)
 """
 
+# Times every callback the replica's event loop runs (wall and this thread's CPU time) and
+# writes those over MCP_AUDIO_BENCH_SLOW_S to stderr, each with the coroutine stack a task step
+# stopped at (where its work was). CPU time well under the wall time: the process waited for a
+# core (the machine's doing); equal: the loop itself was busy (the server's).
+SLOW_LAUNCHER = """
+import asyncio, asyncio.events, os, runpy, sys, time
+threshold = float(os.environ["MCP_AUDIO_BENCH_SLOW_S"])
+run = asyncio.events.Handle._run
+def where(handle):
+    task = getattr(handle._callback, "__self__", None)
+    if not isinstance(task, asyncio.Task):
+        return repr(handle._callback)[:160]
+    frames, coro = [], task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            path = frame.f_code.co_filename
+            name = "/".join(path.rsplit("/", 2)[-2:])
+            frames.append((path, f"{frame.f_code.co_qualname} {name}:{frame.f_lineno}"))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None) or getattr(coro, "gi_yieldfrom", None)
+    if not frames:  # the step ended the task
+        return f"{task.get_coro().__qualname__} (its last step)"
+    mine = [label for path, label in frames if "/mcp_audio/" in path]
+    return " > ".join((mine or [label for _, label in frames])[-3:])
+def timed(self):
+    wall, cpu = time.perf_counter(), time.thread_time()
+    run(self)
+    wall = time.perf_counter() - wall
+    if wall >= threshold:
+        print(f"SLOW {wall:.4f} {time.thread_time() - cpu:.4f} {where(self)}", file=sys.stderr, flush=True)
+asyncio.events.Handle._run = timed
+sys.argv[0] = "mcp_audio"
+runpy.run_module("mcp_audio", run_name="__main__", alter_sys=True)
+"""
+
 
 def start_fake(job_s: float) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
@@ -105,14 +143,22 @@ def start_fake(job_s: float) -> tuple[subprocess.Popen[str], str]:
     return fake, f"http://127.0.0.1:{port}"
 
 
-def start_replica(fake_url: str, data_dir: str, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_replica(
+    fake_url: str, data_dir: str, stderr: Path | None = None, **env: str
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
+    # With MCP_AUDIO_BENCH_SLOW_S (and PYTHONASYNCIODEBUG=1), asyncio logs every callback that
+    # holds the loop longer than that: the server is started through a launcher that sets it.
+    command = ["-m", "mcp_audio"] if "MCP_AUDIO_BENCH_SLOW_S" not in env else ["-c", SLOW_LAUNCHER]
+    log = stderr.open("wb") if stderr is not None else subprocess.DEVNULL
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mcp_audio", "serve", "--http", "--port", str(port)],
+        [sys.executable, *command, "serve", "--http", "--port", str(port)],
         env=server_env(fake_url, data_dir) | env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
     )
+    if stderr is not None:
+        log.close()  # type: ignore[union-attr]
     wait_for_port(port, proc)
     return proc, f"http://127.0.0.1:{port}/mcp"
 
@@ -130,34 +176,47 @@ def stop(*procs: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
-async def run_jobs(urls: list[str], n: int, report: bool = True) -> tuple[float, int, list[str]]:
+async def sample_lag(into: list[float], interval_s: float = 0.1) -> None:
+    """How late a timer fires on this process's loop (ms), as the replicas measure theirs."""
+    while True:
+        due = time.perf_counter() + interval_s
+        await anyio.sleep(interval_s)
+        into.append(max(0.0, time.perf_counter() - due) * 1000)
+
+
+async def run_jobs(
+    urls: list[str], n: int, report: bool = True, lag: list[float] | None = None
+) -> tuple[float, int, list[str]]:
     """n calls spread over the replicas, all at once; (wall time, completed, job ids). With
-    `report`, a call that did not complete is printed with what it answered."""
+    `report`, a call that did not complete is printed with what it answered; with `lag`, this
+    load generator's own loop lag is sampled into it meanwhile."""
     completed, ids = 0, []
     started = time.perf_counter()
-    async with anyio.create_task_group() as tg:
-        for index, url in enumerate(urls):
-            share = range(index, n, len(urls))
+    async with anyio.create_task_group() as sampler:
+        if lag is not None:
+            sampler.start_soon(sample_lag, lag)
+        async with anyio.create_task_group() as tg:
+            for index, url in enumerate(urls):
+                tg.start_soon(_drive_share, url, range(index, n, len(urls)), report, ids)
+        sampler.cancel_scope.cancel()
+    completed = sum(1 for status in ids if status.endswith(":completed"))
+    return time.perf_counter() - started, completed, [status.rsplit(":", 1)[0] for status in ids]
 
-            async def drive(url: str = url, share: range = share) -> None:
-                nonlocal completed
-                async with uncapped_client(url) as client, anyio.create_task_group() as jobs:
 
-                    async def one(i: int) -> None:
-                        nonlocal completed
-                        result = await client.call_tool("lyria2_music", {"prompt": f"job {i}"})
-                        body = result.structured_content or {}
-                        ids.append(str(body.get("job_id")))
-                        completed += body.get("status") == "completed"
-                        if report and body.get("status") != "completed":
-                            text = " ".join(getattr(item, "text", "") for item in result.content)
-                            print(f"  job {i}: {body.get('status')}: {text[:300]}", file=sys.stderr)
+async def _drive_share(url: str, share: range, report: bool, ids: list[str]) -> None:
+    """One MCP client's calls (its share of the jobs), all at once; appends "job_id:status"."""
+    async with uncapped_client(url) as client, anyio.create_task_group() as jobs:
 
-                    for i in share:
-                        jobs.start_soon(one, i)
+        async def one(i: int) -> None:
+            result = await client.call_tool("lyria2_music", {"prompt": f"job {i}"})
+            body = result.structured_content or {}
+            ids.append(f"{body.get('job_id')}:{body.get('status')}")
+            if report and body.get("status") != "completed":
+                text = " ".join(getattr(item, "text", "") for item in result.content)
+                print(f"  job {i}: {body.get('status')}: {text[:300]}", file=sys.stderr)
 
-            tg.start_soon(drive)
-    return time.perf_counter() - started, completed, ids
+        for i in share:
+            jobs.start_soon(one, i)
 
 
 def bench_throughput(n: int, job_s: float, pg: Any) -> None:
@@ -284,19 +343,87 @@ def lease_statements(database: str) -> dict[str, int]:
         }
 
 
-def bench_scale(n: int, job_s: float, pg: Any) -> None:
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def postgres_pids(pg: Any) -> list[int]:
+    """The postmaster of the bench's server and its live children (backends, workers)."""
+    postmaster = int((Path(pg.root) / "data" / "postmaster.pid").read_text().split()[0])
+    pids = [postmaster]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):  # exited
+            total += cpu_seconds(pid)
+    return total
+
+
+def statements_per_job(database: str, n: int, top: int = 8) -> list[tuple[float, str]]:
+    """The statements run most since the last reset (pg_stat_statements), as calls per job."""
     import psycopg
 
-    fake, fake_url = start_fake(job_s)
+    with psycopg.connect(database, autocommit=True) as db:
+        rows = db.execute(
+            "SELECT calls, query FROM pg_stat_statements WHERE query NOT LIKE %s ORDER BY calls DESC LIMIT %s",
+            ("%pg_stat_statements%", top),
+        ).fetchall()
+    return [(calls / n, " ".join(query.split())[:90]) for calls, query in rows]
+
+
+SLOW = re.compile(r"^SLOW (?P<wall>[0-9.]+) (?P<cpu>[0-9.]+) (?P<what>.*)$", re.MULTILINE)
+
+
+def slow_callbacks(logs: list[Path], top: int = 12) -> list[tuple[int, float, float, float, str]]:
+    """What SLOW_LAUNCHER wrote: the callbacks that held a replica's loop past the threshold,
+    grouped by where they stopped: (count, total wall s, total CPU s, longest s, where)."""
+    seen: dict[str, list[tuple[float, float]]] = {}
+    for log in logs:
+        for match in SLOW.finditer(log.read_text(errors="replace")):
+            seen.setdefault(match["what"][:200], []).append((float(match["wall"]), float(match["cpu"])))
+    rows = [(len(v), sum(w for w, _ in v), sum(c for _, c in v), max(w for w, _ in v), k) for k, v in seen.items()]
+    return sorted(rows, key=lambda row: row[1], reverse=True)[:top]
+
+
+def bench_scale(n: int, job_s: float, pg: Any, fakes: int, slow_s: float | None) -> None:
+    import psycopg
+
+    started_fakes = [start_fake(job_s) for _ in range(fakes)]
+    fake_urls = [url for _, url in started_fakes]
     database = pg.fresh_database()
     with psycopg.connect(database, autocommit=True) as db:
         db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    logs_dir = tempfile.TemporaryDirectory()
+    logs = [Path(logs_dir.name) / f"replica{i}.log" for i in range(3)]
+    debug = {} if slow_s is None else {"MCP_AUDIO_BENCH_SLOW_S": str(slow_s)}
     try:
-        direct_s = anyio.run(direct_jobs, fake_url, n)
-        direct_submits = submits(fake_url)
+        direct_busy = machine_cpu()
+        direct_s = anyio.run(direct_spread, fake_urls, n)
+        direct_busy = tuple(b - a for a, b in zip(direct_busy, machine_cpu(), strict=True))
+        direct_submits = sum(submits(url) for url in fake_urls)
         dirs = [tempfile.TemporaryDirectory() for _ in range(3)]
         started = [
-            start_replica(fake_url, d.name, MCP_AUDIO_DATABASE_URL=database, MCP_AUDIO_METRICS_PUBLIC="1") for d in dirs
+            start_replica(
+                fake_urls[i % fakes],
+                d.name,
+                logs[i] if slow_s is not None else None,
+                MCP_AUDIO_DATABASE_URL=database,
+                MCP_AUDIO_METRICS_PUBLIC="1",
+                **debug,
+            )
+            for i, d in enumerate(dirs)
         ]
         procs, urls = [proc for proc, _ in started], [url for _, url in started]
         bases = [url.removesuffix("/mcp") for url in urls]
@@ -309,8 +436,22 @@ def bench_scale(n: int, job_s: float, pg: Any) -> None:
             before = [lag_buckets(base) for base in bases]
             with psycopg.connect(database, autocommit=True) as db:
                 db.execute("SELECT pg_stat_statements_reset()")
-            wall, completed, ids = anyio.run(run_jobs, urls, n)
+            groups = {
+                "replicas": [p.pid for p in procs],
+                "fal fakes": [p.pid for p, _ in started_fakes],
+                "PostgreSQL": postgres_pids(pg),
+                "load generator": [os.getpid()],
+                "pinger": [pinger.pid],
+            }
+            cpu_before = {name: cpu_of(pids) for name, pids in groups.items()}
+            busy_before = machine_cpu()
+            client_lag: list[float] = []
+            wall, completed, ids = anyio.run(run_jobs, urls, n, True, client_lag)
+            busy_after = machine_cpu()
+            groups["PostgreSQL"] = postgres_pids(pg)  # backends opened during the run too
+            cpu_used = {name: cpu_of(pids) - cpu_before.get(name, 0.0) for name, pids in groups.items()}
             leases = lease_statements(database)
+            statements = statements_per_job(database, n)
             after = [lag_buckets(base) for base in bases]
             pinger.stdin.close()
             pings = [float(ms) for ms in json.loads(pinger.stdout.readline())]
@@ -319,11 +460,18 @@ def bench_scale(n: int, job_s: float, pg: Any) -> None:
             stop(*procs)
             for d in dirs:
                 d.cleanup()
-        served_submits = submits(fake_url) - direct_submits
+        served_submits = sum(submits(url) for url in fake_urls) - direct_submits
+        slow = slow_callbacks(logs) if slow_s is not None else []
     finally:
-        fake.kill()
-        fake.wait()
-    print(f"Scale: {n} concurrent jobs of {job_s:g} s over 3 replicas on one PostgreSQL, /healthz every 50 ms")
+        for fake, _ in started_fakes:
+            fake.kill()
+            fake.wait()
+        logs_dir.cleanup()
+    cores = os.cpu_count() or 1
+    print(
+        f"Scale: {n} concurrent jobs of {job_s:g} s over 3 replicas on one PostgreSQL, {fakes} fal fake process(es),"
+        f" /healthz every 50 ms; {cores} cores, load average at the end {os.getloadavg()[0]:.1f}"
+    )
     print(f"  completed {completed}/{n}, distinct jobs {len(set(ids))}, fal submits {served_submits} (goal {n})")
     print(
         f"  /healthz p50 {pct(pings, 0.5):6.1f} ms  p99 {pct(pings, 0.99):6.1f} ms"
@@ -336,6 +484,17 @@ def bench_scale(n: int, job_s: float, pg: Any) -> None:
             f"  replica {index + 1} loop lag p50 <= {p50:5.1f} ms  p99 <= {p99:5.1f} ms"
             f"  ({samples} samples; goal p99 <= 20)"
         )
+    print(
+        f"  load generator's own loop lag p50 {pct(client_lag, 0.5):5.1f} ms  p99 {pct(client_lag, 0.99):6.1f} ms"
+        "  (the same timer in a process that only waits: lag here too is the machine's, not the server's)"
+    )
+    busy, total = (b - a for a, b in zip(busy_before, busy_after, strict=True))
+    print(
+        f"  machine CPU during the run {100 * busy / max(1, total):5.1f}% of {cores} cores"
+        f" (directly against the fake: {100 * direct_busy[0] / max(1, direct_busy[1]):5.1f}%); CPU seconds: "
+        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu_used.items())
+        + f"; other processes {busy / os.sysconf('SC_CLK_TCK') - sum(cpu_used.values()):.1f}"
+    )
     ratio = wall / direct_s
     print(f"  wall {wall:7.2f} s vs directly against the fake {direct_s:7.2f} s: {ratio:5.2f}x  (goal <= 1.3)")
     renewals = leases["heartbeat"]
@@ -345,6 +504,22 @@ def bench_scale(n: int, job_s: float, pg: Any) -> None:
         f"{writes / max(1, renewals):.2f} lease-writing statements per renewal (goal 1); reads per renewal: "
         + ", ".join(f"{kind} {leases[kind] / max(1, renewals):.2f}" for kind in ("held", "unleased", "live replicas"))
     )
+    print("  statements per job (pg_stat_statements, the health checks' included):")
+    for per_job, query in statements:
+        print(f"    {per_job:6.2f}  {query}")
+    if slow_s is not None:
+        print(f"  callbacks that held a replica's loop over {slow_s * 1000:g} ms (wall, CPU), by where they stopped:")
+        for count, wall_s, cpu_s, longest, what in slow:
+            print(f"    {count:5d} x {wall_s:6.2f} s (CPU {cpu_s:5.2f} s) longest {longest * 1000:4.0f} ms  {what}")
+
+
+async def direct_spread(fake_urls: list[str], n: int) -> float:
+    """The same n jobs driven directly, spread over the fakes as the replicas are."""
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for index, url in enumerate(fake_urls):
+            tg.start_soon(direct_jobs, url, len(range(index, n, len(fake_urls))))
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -354,6 +529,13 @@ def main() -> None:
     parser.add_argument("--takeover-jobs", type=int, default=20)
     parser.add_argument("--scale", type=int, default=2000, help="jobs of the scale run (0: none)")
     parser.add_argument("--only-scale", action="store_true")
+    parser.add_argument("--fakes", type=int, default=3, help="fal fakes of the scale run")
+    parser.add_argument(
+        "--slow-callbacks",
+        type=float,
+        metavar="MS",
+        help="time the scale run's replicas' loop callbacks and list those that held the loop over MS",
+    )
     args = parser.parse_args()
     bin_dir = find_bin_dir()
     if bin_dir is None:
@@ -364,7 +546,8 @@ def main() -> None:
             bench_takeover(args.takeover_jobs, pg, signal.SIGKILL)
             bench_takeover(args.takeover_jobs, pg, signal.SIGSTOP)
         if args.scale:
-            bench_scale(args.scale, args.job_s, pg)
+            slow_s = None if args.slow_callbacks is None else args.slow_callbacks / 1000
+            bench_scale(args.scale, args.job_s, pg, max(1, args.fakes), slow_s)
 
 
 if __name__ == "__main__":
