@@ -150,7 +150,10 @@ async def uncapped_client(mcp_url: str) -> AsyncIterator[Any]:
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
-    http = httpx2.AsyncClient(limits=httpx2.Limits(max_connections=None), timeout=httpx2.Timeout(30, read=300))
+    # Idle connections dropped before the server's 5 s keep-alive closes them (a call sent on
+    # one the server is closing would fail).
+    limits = httpx2.Limits(max_connections=None, keepalive_expiry=4.0)
+    http = httpx2.AsyncClient(limits=limits, timeout=httpx2.Timeout(30, read=300))
     async with http, Client(streamable_http_client(mcp_url, http_client=http)) as client:
         yield client
 

@@ -208,7 +208,13 @@ async def _drive_share(url: str, share: range, report: bool, ids: list[str]) -> 
     async with uncapped_client(url) as client, anyio.create_task_group() as jobs:
 
         async def one(i: int) -> None:
-            result = await client.call_tool("lyria2_music", {"prompt": f"job {i}"})
+            try:
+                result = await client.call_tool("lyria2_music", {"prompt": f"job {i}"})
+            except Exception as exc:  # counted as not completed, and said why (the run goes on)
+                ids.append(f"call {i} failed:error")
+                error = getattr(exc, "error", None)
+                print(f"  job {i}: the call failed: {type(exc).__name__}: {exc} {error or ''}"[:300], file=sys.stderr)
+                return
             body = result.structured_content or {}
             ids.append(f"{body.get('job_id')}:{body.get('status')}")
             if report and body.get("status") != "completed":
@@ -447,6 +453,11 @@ def bench_scale(n: int, job_s: float, pg: Any, fakes: int, slow_s: float | None)
             busy_before = machine_cpu()
             client_lag: list[float] = []
             wall, completed, ids = anyio.run(run_jobs, urls, n, True, client_lag)
+            for index, (proc, log) in enumerate(zip(procs, logs, strict=True)):
+                if proc.poll() is not None:
+                    tail = log.read_text(errors="replace").splitlines()[-40:] if log.exists() else []
+                    lines = "\n".join(line for line in tail if not line.startswith("SLOW "))
+                    raise RuntimeError(f"replica {index + 1} exited ({proc.returncode}) during the run:\n{lines}")
             busy_after = machine_cpu()
             groups["PostgreSQL"] = postgres_pids(pg)  # backends opened during the run too
             cpu_used = {name: cpu_of(pids) - cpu_before.get(name, 0.0) for name, pids in groups.items()}
