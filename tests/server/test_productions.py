@@ -244,6 +244,38 @@ async def test_a_two_host_episode_with_a_music_bed(settings: ServerSettings, fak
     assert cues[0].start.total_seconds() >= 1.5  # after the music's lead-in
 
 
+async def test_subtitles_name_each_speaker_as_the_script_writes_it(client: Client, fake_fal: FakeFal) -> None:
+    voices = {"dr. ada": {"tool": "kokoro_tts", "voice": "af_heart"}, "bob": {"tool": "kokoro_tts", "voice": "am_adam"}}
+    script = "Dr. Ada: Hello there.\n\nBOB: Hi, doctor.\n\nDR.  ADA: Goodbye.\n\nThe door closed."
+    body = await produce(client, script=script, voices=voices | {"narrator": {"tool": "kokoro_tts", "voice": "af_sky"}})
+    kinds = files_by_type(body)
+    import srt
+    import webvtt
+
+    cues = list(srt.parse(Path(kinds["application/x-subrip"][0]["path"]).read_text()))
+    assert [c.content for c in cues] == [
+        "[Dr. Ada] Hello there.",
+        "[BOB] Hi, doctor.",
+        "[DR. ADA] Goodbye.",
+        "[narrator] The door closed.",
+    ]
+    vtt = list(webvtt.read(kinds["text/vtt"][0]["path"]))
+    assert [(c.voice, c.text) for c in vtt] == [
+        ("Dr. Ada", "Hello there."),
+        ("BOB", "Hi, doctor."),
+        ("DR. ADA", "Goodbye."),
+        ("narrator", "The door closed."),
+    ]
+    # each spelling still speaks with its `voices` entry
+    sent = {s["prompt"]: s["voice"] for s in submits(fake_fal)}
+    assert sent == {
+        "Hello there.": "af_heart",
+        "Hi, doctor.": "am_adam",
+        "Goodbye.": "af_heart",
+        "The door closed.": "af_sky",
+    }
+
+
 async def test_the_whole_cost_is_asked_once_and_a_decline_sends_nothing(
     settings: ServerSettings, fake_fal: FakeFal
 ) -> None:
