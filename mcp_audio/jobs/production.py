@@ -51,6 +51,7 @@ from mcp_audio.store import LOCAL_PRINCIPAL, LOG_TAIL, Job, JobStore
 if TYPE_CHECKING:  # the audio engine (numpy, PyAV) is imported when a production first renders
     import httpx
 
+    from mcp_audio.files.marking import Origin
     from mcp_audio.post.production import Assembled, ChapterAudio, Piece
 
 __all__ = ["Productions"]
@@ -311,8 +312,13 @@ class Productions:
         assembled = await anyio.to_thread.run_sync(
             self._assemble, plan, files, work, music[0] if music else None, rendered
         )
-        ingredients = [files[index] for index in sorted(files)] + music[:1]  # what its credentials name
-        result = await anyio.to_thread.run_sync(self._result, job, plan, assembled, state, ingredients)
+        # What the credentials name: the whole, every part (and the bed); a chapter file, its own parts.
+        ingredients = [files[index] for index in sorted(files)] + music[:1]
+        chapters = [
+            [files[item.as_part().index] for item in plan.parts if item.chapter == ci] + music[:1]
+            for ci in range(len(plan.chapters))
+        ]
+        result = await self._result(job, plan, assembled, state, ingredients, chapters)
         await self._store.complete(job_id, result, owner=self._runner.owner)
         shutil.rmtree(work / "render", ignore_errors=True)
 
@@ -493,43 +499,56 @@ class Productions:
             music=music,
             title=plan.title,
             rendered=rendered,
+            defer_report=True,  # measured while the other files are saved
         )
 
-    def _result(
-        self, job: Job, plan: Plan, done: Assembled, state: dict[str, Any], ingredients: list[Path]
+    async def _result(
+        self,
+        job: Job,
+        plan: Plan,
+        done: Assembled,
+        state: dict[str, Any],
+        ingredients: list[Path],
+        by_chapter: list[list[Path]],
     ) -> JobResult:
-        if self._saver is None:
+        saver = self._saver
+        if saver is None:
             raise McpAudioError("this server has no output folder to save the production in")
-        index = 0
 
-        # The audio's Content Credentials: an edit of every part (and the bed), each an ingredient.
-        origin = edit_origin(ingredients, "production")
-        sidecars: list[OutputFile] = []
+        # (index, file, type, what made it): the index orders the result (and names the file).
+        def save(items: list[tuple[int, Path, str, Origin | None]]) -> dict[int, list[OutputFile]]:
+            return {i: saver.save_bytes(PRODUCE_TOOL, job.id, i, path, kind, origin) for i, path, kind, origin in items}
 
-        def save(path: Path, content_type: str, *, audio: bool = False) -> OutputFile:
-            nonlocal index
-            assert self._saver is not None
-            saved, *sidecar = self._saver.save_bytes(
-                PRODUCE_TOOL, job.id, index, path, content_type, origin if audio else None
-            )
-            sidecars.extend(sidecar)
-            index += 1
-            return saved
-
-        files = [save(done.audio, CONTENT_TYPES[plan.format], audio=True)]
-        files.append(save(done.subtitles["srt"], "application/x-subrip"))
-        files.append(save(done.subtitles["vtt"], "text/vtt"))
+        rest: list[tuple[int, Path, str, Origin | None]] = [
+            (1, done.subtitles["srt"], "application/x-subrip", None),
+            (2, done.subtitles["vtt"], "text/vtt", None),
+        ]
         if done.chapters_json is not None:
-            files.append(save(done.chapters_json, "application/json+chapters"))
+            rest.append((3, done.chapters_json, "application/json+chapters", None))
         chapter_type = CONTENT_TYPES["m4a" if plan.format == "m4b" else plan.format]
-        chapters = []
-        for mark, path in zip(done.marks, done.chapter_files, strict=False):
-            saved = save(path, chapter_type, audio=True)  # listed short: the book's entry has the full details
-            files.append(
-                saved.model_copy(update={"file_uri": None, "sha256": None, "sample_rate": None, "channels": None})
-            )
-            chapters.append({"title": mark.title, "start_s": round(mark.start_s, 3), "end_s": round(mark.end_s, 3)})
-        report = done.report
+        for ci, path in enumerate(done.chapter_files):
+            parts = by_chapter[ci] if ci < len(by_chapter) and by_chapter[ci] else ingredients
+            rest.append((len(rest) + 1, path, chapter_type, edit_origin(parts, "production")))
+        # The whole file is measured (one decoding pass) while the other files are saved and signed;
+        # it is saved itself once measured (signing rewrites it).
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, done.measure)
+            saved = await anyio.to_thread.run_sync(save, rest)
+        whole: list[tuple[int, Path, str, Origin | None]] = [
+            (0, done.audio, CONTENT_TYPES[plan.format], edit_origin(ingredients, "production"))
+        ]
+        saved |= await anyio.to_thread.run_sync(save, whole)
+        files = [saved[i][0] for i in sorted(saved)]
+        sidecars = [extra for i in sorted(saved) for extra in saved[i][1:]]
+        short = {"file_uri": None, "sha256": None, "sample_rate": None, "channels": None}
+        for i in range(1, len(files)):  # listed short: the main file's entry has the full details
+            marked = files[i].credentials  # the same as the main file's, unless signing failed
+            files[i] = files[i].model_copy(update=short | {"credentials": marked if marked and marked.error else None})
+        chapters = [
+            {"title": mark.title, "start_s": round(mark.start_s, 3), "end_s": round(mark.end_s, 3)}
+            for mark, _ in zip(done.marks, done.chapter_files, strict=False)
+        ]
+        report = done.measure()
         failed = [r for r in report.rules if not r.passed]
         # Passed rules say what was measured; failed ones also the target and why.
         rules = [

@@ -160,6 +160,24 @@ async def test_an_audiobook_of_three_chapters(client: Client, fake_fal: FakeFal)
         assert abs(got["rms"]["measured"] - rms) < 0.3, (got["rms"], rms)
         assert abs(got["peak"]["measured"] - peak) < 0.3, (got["peak"], peak)
         assert got["rms"]["passed"] == (-23 <= rms <= -18) and got["peak"]["passed"] == (peak <= -3)
+    # the book is its chapter files' frames: each chapter file's samples are found in it, just
+    # after its chapter mark (by its encoder delay at most), and the chapter's first cue starts
+    # where that chapter's first word is in the book
+    firsts = {}
+    for cue in cues:
+        at = cue.start.total_seconds()
+        [mark] = [m for m in output["chapters"] if m["start_s"] <= at < m["end_s"]]
+        firsts.setdefault(mark["title"], at)
+    for mark, item in zip(output["chapters"], kinds["audio/mpeg"][1:], strict=True):
+        alone, _ = decode(Path(item["path"]))
+        word = int(np.flatnonzero(np.abs(alone[0]) > 1e-3)[0])  # its first word, in the chapter file
+        probe = alone[0, word : word + 2048]
+        lo = round(mark["start_s"] * rate) + word - rate // 5
+        windows = np.lib.stride_tricks.sliding_window_view(samples[0, lo : lo + 2 * rate // 5 + 2048], 2048)
+        found = lo + int(np.argmin(np.max(np.abs(windows - probe), axis=1))) - word  # the file's sample 0 in the book
+        assert np.max(np.abs(samples[0, found + word : found + word + 2048] - probe)) < 1e-4
+        assert 0.0 <= found / rate - mark["start_s"] <= 0.03, (mark, found / rate)
+        assert abs(firsts[mark["title"]] - (found + word) / rate) < 0.015, (mark, firsts, (found + word) / rate)
     bitrate = next(r for r in report["rules"] if r["rule"] == "mp3_bitrate")
     assert bitrate["passed"] and mp3_bitrates(path.read_bytes()) == {192}
     for rule in report["rules"]:
