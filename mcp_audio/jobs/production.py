@@ -14,8 +14,10 @@ like every output.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -67,6 +69,25 @@ CONTENT_TYPES = {
 }
 
 
+ORPHAN_GRACE_S = 3600.0
+"""A production folder with no job row is removed only once this old (its row may be on its way)."""
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """`target` as a hard link to `source` (no copy of the bytes), or a copy across file systems;
+    it appears only when complete."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class _Stop(McpAudioError):
     """A part did not finish: the production stops once the parts in flight are done."""
 
@@ -82,6 +103,7 @@ class Productions:
         catalog: Catalog,
         saver: OutputSaver | None,
         work_root: Path,
+        keep_s: float = 7 * 24 * 3600.0,
     ) -> None:
         self._store = store
         self._runner = runner
@@ -89,6 +111,7 @@ class Productions:
         self._catalog = catalog
         self._saver = saver
         self._work_root = work_root
+        self._keep_s = keep_s
         self._slots: dict[str, anyio.Semaphore] = {}
         self._render = anyio.Semaphore(2)  # chapters rendered side by side, at most two (encoding is CPU-bound)
         self._http: httpx.AsyncClient | None = None
@@ -97,6 +120,31 @@ class Productions:
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()
+
+    async def sweep(self) -> int:
+        """Remove the working folders (downloaded parts, music bed) of productions that finished
+        more than `keep_s` ago, and of productions whose row is gone; an unfinished one (it may be
+        resumed) and a folder made in the last hour (its row may be being written) are kept.
+        Returns how many were removed. The saved outputs are not touched."""
+        if not self._work_root.is_dir():
+            return 0
+        removed, now = 0, time.time()
+        for folder in sorted(self._work_root.iterdir()):
+            try:
+                if not folder.is_dir():
+                    continue
+                job = await self._store.get_job(folder.name)
+                if job is None and now - folder.stat().st_mtime < ORPHAN_GRACE_S:
+                    continue
+                if job is not None and (not job.finished or now - (job.finished_at or now) < self._keep_s):
+                    continue
+                await anyio.to_thread.run_sync(shutil.rmtree, folder)
+                removed += 1
+            except OSError as exc:
+                log.warning("production folder %s not removed: %s", folder.name, exc.strerror or exc)
+        if removed:
+            log.info("removed %d finished production folder(s) past their keep time", removed)
+        return removed
 
     # --- starting -------------------------------------------------------------------------
 
@@ -257,8 +305,6 @@ class Productions:
             raise InvalidArguments(str(exc).replace("`music_url`", "`music`")) from exc
         local = request.local["music"]
         handle, name = tempfile.mkstemp(prefix="mcp-audio-bed-", suffix=local.path.suffix or ".audio")
-        import os
-
         os.close(handle)
         shutil.copyfile(local.path, name)
         if local.temporary:
@@ -278,6 +324,13 @@ class Productions:
                     log.warning("production %s: part job %s not cancelled: %s", job.id, child.id, exc)
 
     async def run(self, job_id: str) -> None:
+        try:
+            await self._run(job_id)
+        finally:  # chapters are rendered again on a resume or a redo: only the parts and bed are kept
+            shutil.rmtree(self._work_root / job_id / "render", ignore_errors=True)
+        await self.sweep()
+
+    async def _run(self, job_id: str) -> None:
         job = await self._require(job_id)
         plan = Plan.model_validate(job.body["plan"])
         state: dict[str, Any] = dict(job.handle)
@@ -320,7 +373,6 @@ class Productions:
         ]
         result = await self._result(job, plan, assembled, state, ingredients, chapters)
         await self._store.complete(job_id, result, owner=self._runner.owner)
-        shutil.rmtree(work / "render", ignore_errors=True)
 
     async def _part(
         self,
@@ -360,7 +412,7 @@ class Productions:
             if child.state != "completed" or child.result is None:
                 stops.append(self._stop_message(job.id, where, part.index + 1, child))
                 return
-            files[part.index] = await self._local_copy(child, job.id)
+            files[part.index] = await self._local_copy(child, job)
         except McpAudioError as exc:
             stops.append(
                 f'{where} could not be made: {exc} Call redo_part(job_id="{job.id}", part={part.index + 1}) '
@@ -392,7 +444,7 @@ class Productions:
             if child.state != "completed" or child.result is None:
                 stops.append(f"The music bed ({capability.name}, job {child_id}) {child.state}: {child.error}")
                 return
-            path = await self._local_copy(child, job.id)
+            path = await self._local_copy(child, job)
             target = self._work_root / job.id / f"music{path.suffix}"
             shutil.copyfile(path, target)
             found.append(target)
@@ -431,9 +483,10 @@ class Productions:
         await self._store.record_progress(job_id, "running", None, logs[-LOG_TAIL:])
         await self._runner.notify(job_id, line)
 
-    async def _local_copy(self, child: Job, production: str) -> Path:
+    async def _local_copy(self, child: Job, production: Job) -> Path:
         """A finished child's audio on this machine: its saved copy, or downloaded once into the
-        production's folder (a restart finds it there)."""
+        production's folder (a restart finds it there; a redo finds the old production's copy
+        while that is kept, MCP_AUDIO_PRODUCTION_KEEP_S, and links it into its own)."""
         assert child.result is not None
         audio = [f for f in child.result.files if (f.content_type or "audio/").startswith("audio/")]
         if not audio:
@@ -442,9 +495,17 @@ class Productions:
         if item.path is not None and Path(item.path).is_file():
             return Path(item.path)
         suffix = Path(item.file_name or "").suffix or ".audio"
-        target = self._work_root / production / "parts" / f"{child.id}{suffix}"
+        target = self._work_root / production.id / "parts" / f"{child.id}{suffix}"
         if target.is_file():
             return target
+        redo_of = production.body.get("redo_of")
+        earlier = self._work_root / str(redo_of) / "parts" / target.name if redo_of else None
+        if earlier is not None and earlier.is_file():
+            try:
+                await anyio.to_thread.run_sync(_link_or_copy, earlier, target)
+                return target
+            except OSError as exc:  # removed meanwhile, or a full disk: fetched again below
+                log.info("part %s not taken from production %s: %s", child.id, redo_of, exc.strerror or exc)
         await self._download(item, target)
         return target
 

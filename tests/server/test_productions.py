@@ -394,6 +394,27 @@ async def test_redo_part_renders_one_part_again_and_reassembles(client: Client, 
     assert refused.is_error and "has parts 1 to 6" in text_of(refused)
 
 
+async def test_a_production_s_parts_are_kept_for_redo_part_then_removed(
+    settings: ServerSettings, fake_fal: FakeFal
+) -> None:
+    settings = settings.model_copy(update={"wait_s": 60, "production_keep_s": 1.0})  # downloads: never
+    async with Client(server(settings), mode="auto") as client:
+        first = await produce(client, script=BOOK, delivery="audiobook")
+        work = settings.data_dir / "productions" / first["job_id"]
+        assert len(list((work / "parts").iterdir())) == 6 and not (work / "render").exists()
+        fetched = len(fake_fal.requests_of("file"))
+        result = await client.call_tool("redo_part", {"job_id": first["job_id"], "part": 3})
+        assert body_of(result)["status"] == "completed", text_of(result)
+        assert len(fake_fal.requests_of("file")) == fetched + 1  # the new take only: the others are the kept ones
+    await anyio.sleep(1.2)
+    async with Client(server(settings), mode="auto") as client:  # a start-up removes what is past its keep time
+        assert not work.exists() and list((settings.data_dir / "productions").iterdir()) == []
+        fetched = len(fake_fal.requests_of("file"))
+        result = await client.call_tool("redo_part", {"job_id": first["job_id"], "part": 3})
+        assert body_of(result)["status"] == "completed", text_of(result)  # the parts fetched again from their jobs
+        assert len(fake_fal.requests_of("file")) == fetched + 6
+
+
 async def test_a_part_with_an_unknown_outcome_stops_the_production_and_redo_part_finishes_it(
     client: Client, fake_fal: FakeFal
 ) -> None:
