@@ -1,12 +1,14 @@
 """A production's finishing: its speech parts (files) and pauses become the finished piece.
 
-Per chapter the parts are joined in order with a short gap (pauses as silence); then
-podcast/broadcast/none: chapters joined, the music bed mixed under (ducked, looped or cut,
-faded), mastered to the delivery's loudness; audiobook: each chapter conformed (room tone,
-RMS, peak, 192 kb/s CBR MP3). Chapters are embedded and written as Podcasting 2.0 JSON, one
-file per chapter is cut from the finished file, subtitles are timed from the parts' own text
-(`core.script.subtitle_segments`: no transcription), and the delivery report is measured on
-the encoded file. Runs in a worker thread; memory stays flat with length (the engine streams).
+Per chapter the parts follow in order with a short gap (pauses as silence). podcast/broadcast/
+none: each chapter joined, chapters joined, the music bed mixed under (ducked, looped or cut,
+faded), mastered to the delivery's loudness, one file per chapter cut from it by packet copy.
+audiobook: each chapter conformed straight from its parts' files (room tone, RMS, peak,
+192 kb/s CBR MP3) as soon as they are in, and the book made of the chapter files' packets.
+Chapters are embedded and written as Podcasting 2.0 JSON, subtitles are timed from the parts'
+own text (`core.script.subtitle_segments`: no transcription), and the delivery report is
+measured on the encoded file. Runs in a worker thread; memory stays flat with length (the
+engine streams).
 """
 
 from __future__ import annotations
