@@ -258,6 +258,13 @@ class ServerSettings(BaseSettings):
         description="HTTP mode: the longest wait for the next piece of a request body the server reads (an upload, "
         "a webhook); a body that stops coming is answered 408 and its connection freed",
     )
+    production_keep_s: float = Field(
+        7 * 24 * 3600.0,
+        gt=0,
+        description="how long a finished production's working files (its downloaded parts and music bed, under "
+        "the data dir's productions/) are kept for redo_part, in seconds after it finished; then they are removed "
+        "(at start-up and whenever a production ends) and a redo fetches each part again from its job's result",
+    )
     upload_keep_s: float = Field(
         24 * 3600.0,
         gt=0,

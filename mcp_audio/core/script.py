@@ -65,6 +65,8 @@ class Speech:
 
     `text` is whitespace-normalised (lines joined by one space) and keeps allowed cues and
     escapes resolved; `lines` maps offsets in `text` to script lines: (offset, line) pairs.
+    `speaker` is the `voices` key; `name` the speaker as the script wrote it ("Dr. Ada" for the
+    key "ada"; None for narrator text), which subtitles show.
     """
 
     speaker: str
@@ -72,6 +74,7 @@ class Speech:
     line: int
     paragraph: int
     lines: tuple[tuple[int, int], ...] = ()
+    name: str | None = None
 
     def line_at(self, offset: int) -> int:
         """The script line of the character at `offset` in `text`."""
@@ -232,12 +235,13 @@ def parse_script(
             return
         p, para = para, None
         first_line, first = p.chunks[0]
-        speaker = NARRATOR
+        speaker, name = NARRATOR, None
         match = _SPEAKER.match(first)
         if first.startswith("\\") and _SPEAKER.match(first[1:]):
             p.chunks[0] = (first_line, first[1:])
         elif match is not None and len(match.group(1).split()) <= 3:
-            speaker = _resolve_speaker(match.group(1).strip(), voices, first_line)
+            name = " ".join(match.group(1).split())
+            speaker = _resolve_speaker(name, voices, first_line)
             p.chunks[0] = (first_line, first[match.end() :])
         else:
             speaker = _resolve_speaker(NARRATOR, voices, first_line) if voices is not None else NARRATOR
@@ -251,7 +255,7 @@ def parse_script(
             nonlocal text, lines, spoke
             joined = " ".join(text).strip()
             if joined:
-                elements.append(Speech(speaker, joined, start_line, paragraph_no, tuple(lines)))
+                elements.append(Speech(speaker, joined, start_line, paragraph_no, tuple(lines), name))
                 spoke = True
             text, lines = [], []
 
@@ -408,7 +412,7 @@ class Part:
     `text` is the script's words (allowed cues kept), `spoken` what is sent (lexicon applied),
     `subtitle` what subtitles show (cues removed). `previous_text`/`next_text` are the spoken
     text of the same speaker's neighbouring parts in the same chapter (None at the edges), for
-    models with continuity inputs.
+    models with continuity inputs. `name`: the speaker as the script wrote it (see `Speech`).
     """
 
     index: int
@@ -420,6 +424,12 @@ class Part:
     paragraph: int
     previous_text: str | None = None
     next_text: str | None = None
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The speaker as subtitles show it: the script's spelling, else the `voices` key."""
+        return self.name or self.speaker
 
     @property
     def subtitle(self) -> str:
@@ -516,7 +526,7 @@ def plan_parts(
                 continue
             limit = _limit_for(el.speaker, max_chars)
             for text, spoken, line in split_speech(el, limit, lex):
-                items.append(Part(0, ci, el.speaker, text, spoken, line, el.paragraph))
+                items.append(Part(0, ci, el.speaker, text, spoken, line, el.paragraph, name=el.name))
     parts = [p for p in items if isinstance(p, Part)]
     linked: dict[int, Part] = {}
     for i, part in enumerate(parts):
@@ -532,6 +542,7 @@ def plan_parts(
             part.paragraph,
             prev.spoken if prev else None,
             nxt.spoken if nxt else None,
+            part.name,
         )
     return [linked[id(x)] if isinstance(x, Part) else x for x in items]
 
@@ -577,7 +588,7 @@ def timed_sentences(part: Part, start_s: float, duration_s: float) -> list[Timed
                 round(start_s + duration_s * lo / total, 3),
                 round(start_s + duration_s * hi / total, 3),
                 text[a:b],
-                part.speaker,
+                part.label,
             )
         )
     return out

@@ -93,7 +93,10 @@ async def open_engine(
             uploads = open_uploads(settings) if transport == "http" else None
             pipeline = CallPipeline(store, runner, uploads, fetch_policy(settings))
             # Registered before unfinished jobs are re-attached: a production resumes with them.
-            productions = Productions(store, runner, pipeline, catalog, saver, settings.data_dir / "productions")
+            productions = Productions(
+                store, runner, pipeline, catalog, saver, settings.data_dir / "productions", settings.production_keep_s
+            )
+            await productions.sweep()  # finished productions' working files past MCP_AUDIO_PRODUCTION_KEEP_S
             await runner.beat()  # this process's lease, before it starts or adopts any job
             if resumed := await runner.adopt_unfollowed():
                 log.info("re-attached to %d unfinished job(s)", resumed)

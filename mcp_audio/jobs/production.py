@@ -14,8 +14,10 @@ like every output.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -51,6 +53,7 @@ from mcp_audio.store import LOCAL_PRINCIPAL, LOG_TAIL, Job, JobStore
 if TYPE_CHECKING:  # the audio engine (numpy, PyAV) is imported when a production first renders
     import httpx
 
+    from mcp_audio.files.marking import Origin
     from mcp_audio.post.production import Assembled, ChapterAudio, Piece
 
 __all__ = ["Productions"]
@@ -64,6 +67,25 @@ CONTENT_TYPES = {
     "wav": "audio/wav",
     "flac": "audio/flac",
 }
+
+
+ORPHAN_GRACE_S = 3600.0
+"""A production folder with no job row is removed only once this old (its row may be on its way)."""
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """`target` as a hard link to `source` (no copy of the bytes), or a copy across file systems;
+    it appears only when complete."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class _Stop(McpAudioError):
@@ -81,6 +103,7 @@ class Productions:
         catalog: Catalog,
         saver: OutputSaver | None,
         work_root: Path,
+        keep_s: float = 7 * 24 * 3600.0,
     ) -> None:
         self._store = store
         self._runner = runner
@@ -88,6 +111,7 @@ class Productions:
         self._catalog = catalog
         self._saver = saver
         self._work_root = work_root
+        self._keep_s = keep_s
         self._slots: dict[str, anyio.Semaphore] = {}
         self._render = anyio.Semaphore(2)  # chapters rendered side by side, at most two (encoding is CPU-bound)
         self._http: httpx.AsyncClient | None = None
@@ -96,6 +120,31 @@ class Productions:
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()
+
+    async def sweep(self) -> int:
+        """Remove the working folders (downloaded parts, music bed) of productions that finished
+        more than `keep_s` ago, and of productions whose row is gone; an unfinished one (it may be
+        resumed) and a folder made in the last hour (its row may be being written) are kept.
+        Returns how many were removed. The saved outputs are not touched."""
+        if not self._work_root.is_dir():
+            return 0
+        removed, now = 0, time.time()
+        for folder in sorted(self._work_root.iterdir()):
+            try:
+                if not folder.is_dir():
+                    continue
+                job = await self._store.get_job(folder.name)
+                if job is None and now - folder.stat().st_mtime < ORPHAN_GRACE_S:
+                    continue
+                if job is not None and (not job.finished or now - (job.finished_at or now) < self._keep_s):
+                    continue
+                await anyio.to_thread.run_sync(shutil.rmtree, folder)
+                removed += 1
+            except OSError as exc:
+                log.warning("production folder %s not removed: %s", folder.name, exc.strerror or exc)
+        if removed:
+            log.info("removed %d finished production folder(s) past their keep time", removed)
+        return removed
 
     # --- starting -------------------------------------------------------------------------
 
@@ -256,8 +305,6 @@ class Productions:
             raise InvalidArguments(str(exc).replace("`music_url`", "`music`")) from exc
         local = request.local["music"]
         handle, name = tempfile.mkstemp(prefix="mcp-audio-bed-", suffix=local.path.suffix or ".audio")
-        import os
-
         os.close(handle)
         shutil.copyfile(local.path, name)
         if local.temporary:
@@ -277,6 +324,13 @@ class Productions:
                     log.warning("production %s: part job %s not cancelled: %s", job.id, child.id, exc)
 
     async def run(self, job_id: str) -> None:
+        try:
+            await self._run(job_id)
+        finally:  # chapters are rendered again on a resume or a redo: only the parts and bed are kept
+            shutil.rmtree(self._work_root / job_id / "render", ignore_errors=True)
+        await self.sweep()
+
+    async def _run(self, job_id: str) -> None:
         job = await self._require(job_id)
         plan = Plan.model_validate(job.body["plan"])
         state: dict[str, Any] = dict(job.handle)
@@ -311,10 +365,14 @@ class Productions:
         assembled = await anyio.to_thread.run_sync(
             self._assemble, plan, files, work, music[0] if music else None, rendered
         )
-        ingredients = [files[index] for index in sorted(files)] + music[:1]  # what its credentials name
-        result = await anyio.to_thread.run_sync(self._result, job, plan, assembled, state, ingredients)
+        # What the credentials name: the whole, every part (and the bed); a chapter file, its own parts.
+        ingredients = [files[index] for index in sorted(files)] + music[:1]
+        chapters = [
+            [files[item.as_part().index] for item in plan.parts if item.chapter == ci] + music[:1]
+            for ci in range(len(plan.chapters))
+        ]
+        result = await self._result(job, plan, assembled, state, ingredients, chapters)
         await self._store.complete(job_id, result, owner=self._runner.owner)
-        shutil.rmtree(work / "render", ignore_errors=True)
 
     async def _part(
         self,
@@ -354,7 +412,7 @@ class Productions:
             if child.state != "completed" or child.result is None:
                 stops.append(self._stop_message(job.id, where, part.index + 1, child))
                 return
-            files[part.index] = await self._local_copy(child, job.id)
+            files[part.index] = await self._local_copy(child, job)
         except McpAudioError as exc:
             stops.append(
                 f'{where} could not be made: {exc} Call redo_part(job_id="{job.id}", part={part.index + 1}) '
@@ -386,7 +444,7 @@ class Productions:
             if child.state != "completed" or child.result is None:
                 stops.append(f"The music bed ({capability.name}, job {child_id}) {child.state}: {child.error}")
                 return
-            path = await self._local_copy(child, job.id)
+            path = await self._local_copy(child, job)
             target = self._work_root / job.id / f"music{path.suffix}"
             shutil.copyfile(path, target)
             found.append(target)
@@ -425,9 +483,10 @@ class Productions:
         await self._store.record_progress(job_id, "running", None, logs[-LOG_TAIL:])
         await self._runner.notify(job_id, line)
 
-    async def _local_copy(self, child: Job, production: str) -> Path:
+    async def _local_copy(self, child: Job, production: Job) -> Path:
         """A finished child's audio on this machine: its saved copy, or downloaded once into the
-        production's folder (a restart finds it there)."""
+        production's folder (a restart finds it there; a redo finds the old production's copy
+        while that is kept, MCP_AUDIO_PRODUCTION_KEEP_S, and links it into its own)."""
         assert child.result is not None
         audio = [f for f in child.result.files if (f.content_type or "audio/").startswith("audio/")]
         if not audio:
@@ -436,9 +495,17 @@ class Productions:
         if item.path is not None and Path(item.path).is_file():
             return Path(item.path)
         suffix = Path(item.file_name or "").suffix or ".audio"
-        target = self._work_root / production / "parts" / f"{child.id}{suffix}"
+        target = self._work_root / production.id / "parts" / f"{child.id}{suffix}"
         if target.is_file():
             return target
+        redo_of = production.body.get("redo_of")
+        earlier = self._work_root / str(redo_of) / "parts" / target.name if redo_of else None
+        if earlier is not None and earlier.is_file():
+            try:
+                await anyio.to_thread.run_sync(_link_or_copy, earlier, target)
+                return target
+            except OSError as exc:  # removed meanwhile, or a full disk: fetched again below
+                log.info("part %s not taken from production %s: %s", child.id, redo_of, exc.strerror or exc)
         await self._download(item, target)
         return target
 
@@ -493,43 +560,56 @@ class Productions:
             music=music,
             title=plan.title,
             rendered=rendered,
+            defer_report=True,  # measured while the other files are saved
         )
 
-    def _result(
-        self, job: Job, plan: Plan, done: Assembled, state: dict[str, Any], ingredients: list[Path]
+    async def _result(
+        self,
+        job: Job,
+        plan: Plan,
+        done: Assembled,
+        state: dict[str, Any],
+        ingredients: list[Path],
+        by_chapter: list[list[Path]],
     ) -> JobResult:
-        if self._saver is None:
+        saver = self._saver
+        if saver is None:
             raise McpAudioError("this server has no output folder to save the production in")
-        index = 0
 
-        # The audio's Content Credentials: an edit of every part (and the bed), each an ingredient.
-        origin = edit_origin(ingredients, "production")
-        sidecars: list[OutputFile] = []
+        # (index, file, type, what made it): the index orders the result (and names the file).
+        def save(items: list[tuple[int, Path, str, Origin | None]]) -> dict[int, list[OutputFile]]:
+            return {i: saver.save_bytes(PRODUCE_TOOL, job.id, i, path, kind, origin) for i, path, kind, origin in items}
 
-        def save(path: Path, content_type: str, *, audio: bool = False) -> OutputFile:
-            nonlocal index
-            assert self._saver is not None
-            saved, *sidecar = self._saver.save_bytes(
-                PRODUCE_TOOL, job.id, index, path, content_type, origin if audio else None
-            )
-            sidecars.extend(sidecar)
-            index += 1
-            return saved
-
-        files = [save(done.audio, CONTENT_TYPES[plan.format], audio=True)]
-        files.append(save(done.subtitles["srt"], "application/x-subrip"))
-        files.append(save(done.subtitles["vtt"], "text/vtt"))
+        rest: list[tuple[int, Path, str, Origin | None]] = [
+            (1, done.subtitles["srt"], "application/x-subrip", None),
+            (2, done.subtitles["vtt"], "text/vtt", None),
+        ]
         if done.chapters_json is not None:
-            files.append(save(done.chapters_json, "application/json+chapters"))
+            rest.append((3, done.chapters_json, "application/json+chapters", None))
         chapter_type = CONTENT_TYPES["m4a" if plan.format == "m4b" else plan.format]
-        chapters = []
-        for mark, path in zip(done.marks, done.chapter_files, strict=False):
-            saved = save(path, chapter_type, audio=True)  # listed short: the book's entry has the full details
-            files.append(
-                saved.model_copy(update={"file_uri": None, "sha256": None, "sample_rate": None, "channels": None})
-            )
-            chapters.append({"title": mark.title, "start_s": round(mark.start_s, 3), "end_s": round(mark.end_s, 3)})
-        report = done.report
+        for ci, path in enumerate(done.chapter_files):
+            parts = by_chapter[ci] if ci < len(by_chapter) and by_chapter[ci] else ingredients
+            rest.append((len(rest) + 1, path, chapter_type, edit_origin(parts, "production")))
+        # The whole file is measured (one decoding pass) while the other files are saved and signed;
+        # it is saved itself once measured (signing rewrites it).
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, done.measure)
+            saved = await anyio.to_thread.run_sync(save, rest)
+        whole: list[tuple[int, Path, str, Origin | None]] = [
+            (0, done.audio, CONTENT_TYPES[plan.format], edit_origin(ingredients, "production"))
+        ]
+        saved |= await anyio.to_thread.run_sync(save, whole)
+        files = [saved[i][0] for i in sorted(saved)]
+        sidecars = [extra for i in sorted(saved) for extra in saved[i][1:]]
+        short = {"file_uri": None, "sha256": None, "sample_rate": None, "channels": None}
+        for i in range(1, len(files)):  # listed short: the main file's entry has the full details
+            marked = files[i].credentials  # the same as the main file's, unless signing failed
+            files[i] = files[i].model_copy(update=short | {"credentials": marked if marked and marked.error else None})
+        chapters = [
+            {"title": mark.title, "start_s": round(mark.start_s, 3), "end_s": round(mark.end_s, 3)}
+            for mark, _ in zip(done.marks, done.chapter_files, strict=False)
+        ]
+        report = done.measure()
         failed = [r for r in report.rules if not r.passed]
         # Passed rules say what was measured; failed ones also the target and why.
         rules = [

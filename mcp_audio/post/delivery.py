@@ -23,7 +23,7 @@ Definitions (all on the decoded samples of the file as written, every channel po
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,9 +181,10 @@ def _hops(blocks: Iterator[Block], rate: int) -> Iterator[Block]:
         yield carry
 
 
-def _scan(path: Path, rate: int, channels: int, meter: LoudnessMeter | None) -> _Scan:
+def _scan(blocks: Iterator[Block], rate: int, channels: int, meter: LoudnessMeter | None) -> _Scan:
+    """Per-hop power and peak of a block stream (`meter`, if any, fed on the way)."""
     scan = _Scan(rate, max(1, round(rate * HOP_S)))
-    for block in _hops(iter_blocks(path, sample_rate=rate, channels=channels, max_duration_s=LIMIT), rate):
+    for block in _hops(blocks, rate):
         if meter is not None:
             meter.add(block)
         n = block.shape[1]
@@ -198,17 +199,21 @@ def _scan(path: Path, rate: int, channels: int, meter: LoudnessMeter | None) -> 
     return scan
 
 
-def _mp3_bitrates(path: Path) -> set[int]:
-    """The bit rate (kb/s) in the header of every MPEG-1 Layer III frame."""
-    import av
+def _decoded(path: Path, rate: int, channels: int, on_packet: Callable[[Any], None] | None = None) -> Iterator[Block]:
+    return iter_blocks(path, sample_rate=rate, channels=channels, max_duration_s=LIMIT, on_packet=on_packet)
 
-    rates: set[int] = set()
-    with av.open(str(path)) as container:
-        for packet in container.demux(container.streams.audio[0]):
-            data = bytes(packet)
-            if len(data) >= 3 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0:
-                rates.add(MP3_BITRATES[data[2] >> 4] if data[2] >> 4 < len(MP3_BITRATES) else -1)
-    return rates
+
+class _Mp3Rates:
+    """Collects the bit rate (kb/s) in the header of every MPEG-1 Layer III frame, packet by
+    packet while the file is decoded for measuring (one pass, not two)."""
+
+    def __init__(self) -> None:
+        self.rates: set[int] = set()
+
+    def __call__(self, packet: Any) -> None:
+        head = bytes(memoryview(packet)[:3])
+        if len(head) == 3 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+            self.rates.add(MP3_BITRATES[head[2] >> 4] if head[2] >> 4 < len(MP3_BITRATES) else -1)
 
 
 def _range_rule(name: str, value: float, lo: float, hi: float, unit: str, chapter: str | None, why: str) -> RuleResult:
@@ -273,7 +278,8 @@ def measure(path: Path, delivery: str | Delivery, *, chapters: Sequence[ChapterM
     src = probe(path, max_duration_s=DEFAULT_MAX_DURATION_S)
     channels = min(src.channels, 2)
     meter = LoudnessMeter(src.sample_rate, channels) if d.loudness_lufs is not None else None
-    scan = _scan(path, src.sample_rate, channels, meter)
+    mp3 = _Mp3Rates() if d.mp3_kbps is not None and src.format == "mp3" else None
+    scan = _scan(_decoded(path, src.sample_rate, channels, mp3), src.sample_rate, channels, meter)
     if meter is not None and d.loudness_lufs is not None:
         result = meter.result()
         lufs = result.integrated_lufs if result.integrated_lufs is not None else -70.0
@@ -298,8 +304,8 @@ def measure(path: Path, delivery: str | Delivery, *, chapters: Sequence[ChapterM
         ok = src.sample_rate == d.sample_rate
         reason = None if ok else f"the file is {src.sample_rate} Hz; resample (conform does)"
         rules.append(RuleResult("sample_rate", f"{d.sample_rate} Hz", src.sample_rate, ok, reason))
-    if d.mp3_kbps is not None and src.format == "mp3":
-        rates = _mp3_bitrates(path)
+    if d.mp3_kbps is not None and mp3 is not None:
+        rates = mp3.rates
         ok = rates == {d.mp3_kbps}
         shown = ",".join(str(r) for r in sorted(rates))
         reason = None if ok else f"frames at {shown} kb/s; encode at {d.mp3_kbps} kb/s constant bit rate"
@@ -309,18 +315,24 @@ def measure(path: Path, delivery: str | Delivery, *, chapters: Sequence[ChapterM
 
 # --- conforming -----------------------------------------------------------------------------
 
+Source = Path | float
+"""A piece of an audiobook chapter: an audio file, or seconds of silence."""
+
 
 @dataclass(frozen=True)
 class Conformed:
-    """A conformed file, its chapters (audiobook: where each input landed) and its report."""
+    """A conformed file, its chapters (audiobook: where each input landed) and its report.
+    `placed` (audiobook): per chapter, where each of its sources is in the output, as
+    (start_s, duration_s) (a source cut with the chapter's edges: the part that is kept)."""
 
     rendered: ops.Rendered
     chapters: tuple[ChapterMark, ...]
     report: DeliveryReport
+    placed: tuple[tuple[tuple[float, float], ...], ...] = ()
 
 
 def conform(
-    inputs: Path | Sequence[Path],
+    inputs: Path | Sequence[Path | Sequence[Source]],
     output: Path,
     delivery: str,
     *,
@@ -328,29 +340,36 @@ def conform(
     format: str | None = None,
     codec: str | None = None,
     max_renders: int = 4,
+    gap_s: float = 0.0,
 ) -> Conformed:
     """Write `output` meeting `delivery`, measured on the encoded file, with its report.
 
     podcast/broadcast: one input, through `ops.master` (BS.1770 gain, true-peak limiter, checked
     on the encoded file and rendered again with more margin if the codec broke the ceiling).
-    audiobook: one input per chapter, joined in order; each chapter's silence at the edges is
-    replaced by `AUDIOBOOK_HEAD_S`/`AUDIOBOOK_TAIL_S` of digital silence, its gain set for
-    `AUDIOBOOK_RMS_DB` and its peaks limited under the ceiling; MP3 at 192 kb/s CBR.
+    audiobook: one input per chapter, joined in order; a chapter is a file, or its pieces in
+    order (files and silences, `gap_s` of silence between two), decoded straight into the render
+    (no joined copy is written). Each chapter's silence at the edges is replaced by
+    `AUDIOBOOK_HEAD_S`/`AUDIOBOOK_TAIL_S` of digital silence, its gain set for `AUDIOBOOK_RMS_DB`
+    and its peaks limited under the ceiling; MP3 at 192 kb/s CBR.
     none: one input, encoded as is (`ops.trim` with no cut). A rule that cannot be met (e.g. a
     noise floor the recording does not have) is reported as failed, with its reason.
     """
     d = get_delivery(delivery)
-    paths = [inputs] if isinstance(inputs, Path) else list(inputs)
-    if not paths:
+    given = [inputs] if isinstance(inputs, Path) else list(inputs)
+    chapters: list[list[Source]] = [[item] if isinstance(item, Path) else list(item) for item in given]
+    if not chapters:
         raise PostError("conform needs at least one input")
-    if titles is not None and len(titles) != len(paths):
-        raise PostError(f"titles: {len(titles)} given for {len(paths)} inputs")
-    if d.rms_db is None and len(paths) != 1:
-        raise PostError(f"the {d.name} delivery takes one input; join the parts first")
+    if titles is not None and len(titles) != len(chapters):
+        raise PostError(f"titles: {len(titles)} given for {len(chapters)} inputs")
+    if d.rms_db is not None:
+        return _audiobook(chapters, output, d, titles, format, codec, max_renders, gap_s)
+    single = chapters[0][0]
+    if len(chapters) != 1 or len(chapters[0]) != 1 or not isinstance(single, Path):
+        raise PostError(f"the {d.name} delivery takes one input file; join the parts first")
     if d.loudness_lufs is not None and d.true_peak_db is not None:
         tolerance = min(0.35, d.loudness_tolerance * 0.7)
         rendered = ops.master(
-            paths[0],
+            single,
             output,
             loudness_lufs=d.loudness_lufs,
             true_peak_db=d.true_peak_db,
@@ -360,58 +379,105 @@ def conform(
             tolerance_lu=tolerance,
             max_renders=max_renders,
         )
-        marks: tuple[ChapterMark, ...] = ()
-    elif d.rms_db is not None:
-        rendered, marks, report = _audiobook(paths, output, d, titles, format, codec, max_renders)
-        return Conformed(rendered, marks, report)  # measured on the file as written, in its last render
     else:
-        rendered = ops.trim(paths[0], output, fade_s=0.0, format=format, codec=codec)
-        marks = ()
+        rendered = ops.trim(single, output, fade_s=0.0, format=format, codec=codec)
+    marks: tuple[ChapterMark, ...] = ()
     return Conformed(rendered, marks, measure(rendered.path, d, chapters=marks or None))
 
 
 @dataclass
 class _Chapter:
-    path: Path
+    sources: list[Path | int]  # files, and silences in samples
+    gap: int  # samples of silence between two sources
     title: str
+    spans: list[tuple[int, int]]  # (start, length) of each source in the chapter, in samples
     keep: tuple[int, int]  # samples of the input kept: first sound to last sound
     power: float  # mean power of the kept samples
     gain_db: float = 0.0
 
 
-def _analyse_chapter(path: Path, title: str, rate: int, channels: int) -> _Chapter:
-    scan = _scan(path, rate, channels, None)
+def _silence(n: int, channels: int) -> Iterator[Block]:
+    for start in range(0, n, BLOCK_SIZE):
+        yield np.zeros((channels, min(BLOCK_SIZE, n - start)), dtype=np.float32)
+
+
+def _chapter_blocks(
+    sources: Sequence[Path | int], gap: int, rate: int, channels: int, spans: list[tuple[int, int]] | None = None
+) -> Iterator[Block]:
+    """A chapter's sources decoded one after another, `gap` silent samples between two; each
+    source's (start, length) appended to `spans` as it ends."""
+    at = 0
+    for i, source in enumerate(sources):
+        if i and gap:
+            yield from _silence(gap, channels)
+            at += gap
+        start = at
+        blocks = _silence(source, channels) if isinstance(source, int) else _decoded(source, rate, channels)
+        for block in blocks:
+            at += block.shape[1]
+            yield block
+        if spans is not None:
+            spans.append((start, at - start))
+
+
+def _analyse_chapter(sources: list[Path | int], gap: int, title: str, rate: int, channels: int) -> _Chapter:
+    spans: list[tuple[int, int]] = []
+    scan = _scan(_chapter_blocks(sources, gap, rate, channels, spans), rate, channels, None)
     power, _ = scan.arrays()
     sound = np.flatnonzero(power > 10.0 ** (SOUND_DB / 10.0))
     if sound.size == 0:
-        raise PostError(f"{path.name}: no sound above {SOUND_DB:g} dBFS; nothing to conform")
+        named = ", ".join(s.name for s in sources if isinstance(s, Path)) or "silence"
+        raise PostError(f"{named[:200]}: no sound above {SOUND_DB:g} dBFS; nothing to conform")
     a, b = int(sound[0]) * scan.hop, min(scan.samples, (int(sound[-1]) + 1) * scan.hop)
     kept = power[sound[0] : sound[-1] + 1]
-    return _Chapter(path, title, (a, b), float(kept.mean()))
+    return _Chapter(sources, gap, title, spans, (a, b), float(kept.mean()))
+
+
+def _placed(ch: _Chapter, start: int, head: int, rate: int) -> tuple[tuple[float, float], ...]:
+    """Where each source of `ch` is in the output (seconds), the chapter starting at `start`."""
+    out = []
+    for a, n in ch.spans:
+        lo, hi = max(a, ch.keep[0]), min(a + n, ch.keep[1])
+        at = start + head + lo - ch.keep[0]
+        out.append((round(at / rate, 4), round(max(0, hi - lo) / rate, 4)))
+    return tuple(out)
 
 
 def _audiobook(
-    paths: list[Path],
+    inputs: list[list[Source]],
     output: Path,
     d: Delivery,
     titles: Sequence[str] | None,
     format: str | None,
     codec: str | None,
     max_renders: int,
-) -> tuple[ops.Rendered, tuple[ChapterMark, ...], DeliveryReport]:
+    gap_s: float,
+) -> Conformed:
     assert d.peak_db is not None and d.sample_rate is not None
     output, spec = resolve_output(output, format, codec)
-    for p in paths:
+    files = [p for chapter in inputs for p in chapter if isinstance(p, Path)]
+    if not files:
+        raise PostError("conform needs at least one input file")
+    for p in files:
         if p.resolve() == output.resolve():
             raise PostError(f"{output.name}: the output would overwrite an input; choose another output path")
     rate = output_rate(spec, d.sample_rate)
-    channels = min(2, max(probe(p).channels for p in paths))
+    channels = min(2, max(probe(p).channels for p in files))
     bitrate = d.mp3_kbps * 1000 if spec.name == "mp3" and d.mp3_kbps else None
     head, tail = round(AUDIOBOOK_HEAD_S * rate), round(AUDIOBOOK_TAIL_S * rate)
+    gap = round(max(0.0, gap_s) * rate)
     chapters = [
-        _analyse_chapter(p, titles[i] if titles else f"Chapter {i + 1}", rate, channels) for i, p in enumerate(paths)
+        _analyse_chapter(
+            [s if isinstance(s, Path) else round(max(0.0, s) * rate) for s in sources],
+            gap,
+            titles[i] if titles else f"Chapter {i + 1}",
+            rate,
+            channels,
+        )
+        for i, sources in enumerate(inputs)
     ]
     marks: list[ChapterMark] = []
+    placed: list[tuple[tuple[float, float], ...]] = []
     pos = 0
     for ch in chapters:
         n = ch.keep[1] - ch.keep[0]
@@ -419,6 +485,7 @@ def _audiobook(
         # padding is silent: the chapter's mean power is the kept part's, diluted by the padding
         ch.gain_db = AUDIOBOOK_RMS_DB - 10.0 * math.log10(ch.power * n / total)
         marks.append(ChapterMark(ch.title, pos / rate, (pos + total) / rate))
+        placed.append(_placed(ch, pos, head, rate))
         pos += total
     if pos > DEFAULT_MAX_DURATION_S * rate:  # on the decoded lengths, not the headers'
         raise PostError(f"the chapters come to {pos / rate:.0f} s; the limit is {DEFAULT_MAX_DURATION_S:.0f} s")
@@ -430,14 +497,15 @@ def _audiobook(
             yield np.zeros((channels, head), dtype=np.float32)
             gain = np.float32(db_to_gain(ch.gain_db))
             at = 0
-            for block in iter_blocks(ch.path, sample_rate=rate, channels=channels, max_duration_s=LIMIT):
+            for block in _chapter_blocks(ch.sources, ch.gap, rate, channels):
                 a, b = max(ch.keep[0], at), min(ch.keep[1], at + block.shape[1])
                 if b > a:
                     yield limiter.process(block[:, a - at : b - at] * gain)
                 at += block.shape[1]
+                if at >= ch.keep[1]:
+                    break  # the rest is the silence the tail replaces
             yield limiter.flush()
-            for start in range(0, tail, BLOCK_SIZE):
-                yield np.zeros((channels, min(BLOCK_SIZE, tail - start)), dtype=np.float32)
+            yield from _silence(tail, channels)
 
     rendered: ops.Rendered | None = None
     report: DeliveryReport | None = None
@@ -462,4 +530,5 @@ def _audiobook(
         if not fixes:
             break
     assert rendered is not None and report is not None
-    return rendered, tuple(marks), report
+    # measured on the file as written, in its last render
+    return Conformed(rendered, tuple(marks), report, tuple(placed))

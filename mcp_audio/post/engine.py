@@ -15,7 +15,7 @@ import os
 import queue
 import threading
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -195,13 +195,19 @@ def iter_blocks(
     channels: int,
     block_size: int = BLOCK_SIZE,
     max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+    on_packet: Callable[[Any], None] | None = None,
 ) -> Iterator[Block]:
     """Decode `path` into float32 blocks, in a worker thread a few blocks ahead (see
     `decode_blocks` for the details), counted as one pass of the running render, if any (which
     raises RenderStopped here once it is stopped)."""
     blocks = prefetch(
         decode_blocks(
-            path, sample_rate=sample_rate, channels=channels, block_size=block_size, max_duration_s=max_duration_s
+            path,
+            sample_rate=sample_rate,
+            channels=channels,
+            block_size=block_size,
+            max_duration_s=max_duration_s,
+            on_packet=on_packet,
         )
     )
     return tracked(blocks, sample_rate, lambda: probe(path, max_duration_s=None).duration_s)
@@ -214,6 +220,7 @@ def decode_blocks(
     channels: int,
     block_size: int = BLOCK_SIZE,
     max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+    on_packet: Callable[[Any], None] | None = None,
 ) -> Iterator[Block]:
     """Decode `path` into float32 blocks of `block_size` samples (the last may be shorter).
 
@@ -221,7 +228,9 @@ def decode_blocks(
     stereo by duplication, more channels are downmixed by FFmpeg's matrix.
     Encoder padding is dropped: MP3 (LAME header) and Opus by FFmpeg's decoders, MP4/M4A by
     the stream duration from the edit list. Raises PostError for unreadable input, for input
-    with no samples, and when the decoded length passes `max_duration_s`.
+    with no samples, and when the decoded length passes `max_duration_s`. `on_packet` sees every
+    encoded packet as it is read (in the decoding thread): a check of the bitstream costs no second
+    pass over the file.
     """
     container = _open_input(path)
     try:
@@ -239,8 +248,17 @@ def decode_blocks(
         pending_n = 0
         total = 0
 
+        def decoded() -> Iterator[Any]:
+            if on_packet is None:
+                yield from container.decode(stream)
+                return
+            for packet in container.demux(stream):
+                if packet.size:
+                    on_packet(packet)
+                yield from packet.decode()
+
         def frames() -> Iterator[Any]:
-            for frame in container.decode(stream):
+            for frame in decoded():
                 if (
                     frame.format.name == "fltp"
                     and frame.sample_rate == sample_rate

@@ -1,12 +1,14 @@
 """A production's finishing: its speech parts (files) and pauses become the finished piece.
 
-Per chapter the parts are joined in order with a short gap (pauses as silence); then
-podcast/broadcast/none: chapters joined, the music bed mixed under (ducked, looped or cut,
-faded), mastered to the delivery's loudness; audiobook: each chapter conformed (room tone,
-RMS, peak, 192 kb/s CBR MP3). Chapters are embedded and written as Podcasting 2.0 JSON, one
-file per chapter is cut from the finished file, subtitles are timed from the parts' own text
-(`core.script.subtitle_segments`: no transcription), and the delivery report is measured on
-the encoded file. Runs in a worker thread; memory stays flat with length (the engine streams).
+Per chapter the parts follow in order with a short gap (pauses as silence). podcast/broadcast/
+none: each chapter joined, chapters joined, the music bed mixed under (ducked, looped or cut,
+faded), mastered to the delivery's loudness, one file per chapter cut from it by packet copy.
+audiobook: each chapter conformed straight from its parts' files (room tone, RMS, peak,
+192 kb/s CBR MP3) as soon as they are in, and the book made of the chapter files' packets.
+Chapters are embedded and written as Podcasting 2.0 JSON, subtitles are timed from the parts'
+own text (`core.script.subtitle_segments`: no transcription), and the delivery report is
+measured on the encoded file. Runs in a worker thread; memory stays flat with length (the
+engine streams).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 from mcp_audio.core.script import ChapterMark, Part, podcast_chapters, subtitle_segments
 from mcp_audio.post import ops
 from mcp_audio.post.chapters import embed_chapters
-from mcp_audio.post.delivery import AUDIOBOOK_HEAD_S, DeliveryReport, conform, measure
+from mcp_audio.post.delivery import DeliveryReport, Source, conform, measure
 from mcp_audio.post.engine import probe
 from mcp_audio.post.subtitles import cues_from_transcript, to_srt, to_vtt
 
@@ -54,9 +56,18 @@ class Assembled:
     marks: list[ChapterMark]
     subtitles: dict[str, Path]
     chapters_json: Path | None
-    report: DeliveryReport
+    report: DeliveryReport | None  # None until `measure` when assembled with `defer_report`
     duration_s: float
     part_times: dict[int, tuple[float, float]] = field(default_factory=dict)  # part -> (start, duration)
+    delivery: str = "none"
+    measured_marks: list[ChapterMark] = field(default_factory=list)  # the ranges the rules are checked on
+
+    def measure(self) -> DeliveryReport:
+        """The delivery report, measured on the finished file (one decoding pass). The file must
+        not be written meanwhile (it is read as it is: save it after)."""
+        if self.report is None:
+            self.report = measure(self.audio, self.delivery, chapters=self.measured_marks or None)
+        return self.report
 
 
 def _silence(path: Path, seconds: float, rate: int = 44100) -> Path:
@@ -96,39 +107,33 @@ class ChapterAudio:
 
 
 def audiobook_chapter(pieces: Sequence[Piece], index: int, title: str, work: Path, format: str) -> ChapterAudio:
-    """Join and conform one chapter (room tone, RMS, peak; 192 kb/s CBR MP3), as soon as its parts
-    are in: a production renders finished chapters while later parts are still being spoken."""
+    """Conform one chapter (room tone, RMS, peak; 192 kb/s CBR MP3) straight from its parts'
+    files, as soon as they are in: a production renders finished chapters while later parts are
+    still being spoken. No joined copy is written: the parts are decoded into the render."""
     work.mkdir(parents=True, exist_ok=True)
     fmt = "m4a" if format == "m4b" else format
-    joined, times = _chapter(pieces, work / f"chapter-{index + 1}.wav", work)
-    done = conform([joined], work / f"chapter-{index + 1:02d}.{fmt}", "audiobook", titles=[title], format=fmt)
-    lead = _first_sound_s(joined)  # conform replaces the silence before the first word with room tone
-    shifted = {i: (start - lead + AUDIOBOOK_HEAD_S, d) for i, (start, d) in times.items()}
-    joined.unlink(missing_ok=True)
-    return ChapterAudio(done.rendered.path, done.rendered.duration_s, shifted)
+    # a pause stands in for the gaps around it
+    sources: list[Source] = [p.path if p.path is not None else max(0.05, p.seconds - 2 * PART_GAP_S) for p in pieces]
+    done = conform(
+        [sources], work / f"chapter-{index + 1:02d}.{fmt}", "audiobook", titles=[title], format=fmt, gap_s=PART_GAP_S
+    )
+    times = {p.part.index: done.placed[0][i] for i, p in enumerate(pieces) if p.part is not None}
+    return ChapterAudio(done.rendered.path, done.rendered.duration_s, times)
 
 
-def _first_sound_s(path: Path) -> float:
-    from mcp_audio.post.delivery import SOUND_DB
-    from mcp_audio.post.engine import iter_blocks
-
-    at, threshold = 0, 10.0 ** (SOUND_DB / 20.0)
-    info = probe(path, max_duration_s=None)
-    for block in iter_blocks(path, sample_rate=info.sample_rate, channels=1, max_duration_s=None):
-        loud = (abs(block[0]) > threshold).nonzero()[0]
-        if loud.size:
-            return (at + int(loud[0])) / info.sample_rate
-        at += block.shape[1]
-    return 0.0
-
-
-def _remux(sources: Sequence[tuple[Path, float, float | None]], output: Path, fmt: str) -> None:
+def _remux(sources: Sequence[tuple[Path, float, float | None]], output: Path, fmt: str) -> list[tuple[float, float]]:
     """Copy the encoded packets of (file, from_s, to_s) ranges into one file, one after another,
-    without decoding: chapters joined into a book, or a chapter cut from one (MP3 frames, AAC)."""
+    without decoding: chapters joined into a book, or a chapter cut from one (MP3 frames, AAC).
+
+    Each range's encoder delay (priming) is decoded as sound in the middle of the joined file,
+    though its own file skips it: per range, (where its first packet is, how far its own decoded
+    timeline moved) in the joined file's decoded seconds, so marks and times stay exact."""
     import av
 
     container = {"mp3": "mp3", "m4a": "ipod"}[fmt]
     offset = 0
+    placed: list[tuple[int, int]] = []  # per range: (first packet's pts, shift of its pts) in the output
+    tb: Any = None
     with av.open(str(output), "w", format=container) as dst:
         out: Any = None
         for path, lo, hi in sources:
@@ -139,7 +144,7 @@ def _remux(sources: Sequence[tuple[Path, float, float | None]], output: Path, fm
                 tb = stream.time_base
                 assert tb is not None
                 first: int | None = None
-                last = 0
+                last = offset
                 for packet in src.demux(stream):
                     if packet.dts is None or packet.pts is None:
                         continue
@@ -152,14 +157,25 @@ def _remux(sources: Sequence[tuple[Path, float, float | None]], output: Path, fm
                     packet.dts, packet.pts = pts + (packet.dts - packet.pts), pts
                     packet.stream = out
                     dst.mux(packet)
+                start = stream.start_time or 0  # where its own decoded timeline begins
+                placed.append((offset, offset - (first or 0) + start))
                 offset = last
+    with av.open(str(output)) as joined:
+        begin = joined.streams.audio[0].start_time or 0
+    return [(max(0.0, float((at - begin) * tb)), float((shift - begin) * tb)) for at, shift in placed]
 
 
-def _join_encoded(paths: list[Path], output: Path, fmt: str) -> None:
+def _join_encoded(paths: list[Path], output: Path, fmt: str) -> list[tuple[float, float]]:
+    """Files joined end to end; per file, where it starts in the output and how far its own
+    decoded timeline moved (see `_remux`), in seconds."""
     if fmt in ("mp3", "m4a"):
-        _remux([(p, 0.0, None) for p in paths], output, fmt)
-    else:  # wav, flac: fast to write again
-        ops.join(paths, output, gap_s=0.0, format=fmt)
+        return _remux([(p, 0.0, None) for p in paths], output, fmt)
+    ops.join(paths, output, gap_s=0.0, format=fmt)  # wav, flac: fast to write again, sample-exact
+    out, at = [], 0.0
+    for p in paths:
+        out.append((at, at))
+        at += probe(p, max_duration_s=None).duration_s or 0.0
+    return out
 
 
 def _cut(source: Path, output: Path, start_s: float, end_s: float, fmt: str) -> Path:
@@ -179,10 +195,12 @@ def assemble(
     music: Path | None = None,
     title: str | None = None,
     rendered: Mapping[int, ChapterAudio] | None = None,
+    defer_report: bool = False,
 ) -> Assembled:
     """Finish a production in `work` (see the module docstring). `titles`: one per chapter (None:
     untitled; a piece with a single untitled chapter gets no chapter marks). `rendered`: audiobook
-    chapters already made by `audiobook_chapter`."""
+    chapters already made by `audiobook_chapter`. `defer_report`: an audiobook's book file is
+    measured by `Assembled.measure` later (e.g. while its chapter files are saved)."""
     work.mkdir(parents=True, exist_ok=True)
     fmt = "m4a" if format == "m4b" else format
     named = [t or ("Opening" if i == 0 else f"Chapter {i + 1}") for i, t in enumerate(titles)]
@@ -191,32 +209,33 @@ def assemble(
     offsets: list[float] = []
     local_times: list[dict[int, tuple[float, float]]] = []
     chapter_files: list[Path] = []
+    measured: list[ChapterMark] = []
+    report: DeliveryReport | None
     if delivery == "audiobook":
         done = dict(rendered or {})
         for ci in range(len(titles)):
             if ci not in done:
                 done[ci] = audiobook_chapter([p for p in pieces if p.chapter == ci], ci, named[ci], work, format)
         chapters = [done[ci] for ci in range(len(titles))]
-        _join_encoded([c.path for c in chapters], output, fmt)
-        marks, at = [], 0.0
-        for ci, chapter in enumerate(chapters):
-            marks.append(ChapterMark(named[ci], round(at, 3), round(at + chapter.duration_s, 3)))
-            offsets.append(at)
-            local_times.append(chapter.times)
-            at += chapter.duration_s
-        total = probe(output, max_duration_s=None).duration_s or at
-        marks[-1] = ChapterMark(marks[-1].title, marks[-1].start_s, round(min(total, marks[-1].end_s), 3))
-        report = measure(output, "audiobook", chapters=marks)
+        joined = _join_encoded([c.path for c in chapters], output, fmt)
+        starts = [start for start, _ in joined] + [joined[-1][1] + chapters[-1].duration_s]
+        total = probe(output, max_duration_s=None).duration_s or starts[-1]
+        starts[-1] = min(total, starts[-1])
+        marks = [ChapterMark(named[ci], round(starts[ci], 3), round(starts[ci + 1], 3)) for ci in range(len(chapters))]
+        offsets = [shift for _, shift in joined]
+        local_times = [c.times for c in chapters]
+        report = None  # measured below, once the chapters are embedded (or by the caller)
         chapter_files = [c.path for c in chapters] if has_chapters else []
-        duration = total
+        duration = starts[-1]
+        measured = marks
     else:
-        joined = []
+        speech_files = []
         for ci in range(len(titles)):
             path, times = _chapter([p for p in pieces if p.chapter == ci], work / f"chapter-{ci + 1}.wav", work)
-            joined.append(path)
+            speech_files.append(path)
             local_times.append(times)
-        durations = [probe(p, max_duration_s=None).duration_s or 0.0 for p in joined]
-        speech = ops.join(joined, work / "speech.wav", gap_s=CHAPTER_GAP_S, format="wav").path
+        durations = [probe(p, max_duration_s=None).duration_s or 0.0 for p in speech_files]
+        speech = ops.join(speech_files, work / "speech.wav", gap_s=CHAPTER_GAP_S, format="wav").path
         lead = 0.0
         if music is not None:
             speech = ops.mix(
@@ -256,7 +275,7 @@ def assemble(
     subtitles = {"srt": work / "subtitles.srt", "vtt": work / "subtitles.vtt"}
     subtitles["srt"].write_text(to_srt(cues), encoding="utf-8")
     subtitles["vtt"].write_text(to_vtt(cues), encoding="utf-8")
-    return Assembled(
+    finished = Assembled(
         audio=audio,
         chapter_files=chapter_files,
         marks=marks if has_chapters else [],
@@ -265,4 +284,9 @@ def assemble(
         report=report,
         duration_s=round(duration, 3),
         part_times=part_times,
+        delivery=delivery,
+        measured_marks=measured,
     )
+    if not defer_report:
+        finished.measure()
+    return finished

@@ -160,6 +160,24 @@ async def test_an_audiobook_of_three_chapters(client: Client, fake_fal: FakeFal)
         assert abs(got["rms"]["measured"] - rms) < 0.3, (got["rms"], rms)
         assert abs(got["peak"]["measured"] - peak) < 0.3, (got["peak"], peak)
         assert got["rms"]["passed"] == (-23 <= rms <= -18) and got["peak"]["passed"] == (peak <= -3)
+    # the book is its chapter files' frames: each chapter file's samples are found in it, just
+    # after its chapter mark (by its encoder delay at most), and the chapter's first cue starts
+    # where that chapter's first word is in the book
+    firsts = {}
+    for cue in cues:
+        at = cue.start.total_seconds()
+        [mark] = [m for m in output["chapters"] if m["start_s"] <= at < m["end_s"]]
+        firsts.setdefault(mark["title"], at)
+    for mark, item in zip(output["chapters"], kinds["audio/mpeg"][1:], strict=True):
+        alone, _ = decode(Path(item["path"]))
+        word = int(np.flatnonzero(np.abs(alone[0]) > 1e-3)[0])  # its first word, in the chapter file
+        probe = alone[0, word : word + 2048]
+        lo = round(mark["start_s"] * rate) + word - rate // 5
+        windows = np.lib.stride_tricks.sliding_window_view(samples[0, lo : lo + 2 * rate // 5 + 2048], 2048)
+        found = lo + int(np.argmin(np.max(np.abs(windows - probe), axis=1))) - word  # the file's sample 0 in the book
+        assert np.max(np.abs(samples[0, found + word : found + word + 2048] - probe)) < 1e-4
+        assert 0.0 <= found / rate - mark["start_s"] <= 0.03, (mark, found / rate)
+        assert abs(firsts[mark["title"]] - (found + word) / rate) < 0.015, (mark, firsts, (found + word) / rate)
     bitrate = next(r for r in report["rules"] if r["rule"] == "mp3_bitrate")
     assert bitrate["passed"] and mp3_bitrates(path.read_bytes()) == {192}
     for rule in report["rules"]:
@@ -242,6 +260,38 @@ async def test_a_two_host_episode_with_a_music_bed(settings: ServerSettings, fak
     assert {m.group(1) for m in speakers if m} == {"Alice", "Bob"}
     assert cues[0].content.startswith("[Alice] Welcome to the show.")
     assert cues[0].start.total_seconds() >= 1.5  # after the music's lead-in
+
+
+async def test_subtitles_name_each_speaker_as_the_script_writes_it(client: Client, fake_fal: FakeFal) -> None:
+    voices = {"dr. ada": {"tool": "kokoro_tts", "voice": "af_heart"}, "bob": {"tool": "kokoro_tts", "voice": "am_adam"}}
+    script = "Dr. Ada: Hello there.\n\nBOB: Hi, doctor.\n\nDR.  ADA: Goodbye.\n\nThe door closed."
+    body = await produce(client, script=script, voices=voices | {"narrator": {"tool": "kokoro_tts", "voice": "af_sky"}})
+    kinds = files_by_type(body)
+    import srt
+    import webvtt
+
+    cues = list(srt.parse(Path(kinds["application/x-subrip"][0]["path"]).read_text()))
+    assert [c.content for c in cues] == [
+        "[Dr. Ada] Hello there.",
+        "[BOB] Hi, doctor.",
+        "[DR. ADA] Goodbye.",
+        "[narrator] The door closed.",
+    ]
+    vtt = list(webvtt.read(kinds["text/vtt"][0]["path"]))
+    assert [(c.voice, c.text) for c in vtt] == [
+        ("Dr. Ada", "Hello there."),
+        ("BOB", "Hi, doctor."),
+        ("DR. ADA", "Goodbye."),
+        ("narrator", "The door closed."),
+    ]
+    # each spelling still speaks with its `voices` entry
+    sent = {s["prompt"]: s["voice"] for s in submits(fake_fal)}
+    assert sent == {
+        "Hello there.": "af_heart",
+        "Hi, doctor.": "am_adam",
+        "Goodbye.": "af_heart",
+        "The door closed.": "af_sky",
+    }
 
 
 async def test_the_whole_cost_is_asked_once_and_a_decline_sends_nothing(
@@ -342,6 +392,27 @@ async def test_redo_part_renders_one_part_again_and_reassembles(client: Client, 
     assert {r["rule"] for r in redo["output"]["delivery"]["rules"]} >= {"rms", "peak", "mp3_bitrate"}
     refused = await client.call_tool("redo_part", {"job_id": first["job_id"], "part": 99})
     assert refused.is_error and "has parts 1 to 6" in text_of(refused)
+
+
+async def test_a_production_s_parts_are_kept_for_redo_part_then_removed(
+    settings: ServerSettings, fake_fal: FakeFal
+) -> None:
+    settings = settings.model_copy(update={"wait_s": 60, "production_keep_s": 1.0})  # downloads: never
+    async with Client(server(settings), mode="auto") as client:
+        first = await produce(client, script=BOOK, delivery="audiobook")
+        work = settings.data_dir / "productions" / first["job_id"]
+        assert len(list((work / "parts").iterdir())) == 6 and not (work / "render").exists()
+        fetched = len(fake_fal.requests_of("file"))
+        result = await client.call_tool("redo_part", {"job_id": first["job_id"], "part": 3})
+        assert body_of(result)["status"] == "completed", text_of(result)
+        assert len(fake_fal.requests_of("file")) == fetched + 1  # the new take only: the others are the kept ones
+    await anyio.sleep(1.2)
+    async with Client(server(settings), mode="auto") as client:  # a start-up removes what is past its keep time
+        assert not work.exists() and list((settings.data_dir / "productions").iterdir()) == []
+        fetched = len(fake_fal.requests_of("file"))
+        result = await client.call_tool("redo_part", {"job_id": first["job_id"], "part": 3})
+        assert body_of(result)["status"] == "completed", text_of(result)  # the parts fetched again from their jobs
+        assert len(fake_fal.requests_of("file")) == fetched + 6
 
 
 async def test_a_part_with_an_unknown_outcome_stops_the_production_and_redo_part_finishes_it(

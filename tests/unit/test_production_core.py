@@ -94,6 +94,15 @@ def test_parse_chapters_speakers_pauses_and_lines() -> None:
     assert script.speakers == (NARRATOR, "Alice", "Bob")
 
 
+def test_a_speaker_keeps_the_script_s_spelling_and_speaks_with_its_voices_key() -> None:
+    script = parse_script("ADA: Hi.\n\nDr.  Ada: Bye.\n\nThe end.", voices=["ada", "dr. ada", NARRATOR])
+    speech = [e for e in script.chapters[0].elements if isinstance(e, Speech)]
+    assert [(s.speaker, s.name) for s in speech] == [("ada", "ADA"), ("dr. ada", "Dr. Ada"), (NARRATOR, None)]
+    parts = [p for p in plan_parts(script, 100) if isinstance(p, Part)]
+    assert [(p.speaker, p.label) for p in parts] == [("ada", "ADA"), ("dr. ada", "Dr. Ada"), (NARRATOR, NARRATOR)]
+    assert [s.speaker for p in parts for s in subtitle_segments([(p, 0.0, 1.0)])] == ["ADA", "Dr. Ada", NARRATOR]
+
+
 @pytest.mark.parametrize(
     ("script", "line", "words"),
     [
