@@ -580,25 +580,28 @@ class Productions:
         def save(items: list[tuple[int, Path, str, Origin | None]]) -> dict[int, list[OutputFile]]:
             return {i: saver.save_bytes(PRODUCE_TOOL, job.id, i, path, kind, origin) for i, path, kind, origin in items}
 
-        rest: list[tuple[int, Path, str, Origin | None]] = [
+        texts: list[tuple[int, Path, str, Origin | None]] = [
             (1, done.subtitles["srt"], "application/x-subrip", None),
             (2, done.subtitles["vtt"], "text/vtt", None),
         ]
         if done.chapters_json is not None:
-            rest.append((3, done.chapters_json, "application/json+chapters", None))
+            texts.append((3, done.chapters_json, "application/json+chapters", None))
         chapter_type = CONTENT_TYPES["m4a" if plan.format == "m4b" else plan.format]
+        chapter_files: list[tuple[int, Path, str, Origin | None]] = []
         for ci, path in enumerate(done.chapter_files):
             parts = by_chapter[ci] if ci < len(by_chapter) and by_chapter[ci] else ingredients
-            rest.append((len(rest) + 1, path, chapter_type, edit_origin(parts, "production")))
-        # The whole file is measured (one decoding pass) while the other files are saved and signed;
-        # it is saved itself once measured (signing rewrites it).
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(anyio.to_thread.run_sync, done.measure)
-            saved = await anyio.to_thread.run_sync(save, rest)
+            chapter_files.append((len(texts) + ci + 1, path, chapter_type, edit_origin(parts, "production")))
         whole: list[tuple[int, Path, str, Origin | None]] = [
             (0, done.audio, CONTENT_TYPES[plan.format], edit_origin(ingredients, "production"))
         ]
+        # The whole file is measured (one decoding pass) while the text files are saved; it is saved
+        # itself once measured (signing rewrites it), and before the chapter files: signing holds
+        # about twice the signed file in memory, so the largest goes while the least else is held.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, done.measure)
+            saved = await anyio.to_thread.run_sync(save, texts)
         saved |= await anyio.to_thread.run_sync(save, whole)
+        saved |= await anyio.to_thread.run_sync(save, chapter_files)
         files = [saved[i][0] for i in sorted(saved)]
         sidecars = [extra for i in sorted(saved) for extra in saved[i][1:]]
         short = {"file_uri": None, "sha256": None, "sample_rate": None, "channels": None}
