@@ -47,7 +47,20 @@ def run_cli(
     )
 
 
-def add_token(settings: ServerSettings, name: str, *extra: str) -> str:
+def add_token(settings: ServerSettings, name: str, max_spend_usd: float | None = None) -> str:
+    """A bearer token for caller `name`, written by the token store `mcp-audio tokens add` uses,
+    in this process (a CLI process costs about a CPU-second; the command has tests of its own)."""
+    from mcp_audio.store.tokens import open_tokens
+
+    tokens = open_tokens(settings)
+    try:
+        return tokens.add(name, max_spend_usd)
+    finally:
+        tokens.close()
+
+
+def add_token_by_cli(settings: ServerSettings, name: str, *extra: str) -> str:
+    """A bearer token for caller `name`, made by `mcp-audio tokens add` as a user would."""
     done = run_cli(settings, "tokens", "add", name, *extra)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
