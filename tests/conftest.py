@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -26,6 +27,11 @@ from mcp_audio.sandbox.voice_api import FakeVoiceApi
 from tests.helpers import EIGEN_KEY, FAL_KEY, KEYS, VOICE_HOST, VOICE_KEY, env_for, served, server
 from tests.pg_harness import HOW_TO_RUN, PgServer, find_bin_dir
 from tests.pg_harness import pg_server as start_pg_server
+
+# Test modules are compiled with their asserts rewritten once, not in every test process of every
+# run (about 3 CPU-seconds a process): PYTHONDONTWRITEBYTECODE would otherwise keep pytest from
+# caching them (in __pycache__, which git ignores).
+sys.dont_write_bytecode = False
 
 
 @pytest.fixture
