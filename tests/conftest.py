@@ -24,6 +24,7 @@ from mcp_audio.sandbox.eigen import FakeEigen
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.serve import fake_for
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
+from tests.forked import stop_fork_server
 from tests.helpers import EIGEN_KEY, FAL_KEY, KEYS, VOICE_HOST, VOICE_KEY, env_for, served, server
 from tests.pg_harness import HOW_TO_RUN, PgServer, find_bin_dir
 from tests.pg_harness import pg_server as start_pg_server
@@ -32,6 +33,10 @@ from tests.pg_harness import pg_server as start_pg_server
 # run (about 3 CPU-seconds a process): PYTHONDONTWRITEBYTECODE would otherwise keep pytest from
 # caching them (in __pycache__, which git ignores).
 sys.dont_write_bytecode = False
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stop_fork_server()
 
 
 @pytest.fixture

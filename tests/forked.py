@@ -1,0 +1,123 @@
+"""`python -m mcp_audio ARGS` as a real process of its own, forked from a warm interpreter
+(multiprocessing's fork server, one per test process) instead of started cold: the child runs
+`mcp_audio.cli.main(ARGS)` with the given environment, stderr (and stdout) to files, and can be
+signalled, killed and waited for like any process. A cold start imports the MCP SDK and the
+package (about a CPU-second); a fork costs a tenth of that. Tests of start-up itself (what a
+fresh interpreter imports, how long it takes) start `sys.executable` instead."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# What every mcp-audio command of the tests imports, loaded once in the fork server.
+PRELOAD = ["mcp_audio.cli", "mcp_audio.config", "mcp_audio.server", "mcp_audio.deploy.app", "uvicorn", "tests.forked"]
+
+_context: Any = None
+
+
+def _forks() -> Any:
+    global _context
+    if _context is None:
+        _context = multiprocessing.get_context("forkserver")
+        _context.set_forkserver_preload(PRELOAD)
+    return _context
+
+
+def _child(args: list[str], env: dict[str, str], cwd: str, stdout: str | None, stderr: str) -> None:
+    """In the forked process: the environment, folder, stdio and argv of `python -m mcp_audio ARGS`."""
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    for fd, path in ((1, stdout or os.devnull), (2, stderr)):
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.dup2(target, fd)
+        os.close(target)
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 (the process's own)
+    sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.argv = [sys.executable, *args]
+    from mcp_audio.cli import main
+
+    code = main(args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+class ForkedProcess:
+    """The little of subprocess.Popen the tests use, for a forked `mcp-audio` process."""
+
+    def __init__(self, args: list[str], env: dict[str, str], *, capture_stdout: bool = False) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="mcp-audio-fork-"))
+        self.stdout_path = self._dir / "stdout" if capture_stdout else None
+        self.stderr_path = self._dir / "stderr"
+        self.stderr_path.touch()
+        if self.stdout_path is not None:
+            self.stdout_path.touch()
+        out = str(self.stdout_path) if self.stdout_path else None
+        self._process = _forks().Process(
+            target=_child, args=(args, env, os.getcwd(), out, str(self.stderr_path)), daemon=False
+        )
+        self._process.start()
+        self.pid: int = self._process.pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not self._process.is_alive():
+            self._finish()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.is_alive():
+            raise TimeoutError(f"mcp-audio process {self.pid} still running after {timeout} s")
+        self._finish()
+        assert self.returncode is not None
+        return self.returncode
+
+    def _finish(self) -> None:
+        if self.returncode is None:
+            self._process.join()
+            code = self._process.exitcode
+            assert code is not None
+            self.returncode = code
+            self._process.close()
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def stderr_text(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def stdout_text(self) -> str:
+        return self.stdout_path.read_text(errors="replace") if self.stdout_path else ""
+
+    def clean_up(self) -> None:
+        """Stop the process if it still runs; remove its output files."""
+        if self.poll() is None:
+            self.kill()
+            self.wait(10)
+        for path in self._dir.iterdir():
+            path.unlink()
+        self._dir.rmdir()
+
+
+def stop_fork_server() -> None:
+    """Stop this test process's fork server, if it started one, and wait for it: at the end of a
+    session, so that it (and what it forked) is not left to init, and counts in `time`'s figures."""
+    if _context is not None:
+        from multiprocessing import forkserver
+
+        forkserver._forkserver._stop()  # type: ignore[attr-defined]  # the stdlib's own tests' way to stop it
