@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -112,6 +113,16 @@ class ForkedProcess:
         for path in self._dir.iterdir():
             path.unlink()
         self._dir.rmdir()
+
+
+def run_mcp_audio(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`mcp-audio ARGS` run to its end in a forked process: its exit code, stdout and stderr."""
+    proc = ForkedProcess(args, env, capture_stdout=True)
+    try:
+        code = proc.wait(timeout)
+        return subprocess.CompletedProcess(["mcp-audio", *args], code, proc.stdout_text(), proc.stderr_text())
+    finally:
+        proc.clean_up()
 
 
 def stop_fork_server() -> None:

@@ -17,7 +17,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_audio.config import ServerSettings
-from tests.forked import ForkedProcess
+from tests.forked import ForkedProcess, run_mcp_audio
 from tests.helpers import body_of, env_for, stop, text_of
 
 # What an MCP client POSTs first (2025 era), for raw HTTP checks.
@@ -40,12 +40,7 @@ def run_cli(
     settings: ServerSettings, *args: str, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """`mcp-audio ARGS` in a process of its own (forked warm: see tests/forked.py)."""
-    proc = ForkedProcess(list(args), env_for(settings) | (extra_env or {}), capture_stdout=True)
-    try:
-        code = proc.wait(timeout=60)
-        return subprocess.CompletedProcess(["mcp-audio", *args], code, proc.stdout_text(), proc.stderr_text())
-    finally:
-        proc.clean_up()
+    return run_mcp_audio(list(args), env_for(settings) | (extra_env or {}))
 
 
 def add_token(settings: ServerSettings, name: str, max_spend_usd: float | None = None) -> str:
