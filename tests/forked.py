@@ -7,14 +7,17 @@ fresh interpreter imports, how long it takes) start `sys.executable` instead."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 # What every mcp-audio command of the tests imports, loaded once in the fork server.
 PRELOAD = ["mcp_audio.cli", "mcp_audio.config", "mcp_audio.server", "mcp_audio.deploy.app", "uvicorn", "tests.forked"]
@@ -30,16 +33,23 @@ def _forks() -> Any:
     return _context
 
 
-def _child(args: list[str], env: dict[str, str], cwd: str, stdout: str | None, stderr: str) -> None:
+def _child(args: list[str], env: dict[str, str], cwd: str, stdio: tuple[str | None, str | None, str]) -> None:
     """In the forked process: the environment, folder, stdio and argv of `python -m mcp_audio ARGS`."""
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
+    stdin, stdout, stderr = stdio
+    if stdin is not None:  # a FIFO the test writes to: opening it waits for the test's end
+        source = os.open(stdin, os.O_RDONLY)
+        sys.stdin.close()  # multiprocessing's os.devnull, which would close fd 0 once collected
+        os.dup2(source, 0)
+        os.close(source)
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 (the process's own)
     for fd, path in ((1, stdout or os.devnull), (2, stderr)):
         target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         os.dup2(target, fd)
         os.close(target)
-    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 (the process's own)
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.argv = [sys.executable, *args]
     from mcp_audio.cli import main
@@ -53,20 +63,53 @@ def _child(args: list[str], env: dict[str, str], cwd: str, stdout: str | None, s
 class ForkedProcess:
     """The little of subprocess.Popen the tests use, for a forked `mcp-audio` process."""
 
-    def __init__(self, args: list[str], env: dict[str, str], *, capture_stdout: bool = False) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        *,
+        capture_stdout: bool = False,
+        stdin: bool = False,
+        stderr: Path | None = None,
+    ) -> None:
+        """`stdin`: a pipe the test writes to (`self.stdin`), open until `clean_up`; `stderr`: a
+        file to append the process's stderr to instead of one of its own."""
         self._dir = Path(tempfile.mkdtemp(prefix="mcp-audio-fork-"))
         self.stdout_path = self._dir / "stdout" if capture_stdout else None
-        self.stderr_path = self._dir / "stderr"
-        self.stderr_path.touch()
-        if self.stdout_path is not None:
-            self.stdout_path.touch()
-        out = str(self.stdout_path) if self.stdout_path else None
-        self._process = _forks().Process(
-            target=_child, args=(args, env, os.getcwd(), out, str(self.stderr_path)), daemon=False
+        self.stderr_path = stderr or self._dir / "stderr"
+        for path in (self.stdout_path, self.stderr_path):
+            if path is not None:
+                path.touch()
+        fifo = self._dir / "stdin" if stdin else None
+        if fifo is not None:
+            os.mkfifo(fifo)
+        stdio = (
+            str(fifo) if fifo else None,
+            str(self.stdout_path) if self.stdout_path else None,
+            str(self.stderr_path),
         )
+        self._process = _forks().Process(target=_child, args=(args, env, os.getcwd(), stdio), daemon=False)
         self._process.start()
         self.pid: int = self._process.pid
         self.returncode: int | None = None
+        self.stdin: TextIO | None = self._open_stdin(fifo) if fifo else None
+        self.stdout = self.stderr = None  # as Popen's when not piped
+
+    def _open_stdin(self, fifo: Path) -> TextIO:
+        """The FIFO's writing end, once the child opened its reading end (or it died)."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until a reader is there
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise
+                if self.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"mcp-audio exited or hung before reading stdin: {self.stderr_text()}") from exc
+                time.sleep(0.005)
+        os.set_blocking(fd, True)
+        return open(fd, "w", encoding="utf-8")  # closed by clean_up
 
     def poll(self) -> int | None:
         if self.returncode is None and not self._process.is_alive():
@@ -106,10 +149,13 @@ class ForkedProcess:
         return self.stdout_path.read_text(errors="replace") if self.stdout_path else ""
 
     def clean_up(self) -> None:
-        """Stop the process if it still runs; remove its output files."""
+        """Stop the process if it still runs; close its stdin; remove its own files."""
         if self.poll() is None:
             self.kill()
             self.wait(10)
+        if self.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):  # what was still buffered had no reader left
+                self.stdin.close()
         for path in self._dir.iterdir():
             path.unlink()
         self._dir.rmdir()
