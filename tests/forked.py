@@ -19,8 +19,23 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-# What every mcp-audio command of the tests imports, loaded once in the fork server.
-PRELOAD = ["mcp_audio.cli", "mcp_audio.config", "mcp_audio.server", "mcp_audio.deploy.app", "uvicorn", "tests.forked"]
+# What every mcp-audio command of the tests imports (`serve --http`'s start, read with
+# `python -X importtime`), loaded once in the fork server.
+PRELOAD = [
+    "mcp_audio.cli",
+    "mcp_audio.config",
+    "mcp_audio.core.logs",
+    "mcp_audio.server",
+    "mcp_audio.deploy.app",
+    "mcp_audio.deploy.webhooks",
+    "prometheus_client",
+    "rich.console",
+    "rich.logging",
+    "uvicorn",
+    "uvicorn.protocols.websockets.websockets_sansio_impl",
+    "anyio._core._sockets",
+    "tests.forked",
+]
 
 _context: Any = None
 
