@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -23,9 +24,19 @@ from mcp_audio.sandbox.eigen import FakeEigen
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.serve import fake_for
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
+from tests.forked import stop_fork_server
 from tests.helpers import EIGEN_KEY, FAL_KEY, KEYS, VOICE_HOST, VOICE_KEY, env_for, served, server
 from tests.pg_harness import HOW_TO_RUN, PgServer, find_bin_dir
 from tests.pg_harness import pg_server as start_pg_server
+
+# Test modules are compiled with their asserts rewritten once, not in every test process of every
+# run (about 3 CPU-seconds a process): PYTHONDONTWRITEBYTECODE would otherwise keep pytest from
+# caching them (in __pycache__, which git ignores).
+sys.dont_write_bytecode = False
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stop_fork_server()
 
 
 @pytest.fixture

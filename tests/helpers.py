@@ -25,6 +25,7 @@ from mcp_audio.providers.base import Pacing
 from mcp_audio.sandbox._base import FakeUpstream
 from mcp_audio.sandbox.serve import serve_in_thread
 from mcp_audio.server import build_server
+from tests.forked import ForkedProcess
 
 # The key each fake accepts, per upstream.
 KEYS = {
@@ -206,17 +207,11 @@ def stdio_params(settings: ServerSettings) -> StdioServerParameters:
 
 
 def start_tool_call(
-    env: dict[str, str], name: str, arguments: dict[str, Any], stderr: Any = subprocess.DEVNULL
-) -> subprocess.Popen[str]:
-    """A stdio server process that has been sent the handshake and one tools/call (id 2)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mcp_audio"],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-    )
+    env: dict[str, str], name: str, arguments: dict[str, Any], log: Path | None = None
+) -> ForkedProcess:
+    """A stdio server process (forked warm: tests/forked.py) that has been sent the handshake and
+    one tools/call (id 2), its stdin kept open; `log`: a file its stderr goes to."""
+    proc = ForkedProcess([], env, stdin=True, stderr=log)
     assert proc.stdin is not None
     call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
     for message in (*HANDSHAKE, call):
@@ -225,8 +220,11 @@ def start_tool_call(
     return proc
 
 
-def stop(proc: subprocess.Popen[Any]) -> None:
+def stop(proc: subprocess.Popen[Any] | ForkedProcess) -> None:
     """Kill a server process and close its pipes (no ResourceWarning left behind)."""
+    if isinstance(proc, ForkedProcess):
+        proc.clean_up()
+        return
     if proc.poll() is None:
         proc.kill()
     proc.wait(timeout=10)

@@ -17,6 +17,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_audio.config import ServerSettings
+from tests.forked import ForkedProcess, run_mcp_audio
 from tests.helpers import body_of, env_for, stop, text_of
 
 # What an MCP client POSTs first (2025 era), for raw HTTP checks.
@@ -38,16 +39,24 @@ def free_port() -> int:
 def run_cli(
     settings: ServerSettings, *args: str, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mcp_audio", *args],
-        env=env_for(settings) | (extra_env or {}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    """`mcp-audio ARGS` in a process of its own (forked warm: see tests/forked.py)."""
+    return run_mcp_audio(list(args), env_for(settings) | (extra_env or {}))
 
 
-def add_token(settings: ServerSettings, name: str, *extra: str) -> str:
+def add_token(settings: ServerSettings, name: str, max_spend_usd: float | None = None) -> str:
+    """A bearer token for caller `name`, written by the token store `mcp-audio tokens add` uses,
+    in this process (a CLI process costs about a CPU-second; the command has tests of its own)."""
+    from mcp_audio.store.tokens import open_tokens
+
+    tokens = open_tokens(settings)
+    try:
+        return tokens.add(name, max_spend_usd)
+    finally:
+        tokens.close()
+
+
+def add_token_by_cli(settings: ServerSettings, name: str, *extra: str) -> str:
+    """A bearer token for caller `name`, made by `mcp-audio tokens add` as a user would."""
     done = run_cli(settings, "tokens", "add", name, *extra)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
@@ -56,7 +65,7 @@ def add_token(settings: ServerSettings, name: str, *extra: str) -> str:
 @dataclass
 class Served:
     url: str  # base URL, without /mcp
-    proc: subprocess.Popen[str]
+    proc: subprocess.Popen[str] | ForkedProcess
     stderr: str = ""  # what the server logged, once it stopped
 
     @property
@@ -65,6 +74,8 @@ class Served:
 
     def log(self) -> str:
         """The server's stderr (it must have exited)."""
+        if isinstance(self.proc, ForkedProcess):
+            return self.proc.stderr_text()
         return self.proc.stderr.read() if self.proc.stderr else ""
 
 
@@ -75,15 +86,24 @@ def http_server(
     extra_env: dict[str, str] | None = None,
     host: str = "127.0.0.1",
     port: int | None = None,
+    cold: bool = False,
 ) -> Iterator[Served]:
+    """A `mcp-audio serve --http` process, forked warm (tests/forked.py), or with `cold` started
+    as `python -m mcp_audio` in a fresh interpreter (for what only a fresh one shows: its memory)."""
     port = port or free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mcp_audio", "serve", "--http", "--host", host, "--port", str(port), *args],
-        env=env_for(settings) | (extra_env or {}),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    argv = ["serve", "--http", "--host", host, "--port", str(port), *args]
+    env = env_for(settings) | (extra_env or {})
+    proc: subprocess.Popen[str] | ForkedProcess
+    if cold:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mcp_audio", *argv],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    else:
+        proc = ForkedProcess(argv, env)
     served = Served(f"http://127.0.0.1:{port}", proc)
     try:
         deadline = time.monotonic() + 30
@@ -101,11 +121,14 @@ def http_server(
             proc.terminate()
             try:
                 proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+            except (subprocess.TimeoutExpired, TimeoutError):
                 proc.kill()
                 proc.wait(timeout=10)
         served.stderr = served.log()
-        stop(proc)
+        if isinstance(proc, ForkedProcess):
+            proc.clean_up()
+        else:
+            stop(proc)
 
 
 @asynccontextmanager

@@ -148,8 +148,7 @@ async def test_kill_9_mid_job_then_restart_finishes_it_without_resubmitting(
     else:
         fake.script("tts", phases=[("queued", 0, 0.2), ("processing", 50, 1.2)])
     server_log = tmp_path / "server.log"
-    with server_log.open("w") as stderr:
-        proc = start_tool_call(env_for(settings), case.tool, case.arguments, stderr=stderr)
+    proc = start_tool_call(env_for(settings), case.tool, case.arguments, log=server_log)
     try:
         with anyio.fail_after(30):
             while not fake.requests_of(case.follow_kind):

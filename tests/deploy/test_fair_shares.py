@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -25,7 +26,7 @@ async def test_one_callers_renders_wait_their_turn_and_leave_health_and_others_a
 ) -> None:
     settings = settings.model_copy(update={"allowed_dirs": str(rec_dir), "wait_s": 120})
     source = rec_dir / "long.wav"
-    source.write_bytes(make_wav(60.0, rate=48000, channels=2))
+    source.write_bytes(make_wav(15.0, rate=48000, channels=2))
     alice, bob = add_token(settings, "alice"), add_token(settings, "bob")
     join = {"audio_urls": [str(source), str(source)], "format": "flac"}
     health: list[tuple[float, int]] = []  # (seconds to answer, status)
@@ -51,11 +52,11 @@ async def test_one_callers_renders_wait_their_turn_and_leave_health_and_others_a
 
             async def bob_joins() -> None:
                 await all_started.wait()
-                await anyio.sleep(2.0)  # Alice's calls have all arrived: her renders fill her share
+                while len(await _jobs(as_alice)) < CALLS:  # Alice's calls have all arrived: her renders fill her share
+                    await anyio.sleep(0.1)
                 result = await as_bob.call_tool("audio_join", {"audio_urls": [str(source)]})
                 bob_done["result"] = result
-                listed = await as_alice.call_tool("list_jobs", {"status": "unfinished", "limit": 200})
-                bob_done["alice_unfinished"] = len(body_of(listed)["jobs"])
+                bob_done["alice_unfinished"] = len(await _jobs(as_alice, status="unfinished"))
 
             finished = anyio.Event()
             async with anyio.create_task_group() as tg:
@@ -78,3 +79,9 @@ async def _collect(call: object, into: list[dict[str, object]]) -> None:
     result = await call  # type: ignore[misc]
     assert not result.is_error, text_of(result)
     into.append(body_of(result))
+
+
+async def _jobs(client: Any, **filters: str) -> list[Any]:
+    listed = await client.call_tool("list_jobs", {**filters, "limit": 200})
+    jobs: list[Any] = body_of(listed)["jobs"]
+    return jobs

@@ -12,7 +12,7 @@ import pytest
 
 from mcp_audio.config import ServerSettings
 from tests.helpers import FAL_KEY, assert_secret_kept, text_of
-from tests.http_harness import INITIALIZE, MCP_HEADERS, add_token, http_server, mcp_client, run_cli
+from tests.http_harness import INITIALIZE, MCP_HEADERS, add_token_by_cli, http_server, mcp_client, run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -27,7 +27,7 @@ def test_tokens_add_list_revoke(settings: ServerSettings) -> None:
     assert token not in stored and "alice" in stored  # hashed, not kept
     assert (settings.data_dir / "tokens.json").stat().st_mode & 0o077 == 0
 
-    add_token(settings, "bob")
+    add_token_by_cli(settings, "bob")
     listed = run_cli(settings, "tokens", "list", "--json")
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [(row["name"], row["max_spend_usd"]) for row in rows] == [("alice", 2.5), ("bob", None)]
@@ -51,7 +51,7 @@ def _post(url: str, headers: dict[str, str] | None = None) -> httpx.Response:
 
 
 async def test_a_token_is_required_once_one_exists(settings: ServerSettings) -> None:
-    token = add_token(settings, "alice")
+    token = add_token_by_cli(settings, "alice")
     with http_server(settings) as served:
         for headers in (
             {},
@@ -80,13 +80,13 @@ async def test_a_token_is_required_once_one_exists(settings: ServerSettings) -> 
 async def test_no_token_on_loopback_needs_no_header(settings: ServerSettings) -> None:
     with http_server(settings) as served:
         assert _post(served.mcp).status_code == 200
-        token = add_token(settings, "late")  # added while running: required from the next request
+        token = add_token_by_cli(settings, "late")  # added while running: required from the next request
         assert _post(served.mcp).status_code == 401
         assert _post(served.mcp, {"Authorization": f"Bearer {token}"}).status_code == 200
 
 
 async def test_a_revoke_applies_to_a_running_server_within_10_s(settings: ServerSettings) -> None:
-    alice, bob = add_token(settings, "alice"), add_token(settings, "bob")
+    alice, bob = add_token_by_cli(settings, "alice"), add_token_by_cli(settings, "bob")
     with http_server(settings) as served:
         async with mcp_client(served.mcp, alice) as client:
             assert (await client.list_tools()).tools

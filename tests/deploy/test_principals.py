@@ -114,7 +114,7 @@ async def test_two_principals_cannot_see_or_touch_each_others_work(settings: Ser
 
 
 async def test_a_callers_spend_cap_is_its_own_and_survives_a_restart(settings: ServerSettings) -> None:
-    carol, dave = add_token(settings, "carol", "--max-spend-usd", "0.02"), add_token(settings, "dave")
+    carol, dave = add_token(settings, "carol", max_spend_usd=0.02), add_token(settings, "dave")
     text = {"text": "x" * 200}  # $0.018 each
     with http_server(settings) as served:
         async with mcp_client(served.mcp, carol) as as_carol:

@@ -25,7 +25,7 @@ from mcp_audio.store import open_store
 from mcp_audio.store.tokens import TokenTable
 from tests.conftest import on_backend
 from tests.helpers import body_of, text_of
-from tests.http_harness import INITIALIZE, MCP_HEADERS, Served, add_token, call_ok, http_server, run_cli
+from tests.http_harness import INITIALIZE, MCP_HEADERS, Served, add_token_by_cli, call_ok, http_server, run_cli
 from tests.server.test_tasks import HttpPeer, modern, task_call
 
 pytestmark = pytest.mark.anyio
@@ -151,8 +151,8 @@ async def test_jobs_across_three_replicas_are_each_followed_once_and_waited_for_
 async def test_a_token_added_once_is_accepted_by_every_replica_until_it_is_revoked(
     shared: ServerSettings, tmp_path: Path
 ) -> None:
-    token = add_token(shared, "team")  # `mcp-audio tokens add` with MCP_AUDIO_DATABASE_URL: into the database
-    add_token(shared, "other")  # (with no token left, a loopback server would need none)
+    token = add_token_by_cli(shared, "team")  # `mcp-audio tokens add` with MCP_AUDIO_DATABASE_URL: into the database
+    add_token_by_cli(shared, "other")  # (with no token left, a loopback server would need none)
     elsewhere = shared.model_copy(update={"data_dir": tmp_path / "another-machine"})  # no shared data dir
 
     async def status(replica: Served, bearer: str | None) -> int:
@@ -204,7 +204,7 @@ async def test_a_task_made_on_one_replica_is_known_at_once_to_another(
     shared: ServerSettings, fake_fal: FakeFal
 ) -> None:
     fake_fal.script("fal-ai/lyria2", queue_s=30)
-    token = add_token(shared, "team")
+    token = add_token_by_cli(shared, "team")
     with replicas(shared, 2) as (first, second):
         # 2025-11-25: the call answers a task at once; the other replica's tasks/get knows it.
         on_first, on_second = HttpPeer(first.mcp, token), HttpPeer(second.mcp, token)

@@ -78,7 +78,8 @@ def _send_body(served: Served, total: int, *, declared: bool, signed: bool = Tru
 
 @pytest.fixture
 def hook_server(settings: ServerSettings, fake_fal: FakeFal) -> Iterator[Served]:
-    with replica(settings, fake_fal) as served:
+    # A fresh interpreter: the test reads the process's peak memory, which a fork would share.
+    with replica(settings, fake_fal, cold=True) as served:
         yield served
 
 

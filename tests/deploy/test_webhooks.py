@@ -34,7 +34,7 @@ def hooked(settings: ServerSettings, database_url: str | None, fake_fal: FakeFal
 
 @contextmanager
 def replica(
-    settings: ServerSettings, fake: FakeFal, *, port: int | None = None, public: str | None = None
+    settings: ServerSettings, fake: FakeFal, *, port: int | None = None, public: str | None = None, cold: bool = False
 ) -> Iterator[Served]:
     """A `serve --http` process whose submits name `public` (by default its own URL) as fal's webhook."""
     port = port or free_port()
@@ -42,7 +42,7 @@ def replica(
         "MCP_AUDIO_PUBLIC_URL": public or f"http://127.0.0.1:{port}",
         "MCP_AUDIO_FAL_JWKS_URL": f"{fake.base_url}{JWKS_PATH}",
     }
-    with http_server(settings, extra_env=env, port=port) as served:
+    with http_server(settings, extra_env=env, port=port, cold=cold) as served:
         yield served
 
 

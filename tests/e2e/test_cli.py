@@ -19,6 +19,7 @@ from mcp_audio.config import ENV_NAMES, Settings, settings_markdown
 from mcp_audio.core.upstreams import REMOTE
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.server.resources import tools_markdown
+from tests.forked import run_mcp_audio
 from tests.helpers import FAL_KEY, env_for, text_of
 
 ROOT = Path(__file__).parent.parent.parent
@@ -26,9 +27,9 @@ KEY_ENVS = {upstream.key_env for upstream in REMOTE.values()}
 
 
 def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mcp_audio", *args], env=env_for(settings), capture_output=True, text=True, timeout=60
-    )
+    """`mcp-audio ARGS` in a process of its own, forked warm (the commands' start from a fresh
+    interpreter is `python -m mcp_audio` in the tests that spell it out, and test_startup's)."""
+    return run_mcp_audio(list(args), env_for(settings))
 
 
 def test_tools_table_needs_no_key(settings: Settings) -> None:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from mcp_audio.config import ServerSettings
-from tests.http_harness import INITIALIZE, MCP_HEADERS, add_token, free_port, http_server, run_cli
+from tests.http_harness import INITIALIZE, MCP_HEADERS, add_token_by_cli, free_port, http_server, run_cli
 from tests.pg_harness import PgServer
 
 pytestmark = pytest.mark.anyio
@@ -34,7 +34,7 @@ def test_doctor_passes_a_reachable_database(settings: ServerSettings, pg_server:
 
 
 async def test_a_token_protects_the_sandbox_too(settings: ServerSettings) -> None:
-    token = add_token(settings, "alice")
+    token = add_token_by_cli(settings, "alice")
     with http_server(settings, "--sandbox") as served:
         async with httpx.AsyncClient(trust_env=False, timeout=30) as http:
             anonymous = await http.post(served.mcp, json=INITIALIZE, headers=MCP_HEADERS)

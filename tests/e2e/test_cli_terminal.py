@@ -20,6 +20,7 @@ import numpy as np
 
 from mcp_audio.config import Settings
 from mcp_audio.sandbox.fal_queue import FakeFal
+from tests.forked import run_mcp_audio
 from tests.helpers import HANDSHAKE, env_for
 from tests.server.test_post_tools import tone, wav_bytes
 
@@ -132,9 +133,8 @@ def test_call_progress_line_on_a_terminal_ends_saying_done(settings: Settings, f
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mcp_audio", *args], env=env, capture_output=True, text=True, timeout=90
-    )
+    """`mcp-audio ARGS` in a process of its own, forked warm (tests/forked.py)."""
+    return run_mcp_audio(list(args), env, timeout=90)
 
 
 def test_jobs_sandbox_lists_the_sandbox_jobs(tmp_path: Path) -> None:

@@ -9,17 +9,16 @@ import pytest
 from mcp import Client
 from mcp_types import ResourceLink
 
-from mcp_audio.catalog import load_catalog
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import CATALOG, CORE_TOOLS, server, text_of
 
 pytestmark = pytest.mark.anyio
-EXAMPLES = load_catalog().examples
+EXAMPLES = CATALOG.examples
 
 
 def tool_arguments(example: Any) -> dict[str, Any]:
     """A documented upstream body as the tool takes it (advanced settings nested)."""
-    capability = load_catalog().get(example.tool)
+    capability = CATALOG.get(example.tool)
     assert capability is not None
     return capability.tool_arguments(example.request) | example.arguments
 
@@ -65,7 +64,7 @@ async def test_tools_that_return_audio_open_the_player(client: Client) -> None:
 async def test_seed_example_is_sent_upstream_unchanged(client: Client, fake_fal: FakeFal, example: Any) -> None:
     result = await client.call_tool(example.tool, tool_arguments(example))
     assert not result.is_error, text_of(result)
-    capability = load_catalog().get(example.tool)
+    capability = CATALOG.get(example.tool)
     assert capability is not None
     submits = [r for r in fake_fal.requests if r.kind in ("submit", "run")]
     assert len(submits) == 1
@@ -255,7 +254,7 @@ async def test_seed_example_output_becomes_the_structured_result(
     assert not result.is_error, text_of(result)
     body = result.structured_content
     assert body is not None
-    capability = load_catalog().get(example.tool)
+    capability = CATALOG.get(example.tool)
     assert capability is not None
     roots = {path.split(".")[0].removesuffix("[]") for path in capability.spec.files}
     documented_files = []

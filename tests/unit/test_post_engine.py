@@ -11,10 +11,8 @@ from typing import Any
 
 import av
 import numpy as np
-import pyloudnorm
 import pytest
 from numpy.typing import NDArray
-from scipy.signal import resample_poly
 
 from mcp_audio.post import ops
 from mcp_audio.post.dsp import Limiter, PeakSummary
@@ -62,11 +60,17 @@ def decode(path: Path) -> tuple[Array, int]:
     return x, sr
 
 
+# pyloudnorm and scipy load at the first measure (a CPU-second), not in every test process's
+# collection: other modules import these helpers.
 def lufs(x: Array, sr: int) -> float:
+    import pyloudnorm
+
     return float(pyloudnorm.Meter(sr).integrated_loudness(x.T))
 
 
 def true_peak_db(x: Array) -> float:
+    from scipy.signal import resample_poly
+
     return float(20 * np.log10(np.abs(resample_poly(x, 4, 1, axis=1)).max()))
 
 
