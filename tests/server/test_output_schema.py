@@ -30,6 +30,9 @@ pytestmark = pytest.mark.anyio
 
 # Tools whose finished result another test needs first (a transcript for subtitles).
 TRANSCRIBER = "whisper_transcribe"
+# Optional length inputs, set short: the fakes synthesize (and encode) what is asked for, up to
+# 190 s by default, and no schema depends on a result's length. Raised to an input's minimum.
+SHORT = {"duration": 5, "seconds_total": 5, "music_length_ms": 5000, "duration_seconds": 1, "append_duration": 2}
 # Inputs with a pattern: a value that matches it.
 PATTERNED = {"lyrics": {"diffrhythm_song": "[00:00.00]la la\n[00:02.00]la", "yue_song": "[verse]\nla la\n[chorus]\nla"}}
 
@@ -103,6 +106,10 @@ def minimal_arguments(capability: Capability, rec_dir: Path, transcript_job: str
         for spec in capability.spec.inputs
         if spec.required and not spec.advanced
     }
+    for spec in capability.spec.inputs:
+        if spec.name in SHORT and spec.name not in arguments and not spec.advanced:
+            short = max(SHORT[spec.name], spec.minimum or 0)
+            arguments[spec.name] = int(short) if spec.type == "integer" else float(short)
     # What the chosen model or mode (given, or its default) also requires (manifest `per_model`).
     choice_input = capability.spec.endpoint_input
     choice = arguments.get(choice_input, capability.inputs[choice_input].default) if choice_input else None
