@@ -5,7 +5,8 @@ the same loopback fal fake (in this process; each speech request runs `--part-s`
 returns speech-like audio of len(text)/14 seconds, as the sandbox's speech does):
 
 1. produce_audio: one call (then get_job until it finishes) to a stdio server process.
-   Wall time, parts submitted, the server's peak RSS.
+   Wall time, parts submitted, the server's peak RSS, and its peak while the parts were spoken
+   (rss_speech_mb: what the parts themselves keep resident, without the end's signing spike).
 2. The per-part route as an agent calls the tools, one call at a time: kokoro_tts per part,
    audio_join of the parts (jobs:// references), audio_master. Wall time.
 
@@ -97,6 +98,26 @@ def start_fake(part_s: float) -> tuple[FakeFal, Any]:
     return fake, served
 
 
+class TimedRss(PeakRss):
+    """PeakRss that also keeps (wall time, VmRSS kB) samples, to split the peak by phase."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(pid)
+        self.samples: list[tuple[float, int]] = []
+
+    def sample(self) -> None:
+        super().sample()
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    self.samples.append((time.time(), int(line.split()[1])))
+        except OSError:
+            pass
+
+    def peak_until(self, when: float) -> int:
+        return max((kb for t, kb in self.samples if t <= when), default=0)
+
+
 class Agent:
     """An MCP client over stdio that counts what the agent sees."""
 
@@ -131,7 +152,7 @@ async def production(fake: FakeFal, script: str, data: Path) -> dict[str, Any]:
     before = len(fake.requests_of("submit"))
     async with Client(params, mode="legacy", read_timeout_seconds=1800) as client:
         pid = _server_pid()
-        rss = PeakRss(pid)
+        rss = TimedRss(pid)
         agent = Agent(client, script)
         start = time.monotonic()
         async with anyio.create_task_group() as tg:
@@ -141,12 +162,14 @@ async def production(fake: FakeFal, script: str, data: Path) -> dict[str, Any]:
             )
             tg.cancel_scope.cancel()
         wall = time.monotonic() - start
+    phases = _phases(data, body["job_id"])
     return {
         "wall_s": wall,
-        **_phases(data, body["job_id"]),
+        **{k: v for k, v in phases.items() if k != "speech_end"},
         "submitted": len(fake.requests_of("submit")) - before,
         "parts": body["output"]["parts"],
         "rss_mb": rss.peak_kb / 1024,
+        "rss_speech_mb": rss.peak_until(phases["speech_end"]) / 1024,
         "tokens": agent.bytes / 4,
         "tokens_without_script": (agent.bytes - agent.script_bytes) / 4,
         "duration_min": body["output"]["duration_s"] / 60,
@@ -182,7 +205,7 @@ def _phases(data: Path, job_id: str) -> dict[str, float]:
     with contextlib.closing(sqlite3.connect(data / "jobs.sqlite3")) as db:
         created, finished = db.execute("SELECT created_at, finished_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
         last = db.execute("SELECT MAX(finished_at) FROM jobs WHERE tool = 'kokoro_tts'").fetchone()[0]
-    return {"speech_s": last - created, "after_speech_s": finished - last}
+    return {"speech_s": last - created, "after_speech_s": finished - last, "speech_end": last}
 
 
 def _server_pid() -> int:

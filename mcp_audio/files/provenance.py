@@ -46,6 +46,7 @@ from mcp_audio.post.credentials import (
     short_error,
     storage_of,
 )
+from mcp_audio.post.heap import fixed_mmap_threshold, release_freed
 
 if TYPE_CHECKING:
     import c2pa
@@ -318,6 +319,10 @@ def sign_audio(
         raise ValueError("now must be timezone-aware")
     if created is None and not ingredients:
         raise ValueError("sign_audio needs `created` (a generated file) or `ingredients` (an edit)")
+    # c2pa-rs holds about twice the file while it signs: its buffers go back to the OS once freed,
+    # and what other threads freed is handed back first, so the two do not add up (post/heap.py).
+    fixed_mmap_threshold()
+    release_freed()
     mime, embed = format_of(path)
     when = now.isoformat()
     agent = {"name": software}

@@ -11,6 +11,7 @@ and numpy at module level, so import them only where a tool runs. `subtitles`, `
     progress.RenderProgress / running                         how far a render is; stop it
     credentials.read_provenance                               a file's C2PA Content Credentials
     production.assemble / audiobook_chapter                   a production's parts to its files
+    heap.fixed_mmap_threshold / release_freed                 freed native buffers back to the OS
 """
 
-__all__ = ["credentials", "engine", "errors", "loudness", "ops", "production", "progress", "subtitles"]
+__all__ = ["credentials", "engine", "errors", "heap", "loudness", "ops", "production", "progress", "subtitles"]
