@@ -72,6 +72,9 @@ log = logging.getLogger("mcp_audio.jobs")
 
 OnUpdate = Callable[[Job, str], Awaitable[None]]
 T = TypeVar("T")
+# A stopping process hands its jobs on within this, or leaves them to lease expiry: a database
+# that is gone or hung must not hold the stop (a supervisor kills a process that does not exit).
+RELEASE_S = 3.0
 
 
 class Driver(Protocol):
@@ -159,7 +162,18 @@ class JobRunner:
         self._drivers[tool] = driver
 
     async def aclose(self) -> None:
-        await self._store.release(self.owner)  # the next process takes our unfinished jobs at once
+        try:
+            with anyio.fail_after(RELEASE_S):
+                await self._store.release(self.owner)  # the next process takes our unfinished jobs at once
+        except Exception as exc:  # nothing is lost: the rows stay unfinished, leased to this stopped process
+            hung = isinstance(exc, TimeoutError)
+            why = f"the job database did not answer in {RELEASE_S:g} s" if hung else _cause(exc)
+            log.warning(
+                "stopping without handing on this process's jobs (%s): they stay unfinished; the next start "
+                "on this host resumes them at once, another host once this lease expires (MCP_AUDIO_LEASE_S, %g s)",
+                why,
+                self._pacing.lease_s,
+            )
         await self.providers.aclose()
         if self._saver is not None:
             await self._saver.aclose()

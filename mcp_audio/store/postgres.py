@@ -31,6 +31,7 @@ CHANNEL = "mcp_audio_jobs"
 # Keys of pg_advisory_lock / pg_advisory_xact_lock (any 64-bit number, fixed for this app).
 MIGRATION_LOCK = 0x6D63_7061_7564_0001
 SPEND_LOCK = 0x6D63_7061_7564_0002
+CLOSE_S = 2.0  # at a stop, how long the pool's workers may take to end
 
 Migration = Callable[[psycopg.Connection[Any]], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
@@ -201,7 +202,9 @@ class PostgresJobStore(JobStore):
 
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
-            await self._pool.close()
+            # Its workers may be reconnecting to a database that is gone: a stop waits for them
+            # this long at most (a connection still opening is then left to the process's exit).
+            await self._pool.close(timeout=CLOSE_S)
 
     async def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         return (await self._run(sql, args, rows=False))[0]
