@@ -294,9 +294,9 @@ class JobRunner:
         """For the life of the server: renew the leases of the jobs followed here, stop following
         any this process lost, and take over jobs nobody follows."""
         self._tg.start_soon(self._store.listen, name="store-listen")  # other replicas' changes wake waiters
+        self._tg.start_soon(self._beat_forever, name="heartbeat")
         while True:
             try:
-                await self.beat()
                 following = set(self._live)  # those started after this read are ours anyway
                 held = await self._store.held(self.owner)
                 for job_id in following - held:  # finished or cancelled elsewhere, or taken over: not ours now
@@ -306,6 +306,17 @@ class JobRunner:
                     log.info("following %d unfinished job(s) nobody else follows", adopted)
             except Exception as exc:  # the database is away for a moment: the server keeps serving, retries
                 log.warning("could not renew or adopt job leases (%s: %s); trying again", type(exc).__name__, exc)
+            await anyio.sleep(self._pacing.lease_s / 4)
+
+    async def _beat_forever(self) -> None:
+        # A loop of its own: the checks below wait behind a busy replica's job statements (up to
+        # the pool's timeout), and a renewal waiting with them would let the lease of a live
+        # replica expire, so that another takes its jobs over mid-submit.
+        while True:
+            try:
+                await self.beat()
+            except Exception as exc:
+                log.warning("could not renew this process's lease (%s); trying again", _cause(exc))
             await anyio.sleep(self._pacing.lease_s / 4)
 
     async def beat(self) -> None:

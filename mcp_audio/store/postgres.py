@@ -195,6 +195,17 @@ class PostgresJobStore(JobStore):
             timeout=30,  # waiting for a free connection: a pool too small for the load says so
             name="mcp-audio",
         )
+        # The heartbeat's own connection: with every pooled one busy (hundreds of jobs), a renewal
+        # queued behind them would let this live replica's lease expire.
+        self._urgent: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]] = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=1,
+            open=False,
+            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 10},
+            timeout=10,
+            name="mcp-audio-urgent",
+        )
 
     async def open(self) -> None:
         await anyio.to_thread.run_sync(migrate, self._url)
@@ -204,6 +215,7 @@ class PostgresJobStore(JobStore):
         with anyio.CancelScope(shield=True):
             # Its workers may be reconnecting to a database that is gone: a stop waits for them
             # this long at most (a connection still opening is then left to the process's exit).
+            await self._urgent.close(timeout=CLOSE_S)
             await self._pool.close(timeout=CLOSE_S)
 
     async def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
@@ -212,10 +224,19 @@ class PostgresJobStore(JobStore):
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
         return (await self._run(sql, args, rows=True))[1]
 
-    async def _run(self, sql: str, args: Sequence[Any], *, rows: bool) -> tuple[int, list[Mapping[str, Any]]]:
+    async def _execute_urgent(self, sql: str, args: Sequence[Any] = ()) -> int:
+        # Opened on first use (a no-op after): only a server's engine renews a lease; the stores
+        # /healthz and the webhooks open hold no connection for it.
+        await self._urgent.open(wait=False)
+        return (await self._run(sql, args, rows=False, pool=self._urgent))[0]
+
+    async def _run(
+        self, sql: str, args: Sequence[Any], *, rows: bool, pool: AsyncConnectionPool[Any] | None = None
+    ) -> tuple[int, list[Mapping[str, Any]]]:
+        pool = pool or self._pool
         attempt = 1
         while True:
-            async with self._pool.connection() as conn:
+            async with pool.connection() as conn:
                 try:
                     cursor = await conn.execute(_marks(sql), list(args))
                     fetched: list[Mapping[str, Any]] = (
@@ -229,7 +250,7 @@ class PostgresJobStore(JobStore):
                     if attempt == 2 or not conn.broken:
                         raise
             log.warning("a database connection was lost; trying again on another")
-            await self._pool.check()
+            await pool.check()
             attempt += 1
 
     @asynccontextmanager
