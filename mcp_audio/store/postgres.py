@@ -21,7 +21,7 @@ import anyio
 import anyio.to_thread
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from mcp_audio.store.base import JobStore, Statements
 
@@ -182,7 +182,7 @@ def _marks(sql: str) -> str:
 class PostgresJobStore(JobStore):
     poll_s = 5.0  # NOTIFY wakes waiters; this only bounds a lost notification
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, wait_s: float = 30.0) -> None:
         super().__init__()
         self._url = url
         self._waiters: dict[str, set[anyio.Event]] = {}
@@ -192,7 +192,7 @@ class PostgresJobStore(JobStore):
             max_size=pool_size,
             open=False,
             kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 10},
-            timeout=30,  # waiting for a free connection: a pool too small for the load says so
+            timeout=wait_s,  # waiting for a free connection: a pool too small for the load says so
             name="mcp-audio",
         )
         # The heartbeat's own connection: with every pooled one busy (hundreds of jobs), a renewal
@@ -224,6 +224,24 @@ class PostgresJobStore(JobStore):
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
         return (await self._run(sql, args, rows=True))[1]
 
+    @asynccontextmanager
+    async def _connection(
+        self, pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]]
+    ) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
+        """A connection of `pool`; a pool that stays busy says so in words (the database may be
+        fine: this replica has more at once than its pool, or its CPU, serves)."""
+        try:
+            conn = await pool.getconn()
+        except PoolTimeout as exc:
+            raise PoolTimeout(
+                f"this server's {pool.max_size} job database connection(s) stayed busy for {pool.timeout:g} s"
+                f"{' (MCP_AUDIO_DATABASE_POOL)' if pool is self._pool else ''}: it has more work at once than it serves"
+            ) from exc
+        try:
+            yield conn
+        finally:
+            await pool.putconn(conn)
+
     async def _execute_urgent(self, sql: str, args: Sequence[Any] = ()) -> int:
         # Opened on first use (a no-op after): only a server's engine renews a lease; the stores
         # /healthz and the webhooks open hold no connection for it.
@@ -236,7 +254,7 @@ class PostgresJobStore(JobStore):
         pool = pool or self._pool
         attempt = 1
         while True:
-            async with pool.connection() as conn:
+            async with self._connection(pool) as conn:
                 try:
                     cursor = await conn.execute(_marks(sql), list(args))
                     fetched: list[Mapping[str, Any]] = (
@@ -255,7 +273,7 @@ class PostgresJobStore(JobStore):
 
     @asynccontextmanager
     async def _write_transaction(self) -> AsyncIterator[Statements]:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection(self._pool) as conn, conn.transaction():
             # Writers of spend and of the rate limit queue here, across replicas, until this
             # transaction ends.
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SPEND_LOCK,))
@@ -264,7 +282,7 @@ class PostgresJobStore(JobStore):
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Statements]:
         # Row locks and unique indexes order these writers; they need not wait for spend's.
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection(self._pool) as conn, conn.transaction():
             yield _Statements(conn)
 
     # --- push: NOTIFY on every change, LISTEN for the life of the server ------------------------

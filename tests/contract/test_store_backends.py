@@ -342,3 +342,30 @@ async def test_a_heartbeat_does_not_wait_behind_a_busy_pool(settings: ServerSett
     finally:
         await store.close()
     assert [row[0] for row in live] == ["busy"]
+
+
+async def test_a_pool_that_stays_busy_says_so_and_starts_nothing(pg_url: str) -> None:
+    import psycopg
+
+    from mcp_audio.store import is_outage
+    from mcp_audio.store.postgres import SPEND_LOCK, PostgresJobStore
+
+    store = PostgresJobStore(pg_url, pool_size=1, wait_s=1.0)
+    await store.open()
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", (SPEND_LOCK,))
+            async with anyio.create_task_group() as group:
+                group.start_soon(store.count_call, "caller", 10, 60.0, time.time())  # holds the only connection
+                await anyio.sleep(0.3)
+                with pytest.raises(Exception) as raised:
+                    await new_job(store)
+                other.execute("SELECT pg_advisory_unlock(%s)", (SPEND_LOCK,))
+            jobs = other.execute("SELECT count(*) FROM jobs").fetchone()
+    finally:
+        await store.close()
+    assert is_outage(raised.value)  # retryable: the caller is told to try again
+    assert "this server's 1 job database connection(s) stayed busy for 1 s (MCP_AUDIO_DATABASE_POOL)" in str(
+        raised.value
+    )
+    assert jobs == (0,)
