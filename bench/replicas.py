@@ -18,6 +18,7 @@
 
 Needs PostgreSQL's server binaries (`apt-get install -y postgresql`) and psycopg.
 Usage: python bench/replicas.py [--jobs 500] [--job-s 5] [--takeover-jobs 20] [--scale 2000] [--only-scale]
+       [--logs DIR]
 """
 
 from __future__ import annotations
@@ -403,7 +404,21 @@ def slow_callbacks(logs: list[Path], top: int = 12) -> list[tuple[int, float, fl
     return sorted(rows, key=lambda row: row[1], reverse=True)[:top]
 
 
-def bench_scale(n: int, job_s: float, pg: Any, fakes: int, slow_s: float | None) -> None:
+PROBLEM = re.compile(r"^(?:\S+ \S+ )?(?P<level>WARNING|ERROR|CRITICAL)[: ]+(?P<text>.*)$", re.MULTILINE)
+
+
+def logged_problems(logs: list[Path], top: int = 15) -> list[tuple[int, str]]:
+    """The replicas' WARNING and ERROR lines, grouped by their first words (ids and numbers
+    blurred): what the server saw go wrong during the run."""
+    seen: dict[str, int] = {}
+    for log in logs:
+        for match in PROBLEM.finditer(log.read_text(errors="replace") if log.exists() else ""):
+            key = re.sub(r"[0-9a-f]{8,}|\d+(\.\d+)?", "#", f"{match['level']} {match['text']}")[:150]
+            seen[key] = seen.get(key, 0) + 1
+    return sorted(((count, key) for key, count in seen.items()), reverse=True)[:top]
+
+
+def bench_scale(n: int, job_s: float, pg: Any, fakes: int, slow_s: float | None, keep_logs: str | None) -> None:
     import psycopg
 
     started_fakes = [start_fake(job_s) for _ in range(fakes)]
@@ -412,7 +427,10 @@ def bench_scale(n: int, job_s: float, pg: Any, fakes: int, slow_s: float | None)
     with psycopg.connect(database, autocommit=True) as db:
         db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     logs_dir = tempfile.TemporaryDirectory()
-    logs = [Path(logs_dir.name) / f"replica{i}.log" for i in range(3)]
+    kept = Path(keep_logs) if keep_logs else None
+    if kept is not None:
+        kept.mkdir(parents=True, exist_ok=True)
+    logs = [(kept or Path(logs_dir.name)) / f"replica{i}.log" for i in range(3)]
     debug = {} if slow_s is None else {"MCP_AUDIO_BENCH_SLOW_S": str(slow_s)}
     try:
         direct_busy = machine_cpu()
@@ -424,7 +442,7 @@ def bench_scale(n: int, job_s: float, pg: Any, fakes: int, slow_s: float | None)
             start_replica(
                 fake_urls[i % fakes],
                 d.name,
-                logs[i] if slow_s is not None else None,
+                logs[i],
                 MCP_AUDIO_DATABASE_URL=database,
                 MCP_AUDIO_METRICS_PUBLIC="1",
                 **debug,
@@ -473,6 +491,7 @@ def bench_scale(n: int, job_s: float, pg: Any, fakes: int, slow_s: float | None)
                 d.cleanup()
         served_submits = sum(submits(url) for url in fake_urls) - direct_submits
         slow = slow_callbacks(logs) if slow_s is not None else []
+        problems = logged_problems(logs)
     finally:
         for fake, _ in started_fakes:
             fake.kill()
@@ -518,6 +537,9 @@ def bench_scale(n: int, job_s: float, pg: Any, fakes: int, slow_s: float | None)
     print("  statements per job (pg_stat_statements, the health checks' included):")
     for per_job, query in statements:
         print(f"    {per_job:6.2f}  {query}")
+    print("  the replicas' warnings and errors (count, first words):" if problems else "  the replicas logged none")
+    for count, line in problems:
+        print(f"    {count:5d} x {line}")
     if slow_s is not None:
         print(f"  callbacks that held a replica's loop over {slow_s * 1000:g} ms (wall, CPU), by where they stopped:")
         for count, wall_s, cpu_s, longest, what in slow:
@@ -547,6 +569,7 @@ def main() -> None:
         metavar="MS",
         help="time the scale run's replicas' loop callbacks and list those that held the loop over MS",
     )
+    parser.add_argument("--logs", metavar="DIR", help="keep the scale run's replica logs in DIR")
     args = parser.parse_args()
     bin_dir = find_bin_dir()
     if bin_dir is None:
@@ -558,7 +581,7 @@ def main() -> None:
             bench_takeover(args.takeover_jobs, pg, signal.SIGSTOP)
         if args.scale:
             slow_s = None if args.slow_callbacks is None else args.slow_callbacks / 1000
-            bench_scale(args.scale, args.job_s, pg, max(1, args.fakes), slow_s)
+            bench_scale(args.scale, args.job_s, pg, max(1, args.fakes), slow_s, args.logs)
 
 
 if __name__ == "__main__":

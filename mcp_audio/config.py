@@ -171,7 +171,7 @@ class ServerSettings(BaseSettings):
         ge=1,
         le=200,
         description="with `MCP_AUDIO_DATABASE_URL`: at most this many PostgreSQL connections per replica for "
-        "its statements (one more listens for changes)",
+        "its statements (one more listens for changes, one more renews its lease)",
     )
     fal_jwks_url: str = Field(
         "https://rest.alpha.fal.ai/.well-known/jwks.json",

@@ -72,6 +72,9 @@ log = logging.getLogger("mcp_audio.jobs")
 
 OnUpdate = Callable[[Job, str], Awaitable[None]]
 T = TypeVar("T")
+# A stopping process hands its jobs on within this, or leaves them to lease expiry: a database
+# that is gone or hung must not hold the stop (a supervisor kills a process that does not exit).
+RELEASE_S = 3.0
 
 
 class Driver(Protocol):
@@ -159,7 +162,18 @@ class JobRunner:
         self._drivers[tool] = driver
 
     async def aclose(self) -> None:
-        await self._store.release(self.owner)  # the next process takes our unfinished jobs at once
+        try:
+            with anyio.fail_after(RELEASE_S):
+                await self._store.release(self.owner)  # the next process takes our unfinished jobs at once
+        except Exception as exc:  # nothing is lost: the rows stay unfinished, leased to this stopped process
+            hung = isinstance(exc, TimeoutError)
+            why = f"the job database did not answer in {RELEASE_S:g} s" if hung else _cause(exc)
+            log.warning(
+                "stopping without handing on this process's jobs (%s): they stay unfinished; the next start "
+                "on this host resumes them at once, another host once this lease expires (MCP_AUDIO_LEASE_S, %g s)",
+                why,
+                self._pacing.lease_s,
+            )
         await self.providers.aclose()
         if self._saver is not None:
             await self._saver.aclose()
@@ -280,9 +294,9 @@ class JobRunner:
         """For the life of the server: renew the leases of the jobs followed here, stop following
         any this process lost, and take over jobs nobody follows."""
         self._tg.start_soon(self._store.listen, name="store-listen")  # other replicas' changes wake waiters
+        self._tg.start_soon(self._beat_forever, name="heartbeat")
         while True:
             try:
-                await self.beat()
                 following = set(self._live)  # those started after this read are ours anyway
                 held = await self._store.held(self.owner)
                 for job_id in following - held:  # finished or cancelled elsewhere, or taken over: not ours now
@@ -292,6 +306,17 @@ class JobRunner:
                     log.info("following %d unfinished job(s) nobody else follows", adopted)
             except Exception as exc:  # the database is away for a moment: the server keeps serving, retries
                 log.warning("could not renew or adopt job leases (%s: %s); trying again", type(exc).__name__, exc)
+            await anyio.sleep(self._pacing.lease_s / 4)
+
+    async def _beat_forever(self) -> None:
+        # A loop of its own: the checks below wait behind a busy replica's job statements (up to
+        # the pool's timeout), and a renewal waiting with them would let the lease of a live
+        # replica expire, so that another takes its jobs over mid-submit.
+        while True:
+            try:
+                await self.beat()
+            except Exception as exc:
+                log.warning("could not renew this process's lease (%s); trying again", _cause(exc))
             await anyio.sleep(self._pacing.lease_s / 4)
 
     async def beat(self) -> None:

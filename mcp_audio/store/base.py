@@ -70,6 +70,11 @@ class JobStore:
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
         raise NotImplementedError
 
+    async def _execute_urgent(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """A statement that must not wait behind the others (a lease's renewal): a backend with a
+        pool runs it on a connection of its own."""
+        return await self._execute(sql, args)
+
     def _write_transaction(self) -> AbstractAsyncContextManager[Statements]:
         """One transaction that no other writer of the same tables interleaves with; its
         statements run through what it yields."""
@@ -222,7 +227,7 @@ class JobStore:
 
     async def heartbeat(self, owner: str, host: str, pid: int, lease_s: float) -> None:
         """Keep `owner`'s lease (every job it follows) for `lease_s` more seconds: one statement."""
-        await self._execute(
+        await self._execute_urgent(
             "INSERT INTO replicas (owner, host, pid, expires) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (owner) DO UPDATE SET expires = excluded.expires",
             (owner, host, pid, time.time() + lease_s),

@@ -21,7 +21,7 @@ import anyio
 import anyio.to_thread
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from mcp_audio.store.base import JobStore, Statements
 
@@ -31,6 +31,7 @@ CHANNEL = "mcp_audio_jobs"
 # Keys of pg_advisory_lock / pg_advisory_xact_lock (any 64-bit number, fixed for this app).
 MIGRATION_LOCK = 0x6D63_7061_7564_0001
 SPEND_LOCK = 0x6D63_7061_7564_0002
+CLOSE_S = 2.0  # at a stop, how long the pool's workers may take to end
 
 Migration = Callable[[psycopg.Connection[Any]], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
@@ -181,7 +182,7 @@ def _marks(sql: str) -> str:
 class PostgresJobStore(JobStore):
     poll_s = 5.0  # NOTIFY wakes waiters; this only bounds a lost notification
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, wait_s: float = 30.0) -> None:
         super().__init__()
         self._url = url
         self._waiters: dict[str, set[anyio.Event]] = {}
@@ -191,8 +192,19 @@ class PostgresJobStore(JobStore):
             max_size=pool_size,
             open=False,
             kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 10},
-            timeout=30,  # waiting for a free connection: a pool too small for the load says so
+            timeout=wait_s,  # waiting for a free connection: a pool too small for the load says so
             name="mcp-audio",
+        )
+        # The heartbeat's own connection: with every pooled one busy (hundreds of jobs), a renewal
+        # queued behind them would let this live replica's lease expire.
+        self._urgent: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]] = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=1,
+            open=False,
+            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 10},
+            timeout=10,
+            name="mcp-audio-urgent",
         )
 
     async def open(self) -> None:
@@ -201,7 +213,10 @@ class PostgresJobStore(JobStore):
 
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
-            await self._pool.close()
+            # Its workers may be reconnecting to a database that is gone: a stop waits for them
+            # this long at most (a connection still opening is then left to the process's exit).
+            await self._urgent.close(timeout=CLOSE_S)
+            await self._pool.close(timeout=CLOSE_S)
 
     async def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         return (await self._run(sql, args, rows=False))[0]
@@ -209,10 +224,37 @@ class PostgresJobStore(JobStore):
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
         return (await self._run(sql, args, rows=True))[1]
 
-    async def _run(self, sql: str, args: Sequence[Any], *, rows: bool) -> tuple[int, list[Mapping[str, Any]]]:
+    @asynccontextmanager
+    async def _connection(
+        self, pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]]
+    ) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
+        """A connection of `pool`; a pool that stays busy says so in words (the database may be
+        fine: this replica has more at once than its pool, or its CPU, serves)."""
+        try:
+            conn = await pool.getconn()
+        except PoolTimeout as exc:
+            raise PoolTimeout(
+                f"this server's {pool.max_size} job database connection(s) stayed busy for {pool.timeout:g} s"
+                f"{' (MCP_AUDIO_DATABASE_POOL)' if pool is self._pool else ''}: it has more work at once than it serves"
+            ) from exc
+        try:
+            yield conn
+        finally:
+            await pool.putconn(conn)
+
+    async def _execute_urgent(self, sql: str, args: Sequence[Any] = ()) -> int:
+        # Opened on first use (a no-op after): only a server's engine renews a lease; the stores
+        # /healthz and the webhooks open hold no connection for it.
+        await self._urgent.open(wait=False)
+        return (await self._run(sql, args, rows=False, pool=self._urgent))[0]
+
+    async def _run(
+        self, sql: str, args: Sequence[Any], *, rows: bool, pool: AsyncConnectionPool[Any] | None = None
+    ) -> tuple[int, list[Mapping[str, Any]]]:
+        pool = pool or self._pool
         attempt = 1
         while True:
-            async with self._pool.connection() as conn:
+            async with self._connection(pool) as conn:
                 try:
                     cursor = await conn.execute(_marks(sql), list(args))
                     fetched: list[Mapping[str, Any]] = (
@@ -226,12 +268,12 @@ class PostgresJobStore(JobStore):
                     if attempt == 2 or not conn.broken:
                         raise
             log.warning("a database connection was lost; trying again on another")
-            await self._pool.check()
+            await pool.check()
             attempt += 1
 
     @asynccontextmanager
     async def _write_transaction(self) -> AsyncIterator[Statements]:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection(self._pool) as conn, conn.transaction():
             # Writers of spend and of the rate limit queue here, across replicas, until this
             # transaction ends.
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SPEND_LOCK,))
@@ -240,7 +282,7 @@ class PostgresJobStore(JobStore):
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Statements]:
         # Row locks and unique indexes order these writers; they need not wait for spend's.
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection(self._pool) as conn, conn.transaction():
             yield _Statements(conn)
 
     # --- push: NOTIFY on every change, LISTEN for the life of the server ------------------------

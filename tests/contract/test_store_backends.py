@@ -316,3 +316,56 @@ async def test_the_rate_limit_window_is_shared_by_every_store_on_one_database(
         )  # the one at 1010 leaves at 1070
     finally:
         await other.close()
+
+
+async def test_a_heartbeat_does_not_wait_behind_a_busy_pool(settings: ServerSettings, pg_url: str) -> None:
+    # A replica busy with many jobs has every pooled connection in use: its lease must still be
+    # renewed in time, or another replica takes its jobs over while it lives.
+    import psycopg
+
+    from mcp_audio.store.postgres import SPEND_LOCK
+
+    store = await open_store(on_backend(settings, pg_url).model_copy(update={"database_pool": 1}))
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", (SPEND_LOCK,))  # another replica's spend write
+            async with anyio.create_task_group() as group:
+                # This store's only pooled connection now waits on that lock, inside a transaction.
+                group.start_soon(store.count_call, "caller", 10, 60.0, time.time())
+                await anyio.sleep(0.5)
+                with anyio.fail_after(3):
+                    await store.heartbeat("busy", "host-a", 1, 30)
+                live = await anyio.to_thread.run_sync(
+                    lambda: other.execute("SELECT owner FROM replicas WHERE expires > %s", (time.time(),)).fetchall()
+                )
+                other.execute("SELECT pg_advisory_unlock(%s)", (SPEND_LOCK,))
+    finally:
+        await store.close()
+    assert [row[0] for row in live] == ["busy"]
+
+
+async def test_a_pool_that_stays_busy_says_so_and_starts_nothing(pg_url: str) -> None:
+    import psycopg
+
+    from mcp_audio.store import is_outage
+    from mcp_audio.store.postgres import SPEND_LOCK, PostgresJobStore
+
+    store = PostgresJobStore(pg_url, pool_size=1, wait_s=1.0)
+    await store.open()
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", (SPEND_LOCK,))
+            async with anyio.create_task_group() as group:
+                group.start_soon(store.count_call, "caller", 10, 60.0, time.time())  # holds the only connection
+                await anyio.sleep(0.3)
+                with pytest.raises(Exception) as raised:
+                    await new_job(store)
+                other.execute("SELECT pg_advisory_unlock(%s)", (SPEND_LOCK,))
+            jobs = other.execute("SELECT count(*) FROM jobs").fetchone()
+    finally:
+        await store.close()
+    assert is_outage(raised.value)  # retryable: the caller is told to try again
+    assert "this server's 1 job database connection(s) stayed busy for 1 s (MCP_AUDIO_DATABASE_POOL)" in str(
+        raised.value
+    )
+    assert jobs == (0,)

@@ -1,7 +1,8 @@
 """Failures are local: a job whose end cannot be written (a full data dir on a real tmpfs, or
 PostgreSQL stopped while the job runs) keeps its outcome and retries the write; /mcp keeps
 answering meanwhile, /healthz answers 503 while the store takes no writes and 200 once it does,
-and the job ends as completed, all without a restart (a real `serve --http` process)."""
+and the job ends as completed, all without a restart (a real `serve --http` process). A SIGTERM
+while PostgreSQL is away ends the process within seconds, and the next start resumes its job."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.pg_harness import PgServer
 
 pytestmark = pytest.mark.anyio
 RUN_S = 3.0  # how long the fake fal job runs: the store breaks while it does
+STOP_S = 8.0  # a SIGTERM ends the process within this, database or not (a supervisor waits about 10 s)
 
 
 def fill(folder: Path) -> Path:
@@ -100,3 +102,28 @@ async def test_postgresql_stopped_across_a_jobs_end_fails_nothing_for_good(
             more = await fresh.call_tool("list_jobs", {})
     assert body_of(done)["status"] == "completed", text_of(done)
     assert body_of(again)["status"] == "completed" and not more.is_error
+
+
+async def test_a_stop_while_postgresql_is_away_is_quick_and_the_next_start_resumes_the_job(
+    settings: ServerSettings, fake_fal: FakeFal, pg_server: PgServer
+) -> None:
+    settings = on_backend(settings, pg_server.fresh_database()).model_copy(update={"wait_s": 0})
+    fake_fal.script("fal-ai/lyria2", run_s=RUN_S)
+    with http_server(settings) as served:
+        async with mcp_client(served.mcp) as client:
+            started = body_of(await client.call_tool("lyria2_music", {"prompt": "calm"}))
+        await anyio.sleep(1.0)  # submitted and recorded; running upstream
+        with pg_server.stopped():
+            await until_health(served, 503, within_s=10)  # the server has seen the database go
+            began = time.monotonic()
+            served.proc.terminate()  # SIGTERM, as a supervisor stops a replica
+            await anyio.to_thread.run_sync(served.proc.wait, 60)
+            stop_s = time.monotonic() - began
+    # PostgreSQL is back: the next start on this host resumes the job, without a second submit.
+    with http_server(settings) as again:
+        async with mcp_client(again.mcp) as client:
+            done = await client.call_tool("get_job", {"job_id": started["job_id"], "wait_s": 60})
+    assert stop_s < STOP_S, f"the stop took {stop_s:.1f} s"
+    assert "stopping without handing on this process's jobs (the job database did not answer in 3 s)" in served.stderr
+    assert body_of(done)["status"] == "completed", text_of(done)
+    assert len(fake_fal.jobs) == 1  # submitted once
