@@ -79,7 +79,9 @@ def fakes() -> Iterator[dict[str, FakeUpstream[Any]]]:
     """Every registered upstream's fake, served on loopback once for the whole session."""
     with ExitStack() as stack:
         yield {
-            name: stack.enter_context(contextmanager(served)(fake_for(upstream, KEYS[name], **FAKE_OPTIONS.get(name, {}))))
+            name: stack.enter_context(
+                contextmanager(served)(fake_for(upstream, KEYS[name], **FAKE_OPTIONS.get(name, {})))
+            )
             for name, upstream in REMOTE.items()
         }
 

@@ -74,9 +74,11 @@ def pg_server(bin_dir: Path, extra: str = "") -> Iterator[PgServer]:
         shutil.chown(root, RUN_AS)
         shutil.chown(server.socket_dir, RUN_AS)
     log = root / "server.log"
-    run = lambda *args: subprocess.run(  # noqa: E731
-        _as_server_user([str(bin_dir / args[0]), *args[1:]]), check=True, capture_output=True, text=True, timeout=60
-    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = _as_server_user([str(bin_dir / args[0]), *args[1:]])
+        return subprocess.run(command, check=True, capture_output=True, text=True, timeout=60)
+
     try:
         run("initdb", "-D", str(data), "-U", RUN_AS, "--auth=trust", "-E", "UTF8", "--no-sync")
         # Durability is not what tests check: no fsync keeps a session's many databases fast.

@@ -48,5 +48,3 @@ def _ingredient(part: LocalFile | Path) -> Ingredient:
     # The title is a name, never a local path (the manifest travels with the file).
     name = part.source if is_reference(part.source) else Path(unquote(urlsplit(part.source).path)).name
     return Ingredient(part.path, title=(name or part.field)[:200], captured=not is_reference(part.source))
-
-

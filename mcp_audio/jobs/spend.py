@@ -38,9 +38,7 @@ class SpendGuard:
         self._allow_unpriced = allow_unpriced
         self._spent: dict[str, float] = {}  # without a store (tests of the runner alone)
 
-    async def charge(
-        self, tool: str, cost: float | None, principal: str = "local", *, unpriced: bool = False
-    ) -> None:
+    async def charge(self, tool: str, cost: float | None, principal: str = "local", *, unpriced: bool = False) -> None:
         """Count `cost` against the caps, or raise SpendLimitExceeded. `unpriced`: a paid tool
         whose upstream publishes no price (refused under a cap unless allowed)."""
         if cost is None and (not unpriced or self._allow_unpriced):

@@ -360,7 +360,7 @@ async def test_the_clone_hint_names_the_tool_and_argument_and_a_taken_name_is_re
     arguments = {"audio_url": str(rec_dir / "me.wav"), "name": "narrator"}
     cloned = await client.call_tool("voice_api_clone_voice", arguments)
     assert not cloned.is_error, text_of(cloned)
-    assert "use it with voice_api_tts as `model_ids`: [\"narrator\"]" in text_of(cloned)
+    assert 'use it with voice_api_tts as `model_ids`: ["narrator"]' in text_of(cloned)
 
     again = await client.call_tool("voice_api_clone_voice", arguments)
     assert again.is_error

@@ -43,7 +43,9 @@ def test_tokens_add_list_revoke(settings: ServerSettings) -> None:
     assert run_cli(settings, "tokens", "revoke", "alice").returncode == 0
     unknown = run_cli(settings, "tokens", "revoke", "alice")
     assert unknown.returncode == 1 and "no token named 'alice'; tokens: bob" in unknown.stderr
-    assert [json.loads(line)["name"] for line in run_cli(settings, "tokens", "list", "--json").stdout.splitlines()] == ["bob"]
+    assert [json.loads(line)["name"] for line in run_cli(settings, "tokens", "list", "--json").stdout.splitlines()] == [
+        "bob"
+    ]
 
 
 def _post(url: str, headers: dict[str, str] | None = None) -> httpx.Response:

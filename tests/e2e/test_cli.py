@@ -129,7 +129,9 @@ def test_main_tools_in_every_format(cli_env: Settings, capsys: pytest.CaptureFix
     assert main(["tools"]) == 0
     assert any(line.startswith("qwen3_tts ") for line in capsys.readouterr().out.splitlines())
     assert main(["tools", "--json"]) == 0
-    assert {json.loads(line)["tool"] for line in capsys.readouterr().out.splitlines()} == set(load_catalog().capabilities)
+    assert {json.loads(line)["tool"] for line in capsys.readouterr().out.splitlines()} == set(
+        load_catalog().capabilities
+    )
     assert main(["tools", "--markdown"]) == 0
     assert capsys.readouterr().out == tools_markdown(load_catalog())
 

@@ -15,8 +15,6 @@ from tests.helpers import FAL_KEY
 DISCARD = "http://127.0.0.1:9"  # nothing listens on the discard port
 
 
-
-
 def lines_of(out: str) -> dict[str, str]:
     """'PASS  fal rest URL  detail' lines keyed by check name, as 'PASS detail'."""
     checks = {}
@@ -48,9 +46,7 @@ def test_every_fal_url_is_checked_and_each_failure_names_its_variable(
     assert FAL_KEY not in out
 
 
-def test_the_further_urls_get_no_key(
-    cli_env: Settings, fake_fal: FakeFal, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_further_urls_get_no_key(cli_env: Settings, fake_fal: FakeFal, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor"]) == 0
     capsys.readouterr()
     plain = [(r.method, r.path) for r in fake_fal.requests if "authorization" not in r.headers]

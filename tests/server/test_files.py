@@ -314,7 +314,9 @@ async def test_output_urls_are_fetched_only_from_https_or_configured_upstream_ho
     [entry] = (plain.structured_content or {})["files"]
     assert entry["download_error"] == refused_text(elsewhere)
     [entry] = (private.structured_content or {})["files"]
-    assert entry["download_error"] == refused_text("https://localhost:9/x.wav")  # the one text: nothing about what is there
+    assert entry["download_error"] == refused_text(
+        "https://localhost:9/x.wav"
+    )  # the one text: nothing about what is there
     assert fake_voice.requests_of("file") == []  # nothing was fetched from the other host
 
 
@@ -360,9 +362,13 @@ async def test_a_local_output_is_uploaded_to_fal(client: Client, fake_fal: FakeF
     """An output this server made itself (no fal URL) still reaches fal as an upload."""
     speech = await client.call_tool("qwen3_tts", {"text": "Hello there"})
     assert speech.structured_content is not None, text_of(speech)
-    trimmed = await client.call_tool("audio_trim", {"audio_url": f"jobs://{speech.structured_content['job_id']}", "end_s": 0.5})
+    trimmed = await client.call_tool(
+        "audio_trim", {"audio_url": f"jobs://{speech.structured_content['job_id']}", "end_s": 0.5}
+    )
     assert not trimmed.is_error and trimmed.structured_content is not None, text_of(trimmed)
     before = len(fake_fal.requests)
-    result = await client.call_tool("whisper_transcribe", {"audio_url": f"jobs://{trimmed.structured_content['job_id']}"})
+    result = await client.call_tool(
+        "whisper_transcribe", {"audio_url": f"jobs://{trimmed.structured_content['job_id']}"}
+    )
     assert not result.is_error, text_of(result)
     assert "upload" in [r.kind for r in fake_fal.requests[before:]]

@@ -170,7 +170,9 @@ async def test_voice_api_and_eigen_transcribe_their_own_and_each_others_speech(
 
     eigen_speech = await completed(saving, "eigen_qwen3_tts", {"text": SENTENCES[1], "voice": "Ryan"})
     shutil.copy(saved_file(eigen_speech), rec_dir / "eigen.wav")
-    plain = await completed(saving, "eigen_transcribe", {"audio_url": str(rec_dir / "eigen.wav"), "response_format": "text"})
+    plain = await completed(
+        saving, "eigen_transcribe", {"audio_url": str(rec_dir / "eigen.wav"), "response_format": "text"}
+    )
     assert plain["output"] == {"text": SENTENCES[1]}
     by_fal = await completed(saving, "wizper_transcribe", {"audio_url": str(rec_dir / "eigen.wav")})
     assert by_fal["output"]["text"] == SENTENCES[1]
