@@ -4,8 +4,8 @@ glibc raises its mmap threshold after a large buffer is freed (up to 32 MB), so 
 of that size are carved from per-thread malloc arenas instead of mappings of their own, and
 stay resident after they are freed. c2pa-rs signing a file, PyAV and numpy decoding one, in the
 many worker threads of a production, kept ~2 MB a part resident that nothing held.
-`fixed_mmap_threshold` pins the threshold at glibc's default, so a large buffer is returned to
-the OS when freed; `release_freed` hands back what the arenas hold free (`malloc_trim`).
+`fixed_mmap_threshold` pins the threshold (at 2 MiB), so a large buffer is returned to the OS
+when freed; `release_freed` hands back what the arenas hold free (`malloc_trim`).
 Elsewhere (musl, macOS) both do nothing.
 """
 
@@ -17,7 +17,10 @@ from typing import Any
 
 __all__ = ["MMAP_THRESHOLD", "fixed_mmap_threshold", "release_freed"]
 
-MMAP_THRESHOLD = 128 * 1024  # glibc's default: buffers from this size get a mapping of their own
+# Buffers from 2 MiB get a mapping of their own (c2pa's copies of a file, decoded parts). glibc's
+# default 128 KiB also maps numpy's audio blocks: measuring 10 min of audio then took 1.28 s of
+# system time instead of 0.26 (2 MiB: 0.37), for 12 MB less peak in the hour's production.
+MMAP_THRESHOLD = 2 * 1024 * 1024
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 
 
