@@ -78,11 +78,16 @@ async def test_a_full_data_dir_at_a_jobs_end_fails_nothing_for_good(
     assert "to the job database (OperationalError: database or disk is full); retrying" in served.stderr
 
 
+def _music_on_postgresql(settings: ServerSettings, fake_fal: FakeFal, pg_server: PgServer) -> ServerSettings:
+    """A server on a fresh PostgreSQL database whose music jobs run RUN_S upstream."""
+    fake_fal.script("fal-ai/lyria2", run_s=RUN_S)
+    return on_backend(settings, pg_server.fresh_database()).model_copy(update={"wait_s": 0})
+
+
 async def test_postgresql_stopped_across_a_jobs_end_fails_nothing_for_good(
     settings: ServerSettings, fake_fal: FakeFal, pg_server: PgServer
 ) -> None:
-    settings = on_backend(settings, pg_server.fresh_database()).model_copy(update={"wait_s": 0})
-    fake_fal.script("fal-ai/lyria2", run_s=RUN_S)
+    settings = _music_on_postgresql(settings, fake_fal, pg_server)
     with http_server(settings) as served:
         assert await health(served) == 200
         async with mcp_client(served.mcp) as client:
@@ -107,8 +112,7 @@ async def test_postgresql_stopped_across_a_jobs_end_fails_nothing_for_good(
 async def test_a_stop_while_postgresql_is_away_is_quick_and_the_next_start_resumes_the_job(
     settings: ServerSettings, fake_fal: FakeFal, pg_server: PgServer
 ) -> None:
-    settings = on_backend(settings, pg_server.fresh_database()).model_copy(update={"wait_s": 0})
-    fake_fal.script("fal-ai/lyria2", run_s=RUN_S)
+    settings = _music_on_postgresql(settings, fake_fal, pg_server)
     with http_server(settings) as served:
         async with mcp_client(served.mcp) as client:
             started = body_of(await client.call_tool("lyria2_music", {"prompt": "calm"}))
