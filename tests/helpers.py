@@ -90,6 +90,20 @@ async def completed(client: Any, tool: str, arguments: dict[str, Any]) -> dict[s
     return body
 
 
+def mounted_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """`where` as a tmpfs of `size` (e.g. "2m") that really fills up, for a fixture to yield from;
+    the test is skipped where mounting is not allowed (needs root or CAP_SYS_ADMIN)."""
+    import pytest
+
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.decode()[:200].strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
 def make_wav(seconds: float = 1.0, rate: int = 16000, channels: int = 1) -> bytes:
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as out:

@@ -4,7 +4,6 @@ a full disk answered as such, and `upload://` usable inside list inputs (issue 2
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from mcp_audio.config import ServerSettings
-from tests.helpers import body_of, make_wav, text_of
+from tests.helpers import body_of, make_wav, mounted_tmpfs, text_of
 from tests.http_harness import add_token, http_server, mcp_client
 
 pytestmark = pytest.mark.anyio
@@ -58,13 +57,7 @@ def small_uploads_disk(settings: ServerSettings) -> Iterator[Path]:
     """A 1 MB tmpfs where the uploads go (needs root; skipped where mounting is not allowed)."""
     folder = settings.data_dir / "uploads"
     folder.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode()[:200]}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
+    yield from mounted_tmpfs(folder, "1m")
 
 
 def test_a_full_disk_is_answered_as_such(settings: ServerSettings, small_uploads_disk: Path) -> None:

@@ -26,7 +26,7 @@ from mcp_audio.config import ServerSettings, Settings
 from mcp_audio.core.media import sniff_content_type
 from mcp_audio.files.provenance import Creation, load_signer, sign_audio
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.helpers import body_of, make_wav, server, text_of
+from tests.helpers import body_of, completed, make_wav, server, text_of
 from tests.server.test_post_tools import noise, tone, wav_bytes
 
 pytestmark = pytest.mark.anyio
@@ -92,14 +92,6 @@ def generated_wav(fake_fal: FakeFal, seconds: float = 3.0) -> bytes:
     return data
 
 
-async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, text_of(result)
-    body = body_of(result)
-    assert body["status"] == "completed", body
-    return body
-
-
 def audio_of(body: dict[str, Any]) -> dict[str, Any]:
     [item] = [f for f in body["files"] if f["content_type"] != "application/c2pa"]
     path = Path(item["path"])
@@ -161,7 +153,7 @@ async def test_an_upstream_manifest_is_kept_as_the_parent(
     url = fake_fal.put_file("gen/signed.wav", theirs.read_bytes(), "audio/wav")
     fake_fal.script("fal-ai/lyria2", output={"audio": {"url": url, "content_type": "audio/wav"}})
     async with Client(server(saving)) as client:
-        body = await call(client, "lyria2_music", {"prompt": "calm"})
+        body = await completed(client, "lyria2_music", {"prompt": "calm"})
     report = c2pa_read(Path(audio_of(body)["path"]))
     [parent] = active(report)["ingredients"]
     assert parent["relationship"] == "parentOf"
@@ -180,12 +172,12 @@ async def test_a_master_then_a_join_with_a_recording_keeps_both_in_the_chain(
     recording = rec_dir / "my-voice.wav"
     recording.write_bytes(wav_bytes(noise(2.0) + tone(2.0, 200, 0.2)))
     async with Client(server(saving)) as client:
-        music = await call(client, "lyria2_music", {"prompt": "calm"})
-        master = await call(client, "audio_master", {"audio_url": f"jobs://{music['job_id']}"})
-        joined = await call(
+        music = await completed(client, "lyria2_music", {"prompt": "calm"})
+        master = await completed(client, "audio_master", {"audio_url": f"jobs://{music['job_id']}"})
+        joined = await completed(
             client, "audio_join", {"audio_urls": [audio_of(master)["resource"], str(recording)], "format": "wav"}
         )
-        read = await call(client, "audio_provenance", {"audio_url": f"jobs://{joined['job_id']}"})
+        read = await completed(client, "audio_provenance", {"audio_url": f"jobs://{joined['job_id']}"})
 
     report = c2pa_read(Path(audio_of(joined)["path"]))
     assert not failures(report)
@@ -222,12 +214,12 @@ async def test_every_format_the_finishing_tools_write_carries_credentials(
 ) -> None:
     generated_wav(fake_fal)
     async with Client(server(saving)) as client:
-        music = await call(client, "lyria2_music", {"prompt": "calm"})
-        trimmed = await call(
+        music = await completed(client, "lyria2_music", {"prompt": "calm"})
+        trimmed = await completed(
             client, "audio_trim", {"audio_url": f"jobs://{music['job_id']}", "end_s": 2.0, "format": fmt}
         )
         item = audio_of(trimmed)
-        read = (await call(client, "audio_provenance", {"audio_url": item["resource"]}))["output"]
+        read = (await completed(client, "audio_provenance", {"audio_url": item["resource"]}))["output"]
         sidecars = [f for f in trimmed["files"] if f["content_type"] == "application/c2pa"]
         served = [await client.read_resource(f["resource"]) for f in sidecars]
     path = Path(item["path"])
@@ -260,15 +252,15 @@ async def test_a_byte_changed_after_signing_is_reported_as_tampered(
 ) -> None:
     generated_wav(fake_fal, seconds=2.0)
     async with Client(server(saving)) as client:
-        music = await call(client, "lyria2_music", {"prompt": "calm"})
-        made = await call(client, "audio_trim", {"audio_url": f"jobs://{music['job_id']}", "format": fmt})
+        music = await completed(client, "lyria2_music", {"prompt": "calm"})
+        made = await completed(client, "audio_trim", {"audio_url": f"jobs://{music['job_id']}", "format": fmt})
         reference = audio_of(made)["resource"]
-        before = (await call(client, "audio_provenance", {"audio_url": reference}))["output"]
+        before = (await completed(client, "audio_provenance", {"audio_url": reference}))["output"]
         path = Path(audio_of(made)["path"])
         data = bytearray(path.read_bytes())
         data[len(data) * 2 // 3] ^= 0x01  # one bit of the audio
         path.write_bytes(bytes(data))
-        after = (await call(client, "audio_provenance", {"audio_url": reference}))["output"]
+        after = (await completed(client, "audio_provenance", {"audio_url": reference}))["output"]
     assert before["signature_valid"] and not before["tampered"]
     assert after["tampered"] is True and after["has_credentials"] is True
     assert after["summary"].endswith("tampered: the content changed after it was signed")
@@ -278,7 +270,7 @@ async def test_a_byte_changed_after_signing_is_reported_as_tampered(
 async def test_a_file_without_credentials_says_so(saving: ServerSettings, rec_dir: Path) -> None:
     (rec_dir / "plain.wav").write_bytes(make_wav(0.5))
     async with Client(server(saving)) as client:
-        read = await call(client, "audio_provenance", {"audio_url": str(rec_dir / "plain.wav")})
+        read = await completed(client, "audio_provenance", {"audio_url": str(rec_dir / "plain.wav")})
     out = read["output"]
     assert out["has_credentials"] is False and out["manifest"] is None and not out["ai_generated"]
     assert out["summary"] == "no Content Credentials in this file"
@@ -301,8 +293,8 @@ async def test_an_operator_certificate_signs_and_its_root_makes_it_trusted(
     )
     generated_wav(fake_fal)
     async with Client(server(configured)) as client:
-        music = await call(client, "lyria2_music", {"prompt": "calm"})
-        read = (await call(client, "audio_provenance", {"audio_url": f"jobs://{music['job_id']}"}))["output"]
+        music = await completed(client, "lyria2_music", {"prompt": "calm"})
+        read = (await completed(client, "audio_provenance", {"audio_url": f"jobs://{music['job_id']}"}))["output"]
     assert audio_of(music)["credentials"]["signer"].startswith("O=mcp-audio development (untrusted),CN=")
     assert not (saving.data_dir / "c2pa-dev").exists()  # no development certificate was made
     assert read["trusted"] is True and read["validation_state"] == "Trusted"
@@ -324,8 +316,8 @@ async def test_provenance_off_writes_no_credentials(saving: ServerSettings, fake
     sent = generated_wav(fake_fal)
     off = saving.model_copy(update={"provenance": "off"})
     async with Client(server(off)) as client:
-        music = await call(client, "lyria2_music", {"prompt": "calm"})
-        trimmed = await call(client, "audio_trim", {"audio_url": f"jobs://{music['job_id']}", "format": "ogg"})
+        music = await completed(client, "lyria2_music", {"prompt": "calm"})
+        trimmed = await completed(client, "audio_trim", {"audio_url": f"jobs://{music['job_id']}", "format": "ogg"})
     item = audio_of(music)
     assert Path(item["path"]).read_bytes() == sent and "credentials" not in item
     [ogg] = trimmed["files"]  # no sidecar
