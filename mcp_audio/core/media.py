@@ -13,6 +13,7 @@ FORMAT_TYPES = {
     "flac": "audio/flac",
     "ogg": "audio/ogg",
     "m4a": "audio/mp4",
+    "m4b": "audio/x-m4b",
     "aac": "audio/aac",
     "opus": "audio/ogg",
     "pcm": "audio/pcm",

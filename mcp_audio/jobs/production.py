@@ -29,6 +29,7 @@ import anyio.to_thread
 
 from mcp_audio.catalog import Catalog, PreparedCall
 from mcp_audio.core.errors import InvalidArguments, McpAudioError
+from mcp_audio.core.media import FORMAT_TYPES
 from mcp_audio.core.pricing import Confirm, NotConfirmed
 from mcp_audio.core.results import JobResult, OutputFile
 from mcp_audio.core.upstreams import UPSTREAMS
@@ -59,14 +60,6 @@ if TYPE_CHECKING:  # the audio engine (numpy, PyAV) is imported when a productio
 __all__ = ["Productions"]
 
 log = logging.getLogger("mcp_audio.productions")
-
-CONTENT_TYPES = {
-    "mp3": "audio/mpeg",
-    "m4a": "audio/mp4",
-    "m4b": "audio/x-m4b",
-    "wav": "audio/wav",
-    "flac": "audio/flac",
-}
 
 
 ORPHAN_GRACE_S = 3600.0
@@ -586,13 +579,13 @@ class Productions:
         ]
         if done.chapters_json is not None:
             texts.append((3, done.chapters_json, "application/json+chapters", None))
-        chapter_type = CONTENT_TYPES["m4a" if plan.format == "m4b" else plan.format]
+        chapter_type = FORMAT_TYPES["m4a" if plan.format == "m4b" else plan.format]
         chapter_files: list[tuple[int, Path, str, Origin | None]] = []
         for ci, path in enumerate(done.chapter_files):
             parts = by_chapter[ci] if ci < len(by_chapter) and by_chapter[ci] else ingredients
             chapter_files.append((len(texts) + ci + 1, path, chapter_type, edit_origin(parts, "production")))
         whole: list[tuple[int, Path, str, Origin | None]] = [
-            (0, done.audio, CONTENT_TYPES[plan.format], edit_origin(ingredients, "production"))
+            (0, done.audio, FORMAT_TYPES[plan.format], edit_origin(ingredients, "production"))
         ]
         # The whole file is measured (one decoding pass) while the text files are saved; it is saved
         # itself once measured (signing rewrites it), and before the chapter files: signing holds

@@ -25,19 +25,13 @@ import anyio
 import anyio.to_thread
 
 from mcp_audio.core.errors import McpAudioError
+from mcp_audio.core.media import FORMAT_TYPES
 from mcp_audio.core.upstreams import LOCAL
 from mcp_audio.post.progress import RenderProgress, RenderStopped, running
 from mcp_audio.providers.base import FileSink, LocalFile, Pacing, Report, Update, UpstreamRequest
 
 log = logging.getLogger("mcp_audio.post")
 
-CONTENT_TYPES = {
-    "mp3": "audio/mpeg",
-    "wav": "audio/wav",
-    "flac": "audio/flac",
-    "ogg": "audio/ogg",
-    "m4a": "audio/mp4",
-}
 SUBTITLE_TYPES = {"srt": "application/x-subrip", "vtt": "text/vtt"}
 # The manifest's codec names -> FFmpeg's encoder names.
 CODECS = {
@@ -280,7 +274,7 @@ def _run(request: UpstreamRequest, work: Path, max_audio_s: float) -> Outcome:
     fields = {key: getattr(rendered, key) for key in _RENDERED_FIELDS}
     if request.endpoint == "master":
         fields |= {key: getattr(rendered, key) for key in _MASTER_FIELDS}
-    return fields, ("audio", rendered.path, CONTENT_TYPES[rendered.format])
+    return fields, ("audio", rendered.path, FORMAT_TYPES[rendered.format])
 
 
 def _provenance(local: LocalFile, anchors: Path | None) -> dict[str, Any]:
@@ -321,7 +315,9 @@ def _format(body: dict[str, Any], source: _Source) -> str:
     """The format asked for, else the (first) input's when it is one the engine writes, else wav."""
     if "format" in body:
         return str(body["format"])
-    return source.format if source.format in CONTENT_TYPES else "wav"
+    from mcp_audio.post.engine import FORMATS
+
+    return source.format if source.format in FORMATS else "wav"
 
 
 def _spoken_duration(audio: dict[str, Any]) -> float:
