@@ -104,6 +104,22 @@ def mounted_tmpfs(where: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=True)
 
 
+# --- Content Credentials (a c2pa Reader's JSON report) ----------------------------------------
+
+
+def active(report: dict[str, Any]) -> dict[str, Any]:
+    """The report's active manifest."""
+    manifest: dict[str, Any] = report["manifests"][report["active_manifest"]]
+    return manifest
+
+
+def actions_of(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The actions of a manifest's one c2pa.actions assertion."""
+    [assertion] = [a for a in manifest["assertions"] if a["label"].startswith("c2pa.actions")]
+    found: list[dict[str, Any]] = assertion["data"]["actions"]
+    return found
+
+
 def make_wav(seconds: float = 1.0, rate: int = 16000, channels: int = 1) -> bytes:
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as out:

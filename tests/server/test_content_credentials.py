@@ -26,7 +26,7 @@ from mcp_audio.config import ServerSettings, Settings
 from mcp_audio.core.media import sniff_content_type
 from mcp_audio.files.provenance import Creation, load_signer, sign_audio
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.helpers import body_of, completed, make_wav, server, text_of
+from tests.helpers import actions_of, active, body_of, completed, make_wav, server, text_of
 from tests.server.test_post_tools import noise, tone, wav_bytes
 
 pytestmark = pytest.mark.anyio
@@ -51,17 +51,6 @@ def c2pa_read(path: Path, sidecar: Path | None = None) -> dict[str, Any]:
     ):
         report: dict[str, Any] = json.loads(reader.json())
     return report
-
-
-def active(report: dict[str, Any]) -> dict[str, Any]:
-    manifest: dict[str, Any] = report["manifests"][report["active_manifest"]]
-    return manifest
-
-
-def actions_of(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    [assertion] = [a for a in manifest["assertions"] if a["label"].startswith("c2pa.actions")]
-    found: list[dict[str, Any]] = assertion["data"]["actions"]
-    return found
 
 
 def ingredient_manifest(report: dict[str, Any], ingredient: dict[str, Any]) -> dict[str, Any] | None:

@@ -36,6 +36,7 @@ from mcp_audio.files.provenance import (
 )
 from mcp_audio.post import ops
 from mcp_audio.post.engine import AudioWriter, resolve_output
+from tests.helpers import actions_of, active
 
 NOW = datetime(2026, 8, 3, 12, 0, tzinfo=UTC)
 MODEL = Creation("fal", "fal-ai/elevenlabs/tts/eleven-v3")
@@ -98,17 +99,6 @@ def c2pa_json(path: Path, sidecar: Path | None = None) -> dict[str, Any]:
     with open(path, "rb") as stream, c2pa.Reader(mime, stream, manifest) as reader:
         data: dict[str, Any] = json.loads(reader.json())
     return data
-
-
-def active(store: dict[str, Any]) -> dict[str, Any]:
-    manifest: dict[str, Any] = store["manifests"][store["active_manifest"]]
-    return manifest
-
-
-def actions_of(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    [assertion] = [a for a in manifest["assertions"] if a["label"].startswith("c2pa.actions")]
-    result: list[dict[str, Any]] = assertion["data"]["actions"]
-    return result
 
 
 def disclosure_tag(path: Path) -> str | None:
