@@ -52,6 +52,10 @@ FAST = Pacing(
 
 Fake = TypeVar("Fake", bound=FakeUpstream[Any])
 CATALOG = load_catalog()  # immutable: one parse of the manifests serves every test's server
+# What tools/list shows of the catalog: each tool no family lists, and each family tool, by kind.
+FAMILY_MEMBERS = {m.capability.name for f in CATALOG.families.values() for m in f.members.values()}
+LISTED_KINDS = {cap.name: cap.spec.kind for cap in CATALOG.capabilities.values() if cap.name not in FAMILY_MEMBERS}
+LISTED_KINDS |= {family.name: family.kind for family in CATALOG.families.values()}
 
 
 def server(

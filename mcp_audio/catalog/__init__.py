@@ -1,10 +1,12 @@
 """The catalog: manifests -> Capabilities (typed tools with their schema, validation and request building).
 
 Entry points: `load_catalog()` reads `manifests/*.toml`; `Catalog.get(name)` gives a `Capability`,
-whose `prepare(arguments, ...)` turns a call into a `PreparedCall` for its upstream.
+whose `prepare(arguments, ...)` turns a call into a `PreparedCall` for its upstream; a `Family`
+(manifests/families.toml) lists several capabilities as one tool, `route(arguments)` picking one.
 """
 
 from mcp_audio.catalog.capability import Capability, NameLookup, PreparedCall, VoiceLookup
+from mcp_audio.catalog.family import CHOOSER, Family
 from mcp_audio.catalog.load import Catalog, load_catalog, manifests_dir
 from mcp_audio.catalog.messages import describe_validation_error
 from mcp_audio.catalog.schema import (
@@ -18,10 +20,12 @@ from mcp_audio.catalog.schema import (
 
 __all__ = [
     "ADVANCED",
+    "CHOOSER",
     "DEFAULT_MAX_ITEMS",
     "DEFAULT_MAX_TEXT_CHARS",
     "Capability",
     "Catalog",
+    "Family",
     "NameLookup",
     "PreparedCall",
     "VoiceLookup",

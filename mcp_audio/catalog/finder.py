@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mcp_audio.catalog.family import CHOOSER
 from mcp_audio.core.pricing import dollars
 
 if TYPE_CHECKING:
@@ -175,9 +176,16 @@ def _score(capability: Capability, request: str, words: list[str], kinds: dict[s
 
 
 def find_tools(
-    capabilities: list[Capability], task: str, *, max_usd: float | None = None, limit: int = 3
+    capabilities: list[Capability],
+    task: str,
+    *,
+    max_usd: float | None = None,
+    limit: int = 3,
+    listed_as: dict[str, tuple[str, str]] | None = None,
 ) -> list[Match]:
-    """The `limit` best tools for `task`, best first; ties go to the cheaper, then the name."""
+    """The `limit` best tools for `task`, best first; ties go to the cheaper, then the name.
+    `listed_as`: a capability listed by a family tool -> that tool and the `model` that picks it
+    (the match names the tool to call, with that `model`)."""
     request = task.lower()
     words = _words(request)
     kinds = _kinds_wanted(request)
@@ -198,16 +206,11 @@ def find_tools(
             score -= 1.0  # a request for cheap wants a price it can count on
         if quality and capability.spec.price is not None and (usd or 0) >= 0.05:
             score += 1.0
-        ranked.append(
-            Match(
-                capability.name,
-                round(score, 3),
-                "; ".join(reasons),
-                _price_text(capability, usd),
-                usd,
-                _arguments(capability),
-            )
-        )
+        tool, arguments = capability.name, _arguments(capability)
+        if listed_as and capability.name in listed_as:
+            tool, choice = listed_as[capability.name]
+            arguments = {CHOOSER: f"'{choice}'"} | arguments
+        ranked.append(Match(tool, round(score, 3), "; ".join(reasons), _price_text(capability, usd), usd, arguments))
     ranked.sort(key=lambda m: (-m.score, m.usd if m.usd is not None else float("inf"), m.tool))
     return ranked[:limit]
 

@@ -3,21 +3,25 @@ All problems are reported at once, each with its file and field."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from mcp_audio.catalog.capability import Capability
+from mcp_audio.catalog.family import CHOOSER, Family, Member, build_family
 from mcp_audio.catalog.messages import loc_text
 from mcp_audio.catalog.parsed import parsed_manifests
 from mcp_audio.catalog.schema import json_schema
 from mcp_audio.core.errors import ManifestError
-from mcp_audio.core.manifest import Example, ManifestFile, ToolSpec, VoiceFamily
+from mcp_audio.core.manifest import Example, FamiliesFile, ManifestFile, ToolSpec, VoiceFamily
 from mcp_audio.core.upstreams import UPSTREAMS, Upstream
 
-__all__ = ["Catalog", "load_catalog", "manifests_dir"]
+__all__ = ["FAMILIES_FILE", "Catalog", "load_catalog", "manifests_dir"]
+
+FAMILIES_FILE = "families.toml"  # the family tools (FamiliesFile); every other file is a ManifestFile
 
 
 def manifests_dir() -> Path:
@@ -28,14 +32,44 @@ def manifests_dir() -> Path:
 
 @dataclass(frozen=True)
 class Catalog:
-    """Every capability, voice family and documented example, keyed by name."""
+    """Every capability, voice family and documented example, keyed by name, and the family
+    tools that list several capabilities under one name."""
 
     capabilities: dict[str, Capability]
     voice_families: dict[str, VoiceFamily]
     examples: list[Example]
+    families: dict[str, Family] = field(default_factory=dict)
 
     def get(self, name: str) -> Capability | None:
         return self.capabilities.get(name)
+
+    def resolve(self, tool: Any, arguments: dict[str, Any]) -> tuple[Capability | None, dict[str, Any]]:
+        """A tool as tools/list names it, with its arguments -> the capability that runs the call and
+        its own arguments (a family's `model` picks the capability); None for an unknown tool.
+        Raises InvalidArguments for a family call its `model` refuses."""
+        family = self.families.get(tool) if isinstance(tool, str) else None
+        if family is not None:
+            return family.route(arguments)
+        return (self.get(tool) if isinstance(tool, str) else None), arguments
+
+    def listed_names(self, fits: Callable[[Capability], bool]) -> list[str]:
+        """The tools/list names of the capabilities that fit, for messages: "speak (model kokoro|qwen3)",
+        and each fitting capability no family lists."""
+        names = []
+        for family in self.families.values():
+            choices = [c for c, member in family.members.items() if fits(member.capability)]
+            if choices:
+                names.append(f"{family.name} ({CHOOSER} {'|'.join(choices)})")
+        members = {m.capability.name for family in self.families.values() for m in family.members.values()}
+        return names + sorted(name for name, cap in self.capabilities.items() if fits(cap) and name not in members)
+
+    def listed_as(self, tool: str) -> tuple[Family, str] | None:
+        """The family tool that lists `tool`, and the (first) `model` choice that runs it."""
+        for family in self.families.values():
+            choices = family.member_of(tool)
+            if choices:
+                return family, choices[0]
+        return None
 
 
 def load_catalog(directory: Path | None = None) -> Catalog:
@@ -43,9 +77,16 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     directory = directory or manifests_dir()
     problems: list[str] = []
     files: list[tuple[str, ManifestFile]] = []
+    families_file: FamiliesFile | None = None
     for path, parsed in parsed_manifests(sorted(directory.glob("*.toml"))):
         if isinstance(parsed, ValueError):  # tomllib.TOMLDecodeError
             problems.append(f"{path.name}: not valid TOML: {parsed}")
+            continue
+        if path.name == FAMILIES_FILE:
+            try:
+                families_file = FamiliesFile.model_validate(parsed)
+            except ValidationError as exc:
+                problems.extend(f"{path.name}: {loc_text(err['loc'])}: {err['msg']}" for err in exc.errors())
             continue
         try:
             manifest = ManifestFile.model_validate(parsed)
@@ -73,9 +114,42 @@ def load_catalog(directory: Path | None = None) -> Catalog:
             capabilities[spec.name] = _build_capability(spec, manifest)
     for file_name, manifest in files:
         problems.extend(_cross_check(file_name, manifest, capabilities, voice_families))
+    families = _families(families_file, capabilities, problems) if families_file else {}
     if problems:
         raise ManifestError(problems)
-    return Catalog(capabilities=capabilities, voice_families=voice_families, examples=examples)
+    return Catalog(capabilities=capabilities, voice_families=voice_families, examples=examples, families=families)
+
+
+def _families(file: FamiliesFile, capabilities: dict[str, Capability], problems: list[str]) -> dict[str, Family]:
+    """The family tools, each member checked: a tool of the catalog (with one endpoint choice) in
+    one family only, a fixed endpoint choice that tool has, and no endpoint input of its own
+    named like the family's."""
+    families: dict[str, Family] = {}
+    listed: dict[tuple[str, str], str] = {}  # (capability, fixed choice) -> its family
+    aliases = {alias for cap in capabilities.values() for alias in cap.spec.aliases}
+    for i, spec in enumerate(file.families):
+        where = f"{FAMILIES_FILE}: families.{i}"
+        if spec.name in capabilities or spec.name in aliases or spec.name in families:
+            problems.append(f"{where}.name: {spec.name!r} is already the name of a tool")
+            continue
+        members: list[Member] = []
+        for choice, target in spec.models.items():
+            tool, _, fixed = target.partition("/")
+            capability = capabilities.get(tool)
+            own = capability.spec.endpoint_input if capability else None
+            if capability is None:
+                problems.append(f"{where}.models.{choice}: no tool named {tool!r}")
+            elif fixed and fixed not in (capability.spec.endpoints or {}):
+                problems.append(f"{where}.models.{choice}: {fixed!r} is not an endpoint choice of {tool}")
+            elif not fixed and own == CHOOSER:
+                problems.append(f"{where}.models.{choice}: {tool} has its own `{CHOOSER}`: name {tool}/<choice>")
+            elif (tool, fixed) in listed:
+                problems.append(f"{where}.models.{choice}: {target} is already in family {listed[tool, fixed]}")
+            else:
+                listed[tool, fixed] = spec.name
+                members.append(Member(choice, capability, fixed or None))
+        families[spec.name] = build_family(spec, members)
+    return families
 
 
 def _cross_check(

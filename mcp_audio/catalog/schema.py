@@ -17,8 +17,10 @@ __all__ = [
     "DEFAULT_MAX_TEXT_CHARS",
     "advanced_line",
     "advanced_schema",
+    "bound_words",
     "input_model",
     "item_limit",
+    "json_property",
     "json_schema",
     "model_rules",
     "text_limit",
@@ -114,7 +116,7 @@ def _pydantic_field(spec: InputSpec) -> tuple[Any, Any]:
 
 def json_schema(spec: ToolSpec) -> dict[str, Any]:
     """A compact JSON schema (no titles, no $defs): it is sent into every conversation."""
-    properties = {s.name: _json_property(s) for s in spec.inputs if not s.advanced}
+    properties = {s.name: json_property(s) for s in spec.inputs if not s.advanced}
     advanced = [s for s in spec.inputs if s.advanced]
     if advanced:
         # Its members and their bounds in one line of words, to save context (validation is as
@@ -134,7 +136,7 @@ def json_schema(spec: ToolSpec) -> dict[str, Any]:
 def advanced_schema(spec: ToolSpec) -> dict[str, Any] | None:
     """The `advanced` group as a JSON schema, member by member (audio://catalog gives it; tools/list
     states it in words). None when the tool has no advanced inputs."""
-    members = {s.name: _json_property(s) for s in spec.inputs if s.advanced}
+    members = {s.name: json_property(s) for s in spec.inputs if s.advanced}
     if not members:
         return None
     return {"type": "object", "properties": members, "additionalProperties": False}
@@ -145,11 +147,11 @@ def advanced_line(specs: list[InputSpec]) -> str:
     temperature, top_p 0-1; scheduler euler|heun". Members alike share their statement."""
     grouped: dict[str, list[str]] = {}
     for s in specs:
-        grouped.setdefault(_bound_words(s), []).append(s.name)
+        grouped.setdefault(bound_words(s), []).append(s.name)
     return "; ".join(f"{', '.join(names)} {words}" for words, names in grouped.items())
 
 
-def _bound_words(s: InputSpec) -> str:
+def bound_words(s: InputSpec) -> str:
     """What one input takes, in a few words: its type and every bound (enum values joined by |)."""
     if s.fields is not None:
         inner = advanced_line(list(s.fields))
@@ -160,7 +162,7 @@ def _bound_words(s: InputSpec) -> str:
         return f"{s.file} file" + ("s" if s.type == "array" else "")
     words = {"string": "text", "integer": "int", "number": "number", "boolean": "bool"}.get(s.type, s.type)
     if s.type == "array":
-        words = f"list of {_bound_words(s.model_copy(update={'type': s.items, 'items': None}))}"
+        words = f"list of {bound_words(s.model_copy(update={'type': s.items, 'items': None}))}"
     low, high = s.minimum, s.maximum
     if low is not None and high is not None:
         sep = "-" if low >= 0 else ".."
@@ -210,7 +212,7 @@ def model_rules(spec: ToolSpec) -> str:
     return " ".join(f"{rule}: {', '.join(names)}." for rule, names in groups.items())
 
 
-def _json_property(s: InputSpec) -> dict[str, Any]:
+def json_property(s: InputSpec) -> dict[str, Any]:
     """An input's schema: every bound validation enforces, in few bytes (tools/list is sent into
     every conversation). A type another keyword implies goes unsaid (an enum's values, a string's
     length, a number's range, an array's items); an integer keeps its type. Defaults are stated
@@ -220,7 +222,7 @@ def _json_property(s: InputSpec) -> dict[str, Any]:
         prop["items"] = {"type": s.items}  # a text item's cap is the default one, said once (INSTRUCTIONS)
     if s.fields is not None:
         members = prop["items"] if s.type == "array" else prop
-        members["properties"] = {member.name: _json_property(member) for member in s.fields}
+        members["properties"] = {member.name: json_property(member) for member in s.fields}
         required = [member.name for member in s.fields if member.required]
         if required:
             members["required"] = required

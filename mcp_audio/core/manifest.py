@@ -299,6 +299,33 @@ class ToolSpec(_Strict):
         return [self.endpoint] if self.endpoint else list((self.endpoints or {}).values())
 
 
+class FamilySpec(_Strict):
+    """One listed tool over several capabilities that do one task (manifests/families.toml): a
+    `model` argument picks the capability, which validates and runs the call as its own tool
+    would. The capabilities stay callable by their own names, unlisted."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{2,63}$")
+    title: str
+    kind: Kind
+    description: str = Field(min_length=40)
+    # A choice of `model` -> the capability's tool name, or "tool/choice" to fix that tool's own
+    # endpoint choice (its `model` input, say). The first is the default.
+    models: dict[str, str] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _choices(self) -> FamilySpec:
+        for choice in self.models:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", choice):
+                raise ValueError(f"model choice {choice!r}: lowercase letters, digits, '.' and '-' only")
+        return self
+
+
+class FamiliesFile(_Strict):
+    """manifests/families.toml: the tools that list several capabilities under one name."""
+
+    families: list[FamilySpec]
+
+
 class Example(_Strict):
     """A request body from the upstream's own documentation: it must validate and pass unchanged."""
 

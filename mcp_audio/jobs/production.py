@@ -213,18 +213,16 @@ class Productions:
             raise InvalidArguments(
                 '`voice`: a voice name of the part\'s tool, or {"tool": <speech tool>, "voice": ...}.'
             )
-        capability = self._catalog.get(str(speech.get("tool")))
+        tool = speech.get("tool")
+        capability, voice_args = self._catalog.resolve(tool, {k: v for k, v in speech.items() if k != "tool"})
         if capability is None or capability.spec.kind != "tts" or "text" not in capability.inputs:
-            raise InvalidArguments(
-                f"`voice.tool`: {str(speech.get('tool'))[:60]!r} is not a speech tool of this server."
-            )
+            raise InvalidArguments(f"`voice.tool`: {str(tool)[:60]!r} is not a speech tool of this server.")
         if text is not None:
             words = " ".join(text.split())
             if not words:
                 raise InvalidArguments("`text`: must not be empty.")
             spoken = make_lexicon(plan.lexicon).apply(words)
             part = Part(**{**item.part, "text": words, "spoken": spoken}) if item.part else part
-        voice_args = {k: v for k, v in speech.items() if k != "tool"}
         arguments = part_arguments(capability, voice_args, part)
         try:
             call = self._pipeline.prepare(capability, arguments, voices)

@@ -162,13 +162,15 @@ def _speech_tool(catalog: Catalog, speaker: str, entry: Any) -> tuple[Capability
     if not isinstance(entry, Mapping):
         raise InvalidArguments(f'`{where}`: must be an object such as {{"tool": "kokoro_tts", "voice": "af_heart"}}.')
     tool = entry.get("tool")
-    speech = sorted(name for name, cap in catalog.capabilities.items() if _speaks(cap))
-    capability = catalog.get(tool) if isinstance(tool, str) else None
+    try:  # a family tool (speak) takes its `model` here too
+        capability, arguments = catalog.resolve(tool, {k: v for k, v in entry.items() if k != "tool"})
+    except InvalidArguments as exc:
+        raise InvalidArguments(f"`{where}` ({tool}): {exc}") from exc
     if capability is None or not _speaks(capability):
+        speech = catalog.listed_names(_speaks)
         raise InvalidArguments(
             f"`{where}.tool`: {str(tool)[:60]!r} is not a speech tool of this server; one of: {', '.join(speech)}."
         )
-    arguments = {k: v for k, v in entry.items() if k != "tool"}
     if "text" in arguments:
         raise InvalidArguments(f"`{where}.text`: the text comes from the script; give only the voice and settings.")
     return capability, arguments
@@ -304,11 +306,13 @@ def _plan_music(plan: Plan, music: Any, catalog: Catalog, prepare: Prepare) -> N
     if not isinstance(music, Mapping):
         raise InvalidArguments('`music`: a file (path, URL, jobs:// or files://) or {"tool": ..., "prompt": ...}.')
     tool = music.get("tool")
-    capability = catalog.get(tool) if isinstance(tool, str) else None
+    try:  # a family tool (make_music) takes its `model` here too
+        capability, arguments = catalog.resolve(tool, {k: v for k, v in music.items() if k != "tool"})
+    except InvalidArguments as exc:
+        raise InvalidArguments(f"`music` ({tool}): {exc}") from exc
     if capability is None or capability.spec.kind != "music":
-        names = sorted(n for n, c in catalog.capabilities.items() if c.spec.kind == "music")
+        names = catalog.listed_names(lambda c: c.spec.kind == "music")
         raise InvalidArguments(f"`music.tool`: {str(tool)[:60]!r} is not a music tool; one of: {', '.join(names)}.")
-    arguments = {k: v for k, v in music.items() if k != "tool"}
     try:
         call = prepare(capability, arguments)
     except InvalidArguments as exc:

@@ -27,7 +27,7 @@ from mcp_types import CallToolResult, InputRequiredResult, TextContent, ToolAnno
 from pydantic import ConfigDict, Field, ValidationError
 
 from mcp_audio import __version__
-from mcp_audio.catalog import DEFAULT_MAX_ITEMS, DEFAULT_MAX_TEXT_CHARS, Capability, Catalog, load_catalog
+from mcp_audio.catalog import DEFAULT_MAX_ITEMS, DEFAULT_MAX_TEXT_CHARS, Capability, Catalog, Family, load_catalog
 from mcp_audio.config import ServerSettings
 from mcp_audio.core.errors import McpAudioError, UpstreamError
 from mcp_audio.core.redaction import redact
@@ -42,7 +42,7 @@ from mcp_audio.server.confirmation import NeedsApproval, cost_confirmation
 from mcp_audio.server.finder import OUTPUT_SCHEMA as FINDER_SCHEMA
 from mcp_audio.server.finder import finder_tool
 from mcp_audio.server.job_events import JobEventBus
-from mcp_audio.server.output_schema import capability_schema, job_list_schema, job_schema
+from mcp_audio.server.output_schema import capability_schema, family_schema, job_list_schema, job_schema
 from mcp_audio.server.player import PLAYER_URI, player_html
 from mcp_audio.server.principal import current_principal
 from mcp_audio.server.productions import production_tools
@@ -127,16 +127,24 @@ def build_server(
     # Toolsets limit what is offered; jobs of any tool still resume, so the full catalog stays.
     exposed = [cap for cap in catalog.capabilities.values() if cap.spec.kind in settings.enabled_kinds]
     aliases = [(cap, alias) for cap in exposed for alias in cap.spec.aliases]
-    tasks = Tasks(runtime, [cap.name for cap in exposed] + [alias for _, alias in aliases], settings.secrets)
+    # Family tools list their members under one name; the members stay callable, unlisted.
+    families = [f for f in (f.limited_to(cap.name for cap in exposed) for f in catalog.families.values()) if f]
+    members = {member.capability.name for family in families for member in family.members.values()}
+    names = [cap.name for cap in exposed] + [alias for _, alias in aliases] + [family.name for family in families]
+    tasks = Tasks(runtime, names, settings.secrets)
     # Sorted by name: a stable order (clients cache the list, and diffs of it stay readable).
-    tools = [_capability_tool(cap, runtime, secrets, transport) for cap in sorted(exposed, key=lambda c: c.name)]
+    tools = [_capability_tool(cap, runtime, secrets, transport) for cap in exposed]
+    tools += [_family_tool(family, runtime, secrets, transport) for family in families]
+    tools.sort(key=lambda tool: tool.name)
     # Former names of merged tools: callable for one release, left out of tools/list.
     tools += [_capability_tool(cap, runtime, secrets, transport, alias) for cap, alias in aliases]
+    listed: list[tuple[str, str]] = [(cap.name, cap.spec.kind) for cap in exposed if cap.name not in members]
+    listed += [(family.name, family.kind) for family in families]
     # Productions come with speech: in dynamic mode the tts family brings them.
     dynamic = None
     if settings.toolsets == DYNAMIC:
-        dynamic = DynamicToolsets(exposed, {"tts": ["produce_audio", "redo_part"]})
-    finder = finder_tool(exposed, dynamic)
+        dynamic = DynamicToolsets(listed, {"tts": ["produce_audio", "redo_part"]})
+    finder = finder_tool(exposed, families, dynamic)
     _refuse_unknown_arguments(finder, FINDER_SCHEMA)
     if "tts" in settings.enabled_kinds:
 
@@ -167,11 +175,13 @@ def build_server(
     )
     if dynamic is not None:  # tools/list starts small; families are enabled at run time (toolsets.py)
         add_dynamic_toolsets(server, dynamic)
-    if aliases:
-        server.middleware.append(Unlisted({alias for _, alias in aliases}))
+    if aliases or members:
+        server.middleware.append(Unlisted({alias for _, alias in aliases} | members))
     add_resources(server, runtime, catalog, exposed, transport)
     add_prompts(
-        server, {cap.name for cap in exposed} | ({"produce_audio"} if "tts" in settings.enabled_kinds else set())
+        server,
+        {cap.name for cap in exposed} | ({"produce_audio"} if "tts" in settings.enabled_kinds else set()),
+        families,
     )
     add_completions(server, runtime, catalog)
     add_protocol_details(server)
@@ -226,37 +236,15 @@ def _capability_tool(
     spec = capability.spec
 
     async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult | InputRequiredResult:
-        state = runtime.get()
-        try:
-            if alias is not None:
+        if alias is not None:
+            try:
                 arguments = alias_arguments(capability, alias, arguments)
-
-            async def roots() -> list[Path]:
-                # Over HTTP the client's roots name folders of its own machine: never trusted here.
-                trusted = await client_roots(ctx) if transport == "stdio" else None
-                return trusted or state.settings.input_roots(transport)
-
-            confirm = cost_confirmation(ctx, state.settings.confirm_above_usd)
-            meta = ctx.request_context.meta
-            key = idempotency_key(meta, ctx.headers)  # a call sent again gets its job back
-            trace = traceparent(meta)
-            current_job.set(JobContext(traceparent=trace))  # this call's own log lines and uploads carry it
-            job = await state.pipeline.start(capability, arguments, roots, current_principal(), confirm, key, trace)
-        except NeedsApproval as needed:  # 2026 era: the question goes back; the client retries with the answer
-            return needed.question()
-        except McpAudioError as exc:
-            raise ToolError(redact(str(exc), secrets)) from exc
-        except Exception as exc:  # unforeseen: the agent still learns what failed, never just "Error executing tool"
-            log.exception("%s failed before its job started", spec.name)
-            detail = redact(str(exc).splitlines()[0][:200], secrets) if str(exc) else ""
-            raise ToolError(
-                f"{spec.name} could not start: {type(exc).__name__}{': ' + detail if detail else ''}"
-            ) from exc
-        if started_as_task(job):  # a task-augmented call: the client follows the task
-            result = job_result(state.catalog, job, remote=state.remote)
-        else:
-            result = await _await_job(ctx, state, job.id, state.settings.wait_s, cancel_on_abort=True)
-        return result if alias is None else deprecation_note(result, capability, alias)
+            except McpAudioError as exc:
+                raise ToolError(redact(str(exc), secrets)) from exc
+        result = await _run_capability(capability, arguments, ctx, runtime, secrets, transport)
+        if alias is None or not isinstance(result, CallToolResult):
+            return result
+        return deprecation_note(result, capability, alias)
 
     return Tool(
         fn=run,
@@ -276,6 +264,67 @@ def _capability_tool(
         else None,
         meta=_player_meta(spec.kind if spec.kind != "post" or "audio" in spec.files else "none") or None,
     )
+
+
+def _family_tool(family: Family, runtime: Runtime, secrets: list[str], transport: str) -> Tool:
+    """A family's tool: `model` picks the capability, which then runs as its own tool would."""
+
+    async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult | InputRequiredResult:
+        try:
+            capability, arguments = family.route(arguments)
+        except McpAudioError as exc:
+            raise ToolError(redact(str(exc), secrets)) from exc
+        return await _run_capability(capability, arguments, ctx, runtime, secrets, transport)
+
+    kinds = {member.capability.spec.kind for member in family.members.values()}
+    return Tool(
+        fn=run,
+        name=family.name,
+        description=family.spec.description,
+        parameters=family.input_schema,
+        fn_metadata=FuncMetadata(arg_model=_RawArguments, output_schema=family_schema(family)),
+        is_async=True,
+        context_kwarg="ctx",
+        meta=_player_meta(next(iter(kinds & PLAYER_KINDS), "none")) or None,
+    )
+
+
+async def _run_capability(
+    capability: Capability,
+    arguments: dict[str, Any],
+    ctx: Context,
+    runtime: Runtime,
+    secrets: list[str],
+    transport: str,
+) -> CallToolResult | InputRequiredResult:
+    """Start the capability's job for a call and wait for it (or hand back its task)."""
+    state = runtime.get()
+    try:
+
+        async def roots() -> list[Path]:
+            # Over HTTP the client's roots name folders of its own machine: never trusted here.
+            trusted = await client_roots(ctx) if transport == "stdio" else None
+            return trusted or state.settings.input_roots(transport)
+
+        confirm = cost_confirmation(ctx, state.settings.confirm_above_usd)
+        meta = ctx.request_context.meta
+        key = idempotency_key(meta, ctx.headers)  # a call sent again gets its job back
+        trace = traceparent(meta)
+        current_job.set(JobContext(traceparent=trace))  # this call's own log lines and uploads carry it
+        job = await state.pipeline.start(capability, arguments, roots, current_principal(), confirm, key, trace)
+    except NeedsApproval as needed:  # 2026 era: the question goes back; the client retries with the answer
+        return needed.question()
+    except McpAudioError as exc:
+        raise ToolError(redact(str(exc), secrets)) from exc
+    except Exception as exc:  # unforeseen: the agent still learns what failed, never just "Error executing tool"
+        log.exception("%s failed before its job started", capability.name)
+        detail = redact(str(exc).splitlines()[0][:200], secrets) if str(exc) else ""
+        raise ToolError(
+            f"{capability.name} could not start: {type(exc).__name__}{': ' + detail if detail else ''}"
+        ) from exc
+    if started_as_task(job):  # a task-augmented call: the client follows the task
+        return job_result(state.catalog, job, remote=state.remote)
+    return await _await_job(ctx, state, job.id, state.settings.wait_s, cancel_on_abort=True)
 
 
 async def client_roots(ctx: Context) -> list[Path] | None:

@@ -11,7 +11,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from mcp_audio.catalog import Capability
+from mcp_audio.catalog import CHOOSER, Capability, Family
 from mcp_audio.catalog.finder import find_tools
 from mcp_audio.server.principal import current_principal
 from mcp_audio.server.toolsets import DynamicToolsets, announce
@@ -26,19 +26,26 @@ OUTPUT_SCHEMA: dict[str, Any] = {
 }
 
 
-def finder_tool(exposed: list[Capability], dynamic: DynamicToolsets | None) -> Tool:
-    """The tool; `dynamic` (dynamic toolsets) also enables what it finds for the caller."""
+def finder_tool(exposed: list[Capability], families: list[Family], dynamic: DynamicToolsets | None) -> Tool:
+    """The tool; `dynamic` (dynamic toolsets) also enables what it finds for the caller. A
+    capability a family lists is suggested as that family's tool with its `model`."""
+    listed_as: dict[str, tuple[str, str]] = {}
+    for family in families:
+        for choice, member in family.members.items():
+            listed_as.setdefault(member.capability.name, (family.name, choice))
 
     async def find_audio_tools(
         ctx: Context,
         task: str = Field(description="What the user wants, in plain words", min_length=1, max_length=500),
         max_usd: float | None = Field(None, ge=0, description="Most a typical call may cost"),
     ) -> CallToolResult:
-        matches = find_tools(exposed, task, max_usd=max_usd)
-        names = [match.tool for match in matches]
+        matches = find_tools(exposed, task, max_usd=max_usd, listed_as=listed_as)
+        names = list(dict.fromkeys(match.tool for match in matches))
         if dynamic is not None and dynamic.enable_tools(current_principal(), names):
             await announce(ctx)
-        lines = [f"{m.tool}: {m.why}; {m.price}; arguments: {', '.join(m.arguments)}" for m in matches]
+        lines = [
+            f"{_call(m.tool, m.arguments)}: {m.why}; {m.price}; arguments: {', '.join(m.arguments)}" for m in matches
+        ]
         text = "\n".join(lines) or "No tool fits; try other words, or a higher max_usd."
         return CallToolResult(
             content=[TextContent(type="text", text=text)],
@@ -50,3 +57,8 @@ def finder_tool(exposed: list[Capability], dynamic: DynamicToolsets | None) -> T
         description="The best few audio tools for a request, with why, price and key arguments.",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
     )
+
+
+def _call(tool: str, arguments: dict[str, str]) -> str:
+    """ "transcribe (model 'whisper')" for a family's member; the tool's name otherwise."""
+    return f"{tool} ({CHOOSER} {arguments[CHOOSER]})" if CHOOSER in arguments else tool

@@ -15,7 +15,7 @@ from mcp_audio.core.results import OutputFile
 from mcp_audio.store import JobState
 
 if TYPE_CHECKING:
-    from mcp_audio.catalog import Capability
+    from mcp_audio.catalog import Capability, Family
 
 _STRING = {"type": "string"}
 STATUS = {"enum": list(get_args(JobState))}
@@ -52,6 +52,19 @@ def capability_schema(capability: Capability) -> dict[str, Any]:
     if text and "." not in text:
         fields[text] = {}
     return job_schema(fields, files=bool(spec.files), saves_voice=spec.saves_voice is not None)
+
+
+def family_schema(family: Family) -> dict[str, Any]:
+    """A family tool's: what any of its models' results hold (each result is one model's)."""
+    capabilities = [member.capability for member in family.members.values()]
+    fields: dict[str, Any] = {}
+    for capability in capabilities:
+        fields |= capability_schema(capability).get("properties", {}).get("output", {}).get("properties", {})
+    return job_schema(
+        fields,
+        files=any(cap.spec.files for cap in capabilities),
+        saves_voice=any(cap.spec.saves_voice for cap in capabilities),
+    )
 
 
 def job_list_schema() -> dict[str, Any]:

@@ -42,8 +42,8 @@ PRODUCE_SCHEMA: dict[str, Any] = {
         },
         "voices": {
             "type": "object",
-            "description": "speaker -> {tool: <speech tool>, voice: <preset or saved voice>, ...its arguments}; "
-            "default narrator: kokoro_tts af_heart",
+            "description": "speaker -> {tool: speak, model, voice: <preset or saved voice>, ...its arguments}; "
+            "default narrator: speak kokoro af_heart",
             "additionalProperties": {"type": "object", "required": ["tool"]},
         },
         "music": {"type": ["string", "object"], "description": _FILE_OR_TOOL},

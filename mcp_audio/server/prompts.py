@@ -9,11 +9,14 @@ for arguments that arrive as strings anyway (numbers are converted here, naming 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
+
+from mcp_audio.catalog import CHOOSER, Family
 
 # The finishing tools an episode needs, and the tools of each earlier step, in preference order.
 EPISODE_TOOLS = {"audio_join", "audio_mix", "audio_master", "transcript_subtitles"}
@@ -52,11 +55,22 @@ def _add(server: MCPServer[Any], fn: Callable[..., str], title: str, description
     )
 
 
-def add_prompts(server: MCPServer[Any], tool_names: set[str]) -> None:
+def add_prompts(server: MCPServer[Any], tool_names: set[str], families: Sequence[Family] = ()) -> None:
+    """The prompts whose tools are offered; a tool a family lists is named as that family's call
+    ("transcribe with model 'whisper'"), as tools/list shows it."""
+    routes = {  # a capability a family lists -> that family and the (first) choice that picks it
+        member.capability.name: (family.name, choice)
+        for family in families
+        for choice, member in reversed(family.members.items())
+    }
+
+    def call(tool: str) -> str:
+        return f"{routes[tool][0]} with {CHOOSER} '{routes[tool][1]}'" if tool in routes else tool
+
     if tool_names >= EPISODE_TOOLS:
-        speech = _first(SPEECH_TOOLS, tool_names, "a text-to-speech tool")
-        music = _first(MUSIC_TOOLS, tool_names, "a music tool")
-        transcribe = _first(TRANSCRIBE_TOOLS, tool_names, "a transcription tool")
+        speech = call(_first(SPEECH_TOOLS, tool_names, "a text-to-speech tool"))
+        music = call(_first(MUSIC_TOOLS, tool_names, "a music tool"))
+        transcribe = call(_first(TRANSCRIBE_TOOLS, tool_names, "a transcription tool"))
 
         def produce_episode(topic: str, minutes: float | str = 3, loudness_lufs: float | str = -16) -> str:
             minutes, loudness_lufs = _number("minutes", minutes), _number("loudness_lufs", loudness_lufs)
@@ -89,11 +103,12 @@ def add_prompts(server: MCPServer[Any], tool_names: set[str]) -> None:
         )
 
     if "qwen3_tts" in tool_names:
+        qwen3 = call("qwen3_tts")
 
         def narrate_script(script: str, voice: str = "Vivian") -> str:
             return (
-                f"Narrate the script below with the qwen3_tts tool using voice '{voice}'. Split it at sentence "
-                "boundaries into passages of at most about 600 characters, call qwen3_tts once per passage in "
+                f"Narrate the script below with {qwen3} using voice '{voice}'. Split it at sentence "
+                f"boundaries into passages of at most about 600 characters, call {qwen3} once per passage in "
                 "order (set max_new_tokens to about 12 per second of expected speech, e.g. 1200 for a long "
                 "passage), and if a call returns a job_id, wait for it with get_job. Finally list the audio "
                 f"URLs in reading order.\n\nScript:\n{script}"
@@ -109,10 +124,11 @@ def add_prompts(server: MCPServer[Any], tool_names: set[str]) -> None:
         )
 
     if "whisper_transcribe" in tool_names:
+        whisper = call("whisper_transcribe")
 
         def transcribe_and_summarise(audio_url: str, focus: str = "key points, decisions and action items") -> str:
             return (
-                f"Transcribe {audio_url} with the whisper_transcribe tool (chunk_level 'segment'; set diarize "
+                f"Transcribe {audio_url} with {whisper} (chunk_level 'segment'; set diarize "
                 "true if several people speak). If it returns a job_id, wait with get_job. Then write a summary "
                 f"of the {focus}, citing segment timestamps as [mm:ss] so the user can find each point."
             )
@@ -127,12 +143,13 @@ def add_prompts(server: MCPServer[Any], tool_names: set[str]) -> None:
         )
 
     if {"lyria2_music", "elevenlabs_sound_effect"} <= tool_names:
+        lyria2, effect = call("lyria2_music"), call("elevenlabs_sound_effect")
 
         def score_scene(scene: str) -> str:
             return (
                 "Score this scene. First list 2-5 distinct sound effects it needs with their timing. Call "
-                "lyria2_music once for a 30-second instrumental bed matching the mood (put unwanted elements in "
-                "negative_prompt), and elevenlabs_sound_effect once per effect (duration_seconds 0.5-22). Wait "
+                f"{lyria2} once for a 30-second instrumental bed matching the mood (put unwanted elements in "
+                f"negative_prompt), and {effect} once per effect (duration_seconds 0.5-22). Wait "
                 "for any job_id with get_job. Reply with a cue sheet: time, element, file URL.\n\n"
                 f"Scene: {scene}"
             )
@@ -146,6 +163,10 @@ def add_prompts(server: MCPServer[Any], tool_names: set[str]) -> None:
         )
 
     if "produce_audio" in tool_names:
+        kokoro = {"tool": "kokoro_tts"}
+        if "kokoro_tts" in routes:  # as tools/list shows it: speak with model kokoro
+            kokoro = {"tool": routes["kokoro_tts"][0], CHOOSER: routes["kokoro_tts"][1]}
+        example_voices = {"narrator": kokoro | {"voice": "af_heart"}, "Bob": kokoro | {"voice": "am_adam"}}
 
         def produce_document(document: str, kind: str = "podcast") -> str:
             return (
@@ -153,9 +174,8 @@ def add_prompts(server: MCPServer[Any], tool_names: set[str]) -> None:
                 "1. Script: keep the author's words. Put '# Title' on its own line before each chapter or "
                 "section; start a paragraph with 'Name:' where a named speaker talks (others are read by "
                 "the narrator); use [pause 2s] for a deliberate silence. Escape a literal '[' as '\\['.\n"
-                '2. Voices: one per speaker, e.g. {"narrator": {"tool": "kokoro_tts", "voice": '
-                '"af_heart"}, "Bob": {"tool": "kokoro_tts", "voice": "am_adam"}} (presets: '
-                "voices://kokoro; saved clones: voices://cloned). Without voices the narrator is kokoro_tts.\n"
+                f"2. Voices: one per speaker, e.g. {json.dumps(example_voices)} (presets: "
+                "voices://kokoro; saved clones: voices://cloned). Without voices the narrator is kokoro.\n"
                 "3. Lexicon: words the voices would mispronounce -> how to say them (e.g. SQL -> sequel).\n"
                 f"4. Call produce_audio with script, voices, lexicon, delivery '{kind}', format "
                 f"{'m4b' if kind == 'audiobook' else 'mp3'}, and a title; add music (a file, or "

@@ -19,7 +19,6 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ListToolsResult, TextContent, ToolAnnotations
 from pydantic import Field, JsonValue
 
-from mcp_audio.catalog import Capability
 from mcp_audio.config import TOOLSETS
 from mcp_audio.server.principal import current_principal
 
@@ -41,9 +40,10 @@ PURPOSES = {
 class DynamicToolsets:
     """Which families each caller has enabled, and tools/list filtered to them."""
 
-    def __init__(self, exposed: list[Capability], extra: dict[str, list[str]] | None = None) -> None:
+    def __init__(self, listed: list[tuple[str, str]], extra: dict[str, list[str]] | None = None) -> None:
+        """`listed`: each tool tools/list shows, with its kind; `extra`: tools a toolset brings along."""
         self.families = {
-            name: [cap.name for cap in exposed if cap.spec.kind in kinds] + (extra or {}).get(name, [])
+            name: [tool for tool, kind in listed if kind in kinds] + (extra or {}).get(name, [])
             for name, kinds in TOOLSETS.items()
         }
         self.families = {name: tools for name, tools in self.families.items() if tools}

@@ -10,7 +10,7 @@ from mcp import Client
 from mcp_types import ResourceLink
 
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.helpers import CATALOG, CORE_TOOLS, server, text_of
+from tests.helpers import CATALOG, CORE_TOOLS, FAMILY_MEMBERS, LISTED_KINDS, server, text_of
 
 pytestmark = pytest.mark.anyio
 EXAMPLES = CATALOG.examples
@@ -25,7 +25,8 @@ def tool_arguments(example: Any) -> dict[str, Any]:
 
 async def test_tools_list_shows_typed_annotated_tools(client: Client) -> None:
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) >= CORE_TOOLS
+    assert set(tools) >= (CORE_TOOLS - FAMILY_MEMBERS) | {"transcribe", "make_music", "make_sound_effect"}
+    assert not set(tools) & FAMILY_MEMBERS  # listed by their family tools, callable by name
     assert {"get_job", "cancel_job", "list_jobs"} <= set(tools)
     tts = tools["qwen3_tts"]
     assert tts.title is None and len(tts.description or "") > 40  # the name says it; audio://catalog has titles
@@ -44,12 +45,11 @@ async def test_tools_list_shows_typed_annotated_tools(client: Client) -> None:
 async def test_tools_that_return_audio_open_the_player(client: Client) -> None:
     tools = (await client.list_tools()).tools
     linked = {tool.name for tool in tools if (tool.meta or {}).get("ui") == {"resourceUri": "ui://mcp-audio/player"}}
-    kinds = {cap.name: cap.spec.kind for cap in CATALOG.capabilities.values()}
-    expected = {name for name, kind in kinds.items() if kind in ("tts", "music", "sfx", "edit")} | {"get_job"}
+    expected = {name for name, kind in LISTED_KINDS.items() if kind in ("tts", "music", "sfx", "edit")} | {"get_job"}
     finishing = {"audio_join", "audio_mix", "audio_master", "audio_trim"}  # local tools that make audio
     finishing |= {"produce_audio", "redo_part"}  # productions
     assert linked == expected | finishing
-    assert "whisper_transcribe" not in linked and "qwen3_tts_clone_voice" not in linked
+    assert "transcribe" not in linked and "qwen3_tts_clone_voice" not in linked
     assert "audio_info" not in linked and "transcript_subtitles" not in linked
     player = await client.read_resource("ui://mcp-audio/player")
     [content] = player.contents

@@ -53,9 +53,9 @@ def test_a_changed_manifest_is_read_again_and_a_removed_one_leaves_the_cache(tmp
     kokoro = load_catalog(directory).get("kokoro_tts")
     assert kokoro is not None
     assert "Text to speak (changed since cached)" in [item.description for item in kokoro.spec.inputs]
-    (directory / "lyria2.toml").unlink()
-    assert "lyria2_music" not in load_catalog(directory).capabilities
-    assert "lyria2.toml" not in _cache(directory)
+    (directory / "audio-understanding.toml").unlink()  # in no family (families.toml)
+    assert "audio_understanding" not in load_catalog(directory).capabilities
+    assert "audio-understanding.toml" not in _cache(directory)
 
 
 @pytest.mark.parametrize("damage", [b"", b"{not json", b"[1, 2]", b'{"kokoro.toml": {"sha256": 1, "data": []}}'])
