@@ -1,5 +1,9 @@
 """Print tools/list tokens (bytes/4) per tool, in total, and per toolset, as a client receives them.
 
+Issue 23's budget is per tool of the catalog: every model an agent can call (each endpoint of each
+capability, whether listed under its own name or as a `model` of a family tool) and each server
+tool (jobs, finder, productions). The average per listed tool is printed too.
+
 Usage: python bench/tool_tokens.py
 """
 
@@ -11,6 +15,7 @@ import tempfile
 import anyio
 from mcp import Client
 
+from mcp_audio.catalog import load_catalog
 from mcp_audio.config import TOOLSETS, Settings
 from mcp_audio.server import build_server
 
@@ -23,11 +28,21 @@ async def tool_sizes(toolsets: str) -> dict[str, int]:
     return {name: len(json.dumps(tool, separators=(",", ":"))) // 4 for name, tool in dumped.items()}
 
 
+def catalog_models(listed: set[str]) -> int:
+    """Every model an agent can call: each endpoint of each capability, and each listed server tool."""
+    catalog = load_catalog()
+    endpoints = sum(len(cap.spec.all_endpoints) for cap in catalog.capabilities.values())
+    server_tools = listed - set(catalog.capabilities) - set(catalog.families)
+    return endpoints + len(server_tools)
+
+
 async def main() -> None:
     sizes = await tool_sizes("all")
     for name, tokens in sorted(sizes.items(), key=lambda item: -item[1]):
         print(f"{name:32s} ~{tokens} tokens")
-    print(f"all: {len(sizes)} tools, ~{sum(sizes.values())} tokens, {sum(sizes.values()) / len(sizes):.0f} per tool")
+    total, models = sum(sizes.values()), catalog_models(set(sizes))
+    print(f"all: {len(sizes)} tools listed, ~{total} tokens, {total / len(sizes):.0f} per listed tool")
+    print(f"catalog: {models} models (endpoints and server tools), {total / models:.1f} tokens per model")
     for toolset in TOOLSETS:
         subset = await tool_sizes(toolset)
         print(f"MCP_AUDIO_TOOLSETS={toolset}: {len(subset)} tools (incl. 3 job tools), ~{sum(subset.values())} tokens")

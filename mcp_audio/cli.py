@@ -376,7 +376,7 @@ def _tools(tool: str | None, *, as_json: bool, as_markdown: bool) -> int:
             raise InvalidArguments(f"no tool named {tool!r}; `mcp-audio tools` lists them")
         chosen = [capability]
     if as_json:
-        entries = catalog_entries(chosen)
+        entries = catalog_entries(chosen, catalog.families.values())
         for entry, cap in zip(entries, chosen, strict=True):
             entry["input_schema"] = cap.input_schema
             print(json.dumps(entry))

@@ -14,7 +14,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.resources import FunctionResource
 from mcp_types import ReadResourceResult
 
-from mcp_audio.catalog import ADVANCED, Capability, Catalog, advanced_schema
+from mcp_audio.catalog import ADVANCED, CHOOSER, Capability, Catalog, Family, advanced_schema
 from mcp_audio.core.errors import McpAudioError
 from mcp_audio.core.manifest import VoiceFamily
 from mcp_audio.core.redaction import redact
@@ -59,7 +59,7 @@ def add_resources(
         description="Every audio tool: provider, upstream endpoints, kind, price, and its `advanced` settings' schema.",
     )
     def catalog_resource() -> str:
-        return json.dumps(catalog_entries(exposed), indent=1)
+        return json.dumps(catalog_entries(exposed, catalog.families.values()), indent=1)
 
     live = any(cap.provider == "voice_api" for cap in exposed)
     if live:
@@ -67,7 +67,7 @@ def add_resources(
     for family_name, family in catalog.voice_families.items():
         if live and family_name == VOICE_API_FAMILY:
             continue  # its voices are the upstream's live list: a static copy would shadow it
-        _add_voice_family(server, family_name, family, _voice_users(exposed, family_name))
+        _add_voice_family(server, family_name, family, _voice_users(exposed, family_name, catalog))
 
     @_static(
         server,
@@ -220,13 +220,16 @@ def _add_voice_api_models(server: MCPServer[AppState], runtime: Runtime) -> None
         return json.dumps(models, indent=1)
 
 
-def _voice_users(exposed: list[Capability], family: str) -> list[str]:
-    """ "`voice` of qwen3_tts": each offered tool's argument that takes this family's voices."""
-    return [
-        f"`{cap.spec.voice.input}` of {cap.name}"
-        for cap in exposed
-        if cap.spec.voice and cap.spec.voice.family == family
-    ]
+def _voice_users(exposed: list[Capability], family: str, catalog: Catalog) -> list[str]:
+    """ "`voice` of speak with model 'qwen3'": each offered tool's argument that takes this family's
+    voices, named as tools/list shows the tool."""
+    users = []
+    for cap in exposed:
+        if cap.spec.voice and cap.spec.voice.family == family:
+            listed = catalog.listed_as(cap.name)
+            tool = f"{listed[0].name} with {CHOOSER} '{listed[1]}'" if listed else cap.name
+            users.append(f"`{cap.spec.voice.input}` of {tool}")
+    return users
 
 
 def _add_voice_family(server: MCPServer[AppState], name: str, family: VoiceFamily, users: list[str]) -> None:
@@ -249,12 +252,14 @@ def _add_voice_family(server: MCPServer[AppState], name: str, family: VoiceFamil
         return json.dumps(body, indent=1)
 
 
-def catalog_entries(capabilities: Iterable[Capability]) -> list[dict[str, Any]]:
-    """Each tool's provider, endpoints and price, and the JSON schema of its `advanced` group
-    (tools/list states that group's members in words, to save context)."""
+def catalog_entries(capabilities: Iterable[Capability], families: Iterable[Family] = ()) -> list[dict[str, Any]]:
+    """Each tool's provider, endpoints and price, the JSON schema of its `advanced` group
+    (tools/list states that group's members in words, to save context), and for a capability a
+    family lists, that family's tool and the `model` choices that run it."""
+    families = list(families)
     entries = []
     for cap in capabilities:
-        entry = {
+        entry: dict[str, Any] = {
             "tool": cap.name,
             "title": cap.spec.title,
             "kind": cap.spec.kind,
@@ -262,6 +267,9 @@ def catalog_entries(capabilities: Iterable[Capability]) -> list[dict[str, Any]]:
             "endpoints": cap.spec.all_endpoints,
             "price": cap.spec.price.model_dump(exclude_none=True) if cap.spec.price else None,
         }
+        listed = [(family.name, family.member_of(cap.name)) for family in families if family.member_of(cap.name)]
+        if listed:
+            entry["listed_as"] = [{"tool": name, CHOOSER: choices} for name, choices in listed]
         advanced = advanced_schema(cap.spec)
         if advanced is not None:
             entry[ADVANCED] = advanced
@@ -271,9 +279,19 @@ def catalog_entries(capabilities: Iterable[Capability]) -> list[dict[str, Any]]:
 
 def tools_markdown(catalog: Catalog) -> str:
     """The README's tool table, generated from the manifests (a test keeps the README in sync)."""
-    lines = ["| Tool | Kind | What it does | Upstream endpoint(s) | Price |", "|---|---|---|---|---|"]
+    lines = [
+        "| Tool | Listed as | Kind | What it does | Upstream endpoint(s) | Price |",
+        "|---|---|---|---|---|---|",
+    ]
     for cap in catalog.capabilities.values():
         price_text = cap.spec.price.describe() if cap.spec.price else "-"
         endpoints = "<br>".join(f"`{e}`" for e in cap.spec.all_endpoints)
-        lines.append(f"| `{cap.name}` | {cap.spec.kind} | {cap.spec.title} | {endpoints} | {price_text} |")
+        listed = "<br>".join(
+            f"`{family.name}` {CHOOSER} {', '.join(f'`{c}`' for c in family.member_of(cap.name))}"
+            for family in catalog.families.values()
+            if family.member_of(cap.name)
+        )
+        lines.append(
+            f"| `{cap.name}` | {listed or 'itself'} | {cap.spec.kind} | {cap.spec.title} | {endpoints} | {price_text} |"
+        )
     return "\n".join(lines) + "\n"
