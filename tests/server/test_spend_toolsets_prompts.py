@@ -11,7 +11,7 @@ from mcp import Client
 
 from mcp_audio.config import Settings
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.helpers import env_for, server, text_of
+from tests.helpers import CATALOG, env_for, server, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -58,10 +58,21 @@ async def test_a_priced_argument_sent_under_another_name_keeps_its_estimate_and_
 
 async def test_toolsets_limit_tools_resources_and_prompts(settings: Settings) -> None:
     async with Client(server(settings.model_copy(update={"toolsets": "stt"}))) as client:
-        names = {tool.name for tool in (await client.list_tools()).tools}
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         catalog = (await client.read_resource("audio://catalog")).contents[0].text  # type: ignore[union-attr]
         prompts = {prompt.name for prompt in (await client.list_prompts()).prompts}
-    assert "whisper_transcribe" in names and "qwen3_tts" not in names and "lyria2_music" not in names
+        whisper = await client.call_tool("whisper_transcribe", {"audio_url": "https://example.com/a.wav"})
+        family = await client.call_tool("transcribe", {"model": "whisper", "audio_url": "https://example.com/a.wav"})
+        speech = await client.call_tool("qwen3_tts", {"text": "Hello"})
+    names = set(tools)
+    # stt tools only: transcribe (its models all stt), no speech or music, listed or by member name.
+    assert "transcribe" in names and not names & {"speak", "make_music", "qwen3_tts", "lyria2_music"}
+    assert tools["transcribe"].input_schema["properties"]["model"]["enum"] == list(
+        CATALOG.families["transcribe"].members
+    )
+    assert "whisper_transcribe" not in names  # a member: reached through transcribe, still callable
+    assert not whisper.is_error and not family.is_error, text_of(whisper) + text_of(family)
+    assert speech.is_error and "qwen3_tts" in text_of(speech)  # not offered at all, listed or not
     assert {"get_job", "cancel_job", "list_jobs"} <= names
     assert "qwen3_tts" not in catalog and "whisper_transcribe" in catalog
     assert prompts == {"transcribe_and_summarise"}
@@ -85,7 +96,21 @@ async def test_prompts_name_the_tools_to_use(client: Client) -> None:
     assert {"narrate_script", "transcribe_and_summarise", "score_scene"} <= set(prompts)
     narrate = await client.get_prompt("narrate_script", {"script": "Once upon a time.", "voice": "Serena"})
     text = narrate.messages[0].content.text  # type: ignore[union-attr]
-    assert "qwen3_tts" in text and "voice 'Serena'" in text and "Once upon a time." in text
+    assert "speak with model 'qwen3'" in text and "voice 'Serena'" in text and "Once upon a time." in text
     scene = await client.get_prompt("score_scene", {"scene": "A storm hits the harbour"})
     scene_text = scene.messages[0].content.text  # type: ignore[union-attr]
-    assert "lyria2_music" in scene_text and "elevenlabs_sound_effect" in scene_text
+    assert "make_music with model 'lyria2'" in scene_text
+    assert "make_sound_effect with model 'elevenlabs'" in scene_text
+    listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+    # Each call a prompt names is one tools/list offers, with a `model` that runs the intended tool,
+    # taking the arguments the prompt tells the agent to set; the unlisted member names stay out.
+    for said, tool, choice, capability, arguments in [
+        (text, "speak", "qwen3", "qwen3_tts", ["voice", "max_new_tokens"]),
+        (scene_text, "make_music", "lyria2", "lyria2_music", ["negative_prompt"]),
+        (scene_text, "make_sound_effect", "elevenlabs", "elevenlabs_sound_effect", ["duration_seconds"]),
+    ]:
+        assert choice in listed[tool].input_schema["properties"]["model"]["enum"]
+        routed, _ = CATALOG.resolve(tool, {"model": choice})
+        assert routed is not None and routed.name == capability
+        assert set(arguments) <= set(listed[tool].input_schema["properties"]), (tool, arguments)
+        assert capability not in said and capability not in listed
