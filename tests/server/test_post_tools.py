@@ -408,22 +408,70 @@ async def test_a_reference_to_an_unfinished_job_says_to_wait(
         await client.call_tool("cancel_job", {"job_id": started["job_id"]})
 
 
-async def test_produce_episode_prompt_walks_the_whole_chain(post: Client) -> None:
-    prompts = {prompt.name for prompt in (await post.list_prompts()).prompts}
-    assert "produce_episode" in prompts
-    result = await post.get_prompt("produce_episode", {"topic": "Tide pools", "minutes": "4"})
-    text = result.messages[0].content.text  # type: ignore[union-attr]
-    steps = [
-        "qwen3_tts",
-        "audio_join",
-        "lyria2_music",
-        "audio_mix",
-        "audio_master",
-        "whisper_transcribe",
-        "transcript_subtitles",
-    ]
-    positions = [text.index(step) for step in steps]
-    assert positions == sorted(positions) and "Tide pools" in text and "jobs://" in text
+async def test_produce_episode_prompt_walks_the_whole_chain(
+    settings: ServerSettings, fake_fal: FakeFal, rec_dir: Path
+) -> None:
+    """The prompt names each step's tool as tools/list shows it (a family tool with its `model`),
+    in order; an agent doing what it says gets a mastered episode with subtitles."""
+    chained = settings.model_copy(update={"download": "always", "allowed_dirs": str(rec_dir)})
+    segments = [{"timestamp": [0.0, 0.8], "text": "Tide pools hold small worlds."}]
+    fake_fal.script("fal-ai/whisper", output={"text": segments[0]["text"], "chunks": segments})
+    async with Client(server(chained)) as client:
+        assert "produce_episode" in {prompt.name for prompt in (await client.list_prompts()).prompts}
+        result = await client.get_prompt("produce_episode", {"topic": "Tide pools", "minutes": "4"})
+        text = result.messages[0].content.text  # type: ignore[union-attr]
+        listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+        # "call speak with model 'qwen3'": the family calls the prompt names, in its order.
+        (speak, voice), (music, bed), (transcribe, stt) = re.findall(r"(\w+) with model '([^']+)'", text)
+        steps = [
+            f"{speak} with model '{voice}'",
+            "audio_join",
+            f"{music} with model '{bed}'",
+            "audio_mix",
+            "audio_master",
+            f"{transcribe} with model '{stt}'",
+            "transcript_subtitles",
+        ]
+        positions = [text.index(step) for step in steps]
+        assert positions == sorted(positions) and "Tide pools" in text and "jobs://" in text
+        # The preferred tool of each step (prompts.py), reached as tools/list offers it.
+        for tool, choice, member in [
+            (speak, voice, "qwen3_tts"),
+            (music, bed, "lyria2_music"),
+            (transcribe, stt, "whisper_transcribe"),
+        ]:
+            assert tool in listed and choice in listed[tool].input_schema["properties"]["model"]["enum"]
+            assert member not in listed and member not in text
+            routed, _ = CATALOG.resolve(tool, {"model": choice})
+            assert routed is not None and routed.name == member
+        # The walk, step by step, as the prompt says.
+        parts = [
+            await completed(client, speak, {"model": voice, "text": line})
+            for line in ("Tide pools hold small worlds.", "Come and look.")
+        ]
+        joined = await completed(
+            client, "audio_join", {"audio_urls": [f"jobs://{part['job_id']}" for part in parts], "gap_s": 0.4}
+        )
+        scored = await completed(client, music, {"model": bed, "prompt": "calm instrumental bed, no vocals"})
+        mixed = await completed(
+            client,
+            "audio_mix",
+            {"voice_url": f"jobs://{joined['job_id']}", "music_url": f"jobs://{scored['job_id']}"},
+        )
+        master = await completed(
+            client, "audio_master", {"audio_url": f"jobs://{mixed['job_id']}", "loudness_lufs": -16, "format": "mp3"}
+        )
+        heard = await completed(
+            client, transcribe, {"model": stt, "audio_url": f"jobs://{master['job_id']}", "chunk_level": "segment"}
+        )
+        subtitles = await completed(client, "transcript_subtitles", {"job_id": heard["job_id"], "format": "srt"})
+    assert only_file(master)["path"].endswith(".mp3")
+    assert [cue.content for cue in srt.parse(subtitles["output"]["subtitles"])] == [segments[0]["text"]]
+    # Each family call ran its member on fal: two parts of speech, one bed, one transcription.
+    submitted = [r.path.strip("/") for r in fake_fal.requests_of("submit")]
+    assert sorted(submitted) == sorted(
+        ["fal-ai/qwen-3-tts/text-to-speech/1.7b"] * 2 + ["fal-ai/lyria2", "fal-ai/whisper"]
+    ), submitted
 
 
 async def test_a_remote_tool_takes_a_reference_to_a_local_output(
