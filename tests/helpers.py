@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
 import wave
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -309,3 +311,93 @@ def _top_level_split(line: str) -> list[str]:
             parts.append(line[start:i])
             start = i + 2
     return [*parts, line[start:]]
+
+
+# --- family tools, read back as a model reads them ----------------------------------------
+
+
+def per_choice(description: str, choices: Collection[str]) -> tuple[str, dict[str, str]]:
+    """A family tool's description of one argument (or of its `advanced` group) read back: the
+    words said for every choice ("Code, e.g. en"), and the words of each "[a, b] words" group for
+    each choice it names. A bracket that names anything but choices ("[Verse]") is part of the words.
+    Written apart from the server's code, so a test reads it as a model would."""
+    marks = [
+        m
+        for m in re.finditer(r"(?:^|(?<= ))\[([^\[\]]+)\](?: |$)", description)
+        if all(name in choices for name in m.group(1).split(", "))
+    ]
+    if not marks:
+        return description, {}
+    said: dict[str, str] = {}
+    for mark, following in zip(marks, [*marks[1:], None], strict=True):
+        words = description[mark.end() : following.start() if following else None].strip()
+        for name in mark.group(1).split(", "):
+            assert name not in said, f"{name} has two groups in {description!r}"
+            said[name] = words
+    return description[: marks[0].start()].strip().removesuffix(";"), said
+
+
+@dataclass
+class Rules:
+    """What a schema's description states for one choice of `chooser` (a family's `model`, or a
+    tool's own endpoint input): arguments it does not take, those it requires, their shorter caps,
+    and, for a family, that choice's own rules ("With model=ace-step: Only mode=song: tags.")."""
+
+    not_taken: set[str] = field(default_factory=set)
+    required: set[str] = field(default_factory=set)
+    max_chars: dict[str, int] = field(default_factory=dict)
+    own: str = ""
+    unread: list[str] = field(default_factory=list)  # sentences in no known wording
+
+
+_RULE = re.compile(
+    r"(?P<rule>Only|Not|Required with|Required except with|At most (?P<n>\d+) chars with) "
+    r"(?P<chooser>\w+)=(?P<choices>[^:]+): (?P<names>.+)"
+)
+
+
+def stated_rules(description: str, chooser: str, choice: str) -> Rules:
+    """The rules of a schema's `description` for `chooser`=`choice` ("Only model=whisper|wizper:
+    task. Required with model=maya: prompt."). A "With model=x:" block holds x's own rules (worded
+    for its own chooser) until a sentence is about `chooser` again."""
+    out, owner = Rules(), None
+    for sentence in re.split(r"\.(?: |$)", description.strip()):
+        if not sentence:
+            continue
+        within = re.fullmatch(rf"With {re.escape(chooser)}=([^:]+): (.+)", sentence)
+        if within:
+            owner, sentence = within.group(1), within.group(2)
+        rule = _RULE.fullmatch(sentence)
+        if rule is None:
+            out.unread.append(sentence)
+            continue
+        if rule["chooser"] != chooser or within:
+            if owner is None:
+                out.unread.append(sentence)
+            elif owner == choice:
+                out.own += sentence + ". "
+            continue
+        owner = None
+        names = rule["names"].split(", ")
+        named = choice in rule["choices"].split("|")
+        if (rule["rule"] == "Only" and not named) or (rule["rule"] == "Not" and named):
+            out.not_taken |= set(names)
+        elif (rule["rule"] == "Required with" and named) or (rule["rule"] == "Required except with" and not named):
+            out.required |= set(names)
+        elif rule["n"] and named:
+            out.max_chars |= dict.fromkeys(names, int(rule["n"]))
+    out.own = out.own.strip()
+    return out
+
+
+def stated_advanced_of(schema: dict[str, Any], choices: Collection[str], choice: str) -> dict[str, str]:
+    """What a family tool's `advanced` group states of each member for one choice (see
+    stated_advanced): its "[a, b] line" group, or the one line when it names no choices."""
+    group = schema["properties"].get("advanced")
+    if group is None:
+        return {}
+    every, said = per_choice(group["description"], choices)
+    if not said:
+        return _stated(every, "")
+    assert not every, f"advanced: words for no choice: {every!r}"
+    return _stated(said[choice], "") if choice in said else {}
