@@ -401,3 +401,16 @@ def stated_advanced_of(schema: dict[str, Any], choices: Collection[str], choice:
         return _stated(every, "")
     assert not every, f"advanced: words for no choice: {every!r}"
     return _stated(said[choice], "") if choice in said else {}
+
+
+def shown_as(tool: str) -> list[tuple[str, str | None, str | None]]:
+    """Where tools/list shows a capability: (its own name, None, None) when no family lists it, else
+    per `model` choice that runs it: (the family tool, the choice, the endpoint choice it fixes)."""
+    if tool not in FAMILY_MEMBERS:
+        return [(tool, None, None)]
+    return [
+        (family.name, choice, member.fixed)
+        for family in CATALOG.families.values()
+        for choice, member in family.members.items()
+        if member.capability.name == tool
+    ]

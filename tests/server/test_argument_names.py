@@ -4,6 +4,7 @@ names they had before still work for one release, and neither changes what an up
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client
@@ -12,7 +13,18 @@ from mcp_audio.sandbox.eigen import FakeEigen
 from mcp_audio.sandbox.fal_queue import FakeFal
 from mcp_audio.sandbox.voice_api import FakeVoiceApi
 from mcp_audio.server import INSTRUCTIONS
-from tests.helpers import CATALOG, body_of, make_wav, stated_advanced, text_of
+from tests.helpers import (
+    CATALOG,
+    LISTED_KINDS,
+    body_of,
+    make_wav,
+    per_choice,
+    shown_as,
+    stated_advanced,
+    stated_advanced_of,
+    stated_rules,
+    text_of,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -45,20 +57,46 @@ def client(every_client: Client) -> Client:
     return every_client
 
 
+def _taken(spec: Any, fixed: str | None) -> bool:
+    """Whether a capability's input is taken with the endpoint choice a family's `model` fixes."""
+    return fixed is None or spec.models is None or fixed in spec.models
+
+
+def _named(schema: dict[str, Any], choice: str | None) -> set[str]:
+    """The arguments a listed schema states as taken (for one `model` choice of a family tool)."""
+    names = set(schema["properties"]) - {"advanced"}
+    if choice is None:
+        return names
+    return names - stated_rules(schema.get("description", ""), "model", choice).not_taken
+
+
 async def test_every_file_argument_is_named_like_the_instructions_say(client: Client) -> None:
     assert "(*_url)" in INSTRUCTIONS
     listed = {tool.name: tool.input_schema for tool in (await client.list_tools()).tools}
-    names = []
+    names, shown_in_families = [], 0
     for capability in CATALOG.capabilities.values():
         for spec in capability.file_inputs:
             names.append(spec.name)
             assert spec.name.endswith("_urls" if spec.type == "array" else "_url"), (capability.name, spec.name)
-            shown = stated_advanced(listed[capability.name]) if spec.advanced else listed[capability.name]["properties"]
-            assert spec.name in shown
-    assert len(names) > 30
+            for tool, choice, fixed in shown_as(capability.name):
+                if not _taken(spec, fixed):
+                    continue
+                schema = listed[tool]
+                if not spec.advanced:
+                    shown = _named(schema, choice)
+                elif choice is None:
+                    shown = set(stated_advanced(schema))
+                else:
+                    shown = set(stated_advanced_of(schema, schema["properties"]["model"]["enum"], choice))
+                assert spec.name in shown, (tool, choice, spec.name)
+                shown_in_families += choice is not None
+    assert len(names) > 30 and shown_in_families > 30
     for tool, new, old in RENAMED:
-        schema = listed[tool]
-        assert new in schema["properties"] and old not in schema["properties"], tool  # old names are not shown
+        for listed_as, choice, _ in shown_as(tool):
+            schema = listed[listed_as]
+            assert new in _named(schema, choice), (tool, listed_as, choice)
+            # Old names are not shown (in a family, another choice may take an argument of that name).
+            assert old not in _named(schema, choice), (tool, listed_as, choice)
         assert old in CATALOG.capabilities[tool].inputs[new].old_names
 
 
@@ -91,6 +129,11 @@ async def test_an_old_name_still_works_and_is_sent_the_same_way(
     assert [(p.name, p.data) for p in submit.parts if p.filename] == [("audio", wav)]
     assert fake_eigen.requests[0].files["file"].data == wav
     assert body_of(joined)["output"]["duration_s"] == pytest.approx(2.3, abs=0.05)  # 2 x 1 s + the 0.3 s gap
+    # Through the family tool that lists it, the old name works too, and is sent the same way.
+    family = await client.call_tool("transcribe", {"model": "voice-api", "audio": str(rec_dir / "talk.wav")})
+    assert not family.is_error, text_of(family)
+    [_, again] = fake_voice.requests_of("stt_submit")
+    assert [(p.name, p.data) for p in again.parts if p.filename] == [("audio", wav)]
 
 
 async def test_an_old_and_a_new_name_together_are_refused_naming_both(
@@ -123,19 +166,37 @@ async def test_the_episode_prompt_uses_the_new_names(client: Client) -> None:
 
 async def test_every_file_and_required_argument_is_described_and_prompts_are_named_alike(client: Client) -> None:
     listed = {tool.name: tool.input_schema for tool in (await client.list_tools()).tools}
+    described = 0
     for capability in CATALOG.capabilities.values():
-        properties = listed[capability.name]["properties"]
         for spec in capability.spec.inputs:
-            if spec.advanced:
-                continue
-            if spec.required or spec.file is not None:
-                assert properties[spec.name].get("description"), (capability.name, spec.name)
             # The speech text is `text`, a generation prompt `prompt` (others say what they are for).
             assert spec.name not in ("text_prompt", "style_prompt", "sound_effect_prompt", "lyrics_prompt")
-        if capability.spec.kind == "tts":
-            assert "text" in properties or "inputs" in properties, capability.name
-        if capability.spec.kind in ("music", "sfx") and "prompt" not in properties:
-            assert "lyrics" in properties or "tags" in properties, capability.name
+        for tool, choice, fixed in shown_as(capability.name):
+            schema = listed[tool]
+            for spec in capability.spec.inputs:
+                if spec.advanced or not _taken(spec, fixed) or (spec.name == capability.spec.endpoint_input and fixed):
+                    continue
+                rule = (spec.per_model or {}).get(fixed or "")
+                if spec.required or (rule is not None and rule.required) or spec.file is not None:
+                    # Described in words said for every choice, not only in one choice's bounds.
+                    said, _ = per_choice(schema["properties"][spec.name].get("description", ""), _choices(schema))
+                    assert said, (capability.name, tool, choice, spec.name)
+                    described += 1
+            names = _named(schema, choice)
+            if capability.spec.kind == "tts":
+                assert "text" in names or "inputs" in names, (capability.name, tool, choice)
+            if capability.spec.kind in ("music", "sfx") and "prompt" not in names:
+                assert "lyrics" in names or "tags" in names, (capability.name, tool, choice)
+    assert described > 50
+    # And so for each family tool, as it is listed.
+    for tool, kind in LISTED_KINDS.items():
+        names = set(listed[tool]["properties"])
+        assert kind != "tts" or "text" in names or "inputs" in names, tool
+        assert kind not in ("music", "sfx") or names & {"prompt", "lyrics", "tags"}, tool
+
+
+def _choices(schema: dict[str, Any]) -> list[str]:
+    return list(schema["properties"].get("model", {}).get("enum", []))
 
 
 # Tools merged into one with an endpoint choice: the former name, and the choice it stands for.
@@ -151,8 +212,17 @@ MERGED = {
 async def test_a_merged_tools_former_name_is_unlisted_but_works_and_says_what_replaces_it(
     client: Client, fake_fal: FakeFal
 ) -> None:
-    listed = {tool.name for tool in (await client.list_tools()).tools}
-    assert listed.isdisjoint(MERGED) and {"ace_step_music", "ace_step_edit"} <= listed
+    tools = {tool.name: tool.input_schema for tool in (await client.list_tools()).tools}
+    assert set(tools).isdisjoint(MERGED)
+    # What each former name stands for is reachable from tools/list: its tool listed, or a family's
+    # `model` that runs that tool with that choice fixed, or lets the call choose it.
+    for alias, (tool, mode) in MERGED.items():
+        reached = [
+            (listed, choice)
+            for listed, choice, fixed in shown_as(tool)
+            if listed in tools and (fixed == mode or (fixed is None and mode in _mode_choices(tools[listed], choice)))
+        ]
+        assert reached, (alias, tool, mode)
     assert {
         alias: (cap.name, cap.spec.aliases[alias])
         for cap in CATALOG.capabilities.values()
@@ -172,3 +242,22 @@ async def test_a_merged_tools_former_name_is_unlisted_but_works_and_says_what_re
     # The new tool refuses an input its mode does not take, naming the mode.
     refused = await client.call_tool("ace_step_music", {"mode": "prompt", "tags": "lofi", "prompt": "calm"})
     assert refused.is_error and "`tags`: mode 'prompt' does not take it (only song)." in text_of(refused)
+    # The same calls as tools/list shows them: the family tool with model 'ace-step'.
+    listed = await client.call_tool(
+        "inpaint_audio", {"model": "ace-step", "audio_url": "https://example.com/a.mp3", "tags": "lofi"}
+    )
+    assert not listed.is_error and body_of(listed)["status"] == "completed", text_of(listed)
+    assert "deprecated" not in body_of(listed)
+    first, again = [r for r in fake_fal.requests if r.kind == "submit"]
+    assert again.path == first.path and again.json == first.json
+    refused = await client.call_tool(
+        "make_music", {"model": "ace-step", "mode": "prompt", "tags": "lofi", "prompt": "calm"}
+    )
+    assert refused.is_error and "`tags`: mode 'prompt' does not take it (only song)." in text_of(refused)
+
+
+def _mode_choices(schema: dict[str, Any], choice: str | None) -> list[str]:
+    """The values of a listed tool's `mode` (taken with this `model` choice of a family tool)."""
+    if "mode" not in _named(schema, choice):
+        return []
+    return list(schema["properties"]["mode"].get("enum", []))
