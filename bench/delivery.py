@@ -164,7 +164,7 @@ async def through_server(mcp_url: str, n: int, rss: PeakRss) -> tuple[float, int
 
         async def one(i: int) -> None:
             nonlocal completed
-            result = await client.call_tool("lyria2_music", {"prompt": f"job {i}"})
+            result = await client.call_tool("make_music", {"model": "lyria2", "prompt": f"job {i}"})
             completed += (result.structured_content or {}).get("status") == "completed"
 
         started = time.perf_counter()
@@ -256,7 +256,7 @@ async def soak_round(fake: Any, settings: Any, pacing: Any, fault: str, jobs: in
 
         async def one(i: int) -> None:
             started = time.perf_counter()
-            result = await client.call_tool("lyria2_music", {"prompt": f"{fault} {i}"})
+            result = await client.call_tool("make_music", {"model": "lyria2", "prompt": f"{fault} {i}"})
             body = result.structured_content or {}
             if body.get("status") in ("queued", "running"):
                 body = (await client.call_tool("get_job", {"job_id": body["job_id"], "wait_s": 120})).structured_content

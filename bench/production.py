@@ -7,7 +7,7 @@ returns speech-like audio of len(text)/14 seconds, as the sandbox's speech does)
 1. produce_audio: one call (then get_job until it finishes) to a stdio server process.
    Wall time, parts submitted, the server's peak RSS, and its peak while the parts were spoken
    (rss_speech_mb: what the parts themselves keep resident, without the end's signing spike).
-2. The per-part route as an agent calls the tools, one call at a time: kokoro_tts per part,
+2. The per-part route as an agent calls the tools, one call at a time: speak (kokoro) per part,
    audio_join of the parts (jobs:// references), audio_master. Wall time.
 
 Tokens in the agent's context: bytes/4 of every tools/call request and response the agent
@@ -15,7 +15,7 @@ sees (arguments, content and structuredContent; not `_meta`, which hosts give to
 in total and without the script's own text (which the agent has either way).
 Goals: production >= 3x faster than per-part, <= 300 MB RSS, <= 2,000 tokens.
 
-Usage: python bench/production.py [--chars 50000] [--part-s 2.0]
+Usage: python bench/production.py [--chars 50000] [--part-s 2.0] [--format mp3|m4b] [--production-only]
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ class Agent:
         return body
 
 
-async def production(fake: FakeFal, script: str, data: Path) -> dict[str, Any]:
+async def production(fake: FakeFal, script: str, data: Path, fmt: str = "mp3") -> dict[str, Any]:
     from mcp import Client, StdioServerParameters
 
     env = server_env(str(fake.base_url), str(data), MCP_AUDIO_DOWNLOAD="always")
@@ -158,7 +158,7 @@ async def production(fake: FakeFal, script: str, data: Path) -> dict[str, Any]:
         async with anyio.create_task_group() as tg:
             tg.start_soon(rss.run)
             body = await agent.until_done(
-                await agent.call("produce_audio", {"script": script, "delivery": "audiobook"})
+                await agent.call("produce_audio", {"script": script, "delivery": "audiobook", "format": fmt})
             )
             tg.cancel_scope.cancel()
         wall = time.monotonic() - start
@@ -187,7 +187,9 @@ async def per_part(fake: FakeFal, script: str, data: Path, parts: list[str]) -> 
         start = time.monotonic()
         jobs = []
         for text in parts:
-            body = await agent.until_done(await agent.call("kokoro_tts", {"text": text, "voice": "af_heart"}))
+            body = await agent.until_done(
+                await agent.call("speak", {"model": "kokoro", "text": text, "voice": "af_heart"})
+            )
             jobs.append(f"jobs://{body['job_id']}")
         joined = await agent.until_done(await agent.call("audio_join", {"audio_urls": jobs, "gap_s": 0.35}))
         await agent.until_done(
@@ -231,13 +233,16 @@ async def main() -> None:
     parser.add_argument("--chars", type=int, default=50_000)
     parser.add_argument("--part-s", type=float, default=2.0)
     parser.add_argument("--production-only", action="store_true")
+    # mp3: one 192 kb/s file (ACX's delivery); m4b: one AAC audiobook file with chapters (Apple
+    # Books), what the produce_document prompt asks for an audiobook.
+    parser.add_argument("--format", choices=["mp3", "m4b"], default="mp3")
     args = parser.parse_args()
     script = book(args.chars)
     paragraphs = [p for p in script.split("\n\n") if p and not p.startswith("# ")]
     fake, served = start_fake(args.part_s)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            a = await production(fake, script, Path(tmp) / "a")
+            a = await production(fake, script, Path(tmp) / "a", args.format)
             print(f"production: {json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in a.items()})}")
             if args.production_only:
                 return

@@ -210,7 +210,7 @@ async def _drive_share(url: str, share: range, report: bool, ids: list[str]) -> 
 
         async def one(i: int) -> None:
             try:
-                result = await client.call_tool("lyria2_music", {"prompt": f"job {i}"})
+                result = await client.call_tool("make_music", {"model": "lyria2", "prompt": f"job {i}"})
             except Exception as exc:  # counted as not completed, and said why (the run goes on)
                 ids.append(f"call {i} failed:error")
                 error = getattr(exc, "error", None)

@@ -137,7 +137,7 @@ def bench_requests(job_seconds: list[float]) -> None:
             before = len(fake.requests)
             started = time.perf_counter()
             async with Client(build_server(settings)) as client:
-                result = await client.call_tool("lyria2_music", {"prompt": "bench"})
+                result = await client.call_tool("make_music", {"model": "lyria2", "prompt": "bench"})
             elapsed = time.perf_counter() - started
             kinds = [r.kind for r in fake.requests[before:]]
             status = (result.structured_content or {}).get("status")

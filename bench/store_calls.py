@@ -142,7 +142,7 @@ def job_life() -> None:
             nonlocal counting
             async with Client(build_server(settings, pacing=FAST)) as client:
                 counting = True
-                result = await client.call_tool("lyria2_music", {"prompt": "calm"})
+                result = await client.call_tool("make_music", {"model": "lyria2", "prompt": "calm"})
                 counting = False
                 assert (result.structured_content or {}).get("status") == "completed", result
 

@@ -100,6 +100,8 @@ class Family:
         """This family over the given capabilities only (toolsets may hide some); None if none is left."""
         kept = set(tools)
         members = [member for member in self.members.values() if member.capability.name in kept]
+        if len(members) == len(self.members):
+            return self
         return build_family(self.spec, members) if members else None
 
 
@@ -176,8 +178,9 @@ def _merged(by_choice: dict[str, InputSpec]) -> dict[str, Any]:
     first = next(iter(schemas.values()))
     if all(schema == first for schema in schemas.values()):
         return first
-    described = [s.description for s in by_choice.values() if s.description]
-    base = Counter(described).most_common(1)[0][0] if described else ""
+    # The description most choices share is said once; a choice with another says its own.
+    described = Counter(s.description for s in by_choice.values() if s.description).most_common(1)
+    base = described[0][0] if described and described[0][1] * 2 > len(by_choice) else ""
     shared = {
         key: value
         for key, value in first.items()
@@ -187,8 +190,9 @@ def _merged(by_choice: dict[str, InputSpec]) -> dict[str, Any]:
     if "type" not in shared and "enum" not in shared and len(types) == 1:
         shared = {"type": types.pop()} | shared
     bounds: dict[str, list[str]] = {}
-    for choice, s in by_choice.items():
-        bounds.setdefault(bound_words(s), []).append(choice)
+    for choice, s in by_choice.items():  # a choice's own description where it is not the one said for all
+        words = bound_words(s) if s.description in ("", base) else f"{s.description}: {bound_words(s)}"
+        bounds.setdefault(words, []).append(choice)
     if len(bounds) > 1:  # not only the words differ: say each choice's bounds
         base = f"{base}; {_per_choice(bounds, 0)}" if base else _per_choice(bounds, 0)
     return shared | ({"description": base} if base else {})

@@ -5,14 +5,16 @@ a deterministic ranking over the catalog (kinds, names, titles, descriptions, ma
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mcp_audio.catalog.family import CHOOSER
+from mcp_audio.catalog.family import CHOOSER, Member
 from mcp_audio.core.pricing import dollars
 
 if TYPE_CHECKING:
     from mcp_audio.catalog.capability import Capability
+    from mcp_audio.core.manifest import InputSpec
 
 __all__ = ["Match", "find_tools", "typical_cost"]
 
@@ -181,7 +183,7 @@ def find_tools(
     *,
     max_usd: float | None = None,
     limit: int = 3,
-    listed_as: dict[str, tuple[str, str]] | None = None,
+    listed_as: dict[str, tuple[str, Member]] | None = None,
 ) -> list[Match]:
     """The `limit` best tools for `task`, best first; ties go to the cheaper, then the name.
     `listed_as`: a capability listed by a family tool -> that tool and the `model` that picks it
@@ -206,10 +208,11 @@ def find_tools(
             score -= 1.0  # a request for cheap wants a price it can count on
         if quality and capability.spec.price is not None and (usd or 0) >= 0.05:
             score += 1.0
-        tool, arguments = capability.name, _arguments(capability)
+        tool, arguments = capability.name, _arguments(capability.spec.inputs)
         if listed_as and capability.name in listed_as:
-            tool, choice = listed_as[capability.name]
-            arguments = {CHOOSER: f"'{choice}'"} | arguments
+            # As the family takes it: `model` picks the member, which fixes the member's own endpoint choice.
+            tool, member = listed_as[capability.name]
+            arguments = {CHOOSER: f"'{member.choice}'"} | _arguments(member.inputs(), member.required)
         ranked.append(Match(tool, round(score, 3), "; ".join(reasons), _price_text(capability, usd), usd, arguments))
     ranked.sort(key=lambda m: (-m.score, m.usd if m.usd is not None else float("inf"), m.tool))
     return ranked[:limit]
@@ -227,13 +230,15 @@ def _price_text(capability: Capability, usd: float | None) -> str:
     return f"{price.describe()} (~{dollars(usd)} for {typical})"
 
 
-def _arguments(capability: Capability) -> dict[str, str]:
+def _arguments(
+    inputs: Sequence[InputSpec], required: Callable[[InputSpec], bool] = lambda spec: spec.required
+) -> dict[str, str]:
     """The required arguments and the few top-level options, with what they say."""
     out: dict[str, str] = {}
-    for spec in capability.spec.inputs:
+    for spec in inputs:
         if spec.advanced:
             continue
-        if spec.required or spec.file is not None or spec.name in ("voice", "model", "language", "duration"):
+        if required(spec) or spec.file is not None or spec.name in ("voice", "model", "language", "duration"):
             label = spec.description or spec.name
-            out[spec.name] = ("required: " if spec.required else "") + label
+            out[spec.name] = ("required: " if required(spec) else "") + label
     return out

@@ -158,8 +158,10 @@ def bound_words(s: InputSpec) -> str:
         return f"list of {{{inner}}}" if s.type == "array" else f"{{{inner}}}"
     if s.enum is not None:
         return "|".join(_enum_word(value) for value in s.enum)
-    if s.file is not None:
-        return f"{s.file} file" + ("s" if s.type == "array" else "")
+    if s.file is not None:  # a path or URL: its length bounds, if any, are enforced too
+        words = f"{s.file} file" + ("s" if s.type == "array" else "")
+        low, cap = (s.min_length, s.max_length) if s.type == "string" else (None, None)
+        return words + (f" {low}-{cap} chars" if low and cap else f" <={cap} chars" if cap else "")
     words = {"string": "text", "integer": "int", "number": "number", "boolean": "bool"}.get(s.type, s.type)
     if s.type == "array":
         words = f"list of {bound_words(s.model_copy(update={'type': s.items, 'items': None}))}"

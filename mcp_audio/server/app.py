@@ -139,7 +139,12 @@ def build_server(
     # Former names of merged tools: callable for one release, left out of tools/list.
     tools += [_capability_tool(cap, runtime, secrets, transport, alias) for cap, alias in aliases]
     listed: list[tuple[str, str]] = [(cap.name, cap.spec.kind) for cap in exposed if cap.name not in members]
-    listed += [(family.name, family.kind) for family in families]
+    # A family comes with each toolset one of its members belongs to (video_sound: sfx and music).
+    listed += [
+        (family.name, kind)
+        for family in families
+        for kind in dict.fromkeys([family.kind, *(m.capability.spec.kind for m in family.members.values())])
+    ]
     # Productions come with speech: in dynamic mode the tts family brings them.
     dynamic = None
     if settings.toolsets == DYNAMIC:

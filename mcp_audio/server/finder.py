@@ -11,7 +11,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from mcp_audio.catalog import CHOOSER, Capability, Family
+from mcp_audio.catalog import CHOOSER, Capability, Family, Member
 from mcp_audio.catalog.finder import find_tools
 from mcp_audio.server.principal import current_principal
 from mcp_audio.server.toolsets import DynamicToolsets, announce
@@ -29,10 +29,11 @@ OUTPUT_SCHEMA: dict[str, Any] = {
 def finder_tool(exposed: list[Capability], families: list[Family], dynamic: DynamicToolsets | None) -> Tool:
     """The tool; `dynamic` (dynamic toolsets) also enables what it finds for the caller. A
     capability a family lists is suggested as that family's tool with its `model`."""
-    listed_as: dict[str, tuple[str, str]] = {}
+    listed_as: dict[str, tuple[str, Member]] = {}
     for family in families:
-        for choice, member in family.members.items():
-            listed_as.setdefault(member.capability.name, (family.name, choice))
+        for member in family.members.values():
+            listed_as.setdefault(member.capability.name, (family.name, member))
+    family_names = {family.name for family in families}
 
     async def find_audio_tools(
         ctx: Context,
@@ -44,7 +45,8 @@ def finder_tool(exposed: list[Capability], families: list[Family], dynamic: Dyna
         if dynamic is not None and dynamic.enable_tools(current_principal(), names):
             await announce(ctx)
         lines = [
-            f"{_call(m.tool, m.arguments)}: {m.why}; {m.price}; arguments: {', '.join(m.arguments)}" for m in matches
+            f"{_call(m.tool, m.arguments, family_names)}: {m.why}; {m.price}; arguments: {', '.join(m.arguments)}"
+            for m in matches
         ]
         text = "\n".join(lines) or "No tool fits; try other words, or a higher max_usd."
         return CallToolResult(
@@ -59,6 +61,7 @@ def finder_tool(exposed: list[Capability], families: list[Family], dynamic: Dyna
     )
 
 
-def _call(tool: str, arguments: dict[str, str]) -> str:
-    """ "transcribe (model 'whisper')" for a family's member; the tool's name otherwise."""
-    return f"{tool} ({CHOOSER} {arguments[CHOOSER]})" if CHOOSER in arguments else tool
+def _call(tool: str, arguments: dict[str, str], families: set[str]) -> str:
+    """ "transcribe (model 'whisper')" for a family's member; the tool's name otherwise (a tool's
+    own `model` argument is one of its arguments, not a choice made here)."""
+    return f"{tool} ({CHOOSER} {arguments[CHOOSER]})" if tool in families else tool

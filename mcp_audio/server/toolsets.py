@@ -43,7 +43,7 @@ class DynamicToolsets:
     def __init__(self, listed: list[tuple[str, str]], extra: dict[str, list[str]] | None = None) -> None:
         """`listed`: each tool tools/list shows, with its kind; `extra`: tools a toolset brings along."""
         self.families = {
-            name: [tool for tool, kind in listed if kind in kinds] + (extra or {}).get(name, [])
+            name: list(dict.fromkeys(tool for tool, kind in listed if kind in kinds)) + (extra or {}).get(name, [])
             for name, kinds in TOOLSETS.items()
         }
         self.families = {name: tools for name, tools in self.families.items() if tools}
