@@ -19,6 +19,7 @@ from mcp_audio.doctor import run_checks
 from mcp_audio.sandbox.audio import SANDBOX_NOTE
 from mcp_audio.sandbox.eigen import FakeEigen, sine_wav
 from mcp_audio.sandbox.fal_queue import FakeFal
+from tests.contract.family_view import choice_view
 from tests.helpers import (
     EIGEN_KEY,
     assert_secret_kept,
@@ -34,6 +35,11 @@ from tests.helpers import (
 pytestmark = pytest.mark.anyio
 
 TTS_TOOLS = ("eigen_higgs_tts", "eigen_chatterbox_tts", "eigen_qwen3_tts")
+TTS_CHOICES = {
+    "eigen_higgs_tts": "eigen-higgs",
+    "eigen_chatterbox_tts": "eigen-chatterbox",
+    "eigen_qwen3_tts": "eigen-qwen3",
+}
 NOT_RESENT = (
     "It was not resent, since the request may have run (and been billed). To see whether it ran, check your "
     "Eigen AI account's usage page; if it is not there, call the tool again."
@@ -124,10 +130,19 @@ TTS_CALLS: list[tuple[str, dict[str, Any], dict[str, str]]] = [
 ]
 
 
+@pytest.mark.parametrize("via", ["member", "speak"])
 @pytest.mark.parametrize(("tool", "arguments", "expected"), TTS_CALLS, ids=[call[0] for call in TTS_CALLS])
 async def test_tts_request_carries_exactly_the_given_fields(
-    eigen_client: Client, fake_eigen: FakeEigen, tool: str, arguments: dict[str, Any], expected: dict[str, str]
+    eigen_client: Client,
+    fake_eigen: FakeEigen,
+    tool: str,
+    arguments: dict[str, Any],
+    expected: dict[str, str],
+    via: str,
 ) -> None:
+    # By its own name, or as the listed speak tool with its model choice: the same request.
+    if via == "speak":
+        tool, arguments = "speak", arguments | {"model": TTS_CHOICES[tool]}
     result = await eigen_client.call_tool(tool, arguments)
     assert not result.is_error, text_of(result)
     [request] = fake_eigen.requests
@@ -218,12 +233,15 @@ async def test_a_cut_response_leaves_no_file_and_is_not_resent(eigen_settings: S
     assert not output_dir.exists() or list(output_dir.iterdir()) == []  # not even a .part file
 
 
+@pytest.mark.parametrize(
+    ("tool", "choice"), [("eigen_transcribe", {}), ("transcribe", {"model": "eigen"})], ids=["member", "transcribe"]
+)
 async def test_local_recording_is_transcribed_from_its_exact_bytes(
-    eigen_client: Client, fake_eigen: FakeEigen, rec_dir: Path
+    eigen_client: Client, fake_eigen: FakeEigen, rec_dir: Path, tool: str, choice: dict[str, str]
 ) -> None:
     recording = make_wav(2.0)
     (rec_dir / "talk.wav").write_bytes(recording)
-    result = await eigen_client.call_tool("eigen_transcribe", {"audio_url": "talk.wav", "language": "de"})
+    result = await eigen_client.call_tool(tool, {"audio_url": "talk.wav", "language": "de"} | choice)
     body = body_of(result)
     assert "Transcript:\nHello from the fake Eigen transcriber." in text_of(result)
     assert body["files"] == []
@@ -417,14 +435,23 @@ async def test_an_unknown_voice_id_is_eigens_404(eigen_client: Client, fake_eige
 
 async def test_tools_list_shows_the_eigen_tools_without_sse(eigen_client: Client) -> None:
     tools = {tool.name: tool for tool in (await eigen_client.list_tools()).tools}
-    eigen = {name: tool for name, tool in tools.items() if name.startswith("eigen_")}
-    assert set(eigen) == {*TTS_TOOLS, "eigen_transcribe", "eigen_upload_voice"}
-    for tool in eigen.values():
-        assert "stream" not in json.dumps(tool.input_schema)
-    higgs = eigen["eigen_higgs_tts"].input_schema
-    assert higgs["required"] == ["text"]
-    assert stated_advanced(higgs)["voice_settings"] == "{speed number}"  # advanced members in words, to save context
-    upload = eigen["eigen_upload_voice"].input_schema
+    # The TTS tools and the transcriber are listed as choices of the speak and transcribe tools.
+    assert {name for name in tools if name.startswith("eigen_")} == {"eigen_upload_voice"}
+    speak, transcribe = tools["speak"].input_schema, tools["transcribe"].input_schema
+    assert set(TTS_CHOICES.values()) <= set(speak["properties"]["model"]["enum"])
+    assert "eigen" in transcribe["properties"]["model"]["enum"]
+    upload = tools["eigen_upload_voice"].input_schema
+    assert "stream" not in json.dumps(upload)
+    for schema, choice in [*((speak, c) for c in TTS_CHOICES.values()), (transcribe, "eigen")]:
+        view = choice_view(schema, choice)
+        assert view.taken, choice
+        assert "stream" not in json.dumps([view.taken, view.advanced, view.words]), choice
+    higgs = choice_view(speak, "eigen-higgs")
+    assert higgs.required == ["text"]
+    # advanced members in words, to save context
+    assert stated_advanced({"properties": {"advanced": {"description": higgs.advanced}}})["voice_settings"] == (
+        "{speed number}"
+    )
     assert upload["required"] == ["voice_reference_url", "model"]
     presets = json.loads((await eigen_client.read_resource("voices://eigen-higgs")).contents[0].text)  # type: ignore[union-attr]
     assert [preset["name"] for preset in presets["presets"]] == ["Linda", "Jack"]

@@ -40,6 +40,7 @@ class Case:
     arguments: dict[str, Any]
     submit_kind: str  # the fake's request kind of the billed request
     follow_kind: str | None  # a request kind seen while the job is followed (queued upstreams)
+    listed_as: tuple[str, str]  # the family tool tools/list shows the tool under, and its `model` choice
 
     def jobs_upstream(self, fake: Any) -> int:
         """How many jobs the upstream created."""
@@ -51,7 +52,16 @@ class Case:
 
 
 CASES = [
-    Case(UPSTREAMS["fal"], "fake_fal", "settings", "lyria2_music", {"prompt": "calm"}, "submit", "stream"),
+    Case(
+        UPSTREAMS["fal"],
+        "fake_fal",
+        "settings",
+        "lyria2_music",
+        {"prompt": "calm"},
+        "submit",
+        "stream",
+        ("make_music", "lyria2"),
+    ),
     Case(
         UPSTREAMS["voice_api"],
         "fake_voice",
@@ -60,8 +70,18 @@ CASES = [
         {"text": "Hi."},
         "tts_submit",
         "tts_status",
+        ("speak", "voice-api"),
     ),
-    Case(UPSTREAMS["eigen"], "fake_eigen", "eigen_settings", "eigen_higgs_tts", {"text": "Hello."}, "tts", None),
+    Case(
+        UPSTREAMS["eigen"],
+        "fake_eigen",
+        "eigen_settings",
+        "eigen_higgs_tts",
+        {"text": "Hello."},
+        "tts",
+        None,
+        ("speak", "eigen-higgs"),
+    ),
 ]
 QUEUED = [case for case in CASES if case.follow_kind is not None]
 
@@ -83,16 +103,20 @@ def arrange(request: pytest.FixtureRequest, case: Case) -> tuple[Any, ServerSett
 async def test_missing_key_is_named_and_nothing_is_sent(request: pytest.FixtureRequest, case: Case) -> None:
     fake, settings = arrange(request, case)
     keyless = settings.model_copy(update={case.upstream.key_field: None})
+    family, choice = case.listed_as
     async with Client(server(keyless)) as client:
-        assert case.tool in {tool.name for tool in (await client.list_tools()).tools}  # still listed
+        listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+        assert choice in listed[family].input_schema["properties"]["model"]["enum"]  # still listed, as a choice
         result = await client.call_tool(case.tool, case.arguments)
+        chosen = await client.call_tool(family, case.arguments | {"model": choice})
         jobs = await client.call_tool("list_jobs", {})
     env = case.upstream.key_env
-    assert result.is_error
-    assert text_of(result) == (
-        f"Error executing tool {case.tool}: {env} is not set: this tool calls {case.upstream.key_needed_for}. "
-        f"Set the {env} environment variable in the MCP client's server config."
-    )
+    for tool, answer in ((case.tool, result), (family, chosen)):
+        assert answer.is_error
+        assert text_of(answer) == (
+            f"Error executing tool {tool}: {env} is not set: this tool calls {case.upstream.key_needed_for}. "
+            f"Set the {env} environment variable in the MCP client's server config."
+        )
     assert jobs.structured_content == {"jobs": []}  # no job row for a call that cannot run
     assert fake.requests == []
 
