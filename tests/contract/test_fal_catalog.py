@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from mcp_audio.providers.fal import FalProvider
 from mcp_audio.sandbox import fal_contract
 from mcp_audio.sandbox.fal_queue import FakeFal
+from tests.contract.family_view import choice_view
 from tests.helpers import make_wav, server, text_of
 
 pytestmark = pytest.mark.anyio
@@ -63,17 +64,28 @@ async def test_scribe_v1_refuses_keyterms(client: Client, fake_fal: FakeFal) -> 
     assert submitted(fake_fal)[-1].json == args
 
 
-async def test_wizper_auto_is_sent_as_null_and_fal_default_is_english(client: Client, fake_fal: FakeFal) -> None:
+@pytest.mark.parametrize(
+    ("tool", "choice"), [("wizper_transcribe", {}), ("transcribe", {"model": "wizper"})], ids=["member", "transcribe"]
+)
+async def test_wizper_auto_is_sent_as_null_and_fal_default_is_english(
+    client: Client, fake_fal: FakeFal, tool: str, choice: dict[str, str]
+) -> None:
     audio = {"audio_url": "https://example.com/a.mp3"}
-    detected = await client.call_tool("wizper_transcribe", audio | {"language": "auto"})
+    detected = await client.call_tool(tool, audio | choice | {"language": "auto"})
     assert not detected.is_error, text_of(detected)
+    assert submitted(fake_fal)[-1].path == "/fal-ai/wizper"
     assert submitted(fake_fal)[-1].json == audio | {"language": None}
-    french = await client.call_tool("wizper_transcribe", audio | {"language": "fr"})
+    french = await client.call_tool(tool, audio | choice | {"language": "fr"})
     assert not french.is_error, text_of(french)
     assert submitted(fake_fal)[-1].json == audio | {"language": "fr"}
+    omitted = await client.call_tool(tool, audio | choice)
+    assert not omitted.is_error, text_of(omitted)
+    assert submitted(fake_fal)[-1].json == audio  # no language: fal applies its default, English
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    # fal's default, which the upstream applies (the schema shows only the server's own defaults), in words:
-    assert "default en" in tools["wizper_transcribe"].input_schema["properties"]["language"]["description"]
+    # fal's default, which the upstream applies (the schema shows only the server's own defaults), in words,
+    # as the listed transcribe tool states it for model 'wizper' (omitting it does not detect the language):
+    language = choice_view(tools["transcribe"].input_schema, "wizper").words["language"]
+    assert "default en" in language and "omit to detect" not in language, language
 
 
 async def test_minimax_music_sends_its_audio_setting_object(client: Client, fake_fal: FakeFal) -> None:
