@@ -25,16 +25,19 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_stdio_end_to_end(settings: Settings, fake_fal: FakeFal) -> None:
+    arguments = {"text": "Hello world.", "voice": "Vivian", "language": "English"}
     async with Client(stdio_params(settings), mode="legacy") as client:
-        tools = (await client.list_tools()).tools
-        assert "qwen3_tts" in [tool.name for tool in tools]
-        result = await client.call_tool("qwen3_tts", {"text": "Hello world.", "voice": "Vivian", "language": "English"})
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    assert result.structured_content["files"][0]["content_type"] == "audio/wav"
-    assert [r.json for r in fake_fal.requests if r.kind == "submit"] == [
-        {"text": "Hello world.", "voice": "Vivian", "language": "English"}
-    ]
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        assert "qwen3_tts" not in tools  # listed as the speak tool's model 'qwen3'
+        assert "qwen3" in tools["speak"].input_schema["properties"]["model"]["enum"]
+        chosen = await client.call_tool("speak", arguments | {"model": "qwen3"})
+        by_name = await client.call_tool("qwen3_tts", arguments)  # members stay callable by name
+    for result in (chosen, by_name):
+        assert not result.is_error, text_of(result)
+        assert result.structured_content is not None
+        assert result.structured_content["files"][0]["content_type"] == "audio/wav"
+        assert result.structured_content["tool"] == "qwen3_tts"  # the job is the member's
+    assert [r.json for r in fake_fal.requests if r.kind == "submit"] == [arguments, arguments]
 
 
 def test_stdio_stdout_carries_only_protocol_messages(settings: Settings) -> None:
