@@ -22,7 +22,7 @@ from mcp_types.jsonrpc import JSONRPCError, JSONRPCNotification, JSONRPCRequest,
 
 from mcp_audio.config import ServerSettings
 from mcp_audio.sandbox.fal_queue import FakeFal
-from tests.helpers import server
+from tests.helpers import LISTED_KINDS, server
 from tests.http_harness import MCP_HEADERS, add_token, http_server
 
 pytestmark = pytest.mark.anyio
@@ -109,9 +109,28 @@ async def test_capability_and_task_support_are_advertised(settings: ServerSettin
         tools = {tool["name"]: tool for tool in (await peer.result("tools/list"))["tools"]}
     assert initialized["protocolVersion"] == TASKS
     assert initialized["capabilities"]["tasks"] == {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
-    assert tools["lyria2_music"]["execution"] == {"taskSupport": "optional"}
-    assert tools["audio_join"]["execution"] == {"taskSupport": "optional"}
+    # Every capability tool as listed: the family tools (make_music...), and each capability no family lists.
+    assert set(LISTED_KINDS) <= set(tools) and {"make_music", "speak", "audio_join"} <= set(LISTED_KINDS)
+    assert all(tools[name]["execution"] == {"taskSupport": "optional"} for name in LISTED_KINDS)
     assert all("execution" not in tools[name] for name in ("get_job", "cancel_job", "list_jobs"))
+
+
+async def test_a_family_tool_runs_as_a_task(settings: ServerSettings, fake_fal: FakeFal) -> None:
+    """`model` picks the capability, whose job backs the task; a model it lacks: no task."""
+    fake_fal.script("fal-ai/lyria2", run_s=0.3)
+    async with connected(server(settings)) as (peer, _):
+        created = await peer.result("tools/call", task_call("make_music", {"model": "lyria2", "prompt": "calm"}))
+        refused = await peer.result("tools/call", task_call("make_music", {"model": "lyria9", "prompt": "calm"}))
+        task = created["task"]
+        final = await peer.result("tasks/result", {"taskId": task["taskId"]})
+        job = await peer.result("tools/call", {"name": "get_job", "arguments": {"job_id": task["taskId"]}})
+        listed = await peer.result("tasks/list")
+    assert final["structuredContent"]["status"] == "completed" and final["structuredContent"]["files"]
+    assert final["_meta"]["io.modelcontextprotocol/related-task"] == {"taskId": task["taskId"]}
+    assert job["structuredContent"]["tool"] == "lyria2_music"  # the job is the member's
+    assert [r.path for r in fake_fal.requests_of("submit")] == ["/fal-ai/lyria2"]
+    assert refused["isError"] is True and "`model`: got 'lyria9'" in refused["content"][0]["text"]
+    assert [t["taskId"] for t in listed["tasks"]] == [task["taskId"]]
 
 
 async def test_other_versions_see_no_tasks(settings: ServerSettings) -> None:
