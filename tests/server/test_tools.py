@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -23,16 +24,43 @@ def tool_arguments(example: Any) -> dict[str, Any]:
     return capability.tool_arguments(example.request) | example.arguments
 
 
+# A family schema's rules on its choices (catalog/family.py): "Only model=a|b: x, y." and the like.
+# A chosen model's own rules ("With model=ace-step: Only mode=song: ...") name `mode`, not `model`.
+RULE = re.compile(r"(Only|Not|Required with|Required except with) model=([\w.|-]+): ([\w, ]+)\.")
+
+
+def as_stated_for(schema: dict[str, Any], choice: str) -> tuple[set[str], set[str]]:
+    """The arguments a family tool's schema says `choice` takes, and those it says it requires."""
+    takes = set(schema["properties"]) - {"model"}
+    required = set(schema.get("required", []))
+    for rule, choices, names in RULE.findall(schema.get("description", "")):
+        named, about = choice in choices.split("|"), set(names.split(", "))
+        if (rule == "Only" and not named) or (rule == "Not" and named):
+            takes -= about
+        if (rule == "Required with" and named) or (rule == "Required except with" and not named):
+            required |= about
+    grouped = schema["properties"].get("advanced", {}).get("description", "")
+    groups = [group.split(", ") for group in re.findall(r"\[([^\]]+)\]", grouped)]
+    if groups and not any(choice in group for group in groups):  # "[a, b] <a's and b's settings> [c] ..."
+        takes.discard("advanced")
+    return takes, required
+
+
 async def test_tools_list_shows_typed_annotated_tools(client: Client) -> None:
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     assert set(tools) >= (CORE_TOOLS - FAMILY_MEMBERS) | {"transcribe", "make_music", "make_sound_effect"}
     assert not set(tools) & FAMILY_MEMBERS  # listed by their family tools, callable by name
     assert {"get_job", "cancel_job", "list_jobs"} <= set(tools)
-    tts = tools["qwen3_tts"]
+    tts = tools["speak"]  # qwen3_tts is speak with model 'qwen3'
     assert tts.title is None and len(tts.description or "") > 40  # the name says it; audio://catalog has titles
     assert tts.input_schema["additionalProperties"] is False
-    assert tts.input_schema["required"] == ["text"]
+    assert "qwen3" in tts.input_schema["properties"]["model"]["enum"]
+    takes, required = as_stated_for(tts.input_schema, "qwen3")
+    assert tts.input_schema["required"] == ["text"] and required == {"text"}
     assert tts.input_schema["properties"]["model_size"]["enum"] == ["1.7b", "0.6b"]
+    qwen3 = CATALOG.capabilities["qwen3_tts"].spec.inputs
+    assert takes == {spec.name for spec in qwen3 if not spec.advanced} | {"advanced"} and "model_size" in takes
+    assert "voice_instruction" not in takes  # seed-speech's: the rules say who takes what
     # Only what differs from the spec's defaults: an upstream tool is open-world and, as it spends
     # money, left to hosts' confirmation of destructive tools; a local one says it is neither.
     assert tts.annotations is None
