@@ -337,6 +337,14 @@ def per_choice(description: str, choices: Collection[str]) -> tuple[str, dict[st
     return description[: marks[0].start()].strip().removesuffix(";"), said
 
 
+def own_words(words: str) -> tuple[str, str]:
+    """One choice's words split into its own description of the argument and its bounds:
+    "Language, e.g. english: text" -> ("Language, e.g. english", "text"). A choice whose argument
+    means what the words said for every choice say has no description of its own."""
+    description, colon, bounds = words.rpartition(": ")
+    return (description, bounds) if colon else ("", words)
+
+
 @dataclass
 class Rules:
     """What a schema's description states for one choice of `chooser` (a family's `model`, or a

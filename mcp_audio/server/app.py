@@ -281,7 +281,6 @@ def _family_tool(family: Family, runtime: Runtime, secrets: list[str], transport
             raise ToolError(redact(str(exc), secrets)) from exc
         return await _run_capability(capability, arguments, ctx, runtime, secrets, transport)
 
-    kinds = {member.capability.spec.kind for member in family.members.values()}
     return Tool(
         fn=run,
         name=family.name,
@@ -290,7 +289,7 @@ def _family_tool(family: Family, runtime: Runtime, secrets: list[str], transport
         fn_metadata=FuncMetadata(arg_model=_RawArguments, output_schema=family_schema(family)),
         is_async=True,
         context_kwarg="ctx",
-        meta=_player_meta(next(iter(kinds & PLAYER_KINDS), "none")) or None,
+        meta=_player_meta(family.kind) or None,
     )
 
 

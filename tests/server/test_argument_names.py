@@ -18,6 +18,7 @@ from tests.helpers import (
     LISTED_KINDS,
     body_of,
     make_wav,
+    own_words,
     per_choice,
     shown_as,
     stated_advanced,
@@ -178,9 +179,11 @@ async def test_every_file_and_required_argument_is_described_and_prompts_are_nam
                     continue
                 rule = (spec.per_model or {}).get(fixed or "")
                 if spec.required or (rule is not None and rule.required) or spec.file is not None:
-                    # Described in words said for every choice, not only in one choice's bounds.
-                    said, _ = per_choice(schema["properties"][spec.name].get("description", ""), _choices(schema))
-                    assert said, (capability.name, tool, choice, spec.name)
+                    # Described: in words said for every choice, or in the choice's own description
+                    # before its bounds ("[kokoro] Preset (voices://kokoro): text"), not in bounds only.
+                    every, said = per_choice(schema["properties"][spec.name].get("description", ""), _choices(schema))
+                    own, _ = own_words(said.get(choice, ""))
+                    assert every or own, (capability.name, tool, choice, spec.name)
                     described += 1
             names = _named(schema, choice)
             if capability.spec.kind == "tts":

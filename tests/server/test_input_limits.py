@@ -14,6 +14,7 @@ from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import (
     CATALOG,
     FAMILY_MEMBERS,
+    own_words,
     per_choice,
     stated_advanced,
     stated_advanced_of,
@@ -250,7 +251,8 @@ async def test_the_schema_states_every_enforced_bound(client: Client) -> None:
                 if view.choice not in said:
                     problems.append(f"{view.where}: {spec.name} states other choices' bounds only")
                     continue
-                problems += [f"{view.where}: {p}" for p in _words_unstated(spec, prop, said[view.choice], spec.name)]
+                _, bounds = own_words(said[view.choice])
+                problems += [f"{view.where}: {p}" for p in _words_unstated(spec, prop, bounds, spec.name)]
                 words += 1
             else:
                 problems += [f"{view.where}: {p}" for p in _json_unstated(spec, prop, spec.name)]

@@ -67,13 +67,16 @@ def test_the_schema_states_once_what_the_models_agree_on_and_each_ones_bounds_wh
     assert properties["audio_url"] == CATALOG.capabilities["whisper_transcribe"].input_schema["properties"]["audio_url"]
     assert schema["required"] == ["audio_url"] and schema["additionalProperties"] is False
     language = properties["language"]["description"]
-    assert "[cohere] en|fr|de|it|es|pt|el|nl|pl|zh|ja|ko|vi|ar" in language and "[whisper] text" in language
+    assert "[cohere] en|fr|de|it|es|pt|el|nl|pl|zh|ja|ko|vi|ar" in language
+    # The models' descriptions differ (wizper's default is English): each says its own.
+    assert "[whisper] Code, e.g. en; omit to detect: text (matching ^(haw|[a-z]{2})$)" in language
+    assert "[wizper] Code, default en; auto: detect: text" in language
     assert "Only model=scribe-v2: keyterms." in schema["description"]
     assert "Not model=scribe-v2|scribe-v1|turbo: language." in schema["description"]
     assert "[cohere] max_new_tokens int 1-1024" in properties["advanced"]["description"]
     music = CATALOG.families["make_music"].input_schema
     assert "Required with model=cassetteai: duration." in music["description"]
-    assert "[cassetteai] int 10-180" in music["properties"]["duration"]["description"]
+    assert "[cassetteai] Seconds: int 10-180" in music["properties"]["duration"]["description"]
     assert "With model=ace-step: Only mode=song: tags, lyrics." in music["description"]
     assert "At most 5000 chars with model=elevenlabs-v3: text." in SPEAK.input_schema["description"]
 
