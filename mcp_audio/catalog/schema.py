@@ -160,8 +160,10 @@ def bound_words(s: InputSpec) -> str:
         return "|".join(_enum_word(value) for value in s.enum)
     if s.file is not None:  # a path or URL: its length bounds, if any, are enforced too
         words = f"{s.file} file" + ("s" if s.type == "array" else "")
-        low, cap = (s.min_length, s.max_length) if s.type == "string" else (None, None)
-        return words + (f" {low}-{cap} chars" if low and cap else f" <={cap} chars" if cap else "")
+        shortest, longest = (s.min_length, s.max_length) if s.type == "string" else (None, None)
+        if shortest and longest:
+            return f"{words} {shortest}-{longest} chars"
+        return f"{words} <={longest} chars" if longest else words
     words = {"string": "text", "integer": "int", "number": "number", "boolean": "bool"}.get(s.type, s.type)
     if s.type == "array":
         words = f"list of {bound_words(s.model_copy(update={'type': s.items, 'items': None}))}"

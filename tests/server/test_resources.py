@@ -33,9 +33,9 @@ async def test_every_resource_has_its_own_name_and_description(client: Client) -
     assert set(voices) >= {f"voices://{family}" for family in CATALOG.voice_families} | {"voices://cloned"}
     assert (
         voices["voices://qwen3-tts"].description
-        == "9 preset voices for `voice` of qwen3_tts: each one's name and notes."
+        == "9 preset voices for `voice` of speak with model 'qwen3': each one's name and notes."
     )
-    assert "elevenlabs_tts" in (voices["voices://elevenlabs"].description or "")
+    assert "`voice` of speak with model 'elevenlabs'" in (voices["voices://elevenlabs"].description or "")
     assert (voices["voices://eigen"].description or "").startswith("No presets: voices saved by clone tools")
     assert all("preset voices of" not in (r.description or "").lower() for r in voices.values())
 
