@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mcp_audio.catalog.family import CHOOSER, Member
+from mcp_audio.catalog.family import CHOOSER, Family, Member
 from mcp_audio.core.pricing import dollars
 
 if TYPE_CHECKING:
@@ -183,11 +183,18 @@ def find_tools(
     *,
     max_usd: float | None = None,
     limit: int = 3,
-    listed_as: dict[str, tuple[str, Member]] | None = None,
+    families: Sequence[Family] = (),
 ) -> list[Match]:
     """The `limit` best tools for `task`, best first; ties go to the cheaper, then the name.
-    `listed_as`: a capability listed by a family tool -> that tool and the `model` that picks it
-    (the match names the tool to call, with that `model`)."""
+    A capability a family lists is suggested as that family's tool with its `model` (of several
+    families, the one whose words the request uses most: "extend this song" is extend_audio's
+    ace-step, not inpaint_audio's)."""
+    listed_as: dict[str, list[tuple[Family, Member]]] = {}
+    for family in families:
+        for member in family.members.values():
+            options = listed_as.setdefault(member.capability.name, [])
+            if all(listed is not family for listed, _ in options):  # a family's first choice of it
+                options.append((family, member))
     request = task.lower()
     words = _words(request)
     kinds = _kinds_wanted(request)
@@ -209,13 +216,22 @@ def find_tools(
         if quality and capability.spec.price is not None and (usd or 0) >= 0.05:
             score += 1.0
         tool, arguments = capability.name, _arguments(capability.spec.inputs)
-        if listed_as and capability.name in listed_as:
+        if capability.name in listed_as:
             # As the family takes it: `model` picks the member, which fixes the member's own endpoint choice.
-            tool, member = listed_as[capability.name]
+            family, member = max(listed_as[capability.name], key=lambda option: _overlap(option[0], words))
+            tool = family.name
             arguments = {CHOOSER: f"'{member.choice}'"} | _arguments(member.inputs(), member.required)
         ranked.append(Match(tool, round(score, 3), "; ".join(reasons), _price_text(capability, usd), usd, arguments))
     ranked.sort(key=lambda m: (-m.score, m.usd if m.usd is not None else float("inf"), m.tool))
     return ranked[:limit]
+
+
+def _overlap(family: Family, words: list[str]) -> int:
+    """How many of the request's words a family's name, title and description use (max() keeps
+    the first of equals: the family families.toml lists first)."""
+    spec = family.spec
+    haystack = " ".join([" ".join(spec.name.split("_")), spec.title, spec.description]).lower()
+    return sum(1 for word in dict.fromkeys(words) if re.search(rf"\b{re.escape(word)}", haystack))
 
 
 def _price_text(capability: Capability, usd: float | None) -> str:

@@ -11,7 +11,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from mcp_audio.catalog import CHOOSER, Capability, Family, Member
+from mcp_audio.catalog import CHOOSER, Capability, Family
 from mcp_audio.catalog.finder import find_tools
 from mcp_audio.server.principal import current_principal
 from mcp_audio.server.toolsets import DynamicToolsets, announce
@@ -29,10 +29,6 @@ OUTPUT_SCHEMA: dict[str, Any] = {
 def finder_tool(exposed: list[Capability], families: list[Family], dynamic: DynamicToolsets | None) -> Tool:
     """The tool; `dynamic` (dynamic toolsets) also enables what it finds for the caller. A
     capability a family lists is suggested as that family's tool with its `model`."""
-    listed_as: dict[str, tuple[str, Member]] = {}
-    for family in families:
-        for member in family.members.values():
-            listed_as.setdefault(member.capability.name, (family.name, member))
     family_names = {family.name for family in families}
 
     async def find_audio_tools(
@@ -40,7 +36,7 @@ def finder_tool(exposed: list[Capability], families: list[Family], dynamic: Dyna
         task: str = Field(description="What the user wants, in plain words", min_length=1, max_length=500),
         max_usd: float | None = Field(None, ge=0, description="Most a typical call may cost"),
     ) -> CallToolResult:
-        matches = find_tools(exposed, task, max_usd=max_usd, listed_as=listed_as)
+        matches = find_tools(exposed, task, max_usd=max_usd, families=families)
         names = list(dict.fromkeys(match.tool for match in matches))
         if dynamic is not None and dynamic.enable_tools(current_principal(), names):
             await announce(ctx)

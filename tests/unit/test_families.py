@@ -132,3 +132,23 @@ def test_a_model_choice_is_a_plain_lowercase_word(tmp_path: Path) -> None:
         ManifestError, match=re.escape("families.toml: families.0: Value error, model choice 'Kokoro TTS'")
     ):
         load_catalog(_manifests_with(tmp_path, bad))
+
+
+def test_the_finder_names_the_family_call_whose_words_the_request_uses() -> None:
+    from mcp_audio.catalog.finder import find_tools
+
+    capabilities, families = list(CATALOG.capabilities.values()), list(CATALOG.families.values())
+    # ace_step_edit is listed by extend_audio, inpaint_audio and restyle_audio (in that order):
+    # the family named is the one whose words the request uses.
+    for request, family in [
+        ("extend this song by 30 seconds", "extend_audio"),
+        ("inpaint a region of this song", "inpaint_audio"),
+        ("remix this song with new lyrics", "restyle_audio"),
+    ]:
+        [best, *_] = find_tools(capabilities, request, families=families)
+        assert (best.tool, best.arguments["model"]) == (family, "'ace-step'"), request
+        assert "mode" not in best.arguments  # the family fixes ace_step_edit's own mode
+    [stems, *_] = find_tools(capabilities, "separate vocals from this song", families=families)
+    assert (stems.tool, stems.arguments["model"]) == ("separate_audio", "'demucs'")
+    [alone, *_] = find_tools(capabilities, "separate vocals from this song")  # no families: the tool itself
+    assert alone.tool == "demucs_stems" and "model" not in alone.arguments
