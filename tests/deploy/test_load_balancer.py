@@ -8,6 +8,7 @@ import itertools
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 
+import anyio
 import httpx
 import httpx2
 import pytest
@@ -15,6 +16,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_audio.config import ServerSettings
+from mcp_audio.deploy.health import FRESH_S
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.conftest import on_backend
 from tests.helpers import body_of, text_of
@@ -106,6 +108,7 @@ async def test_healthz_answers_any_host_and_says_when_the_database_is_gone(
             refused = await http.get(served.url + "/mcp", headers={"Host": "10.1.2.3:8000"})
             with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE "{url.split("/")[3].split("?")[0]}" WITH (FORCE)')
+            await anyio.sleep(FRESH_S)  # the last good write answers for the database this long
             gone = await http.get(served.url + "/healthz")
         # Its database gone for good, the replica is killed: a graceful stop then outlasts the
         # harness's 10 s wait, and how it stops is not what this test checks.
@@ -114,6 +117,34 @@ async def test_healthz_answers_any_host_and_says_when_the_database_is_gone(
     assert ok.status_code == 200 and ok.json() == {"status": "ok", "database": "postgresql"}
     assert refused.status_code == 421  # the guard still covers everything else
     assert gone.status_code == 503 and gone.json()["status"] == "unavailable"
+
+
+async def test_healthz_writes_at_most_about_once_a_second_however_often_it_is_asked(
+    settings: ServerSettings, pg_server: PgServer
+) -> None:
+    import psycopg
+
+    url = pg_server.fresh_database()
+    with http_server(on_backend(settings, url)) as served:
+        async with httpx.AsyncClient(trust_env=False) as http:
+
+            async def check() -> None:
+                assert (await http.get(served.url + "/healthz")).status_code == 200
+
+            def written() -> list[float]:
+                with psycopg.connect(url, autocommit=True) as db:
+                    return [row[0] for row in db.execute("SELECT checked_at FROM health")]
+
+            await check()
+            [first] = written()
+            async with anyio.create_task_group() as tg:  # checks arriving together share one write
+                for _ in range(20):
+                    tg.start_soon(check)
+            assert written() == [first]
+            await anyio.sleep(FRESH_S)
+            await check()
+            [second] = written()
+    assert second >= first + FRESH_S
 
 
 async def test_the_rate_limit_counts_a_callers_calls_on_every_replica(shared: ServerSettings) -> None:
