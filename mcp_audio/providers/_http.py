@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import anyio
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, retry_if_result, stop_after_attempt
 
@@ -41,6 +42,15 @@ SAFE_SUBMIT_STATUSES = frozenset({429, 502, 503, 504})
 # Transport errors raised before the request reached the upstream: safe to resend anything.
 NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 MAX_RETRY_AFTER_S = 60.0
+# Short requests (submits, results, status checks) in flight at once per provider. httpcore
+# looks at every pooled connection (a socket poll for each idle one) on each request's start
+# and end, so a burst of 700 submits that opened 700 connections cost O(n) per event and
+# O(n^2) per burst, seconds of held loop per replica (bench/replicas.py --slow-callbacks).
+# Past this many, requests wait their turn on a limiter, which costs nothing while waiting.
+SHORT_REQUESTS = 32
+# Clients of finished status streams kept for the next stream (with their idle connection):
+# creating one per stream (its pool, its transport) was a visible share of a replica's CPU.
+SPARE_STREAM_CLIENTS = 64
 
 
 class HttpProvider:
@@ -55,8 +65,13 @@ class HttpProvider:
         self._owns_http = http is None
         self._http = http or http_client(timeout=timeout, event_hooks=upstream_hooks(self.upstream))
         self._pacing = pacing or Pacing()
+        self._slots: anyio.CapacityLimiter | None = None  # made on the loop, at the first request
+        self._spare: list[httpx.AsyncClient] = []
 
     async def aclose(self) -> None:
+        spare, self._spare = self._spare, []
+        for client in spare:
+            await client.aclose()
         if self._owns_http:
             await self._http.aclose()
 
@@ -64,12 +79,26 @@ class HttpProvider:
     async def _long_held(self) -> AsyncIterator[httpx.AsyncClient]:
         """A client for one long-held response (a status stream): its own small pool. httpcore
         scans every pooled connection on each request, so hundreds of open streams in the
-        shared pool would make every other request slower."""
+        shared pool would make every other request slower. A stream that ended as it should
+        leaves its client for the next one; one that broke or was cancelled closes it."""
         if not self._owns_http:
             yield self._http
             return
-        async with http_client(timeout=self._http.timeout, event_hooks=upstream_hooks(self.upstream)) as client:
+        client = (
+            self._spare.pop()
+            if self._spare
+            else http_client(timeout=self._http.timeout, event_hooks=upstream_hooks(self.upstream))
+        )
+        try:
             yield client
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+            raise
+        if len(self._spare) < SPARE_STREAM_CLIENTS:
+            self._spare.append(client)
+        else:
+            await client.aclose()
 
     def check_configured(self) -> None:
         self._key()
@@ -86,6 +115,8 @@ class HttpProvider:
 
     async def _send(self, method: str, url: str, *, idempotent: bool = True, **kwargs: Any) -> httpx.Response:
         pacing = self._pacing
+        if self._slots is None:
+            self._slots = anyio.CapacityLimiter(SHORT_REQUESTS)
         return await send(
             self._http,
             method,
@@ -94,6 +125,7 @@ class HttpProvider:
             idempotent=idempotent,
             attempts=kwargs.pop("attempts", pacing.retry_attempts),
             backoff=(pacing.retry_initial_s, pacing.retry_max_s),
+            slots=self._slots,
             **kwargs,
         )
 
@@ -164,10 +196,12 @@ async def send(
     accept: Callable[[httpx.Response], bool] | None = None,
     attempts: int = 5,
     backoff: tuple[float, float] = (0.5, 8.0),
+    slots: anyio.CapacityLimiter | None = None,
     **kwargs: Any,
 ) -> httpx.Response:
     """Send a request, retrying what is safe to retry; return a 2xx response (or one `accept`
-    takes as it is) or raise UpstreamError."""
+    takes as it is) or raise UpstreamError. With `slots`, each attempt takes one while it is
+    on its way (not while it waits to be retried)."""
     if idempotent:
         retry_on = retry_if_exception_type(httpx.TransportError) | retry_if_result(
             lambda r: r.status_code in retry_statuses
@@ -182,8 +216,15 @@ async def send(
         before_sleep=lambda state: log.info("%s %s: retrying (attempt %d)", method, _path(url), state.attempt_number),
         reraise=True,
     )
+
+    async def attempt() -> httpx.Response:
+        if slots is None:
+            return await client.request(method, url, **kwargs)
+        async with slots:
+            return await client.request(method, url, **kwargs)
+
     try:
-        response: httpx.Response = await retrying(client.request, method, url, **kwargs)
+        response: httpx.Response = await retrying(attempt)
     except httpx.TransportError as exc:
         made = int(retrying.statistics.get("attempt_number", 1))
         metrics.upstream_failed(upstream.name, type(exc).__name__)
