@@ -5,12 +5,13 @@ choice fixed, and its result names the call that replaces it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp_types import CallToolResult, ListToolsResult, TextContent
 
-from mcp_audio.catalog import Capability
+from mcp_audio.catalog import CHOOSER, Capability, Family
 from mcp_audio.core.errors import InvalidArguments
 
 __all__ = ["Unlisted", "alias_arguments", "deprecation_note", "deprecation_text"]
@@ -18,30 +19,46 @@ __all__ = ["Unlisted", "alias_arguments", "deprecation_note", "deprecation_text"
 log = logging.getLogger("mcp_audio.server")
 
 
-def alias_arguments(capability: Capability, alias: str, arguments: dict[str, Any]) -> dict[str, Any]:
+def replacement(capability: Capability, alias: str, families: Iterable[Family] = ()) -> str:
+    """The call that replaces `alias`, as tools/list shows it: "inpaint_audio with model='ace-step'
+    (ace_step_edit with mode='inpaint')", or the capability's own call when no family lists it."""
+    chooser, choice = capability.spec.endpoint_input, capability.spec.aliases[alias]
+    own = f"{capability.name} with {chooser}='{choice}'"
+    for family in families:
+        for model, member in family.members.items():
+            if member.capability is capability and member.fixed == choice:
+                return f"{family.name} with {CHOOSER}='{model}' ({own})"
+            if member.capability is capability and member.fixed is None:
+                return f"{family.name} with {CHOOSER}='{model}', {chooser}='{choice}' ({own})"
+    return own
+
+
+def alias_arguments(
+    capability: Capability, alias: str, arguments: dict[str, Any], families: Iterable[Family] = ()
+) -> dict[str, Any]:
     """The arguments of a call of `alias` as the merged tool takes them."""
     chooser, choice = capability.spec.endpoint_input, capability.spec.aliases[alias]
     assert chooser is not None  # manifest-validated: aliases map to endpoint choices
     if chooser in arguments and arguments[chooser] != choice:
         raise InvalidArguments(
-            f"`{chooser}`: {alias} is {capability.name} with {chooser}='{choice}'; call {capability.name} "
-            f"to choose another."
+            f"`{chooser}`: {alias} is {replacement(capability, alias, families)}; call that tool to choose another."
         )
     log.info("deprecated tool name %s used; it is now %s with %s=%s", alias, capability.name, chooser, choice)
     return {**arguments, chooser: choice}
 
 
-def deprecation_text(capability: Capability, alias: str) -> str:
-    chooser = capability.spec.endpoint_input
+def deprecation_text(capability: Capability, alias: str, families: Iterable[Family] = ()) -> str:
     return (
-        f"Deprecated: {alias} is now {capability.name} with {chooser}='{capability.spec.aliases[alias]}'; "
+        f"Deprecated: {alias} is now {replacement(capability, alias, families)}; "
         "the old name works until the next minor release."
     )
 
 
-def deprecation_note(result: CallToolResult, capability: Capability, alias: str) -> CallToolResult:
+def deprecation_note(
+    result: CallToolResult, capability: Capability, alias: str, families: Iterable[Family] = ()
+) -> CallToolResult:
     """`result` with a line (and a `deprecated` field) naming the call that replaces `alias`."""
-    text = deprecation_text(capability, alias)
+    text = deprecation_text(capability, alias, families)
     structured = None if result.structured_content is None else result.structured_content | {"deprecated": text}
     return result.model_copy(
         update={"content": [*result.content, TextContent(type="text", text=text)], "structured_content": structured}

@@ -137,7 +137,7 @@ def build_server(
     tools += [_family_tool(family, runtime, secrets, transport) for family in families]
     tools.sort(key=lambda tool: tool.name)
     # Former names of merged tools: callable for one release, left out of tools/list.
-    tools += [_capability_tool(cap, runtime, secrets, transport, alias) for cap, alias in aliases]
+    tools += [_capability_tool(cap, runtime, secrets, transport, alias, families) for cap, alias in aliases]
     listed: list[tuple[str, str]] = [(cap.name, cap.spec.kind) for cap in exposed if cap.name not in members]
     # A family comes with each toolset one of its members belongs to (video_sound: sfx and music).
     listed += [
@@ -235,27 +235,34 @@ def _player_meta(kind: str) -> dict[str, Any]:
 
 
 def _capability_tool(
-    capability: Capability, runtime: Runtime, secrets: list[str], transport: str, alias: str | None = None
+    capability: Capability,
+    runtime: Runtime,
+    secrets: list[str],
+    transport: str,
+    alias: str | None = None,
+    families: list[Family] | None = None,
 ) -> Tool:
-    """The tool of a capability; with `alias`, one of its former names (the endpoint choice fixed)."""
+    """The tool of a capability; with `alias`, one of its former names (the endpoint choice fixed),
+    whose notes name the call that replaces it as tools/list shows it (a family's, if any)."""
     spec = capability.spec
+    families = families or []
 
     async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult | InputRequiredResult:
         if alias is not None:
             try:
-                arguments = alias_arguments(capability, alias, arguments)
+                arguments = alias_arguments(capability, alias, arguments, families)
             except McpAudioError as exc:
                 raise ToolError(redact(str(exc), secrets)) from exc
         result = await _run_capability(capability, arguments, ctx, runtime, secrets, transport)
         if alias is None or not isinstance(result, CallToolResult):
             return result
-        return deprecation_note(result, capability, alias)
+        return deprecation_note(result, capability, alias, families)
 
     return Tool(
         fn=run,
         name=alias or spec.name,
         # No title: the name says it (tools/list is paid for in every conversation); audio://catalog has it.
-        description=spec.description if alias is None else deprecation_text(capability, alias),
+        description=spec.description if alias is None else deprecation_text(capability, alias, families),
         parameters=capability.input_schema,
         fn_metadata=FuncMetadata(arg_model=_RawArguments, output_schema=capability_schema(capability)),
         is_async=True,

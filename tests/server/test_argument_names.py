@@ -235,13 +235,15 @@ async def test_a_merged_tools_former_name_is_unlisted_but_works_and_says_what_re
     assert not result.is_error, text_of(result)
     body = body_of(result)
     assert body["status"] == "completed"
-    note = "Deprecated: ace_step_inpaint is now ace_step_edit with mode='inpaint'"
+    note = "Deprecated: ace_step_inpaint is now inpaint_audio with model='ace-step' (ace_step_edit with mode='inpaint')"
     assert body["deprecated"].startswith(note) and note in text_of(result)
     [submit] = [r for r in fake_fal.requests if r.kind == "submit"]
     assert submit.path.startswith("/fal-ai/ace-step/audio-inpaint") and "mode" not in submit.json
     # The former tool had no `mode`: another choice through it is refused, naming the new call.
     wrong = await client.call_tool("ace_step_song", {"tags": "lofi", "mode": "prompt"})
-    assert wrong.is_error and "ace_step_song is ace_step_music with mode='song'" in text_of(wrong)
+    assert wrong.is_error and (
+        "ace_step_song is make_music with model='ace-step', mode='song' (ace_step_music with mode='song')"
+    ) in text_of(wrong)
     # The new tool refuses an input its mode does not take, naming the mode.
     refused = await client.call_tool("ace_step_music", {"mode": "prompt", "tags": "lofi", "prompt": "calm"})
     assert refused.is_error and "`tags`: mode 'prompt' does not take it (only song)." in text_of(refused)
