@@ -6,6 +6,7 @@ Processes sharing the data dir share the file; waiters on another process's job 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -165,7 +166,12 @@ class SqliteJobStore(JobStore):
     def _connect(self) -> None:
         private_dir(self._path.parent)
         # Owner-only from the start: SQLite gives its -wal and -shm files the database file's mode.
-        os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+        # Only a file that is not there yet: closing any descriptor of a file this process already
+        # has open in SQLite (the job store, when /healthz opens its own) drops every POSIX lock
+        # SQLite holds on it, and the next reader in another process would take itself for the last
+        # user, checkpoint and delete the WAL this process still writes into.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
         # check_same_thread=False: the limiter's worker threads take turns on the one connection.
         db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10)
         db.row_factory = sqlite3.Row
