@@ -370,6 +370,9 @@ def _tools(tool: str | None, *, as_json: bool, as_markdown: bool) -> int:
 
     catalog = load_catalog()
     chosen = list(catalog.capabilities.values())
+    if tool is not None and tool in catalog.families and not as_json:
+        print(_family_text(catalog.families[tool]))
+        return 0
     if tool is not None:
         capability = catalog.get(tool)
         if capability is None:
@@ -395,6 +398,19 @@ def _tools(tool: str | None, *, as_json: bool, as_markdown: bool) -> int:
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
     return 0
+
+
+def _family_text(family: Any) -> str:
+    """A family tool: what it is for, and each `model` choice with the tool that runs it (whose
+    arguments `mcp-audio tools <that tool>` shows)."""
+    lines = [f"{family.name}: {family.spec.description}", "model:"]
+    for choice, member in family.members.items():
+        fixed = f" ({member.capability.spec.endpoint_input} {member.fixed})" if member.fixed else ""
+        default = ", the default" if choice == family.default else ""
+        lines.append(f"  {choice}{default}: {member.capability.name}{fixed}")
+    call = f"mcp-audio call {family.name} --json '{{\"model\": ...}}'"
+    lines.append(f"Arguments of a model: mcp-audio tools <its tool>; call: {call}")
+    return "\n".join(lines)
 
 
 def _arguments_text(capability: Any) -> str:

@@ -171,6 +171,12 @@ def test_main_shows_one_tools_arguments_and_refuses_bad_options(
     assert main(["tools", "elevenlabs_sound_effect", "--json"]) == 0
     [entry] = map(json.loads, capsys.readouterr().out.splitlines())
     assert entry["input_schema"]["required"] == ["prompt"] and entry["input_schema"]["additionalProperties"] is False
+    assert main(["tools", "transcribe"]) == 0  # a family tool: its models and the tool of each
+    out = capsys.readouterr().out
+    assert (
+        "  whisper, the default: whisper_transcribe\n" in out
+        and "  scribe-v1: elevenlabs_transcribe (model scribe-v1)\n" in out
+    )
     assert main(["tools", "no_such_tool"]) == 1
     assert "no tool named 'no_such_tool'" in capsys.readouterr().err
     for bad in (["jobs", "--status", "bogus"], ["jobs", "--limit", "0"], ["serve", "--port", "70000"]):
