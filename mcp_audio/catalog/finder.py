@@ -50,6 +50,9 @@ _KIND_WORDS: dict[str, tuple[str, ...]] = {
         "inpaint",
         "remix",
         "change",
+        "regenerate",
+        "region",
+        "restyle",
     ),
     "post": (
         "join",

@@ -144,6 +144,8 @@ def test_the_finder_names_the_family_call_whose_words_the_request_uses() -> None
         ("extend this song by 30 seconds", "extend_audio"),
         ("inpaint a region of this song", "inpaint_audio"),
         ("remix this song with new lyrics", "restyle_audio"),
+        ("regenerate a region of this song", "inpaint_audio"),
+        ("restyle this song into jazz", "restyle_audio"),
     ]:
         [best, *_] = find_tools(capabilities, request, families=families)
         assert (best.tool, best.arguments["model"]) == (family, "'ace-step'"), request
