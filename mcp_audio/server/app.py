@@ -296,6 +296,10 @@ def _family_tool(family: Family, runtime: Runtime, secrets: list[str], transport
         fn_metadata=FuncMetadata(arg_model=_RawArguments, output_schema=family_schema(family)),
         is_async=True,
         context_kwarg="ctx",
+        # As its members': a family of local tools only is closed-world and not destructive.
+        annotations=ToolAnnotations(destructive_hint=False, open_world_hint=False)
+        if all(member.capability.upstream.local for member in family.members.values())
+        else None,
         meta=_player_meta(family.kind) or None,
     )
 

@@ -5,6 +5,7 @@ productions take family tools for their voices and music."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -74,3 +75,25 @@ async def test_a_production_takes_family_tools_for_its_voices_and_music(
     assert speech == ["af_heart", "am_adam"]
     assert [body for path, body in sent if path.startswith("fal-ai/lyria2")] == [{"prompt": "calm bed"}]
     assert refused.is_error and "`voices.narrator` (speak): `model`: got 'nope'; allowed: kokoro," in text_of(refused)
+
+
+async def test_a_family_of_local_tools_says_what_they_say(settings: ServerSettings, tmp_path: Path) -> None:
+    import shutil
+
+    from mcp_audio.catalog import load_catalog, manifests_dir
+
+    manifests = tmp_path / "manifests"
+    shutil.copytree(manifests_dir(), manifests, ignore=shutil.ignore_patterns("__pycache__"))
+    with (manifests / "families.toml").open("a") as families:
+        families.write(
+            '\n[[families]]\nname = "finish_audio"\ntitle = "Finish"\nkind = "post"\n'
+            'description = "Join or master audio files, locally and for free, with the same arguments."\n'
+            'models = {join = "audio_join", master = "audio_master"}\n'
+        )
+    async with Client(server(settings, load_catalog(manifests))) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    local = tools["finish_audio"].annotations
+    assert local is not None and local.model_dump(exclude_none=True) == tools["audio_info"].annotations.model_dump(
+        exclude_none=True
+    )
+    assert tools["speak"].annotations is None  # upstream models: open-world, left to hosts' confirmation
