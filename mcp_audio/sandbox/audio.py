@@ -157,11 +157,16 @@ def _bank(voice: str, rate: int) -> tuple[tuple[Pcm, ...], ...]:
             pitch = f0 * (0.92 + 0.16 * ((variant * 7) % _VARIANTS) / _VARIANTS)
             contour = pitch * (1.0 + 0.08 * (0.5 - t / seconds))  # a slight fall across the syllable
             phase = 2 * np.pi * np.cumsum(contour) / rate
+            harmonics = np.arange(1, int(3800 // pitch) + 1)
+            formants = np.array(vowel, dtype=float)
+            resonance = 1.0 / (1.0 + ((harmonics[:, None] * pitch - formants * shift) / (60 + 0.08 * formants)) ** 2)
             signal = np.zeros(n)
-            for h in range(1, int(3800 // pitch) + 1):
-                freq = h * pitch
-                gain = sum(1.0 / (1.0 + ((freq - f * shift) / (60 + 0.08 * f)) ** 2) for f in vowel)
-                signal += gain / h**0.6 * np.sin(h * phase)
+            # sin(h x) by sin((h+1)x) = 2 cos(x) sin(hx) - sin((h-1)x): one sine per syllable, not one
+            # per harmonic (a bank costs a quarter of the time; the samples come out the same).
+            twice_cos, previous, current = 2 * np.cos(phase), np.zeros(n), np.sin(phase)
+            for weight in resonance.sum(axis=1) / harmonics**0.6:
+                signal += weight * current
+                previous, current = current, twice_cos * current - previous
             attack, release = int(0.02 * rate), int(min(0.05, seconds / 3) * rate)
             envelope = np.ones(n)
             envelope[:attack] = np.sin(np.linspace(0, np.pi / 2, attack)) ** 2
