@@ -4,6 +4,7 @@ sends a bearer token, and the `mcp-audio tokens` command."""
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -131,11 +132,16 @@ def http_server(
             stop(proc)
 
 
+# The trust store for the tests' HTTP clients, built once: each client building its own (loading
+# every CA certificate) cost seconds of CPU over the suite, for loopback servers that speak plain HTTP.
+TRUST = ssl.create_default_context()
+
+
 @asynccontextmanager
 async def mcp_client(url: str, token: str | None = None, **client_options: Any) -> AsyncIterator[Client]:
     """The SDK's client over streamable HTTP, sending `Authorization: Bearer <token>`."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=120.0))
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=120.0), verify=TRUST)
     async with http, Client(streamable_http_client(url, http_client=http), **client_options) as client:
         yield client
 

@@ -130,7 +130,9 @@ class OAuthVerifier:
         import httpx
         import jwt
 
-        async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as http:
+        from mcp_audio.net import http_client
+
+        async with http_client(timeout=10.0, follow_redirects=False) as http:  # the shared trust store
             if self._jwks_uri is None:
                 self._jwks_uri = await self._discover(http)
             try:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 
+from mcp_audio.net import http_client
+
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import JSONResponse
@@ -60,7 +62,7 @@ class FalKeys:
 
     def __init__(self, jwks_url: str, http: httpx.AsyncClient | None = None) -> None:
         self._url = jwks_url
-        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+        self._http = http or http_client(timeout=httpx.Timeout(10.0))  # the shared trust store
         self._keys: list[Any] = []
         self._fetched = 0.0
         self._lock = anyio.Lock()

@@ -22,6 +22,7 @@ from mcp_audio.providers.fal import FalProvider
 from mcp_audio.sandbox import fal_contract
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import FAL_KEY as KEY
+from tests.http_harness import TRUST
 
 TTS = "fal-ai/qwen-3-tts/text-to-speech/1.7b"
 
@@ -39,7 +40,7 @@ def fake(fake_fal: FakeFal) -> Iterator[FakeFal]:
 def client(fake: FakeFal) -> Iterator[httpx.Client]:
     assert fake.base_url is not None
     headers = {"Authorization": f"Key {KEY}"}
-    with httpx.Client(base_url=fake.base_url, headers=headers, timeout=5.0) as client:
+    with httpx.Client(base_url=fake.base_url, headers=headers, timeout=5.0, verify=TRUST) as client:
         yield client
 
 

@@ -23,7 +23,16 @@ from starlette.routing import Route
 from mcp_audio.config import ServerSettings
 from mcp_audio.sandbox.serve import serve_in_thread
 from tests.helpers import assert_secret_kept, text_of
-from tests.http_harness import INITIALIZE, MCP_HEADERS, add_token, free_port, http_server, mcp_client, run_cli
+from tests.http_harness import (
+    INITIALIZE,
+    MCP_HEADERS,
+    TRUST,
+    add_token,
+    free_port,
+    http_server,
+    mcp_client,
+    run_cli,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -95,7 +104,7 @@ def _env(issuer: Issuer) -> dict[str, str]:
 
 def _post(url: str, token: str | None = None) -> httpx.Response:
     headers = MCP_HEADERS | ({"Authorization": f"Bearer {token}"} if token else {})
-    return httpx.post(url, json=INITIALIZE, headers=headers, timeout=10)
+    return httpx.post(url, json=INITIALIZE, headers=headers, timeout=10, verify=TRUST)
 
 
 async def test_good_tokens_pass_and_the_principal_is_sub(settings: ServerSettings, issuer: Issuer) -> None:

@@ -23,7 +23,7 @@ from mcp_types.jsonrpc import JSONRPCError, JSONRPCNotification, JSONRPCRequest,
 from mcp_audio.config import ServerSettings
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import LISTED_KINDS, server
-from tests.http_harness import MCP_HEADERS, add_token, http_server
+from tests.http_harness import MCP_HEADERS, TRUST, add_token, http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -329,7 +329,7 @@ class HttpPeer:
         headers = MCP_HEADERS | {"Authorization": f"Bearer {self.token}", "MCP-Protocol-Version": TASKS}
         if self.session:
             headers["Mcp-Session-Id"] = self.session
-        response = httpx.post(self.url, json=message, headers=headers, timeout=30)
+        response = httpx.post(self.url, json=message, headers=headers, timeout=30, verify=TRUST)
         assert response.status_code in (200, 202), response.text
         self.session = response.headers.get("mcp-session-id", self.session)
         if "id" not in message:
