@@ -462,15 +462,13 @@ def _wait(settings: Any, job_id: str, timeout: float) -> int:
 
 
 UNFINISHED = ("queued", "running")
+GET_JOB_MAX_WAIT_S = 600  # get_job's own bound on wait_s
 
 
 def _unlisted_tool_note(record: logging.LogRecord) -> bool:
     """Drops the SDK client's warning that a tool it did not see in tools/list has no output
     schema to check: a model's own tool (`call kokoro_tts`) is callable, listed by its family."""
     return "not listed by server" not in record.getMessage()
-
-
-GET_JOB_MAX_WAIT_S = 600  # get_job's own bound on wait_s
 
 
 async def _call_async(settings: Any, tool: str, arguments: dict[str, Any], wait_for: float | None = None) -> int:

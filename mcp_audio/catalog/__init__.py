@@ -6,7 +6,7 @@ whose `prepare(arguments, ...)` turns a call into a `PreparedCall` for its upstr
 """
 
 from mcp_audio.catalog.capability import Capability, NameLookup, PreparedCall, VoiceLookup
-from mcp_audio.catalog.family import CHOOSER, Family, Member
+from mcp_audio.catalog.family import CHOOSER, Family, Member, listings
 from mcp_audio.catalog.load import Catalog, load_catalog, manifests_dir
 from mcp_audio.catalog.messages import describe_validation_error
 from mcp_audio.catalog.schema import (
@@ -33,6 +33,7 @@ __all__ = [
     "advanced_schema",
     "describe_validation_error",
     "item_limit",
+    "listings",
     "load_catalog",
     "manifests_dir",
     "text_limit",

@@ -18,7 +18,7 @@ from mcp_audio.catalog.schema import ADVANCED, advanced_line, bound_words, json_
 from mcp_audio.core.errors import InvalidArguments
 from mcp_audio.core.manifest import FamilySpec, InputSpec
 
-__all__ = ["CHOOSER", "Family", "Member", "build_family"]
+__all__ = ["CHOOSER", "Family", "Member", "build_family", "listings"]
 
 CHOOSER = "model"  # the argument that picks a family's capability
 
@@ -103,6 +103,18 @@ class Family:
         if len(members) == len(self.members):
             return self
         return build_family(self.spec, members) if members else None
+
+
+def listings(families: Iterable[Family]) -> dict[str, list[tuple[Family, Member]]]:
+    """Capability name -> each family that lists it, with the first of its choices there (in
+    families.toml's order): where tools/list shows a capability that is not listed by its name."""
+    found: dict[str, list[tuple[Family, Member]]] = {}
+    for family in families:
+        for member in family.members.values():
+            options = found.setdefault(member.capability.name, [])
+            if all(listed is not family for listed, _ in options):
+                options.append((family, member))
+    return found
 
 
 def build_family(spec: FamilySpec, members: list[Member]) -> Family:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mcp_audio.catalog.family import CHOOSER, Family, Member
+from mcp_audio.catalog.family import CHOOSER, Family, listings
 from mcp_audio.core.pricing import dollars
 
 if TYPE_CHECKING:
@@ -192,12 +192,7 @@ def find_tools(
     A capability a family lists is suggested as that family's tool with its `model` (of several
     families, the one whose words the request uses most: "extend this song" is extend_audio's
     ace-step, not inpaint_audio's)."""
-    listed_as: dict[str, list[tuple[Family, Member]]] = {}
-    for family in families:
-        for member in family.members.values():
-            options = listed_as.setdefault(member.capability.name, [])
-            if all(listed is not family for listed, _ in options):  # a family's first choice of it
-                options.append((family, member))
+    listed_as = listings(families)
     request = task.lower()
     words = _words(request)
     kinds = _kinds_wanted(request)

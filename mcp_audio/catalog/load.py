@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mcp_audio.catalog.capability import Capability
-from mcp_audio.catalog.family import CHOOSER, Family, Member, build_family
+from mcp_audio.catalog.family import CHOOSER, Family, Member, build_family, listings
 from mcp_audio.catalog.messages import loc_text
 from mcp_audio.catalog.parsed import parsed_manifests
 from mcp_audio.catalog.schema import json_schema
@@ -60,16 +60,13 @@ class Catalog:
             choices = [c for c, member in family.members.items() if fits(member.capability)]
             if choices:
                 names.append(f"{family.name} ({CHOOSER} {'|'.join(choices)})")
-        members = {m.capability.name for family in self.families.values() for m in family.members.values()}
-        return names + sorted(name for name, cap in self.capabilities.items() if fits(cap) and name not in members)
+        listed = listings(self.families.values())
+        return names + sorted(name for name, cap in self.capabilities.items() if fits(cap) and name not in listed)
 
     def listed_as(self, tool: str) -> tuple[Family, str] | None:
         """The family tool that lists `tool`, and the (first) `model` choice that runs it."""
-        for family in self.families.values():
-            choices = family.member_of(tool)
-            if choices:
-                return family, choices[0]
-        return None
+        options = listings(self.families.values()).get(tool)
+        return (options[0][0], options[0][1].choice) if options else None
 
 
 def load_catalog(directory: Path | None = None) -> Catalog:

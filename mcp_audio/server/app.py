@@ -27,7 +27,15 @@ from mcp_types import CallToolResult, InputRequiredResult, TextContent, ToolAnno
 from pydantic import ConfigDict, Field, ValidationError
 
 from mcp_audio import __version__
-from mcp_audio.catalog import DEFAULT_MAX_ITEMS, DEFAULT_MAX_TEXT_CHARS, Capability, Catalog, Family, load_catalog
+from mcp_audio.catalog import (
+    DEFAULT_MAX_ITEMS,
+    DEFAULT_MAX_TEXT_CHARS,
+    Capability,
+    Catalog,
+    Family,
+    listings,
+    load_catalog,
+)
 from mcp_audio.config import ServerSettings
 from mcp_audio.core.errors import McpAudioError, UpstreamError
 from mcp_audio.core.redaction import redact
@@ -129,7 +137,7 @@ def build_server(
     aliases = [(cap, alias) for cap in exposed for alias in cap.spec.aliases]
     # Family tools list their members under one name; the members stay callable, unlisted.
     families = [f for f in (f.limited_to(cap.name for cap in exposed) for f in catalog.families.values()) if f]
-    members = {member.capability.name for family in families for member in family.members.values()}
+    members = set(listings(families))
     names = [cap.name for cap in exposed] + [alias for _, alias in aliases] + [family.name for family in families]
     tasks = Tasks(runtime, names, settings.secrets)
     # Sorted by name: a stable order (clients cache the list, and diffs of it stay readable).

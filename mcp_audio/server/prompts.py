@@ -16,7 +16,7 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
 
-from mcp_audio.catalog import CHOOSER, Family
+from mcp_audio.catalog import CHOOSER, Family, listings
 
 # The finishing tools an episode needs, and the tools of each earlier step, in preference order.
 EPISODE_TOOLS = {"audio_join", "audio_mix", "audio_master", "transcript_subtitles"}
@@ -58,11 +58,8 @@ def _add(server: MCPServer[Any], fn: Callable[..., str], title: str, description
 def add_prompts(server: MCPServer[Any], tool_names: set[str], families: Sequence[Family] = ()) -> None:
     """The prompts whose tools are offered; a tool a family lists is named as that family's call
     ("transcribe with model 'whisper'"), as tools/list shows it."""
-    routes = {  # a capability a family lists -> that family and the (first) choice that picks it
-        member.capability.name: (family.name, choice)
-        for family in families
-        for choice, member in reversed(family.members.items())
-    }
+    # A capability a family lists -> that family and the (first) choice that picks it.
+    routes = {tool: (options[0][0].name, options[0][1].choice) for tool, options in listings(families).items()}
 
     def call(tool: str) -> str:
         return f"{routes[tool][0]} with {CHOOSER} '{routes[tool][1]}'" if tool in routes else tool

@@ -267,7 +267,7 @@ def catalog_entries(capabilities: Iterable[Capability], families: Iterable[Famil
             "endpoints": cap.spec.all_endpoints,
             "price": cap.spec.price.model_dump(exclude_none=True) if cap.spec.price else None,
         }
-        listed = [(family.name, family.member_of(cap.name)) for family in families if family.member_of(cap.name)]
+        listed = _listed_as(cap.name, families)
         if listed:
             entry["listed_as"] = [{"tool": name, CHOOSER: choices} for name, choices in listed]
         advanced = advanced_schema(cap.spec)
@@ -275,6 +275,11 @@ def catalog_entries(capabilities: Iterable[Capability], families: Iterable[Famil
             entry[ADVANCED] = advanced
         entries.append(entry)
     return entries
+
+
+def _listed_as(tool: str, families: Iterable[Family]) -> list[tuple[str, list[str]]]:
+    """Each family tool that lists `tool`, with the `model` choices that run it."""
+    return [(family.name, choices) for family in families if (choices := family.member_of(tool))]
 
 
 def tools_markdown(catalog: Catalog) -> str:
@@ -287,9 +292,8 @@ def tools_markdown(catalog: Catalog) -> str:
         price_text = cap.spec.price.describe() if cap.spec.price else "-"
         endpoints = "<br>".join(f"`{e}`" for e in cap.spec.all_endpoints)
         listed = "<br>".join(
-            f"`{family.name}` {CHOOSER} {', '.join(f'`{c}`' for c in family.member_of(cap.name))}"
-            for family in catalog.families.values()
-            if family.member_of(cap.name)
+            f"`{family}` {CHOOSER} {', '.join(f'`{c}`' for c in choices)}"
+            for family, choices in _listed_as(cap.name, catalog.families.values())
         )
         lines.append(
             f"| `{cap.name}` | {listed or 'itself'} | {cap.spec.kind} | {cap.spec.title} | {endpoints} | {price_text} |"
