@@ -95,21 +95,30 @@ async def test_without_stateless_a_2025_era_session_lives_on_one_replica(shared:
     assert "Session not found" in repr(raised.value), repr(raised.value)  # the other replica has no such session
 
 
+@asynccontextmanager
+async def on_fresh_database(
+    settings: ServerSettings, pg_server: PgServer
+) -> AsyncIterator[tuple[Served, httpx.AsyncClient, str]]:
+    """A replica on a database of its own, an HTTP client to it, and the database's URL."""
+    url = pg_server.fresh_database()
+    with http_server(on_backend(settings, url)) as served:
+        async with httpx.AsyncClient(trust_env=False) as http:
+            yield served, http, url
+
+
 async def test_healthz_answers_any_host_and_says_when_the_database_is_gone(
     settings: ServerSettings, pg_server: PgServer
 ) -> None:
     import psycopg
 
-    url = pg_server.fresh_database()
-    with http_server(on_backend(settings, url)) as served:
-        async with httpx.AsyncClient(trust_env=False) as http:
-            # A load balancer names the replica by its address, which no Host setting lists.
-            ok = await http.get(served.url + "/healthz", headers={"Host": "10.1.2.3:8000"})
-            refused = await http.get(served.url + "/mcp", headers={"Host": "10.1.2.3:8000"})
-            with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE "{url.split("/")[3].split("?")[0]}" WITH (FORCE)')
-            await anyio.sleep(FRESH_S)  # the last good write answers for the database this long
-            gone = await http.get(served.url + "/healthz")
+    async with on_fresh_database(settings, pg_server) as (served, http, url):
+        # A load balancer names the replica by its address, which no Host setting lists.
+        ok = await http.get(served.url + "/healthz", headers={"Host": "10.1.2.3:8000"})
+        refused = await http.get(served.url + "/mcp", headers={"Host": "10.1.2.3:8000"})
+        with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{url.split("/")[3].split("?")[0]}" WITH (FORCE)')
+        await anyio.sleep(FRESH_S)  # the last good write answers for the database this long
+        gone = await http.get(served.url + "/healthz")
         # Its database gone for good, the replica is killed: a graceful stop then outlasts the
         # harness's 10 s wait, and how it stops is not what this test checks.
         served.proc.kill()
@@ -124,26 +133,24 @@ async def test_healthz_writes_at_most_about_once_a_second_however_often_it_is_as
 ) -> None:
     import psycopg
 
-    url = pg_server.fresh_database()
-    with http_server(on_backend(settings, url)) as served:
-        async with httpx.AsyncClient(trust_env=False) as http:
+    async with on_fresh_database(settings, pg_server) as (served, http, url):
 
-            async def check() -> None:
-                assert (await http.get(served.url + "/healthz")).status_code == 200
+        async def check() -> None:
+            assert (await http.get(served.url + "/healthz")).status_code == 200
 
-            def written() -> list[float]:
-                with psycopg.connect(url, autocommit=True) as db:
-                    return [row[0] for row in db.execute("SELECT checked_at FROM health")]
+        def written() -> list[float]:
+            with psycopg.connect(url, autocommit=True) as db:
+                return [row[0] for row in db.execute("SELECT checked_at FROM health")]
 
-            await check()
-            [first] = written()
-            async with anyio.create_task_group() as tg:  # checks arriving together share one write
-                for _ in range(20):
-                    tg.start_soon(check)
-            assert written() == [first]
-            await anyio.sleep(FRESH_S)
-            await check()
-            [second] = written()
+        await check()
+        [first] = written()
+        async with anyio.create_task_group() as tg:  # checks arriving together share one write
+            for _ in range(20):
+                tg.start_soon(check)
+        assert written() == [first]
+        await anyio.sleep(FRESH_S)
+        await check()
+        [second] = written()
     assert second >= first + FRESH_S
 
 
