@@ -110,6 +110,13 @@ def _fail(path: Path, problem: str, exc: BaseException | None = None) -> PostErr
     return PostError(f"{path.name}: {problem}{detail}")
 
 
+# FFmpeg reads up to 5 MB of an input to learn its streams' parameters. A WAV header states them
+# all, yet finding them in 5 s of PCM cost about 20 ms a file (other formats: under 0.5 ms), and a
+# render opens each input several times; reading 32 KB gives the same format, codec, rate,
+# channels, duration and bit rate (checked on WAV, MP3, M4A, FLAC, Opus, ADTS AAC and WebM).
+WAV_PROBE = {"probesize": "32768"}
+
+
 def _open_input(path: Path) -> Any:
     if not path.exists():
         raise _fail(path, "file not found")
@@ -118,7 +125,10 @@ def _open_input(path: Path) -> Any:
     if path.stat().st_size == 0:
         raise _fail(path, "file is empty")
     try:
-        return av.open(str(path), "r")
+        with path.open("rb") as head:
+            riff = head.read(12)
+        wav = riff[:4] == b"RIFF" and riff[8:12] == b"WAVE"
+        return av.open(str(path), "r", options=WAV_PROBE if wav else {})
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise _fail(path, "not a readable audio file", exc) from exc
 

@@ -357,6 +357,33 @@ def test_info_reads_every_output_format(tmp_path: Path, fmt: str) -> None:
     assert max(data["peaks"]) == pytest.approx(0.5, abs=0.05)
 
 
+@pytest.mark.parametrize("codec", ["pcm_s16le", "pcm_s24le", "pcm_f32le"])
+def test_a_wav_whose_header_outgrows_the_probe_window_is_read_whole(tmp_path: Path, codec: str) -> None:
+    """WAVs are opened reading 32 KB to find their streams (engine.WAV_PROBE): a LIST chunk of
+    100 KB before the samples (a long tag) still gives the right rate, width and duration."""
+    sr, x = 32000, tone(440, 3.0, 32000, amp=0.5, channels=2)
+    plain = tmp_path / "plain.wav"
+    with av.open(str(plain), "w", format="wav") as out:
+        stream = out.add_stream(codec, rate=sr, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(x.astype(np.float32), format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = sr, 0, Fraction(1, sr)
+        resampler = av.AudioResampler(format=stream.codec_context.format, layout="stereo", rate=sr)
+        for packet in [p for f in resampler.resample(frame) for p in stream.encode(f)] + list(stream.encode(None)):
+            out.mux(packet)
+    riff = plain.read_bytes()
+    text = b"x" * 100_000
+    info_chunk = b"INFO" + b"ICMT" + len(text).to_bytes(4, "little") + text
+    fmt_end = riff.index(b"data")  # the LIST goes between fmt and data
+    tagged_body = riff[12:fmt_end] + b"LIST" + len(info_chunk).to_bytes(4, "little") + info_chunk + riff[fmt_end:]
+    tagged = tmp_path / "tagged.wav"
+    tagged.write_bytes(b"RIFF" + (len(tagged_body) + 4).to_bytes(4, "little") + b"WAVE" + tagged_body)
+    for src in (plain, tagged):
+        data = ops.info(src)
+        assert (data["format"], data["codec"], data["sample_rate"], data["channels"]) == ("wav", codec, sr, 2)
+        assert data["duration_s"] == pytest.approx(3.0, abs=1e-3)
+        assert max(data["peaks"]) == pytest.approx(0.5, abs=0.01)
+
+
 def test_info_of_silence_has_no_loudness(tmp_path: Path) -> None:
     data = ops.info(write_wav(tmp_path / "s.wav", np.zeros((1, 24000)), 48000))
     assert data["loudness_lufs"] is None and data["true_peak_db"] is None
