@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +61,18 @@ class Catalog:
             choices = [c for c, member in family.members.items() if fits(member.capability)]
             if choices:
                 names.append(f"{family.name} ({CHOOSER} {'|'.join(choices)})")
-        listed = listings(self.families.values())
+        listed = self._listings
         return names + sorted(name for name, cap in self.capabilities.items() if fits(cap) and name not in listed)
 
     def listed_as(self, tool: str) -> tuple[Family, str] | None:
         """The family tool that lists `tool`, and the (first) `model` choice that runs it."""
-        options = listings(self.families.values()).get(tool)
+        options = self._listings.get(tool)
         return (options[0][0], options[0][1].choice) if options else None
+
+    @cached_property
+    def _listings(self) -> dict[str, list[tuple[Family, Member]]]:
+        # Computed once: a catalog does not change, and every server built on it asks.
+        return listings(self.families.values())
 
 
 def load_catalog(directory: Path | None = None) -> Catalog:

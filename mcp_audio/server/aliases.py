@@ -66,17 +66,29 @@ def deprecation_note(
 
 
 class Unlisted:
-    """Middleware: a tools/list answer without the given tool names (they stay callable)."""
+    """Middleware: a tools/list answer without the given tool names (they stay callable).
+
+    The answer is kept per protocol version: the tools are fixed once the server is built (dynamic
+    toolsets filter it further, per caller, outside this one), and building it means serializing
+    every registered tool, members included, about three times what is sent. An SDK client asks
+    for the whole list again on each call of a tool it has not seen listed."""
 
     def __init__(self, names: set[str]) -> None:
         self.names = frozenset(names)
+        self._sent: dict[str, dict[str, Any]] = {}
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        whole = ctx.method == "tools/list" and not (ctx.params or {}).get("cursor")
+        if whole and (sent := self._sent.get(ctx.protocol_version)) is not None:
+            return dict(sent)  # a copy of the envelope: middleware outside may replace its keys
         result = await call_next(ctx)
         if ctx.method != "tools/list":
             return result
         if isinstance(result, ListToolsResult):
             return result.model_copy(update={"tools": [tool for tool in result.tools if tool.name not in self.names]})
         if isinstance(result, dict) and isinstance(result.get("tools"), list):  # the result as sent
-            return result | {"tools": [tool for tool in result["tools"] if tool.get("name") not in self.names]}
+            listed = result | {"tools": [tool for tool in result["tools"] if tool.get("name") not in self.names]}
+            if whole and listed.get("nextCursor") is None:
+                self._sent[ctx.protocol_version] = listed
+            return dict(listed)
         return result
