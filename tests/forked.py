@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 # What every mcp-audio command of the tests imports (`serve --http`'s start, read with
-# `python -X importtime`), loaded once in the fork server.
+# `python -X importtime`), and what their first calls import (a fal provider, the PostgreSQL
+# store, content credentials, OAuth: a py-spy of the suite found these imports were 44% of the
+# forked processes' CPU), loaded once in the fork server. Nothing here may start a thread (numpy
+# does): a fork copies only the thread that forks.
 PRELOAD = [
     "mcp_audio.cli",
     "mcp_audio.config",
@@ -28,6 +31,14 @@ PRELOAD = [
     "mcp_audio.server",
     "mcp_audio.deploy.app",
     "mcp_audio.deploy.webhooks",
+    "mcp_audio.providers.fal",
+    "mcp_audio.store.postgres",
+    "mcp_audio.files.provenance",
+    "psycopg",
+    "psycopg_pool",
+    "jwt",
+    "jsonschema",
+    "anyio._backends._asyncio",
     "prometheus_client",
     "rich.console",
     "rich.logging",
