@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from mcp_audio.net import ssl_context
+
 # What every mcp-audio command of the tests imports (`serve --http`'s start, read with
 # `python -X importtime`), and what their first calls import (a fal provider, the PostgreSQL
 # store, content credentials, OAuth: a py-spy of the suite found these imports were 44% of the
@@ -204,3 +206,9 @@ def stop_fork_server() -> None:
         from multiprocessing import forkserver
 
         forkserver._forkserver._stop()  # type: ignore[attr-defined]  # the stdlib's own tests' way to stop it
+
+
+# The server's trust store (mcp_audio.net caches it per process), loaded at import: this module is
+# the fork server's last preload, so every forked server inherits it instead of loading the CA
+# bundle again (about 20 ms each).
+ssl_context()

@@ -21,10 +21,10 @@ from mcp.server.apps import Apps, ResourceCsp
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from mcp_audio import __version__
 from mcp_audio.catalog import (
@@ -47,7 +47,6 @@ from mcp_audio.server.aliases import Unlisted, alias_arguments, deprecation_note
 from mcp_audio.server.call_meta import idempotency_key, traceparent
 from mcp_audio.server.completions import add_completions, add_protocol_details
 from mcp_audio.server.confirmation import NeedsApproval, cost_confirmation
-from mcp_audio.server.finder import OUTPUT_SCHEMA as FINDER_SCHEMA
 from mcp_audio.server.finder import finder_tool
 from mcp_audio.server.job_events import JobEventBus
 from mcp_audio.server.output_schema import capability_schema, family_schema, job_list_schema, job_schema
@@ -59,6 +58,7 @@ from mcp_audio.server.ratelimit import RateLimit
 from mcp_audio.server.render import job_result, job_summary
 from mcp_audio.server.resources import add_resources
 from mcp_audio.server.state import AppState, Runtime
+from mcp_audio.server.strict import RawArguments, strict_tool
 from mcp_audio.server.tasks import Tasks, started_as_task
 from mcp_audio.server.toolsets import DYNAMIC, DynamicToolsets, add_dynamic_toolsets
 from mcp_audio.store import Job
@@ -82,15 +82,6 @@ REMOTE_FILES = (
     " This server is remote: it cannot read the user's local files. Pass a recording as an https URL, a "
     "data: URI, or the upload:// reference that POST /uploads (same bearer token) returns for the file."
 )
-
-
-class _RawArguments(ArgModelBase):
-    """Pass a capability call's arguments through untouched: the capability validates them."""
-
-    model_config = ConfigDict(extra="allow")
-
-    def model_dump_one_level(self) -> dict[str, Any]:
-        return {"arguments": dict(self.model_extra or {})}
 
 
 def build_server(
@@ -158,7 +149,6 @@ def build_server(
     if settings.toolsets == DYNAMIC:
         dynamic = DynamicToolsets(listed, {"tts": ["produce_audio", "redo_part"]})
     finder = finder_tool(exposed, families, dynamic)
-    _refuse_unknown_arguments(finder, FINDER_SCHEMA)
     if "tts" in settings.enabled_kinds:
 
         async def roots_of(ctx: Context, state: AppState) -> list[Path]:
@@ -272,7 +262,7 @@ def _capability_tool(
         # No title: the name says it (tools/list is paid for in every conversation); audio://catalog has it.
         description=spec.description if alias is None else deprecation_text(capability, alias, families),
         parameters=capability.input_schema,
-        fn_metadata=FuncMetadata(arg_model=_RawArguments, output_schema=capability_schema(capability)),
+        fn_metadata=FuncMetadata(arg_model=RawArguments, output_schema=capability_schema(capability)),
         is_async=True,
         context_kwarg="ctx",
         # The spec's defaults go unsaid (tools/list is paid for in every conversation; a tool's
@@ -301,7 +291,7 @@ def _family_tool(family: Family, runtime: Runtime, secrets: list[str], transport
         name=family.name,
         description=family.spec.description,
         parameters=family.input_schema,
-        fn_metadata=FuncMetadata(arg_model=_RawArguments, output_schema=family_schema(family)),
+        fn_metadata=FuncMetadata(arg_model=RawArguments, output_schema=family_schema(family)),
         is_async=True,
         context_kwarg="ctx",
         # As its members': a family of local tools only is closed-world and not destructive.
@@ -446,72 +436,27 @@ def _job_tools(runtime: Runtime, secrets: list[str]) -> list[Tool]:
             content=[TextContent(type="text", text="\n".join(lines))], structured_content={"jobs": jobs}
         )
 
-    tools = [
-        Tool.from_function(
+    return [
+        strict_tool(
             get_job,
+            job_schema(typed=True),
             title="Get a job's status or result",
             description="Status or result of an audio job another tool started; wait_s waits for it (with progress).",
             annotations=read_only,
             meta=_player_meta("tts"),  # a finished job's audio plays in the player too
         ),
-        Tool.from_function(
+        strict_tool(
             cancel_job,
+            job_schema(typed=True),
             title="Cancel a job",
             description="Cancel a queued or running audio job, upstream too. A finished job is left as it is.",
             annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=True),
         ),
-        Tool.from_function(
+        strict_tool(
             list_jobs,
+            job_list_schema(),
             title="List recent jobs",
             description="Recent audio jobs, newest first, optionally filtered by status.",
             annotations=read_only,
         ),
     ]
-    for tool, schema in zip(tools, (job_schema(typed=True), job_schema(typed=True), job_list_schema()), strict=True):
-        _refuse_unknown_arguments(tool, schema)
-    return tools
-
-
-def _refuse_unknown_arguments(tool: Tool, output_schema: dict[str, Any]) -> None:
-    """The SDK ignores arguments a function does not take; a typo'd `job_id` must not pass silently.
-    The tool validates its own arguments, so refusals name the field and the reason, as the
-    capability tools' do. It also gets its `output_schema` (the SDK derives none from a
-    CallToolResult return)."""
-    name, allowed, function = tool.name, list(tool.parameters.get("properties", {})), tool.fn
-    context_name = tool.context_kwarg
-
-    class Strict(tool.fn_metadata.arg_model):  # type: ignore[name-defined,misc]
-        model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    async def validated(arguments: dict[str, Any], ctx: Context) -> Any:
-        try:
-            values = Strict.model_validate(arguments).model_dump_one_level()
-        except ValidationError as exc:
-            raise ToolError(_argument_problems(name, allowed, exc)) from exc
-        if context_name is not None:
-            values[context_name] = ctx
-        return await function(**values)
-
-    tool.fn, tool.context_kwarg = validated, "ctx"
-    tool.fn_metadata = FuncMetadata(arg_model=_RawArguments, output_schema=output_schema)
-    tool.parameters = _without_titles(tool.parameters) | {"additionalProperties": False}
-
-
-def _argument_problems(tool: str, allowed: list[str], exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        field = ".".join(str(part) for part in err["loc"])
-        if err["type"] == "extra_forbidden":
-            lines.append(f"`{field}`: unknown argument. Allowed arguments: {', '.join(allowed)}.")
-        else:
-            reason = err["msg"][:1].lower() + err["msg"][1:]
-            lines.append(f"`{field}`: got {repr(err.get('input'))[:80]}; {reason}.")
-    return f"Invalid arguments for {tool}:\n" + "\n".join(f"- {line}" for line in lines)
-
-
-def _without_titles(schema: dict[str, Any]) -> dict[str, Any]:
-    """Pydantic titles repeat the names; every byte of tools/list is paid for in each conversation."""
-    compact = {k: v for k, v in schema.items() if k != "title"}
-    if "properties" in compact:
-        compact["properties"] = {name: _without_titles(prop) for name, prop in compact["properties"].items()}
-    return compact

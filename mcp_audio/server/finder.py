@@ -14,6 +14,7 @@ from pydantic import Field
 from mcp_audio.catalog import CHOOSER, Capability, Family
 from mcp_audio.catalog.finder import find_tools
 from mcp_audio.server.principal import current_principal
+from mcp_audio.server.strict import strict_tool
 from mcp_audio.server.toolsets import DynamicToolsets, announce
 
 __all__ = ["TOOL_NAME", "finder_tool"]
@@ -50,8 +51,9 @@ def finder_tool(exposed: list[Capability], families: list[Family], dynamic: Dyna
             structured_content={"tools": [match.entry() for match in matches]},
         )
 
-    return Tool.from_function(
+    return strict_tool(
         find_audio_tools,
+        OUTPUT_SCHEMA,
         description="The best few audio tools for a request, with why, price and key arguments.",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
     )

@@ -12,7 +12,7 @@ import pytest
 
 from mcp_audio.config import ServerSettings
 from tests.helpers import FAL_KEY, assert_secret_kept, text_of
-from tests.http_harness import INITIALIZE, MCP_HEADERS, add_token_by_cli, http_server, mcp_client, run_cli
+from tests.http_harness import INITIALIZE, MCP_HEADERS, TRUST, add_token_by_cli, http_server, mcp_client, run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -49,7 +49,7 @@ def test_tokens_add_list_revoke(settings: ServerSettings) -> None:
 
 
 def _post(url: str, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.post(url, json=INITIALIZE, headers=MCP_HEADERS | (headers or {}), timeout=10)
+    return httpx.post(url, json=INITIALIZE, headers=MCP_HEADERS | (headers or {}), timeout=10, verify=TRUST)
 
 
 async def test_a_token_is_required_once_one_exists(settings: ServerSettings) -> None:

@@ -7,13 +7,13 @@ import httpx
 import pytest
 
 from mcp_audio.config import ServerSettings
-from tests.http_harness import INITIALIZE, MCP_HEADERS, add_token, free_port, http_server, run_cli
+from tests.http_harness import INITIALIZE, MCP_HEADERS, TRUST, add_token, free_port, http_server, run_cli
 
 pytestmark = pytest.mark.anyio
 
 
 def _post(url: str, **headers: str) -> httpx.Response:
-    return httpx.post(url, json=INITIALIZE, headers=MCP_HEADERS | headers, timeout=10)
+    return httpx.post(url, json=INITIALIZE, headers=MCP_HEADERS | headers, timeout=10, verify=TRUST)
 
 
 def test_loopback_refuses_a_foreign_host_or_origin(settings: ServerSettings) -> None:

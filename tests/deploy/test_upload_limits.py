@@ -13,13 +13,15 @@ import pytest
 
 from mcp_audio.config import ServerSettings
 from tests.helpers import body_of, make_wav, mounted_tmpfs, text_of
-from tests.http_harness import add_token, http_server, mcp_client
+from tests.http_harness import TRUST, add_token, http_server, mcp_client
 
 pytestmark = pytest.mark.anyio
 
 
 def _upload(url: str, body: bytes, token: str) -> httpx.Response:
-    return httpx.post(url + "/uploads", content=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    return httpx.post(
+        url + "/uploads", content=body, headers={"Authorization": f"Bearer {token}"}, timeout=30, verify=TRUST
+    )
 
 
 def _kept(settings: ServerSettings) -> list[Path]:

@@ -9,14 +9,14 @@ import pytest
 from mcp_audio.config import ServerSettings
 from mcp_audio.sandbox.fal_queue import FakeFal
 from tests.helpers import make_wav, text_of
-from tests.http_harness import add_token, http_server, mcp_client
+from tests.http_harness import TRUST, add_token, http_server, mcp_client
 
 pytestmark = pytest.mark.anyio
 
 
 def _upload(url: str, body: bytes, token: str | None, **headers: str) -> httpx.Response:
     auth = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.post(url + "/uploads", content=body, headers=auth | headers, timeout=10)
+    return httpx.post(url + "/uploads", content=body, headers=auth | headers, timeout=10, verify=TRUST)
 
 
 async def test_an_upload_is_a_file_input_for_its_caller_only(settings: ServerSettings, fake_fal: FakeFal) -> None:
