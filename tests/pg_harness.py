@@ -1,6 +1,7 @@
 """A real PostgreSQL server for the tests: the distribution's `postgresql` package, one server
-per test session (per xdist worker) in a temporary directory, on a unix socket only, and a
-fresh database per test, copied from a migrated template (CREATE DATABASE ... TEMPLATE)."""
+per test session (per xdist worker) in a temporary directory (in memory when /dev/shm has room),
+on a unix socket only, and a fresh database per test, copied from a migrated template (CREATE
+DATABASE ... TEMPLATE)."""
 
 from __future__ import annotations
 
