@@ -215,3 +215,22 @@ async def test_a_stream_of_keep_alives_only_gets_a_status_check(client: Client, 
     [job] = fake_fal.jobs.values()
     # Four requests: submit, the silent stream, one status check after 2 s of silence, the result.
     assert [r.kind for r in fake_fal.requests_for(job.request_id)] == ["submit", "stream", "status", "result"]
+
+
+async def test_job_tools_of_two_servers_in_one_process_each_answer_from_their_own_jobs(
+    settings: Settings, fake_fal: FakeFal, tmp_path: Any
+) -> None:
+    """The job tools' schemas are made once per process (server/strict.py); each server's tools
+    still run on its own state, and still refuse an argument they do not take."""
+    other = settings.model_copy(update={"data_dir": tmp_path / "other-data", "output_dir": tmp_path / "other-out"})
+    async with Client(server(settings)) as first, Client(server(other)) as second:
+        made = await first.call_tool("lyria2_music", {"prompt": "calm"})
+        assert not made.is_error, text_of(made)
+        job_id = made.structured_content["job_id"]  # type: ignore[index]
+        listed = [(await client.call_tool("list_jobs", {})).structured_content for client in (first, second)]
+        assert [[job["job_id"] for job in body["jobs"]] for body in listed] == [[job_id], []]  # type: ignore[index]
+        unknown = await second.call_tool("get_job", {"job_id": job_id})
+        assert unknown.is_error and job_id in text_of(unknown)
+        typo = await second.call_tool("list_jobs", {"limt": 5})
+        assert typo.is_error
+        assert "`limt`: unknown argument. Allowed arguments: status, limit." in text_of(typo)
