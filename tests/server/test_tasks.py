@@ -144,6 +144,23 @@ async def test_other_versions_see_no_tasks(settings: ServerSettings) -> None:
     assert "task" not in plain and plain["isError"] is True  # `task` is not of this version: a plain call
 
 
+async def test_one_server_lists_each_version_its_own_way_again_and_again(settings: ServerSettings) -> None:
+    """tools/list answers are kept per protocol version (server/aliases.py): sessions of two
+    versions on one server, alternately, each get their own version's list every time."""
+    shared = server(settings)
+    seen = []
+    for version in (TASKS, "2025-06-18", TASKS, "2025-06-18"):
+        async with connected(shared, version) as (peer, _):
+            for _ in range(2):
+                tools = {tool["name"]: tool for tool in (await peer.result("tools/list"))["tools"]}
+                seen.append((version, sorted(tools), "execution" in tools["speak"]))
+    assert len({tuple(names) for _, names, _ in seen}) == 1  # the same tools, members unlisted
+    assert "speak" in seen[0][1] and "kokoro_tts" not in seen[0][1]
+    assert [(version, has) for version, _, has in seen] == [
+        (version, version == TASKS) for version in (TASKS, "2025-06-18", TASKS, "2025-06-18") for _ in range(2)
+    ]
+
+
 async def test_the_2026_era_sees_no_2025_tasks(settings: ServerSettings) -> None:
     async with Client(server(settings)) as client:
         tools = (await client.list_tools()).tools
