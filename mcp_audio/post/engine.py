@@ -27,6 +27,7 @@ import av.error
 import numpy as np
 from numpy.typing import NDArray
 
+from mcp_audio.core.media import sniff_content_type
 from mcp_audio.post.errors import PostError
 from mcp_audio.post.progress import tracked
 
@@ -125,9 +126,8 @@ def _open_input(path: Path) -> Any:
     if path.stat().st_size == 0:
         raise _fail(path, "file is empty")
     try:
-        with path.open("rb") as head:
-            riff = head.read(12)
-        wav = riff[:4] == b"RIFF" and riff[8:12] == b"WAVE"
+        with path.open("rb") as file:
+            wav = sniff_content_type(file.read(12)) == "audio/wav"
         return av.open(str(path), "r", options=WAV_PROBE if wav else {})
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise _fail(path, "not a readable audio file", exc) from exc
